@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Handlers own the transaction and call domain services."""

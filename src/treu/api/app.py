@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from treu import __version__
+from treu.api import problems
+from treu.api.routes import events, members, programmes
+from treu.config import Settings, get_settings
+from treu.db.session import Database, get_database
+
+DESCRIPTION = """
+Treu is an open-source, self-hosted loyalty platform. This API is what POS systems,
+web shops and apps talk to.
+
+* **Authentication**: `Authorization: Bearer treu_…` (create keys with `treu apikey create`).
+  Scopes: `events:write`, `members:read`, `members:write`, `admin`.
+* **Errors**: RFC 9457 `application/problem+json` with a stable `code`; validation errors
+  list each field path in `errors`.
+* **Idempotency**: every event carries your `id`; a replay answers 200 with the original
+  result. Adjustments take an `Idempotency-Key` header.
+* **Money** is integer minor units (cents) plus an ISO 4217 currency; **points** are integers;
+  **times** are ISO 8601 with a zone.
+"""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Treu",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "events", "description": "Purchases and returns from every channel"},
+            {"name": "members", "description": "Enrolment, profile, balance and ledger"},
+            {"name": "programmes", "description": "Earn rate, pending period, expiry"},
+            {"name": "meta", "description": "Health"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.db = database or get_database(settings.database_url)
+    problems.install(app)
+    app.include_router(events.router)
+    app.include_router(members.router)
+    app.include_router(programmes.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/healthz", tags=["meta"])
+    def health() -> dict[str, Any]:
+        from sqlalchemy import text
+
+        with app.state.db.unit_of_work(write=False) as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory treu.api.app:app_factory``."""
+    return create_app()

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from treu.api.deps import DB, EventsWrite
+from treu.api.problems import (
+    PROBLEM_JSON,
+    PROBLEM_RESPONSES,
+    Problem,
+    error_body,
+    field_errors,
+    respond,
+    validation_body,
+)
+from treu.events.schemas import EventIn, PurchaseEvent, ReturnEvent, event_adapter
+from treu.events.service import Outcome, ingest_with_retry
+
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES)
+
+
+class PointsOut(BaseModel):
+    earned: int = Field(description="Points this event credited")
+    available: int = Field(description="Of those, available at once")
+    pending: int = Field(description="Of those, pending until the return window has passed")
+    reversed: int = Field(description="Points this event took back (returns)")
+
+
+class BalanceAfter(BaseModel):
+    available: int
+    pending: int
+
+
+class PostingBrief(BaseModel):
+    id: str
+    kind: str
+    points: int
+    explanation: str
+    correlation_id: str
+    created_at: str
+
+
+class EventResult(BaseModel):
+    event_id: str
+    type: str
+    member_id: str | None
+    points: PointsOut
+    balance: BalanceAfter | None = Field(description="The member's balance after the event")
+    postings: list[PostingBrief]
+    note: str | None = None
+
+
+EVENT_EXAMPLE = PurchaseEvent.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+RETURN_EXAMPLE = ReturnEvent.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=EventResult,
+    response_model_exclude_none=True,
+    responses={
+        200: {"model": EventResult, "description": "Replay: this event id was processed before"},
+        404: {"model": Problem, "description": "Unknown programme or member"},
+        409: {"model": Problem, "description": "Event id reused with another payload"},
+    },
+)
+def post_event(
+    event: Annotated[
+        EventIn,
+        Body(
+            openapi_examples={
+                "purchase": {"summary": "A purchase at the till", "value": EVENT_EXAMPLE},
+                "return": {"summary": "A partial return", "value": RETURN_EXAMPLE},
+            }
+        ),
+    ],
+    db: DB,
+    _key: EventsWrite,
+) -> JSONResponse:
+    """Send one purchase or return. The event ``id`` is your idempotency key: sending the
+    same event again answers 200 with the original result and changes nothing."""
+    outcome = ingest_with_retry(db, [event])[0]
+    if outcome.error is not None:
+        raise outcome.error
+    return JSONResponse(outcome.body, status_code=outcome.status)
+
+
+class BatchIn(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Up to 1,000 events, each shaped as for POST /v1/events",
+        json_schema_extra={"examples": [[EVENT_EXAMPLE, RETURN_EXAMPLE]]},
+    )
+
+
+class BatchItem(BaseModel):
+    index: int
+    event_id: str | None
+    status: int = Field(description="201 processed, 200 replay, 4xx problem")
+    result: EventResult | None = None
+    problem: Problem | None = None
+
+
+class BatchSummary(BaseModel):
+    processed: int
+    replayed: int
+    failed: int
+
+
+class BatchOut(BaseModel):
+    summary: BatchSummary
+    results: list[BatchItem]
+
+
+@router.post("/batch", response_model=BatchOut, response_model_exclude_none=True)
+def post_batch(batch: BatchIn, db: DB, _key: EventsWrite, request: Request) -> JSONResponse:
+    """Up to 1,000 events in one request and one transaction, one result per event in
+    order. A bad event gets its own problem and does not spoil the others."""
+    del request
+    parsed: list[Any] = []
+    results: list[dict[str, Any] | None] = [None] * len(batch.events)
+    for index, raw in enumerate(batch.events):
+        try:
+            parsed.append((index, event_adapter.validate_python(raw)))
+        except ValidationError as exc:
+            errors = field_errors(_strip_tag(exc.errors()))
+            results[index] = {
+                "index": index,
+                "event_id": raw.get("id") if isinstance(raw, dict) else None,
+                "status": 422,
+                "problem": validation_body(errors),
+            }
+    outcomes: list[Outcome] = ingest_with_retry(db, [e for _, e in parsed]) if parsed else []
+    for (index, _), outcome in zip(parsed, outcomes, strict=True):
+        item: dict[str, Any] = {
+            "index": index,
+            "event_id": outcome.event_id,
+            "status": outcome.status,
+        }
+        if outcome.error is not None:
+            item["problem"] = error_body(outcome.error)
+        else:
+            item["result"] = outcome.body
+        results[index] = item
+    done = [r for r in results if r is not None]
+    summary = {
+        "processed": sum(1 for r in done if r["status"] == 201),
+        "replayed": sum(1 for r in done if r["status"] == 200),
+        "failed": sum(1 for r in done if r["status"] >= 400),
+    }
+    return JSONResponse({"summary": summary, "results": done})
+
+
+def _strip_tag(errors: list[Any]) -> list[Any]:
+    """Pydantic puts the union tag ('purchase') into error locations; users never wrote it."""
+    out = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("purchase", "return"):
+            loc = loc[1:]
+        out.append({**err, "loc": loc})
+    return out
+
+
+__all__ = ["PROBLEM_JSON", "respond", "router"]

@@ -1,0 +1,125 @@
+"""API keys: ``treu_`` + 12-character lookup id + 32-character secret (base62).
+
+The fixed ``treu_`` prefix lets secret scanners (GitHub, gitleaks) recognise leaked
+keys. Only the SHA-256 of the whole key is stored; the key is shown once at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from treu.auth.errors import InvalidApiKey, MissingScope, UnknownScope
+from treu.auth.models import ApiKey
+from treu.kit.time import utc_now
+
+PREFIX = "treu_"
+LOOKUP_LENGTH = 12
+SECRET_LENGTH = 32
+SCOPES = ("events:write", "members:read", "members:write", "admin")
+SCOPE_HELP = {
+    "events:write": "send purchase, return and other events (POS, web shop, app)",
+    "members:read": "look up members, balances and ledgers",
+    "members:write": "enrol members and update their profile",
+    "admin": "everything, including programmes and manual adjustments",
+}
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return f"apikey:{self.name}"
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes and "admin" not in self.scopes:
+            raise MissingScope(f"this API key lacks the scope {scope!r}", scope=scope)
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyService:
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+        """Returns the stored key and the plaintext key (shown once, never stored)."""
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown or not scopes:
+            raise UnknownScope(
+                f"unknown scope(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(SCOPES)}"
+            )
+        lookup = "".join(secrets.choice(_ALPHABET) for _ in range(LOOKUP_LENGTH))
+        secret = "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+        plaintext = f"{PREFIX}{lookup}{secret}"
+        key = ApiKey(
+            name=name, lookup=lookup, secret_hash=_hash(plaintext), scopes=sorted(set(scopes))
+        )
+        session.add(key)
+        session.flush()
+        return key, plaintext
+
+    def revoke(self, session: Session, *, lookup: str) -> bool:
+        result = session.execute(
+            update(ApiKey)
+            .where(ApiKey.lookup == lookup, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utc_now())
+        )
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != lookup}
+        return bool(getattr(result, "rowcount", 0))
+
+    def list(self, session: Session) -> list[ApiKey]:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+    def authenticate(self, session: Session, token: str, *, cache_seconds: float = 0) -> Principal:
+        """Verify ``token``. A verified key is trusted for ``cache_seconds`` without asking
+        the database again (revocation takes effect within that time)."""
+        if (
+            not token.startswith(PREFIX)
+            or len(token) != len(PREFIX) + LOOKUP_LENGTH + SECRET_LENGTH
+        ):
+            raise InvalidApiKey("the API key is malformed (expected treu_…)")
+        digest = _hash(token)
+        now = time.monotonic()
+        if cache_seconds > 0:
+            cached = self._cache.get(digest)
+            if cached is not None and cached[0] > now:
+                return cached[1]
+        lookup = token[len(PREFIX) : len(PREFIX) + LOOKUP_LENGTH]
+        row = session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not hmac.compare_digest(row.secret_hash, digest)
+        ):
+            raise InvalidApiKey("the API key is not valid or has been revoked")
+        principal = Principal(key_id=row.lookup, name=row.name, scopes=frozenset(row.scopes))
+        if cache_seconds > 0:
+            with self._lock:
+                self._cache[digest] = (now + cache_seconds, principal)
+        return principal
+
+    def touch(self, session: Session, *, lookup: str, at: datetime) -> None:
+        session.execute(update(ApiKey).where(ApiKey.lookup == lookup).values(last_used_at=at))
+
+
+api_keys = ApiKeyService()

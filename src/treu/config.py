@@ -1,0 +1,52 @@
+"""Settings: one object, read from ``TREU_*`` environment variables (and ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("var") / "treu.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TREU_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    """SQLite file (embedded default) or any ``postgresql+psycopg://`` URL."""
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    api_key_cache_seconds: float = 10.0
+    """How long a verified API key is trusted without asking the database again."""
+    worker_activate_every_seconds: int = 300
+    worker_expire_every_seconds: int = 3600
+    batch_max_events: int = 1000
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgres://")
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+            raise ValueError("TREU_DATABASE_URL must be an sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("workers", "db_pool_size", "batch_max_events")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

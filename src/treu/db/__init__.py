@@ -1,0 +1,1 @@
+"""Database plumbing: model base, types, engine and unit of work."""

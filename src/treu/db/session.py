@@ -1,0 +1,132 @@
+"""Engines and the unit of work.
+
+The entry point (API request, CLI command, job) owns the transaction: it opens a
+``unit_of_work``, calls services (which only ``flush``), and the block commits or rolls
+back as a whole. "Earn points, upgrade the tier, queue a message" is one commit.
+
+SQLite: one writer at a time. Write transactions start with ``BEGIN IMMEDIATE`` so two
+writers never both read a balance and then both try to upgrade to a write lock (which
+would deadlock or fail); readers use a deferred ``BEGIN`` and, thanks to WAL, never block.
+
+PostgreSQL: READ COMMITTED plus explicit row locks (``SELECT ... FOR UPDATE``) taken in a
+stable order by the services; ``lock_timeout`` turns a stuck lock into ``Busy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from treu.errors import Busy
+
+LOCK_TIMEOUT_MS = 5000
+
+
+class Database:
+    """Holds the engines of one database URL. Create once per process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = self._sqlite_engine(url, immediate=True)
+            self.read_engine = self._sqlite_engine(url, immediate=False)
+        else:
+            engine = create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
+            )
+            self.write_engine = engine
+            self.read_engine = engine
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @staticmethod
+    def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+        engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_MS / 1000 * 6})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT_MS * 6}")
+            cursor.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    @contextlib.contextmanager
+    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: commit when the block ends, roll back if it raises."""
+        session = (self._write if write else self._read)()
+        try:
+            yield session
+            if write:
+                session.commit()
+            else:
+                session.rollback()
+        except OperationalError as exc:
+            session.rollback()
+            if _is_lock_failure(exc):
+                raise Busy("the database is busy; try again") from exc
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def _is_lock_failure(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return "database is locked" in text or "lock timeout" in text or "could not obtain lock" in text
+
+
+_databases: dict[str, Database] = {}
+
+
+def get_database(url: str | None = None) -> Database:
+    """The process-wide ``Database`` for ``url`` (default: settings)."""
+    if url is None:
+        from treu.config import get_settings
+
+        settings = get_settings()
+        url = settings.database_url
+        kwargs = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+    else:
+        kwargs = {}
+    if url not in _databases:
+        _databases[url] = Database(url, **kwargs)
+    return _databases[url]

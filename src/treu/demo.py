@@ -1,0 +1,1 @@
+"""Demo programme with realistic data (``treu demo``)."""

@@ -1,0 +1,1 @@
+"""Event ingestion: purchases and returns, idempotent by event id."""

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from treu.members.models import Channel
+from treu.members.schemas import MemberRef
+
+EventKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="Your idempotency key: the same id is only ever processed once",
+    ),
+]
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price_minor: int = Field(ge=0, le=10**11, description="Unit price in minor units (cents)")
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class PurchaseEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "pos-4711-0001",
+                    "type": "purchase",
+                    "programme": "demo",
+                    "member": {"email": "anna@example.com"},
+                    "occurred_at": "2026-11-24T10:15:00Z",
+                    "channel": "pos",
+                    "store": "berlin-01",
+                    "currency": "EUR",
+                    "lines": [
+                        {
+                            "sku": "4001",
+                            "name": "Bio Vollmilch",
+                            "category": "dairy",
+                            "quantity": 2,
+                            "unit_price_minor": 129,
+                            "tags": ["organic"],
+                        },
+                        {
+                            "sku": "7002",
+                            "name": "Kaffee",
+                            "category": "coffee",
+                            "quantity": 1,
+                            "unit_price_minor": 899,
+                            "tags": [],
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+    id: EventKey
+    type: Literal["purchase"]
+    programme: str = Field(min_length=1, max_length=64)
+    member: MemberRef | None = Field(
+        default=None, description="Omit for an anonymous purchase (recorded, earns nothing)"
+    )
+    occurred_at: AwareDatetime
+    channel: Channel
+    store: str | None = Field(default=None, max_length=64)
+    currency: str = Field(min_length=3, max_length=3)
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class ReturnLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
+
+
+class ReturnEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "pos-4711-0002",
+                    "type": "return",
+                    "programme": "demo",
+                    "member": {"email": "anna@example.com"},
+                    "occurred_at": "2026-11-25T09:00:00Z",
+                    "original_event_id": "pos-4711-0001",
+                    "lines": [{"sku": "7002", "quantity": 1}],
+                }
+            ]
+        },
+    )
+
+    id: EventKey
+    type: Literal["return"]
+    programme: str = Field(min_length=1, max_length=64)
+    member: MemberRef | None = Field(
+        default=None, description="Optional: checked against the purchase's member"
+    )
+    occurred_at: AwareDatetime
+    original_event_id: EventKey
+    channel: Channel | None = None
+    store: str | None = Field(default=None, max_length=64)
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
+
+
+EventIn = Annotated[PurchaseEvent | ReturnEvent, Field(discriminator="type")]
+event_adapter: TypeAdapter[PurchaseEvent | ReturnEvent] = TypeAdapter(EventIn)

@@ -1,0 +1,737 @@
+"""Event ingestion: one code path for one event and for a batch of 1,000.
+
+``EventService.ingest`` resolves programmes, members and earlier events with a few
+bulk queries, locks the members' accounts in id order, computes every outcome in memory
+and writes the successful ones with bulk inserts. An event that fails validation or a
+business check gets its own error outcome and writes nothing; the others go ahead.
+
+Idempotency: ``(programme, event id)`` is unique. A replay with the same payload hash
+answers the stored result (status 200) and changes nothing; another payload under the
+same id is ``idempotency_conflict``. Two concurrent first deliveries of one id cannot
+both commit: the loser hits the unique constraint, the entry point retries the unit of
+work (``ingest_with_retry``) and then finds the winner's result.
+
+Returns reverse exactly the points that the returned lines earned: the order's points
+minus what the kept lines alone would have earned under the same earning basis (rate and
+rounding recorded on the purchase), so rounding never favours the member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from treu.db.session import Database
+from treu.errors import TreuError
+from treu.events.errors import (
+    CurrencyMismatch,
+    EventInFuture,
+    IdempotencyConflict,
+    MemberMismatch,
+    OriginalEventNotFound,
+    ReturnExceedsPurchase,
+)
+from treu.events.models import Event, PurchaseLine
+from treu.events.schemas import PurchaseEvent, ReturnEvent
+from treu.kit.ids import new_id
+from treu.kit.money import Rounding, points_for_amount
+from treu.kit.time import utc_now
+from treu.ledger.service import AccountState, LedgerWriter, ledger
+from treu.members.errors import MemberClosed, MemberNotFound
+from treu.members.models import Member, MemberStatus
+from treu.members.schemas import MemberCreate
+from treu.members.service import members
+from treu.programmes.errors import ProgrammeNotFound
+from treu.programmes.models import Programme, RoundingScope
+from treu.programmes.service import programmes
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+AnyEvent = PurchaseEvent | ReturnEvent
+
+
+@dataclass
+class Outcome:
+    """What happened to one event: ``status`` 201 (processed), 200 (replay) or an error."""
+
+    index: int
+    event_id: str
+    status: int
+    body: dict[str, Any] | None = None
+    error: TreuError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Original:
+    id: uuid.UUID
+    key: str
+    member_id: uuid.UUID | None
+    currency: str | None
+    data: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    dirty: bool = False
+
+
+def payload_hash(event: AnyEvent) -> str:
+    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def earn_basis(programme: Programme) -> dict[str, str]:
+    """The rule that earned an order's points, recorded so a return months later is
+    computed the same way even if the programme's rate changed in between."""
+    return {
+        "rule": "base",
+        "rate": str(programme.points_per_currency_unit),
+        "rounding": programme.rounding,
+        "scope": programme.rounding_scope,
+    }
+
+
+def points_under_basis(basis: dict[str, str], currency: str, amounts: list[int]) -> int:
+    rate = Decimal(basis["rate"])
+    rounding = Rounding(basis["rounding"])
+    if basis["scope"] == RoundingScope.line.value:
+        return sum(points_for_amount(a, currency, rate, rounding) for a in amounts)
+    return points_for_amount(sum(amounts), currency, rate, rounding)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class EventService:
+    def ingest(
+        self, session: Session, events: list[AnyEvent], *, now: datetime | None = None
+    ) -> list[Outcome]:
+        now = now or utc_now()
+        outcomes: dict[int, Outcome] = {}
+        hashes = [payload_hash(e) for e in events]
+
+        # 1. programmes
+        progs = programmes.get_many_by_slug(session, {e.programme for e in events})
+        todo: list[int] = []
+        for i, event in enumerate(events):
+            if event.programme not in progs:
+                outcomes[i] = self._fail(
+                    i, event, ProgrammeNotFound(f"no programme {event.programme!r}")
+                )
+            else:
+                todo.append(i)
+
+        # 2. replays (stored earlier, or earlier in this very batch)
+        stored = self._stored_events(session, [events[i] for i in todo], progs)
+        first_in_batch: dict[tuple[uuid.UUID, str], int] = {}
+        fresh: list[int] = []
+        for i in todo:
+            event = events[i]
+            key = (progs[event.programme].id, event.id)
+            if key in stored:
+                known_hash, result = stored[key]
+                if known_hash == hashes[i]:
+                    outcomes[i] = Outcome(i, event.id, 200, body=result)
+                else:
+                    outcomes[i] = self._fail(i, event, self._conflict(event))
+            elif key in first_in_batch:
+                fresh.append(i)  # decided after the first copy was processed
+            else:
+                first_in_batch[key] = i
+                fresh.append(i)
+
+        # 3. members
+        writer = ledger.writer(session, now=now)
+        resolved = self._resolve_members(session, events, fresh, progs, outcomes, writer)
+        originals = self._load_originals(session, events, fresh, progs, outcomes)
+        for i in list(fresh):
+            event = events[i]
+            if isinstance(event, ReturnEvent) and i not in outcomes:
+                original = originals[(progs[event.programme].id, event.original_event_id)]
+                ref_member = resolved.get(i)
+                if ref_member is not None and ref_member.id != original.member_id:
+                    outcomes[i] = self._fail(
+                        i, event, MemberMismatch("the purchase belongs to another member")
+                    )
+        member_ids = {m.id for m in resolved.values() if m is not None}
+        member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
+
+        # 4. lock accounts (id order), then read what returns need under the lock
+        writer.lock(sorted(member_ids - writer.accounts.keys()))
+        self._load_original_lines(session, originals)
+
+        # 5. process in order
+        event_rows: list[dict[str, Any]] = []
+        line_rows: list[dict[str, Any]] = []
+        processed: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
+        for i in fresh:
+            if i in outcomes:
+                continue
+            event = events[i]
+            programme = progs[event.programme]
+            key = (programme.id, event.id)
+            if key in processed:  # a second copy in the same batch
+                known_hash, result = processed[key]
+                outcomes[i] = (
+                    Outcome(i, event.id, 200, body=result)
+                    if known_hash == hashes[i]
+                    else self._fail(i, event, self._conflict(event))
+                )
+                continue
+            try:
+                if isinstance(event, PurchaseEvent):
+                    row, lines, result = self._purchase(
+                        event, programme, resolved.get(i), writer, now, originals
+                    )
+                else:
+                    original = originals[(programme.id, event.original_event_id)]
+                    row, lines, result = self._return(event, programme, original, writer, now)
+            except TreuError as error:
+                outcomes[i] = self._fail(i, event, error)
+                continue
+            row["payload_hash"] = hashes[i]
+            row["result"] = result
+            event_rows.append(row)
+            line_rows.extend(lines)
+            processed[key] = (hashes[i], result)
+            outcomes[i] = Outcome(i, event.id, 201, body=result)
+
+        # 6. write
+        if event_rows:
+            session.execute(insert(Event), event_rows)
+        if line_rows:
+            session.execute(insert(PurchaseLine), line_rows)
+        writer.flush()
+        self._write_originals(session, originals)
+        return [outcomes[i] for i in range(len(events))]
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _fail(self, index: int, event: AnyEvent, error: TreuError) -> Outcome:
+        return Outcome(index, event.id, error.http_status, error=error)
+
+    def _conflict(self, event: AnyEvent) -> IdempotencyConflict:
+        return IdempotencyConflict(
+            f"event {event.id!r} was already received with a different payload"
+        )
+
+    def _stored_events(
+        self, session: Session, events: list[AnyEvent], progs: dict[str, Programme]
+    ) -> dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]]:
+        keys: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for event in events:
+            keys[progs[event.programme].id].add(event.id)
+        found: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
+        for programme_id, ids in keys.items():
+            rows = session.execute(
+                select(Event.key, Event.payload_hash, Event.result).where(
+                    Event.programme_id == programme_id, Event.key.in_(ids)
+                )
+            ).all()
+            for key, hash_, result in rows:
+                found[(programme_id, key)] = (hash_, result)
+        return found
+
+    def _resolve_members(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        writer: LedgerWriter,
+    ) -> dict[int, Member | None]:
+        by_programme: dict[uuid.UUID, list[int]] = defaultdict(list)
+        for i in fresh:
+            if events[i].member is not None:
+                by_programme[progs[events[i].programme].id].append(i)
+        resolved: dict[int, Member | None] = {}
+        for programme_id, indexes in by_programme.items():
+            refs = [events[i].member for i in indexes]
+            found = members.resolve_many(
+                session, programme_id=programme_id, refs=[r for r in refs if r is not None]
+            )
+            for i in indexes:
+                event = events[i]
+                ref = event.member
+                assert ref is not None
+                member = found.get((ref.kind, ref.value))
+                if member is None:
+                    programme = progs[event.programme]
+                    can_enrol = (
+                        programme.auto_enrol
+                        and isinstance(event, PurchaseEvent)
+                        and ref.kind != "member_id"
+                    )
+                    if not can_enrol:
+                        outcomes[i] = self._fail(
+                            i,
+                            event,
+                            MemberNotFound(
+                                f"no member with {ref.kind} {ref.value!r} in programme "
+                                f"{programme.slug!r}"
+                                + ("" if programme.auto_enrol else " (auto-enrolment is off)")
+                            ),
+                        )
+                        continue
+                    assert isinstance(event, PurchaseEvent)
+                    member = members.enrol(
+                        session,
+                        programme=programme,
+                        data=MemberCreate(
+                            programme=programme.slug,
+                            channel=event.channel,
+                            enrolled_at=event.occurred_at,
+                            **{ref.kind: ref.value},
+                        ),
+                        writer=writer,
+                    )
+                    found[(ref.kind, ref.value)] = member
+                resolved[i] = member
+        return resolved
+
+    def _load_originals(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+    ) -> dict[tuple[uuid.UUID, str], _Original]:
+        wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
+        batch_purchases = {
+            (progs[events[i].programme].id, events[i].id)
+            for i in fresh
+            if isinstance(events[i], PurchaseEvent)
+        }
+        for i in fresh:
+            event = events[i]
+            if isinstance(event, ReturnEvent) and i not in outcomes:
+                wanted[progs[event.programme].id].add(event.original_event_id)
+        originals: dict[tuple[uuid.UUID, str], _Original] = {}
+        for programme_id, keys in wanted.items():
+            for row in session.execute(
+                select(Event.id, Event.key, Event.member_id, Event.currency).where(
+                    Event.programme_id == programme_id,
+                    Event.key.in_(keys),
+                    Event.type == "purchase",
+                )
+            ).all():
+                originals[(programme_id, row.key)] = _Original(
+                    row.id, row.key, row.member_id, row.currency, {}
+                )
+        for i in fresh:
+            event = events[i]
+            if isinstance(event, ReturnEvent) and i not in outcomes:
+                key = (progs[event.programme].id, event.original_event_id)
+                if key not in originals:
+                    hint = " (it is later in this batch)" if key in batch_purchases else ""
+                    outcomes[i] = self._fail(
+                        i,
+                        event,
+                        OriginalEventNotFound(
+                            f"no purchase {event.original_event_id!r} to return against{hint}"
+                        ),
+                    )
+        return originals
+
+    def _load_original_lines(
+        self, session: Session, originals: dict[tuple[uuid.UUID, str], _Original]
+    ) -> None:
+        if not originals:
+            return
+        by_id = {o.id: o for o in originals.values()}
+        for event_id, data in session.execute(
+            select(Event.id, Event.data).where(Event.id.in_(by_id))
+        ).all():
+            by_id[event_id].data = dict(data)
+        for row in session.execute(
+            select(
+                PurchaseLine.id,
+                PurchaseLine.event_id,
+                PurchaseLine.line_no,
+                PurchaseLine.sku,
+                PurchaseLine.quantity,
+                PurchaseLine.unit_price_minor,
+                PurchaseLine.returned_quantity,
+            )
+            .where(PurchaseLine.event_id.in_(by_id))
+            .order_by(PurchaseLine.event_id, PurchaseLine.line_no)
+        ).mappings():
+            by_id[row["event_id"]].lines.append(dict(row))
+
+    def _purchase(
+        self,
+        event: PurchaseEvent,
+        programme: Programme,
+        member: Member | None,
+        writer: LedgerWriter,
+        now: datetime,
+        originals: dict[tuple[uuid.UUID, str], _Original],
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        if event.currency != programme.currency:
+            raise CurrencyMismatch(
+                f"programme {programme.slug!r} runs in {programme.currency}, "
+                f"the purchase is in {event.currency}"
+            )
+        if event.occurred_at > now + FUTURE_TOLERANCE:
+            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+        if member is not None and member.status == MemberStatus.closed.value:
+            raise MemberClosed(f"member {member.id} is closed")
+        amounts = [line.quantity * line.unit_price_minor for line in event.lines]
+        total = sum(amounts)
+        basis = earn_basis(programme)
+        event_uuid = new_id()
+        blocked = member is not None and member.status == MemberStatus.blocked.value
+        earned = (
+            0 if member is None or blocked else points_under_basis(basis, event.currency, amounts)
+        )
+        postings: list[dict[str, Any]] = []
+        account: AccountState | None = None
+        lot_pending = False
+        if member is not None:
+            account = writer.account(member.id)
+            if earned > 0:
+                posting = writer.earn(
+                    account,
+                    programme=programme,
+                    points=earned,
+                    earned_at=event.occurred_at,
+                    event_id=event_uuid,
+                    details={
+                        "template": "earn.base",
+                        "rule": {"id": "base", "version": 1},
+                        "params": {
+                            "rate": basis["rate"],
+                            "points_name": programme.points_name,
+                            "amount_minor": total,
+                            "currency": event.currency,
+                            "points": earned,
+                        },
+                    },
+                )
+                postings.append(posting.public())
+                lot_pending = programmes.available_at(programme, event.occurred_at) > now
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": "purchase",
+            "member_id": member.id if member else None,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "channel": event.channel.value,
+            "store": event.store,
+            "currency": event.currency,
+            "total_minor": total,
+            "original_event_id": None,
+            "data": {"basis": basis, "earned": earned, "reversed": 0, "blocked": blocked},
+        }
+        lines = [
+            {
+                "event_id": event_uuid,
+                "programme_id": programme.id,
+                "member_id": member.id if member else None,
+                "occurred_at": event.occurred_at,
+                "line_no": n,
+                "sku": line.sku,
+                "name": line.name,
+                "category": line.category,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+                "tags": list(line.tags),
+                "returned_quantity": 0,
+            }
+            for n, line in enumerate(event.lines, start=1)
+        ]
+        # A return later in this batch may name this purchase.
+        originals[(programme.id, event.id)] = _Original(
+            event_uuid,
+            event.id,
+            member.id if member else None,
+            event.currency,
+            {"basis": basis, "earned": earned, "reversed": 0, "blocked": blocked},
+            [
+                {
+                    "id": None,
+                    "event_id": event_uuid,
+                    "line_no": line["line_no"],
+                    "sku": line["sku"],
+                    "quantity": line["quantity"],
+                    "unit_price_minor": line["unit_price_minor"],
+                    "returned_quantity": 0,
+                    "row": line,
+                }
+                for line in lines
+            ],
+        )
+        result = {
+            "event_id": event.id,
+            "type": "purchase",
+            "member_id": str(member.id) if member else None,
+            "points": {
+                "earned": earned,
+                "available": 0 if lot_pending else earned,
+                "pending": earned if lot_pending else 0,
+                "reversed": 0,
+            },
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        if blocked:
+            result["note"] = "member is blocked: the purchase is recorded without points"
+        return row, lines, result
+
+    def _return(
+        self,
+        event: ReturnEvent,
+        programme: Programme,
+        original: _Original,
+        writer: LedgerWriter,
+        now: datetime,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        if event.occurred_at > now + FUTURE_TOLERANCE:
+            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+        # Check every line before changing anything.
+        wanted: dict[str, int] = defaultdict(int)
+        for line in event.lines:
+            wanted[line.sku] += line.quantity
+        for sku, quantity in wanted.items():
+            open_qty = sum(
+                x["quantity"] - x["returned_quantity"] for x in original.lines if x["sku"] == sku
+            )
+            if quantity > open_qty:
+                raise ReturnExceedsPurchase(
+                    f"sku {sku!r}: {quantity} returned but only {open_qty} left on "
+                    f"purchase {original.key!r}",
+                    sku=sku,
+                )
+        basis = original.data.get("basis") or earn_basis(programme)
+        currency = original.currency or programme.currency
+        earned = int(original.data.get("earned", 0))
+        already = int(original.data.get("reversed", 0))
+        for sku, quantity in wanted.items():
+            left = quantity
+            for bought in original.lines:
+                if bought["sku"] != sku or left == 0:
+                    continue
+                take = min(bought["quantity"] - bought["returned_quantity"], left)
+                bought["returned_quantity"] += take
+                if bought.get("row") is not None:
+                    bought["row"]["returned_quantity"] = bought["returned_quantity"]
+                left -= take
+        kept = [
+            (x["quantity"] - x["returned_quantity"]) * x["unit_price_minor"] for x in original.lines
+        ]
+        kept_points = min(points_under_basis(basis, currency, kept), earned) if earned else 0
+        to_reverse = max(earned - kept_points - already, 0)
+        original.data["reversed"] = already + to_reverse
+        original.dirty = True
+        event_uuid = new_id()
+        postings: list[dict[str, Any]] = []
+        account: AccountState | None = None
+        if original.member_id is not None:
+            account = writer.account(original.member_id)
+            if to_reverse > 0:
+                items = ", ".join(f"{q} x {sku}" for sku, q in wanted.items())
+                posting = writer.reverse(
+                    account,
+                    points=to_reverse,
+                    event_id=original.id,
+                    return_event_id=event_uuid,
+                    details={
+                        "template": "reverse.return",
+                        "params": {"items": items, "order": original.key, "points": to_reverse},
+                    },
+                )
+                postings.append(posting.public())
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": "return",
+            "member_id": original.member_id,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "channel": event.channel.value if event.channel else None,
+            "store": event.store,
+            "currency": currency,
+            "total_minor": -sum(self._unit_price(original, sku) * q for sku, q in wanted.items()),
+            "original_event_id": original.id,
+            "data": {"lines": [line.model_dump() for line in event.lines], "reversed": to_reverse},
+        }
+        result = {
+            "event_id": event.id,
+            "type": "return",
+            "member_id": str(original.member_id) if original.member_id else None,
+            "points": {"earned": 0, "available": 0, "pending": 0, "reversed": to_reverse},
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        return row, [], result
+
+    def _unit_price(self, original: _Original, sku: str) -> int:
+        return next(int(x["unit_price_minor"]) for x in original.lines if x["sku"] == sku)
+
+    def _balance(self, account: AccountState | None) -> dict[str, int] | None:
+        if account is None:
+            return None
+        return {"available": account.available, "pending": account.pending}
+
+    def _write_originals(
+        self, session: Session, originals: dict[tuple[uuid.UUID, str], _Original]
+    ) -> None:
+        dirty = [o for o in originals.values() if o.dirty]
+        stored_lines = [
+            {"id": x["id"], "returned_quantity": x["returned_quantity"]}
+            for o in dirty
+            for x in o.lines
+            if x["id"] is not None
+        ]
+        if dirty:
+            session.execute(update(Event), [{"id": o.id, "data": o.data} for o in dirty])
+        if stored_lines:
+            session.execute(update(PurchaseLine), stored_lines)
+
+
+events_service = EventService()
+
+
+def ingest_with_retry(
+    db: Database, events: list[AnyEvent], *, now: datetime | None = None, attempts: int = 3
+) -> list[Outcome]:
+    """Run ``ingest`` in its own unit of work; retry when a concurrent delivery of the
+    same event (or a concurrent auto-enrolment) won a unique-constraint race."""
+    for attempt in range(attempts):
+        try:
+            with db.unit_of_work() as session:
+                return events_service.ingest(session, events, now=now)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Adjustment:
+    points: int
+    reason: str
+    key: str | None = None
+    allow_negative: bool = False
+
+
+class AdjustmentService:
+    """Manual goodwill credits and corrections, audit-logged with who and why.
+
+    An adjustment with an idempotency key is stored like an event (type ``adjustment``),
+    so retrying the same request never credits twice."""
+
+    def adjust(
+        self,
+        session: Session,
+        *,
+        member: Member,
+        adjustment: Adjustment,
+        actor: str,
+        now: datetime | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        from treu.audit.service import audit
+        from treu.ledger.models import PostingKind
+
+        now = now or utc_now()
+        payload = {
+            "member_id": str(member.id),
+            "points": adjustment.points,
+            "reason": adjustment.reason,
+            "allow_negative": adjustment.allow_negative,
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        key = adjustment.key or f"adjustment:{new_id()}"
+        if member.status == MemberStatus.closed.value:
+            raise MemberClosed(f"member {member.id} is closed")
+        writer = ledger.writer(session, now=now)
+        account = writer.account(member.id)  # locks first: a concurrent retry waits here
+        existing = session.execute(
+            select(Event.payload_hash, Event.result).where(
+                Event.programme_id == member.programme_id, Event.key == key
+            )
+        ).one_or_none()
+        if existing is not None:
+            if existing.payload_hash != digest:
+                raise IdempotencyConflict(
+                    f"idempotency key {key!r} was already used for another request"
+                )
+            return 200, dict(existing.result)
+        programme = programmes.get(session, member.programme_id)
+        event_uuid = new_id()
+        session.execute(
+            insert(Event).values(
+                id=event_uuid,
+                programme_id=member.programme_id,
+                key=key,
+                type="adjustment",
+                member_id=member.id,
+                payload_hash=digest,
+                occurred_at=now,
+                received_at=now,
+                data={"points": adjustment.points},
+                result={},
+            )
+        )
+        details = {"template": "adjust", "params": {"reason": adjustment.reason}}
+        if adjustment.points > 0:
+            posting = writer.earn(
+                account,
+                programme=programme,
+                points=adjustment.points,
+                earned_at=now,
+                details=details,
+                event_id=event_uuid,
+                actor=actor,
+                reason=adjustment.reason,
+                kind=PostingKind.adjust,
+                pending=False,
+            )
+        else:
+            posting = writer.spend(
+                account,
+                points=-adjustment.points,
+                kind=PostingKind.adjust,
+                details=details,
+                event_id=event_uuid,
+                actor=actor,
+                reason=adjustment.reason,
+                allow_negative=adjustment.allow_negative,
+            )
+        writer.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="ledger.adjust",
+            subject_type="member",
+            subject_id=str(member.id),
+            programme_id=member.programme_id,
+            data={"points": adjustment.points, "reason": adjustment.reason, "key": key},
+        )
+        result = {
+            "member_id": str(member.id),
+            "posting": posting.public() | {"reason": adjustment.reason, "actor": actor},
+            "balance": {"available": account.available, "pending": account.pending},
+        }
+        session.execute(update(Event).where(Event.id == event_uuid).values(result=result))
+        return 201, result
+
+
+adjustments = AdjustmentService()

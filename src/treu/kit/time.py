@@ -1,0 +1,69 @@
+"""One clock for the whole code base.
+
+Everything in Treu is UTC-aware. ``utc_now`` is the only place that reads the wall
+clock, so tests can freeze or move time by patching one function (see ``frozen``).
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+_override: datetime | None = None
+
+
+def utc_now() -> datetime:
+    """The current time, UTC-aware (or the frozen time inside ``frozen``)."""
+    if _override is not None:
+        return _override
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def frozen(at: datetime) -> Iterator[None]:
+    """Freeze ``utc_now`` at ``at`` (tests and replays)."""
+    global _override
+    previous = _override
+    _override = ensure_utc(at)
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def ensure_utc(value: datetime) -> datetime:
+    """Reject naive datetimes and normalise aware ones to UTC.
+
+    A naive datetime is ambiguous (server local time? shop time?), so it is an error,
+    never silently assumed to be UTC.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must carry a time zone (e.g. 2026-11-24T10:15:00Z)")
+    return value.astimezone(UTC)
+
+
+def add_months(value: datetime, months: int) -> datetime:
+    """Add calendar months, clamping the day (31 Jan + 1 month = 28/29 Feb)."""
+    month_index = value.month - 1 + months
+    year = value.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(value.day, calendar.monthrange(year, month)[1])
+    return value.replace(year=year, month=month, day=day)
+
+
+def end_of_year(year: int, tz: str) -> datetime:
+    """The last instant of ``year`` in the programme's time zone, as UTC.
+
+    Fixed expiry means "at the end of 31 December" where the member lives, not in UTC:
+    for Berlin that is 22:59:59.999999Z in winter.
+    """
+    zone = ZoneInfo(tz)
+    local_midnight = datetime(year + 1, 1, 1, tzinfo=zone)
+    return (local_midnight - timedelta(microseconds=1)).astimezone(UTC)
+
+
+def local_date(value: datetime, tz: str) -> date:
+    return value.astimezone(ZoneInfo(tz)).date()

@@ -1,0 +1,81 @@
+"""Human-readable explanations of postings, in English and German.
+
+A posting stores its explanation in English (``postings.explanation``) and the facts
+behind it in ``details`` (a template name plus parameters), so any surface can render
+it again in the member's language. Explanations never contain personal data.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from treu.kit.money import format_money, format_rate
+
+_TEMPLATES: dict[str, dict[str, str]] = {
+    "earn.base": {
+        "en": "{rate} {points_name} per {unit} on {amount}: +{points}",
+        "de": "{rate} {points_name} pro {unit} auf {amount}: +{points}",
+    },
+    "earn.blocked": {
+        "en": "Member is blocked: no points for {amount}",
+        "de": "Mitglied gesperrt: keine Punkte für {amount}",
+    },
+    "reverse.return": {
+        "en": "Return of {items} from order {order}: -{points}",
+        "de": "Rückgabe von {items} aus Bestellung {order}: -{points}",
+    },
+    "adjust": {
+        "en": "Manual adjustment: {reason}",
+        "de": "Manuelle Korrektur: {reason}",
+    },
+    "expire": {
+        "en": "{points} points earned on {earned} expired",
+        "de": "{points} Punkte vom {earned} verfallen",
+    },
+    "settle": {
+        "en": "{points} newly available points settle a negative balance",
+        "de": "{points} neu verfügbare Punkte gleichen ein negatives Saldo aus",
+    },
+    "redeem": {
+        "en": "Redeemed: {what}",
+        "de": "Eingelöst: {what}",
+    },
+}
+
+
+def render(details: dict[str, Any], locale: str = "en") -> str:
+    template = _TEMPLATES[details["template"]]
+    lang = locale if locale in template else "en"
+    params: dict[str, Any] = dict(details.get("params", {}))
+    currency = params.get("currency")
+    if currency is not None and "amount_minor" in params:
+        params["amount"] = format_money(int(params["amount_minor"]), currency, lang)
+    if currency is not None and "unit" not in params:
+        params["unit"] = (
+            format_money(10 ** _exponent(currency), currency, lang)
+            .replace(".00", "")
+            .replace(",00", "")
+        )
+    if "rate" in params:
+        params["rate"] = format_rate(Decimal(str(params["rate"])))
+    if "points_name" in params:
+        one = Decimal(str(details["params"].get("rate", "2"))) == 1
+        params["points_name"] = points_label(params["points_name"], lang, one=one)
+    return template[lang].format(**params)
+
+
+def points_label(names: Any, lang: str, *, one: bool = False) -> str:
+    """Pick the label for ``lang`` from ``{"en": {"one": "point", "other": "points"}, ...}``."""
+    if not isinstance(names, dict):
+        return str(names)
+    label = names.get(lang) or names.get("en") or "points"
+    if isinstance(label, dict):
+        return str(label.get("one" if one else "other") or label.get("other") or "points")
+    return str(label)
+
+
+def _exponent(currency: str) -> int:
+    from treu.kit.money import currency_exponent
+
+    return currency_exponent(currency)

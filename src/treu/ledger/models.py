@@ -1,0 +1,123 @@
+"""Ledger tables.
+
+* ``postings`` are append-only: never updated, never deleted. Their ``points`` add up to
+  the member's total balance (available + pending).
+* ``lots`` hold earned points until they are spent, reversed or expire. A lot's
+  ``remaining`` = ``amount`` + the sum of its ``posting_lots`` allocations (all <= 0 but
+  the allocation that settles nothing), so lots too can be rebuilt from postings.
+* ``accounts`` caches available/pending per member; it is updated in the same transaction
+  as the postings and ``treu ledger verify`` recomputes it from postings and lots.
+
+A negative available balance (a return after the points were spent) is "debt": the sum
+of remaining points in lots exceeds the posted total. Debt is settled by the next points
+that become available (see ``LedgerService``).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from treu.db.base import Base, IdMixin
+from treu.kit.time import utc_now
+
+
+class PostingKind(enum.StrEnum):
+    earn = "earn"
+    redeem = "redeem"
+    expire = "expire"
+    reverse = "reverse"
+    adjust = "adjust"
+    settle = "settle"
+    """Zero-point posting: newly available points pay off a negative balance."""
+
+
+class LotState(enum.StrEnum):
+    pending = "pending"
+    available = "available"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("pending >= 0", name="pending_non_negative"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    available: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    lifetime_earned: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class Posting(IdMixin, Base):
+    __tablename__ = "postings"
+    __table_args__ = (Index("ix_postings_member_id_id", "member_id", "id"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int]
+    correlation_id: Mapped[uuid.UUID]
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    explanation: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Lot(IdMixin, Base):
+    __tablename__ = "lots"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0", name="remaining_non_negative"),
+        CheckConstraint("remaining <= amount", name="remaining_within_amount"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index(
+            "ix_lots_member_open",
+            "member_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_lots_pending_due",
+            "available_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_lots_expiry_due",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+            sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
+        Index("ix_lots_event_id", "event_id"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int]
+    remaining: Mapped[int]
+    earned_at: Mapped[datetime]
+    available_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+
+
+class PostingLot(Base):
+    """How a posting changed a lot (consumption is negative)."""
+
+    __tablename__ = "posting_lots"
+    __table_args__ = (Index("ix_posting_lots_lot_id", "lot_id"),)
+
+    posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"), primary_key=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lots.id"), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    points: Mapped[int]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ExpiringOut(BaseModel):
+    points: int
+    expires_at: datetime
+
+
+class ReleaseOut(BaseModel):
+    points: int
+    available_at: datetime
+
+
+class BalanceOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "member_id": "01a208e9-2fdb-76dd-973a-afae417770f8",
+                    "available": 0,
+                    "pending": 2,
+                    "lifetime_earned": 11,
+                    "expiring": [{"points": 2, "expires_at": "2028-11-24T10:15:00Z"}],
+                    "pending_releases": [{"points": 2, "available_at": "2026-12-08T10:15:00Z"}],
+                }
+            ]
+        }
+    )
+
+    member_id: uuid.UUID
+    available: int = Field(description="Spendable now; negative after a return of spent points")
+    pending: int = Field(description="Earned, released when the return window has passed")
+    lifetime_earned: int
+    expiring: list[ExpiringOut] = Field(description="Next expiries, soonest first")
+    pending_releases: list[ReleaseOut] = Field(description="When pending points become available")
+
+
+class PostingOut(BaseModel):
+    id: uuid.UUID
+    kind: str = Field(examples=["earn"])
+    points: int
+    explanation: str = Field(examples=["1 point per €1 on €42.90: +42"])
+    event_id: str | None = Field(description="Your id of the event that caused the posting")
+    correlation_id: uuid.UUID
+    reason: str | None = None
+    actor: str | None = None
+    created_at: datetime
+
+
+class LedgerPageOut(BaseModel):
+    items: list[PostingOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page")
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"points": 500, "reason": "Goodwill: damaged parcel"}]},
+    )
+
+    points: int = Field(description="Positive credits, negative debits; never 0")
+    reason: str = Field(min_length=3, max_length=500)
+    allow_negative: bool = Field(
+        default=False, description="Let a debit take the balance below zero (corrections)"
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("points must not be 0")
+        return value

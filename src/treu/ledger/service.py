@@ -1,0 +1,775 @@
+"""The ledger: every change of a member's points goes through ``LedgerWriter``.
+
+Rules the writer keeps (and ``verify`` checks):
+
+1. A posting is never changed after it is written; ``sum(postings.points)`` is the
+   member's total balance, ``available + pending``.
+2. Earned points form lots. ``lot.remaining = lot.amount + sum(allocations)``, where the
+   allocations in ``posting_lots`` are what redemptions, reversals, expiry and debt
+   settlement took from the lot.
+3. ``pending`` = remaining points in pending lots; the remaining points in available lots
+   equal ``max(available, 0)``. A negative available balance (points already spent, then
+   the purchase was returned) is paid off by the next points that become available.
+4. Every change to a member's lots or account happens while holding that member's
+   account row lock (``SELECT ... FOR UPDATE``; on SQLite the database write lock), and
+   accounts are locked in member-id order, so concurrent writers never deadlock and never
+   double-spend.
+
+The writer works on in-memory state and writes it with a handful of bulk statements in
+``flush`` — this is what lets a batch of 1,000 purchases cost a few round trips.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from treu.kit.ids import new_id
+from treu.kit.pagination import decode_cursor, encode_cursor
+from treu.kit.time import utc_now
+from treu.ledger.errors import AccountNotFound, InsufficientPoints
+from treu.ledger.explain import render
+from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
+from treu.programmes.models import Programme
+from treu.programmes.service import programmes
+
+
+@dataclass
+class LotView:
+    id: uuid.UUID
+    member_id: uuid.UUID
+    state: str
+    amount: int
+    remaining: int
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    event_id: uuid.UUID | None
+    dirty: bool = False
+
+    def fifo_key(self) -> tuple[int, datetime, datetime, uuid.UUID]:
+        """Spend the points that expire first; lots that never expire go last."""
+        never = self.expires_at is None
+        return (1 if never else 0, self.expires_at or self.earned_at, self.earned_at, self.id)
+
+
+@dataclass
+class AccountState:
+    member_id: uuid.UUID
+    programme_id: uuid.UUID
+    available: int
+    pending: int
+    lifetime_earned: int
+    open_lots: list[LotView] | None = None
+    """Lots with points left, loaded only when an operation needs them."""
+    dirty: bool = False
+
+
+@dataclass
+class PostingRecord:
+    id: uuid.UUID
+    member_id: uuid.UUID
+    kind: str
+    points: int
+    correlation_id: uuid.UUID
+    event_id: uuid.UUID | None
+    explanation: str
+    details: dict[str, Any]
+    created_at: datetime
+    actor: str | None = None
+    reason: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "kind": self.kind,
+            "points": self.points,
+            "explanation": self.explanation,
+            "correlation_id": str(self.correlation_id),
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+@dataclass
+class _Pending:
+    postings: list[dict[str, Any]] = field(default_factory=list)
+    lots: list[dict[str, Any]] = field(default_factory=list)
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LedgerWriter:
+    """Accumulates ledger changes for one unit of work and writes them in ``flush``."""
+
+    def __init__(self, session: Session, *, now: datetime | None = None) -> None:
+        self.session = session
+        self.now = now or utc_now()
+        self.accounts: dict[uuid.UUID, AccountState] = {}
+        self._new = _Pending()
+        self._new_lots: dict[uuid.UUID, LotView] = {}
+
+    # --- loading -----------------------------------------------------------------------
+
+    def lock(self, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
+        """Lock the accounts of ``member_ids`` (in id order) and load their balances."""
+        wanted = sorted(set(member_ids) - self.accounts.keys())
+        if wanted:
+            rows = self.session.execute(
+                select(
+                    Account.member_id,
+                    Account.programme_id,
+                    Account.available,
+                    Account.pending,
+                    Account.lifetime_earned,
+                )
+                .where(Account.member_id.in_(wanted))
+                .order_by(Account.member_id)
+                .with_for_update()
+            ).all()
+            for row in rows:
+                self.accounts[row.member_id] = AccountState(
+                    row.member_id, row.programme_id, row.available, row.pending, row.lifetime_earned
+                )
+            missing = set(wanted) - self.accounts.keys()
+            if missing:
+                raise AccountNotFound(f"no points account for member {sorted(missing)[0]}")
+        return self.accounts
+
+    def account(self, member_id: uuid.UUID) -> AccountState:
+        if member_id not in self.accounts:
+            self.lock([member_id])
+        return self.accounts[member_id]
+
+    def open_account(self, *, member_id: uuid.UUID, programme_id: uuid.UUID) -> AccountState:
+        """A new, empty account. Inserted at once: the member row exists already."""
+        self.session.execute(
+            insert(Account).values(
+                member_id=member_id,
+                programme_id=programme_id,
+                available=0,
+                pending=0,
+                lifetime_earned=0,
+                updated_at=self.now,
+            )
+        )
+        state = AccountState(member_id, programme_id, 0, 0, 0, open_lots=[])
+        self.accounts[member_id] = state
+        return state
+
+    def _lots(self, account: AccountState) -> list[LotView]:
+        if account.open_lots is None:
+            rows = self.session.execute(
+                select(
+                    Lot.id,
+                    Lot.member_id,
+                    Lot.state,
+                    Lot.amount,
+                    Lot.remaining,
+                    Lot.earned_at,
+                    Lot.available_at,
+                    Lot.expires_at,
+                    Lot.event_id,
+                ).where(Lot.member_id == account.member_id, Lot.remaining > 0)
+            ).all()
+            account.open_lots = [LotView(*row) for row in rows]
+            # Lots created earlier in this unit of work are not in the database yet.
+            account.open_lots.extend(
+                lot for lot in self._new_lots.values() if lot.member_id == account.member_id
+            )
+        return account.open_lots
+
+    def lots_of_event(self, account: AccountState, event_id: uuid.UUID) -> list[LotView]:
+        """The lots an event created that still hold points (loaded with the open lots)."""
+        return [lot for lot in self._lots(account) if lot.event_id == event_id]
+
+    # --- operations --------------------------------------------------------------------
+
+    def _posting(
+        self,
+        account: AccountState,
+        *,
+        kind: PostingKind,
+        points: int,
+        details: dict[str, Any],
+        correlation_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> PostingRecord:
+        record = PostingRecord(
+            id=new_id(),
+            member_id=account.member_id,
+            kind=kind.value,
+            points=points,
+            correlation_id=correlation_id or new_id(),
+            event_id=event_id,
+            explanation=render(details, "en"),
+            details=details,
+            created_at=self.now,
+            actor=actor,
+            reason=reason,
+        )
+        self._new.postings.append(
+            {
+                "id": record.id,
+                "member_id": record.member_id,
+                "programme_id": account.programme_id,
+                "kind": record.kind,
+                "points": record.points,
+                "correlation_id": record.correlation_id,
+                "event_id": record.event_id,
+                "explanation": record.explanation,
+                "details": record.details,
+                "actor": actor,
+                "reason": reason,
+                "created_at": self.now,
+            }
+        )
+        account.dirty = True
+        return record
+
+    def _allocate(self, posting: PostingRecord, lot: LotView, points: int) -> None:
+        lot.remaining += points
+        lot.dirty = True
+        self._new.allocations.append(
+            {
+                "posting_id": posting.id,
+                "lot_id": lot.id,
+                "member_id": lot.member_id,
+                "points": points,
+            }
+        )
+
+    def earn(
+        self,
+        account: AccountState,
+        *,
+        programme: Programme,
+        points: int,
+        earned_at: datetime,
+        details: dict[str, Any],
+        event_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        kind: PostingKind = PostingKind.earn,
+        pending: bool = True,
+    ) -> PostingRecord:
+        """Credit ``points`` as a new lot: pending until the return window has passed
+        (unless ``pending`` is false, as for goodwill), expiring per the programme."""
+        if points <= 0:
+            raise ValueError("earn needs a positive amount")
+        posting = self._posting(
+            account,
+            kind=kind,
+            points=points,
+            details=details,
+            correlation_id=correlation_id,
+            event_id=event_id,
+            actor=actor,
+            reason=reason,
+        )
+        available_at = programmes.available_at(programme, earned_at) if pending else earned_at
+        is_pending = available_at > self.now
+        lot = LotView(
+            id=new_id(),
+            member_id=account.member_id,
+            state=(LotState.pending if is_pending else LotState.available).value,
+            amount=points,
+            remaining=points,
+            earned_at=earned_at,
+            available_at=available_at,
+            expires_at=programmes.expires_at(programme, earned_at),
+            event_id=event_id,
+        )
+        self._new.lots.append(
+            {
+                "id": lot.id,
+                "member_id": lot.member_id,
+                "programme_id": account.programme_id,
+                "posting_id": posting.id,
+                "event_id": event_id,
+                "state": lot.state,
+                "amount": points,
+                "remaining": points,
+                "earned_at": earned_at,
+                "available_at": available_at,
+                "expires_at": lot.expires_at,
+            }
+        )
+        account.lifetime_earned += points
+        if is_pending:
+            account.pending += points
+        else:
+            self._settle_debt(account, lot, posting)
+            account.available += points
+        self._new_lots[lot.id] = lot
+        if account.open_lots is not None:
+            account.open_lots.append(lot)
+        return posting
+
+    def _settle_debt(self, account: AccountState, lot: LotView, posting: PostingRecord) -> int:
+        """Newly available ``lot`` first pays off a negative available balance."""
+        if account.available >= 0 or lot.remaining == 0:
+            return 0
+        settled = min(lot.remaining, -account.available)
+        self._allocate(posting, lot, -settled)
+        return settled
+
+    def spend(
+        self,
+        account: AccountState,
+        *,
+        points: int,
+        kind: PostingKind,
+        details: dict[str, Any],
+        event_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        allow_negative: bool = False,
+    ) -> PostingRecord:
+        """Take ``points`` from available lots, earliest expiry first."""
+        if points <= 0:
+            raise ValueError("spend needs a positive amount")
+        if account.available < points and not allow_negative:
+            raise InsufficientPoints(
+                f"{points} points needed, {max(account.available, 0)} available",
+                needed=points,
+                available=max(account.available, 0),
+            )
+        posting = self._posting(
+            account,
+            kind=kind,
+            points=-points,
+            details=details,
+            correlation_id=correlation_id,
+            event_id=event_id,
+            actor=actor,
+            reason=reason,
+        )
+        self._take_available(account, posting, points)
+        account.available -= points
+        return posting
+
+    def _take_available(self, account: AccountState, posting: PostingRecord, points: int) -> int:
+        left = points
+        candidates = [
+            lot
+            for lot in self._lots(account)
+            if lot.state == LotState.available and lot.remaining > 0
+        ]
+        for lot in sorted(candidates, key=LotView.fifo_key):
+            if left == 0:
+                break
+            take = min(lot.remaining, left)
+            self._allocate(posting, lot, -take)
+            left -= take
+        return points - left
+
+    def reverse(
+        self,
+        account: AccountState,
+        *,
+        points: int,
+        event_id: uuid.UUID,
+        details: dict[str, Any],
+        return_event_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+    ) -> PostingRecord:
+        """Take back ``points`` earned by ``event_id`` (a return).
+
+        Taken from that order's own lots first (usually still pending), then from other
+        available points; what cannot be covered leaves a negative available balance that
+        later earnings settle. The member never keeps points for goods they returned."""
+        posting = self._posting(
+            account,
+            kind=PostingKind.reverse,
+            points=-points,
+            details=details,
+            correlation_id=correlation_id,
+            event_id=return_event_id,
+        )
+        left = points
+        for lot in self.lots_of_event(account, event_id):
+            if left == 0:
+                break
+            take = min(lot.remaining, left)
+            if take == 0:
+                continue
+            self._allocate(posting, lot, -take)
+            if lot.state == LotState.pending:
+                account.pending -= take
+            else:
+                account.available -= take
+            left -= take
+        if left:
+            # Whatever other available lots cannot cover becomes a negative balance.
+            self._take_available(account, posting, left)
+            account.available -= left
+        return posting
+
+    def activate(self, account: AccountState, lot: LotView) -> PostingRecord | None:
+        """Pending → available. Settles debt with a zero-point ``settle`` posting."""
+        if lot.state != LotState.pending:
+            return None
+        lot.state = LotState.available.value
+        lot.dirty = True
+        account.dirty = True
+        account.pending -= lot.remaining
+        settle: PostingRecord | None = None
+        if account.available < 0 and lot.remaining > 0:
+            amount = min(lot.remaining, -account.available)
+            settle = self._posting(
+                account,
+                kind=PostingKind.settle,
+                points=0,
+                details={"template": "settle", "params": {"points": amount}},
+            )
+            self._allocate(settle, lot, -amount)
+            account.available += amount
+            account.available += lot.remaining
+        else:
+            account.available += lot.remaining
+        return settle
+
+    def expire(self, account: AccountState, lot: LotView) -> PostingRecord | None:
+        if lot.remaining == 0:
+            return None
+        points = lot.remaining
+        posting = self._posting(
+            account,
+            kind=PostingKind.expire,
+            points=-points,
+            details={
+                "template": "expire",
+                "params": {"points": points, "earned": lot.earned_at.date().isoformat()},
+            },
+        )
+        if lot.state == LotState.pending:
+            account.pending -= points
+        else:
+            account.available -= points
+        self._allocate(posting, lot, -points)
+        return posting
+
+    # --- writing -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything in FK order: postings, lots, allocations, then the lots and
+        accounts that changed. A few bulk statements whatever the number of events."""
+        new = self._new
+        session = self.session
+        if new.postings:
+            session.execute(insert(Posting), new.postings)
+        if new.lots:
+            for row in new.lots:
+                view = self._new_lots[row["id"]]
+                row["remaining"] = view.remaining
+                row["state"] = view.state
+            session.execute(insert(Lot), new.lots)
+        if new.allocations:
+            session.execute(insert(PostingLot), new.allocations)
+        changed = [
+            lot
+            for account in self.accounts.values()
+            for lot in account.open_lots or []
+            if lot.dirty and lot.id not in self._new_lots
+        ]
+        if changed:
+            session.execute(
+                update(Lot),
+                [{"id": x.id, "remaining": x.remaining, "state": x.state} for x in changed],
+            )
+        for account in self.accounts.values():
+            for lot in account.open_lots or []:
+                lot.dirty = False
+        dirty_accounts = [a for a in self.accounts.values() if a.dirty]
+        if dirty_accounts:
+            session.execute(
+                update(Account),
+                [
+                    {
+                        "member_id": a.member_id,
+                        "available": a.available,
+                        "pending": a.pending,
+                        "lifetime_earned": a.lifetime_earned,
+                        "updated_at": self.now,
+                    }
+                    for a in dirty_accounts
+                ],
+            )
+            for a in dirty_accounts:
+                a.dirty = False
+        self._new = _Pending()
+        self._new_lots = {}
+
+
+# --- read side -------------------------------------------------------------------------
+
+
+@dataclass
+class Expiring:
+    points: int
+    expires_at: datetime
+
+
+@dataclass
+class Balance:
+    member_id: uuid.UUID
+    available: int
+    pending: int
+    lifetime_earned: int
+    expiring: list[Expiring]
+    next_available: list[Expiring]
+
+
+@dataclass
+class LedgerPage:
+    items: list[Posting]
+    next_cursor: str | None
+
+
+@dataclass
+class Discrepancy:
+    member_id: uuid.UUID
+    what: str
+    cached: int
+    rebuilt: int
+
+
+class LedgerService:
+    def writer(self, session: Session, *, now: datetime | None = None) -> LedgerWriter:
+        return LedgerWriter(session, now=now)
+
+    def balance(
+        self, session: Session, *, member_id: uuid.UUID, expiring_limit: int = 5
+    ) -> Balance:
+        """Balance plus the next expiries and pending releases: two indexed queries."""
+        account = session.execute(
+            select(Account.available, Account.pending, Account.lifetime_earned).where(
+                Account.member_id == member_id
+            )
+        ).one_or_none()
+        if account is None:
+            raise AccountNotFound(f"no points account for member {member_id}")
+        lots = session.execute(
+            select(Lot.state, Lot.remaining, Lot.expires_at, Lot.available_at)
+            .where(Lot.member_id == member_id, Lot.remaining > 0)
+            .order_by(Lot.expires_at)
+        ).all()
+        expiring: dict[datetime, int] = {}
+        releases: dict[datetime, int] = {}
+        for state, remaining, expires_at, available_at in lots:
+            if state == LotState.pending:
+                releases[available_at] = releases.get(available_at, 0) + remaining
+            if expires_at is not None:
+                expiring[expires_at] = expiring.get(expires_at, 0) + remaining
+        return Balance(
+            member_id=member_id,
+            available=account.available,
+            pending=account.pending,
+            lifetime_earned=account.lifetime_earned,
+            expiring=[Expiring(p, at) for at, p in sorted(expiring.items())][:expiring_limit],
+            next_available=[Expiring(p, at) for at, p in sorted(releases.items())][:expiring_limit],
+        )
+
+    def history(
+        self,
+        session: Session,
+        *,
+        member_id: uuid.UUID,
+        limit: int = 20,
+        cursor: str | None = None,
+        include_settle: bool = True,
+    ) -> LedgerPage:
+        """Postings newest first, keyset-paginated on the time-ordered posting id."""
+        query = select(Posting).where(Posting.member_id == member_id)
+        if not include_settle:
+            query = query.where(Posting.kind != PostingKind.settle.value)
+        if cursor:
+            key = decode_cursor(cursor)
+            query = query.where(Posting.id < uuid.UUID(str(key.get("before"))))
+        rows = list(session.scalars(query.order_by(Posting.id.desc()).limit(limit + 1)))
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor({"before": str(rows[-1].id)})
+        return LedgerPage(items=rows, next_cursor=next_cursor)
+
+    def activate_due(
+        self, session: Session, *, now: datetime | None = None, limit: int = 500
+    ) -> int:
+        """Make pending lots whose return window has passed available. Returns the number
+        of lots activated; call until it returns 0. Safe to run twice or concurrently:
+        lots are re-read under the account lock and only pending ones change."""
+        now = now or utc_now()
+        member_ids = list(
+            session.scalars(
+                select(Lot.member_id)
+                .where(Lot.state == LotState.pending.value, Lot.available_at <= now)
+                .group_by(Lot.member_id)
+                .limit(limit)
+            )
+        )
+        if not member_ids:
+            return 0
+        writer = self.writer(session, now=now)
+        writer.lock(member_ids)
+        rows = session.execute(
+            select(
+                Lot.id,
+                Lot.member_id,
+                Lot.state,
+                Lot.amount,
+                Lot.remaining,
+                Lot.earned_at,
+                Lot.available_at,
+                Lot.expires_at,
+                Lot.event_id,
+            ).where(
+                Lot.member_id.in_(member_ids),
+                Lot.state == LotState.pending.value,
+                Lot.available_at <= now,
+            )
+        ).all()
+        count = 0
+        for row in rows:
+            lot = LotView(*row)
+            account = writer.accounts[lot.member_id]
+            lots = writer._lots(account)
+            existing = next((x for x in lots if x.id == lot.id), None)
+            if existing is None:  # fully reversed while pending: no points to release
+                lots.append(lot)
+                existing = lot
+            writer.activate(account, existing)
+            count += 1
+        writer.flush()
+        return count
+
+    def expire_due(self, session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
+        """Expire lots past ``expires_at``: one ``expire`` posting per lot. Idempotent."""
+        now = now or utc_now()
+        member_ids = list(
+            session.scalars(
+                select(Lot.member_id)
+                .where(Lot.remaining > 0, Lot.expires_at.is_not(None), Lot.expires_at <= now)
+                .group_by(Lot.member_id)
+                .limit(limit)
+            )
+        )
+        if not member_ids:
+            return 0
+        writer = self.writer(session, now=now)
+        writer.lock(member_ids)
+        count = 0
+        for member_id in sorted(member_ids):
+            account = writer.accounts[member_id]
+            for lot in list(writer._lots(account)):
+                if lot.expires_at is not None and lot.expires_at <= now and lot.remaining > 0:
+                    if writer.expire(account, lot) is not None:
+                        count += 1
+        writer.flush()
+        return count
+
+    def verify(
+        self, session: Session, *, programme_id: uuid.UUID | None = None
+    ) -> list[Discrepancy]:
+        """Rebuild every balance from postings and lots and report what differs.
+
+        * total: ``sum(postings.points)`` must equal ``available + pending``;
+        * pending: the remaining points of pending lots (each lot's remaining itself
+          rebuilt from ``amount + allocations``);
+        * available lots must hold exactly ``max(available, 0)`` points.
+        """
+        out: list[Discrepancy] = []
+        acct_filter = [] if programme_id is None else [Account.programme_id == programme_id]
+        totals = dict(
+            session.execute(
+                select(Posting.member_id, func.coalesce(func.sum(Posting.points), 0))
+                .group_by(Posting.member_id)
+                .where(*([] if programme_id is None else [Posting.programme_id == programme_id]))
+            ).all()
+        )
+        alloc_sum = (
+            select(PostingLot.lot_id, func.sum(PostingLot.points).label("taken"))
+            .group_by(PostingLot.lot_id)
+            .subquery()
+        )
+        rebuilt_remaining = Lot.amount + func.coalesce(alloc_sum.c.taken, 0)
+        bad_lots = session.execute(
+            select(Lot.member_id, Lot.remaining, rebuilt_remaining)
+            .outerjoin(alloc_sum, alloc_sum.c.lot_id == Lot.id)
+            .where(Lot.remaining != rebuilt_remaining)
+            .where(*([] if programme_id is None else [Lot.programme_id == programme_id]))
+        ).all()
+        for member_id, cached, rebuilt in bad_lots:
+            out.append(Discrepancy(member_id, "lot remaining", cached, rebuilt))
+        lot_sums: dict[tuple[uuid.UUID, str], int] = {
+            (m, s): int(v)
+            for m, s, v in session.execute(
+                select(Lot.member_id, Lot.state, func.sum(rebuilt_remaining))
+                .outerjoin(alloc_sum, alloc_sum.c.lot_id == Lot.id)
+                .where(*([] if programme_id is None else [Lot.programme_id == programme_id]))
+                .group_by(Lot.member_id, Lot.state)
+            ).all()
+        }
+        for member_id, available, pending in session.execute(
+            select(Account.member_id, Account.available, Account.pending).where(*acct_filter)
+        ).all():
+            total = int(totals.get(member_id, 0))
+            if available + pending != total:
+                out.append(Discrepancy(member_id, "total", available + pending, total))
+            rebuilt_pending = lot_sums.get((member_id, LotState.pending.value), 0)
+            if pending != rebuilt_pending:
+                out.append(Discrepancy(member_id, "pending", pending, rebuilt_pending))
+            in_available = lot_sums.get((member_id, LotState.available.value), 0)
+            if max(available, 0) != in_available:
+                out.append(
+                    Discrepancy(member_id, "available lots", max(available, 0), in_available)
+                )
+        return out
+
+    def repair(self, session: Session, *, member_ids: Sequence[uuid.UUID]) -> None:
+        """Rewrite cached balances from postings (after ``verify`` found a difference)."""
+        for member_id in member_ids:
+            total = (
+                session.scalar(
+                    select(func.coalesce(func.sum(Posting.points), 0)).where(
+                        Posting.member_id == member_id
+                    )
+                )
+                or 0
+            )
+            pending = (
+                session.scalar(
+                    select(func.coalesce(func.sum(Lot.remaining), 0)).where(
+                        Lot.member_id == member_id, Lot.state == LotState.pending.value
+                    )
+                )
+                or 0
+            )
+            session.execute(
+                update(Account)
+                .where(Account.member_id == member_id)
+                .values(available=int(total) - int(pending), pending=int(pending))
+            )
+
+    def postings_for_events(
+        self, session: Session, *, event_ids: Sequence[uuid.UUID]
+    ) -> list[Posting]:
+        if not event_ids:
+            return []
+        return list(
+            session.scalars(
+                select(Posting).where(Posting.event_id.in_(event_ids)).order_by(Posting.id)
+            )
+        )
+
+
+ledger = LedgerService()

@@ -1,0 +1,1 @@
+"""Members: enrolment, identifiers, progressive profile."""

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from treu.db.base import Base, IdMixin, TimestampMixin
+from treu.kit.time import utc_now
+
+
+class MemberStatus(enum.StrEnum):
+    active = "active"
+    blocked = "blocked"
+    closed = "closed"
+
+
+class Channel(enum.StrEnum):
+    pos = "pos"
+    web = "web"
+    app = "app"
+    phone = "phone"
+    other = "other"
+
+
+IDENTIFIER_FIELDS = ("email", "phone", "card_number", "external_id")
+
+
+class Member(IdMixin, TimestampMixin, Base):
+    """A member of one programme.
+
+    Personal data lives here and nowhere else (never in postings, explanations or
+    stored event payloads), so that erasure later touches one table.
+    """
+
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "email"),
+        UniqueConstraint("programme_id", "phone"),
+        UniqueConstraint("programme_id", "card_number"),
+        UniqueConstraint("programme_id", "external_id"),
+        Index("ix_members_programme_enrolled", "programme_id", "enrolled_at"),
+    )
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    status: Mapped[str] = mapped_column(String(16), default=MemberStatus.active.value)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    card_number: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    birthday: Mapped[date | None]
+    language: Mapped[str | None] = mapped_column(String(8))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.other.value)
+    enrolled_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from treu.kit.ids import luhn_valid
+from treu.members.models import Channel, MemberStatus
+
+Language = Literal["de", "en"]
+
+
+def normalise_phone(value: str) -> str:
+    """E.164 (+4915112345678). Numbers must carry their country code."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("phone must be in international format, e.g. +4915112345678") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("phone is not a valid number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_card(value: str) -> str:
+    digits = value.replace(" ", "").replace("-", "")
+    if not luhn_valid(digits):
+        raise ValueError("card_number is not a valid card number (Luhn check failed)")
+    return digits
+
+
+class _Identifiers(BaseModel):
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, examples=["+4915112345678"])
+    external_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else value
+
+
+class _Profile(BaseModel):
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    birthday: date | None = None
+    language: Language | None = None
+    attributes: dict[str, Any] | None = Field(
+        default=None, description='Free-form profile data, e.g. {"size": "M"}'
+    )
+
+    @field_validator("birthday")
+    @classmethod
+    def _past(cls, value: date | None) -> date | None:
+        if value is not None and (value.year < 1900 or value > date.today()):  # noqa: DTZ011
+            raise ValueError("birthday must be a date in the past")
+        return value
+
+
+class MemberCreate(_Identifiers, _Profile):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"programme": "demo", "email": "anna@example.com", "language": "de"}]
+        },
+    )
+
+    programme: str = Field(description="Programme slug or id")
+    card_number: str | None = Field(
+        default=None, description="Existing card number to keep; generated when omitted"
+    )
+    channel: Channel = Channel.other
+    enrolled_at: datetime | None = Field(
+        default=None, description="When importing existing members: their original enrolment"
+    )
+
+    @field_validator("card_number")
+    @classmethod
+    def _card(cls, value: str | None) -> str | None:
+        return normalise_card(value) if value else value
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> MemberCreate:
+        if not (self.email or self.phone or self.external_id or self.card_number):
+            raise ValueError(
+                "at least one identifier is required: email, phone, card_number or external_id"
+            )
+        return self
+
+
+class MemberUpdate(_Identifiers, _Profile):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"birthday": "1990-05-17", "attributes": {"size": "M"}}]},
+    )
+
+    status: MemberStatus | None = None
+
+
+class MemberRef(BaseModel):
+    """Exactly one way to name a member in an event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: uuid.UUID | None = None
+    email: EmailStr | None = None
+    phone: str | None = None
+    card_number: str | None = None
+    external_id: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else value
+
+    @field_validator("card_number")
+    @classmethod
+    def _card(cls, value: str | None) -> str | None:
+        return value.replace(" ", "").replace("-", "") if value else value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberRef:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "name the member by exactly one of "
+                "member_id, email, phone, card_number, external_id"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k, v in self.model_dump().items() if v is not None)
+
+    @property
+    def value(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class MemberOut(BaseModel):
+    id: uuid.UUID
+    programme: str
+    status: MemberStatus
+    card_number: str
+    email: str | None
+    phone: str | None
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    birthday: date | None
+    language: str | None
+    attributes: dict[str, Any]
+    channel: str
+    enrolled_at: datetime
+    created_at: datetime
+    updated_at: datetime

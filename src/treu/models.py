@@ -1,0 +1,12 @@
+"""Imports every model module so that ``Base.metadata`` knows all tables (Alembic)."""
+
+from __future__ import annotations
+
+
+def load_all() -> None:
+    import treu.audit.models
+    import treu.auth.models
+    import treu.events.models
+    import treu.ledger.models
+    import treu.members.models
+    import treu.programmes.models  # noqa: F401

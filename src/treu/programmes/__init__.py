@@ -1,0 +1,1 @@
+"""Programmes: currency, earn rate, pending period and expiry policy."""

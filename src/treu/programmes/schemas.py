@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from treu.kit.money import Rounding, is_known_currency
+from treu.programmes.models import ExpiryPolicy, RoundingScope
+
+
+class PluralName(BaseModel):
+    one: str = Field(min_length=1, max_length=40)
+    other: str = Field(min_length=1, max_length=40)
+
+
+PointsName = dict[
+    Literal["de", "en"], PluralName | Annotated[str, Field(min_length=1, max_length=40)]
+]
+
+DEFAULT_POINTS_NAME: dict[str, dict[str, str]] = {
+    "en": {"one": "point", "other": "points"},
+    "de": {"one": "Punkt", "other": "Punkte"},
+}
+
+
+class Expiry(BaseModel):
+    """``never``; ``rolling`` (each lot ``months`` after it was earned); ``fixed`` (end of
+    the calendar year it was earned in, plus ``years``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: ExpiryPolicy = ExpiryPolicy.never
+    months: int | None = Field(default=None, ge=1, le=600)
+    years: int | None = Field(default=None, ge=0, le=50)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Expiry:
+        if self.policy is ExpiryPolicy.rolling and self.months is None:
+            raise ValueError("a rolling expiry needs 'months'")
+        if self.policy is ExpiryPolicy.fixed and self.years is None:
+            raise ValueError("a fixed expiry needs 'years' (0 = end of the year earned)")
+        if self.policy is ExpiryPolicy.never and (self.months or self.years):
+            raise ValueError("policy 'never' takes neither 'months' nor 'years'")
+        return self
+
+
+class ProgrammeCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "slug": "demo",
+                    "name": "Treu Demo",
+                    "currency": "EUR",
+                    "points_per_currency_unit": 1,
+                    "pending_days": 14,
+                    "expiry": {"policy": "rolling", "months": 24},
+                    "auto_enrol": False,
+                }
+            ]
+        },
+    )
+
+    slug: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. EUR")
+    timezone: str = Field(default="Europe/Berlin", description="IANA zone for calendar rules")
+    points_name: PointsName | None = None
+    points_per_currency_unit: Decimal = Field(ge=0, le=10_000, max_digits=12, decimal_places=4)
+    rounding: Rounding = Rounding.floor
+    rounding_scope: RoundingScope = Field(
+        default=RoundingScope.order,
+        description="Round once on the order total (default) or on each line.",
+    )
+    point_value_minor: Decimal = Field(
+        default=Decimal(1),
+        ge=0,
+        max_digits=12,
+        decimal_places=4,
+        description="What one point is worth in minor units (liability reporting).",
+    )
+    pending_days: int = Field(default=0, ge=0, le=365)
+    expiry: Expiry = Field(default_factory=Expiry)
+    auto_enrol: bool = False
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.upper()
+        if not is_known_currency(value):
+            raise ValueError(f"unknown ISO 4217 currency {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
+
+
+class ProgrammeOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    currency: str
+    timezone: str
+    points_name: dict[str, object]
+    points_per_currency_unit: Decimal
+    rounding: str
+    rounding_scope: str
+    point_value_minor: Decimal
+    pending_days: int
+    expiry: Expiry
+    auto_enrol: bool
+    created_at: datetime

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from treu.kit.time import add_months, end_of_year, local_date
+from treu.programmes.errors import ProgrammeExists, ProgrammeNotFound
+from treu.programmes.models import ExpiryPolicy, Programme
+from treu.programmes.schemas import DEFAULT_POINTS_NAME, Expiry, ProgrammeCreate, ProgrammeOut
+
+
+class ProgrammeService:
+    def create(self, session: Session, *, data: ProgrammeCreate) -> Programme:
+        if session.scalar(select(Programme.id).where(Programme.slug == data.slug)) is not None:
+            raise ProgrammeExists(f"a programme with slug {data.slug!r} exists already")
+        names: dict[str, Any] = {k: dict(v) for k, v in DEFAULT_POINTS_NAME.items()}
+        for lang, name in (data.points_name or {}).items():
+            names[lang] = name if isinstance(name, str) else name.model_dump()
+        programme = Programme(
+            slug=data.slug,
+            name=data.name,
+            currency=data.currency,
+            timezone=data.timezone,
+            points_name=names,
+            points_per_currency_unit=data.points_per_currency_unit,
+            rounding=data.rounding.value,
+            rounding_scope=data.rounding_scope.value,
+            point_value_minor=data.point_value_minor,
+            pending_days=data.pending_days,
+            expiry_policy=data.expiry.policy.value,
+            expiry_months=data.expiry.months,
+            expiry_years=data.expiry.years,
+            auto_enrol=data.auto_enrol,
+        )
+        session.add(programme)
+        session.flush()
+        return programme
+
+    def get(self, session: Session, ref: str | uuid.UUID) -> Programme:
+        """By id or slug."""
+        programme: Programme | None
+        if isinstance(ref, uuid.UUID):
+            programme = session.get(Programme, ref)
+        else:
+            try:
+                programme = session.get(Programme, uuid.UUID(ref))
+            except ValueError:
+                programme = session.scalar(select(Programme).where(Programme.slug == ref))
+        if programme is None:
+            raise ProgrammeNotFound(f"no programme {str(ref)!r}")
+        return programme
+
+    def get_many_by_slug(self, session: Session, slugs: set[str]) -> dict[str, Programme]:
+        if not slugs:
+            return {}
+        rows = session.scalars(select(Programme).where(Programme.slug.in_(slugs)))
+        return {p.slug: p for p in rows}
+
+    def all(self, session: Session) -> list[Programme]:
+        return list(session.scalars(select(Programme).order_by(Programme.slug)))
+
+    def out(self, programme: Programme) -> ProgrammeOut:
+        return ProgrammeOut(
+            id=programme.id,
+            slug=programme.slug,
+            name=programme.name,
+            currency=programme.currency,
+            timezone=programme.timezone,
+            points_name=programme.points_name,
+            points_per_currency_unit=programme.points_per_currency_unit,
+            rounding=programme.rounding,
+            rounding_scope=programme.rounding_scope,
+            point_value_minor=programme.point_value_minor,
+            pending_days=programme.pending_days,
+            expiry=Expiry(
+                policy=ExpiryPolicy(programme.expiry_policy),
+                months=programme.expiry_months,
+                years=programme.expiry_years,
+            ),
+            auto_enrol=programme.auto_enrol,
+            created_at=programme.created_at,
+        )
+
+    # --- programme maths (pure) -------------------------------------------------------
+
+    def available_at(self, programme: Programme, earned_at: datetime) -> datetime:
+        """Points stay pending until the return window (``pending_days``) has passed."""
+        return earned_at + timedelta(days=programme.pending_days)
+
+    def expires_at(self, programme: Programme, earned_at: datetime) -> datetime | None:
+        policy = ExpiryPolicy(programme.expiry_policy)
+        if policy is ExpiryPolicy.rolling:
+            return add_months(earned_at, programme.expiry_months or 0)
+        if policy is ExpiryPolicy.fixed:
+            year = local_date(earned_at, programme.timezone).year
+            return end_of_year(year + (programme.expiry_years or 0), programme.timezone)
+        return None
+
+
+programmes = ProgrammeService()

@@ -1,0 +1,1 @@
+"""Background worker: runs the scheduled jobs (pending activation, expiry)."""
