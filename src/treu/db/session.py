@@ -90,8 +90,8 @@ class Database:
             yield session
             if write:
                 session.commit()
-            else:
-                session.rollback()
+            # A read-only unit ends in close(): the connection rolls back, and loaded
+            # objects stay readable (rollback() would expire them).
         except OperationalError as exc:
             session.rollback()
             if _is_lock_failure(exc):
