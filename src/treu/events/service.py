@@ -156,15 +156,6 @@ class EventService:
         writer = ledger.writer(session, now=now)
         resolved = self._resolve_members(session, events, fresh, progs, outcomes, writer)
         originals = self._load_originals(session, events, fresh, progs, outcomes)
-        for i in list(fresh):
-            event = events[i]
-            if isinstance(event, ReturnEvent) and i not in outcomes:
-                original = originals[(progs[event.programme].id, event.original_event_id)]
-                ref_member = resolved.get(i)
-                if ref_member is not None and ref_member.id != original.member_id:
-                    outcomes[i] = self._fail(
-                        i, event, MemberMismatch("the purchase belongs to another member")
-                    )
         member_ids = {m.id for m in resolved.values() if m is not None}
         member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
 
@@ -196,7 +187,14 @@ class EventService:
                         event, programme, resolved.get(i), writer, now, originals
                     )
                 else:
-                    original = originals[(programme.id, event.original_event_id)]
+                    original = originals.get((programme.id, event.original_event_id))
+                    if original is None:  # its purchase, earlier in this batch, failed
+                        raise OriginalEventNotFound(
+                            f"no purchase {event.original_event_id!r} to return against"
+                        )
+                    ref_member = resolved.get(i)
+                    if ref_member is not None and ref_member.id != original.member_id:
+                        raise MemberMismatch("the purchase belongs to another member")
                     row, lines, result = self._return(event, programme, original, writer, now)
             except TreuError as error:
                 outcomes[i] = self._fail(i, event, error)
@@ -311,11 +309,10 @@ class EventService:
         outcomes: dict[int, Outcome],
     ) -> dict[tuple[uuid.UUID, str], _Original]:
         wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
-        batch_purchases = {
-            (progs[events[i].programme].id, events[i].id)
-            for i in fresh
-            if isinstance(events[i], PurchaseEvent)
-        }
+        batch_purchases: dict[tuple[uuid.UUID, str], int] = {}
+        for i in fresh:
+            if isinstance(events[i], PurchaseEvent):
+                batch_purchases.setdefault((progs[events[i].programme].id, events[i].id), i)
         for i in fresh:
             event = events[i]
             if isinstance(event, ReturnEvent) and i not in outcomes:
@@ -337,6 +334,8 @@ class EventService:
             if isinstance(event, ReturnEvent) and i not in outcomes:
                 key = (progs[event.programme].id, event.original_event_id)
                 if key not in originals:
+                    if batch_purchases.get(key, i) < i:
+                        continue  # bought earlier in this batch: ``_purchase`` adds it
                     hint = " (it is later in this batch)" if key in batch_purchases else ""
                     outcomes[i] = self._fail(
                         i,
