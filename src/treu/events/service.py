@@ -152,6 +152,16 @@ class EventService:
                 first_in_batch[key] = i
                 fresh.append(i)
 
+        # Checks that need no member come first: a purchase that fails them must not
+        # auto-enrol anybody (nothing is half-written).
+        for i in fresh:
+            event = events[i]
+            if isinstance(event, PurchaseEvent):
+                try:
+                    self._check_purchase(event, progs[event.programme], now)
+                except TreuError as error:
+                    outcomes[i] = self._fail(i, event, error)
+
         # 3. members
         writer = ledger.writer(session, now=now)
         resolved = self._resolve_members(session, events, fresh, progs, outcomes, writer)
@@ -253,7 +263,7 @@ class EventService:
     ) -> dict[int, Member | None]:
         by_programme: dict[uuid.UUID, list[int]] = defaultdict(list)
         for i in fresh:
-            if events[i].member is not None:
+            if events[i].member is not None and i not in outcomes:
                 by_programme[progs[events[i].programme].id].append(i)
         resolved: dict[int, Member | None] = {}
         for programme_id, indexes in by_programme.items():
@@ -371,6 +381,15 @@ class EventService:
         ).mappings():
             by_id[row["event_id"]].lines.append(dict(row))
 
+    def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
+        if event.currency != programme.currency:
+            raise CurrencyMismatch(
+                f"programme {programme.slug!r} runs in {programme.currency}, "
+                f"the purchase is in {event.currency}"
+            )
+        if event.occurred_at > now + FUTURE_TOLERANCE:
+            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+
     def _purchase(
         self,
         event: PurchaseEvent,
@@ -380,13 +399,6 @@ class EventService:
         now: datetime,
         originals: dict[tuple[uuid.UUID, str], _Original],
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-        if event.currency != programme.currency:
-            raise CurrencyMismatch(
-                f"programme {programme.slug!r} runs in {programme.currency}, "
-                f"the purchase is in {event.currency}"
-            )
-        if event.occurred_at > now + FUTURE_TOLERANCE:
-            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
         if member is not None and member.status == MemberStatus.closed.value:
             raise MemberClosed(f"member {member.id} is closed")
         amounts = [line.quantity * line.unit_price_minor for line in event.lines]
