@@ -27,12 +27,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from treu.db.session import Database
-from treu.errors import TreuError
+from treu.errors import Invalid, TreuError
 from treu.events.errors import (
     CurrencyMismatch,
     EventInFuture,
@@ -295,17 +296,25 @@ class EventService:
                         )
                         continue
                     assert isinstance(event, PurchaseEvent)
-                    member = members.enrol(
-                        session,
-                        programme=programme,
-                        data=MemberCreate(
+                    try:
+                        data = MemberCreate(
                             programme=programme.slug,
                             channel=event.channel,
                             enrolled_at=event.occurred_at,
                             **{ref.kind: ref.value},
-                        ),
-                        writer=writer,
-                    )
+                        )
+                    except ValidationError as exc:  # e.g. a card number failing the Luhn check
+                        message = "; ".join(str(e["msg"]) for e in exc.errors())
+                        outcomes[i] = self._fail(
+                            i,
+                            event,
+                            Invalid(
+                                f"cannot enrol a member with {ref.kind} {ref.value!r}: {message}",
+                                errors=[{"field": f"member.{ref.kind}", "message": message}],
+                            ),
+                        )
+                        continue
+                    member = members.enrol(session, programme=programme, data=data, writer=writer)
                     found[(ref.kind, ref.value)] = member
                 resolved[i] = member
         return resolved
