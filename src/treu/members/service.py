@@ -3,11 +3,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Uuid, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from treu.db.base import Lookup, lookup
 from treu.kit.ids import new_card_number, new_id
 from treu.kit.time import utc_now
 from treu.ledger.service import LedgerWriter
@@ -15,6 +18,27 @@ from treu.members.errors import IdentifierTaken, MemberNotFound
 from treu.members.models import IDENTIFIER_FIELDS, Member, MemberStatus
 from treu.members.schemas import MemberCreate, MemberOut, MemberRef, MemberUpdate
 from treu.programmes.models import Programme
+
+
+def _resolver(kind: str) -> Lookup:
+    column = Member.id if kind == "member_id" else getattr(Member, kind)
+    return lookup(
+        lambda condition: select(Member.id, Member.status, column).where(
+            Member.programme_id == bindparam("programme_id", type_=Uuid()), condition
+        ),
+        column,
+    )
+
+
+_RESOLVE = {kind: _resolver(kind) for kind in ("member_id", *IDENTIFIER_FIELDS)}
+
+
+@dataclass(frozen=True)
+class MemberKey:
+    """What event ingestion needs of a member."""
+
+    id: uuid.UUID
+    status: str
 
 
 class MemberService:
@@ -109,21 +133,20 @@ class MemberService:
 
     def resolve_many(
         self, session: Session, *, programme_id: uuid.UUID, refs: Iterable[MemberRef]
-    ) -> dict[tuple[str, str], Member]:
-        """Look up members named by event references: one query per identifier kind."""
+    ) -> dict[tuple[str, str], MemberKey]:
+        """Look up members named by event references: one light query per identifier
+        kind (no ORM objects: this runs for every event)."""
         by_kind: dict[str, set[str]] = defaultdict(set)
         for ref in refs:
             by_kind[ref.kind].add(ref.value)
-        found: dict[tuple[str, str], Member] = {}
+        found: dict[tuple[str, str], MemberKey] = {}
         for kind, values in by_kind.items():
-            column = Member.id if kind == "member_id" else getattr(Member, kind)
-            keys: list[object] = (
-                [uuid.UUID(v) for v in values] if kind == "member_id" else list(values)
+            keys: list[Any] = (
+                [uuid.UUID(v) for v in values] if kind == "member_id" else sorted(values)
             )
-            for member in session.scalars(
-                select(Member).where(Member.programme_id == programme_id, column.in_(keys))
-            ):
-                found[(kind, str(getattr(member, "id" if kind == "member_id" else kind)))] = member
+            statement, params = _RESOLVE[kind].bind(keys, programme_id=programme_id)
+            for member_id, status, value in session.connection().execute(statement, params):
+                found[(kind, str(value))] = MemberKey(member_id, status)
         return found
 
     def out(self, member: Member, programme_slug: str) -> MemberOut:
