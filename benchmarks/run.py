@@ -1,0 +1,612 @@
+"""``make bench``: purchase ingestion through the HTTP API, on SQLite and PostgreSQL.
+
+For each backend: a fresh database (migrated with Alembic), a programme with many
+members and an API key; the raw single-row INSERT baseline; then ``treu serve --workers 2``
+as a subprocess and four load phases against it (warm-up, 200 req/s fixed rate,
+saturation, batch endpoint); then the server stops and the run checks that the database
+holds exactly the purchases that were answered 201 and that every balance rebuilds from
+its postings. Results: a Rich table and ``benchmarks/results/{ingest-<time>,latest}.json``.
+
+See ``docs/performance.md`` for what is measured and why, and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from benchmarks import baseline, loadgen
+from benchmarks.server import Server, background_load, cpu_meter, free_port
+from benchmarks.workload import Purchases, batch_accepted, check, prepare
+from treu import __version__
+from treu.db.session import Database
+from treu.migrations import upgrade
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+BENCH_DATABASE = "treu_bench"
+
+TARGETS = [
+    # (key, backend, description, unit, threshold, higher is better)
+    ("saturation_events_per_s", "postgresql", "single events at saturation", "events/s", 800, True),
+    ("fixed_rate_p99_ms", "postgresql", "p99 latency at 200 req/s", "ms", 25, False),
+    (
+        "batch_events_per_s",
+        "postgresql",
+        "batch endpoint (1,000 events/request)",
+        "events/s",
+        5000,
+        True,
+    ),
+]
+
+console = Console()
+
+
+@dataclass
+class Params:
+    backends: list[str]
+    members: int
+    workers: int
+    rate: float
+    rate_seconds: float
+    saturation_concurrency: list[int]
+    saturation_seconds: float
+    saturation_warmup: float
+    batch_size: int
+    batch_concurrency: int
+    batch_seconds: float
+    baseline_seconds: float
+    port: int
+    postgres_url: str
+    profile_seconds: float
+    wait_quiet: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["postgres_url"] = make_url(self.postgres_url).render_as_string(hide_password=True)
+        return out
+
+
+@dataclass
+class Tally:
+    """Answers counted across every phase, to compare with the database afterwards."""
+
+    accepted: int = 0
+    server_errors: int = 0
+    client_errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: loadgen.Result) -> None:
+        self.accepted += result.events_accepted
+        for status, n in result.statuses.items():
+            self.statuses[str(status)] = self.statuses.get(str(status), 0) + n
+            if status >= 500:
+                self.server_errors += n
+        self.client_errors += sum(result.errors.values())
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def describe(result: loadgen.Result, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "requests": result.requests,
+        "measured_requests": result.measured_requests,
+        "measured_seconds": round(result.measured_seconds, 3),
+        "requests_per_s": round(result.measured_requests / result.measured_seconds, 1)
+        if result.measured_seconds
+        else 0.0,
+        "events_per_s": round(result.events_in_window / result.measured_seconds, 1)
+        if result.measured_seconds
+        else 0.0,
+        "latency_ms": {
+            "p50": ms(result.percentile(50)),
+            "p90": ms(result.percentile(90)),
+            "p99": ms(result.percentile(99)),
+            "p99.9": ms(result.percentile(99.9)),
+            "max": ms(max(result.latencies)) if result.latencies else None,
+        },
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "errors": dict(result.errors),
+        "client_cpu_us_per_request": round(result.client_cpu_seconds / result.requests * 1e6, 1)
+        if result.requests
+        else None,
+        "connections": result.max_connections,
+        "cpu": cpu,
+    }
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def postgres_database(admin_url: str) -> str | None:
+    """Drop and recreate ``treu_bench``; None when no PostgreSQL server answers."""
+    import psycopg
+
+    url = make_url(admin_url)
+    conninfo = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    except psycopg.OperationalError as exc:
+        console.print(f"[bold red]PostgreSQL is not reachable ({exc}); skipping it.[/]")
+        return None
+    return url.set(drivername="postgresql+psycopg", database=BENCH_DATABASE).render_as_string(
+        hide_password=False
+    )
+
+
+def drop_postgres_database(admin_url: str) -> None:
+    import psycopg
+
+    conninfo = (
+        make_url(admin_url)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+
+
+def postgres_info(url: str) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    db = Database(url)
+    try:
+        with db.unit_of_work(write=False) as session:
+            settings = {
+                name: session.execute(text(f"SHOW {name}")).scalar()
+                for name in ("server_version", "synchronous_commit", "shared_buffers", "fsync")
+            }
+    finally:
+        db.dispose()
+    return settings
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
+    """Wait (up to ``limit`` seconds) until the machine has been idle for 3 s running."""
+    started = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - started < limit and quiet < 3:
+        quiet = quiet + 1 if background_load(1.0) < threshold else 0
+    waited = round(time.perf_counter() - started, 1)
+    if quiet < 3:
+        console.print(f"[yellow]the machine did not become quiet within {limit:.0f} s[/]")
+    return waited
+
+
+# --- one backend -------------------------------------------------------------------------
+
+
+def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": make_url(url).render_as_string(hide_password=True)}
+    console.rule(f"[bold]{backend}")
+    if params.wait_quiet > 0:
+        out["waited_for_quiet_seconds"] = wait_for_quiet(params.wait_quiet)
+    started = time.perf_counter()
+    upgrade(url)
+    db = Database(url)
+    fixture = prepare(db, members_count=params.members)
+    out["setup"] = {
+        "members": params.members,
+        "setup_seconds": round(time.perf_counter() - started, 2),
+    }
+    console.print(
+        f"migrated and created {params.members:,} members in {out['setup']['setup_seconds']} s"
+    )
+
+    # Raw baselines (before the server starts, so nothing else competes).
+    baseline.prepare(url)
+    out["baselines"] = {}
+    for variant in ("driver", "sqlalchemy"):
+        base = baseline.measure(
+            url, variant=variant, connections=params.workers, duration=params.baseline_seconds
+        )
+        out["baselines"][variant] = {
+            "connections": base.connections,
+            "transactions": base.transactions,
+            "seconds": base.seconds,
+            "tx_per_s": round(base.tx_per_second, 1),
+            "machine_cores": base.machine_cores,
+        }
+        console.print(
+            f"raw INSERT+COMMIT ({variant}, {base.connections} connections): "
+            f"{base.tx_per_second:,.0f} tx/s"
+        )
+
+    dbname = make_url(url).database if backend == "postgresql" else None
+    port = free_port(params.port)
+    server = Server(url=url, port=port, workers=params.workers, workdir=workdir)
+    tally = Tally()
+    purchases = Purchases(fixture, run_id=f"{backend}-{int(time.time())}")
+    client = loadgen.Client("127.0.0.1", port, fixture.token)
+    server.start()
+    try:
+        out["server"] = {"port": port, "workers": params.workers, "pids": server.pids()}
+        out["background_cores_before"] = background_load()
+
+        # Warm-up: imports, connection pools, caches in both workers.
+        warm = loadgen.run(
+            loadgen.closed_loop(
+                client, "/v1/events", purchases.single, concurrency=4, warmup=0, duration=3
+            )
+        )
+        tally.add(warm)
+
+        # Latency at a fixed rate (open loop).
+        with cpu_meter(server, dbname) as cpu:
+            fixed = loadgen.run(
+                loadgen.open_loop(
+                    client,
+                    "/v1/events",
+                    purchases.single,
+                    rate=params.rate,
+                    duration=params.rate_seconds,
+                )
+            )
+        tally.add(fixed)
+        out["fixed_rate"] = {"rate": params.rate, **describe(fixed, cpu[0].as_dict())}
+        out["fixed_rate"]["late_sends"] = fixed.late_sends
+        lat = out["fixed_rate"]["latency_ms"]
+        console.print(
+            f"{params.rate:.0f} req/s for {params.rate_seconds:.0f} s: "
+            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
+        )
+
+        # Saturation (closed loop) at a few concurrencies.
+        out["saturation"] = []
+        for concurrency in params.saturation_concurrency:
+            with cpu_meter(server, dbname) as cpu:
+                sat = loadgen.run(
+                    loadgen.closed_loop(
+                        client,
+                        "/v1/events",
+                        purchases.single,
+                        concurrency=concurrency,
+                        warmup=params.saturation_warmup,
+                        duration=params.saturation_seconds,
+                    )
+                )
+            tally.add(sat)
+            item = {"concurrency": concurrency, **describe(sat, cpu[0].as_dict())}
+            out["saturation"].append(item)
+            console.print(
+                f"saturation, {concurrency} connections: {item['events_per_s']:,.0f} events/s, "
+                f"p50 {item['latency_ms']['p50']} ms, p99 {item['latency_ms']['p99']} ms, "
+                f"server {item['cpu']['server_cores']} cores, "
+                f"database {item['cpu']['database_cores']}, client {item['cpu']['client_cores']}"
+            )
+        out["saturation_best"] = max(out["saturation"], key=lambda x: x["events_per_s"])
+
+        # Batch endpoint.
+        with cpu_meter(server, dbname) as cpu:
+            batch = loadgen.run(
+                loadgen.closed_loop(
+                    client,
+                    "/v1/events/batch",
+                    lambda: purchases.batch(params.batch_size),
+                    concurrency=params.batch_concurrency,
+                    warmup=0,
+                    duration=params.batch_seconds,
+                    accepted=batch_accepted,
+                    want_body=True,
+                )
+            )
+        tally.add(batch)
+        out["batch"] = {
+            "events_per_request": params.batch_size,
+            "concurrency": params.batch_concurrency,
+            **describe(batch, cpu[0].as_dict()),
+        }
+        console.print(
+            f"batch ({params.batch_size} events/request, {params.batch_concurrency} "
+            f"connections): {out['batch']['events_per_s']:,.0f} events/s, "
+            f"p50 {out['batch']['latency_ms']['p50']} ms per request"
+        )
+
+        if params.profile_seconds > 0:
+            from benchmarks import profile
+
+            out["profile"] = profile.run(
+                server, client, purchases, tally, backend=backend, params=params
+            )
+    finally:
+        server.stop()
+
+    result = check(db, fixture.programme_id)
+    db.dispose()
+    correct = (
+        result.purchases_in_db == tally.accepted
+        and tally.server_errors == 0
+        and tally.client_errors == 0
+        and result.discrepancies == 0
+    )
+    out["correctness"] = {
+        "answered_201": tally.accepted,
+        "purchases_in_db": result.purchases_in_db,
+        "statuses": tally.statuses,
+        "server_errors": tally.server_errors,
+        "client_errors": tally.client_errors,
+        "ledger_verify_discrepancies": result.discrepancies,
+        "ledger_verify_seconds": round(result.verify_seconds, 2),
+        "ok": correct,
+    }
+    if not correct:
+        console.print(f"[bold red]correctness check failed:[/] {out['correctness']}")
+        console.print(server.log_tail())
+    else:
+        console.print(
+            f"[green]correct:[/] {result.purchases_in_db:,} purchases stored = 201 answers, "
+            "no 5xx, ledger verify found nothing"
+        )
+
+    driver = out["baselines"]["driver"]["tx_per_s"]
+    core = out["baselines"]["sqlalchemy"]["tx_per_s"]
+    sat_eps = out["saturation_best"]["events_per_s"]
+    batch_eps = out["batch"]["events_per_s"]
+    out["ratios"] = {
+        "saturation_vs_driver": round(sat_eps / driver, 3) if driver else None,
+        "saturation_vs_sqlalchemy": round(sat_eps / core, 3) if core else None,
+        "batch_vs_driver": round(batch_eps / driver, 3) if driver else None,
+    }
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def targets(backends: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for key, backend, what, unit, threshold, higher in TARGETS:
+        data = backends.get(backend)
+        measured: float | None = None
+        if data is not None:
+            measured = {
+                "saturation_events_per_s": data["saturation_best"]["events_per_s"],
+                "fixed_rate_p99_ms": data["fixed_rate"]["latency_ms"]["p99"],
+                "batch_events_per_s": data["batch"]["events_per_s"],
+            }[key]
+        met = (
+            None
+            if measured is None
+            else (measured >= threshold if higher else measured <= threshold)
+        )
+        out.append(
+            {
+                "target": key,
+                "backend": backend,
+                "description": what,
+                "threshold": f"{'≥' if higher else '≤'} {threshold} {unit}",
+                "measured": measured,
+                "unit": unit,
+                "met": met,
+            }
+        )
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory_gb = round(kb / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "treu": __version__,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    table = Table(title="Treu purchase ingestion (3-line purchases, HTTP API, 2 workers)")
+    table.add_column("backend")
+    table.add_column("raw INSERT tx/s\n(driver / SQLAlchemy)", justify="right")
+    table.add_column("saturation\nevents/s", justify="right")
+    table.add_column("÷ raw\n(driver)", justify="right")
+    table.add_column("200 req/s\np50 / p99 ms", justify="right")
+    table.add_column("batch\nevents/s", justify="right")
+    table.add_column("server / db / client\ncores at saturation", justify="right")
+    table.add_column("correct", justify="center")
+    for backend, data in report["backends"].items():
+        if data.get("skipped"):
+            table.add_row(backend, "skipped: " + data["skipped"], "", "", "", "", "", "")
+            continue
+        b = data["baselines"]
+        sat = data["saturation_best"]
+        lat = data["fixed_rate"]["latency_ms"]
+        cpu = sat["cpu"]
+        table.add_row(
+            backend,
+            f"{b['driver']['tx_per_s']:,.0f} / {b['sqlalchemy']['tx_per_s']:,.0f}",
+            f"{sat['events_per_s']:,.0f} (c={sat['concurrency']})",
+            f"{data['ratios']['saturation_vs_driver']:.2f}",
+            f"{lat['p50']} / {lat['p99']}",
+            f"{data['batch']['events_per_s']:,.0f}",
+            f"{cpu['server_cores']} / {cpu['database_cores']} / {cpu['client_cores']}",
+            "[green]yes[/]" if data["correctness"]["ok"] else "[red]NO[/]",
+        )
+    console.print(table)
+    goals = Table(title="Targets (PostgreSQL, this machine)")
+    goals.add_column("target")
+    goals.add_column("threshold", justify="right")
+    goals.add_column("measured", justify="right")
+    goals.add_column("met", justify="center")
+    for t in report["targets"]:
+        met = {True: "[green]met[/]", False: "[red]missed[/]", None: "[yellow]not run[/]"}[t["met"]]
+        measured = "—" if t["measured"] is None else f"{t['measured']:,} {t['unit']}"
+        goals.add_row(t["description"], t["threshold"], measured, met)
+    console.print(goals)
+
+
+def write_results(report: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"ingest-{stamp}.json"
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    return path
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> Params:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0, help="fixed request rate (req/s)")
+    parser.add_argument("--rate-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--concurrency", default="4,16", help="saturation connections, comma-separated"
+    )
+    parser.add_argument("--saturation-seconds", type=float, default=20.0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-concurrency", type=int, default=2)
+    parser.add_argument("--batch-seconds", type=float, default=20.0)
+    parser.add_argument("--baseline-seconds", type=float, default=8.0)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("TREU_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help=f"server to create the '{BENCH_DATABASE}' database on",
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also sample the server workers with py-spy for SECONDS at saturation",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each backend, wait up to SECONDS for other work on the machine to stop",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
+    args = parser.parse_args(argv)
+    params = Params(
+        backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+        members=args.members,
+        workers=args.workers,
+        rate=args.rate,
+        rate_seconds=args.rate_seconds,
+        saturation_concurrency=[int(c) for c in args.concurrency.split(",")],
+        saturation_seconds=args.saturation_seconds,
+        saturation_warmup=2.0,
+        batch_size=args.batch_size,
+        batch_concurrency=args.batch_concurrency,
+        batch_seconds=args.batch_seconds,
+        baseline_seconds=args.baseline_seconds,
+        port=args.port,
+        postgres_url=args.postgres_url,
+        profile_seconds=args.profile,
+        wait_quiet=args.wait_quiet,
+    )
+    if args.quick:
+        params.members = min(params.members, 1000)
+        params.rate_seconds = 5
+        params.saturation_concurrency = params.saturation_concurrency[:1]
+        params.saturation_seconds = 5
+        params.saturation_warmup = 1
+        params.batch_seconds = 5
+        params.baseline_seconds = 3
+    unknown = set(params.backends) - {"sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    params = parse_args(argv)
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "ingest",
+        "started_at": started_at.isoformat(),
+        "machine": machine_info(),
+        "parameters": params.as_dict(),
+        "backends": {},
+    }
+    load = background_load()
+    report["machine"]["background_cores_at_start"] = load
+    if load > 0.2:
+        console.print(
+            f"[bold yellow]warning:[/] the machine is busy before the benchmark starts "
+            f"({load} cores in use); figures will be lower than on an idle machine"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
+    ok = True
+    try:
+        for backend in params.backends:
+            if backend == "sqlite":
+                url = f"sqlite:///{workdir / 'bench.db'}"
+            else:
+                maybe = postgres_database(params.postgres_url)
+                if maybe is None:
+                    report["backends"][backend] = {"skipped": "PostgreSQL not reachable"}
+                    continue
+                url = maybe
+                report["machine"]["postgres"] = postgres_info(url)
+            try:
+                data = bench_backend(backend, url, params, workdir)
+            finally:
+                if backend == "postgresql":
+                    drop_postgres_database(params.postgres_url)
+            report["backends"][backend] = data
+            ok = ok and data["correctness"]["ok"]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report["targets"] = targets(report["backends"])
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    report["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    print_report(report)
+    path = write_results(report)
+    console.print(
+        f"results: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
