@@ -1,1 +1,613 @@
-"""Demo programme with realistic data (``treu demo``)."""
+"""Demo programme with realistic data (``treu demo``).
+
+The data is meant to look like a German grocery-and-lifestyle retailer's first year of
+loyalty data, because the insights built on it (RFM, CLV, churn, recommendations) are
+only as convincing as its shape:
+
+* members fall into segments with very different purchase rates: a few heavy buyers,
+  regulars, many occasional shoppers, lapsed members who stopped months ago, and fresh
+  sign-ups; each has a home store, a channel mix (POS, web, app, a little phone) and a
+  taste for organic products of their own;
+* purchases spread over the last 12 months, baskets depend on the channel (groceries at
+  the till, apparel and cosmetics online) and use one product catalogue (sku, name,
+  category, price, tags such as ``organic``);
+* about 3 % of orders come back, some in part, some in full (online orders more often).
+
+Everything derives from one ``random.Random(seed)`` and ``now``: the same seed and ``now``
+give the same members and events. Loading goes through the services (``members.enrol``,
+the bulk event ingestion in batches of 1,000), so the ledger it builds is the real one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from treu.db.session import Database
+from treu.events.schemas import event_adapter
+from treu.events.service import ingest_with_retry
+from treu.kit.ids import luhn_check_digit
+from treu.kit.time import utc_now
+from treu.ledger.service import ledger
+from treu.members.schemas import MemberCreate, normalise_phone
+from treu.members.service import members as member_service
+from treu.programmes.models import Programme
+from treu.programmes.schemas import ProgrammeCreate
+from treu.programmes.service import programmes
+
+DEMO_SLUG = "demo"
+BATCH_SIZE = 1000
+HISTORY_DAYS = 365
+
+Progress = Callable[[str, int, int], None]
+"""``on_progress(stage, done, total)`` with stage ``members``, ``events`` or ``ledger``."""
+
+
+def demo_programme(slug: str = DEMO_SLUG) -> ProgrammeCreate:
+    return ProgrammeCreate.model_validate(
+        {
+            "slug": slug,
+            "name": "Treu Demo",
+            "currency": "EUR",
+            "points_per_currency_unit": 1,
+            "pending_days": 14,
+            "expiry": {"policy": "rolling", "months": 24},
+            "auto_enrol": False,
+            "points_name": {
+                "de": {"one": "Treuepunkt", "other": "Treuepunkte"},
+                "en": {"one": "point", "other": "points"},
+            },
+        }
+    )
+
+
+# --- catalogue ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    category: str
+    price_minor: int
+    tags: tuple[str, ...] = ()
+
+    @property
+    def organic(self) -> bool:
+        return "organic" in self.tags
+
+
+def _p(sku: str, name: str, category: str, price: int, *tags: str) -> Product:
+    return Product(sku, name, category, price, tags)
+
+
+CATALOGUE: tuple[Product, ...] = (
+    _p("1001", "Bio Bananen 1 kg", "produce", 199, "organic", "fairtrade"),
+    _p("1002", "Äpfel Elstar 1 kg", "produce", 249, "regional"),
+    _p("1003", "Bio Äpfel Boskoop 1 kg", "produce", 299, "organic", "regional"),
+    _p("1004", "Rispentomaten 500 g", "produce", 199),
+    _p("1005", "Bio Möhren 1 kg", "produce", 149, "organic", "regional"),
+    _p("1006", "Kartoffeln festkochend 2,5 kg", "produce", 299, "regional"),
+    _p("1007", "Bio Avocado", "produce", 129, "organic", "vegan"),
+    _p("1008", "Zitronen 500 g", "produce", 149),
+    _p("1009", "Salatgurke", "produce", 79),
+    _p("1010", "Bio Babyspinat 250 g", "produce", 229, "organic"),
+    _p("2001", "Roggenmischbrot 750 g", "bakery", 289),
+    _p("2002", "Bio Dinkelbrot 500 g", "bakery", 349, "organic"),
+    _p("2003", "Brötchen 6 Stück", "bakery", 179),
+    _p("2004", "Buttercroissant", "bakery", 89),
+    _p("2005", "Laugenbrezel", "bakery", 69),
+    _p("2006", "Bio Vollkorntoast 500 g", "bakery", 229, "organic", "vegan"),
+    _p("2007", "Apfelstrudel", "bakery", 399),
+    _p("3001", "Bio Zartbitterschokolade 100 g", "snacks", 199, "organic", "fairtrade", "vegan"),
+    _p("3002", "Kartoffelchips 175 g", "snacks", 179),
+    _p("3003", "Fruchtgummi 200 g", "snacks", 119),
+    _p("3004", "Bio Nussmischung 200 g", "snacks", 399, "organic", "vegan"),
+    _p("3005", "Butterkekse 200 g", "snacks", 129),
+    _p("4001", "Bio Vollmilch 1 l", "dairy", 129, "organic"),
+    _p("4002", "H-Milch 1,5 % 1 l", "dairy", 99),
+    _p("4003", "Bio Joghurt natur 500 g", "dairy", 119, "organic"),
+    _p("4004", "Gouda jung 400 g", "dairy", 299),
+    _p("4005", "Deutsche Markenbutter 250 g", "dairy", 239),
+    _p("4006", "Bio Haferdrink 1 l", "dairy", 199, "organic", "vegan"),
+    _p("4007", "Speisequark 500 g", "dairy", 109),
+    _p("4008", "Bio Bergkäse 200 g", "dairy", 379, "organic", "regional"),
+    _p("5001", "Mineralwasser 6 x 1,5 l", "drinks", 294),
+    _p("5002", "Apfelschorle 1 l", "drinks", 119, "regional"),
+    _p("5003", "Bio Orangensaft 1 l", "drinks", 279, "organic"),
+    _p("5004", "Pils 6 x 0,33 l", "drinks", 499),
+    _p("5005", "Riesling trocken 0,75 l", "drinks", 699, "regional"),
+    _p("5006", "Bio Eistee Pfirsich 0,5 l", "drinks", 149, "organic"),
+    _p("5007", "Cola 1,5 l", "drinks", 169),
+    _p("6001", "Spülmittel 500 ml", "household", 149),
+    _p("6002", "Öko-Waschmittel 1,5 l", "household", 799, "vegan"),
+    _p("6003", "Küchenrolle 4 Rollen", "household", 299),
+    _p("6004", "Toilettenpapier 8 Rollen", "household", 399),
+    _p("6005", "Müllbeutel 35 l", "household", 199),
+    _p("6006", "Bio Allzweckreiniger 1 l", "household", 349, "organic", "vegan"),
+    _p("7001", "Bio Espresso Bohnen 1 kg", "coffee", 1699, "organic", "fairtrade"),
+    _p("7002", "Kaffee gemahlen 500 g", "coffee", 899),
+    _p("7003", "Bio Filterkaffee 500 g", "coffee", 749, "organic", "fairtrade"),
+    _p("7004", "Kaffeekapseln 10 Stück", "coffee", 329),
+    _p("7005", "Bio Grüntee 20 Beutel", "coffee", 279, "organic"),
+    _p("7006", "Cappuccino to go", "coffee", 290),
+    _p("8001", "Naturkosmetik Duschgel 250 ml", "cosmetics", 295, "organic", "vegan"),
+    _p("8002", "Zahnpasta 75 ml", "cosmetics", 145),
+    _p("8003", "Bio Gesichtscreme 50 ml", "cosmetics", 1295, "organic", "vegan"),
+    _p("8004", "Shampoo 300 ml", "cosmetics", 345),
+    _p("8005", "Deo Roller 50 ml", "cosmetics", 245),
+    _p("8006", "Bio Lippenbalsam", "cosmetics", 395, "organic"),
+    _p("8007", "Sonnencreme LSF 30 200 ml", "cosmetics", 995),
+    _p("9001", "T-Shirt Bio-Baumwolle", "apparel", 1999, "organic", "fairtrade"),
+    _p("9002", "Socken 3er-Pack", "apparel", 999),
+    _p("9003", "Jeans Straight Fit", "apparel", 5999),
+    _p("9004", "Kapuzenpullover", "apparel", 3999),
+    _p("9005", "Einkaufstasche Bio-Baumwolle", "apparel", 499, "organic"),
+    _p("9006", "Regenjacke", "apparel", 7999),
+    _p("9007", "Sneaker", "apparel", 6999),
+    _p("9008", "Wollschal", "apparel", 2499),
+)
+
+BY_CATEGORY: dict[str, tuple[Product, ...]] = {}
+for _product in CATALOGUE:
+    BY_CATEGORY[_product.category] = (*BY_CATEGORY.get(_product.category, ()), _product)
+
+PHYSICAL_STORES = ("berlin-01", "berlin-02", "hamburg-01", "muenchen-01", "koeln-01", "leipzig-01")
+STORES = (*PHYSICAL_STORES, "web", "app")
+CHANNELS = ("pos", "web", "app", "phone")
+
+# How likely each category is in a basket, per channel.
+CATEGORY_WEIGHTS: dict[str, dict[str, float]] = {
+    "pos": {
+        "produce": 22,
+        "bakery": 16,
+        "dairy": 20,
+        "drinks": 12,
+        "snacks": 9,
+        "coffee": 8,
+        "household": 7,
+        "cosmetics": 5,
+        "apparel": 1,
+    },
+    "web": {"apparel": 30, "cosmetics": 22, "coffee": 18, "household": 16, "drinks": 8},
+    "app": {"apparel": 22, "cosmetics": 20, "coffee": 22, "household": 14, "snacks": 10},
+    "phone": {"coffee": 45, "apparel": 25, "household": 20, "cosmetics": 10},
+}
+BASKET_SIZES: dict[str, tuple[list[int], list[float]]] = {
+    "pos": ([1, 2, 3, 4, 5, 6, 7, 8], [14, 18, 19, 16, 12, 9, 7, 5]),
+    "web": ([1, 2, 3, 4], [45, 30, 17, 8]),
+    "app": ([1, 2, 3, 4], [50, 28, 15, 7]),
+    "phone": ([1, 2, 3], [60, 30, 10]),
+}
+
+_CATEGORY_CUM = {
+    channel: (list(weights), list(itertools.accumulate(weights.values())))
+    for channel, weights in CATEGORY_WEIGHTS.items()
+}
+_BASKET_CUM = {
+    channel: (sizes, list(itertools.accumulate(weights)))
+    for channel, (sizes, weights) in BASKET_SIZES.items()
+}
+_SPLIT = {
+    category: (
+        tuple(p for p in products if p.organic),
+        tuple(p for p in products if not p.organic),
+    )
+    for category, products in BY_CATEGORY.items()
+}
+
+FIRST_NAMES = (
+    "Anna", "Lena", "Marie", "Sophie", "Laura", "Julia", "Hannah", "Lea", "Katharina",
+    "Sarah", "Mia", "Emma", "Clara", "Johanna", "Charlotte", "Paula", "Ida", "Greta",
+    "Ursula", "Monika", "Sabine", "Petra", "Birgit", "Andrea", "Claudia", "Jana", "Nina",
+    "Lukas", "Leon", "Finn", "Jonas", "Paul", "Felix", "Maximilian", "Elias", "Noah",
+    "Ben", "Tim", "Jan", "Niklas", "Moritz", "Tobias", "Florian", "Matthias", "Stefan",
+    "Thomas", "Michael", "Andreas", "Frank", "Jürgen", "Klaus", "Wolfgang", "Dieter",
+    "Sebastian", "Philipp", "Simon", "David", "Alexander", "Jörg", "Uwe",
+)  # fmt: skip
+LAST_NAMES = (
+    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
+    "Schulz", "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf",
+    "Schröder", "Neumann", "Schwarz", "Zimmermann", "Braun", "Krüger", "Hofmann",
+    "Hartmann", "Lange", "Schmitt", "Werner", "Schmitz", "Krause", "Meier", "Lehmann",
+    "Schmid", "Schulze", "Maier", "Köhler", "Herrmann", "König", "Walter", "Mayer",
+    "Huber", "Kaiser", "Fuchs", "Peters", "Lang", "Scholz", "Möller", "Weiß", "Jung",
+    "Hahn", "Schubert", "Vogel", "Friedrich", "Keller", "Günther", "Frank", "Berger",
+    "Winkler", "Roth", "Beck", "Lorenz", "Baumann", "Franke", "Albrecht", "Schuster",
+)  # fmt: skip
+EMAIL_DOMAINS = ("example.com", "example.de", "example.org", "example.net")
+MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175", "176", "177")
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    share: float
+    purchases_per_month: float
+
+
+SEGMENTS = (
+    Segment("heavy", 0.08, 6.0),
+    Segment("regular", 0.27, 2.2),
+    Segment("occasional", 0.42, 0.7),
+    Segment("lapsed", 0.17, 1.6),
+    Segment("new", 0.06, 2.0),
+)
+
+
+@dataclass
+class DemoMember:
+    data: dict[str, Any]
+    """``MemberCreate`` fields."""
+    segment: str
+    active_from: datetime
+    active_until: datetime
+    rate: float
+    """Relative purchase rate per day."""
+    home_store: str
+    channel_weights: tuple[float, float, float, float]
+    organic_affinity: float
+
+    def ref(self, channel: str) -> dict[str, str]:
+        """How the shop names the member: the card at the till, the login online."""
+        if channel in ("web", "app") and self.data.get("email"):
+            return {"email": self.data["email"]}
+        if channel == "phone" and self.data.get("phone"):
+            return {"phone": self.data["phone"]}
+        return {"card_number": self.data["card_number"]}
+
+
+@dataclass
+class DemoData:
+    members: list[DemoMember]
+    events: list[dict[str, Any]]
+    """Purchases and returns in the order they happened (event JSON as for the API)."""
+
+
+def _ascii(text: str) -> str:
+    for umlaut, plain in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss")):
+        text = text.replace(umlaut, plain)
+    return text.lower()
+
+
+def _card(rng: random.Random) -> str:
+    body = "9276" + "".join(rng.choice("0123456789") for _ in range(11))
+    return body + str(luhn_check_digit(body))
+
+
+def _phone(rng: random.Random) -> str:
+    while True:
+        number = "+49" + rng.choice(MOBILE_PREFIXES) + "".join(rng.choices("0123456789", k=8))
+        try:
+            return normalise_phone(number)
+        except ValueError:
+            continue
+
+
+class _Generator:
+    def __init__(self, rng: random.Random, now: datetime, slug: str) -> None:
+        self.rng = rng
+        self.now = now.replace(microsecond=0)
+        self.slug = slug
+        self.start = self.now - timedelta(days=HISTORY_DAYS)
+
+    # --- members ---------------------------------------------------------------------
+
+    def members(self, count: int) -> list[DemoMember]:
+        rng = self.rng
+        emails: set[str] = set()
+        phones: set[str] = set()
+        cards: set[str] = set()
+        out: list[DemoMember] = []
+        segments = rng.choices(SEGMENTS, weights=[s.share for s in SEGMENTS], k=count)
+        for index, segment in enumerate(segments):
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            card = _card(rng)
+            while card in cards:
+                card = _card(rng)
+            cards.add(card)
+            data: dict[str, Any] = {
+                "programme": self.slug,
+                "card_number": card,
+                "first_name": first,
+                "last_name": last,
+                "language": "de" if rng.random() < 0.86 else "en",
+            }
+            if rng.random() < 0.95:
+                local = f"{_ascii(first)}.{_ascii(last)}"
+                email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
+                while email in emails:
+                    email = f"{local}{rng.randint(1, 999)}@{rng.choice(EMAIL_DOMAINS)}"
+                emails.add(email)
+                data["email"] = email
+            if rng.random() < 0.35:
+                phone = _phone(rng)
+                while phone in phones:
+                    phone = _phone(rng)
+                phones.add(phone)
+                data["phone"] = phone
+            if rng.random() < 0.7:
+                age_days = int(rng.triangular(18, 86, 41) * 365.25)
+                data["birthday"] = (self.now - timedelta(days=age_days)).date()
+            channel = rng.choices(("pos", "web", "app"), weights=(60, 24, 16))[0]
+            data["channel"] = channel
+            if index % 97 == 0:  # some shops already hand out their own customer numbers
+                data["external_id"] = f"K-{100000 + index}"
+
+            if segment.name == "new":
+                enrolled = self.now - timedelta(days=rng.uniform(1, 45))
+            elif segment.name == "lapsed" or rng.random() < 0.6:
+                enrolled = self.now - timedelta(days=rng.uniform(HISTORY_DAYS, 5 * 365))
+            else:
+                enrolled = self.now - timedelta(days=rng.uniform(45, HISTORY_DAYS))
+            enrolled = enrolled.replace(microsecond=0)
+            data["enrolled_at"] = enrolled
+            active_from = max(enrolled, self.start)
+            active_until = self.now
+            if segment.name == "lapsed":
+                active_until = self.now - timedelta(days=rng.uniform(100, 300))
+            days = max((active_until - active_from).total_seconds() / 86400, 1.0)
+            rate = segment.purchases_per_month / 30 * rng.lognormvariate(0, 0.45)
+
+            pos, web, app = {"pos": (80, 12, 8), "web": (35, 50, 15), "app": (35, 15, 50)}[channel]
+            out.append(
+                DemoMember(
+                    data=data,
+                    segment=segment.name,
+                    active_from=active_from,
+                    active_until=active_until,
+                    rate=rate * days,
+                    home_store=rng.choice(PHYSICAL_STORES),
+                    channel_weights=(pos, web, app, rng.choice((0, 0, 1, 3))),
+                    organic_affinity=rng.betavariate(1.2, 2.5),
+                )
+            )
+        return out
+
+    # --- purchases and returns -------------------------------------------------------
+
+    def _when(self, member: DemoMember) -> datetime:
+        rng = self.rng
+        span = (member.active_until - member.active_from).total_seconds()
+        day = member.active_from + timedelta(seconds=rng.random() * span)
+        # Shops are open 8:00-20:00 in Germany (07:00-19:00 UTC, near enough).
+        seconds = 7 * 3600 + int(rng.random() * 12 * 3600)
+        moment = day.replace(hour=0, minute=0, second=0) + timedelta(seconds=seconds)
+        if moment > self.now - timedelta(minutes=5):
+            moment -= timedelta(days=1)
+        return max(moment, member.active_from)
+
+    def _basket(self, member: DemoMember, channel: str) -> list[dict[str, Any]]:
+        rng = self.rng
+        sizes, cum_sizes = _BASKET_CUM[channel]
+        size = rng.choices(sizes, cum_weights=cum_sizes)[0]
+        categories, cum_categories = _CATEGORY_CUM[channel]
+        bias = 1 + 2.5 * member.organic_affinity
+        chosen: dict[str, Product] = {}
+        for category in rng.choices(categories, cum_weights=cum_categories, k=size * 3):
+            if len(chosen) >= size:
+                break
+            organic, other = _SPLIT[category]
+            # Pick organic with probability proportional to bias x number of organic items.
+            weight = bias * len(organic)
+            if organic and rng.random() * (weight + len(other)) < weight:
+                product = organic[int(rng.random() * len(organic))]
+            else:
+                product = other[int(rng.random() * len(other))]
+            chosen.setdefault(product.sku, product)
+        lines = []
+        for product in chosen.values():
+            roll = rng.random()
+            if product.category in ("apparel", "coffee", "cosmetics"):
+                quantity = 1 if roll < 0.85 else 2
+            else:
+                quantity = 1 if roll < 0.62 else 2 if roll < 0.86 else 3 if roll < 0.94 else 4
+            lines.append(
+                {
+                    "sku": product.sku,
+                    "name": product.name,
+                    "category": product.category,
+                    "quantity": quantity,
+                    "unit_price_minor": product.price_minor,
+                    "tags": list(product.tags),
+                }
+            )
+        return lines
+
+    def purchases(self, people: list[DemoMember], count: int) -> list[dict[str, Any]]:
+        rng = self.rng
+        if not people or count <= 0:
+            return []
+        buyers = rng.choices(people, weights=[m.rate for m in people], k=count)
+        drafts: list[tuple[datetime, DemoMember, str, str]] = []
+        for member in buyers:
+            channel = rng.choices(CHANNELS, weights=member.channel_weights)[0]
+            if channel == "pos":
+                store = member.home_store if rng.random() < 0.8 else rng.choice(PHYSICAL_STORES)
+            elif channel == "app":
+                store = "app"
+            else:  # the web shop also books the hotline's orders
+                store = "web"
+            drafts.append((self._when(member), member, channel, store))
+        drafts.sort(key=lambda d: d[0])
+        events = []
+        for number, (moment, member, channel, store) in enumerate(drafts, start=1):
+            events.append(
+                {
+                    "id": f"demo-{channel}-{number:06d}",
+                    "type": "purchase",
+                    "programme": self.slug,
+                    "member": member.ref(channel),
+                    "occurred_at": moment.isoformat().replace("+00:00", "Z"),
+                    "channel": channel,
+                    "store": store,
+                    "currency": "EUR",
+                    "lines": self._basket(member, channel),
+                }
+            )
+        return events
+
+    def returns(self, purchases: list[dict[str, Any]], share: float) -> list[dict[str, Any]]:
+        """About ``share`` of the orders come back, online orders three times as often;
+        40 % of returns are the whole order, the rest one or some of its lines."""
+        rng = self.rng
+        cutoff = self.now - timedelta(days=1)
+        candidates = [p for p in purchases if datetime.fromisoformat(p["occurred_at"]) < cutoff]
+        if not candidates:
+            return []
+        wanted = min(round(len(purchases) * share), len(candidates))
+        weights = [3.0 if p["channel"] in ("web", "app") else 1.0 for p in candidates]
+        chosen: dict[str, dict[str, Any]] = {}
+        while len(chosen) < wanted:
+            for p in rng.choices(candidates, weights=weights, k=wanted - len(chosen)):
+                chosen.setdefault(p["id"], p)
+        out = []
+        for number, purchase in enumerate(sorted(chosen.values(), key=lambda p: p["id"]), start=1):
+            bought = datetime.fromisoformat(purchase["occurred_at"])
+            latest = min(bought + timedelta(days=30), self.now - timedelta(minutes=5))
+            moment = bought + timedelta(
+                seconds=int(rng.uniform(3600, max((latest - bought).total_seconds(), 3601)))
+            )
+            lines = purchase["lines"]
+            if rng.random() < 0.4:
+                returned = [{"sku": x["sku"], "quantity": x["quantity"]} for x in lines]
+            else:
+                picked = rng.sample(lines, k=rng.randint(1, max(1, len(lines) - 1)))
+                returned = [
+                    {"sku": x["sku"], "quantity": rng.randint(1, x["quantity"])} for x in picked
+                ]
+            out.append(
+                {
+                    "id": f"demo-return-{number:05d}",
+                    "type": "return",
+                    "programme": self.slug,
+                    "member": purchase["member"],
+                    "occurred_at": min(moment, latest).isoformat().replace("+00:00", "Z"),
+                    "original_event_id": purchase["id"],
+                    "channel": purchase["channel"],
+                    "store": purchase["store"],
+                    "lines": returned,
+                }
+            )
+        return out
+
+
+def generate(
+    *,
+    members: int = 1000,
+    purchases: int = 20_000,
+    seed: int | None = None,
+    now: datetime | None = None,
+    slug: str = DEMO_SLUG,
+    return_share: float = 0.03,
+) -> DemoData:
+    """The demo's members and events (pure: no database)."""
+    gen = _Generator(random.Random(seed), now or utc_now(), slug)
+    people = gen.members(members)
+    sales = gen.purchases(people, purchases)
+    events = sales + gen.returns(sales, return_share)
+    events.sort(key=lambda e: (datetime.fromisoformat(e["occurred_at"]), e["type"] == "return"))
+    return DemoData(people, events)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoSummary:
+    programme: str
+    members: int = 0
+    purchases: int = 0
+    returns: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    """(event id, reason) of events the service refused (a bug in the generator)."""
+    points_earned: int = 0
+    points_reversed: int = 0
+    activated: int = 0
+    expired: int = 0
+    seconds: float = 0.0
+
+
+def demo_exists(db: Database, slug: str = DEMO_SLUG) -> bool:
+    with db.unit_of_work(write=False) as session:
+        return bool(programmes.get_many_by_slug(session, {slug}))
+
+
+def load_demo(
+    db: Database,
+    *,
+    members: int = 1000,
+    purchases: int = 20_000,
+    seed: int | None = None,
+    now: datetime | None = None,
+    slug: str = DEMO_SLUG,
+    on_progress: Progress | None = None,
+) -> DemoSummary:
+    """Create the demo programme and load generated members and events.
+
+    Raises ``ProgrammeExists`` when the programme is there already (nothing is written).
+    Members are enrolled together with the programme in one unit of work, so a failure
+    there leaves no half-made demo; events then go in batches of 1,000, each its own unit
+    of work. Finally pending points whose window has passed are activated and overdue
+    points expired, so balances are current."""
+    started = time.perf_counter()
+    now = now or utc_now()
+    report = on_progress or (lambda stage, done, total: None)
+    data = generate(members=members, purchases=purchases, seed=seed, now=now, slug=slug)
+    summary = DemoSummary(programme=slug)
+
+    report("members", 0, len(data.members))
+    with db.unit_of_work() as session:
+        programme: Programme = programmes.create(session, data=demo_programme(slug))
+        writer = ledger.writer(session, now=now)
+        for number, person in enumerate(data.members, start=1):
+            member_service.enrol(
+                session,
+                programme=programme,
+                data=MemberCreate.model_validate(person.data),
+                writer=writer,
+            )
+            if number % 50 == 0 or number == len(data.members):
+                report("members", number, len(data.members))
+    summary.members = len(data.members)
+
+    total = len(data.events)
+    report("events", 0, total)
+    for offset in range(0, total, BATCH_SIZE):
+        chunk = data.events[offset : offset + BATCH_SIZE]
+        parsed = [event_adapter.validate_python(e) for e in chunk]
+        for outcome in ingest_with_retry(db, parsed, now=now):
+            event = chunk[outcome.index]
+            if outcome.error is not None:
+                summary.rejected.append((event["id"], outcome.error.detail))
+                continue
+            points = (outcome.body or {}).get("points", {})
+            if event["type"] == "purchase":
+                summary.purchases += 1
+                summary.points_earned += int(points.get("earned", 0))
+            else:
+                summary.returns += 1
+                summary.points_reversed += int(points.get("reversed", 0))
+        report("events", min(offset + BATCH_SIZE, total), total)
+
+    report("ledger", 0, 1)
+    summary.activated = _drain(db, ledger.activate_due, now)
+    summary.expired = _drain(db, ledger.expire_due, now)
+    report("ledger", 1, 1)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _drain(db: Database, step: Callable[..., int], now: datetime) -> int:
+    total = 0
+    while True:
+        with db.unit_of_work() as session:
+            done = step(session, now=now, limit=500)
+        if done == 0:
+            return total
+        total += done

@@ -1,0 +1,130 @@
+"""The job registry shared by ``treu jobs run NAME`` and the scheduler (``treu worker``).
+
+A job is a callable ``(db) -> int`` that does all the work that is due and returns how
+many items it handled. Each batch is its own unit of work, so a long catch-up (say a
+million lots after the worker was down for a week) never holds one huge transaction
+and a crash loses at most one batch, which the next run picks up. Jobs are safe to run
+twice and concurrently: the ledger services re-read lots under the account lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from treu.db.session import Database
+from treu.errors import NotFound
+from treu.kit.time import utc_now
+from treu.ledger.service import ledger
+
+BATCH_SIZE = 500
+MAX_BATCHES = 100_000
+"""A guard against a service that keeps reporting work it cannot finish."""
+
+Batch = Callable[[Session, datetime, int], int]
+OnBatch = Callable[[int], None]
+
+
+class UnknownJob(NotFound):
+    code = "unknown_job"
+    title = "Unknown job"
+
+
+def drain(
+    db: Database,
+    step: Batch,
+    *,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> int:
+    """Call ``step`` in a fresh unit of work per batch until it reports no more work.
+
+    ``now`` is fixed for the whole run, so the loop ends even while new lots keep
+    becoming due (they are the next run's work)."""
+    now = now or utc_now()
+    total = 0
+    for _ in range(MAX_BATCHES):
+        with db.unit_of_work() as session:
+            done = step(session, now, batch_size)
+        if done == 0:
+            break
+        total += done
+        if on_batch is not None:
+            on_batch(done)
+    return total
+
+
+def _activate(session: Session, now: datetime, limit: int) -> int:
+    return ledger.activate_due(session, now=now, limit=limit)
+
+
+def _expire(session: Session, now: datetime, limit: int) -> int:
+    return ledger.expire_due(session, now=now, limit=limit)
+
+
+def activate_pending(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Make pending points available once their return window has passed."""
+    return drain(db, _activate, now=now, on_batch=on_batch)
+
+
+def expire_points(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Expire lots whose expiry date has passed (one ``expire`` posting per lot)."""
+    return drain(db, _expire, now=now, on_batch=on_batch)
+
+
+class JobFunc(Protocol):
+    def __call__(
+        self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    unit: str
+    """What the returned count counts, for log lines ("12 lots activated")."""
+    run: JobFunc
+    interval_setting: str
+    """The ``Settings`` field that holds the worker's interval in seconds."""
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job(
+            name="ledger.activate_pending",
+            description="Make pending points available after the return window",
+            unit="lots activated",
+            run=activate_pending,
+            interval_setting="worker_activate_every_seconds",
+        ),
+        Job(
+            name="ledger.expire_points",
+            description="Expire points past their expiry date",
+            unit="lots expired",
+            run=expire_points,
+            interval_setting="worker_expire_every_seconds",
+        ),
+    )
+}
+
+
+def get_job(name: str) -> Job:
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise UnknownJob(f"no job {name!r}; known jobs: {', '.join(sorted(JOBS))}") from None
+
+
+def run_job(db: Database, name: str, *, now: datetime | None = None) -> int:
+    return get_job(name).run(db, now=now)

@@ -1,0 +1,148 @@
+"""``treu demo``: realistic, deterministic data that loads into a clean ledger."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.test_cli import make_runner
+from treu import cli
+from treu.auth.models import ApiKey
+from treu.db.session import Database
+from treu.demo import CATALOGUE, STORES, generate
+from treu.events.models import Event, PurchaseLine
+from treu.ledger.service import ledger
+from treu.members.models import Member
+from treu.programmes.models import Programme
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def test_same_seed_same_data() -> None:
+    one = generate(members=40, purchases=300, seed=7, now=NOW)
+    two = generate(members=40, purchases=300, seed=7, now=NOW)
+    other = generate(members=40, purchases=300, seed=8, now=NOW)
+    assert [m.data for m in one.members] == [m.data for m in two.members]
+    assert one.events == two.events
+    assert one.events != other.events
+
+
+def test_generated_data_looks_like_a_year_of_retail() -> None:
+    data = generate(members=1000, purchases=6000, seed=1, now=NOW)
+    people = [m.data for m in data.members]
+    assert len(people) == 1000
+    for field in ("email", "phone", "card_number"):
+        values = [p[field] for p in people if p.get(field)]
+        assert len(values) == len(set(values)), f"{field} repeats"
+    assert all(re.fullmatch(r"\+49\d{10,11}", p["phone"]) for p in people if p.get("phone"))
+    assert 0.25 < sum(1 for p in people if p.get("phone")) / 1000 < 0.45
+    assert 0.6 < sum(1 for p in people if p.get("birthday")) / 1000 < 0.8
+    assert {p["channel"] for p in people} == {"pos", "web", "app"}
+    assert all(p["enrolled_at"] <= NOW for p in people)
+
+    purchases = [e for e in data.events if e["type"] == "purchase"]
+    returns = [e for e in data.events if e["type"] == "return"]
+    assert len(purchases) == 6000
+    assert 0.02 < len(returns) / len(purchases) < 0.04
+    times = [datetime.fromisoformat(e["occurred_at"]) for e in data.events]
+    assert times == sorted(times)
+    assert NOW - timedelta(days=366) < min(times)
+    assert max(times) <= NOW
+    channels = Counter(e["channel"] for e in purchases)
+    assert set(channels) == {"pos", "web", "app", "phone"}
+    assert channels["pos"] > channels["web"] > channels["phone"]
+    assert {e["store"] for e in purchases} == set(STORES)
+    assert len(STORES) >= 8
+
+    categories = {p.category for p in CATALOGUE}
+    assert {"dairy", "bakery", "produce", "coffee", "drinks", "household", "cosmetics"} <= (
+        categories
+    )
+    assert "apparel" in categories
+    assert 0.25 < sum(p.organic for p in CATALOGUE) / len(CATALOGUE) < 0.6
+    catalogue = {p.sku: p for p in CATALOGUE}
+    for event in purchases[:500]:
+        for line in event["lines"]:
+            product = catalogue[line["sku"]]
+            assert (line["name"], line["unit_price_minor"]) == (product.name, product.price_minor)
+
+    # Frequency varies: heavy buyers, occasional ones, lapsed ones.
+    by_member = Counter(next(iter(e["member"].values())) for e in purchases)
+    per_member = Counter()
+    for person in data.members:
+        per_member[person.data["card_number"]] = sum(
+            by_member[person.data[k]] for k in ("card_number", "email", "phone") if k in person.data
+        )
+    counts = sorted(per_member.values(), reverse=True)
+    assert sum(counts[:100]) > 0.3 * len(purchases)  # top 10 % buy a third or more
+    assert sum(1 for c in counts if c <= 2) > 100  # many occasional (or no) purchases
+    lapsed = [m for m in data.members if m.segment == "lapsed"]
+    assert lapsed
+    assert all(m.active_until < NOW - timedelta(days=90) for m in lapsed)
+
+    # Returns: after their purchase, never more than bought, some full, some partial.
+    bought = {e["id"]: e for e in purchases}
+    full = 0
+    for ret in returns:
+        original = bought[ret["original_event_id"]]
+        assert ret["occurred_at"] > original["occurred_at"]
+        assert ret["member"] == original["member"]
+        quantities = {line["sku"]: line["quantity"] for line in original["lines"]}
+        assert all(line["quantity"] <= quantities[line["sku"]] for line in ret["lines"])
+        full += {x["sku"]: x["quantity"] for x in ret["lines"]} == quantities
+    assert 0 < full < len(returns)
+
+
+def test_demo_command_loads_a_clean_ledger(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = make_runner(monkeypatch, fresh_db)
+    result = runner.invoke(
+        cli.app, ["demo", "--members", "30", "--purchases", "300", "--seed", "3", "--api-key"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "seed 3" in result.stdout
+    assert re.search(r"treu_[A-Za-z0-9]{44}", result.stdout)
+    assert "shown only once" in result.stderr
+
+    with fresh_db.unit_of_work(write=False) as session:
+        programme = session.scalar(select(Programme).where(Programme.slug == "demo"))
+        assert programme is not None
+        assert (programme.name, programme.currency, programme.pending_days) == (
+            "Treu Demo",
+            "EUR",
+            14,
+        )
+        assert (programme.expiry_policy, programme.expiry_months) == ("rolling", 24)
+        assert programme.auto_enrol is False
+        assert programme.points_name["de"]["other"] == "Treuepunkte"
+        assert session.scalar(select(func.count()).select_from(Member)) == 30
+        types = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
+        assert types["purchase"] == 300
+        assert 1 <= types["return"] <= 20
+        organic = session.scalar(
+            select(func.count())
+            .select_from(PurchaseLine)
+            .where(PurchaseLine.sku.in_([p.sku for p in CATALOGUE if p.organic]))
+        )
+        assert (organic or 0) > 0
+        assert ledger.verify(session, programme_id=programme.id) == []
+        key = session.scalar(select(ApiKey).where(ApiKey.name == "demo"))
+        assert key is not None
+        assert set(key.scopes) == {"events:write", "members:read", "members:write", "admin"}
+    with fresh_db.unit_of_work() as session:
+        assert ledger.activate_due(session) == 0
+        assert ledger.expire_due(session) == 0
+
+    again = runner.invoke(cli.app, ["demo", "--if-empty"])
+    assert again.exit_code == 0, again.output
+    assert "exists already; nothing to do" in again.stdout
+    refused = runner.invoke(cli.app, ["demo", "--members", "5", "--purchases", "5"])
+    assert refused.exit_code == 1
+    assert "exists already" in refused.stderr
+    with fresh_db.unit_of_work(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == 30
