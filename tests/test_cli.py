@@ -52,10 +52,11 @@ def test_unmigrated_database_is_a_sentence_not_a_traceback(
 ) -> None:
     empty = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     runner = make_runner(monkeypatch, empty)
-    result = runner.invoke(cli.app, ["apikey", "list"])
-    assert result.exit_code == 1
-    assert "treu migrate" in result.stderr
-    assert "Traceback" not in result.output
+    for command in (["apikey", "list"], ["worker"], ["jobs", "run", "ledger.expire_points"]):
+        result = runner.invoke(cli.app, command)
+        assert result.exit_code == 1, command
+        assert "treu migrate" in result.stderr
+        assert "Traceback" not in result.output
     empty.dispose()
 
 

@@ -26,9 +26,17 @@ def test_same_seed_same_data() -> None:
     one = generate(members=40, purchases=300, seed=7, now=NOW)
     two = generate(members=40, purchases=300, seed=7, now=NOW)
     other = generate(members=40, purchases=300, seed=8, now=NOW)
+    later = generate(members=40, purchases=300, seed=7, now=NOW + timedelta(hours=9))
     assert [m.data for m in one.members] == [m.data for m in two.members]
-    assert one.events == two.events
+    assert one.events == two.events == later.events
     assert one.events != other.events
+
+    tomorrow = generate(members=40, purchases=300, seed=7, now=NOW + timedelta(days=1))
+    assert [e["lines"] for e in tomorrow.events] == [e["lines"] for e in one.events]
+    shifted = [datetime.fromisoformat(e["occurred_at"]) for e in tomorrow.events]
+    assert shifted == [
+        datetime.fromisoformat(e["occurred_at"]) + timedelta(days=1) for e in one.events
+    ]
 
 
 def test_generated_data_looks_like_a_year_of_retail() -> None:

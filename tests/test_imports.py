@@ -266,6 +266,10 @@ def test_cli_import_fatal_errors_exit_1(db: Database, runner: CliRunner, tmp_pat
     result = runner.invoke(cli.app, ["import", "members", str(source), "--programme", "nope-x"])
     assert result.exit_code == 1
     assert "no programme 'nope-x'" in result.stderr
+    source.write_bytes(b"email\n\xff\xfe@example.com\n")
+    result = runner.invoke(cli.app, ["import", "members", str(source), "--programme", prog.slug])
+    assert result.exit_code == 1
+    assert "not UTF-8" in result.stderr
     result = runner.invoke(cli.app, ["import", "events", str(missing)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output

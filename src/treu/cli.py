@@ -91,6 +91,8 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(exc.detail) from None
         except SQLAlchemyError as exc:
             raise fail(_database_problem(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise fail(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
             raise fail(message) from None
@@ -598,8 +600,21 @@ def worker() -> None:
         handlers=[RichHandler(console=err, show_path=False)],
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    db = open_database()
+    _preflight(db)
     console.print(f"Treu worker on {_safe(settings.database_url)} — Ctrl-C stops.")
-    run_forever(open_database(), settings)
+    run_forever(db, settings)
+
+
+def _preflight(db: Database) -> None:
+    """Fail at start, with a sentence, when the database is unreachable or unmigrated
+    (rather than logging the same error at every scheduled run)."""
+    from sqlalchemy import select
+
+    from treu.ledger.models import Lot
+
+    with db.unit_of_work(write=False) as session:
+        session.execute(select(Lot.id).limit(1))
 
 
 def main() -> None:

@@ -506,8 +506,12 @@ def generate(
     slug: str = DEMO_SLUG,
     return_share: float = 0.03,
 ) -> DemoData:
-    """The demo's members and events (pure: no database)."""
-    gen = _Generator(random.Random(seed), now or utc_now(), slug)
+    """The demo's members and events (pure: no database).
+
+    Times are laid out from the start of ``now``'s day (UTC), so the same seed gives the
+    same data all day long, and on another day the same data shifted by whole days."""
+    anchor = (now or utc_now()).replace(hour=0, minute=0, second=0, microsecond=0)
+    gen = _Generator(random.Random(seed), anchor, slug)
     people = gen.members(members)
     sales = gen.purchases(people, purchases)
     events = sales + gen.returns(sales, return_share)

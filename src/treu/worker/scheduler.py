@@ -28,8 +28,9 @@ def run_scheduled(db: Database, name: str) -> int | None:
     started = time.perf_counter()
     try:
         count = job.run(db)
-    except Exception:
-        log.exception("%s failed", name)
+    except Exception as exc:
+        log.error("%s failed: %s: %s", name, type(exc).__name__, exc)
+        log.debug("%s failed", name, exc_info=True)
         return None
     log.info("%s: %d %s in %.2f s", name, count, job.unit, time.perf_counter() - started)
     return count
