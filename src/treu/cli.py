@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -76,7 +77,7 @@ def open_database() -> Database:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -245,7 +246,7 @@ def demo(
         table.add_row(what, f"{value:,}")
     console.print(table)
     for event_id, reason in summary.rejected[:20]:
-        err.print(f"rejected {event_id}: {reason}", highlight=False, soft_wrap=True)
+        err.print(f"rejected {event_id}: {reason}", highlight=False, markup=False)
     console.print(f"Loaded in {summary.seconds:.1f} s.")
     if api_key:
         _create_key(db, "demo", ["events:write", "members:read", "members:write", "admin"])
@@ -262,8 +263,8 @@ def _create_key(db: Database, name: str, scopes: list[str]) -> None:
     with db.unit_of_work() as session:
         key, plaintext = api_keys.create(session, name=name, scopes=scopes)
         scopes_text = ", ".join(key.scopes)
-    console.print(f"API key [bold]{name}[/] ({scopes_text}):", highlight=False, soft_wrap=True)
-    console.print(plaintext, highlight=False, soft_wrap=True)
+    console.print(f"API key [bold]{escape(name)}[/] ({scopes_text}):", highlight=False)
+    console.print(plaintext, highlight=False)
     err.print(
         "[yellow]Store this key now: it is shown only once and cannot be recovered.[/]",
         highlight=False,
@@ -306,7 +307,7 @@ def apikey_list() -> None:
         table.add_column(column, overflow="fold")
     for key in keys:
         table.add_row(
-            key.name,
+            escape(key.name),
             f"{PREFIX}{key.lookup}",
             ", ".join(key.scopes),
             _when(key.created_at),
@@ -329,7 +330,7 @@ def apikey_revoke(
         revoked = api_keys.revoke(session, lookup=value)
     if not revoked:
         raise fail(f"no active API key with lookup prefix {lookup!r} (see `treu apikey list`)")
-    console.print(f"Revoked API key {PREFIX}{value}.", highlight=False, soft_wrap=True)
+    console.print(f"Revoked API key {PREFIX}{value}.", highlight=False, markup=False)
 
 
 # --- imports ---------------------------------------------------------------------------------
@@ -364,10 +365,10 @@ def _finish_import(
     report: ImportReport, rejects: Path | None, writer: Callable[[Path, ImportReport], None]
 ) -> None:
     for note in report.rejected:
-        err.print(f"line {note.line}: {note.reason}", highlight=False, soft_wrap=True, markup=False)
+        err.print(f"line {note.line}: {note.reason}", highlight=False, markup=False)
     if rejects is not None and report.rejected:
         writer(rejects, report)
-        err.print(f"Rejected rows written to {rejects}", highlight=False, soft_wrap=True)
+        err.print(f"Rejected rows written to {rejects}", highlight=False, markup=False)
     table = Table(title="Import summary")
     table.add_column("read", justify="right")
     table.add_column("imported", justify="right")
@@ -575,7 +576,7 @@ def jobs_run(
     def on_batch(count: int) -> None:
         nonlocal batches
         batches += 1
-        err.print(f"  batch {batches}: {count}", highlight=False, soft_wrap=True)
+        err.print(f"  batch {batches}: {count}", highlight=False)
 
     count = job.run(open_database(), on_batch=on_batch)
     console.print(
@@ -621,16 +622,15 @@ def main() -> None:
     try:
         app()
     except TreuError as exc:
-        err.print(f"[bold red]Error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]Error:[/] {escape(exc.detail)}", highlight=False)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         err.print("Interrupted.")
         sys.exit(130)
     except Exception as exc:  # a bug: say what happened, without a traceback
         err.print(
-            f"[bold red]Unexpected error:[/] {type(exc).__name__}: {exc}",
+            f"[bold red]Unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}",
             highlight=False,
-            soft_wrap=True,
         )
         sys.exit(EXIT_FAILED)
 
