@@ -49,7 +49,7 @@ from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import utc_now
 from treu.ledger.service import AccountState, LedgerWriter, ledger
-from treu.members.errors import MemberClosed, MemberNotFound
+from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.members.schemas import MemberCreate
 from treu.members.service import MemberKey, members
@@ -646,7 +646,7 @@ def ingest_with_retry(
         try:
             with db.unit_of_work() as session:
                 return events_service.ingest(session, events, now=now)
-        except IntegrityError:
+        except (IntegrityError, IdentifierTaken):  # enrol turns IntegrityError into this
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
