@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from tests import factories as f
 from treu.db.session import Database
+from treu.events.models import Event
 from treu.events.service import Adjustment, adjustments
 from treu.kit.money import Rounding, points_for_amount
 from treu.ledger.errors import InsufficientPoints
@@ -80,6 +81,8 @@ class Bought:
     earned: int
     returned: dict[str, int] = field(default_factory=dict)
     reversed: int = 0
+    expired: int = 0
+    """Points of this order that expired unused: a return never takes these back."""
 
     def kept_points(self) -> int:
         kept = sum((q - self.returned.get(sku, 0)) * p for sku, q, p in self.lines)
@@ -93,7 +96,7 @@ class Bought:
             if n:
                 lines.append({"sku": sku, "quantity": n})
                 self.returned[sku] = self.returned.get(sku, 0) + n
-        to_reverse = self.earned - self.kept_points() - self.reversed
+        to_reverse = max(max(self.earned - self.kept_points() - self.expired, 0) - self.reversed, 0)
         self.reversed += to_reverse
         return lines, to_reverse
 
@@ -250,6 +253,16 @@ def run(db: Database, ops: list[tuple[Any, ...]], pending_days: int, months: int
             expiring = sum(
                 r for _, _, r, _, expires_at in before.lots if expires_at and expires_at <= now
             )
+            with db.unit_of_work(write=False) as session:
+                expiring_by_order = dict(
+                    session.execute(
+                        select(Event.key, Lot.remaining)
+                        .join(Event, Event.id == Lot.event_id)
+                        .where(Lot.member_id == who.id, Lot.expires_at <= now, Lot.remaining > 0)
+                    ).all()
+                )
+            for sale in bought:
+                sale.expired += int(expiring_by_order.get(sale.event_id, 0))
             run_jobs(db, ledger.expire_due, now)
             expected_total -= expiring
             after = check_invariants(db, prog, who)

@@ -564,14 +564,20 @@ class EventService:
             (x["quantity"] - x["returned_quantity"]) * x["unit_price_minor"] for x in original.lines
         ]
         kept_points = min(points_under_basis(basis, currency, kept), earned) if earned else 0
-        to_reverse = max(earned - kept_points - already, 0)
+        account: AccountState | None = None
+        expired = 0
+        if original.member_id is not None:
+            account = writer.account(original.member_id)
+            stored = bool(original.lines) and original.lines[0]["id"] is not None
+            if earned and stored:
+                # Points that expired unused never benefited the member: not taken back.
+                expired = writer.expired_from_event(account, original.id)
+        to_reverse = max(max(earned - kept_points - expired, 0) - already, 0)
         original.data["reversed"] = already + to_reverse
         original.dirty = True
         event_uuid = new_id()
         postings: list[dict[str, Any]] = []
-        account: AccountState | None = None
-        if original.member_id is not None:
-            account = writer.account(original.member_id)
+        if account is not None:
             if to_reverse > 0:
                 items = ", ".join(f"{q} x {sku}" for sku, q in wanted.items())
                 posting = writer.reverse(

@@ -200,6 +200,24 @@ class LedgerWriter:
         """The lots an event created that still hold points (loaded with the open lots)."""
         return [lot for lot in self._lots(account) if lot.event_id == event_id]
 
+    def expired_from_event(self, account: AccountState, event_id: uuid.UUID) -> int:
+        """Points an event earned that later expired unused (0 for most orders)."""
+        expired = (
+            self.session.connection()
+            .execute(
+                select(func.coalesce(func.sum(PostingLot.points), 0))
+                .join(Posting, Posting.id == PostingLot.posting_id)
+                .join(Lot, Lot.id == PostingLot.lot_id)
+                .where(
+                    PostingLot.member_id == account.member_id,
+                    Lot.event_id == event_id,
+                    Posting.kind == PostingKind.expire.value,
+                )
+            )
+            .scalar_one()
+        )
+        return -int(expired)
+
     # --- operations --------------------------------------------------------------------
 
     def _posting(
