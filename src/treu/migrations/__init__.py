@@ -22,7 +22,17 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    _ensure_sqlite_directory(url)
     command.upgrade(alembic_config(url), revision)
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    """A fresh checkout has no ``var/``: create the SQLite file's folder."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def downgrade(url: str, revision: str) -> None:
