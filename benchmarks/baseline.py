@@ -74,7 +74,14 @@ class Baseline:
     connections: int
     transactions: int
     seconds: float
+    client_cores: float
+    database_cores: float
     machine_cores: float
+
+    @property
+    def noise(self) -> float:
+        """Cores that other work on the machine used meanwhile."""
+        return max(self.machine_cores - self.client_cores - self.database_cores, 0.0)
 
     @property
     def tx_per_second(self) -> float:
@@ -92,77 +99,86 @@ def prepare(url: str) -> None:
 
 
 def _worker(url: str, variant: str, duration: float, barrier: Any, out: Any, index: int) -> None:
-    out.put(_insert_loop(url, variant, duration, barrier, index))
-
-
-def _insert_loop(url: str, variant: str, duration: float, barrier: Any, index: int) -> int:
     db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        count, cpu0 = _insert_loop(db, variant, duration, barrier, index)
+        out.put((count, time.process_time() - cpu0))
+        barrier.wait(timeout=120)  # keep the connection (and its backend's CPU count) open
+    finally:
+        db.dispose()
+
+
+def _insert_loop(
+    db: Database, variant: str, duration: float, barrier: Any, index: int
+) -> tuple[int, float]:
+    """Returns the number of transactions and the CPU clock when the measurement began."""
     programme_id = uuid.uuid4()
     prefix = f"{variant}-{os.getpid()}-{index}-"
     count = 0
-    try:
-        if variant == "driver":
-            raw = db.write_engine.raw_connection()
-            dbapi: Any = raw.driver_connection
-            cursor = dbapi.cursor()
-            pid: Any
-            data: Any
-            if db.is_sqlite:
-                import json
+    if variant == "driver":
+        raw = db.write_engine.raw_connection()
+        dbapi: Any = raw.driver_connection
+        cursor = dbapi.cursor()
+        pid: Any
+        data: Any
+        if db.is_sqlite:
+            import json
 
-                sql = f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?)"
-                pid, data = programme_id.hex, json.dumps(DATA)
-            else:
-                from psycopg.types.json import Jsonb
-
-                sql = f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s, %s, %s)"
-                pid, data = programme_id, Jsonb(DATA)
-            barrier.wait()
-            deadline = time.perf_counter() + duration
-            while time.perf_counter() < deadline:
-                count += 1
-                now = datetime.now(UTC)
-                if db.is_sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")
-                    row: tuple[Any, ...] = (
-                        new_id().hex,
-                        pid,
-                        f"{prefix}{count}",
-                        now.replace(tzinfo=None).isoformat(sep=" "),
-                        2137,
-                        data,
-                    )
-                    cursor.execute(sql, row)
-                    cursor.execute("COMMIT")
-                else:
-                    cursor.execute(sql, (new_id(), pid, f"{prefix}{count}", now, 2137, data))
-                    dbapi.commit()
-            raw.close()
+            sql = f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?)"
+            pid, data = programme_id.hex, json.dumps(DATA)
         else:
-            barrier.wait()
-            deadline = time.perf_counter() + duration
-            while time.perf_counter() < deadline:
-                count += 1
-                with db.write_engine.begin() as conn:
-                    conn.execute(
-                        insert(raw_table),
-                        {
-                            "id": new_id(),
-                            "programme_id": programme_id,
-                            "key": f"{prefix}{count}",
-                            "occurred_at": datetime.now(UTC),
-                            "total_minor": 2137,
-                            "data": DATA,
-                        },
-                    )
-    finally:
-        db.dispose()
-    return count
+            from psycopg.types.json import Jsonb
+
+            sql = f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s, %s, %s)"
+            pid, data = programme_id, Jsonb(DATA)
+        barrier.wait()
+        cpu0 = time.process_time()
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            count += 1
+            now = datetime.now(UTC)
+            if db.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+                row: tuple[Any, ...] = (
+                    new_id().hex,
+                    pid,
+                    f"{prefix}{count}",
+                    now.replace(tzinfo=None).isoformat(sep=" "),
+                    2137,
+                    data,
+                )
+                cursor.execute(sql, row)
+                cursor.execute("COMMIT")
+            else:
+                cursor.execute(sql, (new_id(), pid, f"{prefix}{count}", now, 2137, data))
+                dbapi.commit()
+        raw.close()
+    else:
+        barrier.wait()
+        cpu0 = time.process_time()
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            count += 1
+            with db.write_engine.begin() as conn:
+                conn.execute(
+                    insert(raw_table),
+                    {
+                        "id": new_id(),
+                        "programme_id": programme_id,
+                        "key": f"{prefix}{count}",
+                        "occurred_at": datetime.now(UTC),
+                        "total_minor": 2137,
+                        "data": DATA,
+                    },
+                )
+    return count, cpu0
 
 
-def measure(url: str, *, variant: str, connections: int, duration: float) -> Baseline:
+def measure(
+    url: str, *, variant: str, connections: int, duration: float, database: str | None
+) -> Baseline:
     """Run ``connections`` processes that commit single-row INSERTs for ``duration`` s."""
-    from benchmarks.server import machine_busy
+    from benchmarks.server import machine_busy, postgres_cpu
 
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(connections + 1)
@@ -175,19 +191,22 @@ def measure(url: str, *, variant: str, connections: int, duration: float) -> Bas
         proc.start()
     try:
         barrier.wait(timeout=120)
-        m0, t0 = machine_busy(), time.perf_counter()
-        counts = [out.get(timeout=duration + 120) for _ in procs]
-        m1, t1 = machine_busy(), time.perf_counter()
+        m0, d0, t0 = machine_busy(), postgres_cpu(database), time.perf_counter()
+        answers = [out.get(timeout=duration + 120) for _ in procs]
+        m1, d1, t1 = machine_busy(), postgres_cpu(database), time.perf_counter()
+        barrier.wait(timeout=120)  # now the workers may close their connections
     finally:
         for proc in procs:
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.terminate()
-    wall = t1 - t0
+    wall = (t1 - t0) or 1.0
     return Baseline(
         variant=variant,
         connections=connections,
-        transactions=sum(counts),
+        transactions=sum(count for count, _ in answers),
         seconds=duration,
-        machine_cores=round((m1 - m0) / wall, 3) if wall else 0.0,
+        client_cores=sum(cpu for _, cpu in answers) / wall,
+        database_cores=max(d1 - d0, 0.0) / wall,
+        machine_cores=(m1 - m0) / wall,
     )

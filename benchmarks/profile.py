@@ -1,7 +1,7 @@
 """Where the server's time goes: py-spy samples of the workers under saturation load.
 
-``python -m benchmarks.run --profile 20`` runs one more saturation phase after the
-measured ones and samples every uvicorn worker with py-spy meanwhile (py-spy is not a
+``python -m benchmarks.run --profile 20`` runs three more load phases after the measured
+ones and samples every uvicorn worker with py-spy meanwhile (py-spy is not a
 dependency: ``.venv/bin/pip install py-spy``). The collapsed stacks are written to
 ``benchmarks/results/profile-<backend>-<worker>.txt`` (the input format of flame graph
 tools such as speedscope or inferno), and a summary of the hottest frames lands in the
@@ -73,7 +73,7 @@ def run(
     if exe is None:
         return {"skipped": "py-spy is not installed (.venv/bin/pip install py-spy)"}
     out: dict[str, Any] = {}
-    for mode in ("threads", "gil"):
+    for mode in ("threads", "gil", "batch-gil"):
         out[mode] = _sample(exe, mode, server, client, purchases, tally, backend, params)
     return out
 
@@ -96,10 +96,24 @@ def _sample(
         outputs.append(path)
         command = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds))]
         command += ["--rate", "100", "--nonblocking", "--format", "raw", "--output", str(path)]
-        command += ["--gil"] if mode == "gil" else ["--threads"]
+        command += ["--gil"] if mode.endswith("gil") else ["--threads"]
         procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    result = loadgen.run(
-        loadgen.closed_loop(
+    if mode.startswith("batch"):
+        from benchmarks.workload import batch_accepted
+
+        load = loadgen.closed_loop(
+            client,
+            "/v1/events/batch",
+            lambda: purchases.batch(params.batch_size),
+            concurrency=params.batch_concurrency,
+            warmup=0,
+            duration=seconds + 2,
+            accepted=batch_accepted,
+            want_body=True,
+            requests_per_connection=1,
+        )
+    else:
+        load = loadgen.closed_loop(
             client,
             "/v1/events",
             purchases.single,
@@ -107,7 +121,7 @@ def _sample(
             warmup=0,
             duration=seconds + 2,
         )
-    )
+    result = loadgen.run(load)
     tally.add(result)
     errors = []
     for proc in procs:

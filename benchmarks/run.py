@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from benchmarks import baseline, loadgen
-from benchmarks.server import Server, background_load, cpu_meter, free_port
+from benchmarks.server import CpuUse, Server, background_load, cpu_meter, free_port
 from benchmarks.workload import Purchases, batch_accepted, check, prepare
 from treu import __version__
 from treu.db.session import Database
@@ -65,6 +66,8 @@ class Params:
     workers: int
     rate: float
     rate_seconds: float
+    light_rate: float
+    light_seconds: float
     saturation_concurrency: list[int]
     saturation_seconds: float
     saturation_warmup: float
@@ -105,7 +108,16 @@ def ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
-def describe(result: loadgen.Result, cpu: dict[str, float]) -> dict[str, Any]:
+def describe(result: loadgen.Result, use: CpuUse) -> dict[str, Any]:
+    events = result.events_accepted
+    cpu: dict[str, Any] = use.as_dict()
+    if events:
+        # CPU per event is steadier than events/s when other work shares the machine.
+        cpu["ms_per_event"] = {
+            "server": round(use.server / events * 1000, 3),
+            "database": round(use.database / events * 1000, 3),
+            "client": round(use.client / events * 1000, 3),
+        }
     return {
         "requests": result.requests,
         "measured_requests": result.measured_requests,
@@ -195,14 +207,47 @@ def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
     return waited
 
 
+class Phases:
+    """Runs load phases; with ``--wait-quiet``, each phase waits for a quiet machine first
+    and is repeated (up to ``RETRIES`` times) when other work took more than
+    ``NOISE_LIMIT`` cores meanwhile, keeping the least disturbed attempt."""
+
+    RETRIES = 2
+    NOISE_LIMIT = 0.25
+
+    def __init__(self, server: Server, dbname: str | None, tally: Tally, params: Params):
+        self.server = server
+        self.dbname = dbname
+        self.tally = tally
+        self.params = params
+
+    def run(
+        self, make: Callable[[], Coroutine[Any, Any, loadgen.Result]]
+    ) -> tuple[loadgen.Result, CpuUse, int]:
+        best: tuple[loadgen.Result, CpuUse] | None = None
+        attempts = 0
+        for _ in range(1 + (self.RETRIES if self.params.wait_quiet else 0)):
+            attempts += 1
+            if self.params.wait_quiet:
+                wait_for_quiet(self.params.wait_quiet)
+            with cpu_meter(self.server, self.dbname) as cpu:
+                result = loadgen.run(make())
+            self.tally.add(result)
+            if best is None or cpu[0].noise < best[1].noise:
+                best = (result, cpu[0])
+            if cpu[0].noise <= self.NOISE_LIMIT:
+                break
+            console.print(f"[yellow]other work used {cpu[0].noise:.2f} cores meanwhile[/]")
+        assert best is not None
+        return best[0], best[1], attempts
+
+
 # --- one backend -------------------------------------------------------------------------
 
 
 def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"url": make_url(url).render_as_string(hide_password=True)}
     console.rule(f"[bold]{backend}")
-    if params.wait_quiet > 0:
-        out["waited_for_quiet_seconds"] = wait_for_quiet(params.wait_quiet)
     started = time.perf_counter()
     upgrade(url)
     db = Database(url)
@@ -218,28 +263,48 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
     # Raw baselines (before the server starts, so nothing else competes).
     baseline.prepare(url)
     out["baselines"] = {}
+    dbname = make_url(url).database if backend == "postgresql" else None
     for variant in ("driver", "sqlalchemy"):
-        base = baseline.measure(
-            url, variant=variant, connections=params.workers, duration=params.baseline_seconds
-        )
+        best: baseline.Baseline | None = None
+        for _ in range(1 + (Phases.RETRIES if params.wait_quiet else 0)):
+            if params.wait_quiet:
+                wait_for_quiet(params.wait_quiet)
+            base = baseline.measure(
+                url,
+                variant=variant,
+                connections=params.workers,
+                duration=params.baseline_seconds,
+                database=dbname,
+            )
+            if best is None or base.noise < best.noise:
+                best = base
+            if base.noise <= Phases.NOISE_LIMIT:
+                break
+        assert best is not None
+        base = best
         out["baselines"][variant] = {
             "connections": base.connections,
             "transactions": base.transactions,
             "seconds": base.seconds,
             "tx_per_s": round(base.tx_per_second, 1),
-            "machine_cores": base.machine_cores,
+            "cores": {
+                "clients": round(base.client_cores, 3),
+                "database": round(base.database_cores, 3),
+                "other": round(base.noise, 3),
+                "machine": round(base.machine_cores, 3),
+            },
         }
         console.print(
             f"raw INSERT+COMMIT ({variant}, {base.connections} connections): "
             f"{base.tx_per_second:,.0f} tx/s"
         )
 
-    dbname = make_url(url).database if backend == "postgresql" else None
     port = free_port(params.port)
     server = Server(url=url, port=port, workers=params.workers, workdir=workdir)
     tally = Tally()
     purchases = Purchases(fixture, run_id=f"{backend}-{int(time.time())}")
     client = loadgen.Client("127.0.0.1", port, fixture.token)
+    phases = Phases(server, dbname, tally, params)
     server.start()
     try:
         out["server"] = {"port": port, "workers": params.workers, "pids": server.pids()}
@@ -253,42 +318,41 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
         )
         tally.add(warm)
 
-        # Latency at a fixed rate (open loop).
-        with cpu_meter(server, dbname) as cpu:
-            fixed = loadgen.run(
-                loadgen.open_loop(
-                    client,
-                    "/v1/events",
-                    purchases.single,
-                    rate=params.rate,
-                    duration=params.rate_seconds,
+        # Latency at fixed rates (open loop): the target rate, then a light load that
+        # shows the service time without queueing.
+        for key, rate, seconds in (
+            ("fixed_rate", params.rate, params.rate_seconds),
+            ("light_load", params.light_rate, params.light_seconds),
+        ):
+            if rate <= 0 or seconds <= 0:
+                continue
+            fixed, use, attempts = phases.run(
+                lambda r=rate, d=seconds: loadgen.open_loop(  # type: ignore[misc]
+                    client, "/v1/events", purchases.single, rate=r, duration=d
                 )
             )
-        tally.add(fixed)
-        out["fixed_rate"] = {"rate": params.rate, **describe(fixed, cpu[0].as_dict())}
-        out["fixed_rate"]["late_sends"] = fixed.late_sends
-        lat = out["fixed_rate"]["latency_ms"]
-        console.print(
-            f"{params.rate:.0f} req/s for {params.rate_seconds:.0f} s: "
-            f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
-        )
+            out[key] = {"rate": rate, **describe(fixed, use), "attempts": attempts}
+            out[key]["late_sends"] = fixed.late_sends
+            lat = out[key]["latency_ms"]
+            console.print(
+                f"{rate:.0f} req/s for {seconds:.0f} s: p50 {lat['p50']} ms, "
+                f"p99 {lat['p99']} ms, max {lat['max']} ms"
+            )
 
         # Saturation (closed loop) at a few concurrencies.
         out["saturation"] = []
         for concurrency in params.saturation_concurrency:
-            with cpu_meter(server, dbname) as cpu:
-                sat = loadgen.run(
-                    loadgen.closed_loop(
-                        client,
-                        "/v1/events",
-                        purchases.single,
-                        concurrency=concurrency,
-                        warmup=params.saturation_warmup,
-                        duration=params.saturation_seconds,
-                    )
+            sat, use, attempts = phases.run(
+                lambda c=concurrency: loadgen.closed_loop(  # type: ignore[misc]
+                    client,
+                    "/v1/events",
+                    purchases.single,
+                    concurrency=c,
+                    warmup=params.saturation_warmup,
+                    duration=params.saturation_seconds,
                 )
-            tally.add(sat)
-            item = {"concurrency": concurrency, **describe(sat, cpu[0].as_dict())}
+            )
+            item = {"concurrency": concurrency, **describe(sat, use), "attempts": attempts}
             out["saturation"].append(item)
             console.print(
                 f"saturation, {concurrency} connections: {item['events_per_s']:,.0f} events/s, "
@@ -299,24 +363,24 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
         out["saturation_best"] = max(out["saturation"], key=lambda x: x["events_per_s"])
 
         # Batch endpoint.
-        with cpu_meter(server, dbname) as cpu:
-            batch = loadgen.run(
-                loadgen.closed_loop(
-                    client,
-                    "/v1/events/batch",
-                    lambda: purchases.batch(params.batch_size),
-                    concurrency=params.batch_concurrency,
-                    warmup=0,
-                    duration=params.batch_seconds,
-                    accepted=batch_accepted,
-                    want_body=True,
-                )
+        batch, use, attempts = phases.run(
+            lambda: loadgen.closed_loop(
+                client,
+                "/v1/events/batch",
+                lambda: purchases.batch(params.batch_size),
+                concurrency=params.batch_concurrency,
+                warmup=0,
+                duration=params.batch_seconds,
+                accepted=batch_accepted,
+                want_body=True,
+                requests_per_connection=1,
             )
-        tally.add(batch)
+        )
         out["batch"] = {
             "events_per_request": params.batch_size,
             "concurrency": params.batch_concurrency,
-            **describe(batch, cpu[0].as_dict()),
+            **describe(batch, use),
+            "attempts": attempts,
         }
         console.print(
             f"batch ({params.batch_size} events/request, {params.batch_concurrency} "
@@ -432,33 +496,60 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _lat(data: dict[str, Any], key: str) -> str:
+    if key not in data:
+        return "—"
+    lat = data[key]["latency_ms"]
+    return f"{lat['p50']} / {lat['p99']}"
+
+
 def print_report(report: dict[str, Any]) -> None:
-    table = Table(title="Treu purchase ingestion (3-line purchases, HTTP API, 2 workers)")
-    table.add_column("backend")
-    table.add_column("raw INSERT tx/s\n(driver / SQLAlchemy)", justify="right")
-    table.add_column("saturation\nevents/s", justify="right")
-    table.add_column("÷ raw\n(driver)", justify="right")
-    table.add_column("200 req/s\np50 / p99 ms", justify="right")
-    table.add_column("batch\nevents/s", justify="right")
-    table.add_column("server / db / client\ncores at saturation", justify="right")
-    table.add_column("correct", justify="center")
-    for backend, data in report["backends"].items():
-        if data.get("skipped"):
-            table.add_row(backend, "skipped: " + data["skipped"], "", "", "", "", "", "")
-            continue
-        b = data["baselines"]
-        sat = data["saturation_best"]
-        lat = data["fixed_rate"]["latency_ms"]
-        cpu = sat["cpu"]
+    """Metrics down, backends across: fits an 80-column terminal."""
+    backends = {k: v for k, v in report["backends"].items() if not v.get("skipped")}
+    table = Table(title="Purchase ingestion, 3-line purchases, HTTP API, 2 workers")
+    table.add_column("")
+    for name in report["backends"]:
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        (
+            "raw INSERT+COMMIT tx/s, driver",
+            lambda d: f"{d['baselines']['driver']['tx_per_s']:,.0f}",
+        ),
+        (
+            "raw INSERT+COMMIT tx/s, SQLAlchemy",
+            lambda d: f"{d['baselines']['sqlalchemy']['tx_per_s']:,.0f}",
+        ),
+        (
+            "saturation events/s (connections)",
+            lambda d: (
+                f"{d['saturation_best']['events_per_s']:,.0f} "
+                f"({d['saturation_best']['concurrency']})"
+            ),
+        ),
+        ("  ÷ raw driver tx/s", lambda d: f"{d['ratios']['saturation_vs_driver']:.3f}"),
+        ("p50 / p99 ms at 200 req/s", lambda d: _lat(d, "fixed_rate")),
+        ("p50 / p99 ms at light load", lambda d: _lat(d, "light_load")),
+        ("batch events/s", lambda d: f"{d['batch']['events_per_s']:,.0f}"),
+        ("  ÷ raw driver tx/s", lambda d: f"{d['ratios']['batch_vs_driver']:.3f}"),
+        (
+            "CPU ms/event at saturation: server / db",
+            lambda d: "{server} / {database}".format(
+                **d["saturation_best"]["cpu"].get("ms_per_event", {"server": "?", "database": "?"})
+            ),
+        ),
+        (
+            "other work on the machine, cores",
+            lambda d: f"{d['saturation_best']['cpu']['other_cores']}",
+        ),
+        ("correct", lambda d: "[green]yes[/]" if d["correctness"]["ok"] else "[red]NO[/]"),
+    ]
+    for label, cell in rows:
         table.add_row(
-            backend,
-            f"{b['driver']['tx_per_s']:,.0f} / {b['sqlalchemy']['tx_per_s']:,.0f}",
-            f"{sat['events_per_s']:,.0f} (c={sat['concurrency']})",
-            f"{data['ratios']['saturation_vs_driver']:.2f}",
-            f"{lat['p50']} / {lat['p99']}",
-            f"{data['batch']['events_per_s']:,.0f}",
-            f"{cpu['server_cores']} / {cpu['database_cores']} / {cpu['client_cores']}",
-            "[green]yes[/]" if data["correctness"]["ok"] else "[red]NO[/]",
+            label,
+            *(
+                cell(backends[name]) if name in backends else "skipped"
+                for name in report["backends"]
+            ),
         )
     console.print(table)
     goals = Table(title="Targets (PostgreSQL, this machine)")
@@ -496,11 +587,15 @@ def parse_args(argv: list[str] | None) -> Params:
     parser.add_argument("--rate", type=float, default=200.0, help="fixed request rate (req/s)")
     parser.add_argument("--rate-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--light-rate", type=float, default=50.0, help="a second, light fixed rate (0: skip)"
+    )
+    parser.add_argument("--light-seconds", type=float, default=20.0)
+    parser.add_argument(
         "--concurrency", default="4,16", help="saturation connections, comma-separated"
     )
     parser.add_argument("--saturation-seconds", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--batch-concurrency", type=int, default=2)
+    parser.add_argument("--batch-concurrency", type=int, default=4)
     parser.add_argument("--batch-seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=8.0)
     parser.add_argument("--port", type=int, default=8765)
@@ -531,6 +626,8 @@ def parse_args(argv: list[str] | None) -> Params:
         workers=args.workers,
         rate=args.rate,
         rate_seconds=args.rate_seconds,
+        light_rate=args.light_rate,
+        light_seconds=args.light_seconds,
         saturation_concurrency=[int(c) for c in args.concurrency.split(",")],
         saturation_seconds=args.saturation_seconds,
         saturation_warmup=2.0,
@@ -546,6 +643,7 @@ def parse_args(argv: list[str] | None) -> Params:
     if args.quick:
         params.members = min(params.members, 1000)
         params.rate_seconds = 5
+        params.light_seconds = 5
         params.saturation_concurrency = params.saturation_concurrency[:1]
         params.saturation_seconds = 5
         params.saturation_warmup = 1

@@ -200,6 +200,12 @@ class CpuUse:
     machine: float
     workers: list[float]
 
+    @property
+    def noise(self) -> float:
+        """Cores that other work on the machine used during the phase."""
+        other = self.machine - self.server - self.client - self.database
+        return max(other, 0.0) / (self.wall or 1.0)
+
     def as_dict(self) -> dict[str, Any]:
         """Average busy cores over the phase (2.0 = both cores of a 2-core machine).
 
