@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal, localcontext
+
 from babel.numbers import format_currency
 from hypothesis import given
 from hypothesis import strategies as st
 
-from treu.kit.money import format_money, to_major
+from treu.kit.money import Rounding, format_money, points_for_amount, round_points, to_major
 
 CURRENCIES = ["EUR", "USD", "JPY", "CHF", "KWD", "GBP", "SEK", "INR"]
 LOCALES = ["en", "de", "de_CH", "fr", "en_IN", "nl", "pl"]
@@ -25,3 +27,18 @@ def test_examples_from_the_contract() -> None:
     assert format_money(4290, "EUR", "de") == "42,90\u00a0€"
     assert format_money(123456789, "EUR", "de") == "1.234.567,89\u00a0€"
     assert format_money(1000, "JPY", "en") == "¥1,000"
+
+
+@given(
+    amount=st.integers(min_value=1, max_value=10**12),
+    rate=st.decimals(min_value=0, max_value=10_000, places=4, allow_nan=False),
+    currency=st.sampled_from(["EUR", "JPY", "KWD"]),
+    rounding=st.sampled_from(list(Rounding)),
+)
+def test_integer_points_arithmetic_equals_decimal_rounding(
+    amount: int, rate: Decimal, currency: str, rounding: Rounding
+) -> None:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        reference = round_points(to_major(amount, currency) * rate, rounding)
+    assert points_for_amount(amount, currency, rate, rounding) == reference

@@ -25,7 +25,7 @@ from sqlalchemy import (
     bindparam,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from treu.kit.ids import new_id
@@ -125,3 +125,39 @@ def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:
         one=build(column == bindparam("key", type_=column.type)),
         many=build(column.in_(bindparam("keys", expanding=True))),
     )
+
+
+COPY_THRESHOLD = 32
+
+
+def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in the current transaction.
+
+    On PostgreSQL, from ``COPY_THRESHOLD`` rows on, this streams them with ``COPY``
+    through psycopg instead of SQLAlchemy's ``executemany``: measured on a batch of
+    1,000 purchases (6,000 rows), SQLAlchemy's per-row parameter processing was over
+    half of the batch's CPU time. Values must already be what the column stores (UUIDs,
+    aware datetimes, ints, strings, JSON-able dicts and lists)."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_THRESHOLD:
+        connection.execute(table.insert(), rows)
+        return
+    import psycopg
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    columns = list(rows[0])
+    json_columns = {
+        name
+        for name in columns
+        if isinstance(table.c[name].type.dialect_impl(connection.dialect), JSONB)
+    }
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([Jsonb(row[c]) if c in json_columns else row[c] for c in columns])

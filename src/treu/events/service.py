@@ -32,7 +32,7 @@ from sqlalchemy import Uuid, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from treu.db.base import lookup, table_of
+from treu.db.base import bulk_insert, lookup, table_of
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
 from treu.events.errors import (
@@ -229,9 +229,9 @@ class EventService:
         # 6. write
         conn = session.connection()
         if event_rows:
-            conn.execute(table_of(Event).insert(), event_rows)
+            bulk_insert(conn, table_of(Event), event_rows)
         if line_rows:
-            conn.execute(table_of(PurchaseLine).insert(), line_rows)
+            bulk_insert(conn, table_of(PurchaseLine), line_rows)
         writer.flush()
         self._write_originals(session, originals)
         return [outcomes[i] for i in range(len(events))]

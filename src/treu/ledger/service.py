@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from treu.db.base import lookup, table_of
+from treu.db.base import bulk_insert, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
@@ -497,15 +497,15 @@ class LedgerWriter:
         new = self._new
         conn = self.session.connection()
         if new.postings:
-            conn.execute(table_of(Posting).insert(), new.postings)
+            bulk_insert(conn, table_of(Posting), new.postings)
         if new.lots:
             for row in new.lots:
                 view = self._new_lots[row["id"]]
                 row["remaining"] = view.remaining
                 row["state"] = view.state
-            conn.execute(table_of(Lot).insert(), new.lots)
+            bulk_insert(conn, table_of(Lot), new.lots)
         if new.allocations:
-            conn.execute(table_of(PostingLot).insert(), new.allocations)
+            bulk_insert(conn, table_of(PostingLot), new.allocations)
         changed = [
             lot
             for account in self.accounts.values()
