@@ -493,7 +493,24 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "treu": __version__,
+        "git": git_revision(),
     }
+
+
+def git_revision() -> str | None:
+    """The commit measured, with ``-dirty`` when the work tree has uncommitted changes."""
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _lat(data: dict[str, Any], key: str) -> str:
