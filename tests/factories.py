@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import uuid
 from datetime import datetime
@@ -20,6 +21,29 @@ from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
 
 _seq = itertools.count(1)
+
+MILK: dict[str, Any] = {
+    "sku": "4001",
+    "name": "Bio Vollmilch",
+    "category": "dairy",
+    "quantity": 2,
+    "unit_price_minor": 129,
+    "tags": ["organic"],
+}
+COFFEE: dict[str, Any] = {
+    "sku": "7002",
+    "name": "Kaffee",
+    "category": "coffee",
+    "quantity": 1,
+    "unit_price_minor": 899,
+    "tags": [],
+}
+
+
+def contract_lines() -> list[dict[str, Any]]:
+    """Fresh copies of the issue's contract example lines: 2 x 1.29 + 8.99 = 11.57 EUR,
+    which earn 11 points at 1 point per EUR 1 (floor per order)."""
+    return copy.deepcopy([MILK, COFFEE])
 
 
 def unique(prefix: str) -> str:

@@ -281,24 +281,7 @@ def _contract_purchase(prog: dict[str, Any], email: str, event_id: str) -> dict[
         "channel": "pos",
         "store": "berlin-01",
         "currency": "EUR",
-        "lines": [
-            {
-                "sku": "4001",
-                "name": "Bio Vollmilch",
-                "category": "dairy",
-                "quantity": 2,
-                "unit_price_minor": 129,
-                "tags": ["organic"],
-            },
-            {
-                "sku": "7002",
-                "name": "Kaffee",
-                "category": "coffee",
-                "quantity": 1,
-                "unit_price_minor": 899,
-                "tags": [],
-            },
-        ],
+        "lines": f.contract_lines(),
     }
 
 

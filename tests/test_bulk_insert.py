@@ -44,7 +44,9 @@ def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
             session.scalars(select(PurchaseLine.name).where(PurchaseLine.member_id == who.id))
         )
         tags = session.scalars(
-            select(PurchaseLine.tags).where(PurchaseLine.sku == "4001").limit(1)
+            select(PurchaseLine.tags)
+            .where(PurchaseLine.member_id == who.id, PurchaseLine.sku == "4001")
+            .limit(1)
         ).one()
         count = session.scalar(
             select(func.count()).select_from(PurchaseLine).where(PurchaseLine.member_id == who.id)

@@ -22,22 +22,7 @@ from treu.members.schemas import MemberUpdate
 from treu.members.service import members
 from treu.programmes.models import Programme
 
-MILK = {
-    "sku": "4001",
-    "name": "Bio Vollmilch",
-    "category": "dairy",
-    "quantity": 2,
-    "unit_price_minor": 129,
-    "tags": ["organic"],
-}
-COFFEE = {
-    "sku": "7002",
-    "name": "Kaffee",
-    "category": "coffee",
-    "quantity": 1,
-    "unit_price_minor": 899,
-    "tags": [],
-}
+MILK, COFFEE = f.contract_lines()
 
 
 def line(sku: str, quantity: int, unit_price_minor: int) -> dict[str, Any]:

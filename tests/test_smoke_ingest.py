@@ -7,24 +7,7 @@ from treu.db.session import Database
 def test_purchase_then_partial_return_matches_contract(db: Database) -> None:
     prog = f.programme(db, pending_days=14, expiry={"policy": "rolling", "months": 24})
     anna = f.member(db, prog)
-    lines = [
-        {
-            "sku": "4001",
-            "name": "Bio Vollmilch",
-            "category": "dairy",
-            "quantity": 2,
-            "unit_price_minor": 129,
-            "tags": ["organic"],
-        },
-        {
-            "sku": "7002",
-            "name": "Kaffee",
-            "category": "coffee",
-            "quantity": 1,
-            "unit_price_minor": 899,
-            "tags": [],
-        },
-    ]
+    lines = f.contract_lines()
     sale = f.ingest_one(db, f.purchase_payload(prog, anna, lines=lines))
     assert sale.status == 201
     assert sale.body is not None

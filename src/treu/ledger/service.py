@@ -76,6 +76,20 @@ class LotView:
         return (1 if never else 0, self.expires_at or self.earned_at, self.earned_at, self.id)
 
 
+_LOT_VIEW = (
+    Lot.id,
+    Lot.member_id,
+    Lot.state,
+    Lot.amount,
+    Lot.remaining,
+    Lot.earned_at,
+    Lot.available_at,
+    Lot.expires_at,
+    Lot.event_id,
+)
+"""The columns of ``LotView``, in its field order."""
+
+
 @dataclass
 class AccountState:
     member_id: uuid.UUID
@@ -175,17 +189,7 @@ class LedgerWriter:
             rows = (
                 self.session.connection()
                 .execute(
-                    select(
-                        Lot.id,
-                        Lot.member_id,
-                        Lot.state,
-                        Lot.amount,
-                        Lot.remaining,
-                        Lot.earned_at,
-                        Lot.available_at,
-                        Lot.expires_at,
-                        Lot.event_id,
-                    ).where(Lot.member_id == account.member_id, Lot.remaining > 0)
+                    select(*_LOT_VIEW).where(Lot.member_id == account.member_id, Lot.remaining > 0)
                 )
                 .all()
             )
@@ -664,17 +668,7 @@ class LedgerService:
         writer = self.writer(session, now=now)
         writer.lock(member_ids)
         rows = session.execute(
-            select(
-                Lot.id,
-                Lot.member_id,
-                Lot.state,
-                Lot.amount,
-                Lot.remaining,
-                Lot.earned_at,
-                Lot.available_at,
-                Lot.expires_at,
-                Lot.event_id,
-            ).where(
+            select(*_LOT_VIEW).where(
                 Lot.member_id.in_(member_ids),
                 Lot.state == LotState.pending.value,
                 Lot.available_at <= now,

@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from treu.kit.ids import luhn_valid
 from treu.members.models import Channel, MemberStatus
@@ -31,20 +39,15 @@ def normalise_card(value: str) -> str:
     return digits
 
 
+Email = Annotated[EmailStr, AfterValidator(str.lower)]
+"""An email address, compared case-insensitively (stored lower-case)."""
+Phone = Annotated[str, AfterValidator(normalise_phone), Field(examples=["+4915112345678"])]
+
+
 class _Identifiers(BaseModel):
-    email: EmailStr | None = None
-    phone: str | None = Field(default=None, examples=["+4915112345678"])
+    email: Email | None = None
+    phone: Phone | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=128)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value else value
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else value
 
 
 class _Profile(BaseModel):
@@ -110,20 +113,10 @@ class MemberRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     member_id: uuid.UUID | None = None
-    email: EmailStr | None = None
-    phone: str | None = None
+    email: Email | None = None
+    phone: Phone | None = None
     card_number: str | None = None
     external_id: str | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value else value
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else value
 
     @field_validator("card_number")
     @classmethod
