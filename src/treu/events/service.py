@@ -32,7 +32,7 @@ from sqlalchemy import Uuid, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from treu.db.base import bulk_insert, lookup, table_of
+from treu.db.base import WriteBatch, lookup, table_of
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
 from treu.events.errors import (
@@ -227,13 +227,12 @@ class EventService:
             outcomes[i] = Outcome(i, event.id, 201, body=result)
 
         # 6. write
-        conn = session.connection()
-        if event_rows:
-            bulk_insert(conn, table_of(Event), event_rows)
-        if line_rows:
-            bulk_insert(conn, table_of(PurchaseLine), line_rows)
-        writer.flush()
-        self._write_originals(session, originals)
+        batch = WriteBatch()
+        batch.insert(table_of(Event), event_rows)
+        batch.insert(table_of(PurchaseLine), line_rows)
+        writer.flush(batch)
+        self._write_originals(batch, originals)
+        batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
 
     # --- steps -------------------------------------------------------------------------
@@ -625,7 +624,7 @@ class EventService:
         return {"available": account.available, "pending": account.pending}
 
     def _write_originals(
-        self, session: Session, originals: dict[tuple[uuid.UUID, str], _Original]
+        self, batch: WriteBatch, originals: dict[tuple[uuid.UUID, str], _Original]
     ) -> None:
         dirty = [o for o in originals.values() if o.dirty]
         stored_lines = [
@@ -634,10 +633,8 @@ class EventService:
             for x in o.lines
             if x["id"] is not None
         ]
-        if dirty:
-            session.execute(update(Event), [{"id": o.id, "data": o.data} for o in dirty])
-        if stored_lines:
-            session.execute(update(PurchaseLine), stored_lines)
+        batch.update(table_of(Event), [{"id": o.id, "data": o.data} for o in dirty])
+        batch.update(table_of(PurchaseLine), stored_lines)
 
 
 events_service = EventService()

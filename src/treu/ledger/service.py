@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from treu.db.base import bulk_insert, lookup, table_of
+from treu.db.base import WriteBatch, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
@@ -495,65 +495,51 @@ class LedgerWriter:
 
     # --- writing -----------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self, batch: WriteBatch | None = None) -> None:
         """Write everything in FK order: postings, lots, allocations, then the lots and
-        accounts that changed. A few bulk statements whatever the number of events."""
+        accounts that changed — into ``batch`` when given (the caller flushes it with
+        its own writes, in one round trip on PostgreSQL), else at once."""
+        own = batch is None
+        batch = batch or WriteBatch()
         new = self._new
-        conn = self.session.connection()
-        if new.postings:
-            bulk_insert(conn, table_of(Posting), new.postings)
-        if new.lots:
-            for row in new.lots:
-                view = self._new_lots[row["id"]]
-                row["remaining"] = view.remaining
-                row["state"] = view.state
-            bulk_insert(conn, table_of(Lot), new.lots)
-        if new.allocations:
-            bulk_insert(conn, table_of(PostingLot), new.allocations)
+        batch.insert(table_of(Posting), new.postings)
+        for row in new.lots:
+            view = self._new_lots[row["id"]]
+            row["remaining"] = view.remaining
+            row["state"] = view.state
+        batch.insert(table_of(Lot), new.lots)
+        batch.insert(table_of(PostingLot), new.allocations)
         changed = [
-            lot
+            {"id": lot.id, "remaining": lot.remaining, "state": lot.state}
             for account in self.accounts.values()
             for lot in account.open_lots or []
             if lot.dirty and lot.id not in self._new_lots
         ]
-        if changed:
-            lots = table_of(Lot)
-            conn.execute(
-                lots.update()
-                .where(lots.c.id == bindparam("b_id"))
-                .values(remaining=bindparam("b_remaining"), state=bindparam("b_state")),
-                [{"b_id": x.id, "b_remaining": x.remaining, "b_state": x.state} for x in changed],
-            )
+        batch.update(table_of(Lot), changed)
         for account in self.accounts.values():
             for lot in account.open_lots or []:
                 lot.dirty = False
         dirty_accounts = [a for a in self.accounts.values() if a.dirty]
-        if dirty_accounts:
-            accounts = table_of(Account)
-            conn.execute(
-                accounts.update()
-                .where(accounts.c.member_id == bindparam("b_member"))
-                .values(
-                    available=bindparam("b_available"),
-                    pending=bindparam("b_pending"),
-                    lifetime_earned=bindparam("b_lifetime"),
-                    updated_at=bindparam("b_now"),
-                ),
-                [
-                    {
-                        "b_member": a.member_id,
-                        "b_available": a.available,
-                        "b_pending": a.pending,
-                        "b_lifetime": a.lifetime_earned,
-                        "b_now": self.now,
-                    }
-                    for a in dirty_accounts
-                ],
-            )
-            for a in dirty_accounts:
-                a.dirty = False
+        batch.update(
+            table_of(Account),
+            [
+                {
+                    "member_id": a.member_id,
+                    "available": a.available,
+                    "pending": a.pending,
+                    "lifetime_earned": a.lifetime_earned,
+                    "updated_at": self.now,
+                }
+                for a in dirty_accounts
+            ],
+            key="member_id",
+        )
+        for a in dirty_accounts:
+            a.dirty = False
         self._new = _Pending()
         self._new_lots = {}
+        if own:
+            batch.flush(self.session.connection())
 
 
 # --- read side -------------------------------------------------------------------------
