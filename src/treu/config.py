@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    threads: int = 8
+    """Threads per API process running request handlers. One process runs Python on one
+    core at a time, so more threads than this only add hand-offs and lock contention."""
     log_level: str = "info"
     api_key_cache_seconds: float = 10.0
     """How long a verified API key is trusted without asking the database again."""
@@ -39,7 +42,7 @@ class Settings(BaseSettings):
             raise ValueError("TREU_DATABASE_URL must be an sqlite:/// or postgresql:// URL")
         return value
 
-    @field_validator("workers", "db_pool_size", "batch_max_events")
+    @field_validator("workers", "threads", "db_pool_size", "batch_max_events")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -47,7 +47,10 @@ class Database:
                 url,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
-                pool_pre_ping=True,
+                # No pre-ping: it cost a round trip per request. A connection lost to a
+                # database restart fails its request with 503 (below); the pool then
+                # discards its connections and the next request reconnects.
+                pool_recycle=1800,
                 connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
             )
             self.write_engine = engine
@@ -96,6 +99,8 @@ class Database:
             session.rollback()
             if _is_lock_failure(exc):
                 raise Busy("the database is busy; try again") from exc
+            if exc.connection_invalidated:
+                raise Busy("the connection to the database was lost; try again") from exc
             raise
         except BaseException:
             session.rollback()
