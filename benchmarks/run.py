@@ -389,9 +389,9 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
         )
 
         if params.profile_seconds > 0:
-            from benchmarks import profile
+            from benchmarks import sampling
 
-            out["profile"] = profile.run(
+            out["profile"] = sampling.run(
                 server, client, purchases, tally, backend=backend, params=params
             )
     finally:
