@@ -445,10 +445,10 @@ def targets(backends: dict[str, Any]) -> list[dict[str, Any]]:
     for key, backend, what, unit, threshold, higher in TARGETS:
         data = backends.get(backend)
         measured: float | None = None
-        if data is not None:
+        if data is not None and not data.get("skipped"):
             measured = {
                 "saturation_events_per_s": data["saturation_best"]["events_per_s"],
-                "fixed_rate_p99_ms": data["fixed_rate"]["latency_ms"]["p99"],
+                "fixed_rate_p99_ms": data.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
                 "batch_events_per_s": data["batch"]["events_per_s"],
             }[key]
         met = (
