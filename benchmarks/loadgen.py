@@ -15,7 +15,8 @@ Two modes:
   and sent on an idle connection (a new one is opened when none is idle). Latency is
   measured from the scheduled time, not from the moment the request was written, so a
   stalled server cannot hide its stall by slowing the client down (no coordinated
-  omission).
+  omission). uvloop's millisecond timers may wake up to ~0.7 ms early; then the clock
+  starts at the real send time, never before it.
 
 Connections are reused for ``requests_per_connection`` requests, then reopened, and the
 closed loop opens its connections ``STAGGER`` apart. uvicorn's workers share one listening

@@ -2,10 +2,11 @@
 
 For each backend: a fresh database (migrated with Alembic), a programme with many
 members and an API key; the raw single-row INSERT baseline; then ``treu serve --workers 2``
-as a subprocess and four load phases against it (warm-up, 200 req/s fixed rate,
-saturation, batch endpoint); then the server stops and the run checks that the database
-holds exactly the purchases that were answered 201 and that every balance rebuilds from
-its postings. Results: a Rich table and ``benchmarks/results/{ingest-<time>,latest}.json``.
+as a subprocess and the load phases against it (warm-up, 200 req/s fixed rate, 50 req/s
+light load, saturation at two concurrencies, batch endpoint); then the server stops and
+the run checks that the database holds exactly the purchases that were answered 201 and
+that every balance rebuilds from its postings. Results: a Rich table and
+``benchmarks/results/{ingest-<time>,latest}.json``.
 
 See ``docs/performance.md`` for what is measured and why, and the figures.
 """
