@@ -39,6 +39,7 @@ from treu.members.service import members as member_service
 from treu.programmes.models import Programme
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
+from treu.worker.jobs import activate_pending, expire_points
 
 DEMO_SLUG = "demo"
 BATCH_SIZE = 1000
@@ -600,18 +601,8 @@ def load_demo(
         report("events", min(offset + BATCH_SIZE, total), total)
 
     report("ledger", 0, 1)
-    summary.activated = _drain(db, ledger.activate_due, now)
-    summary.expired = _drain(db, ledger.expire_due, now)
+    summary.activated = activate_pending(db, now=now)
+    summary.expired = expire_points(db, now=now)
     report("ledger", 1, 1)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _drain(db: Database, step: Callable[..., int], now: datetime) -> int:
-    total = 0
-    while True:
-        with db.unit_of_work() as session:
-            done = step(session, now=now, limit=500)
-        if done == 0:
-            return total
-        total += done
