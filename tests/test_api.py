@@ -531,3 +531,33 @@ def test_openapi_documents_every_route_with_examples(api: Api) -> None:
 
 def test_unknown_route_is_problem_json(api: Api) -> None:
     _assert_problem(api.client.get("/v1/nothing"), 404, "not_found")
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(api: Api, db: Database) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from treu.auth.models import ApiKey
+    from treu.auth.service import api_keys
+    from treu.kit.time import frozen, utc_now
+
+    with db.unit_of_work() as session:
+        row, key = api_keys.create(session, name=f.unique("used"), scopes=["members:read"])
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def last_used() -> Any:
+        with db.unit_of_work(write=False) as session:
+            return session.scalar(select(ApiKey.last_used_at).where(ApiKey.lookup == row.lookup))
+
+    assert last_used() is None
+    start = utc_now()
+    with frozen(start):
+        assert api.client.get("/v1/programmes", headers=headers).status_code == 200
+    assert last_used() == start
+    with frozen(start + timedelta(seconds=30)):
+        api.client.get("/v1/programmes", headers=headers)
+    assert last_used() == start
+    with frozen(start + timedelta(minutes=2)):
+        api.client.get("/v1/programmes", headers=headers)
+    assert last_used() == start + timedelta(minutes=2)

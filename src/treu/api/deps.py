@@ -10,6 +10,7 @@ from treu.auth.errors import InvalidApiKey
 from treu.auth.service import Principal, api_keys
 from treu.config import Settings
 from treu.db.session import Database
+from treu.kit.time import utc_now
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer treu_…`")
 
@@ -42,6 +43,9 @@ def require(scope: str | None) -> Callable[..., Principal]:
             principal = api_keys.authenticate(
                 session, credentials.credentials, cache_seconds=settings.api_key_cache_seconds
             )
+        if principal.needs_touch:
+            with db.unit_of_work() as session:
+                api_keys.touch(session, lookup=principal.key_id, at=utc_now())
         if scope is not None:
             principal.require(scope)
         return principal

@@ -12,8 +12,8 @@ import secrets
 import string
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -35,11 +35,21 @@ SCOPE_HELP = {
 _ALPHABET = string.ascii_letters + string.digits
 
 
+TOUCH_EVERY = timedelta(minutes=1)
+"""``last_used_at`` is written at most this often per key and process: it tells an
+operator which keys are still in use, and a write per request would cost too much."""
+
+
 @dataclass(frozen=True)
 class Principal:
     key_id: str
     name: str
     scopes: frozenset[str]
+    last_used_at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def needs_touch(self) -> bool:
+        return self.last_used_at is None or utc_now() - self.last_used_at > TOUCH_EVERY
 
     @property
     def actor(self) -> str:
@@ -112,10 +122,19 @@ class ApiKeyService:
             or not hmac.compare_digest(row.secret_hash, digest)
         ):
             raise InvalidApiKey("the API key is not valid or has been revoked")
-        principal = Principal(key_id=row.lookup, name=row.name, scopes=frozenset(row.scopes))
+        principal = Principal(
+            key_id=row.lookup,
+            name=row.name,
+            scopes=frozenset(row.scopes),
+            last_used_at=row.last_used_at,
+        )
         if cache_seconds > 0:
+            # Cached as touched: the caller touches a stale key on this request.
+            fresh = (
+                replace(principal, last_used_at=utc_now()) if principal.needs_touch else principal
+            )
             with self._lock:
-                self._cache[digest] = (now + cache_seconds, principal)
+                self._cache[digest] = (now + cache_seconds, fresh)
         return principal
 
     def touch(self, session: Session, *, lookup: str, at: datetime) -> None:

@@ -782,16 +782,5 @@ class LedgerService:
                 .values(available=int(total) - int(pending), pending=int(pending))
             )
 
-    def postings_for_events(
-        self, session: Session, *, event_ids: Sequence[uuid.UUID]
-    ) -> list[Posting]:
-        if not event_ids:
-            return []
-        return list(
-            session.scalars(
-                select(Posting).where(Posting.event_id.in_(event_ids)).order_by(Posting.id)
-            )
-        )
-
 
 ledger = LedgerService()

@@ -2,18 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from treu.api.deps import DB, EventsWrite
 from treu.api.problems import (
-    PROBLEM_JSON,
     PROBLEM_RESPONSES,
     Problem,
     error_body,
     field_errors,
-    respond,
     validation_body,
 )
 from treu.events.schemas import EventIn, PurchaseEvent, ReturnEvent, event_adapter
@@ -118,10 +116,9 @@ class BatchOut(BaseModel):
 
 
 @router.post("/batch", response_model=BatchOut, response_model_exclude_none=True)
-def post_batch(batch: BatchIn, db: DB, _key: EventsWrite, request: Request) -> JSONResponse:
+def post_batch(batch: BatchIn, db: DB, _key: EventsWrite) -> JSONResponse:
     """Up to 1,000 events in one request and one transaction, one result per event in
     order. A bad event gets its own problem and does not spoil the others."""
-    del request
     parsed: list[Any] = []
     results: list[dict[str, Any] | None] = [None] * len(batch.events)
     for index, raw in enumerate(batch.events):
@@ -165,6 +162,3 @@ def _strip_tag(errors: list[Any]) -> list[Any]:
             loc = loc[1:]
         out.append({**err, "loc": loc})
     return out
-
-
-__all__ = ["PROBLEM_JSON", "respond", "router"]
