@@ -20,7 +20,7 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from treu.db.session import Database
 from treu.errors import Invalid, TreuError
 from treu.events.schemas import event_adapter
 from treu.events.service import AnyEvent, ingest_with_retry
-from treu.kit.time import utc_now
+from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.service import ledger
 from treu.members.models import IDENTIFIER_FIELDS, Member
 from treu.members.schemas import MemberCreate
@@ -54,7 +54,6 @@ MEMBER_COLUMNS = (
 )
 MEMBER_BATCH_SIZE = 500
 EVENT_BATCH_SIZE = 1000
-FUTURE_TOLERANCE = timedelta(hours=1)
 
 
 class ImportFileInvalid(Invalid):
@@ -208,7 +207,7 @@ def _enrolled_at(value: str, programme: Programme, now: datetime) -> datetime:
         raise _RowInvalid(
             f"enrolled_at: {value!r} has no time zone; write e.g. 2024-03-01T09:30:00Z"
         )
-    if parsed > now + FUTURE_TOLERANCE:
+    if parsed > now + CLOCK_SKEW:
         raise _RowInvalid(f"enrolled_at: {value!r} lies in the future")
     return parsed
 

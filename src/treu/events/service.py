@@ -23,7 +23,7 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,7 +47,7 @@ from treu.events.models import Event, PurchaseLine
 from treu.events.schemas import PurchaseEvent, ReturnEvent
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
-from treu.kit.time import utc_now
+from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.service import AccountState, LedgerWriter, ledger
 from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
@@ -56,8 +56,6 @@ from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
-
-FUTURE_TOLERANCE = timedelta(hours=1)
 
 AnyEvent = PurchaseEvent | ReturnEvent
 
@@ -403,7 +401,7 @@ class EventService:
                 f"programme {programme.slug!r} runs in {programme.currency}, "
                 f"the purchase is in {event.currency}"
             )
-        if event.occurred_at > now + FUTURE_TOLERANCE:
+        if event.occurred_at > now + CLOCK_SKEW:
             raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
 
     def _purchase(
@@ -529,7 +527,7 @@ class EventService:
         writer: LedgerWriter,
         now: datetime,
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-        if event.occurred_at > now + FUTURE_TOLERANCE:
+        if event.occurred_at > now + CLOCK_SKEW:
             raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
         # Check every line before changing anything.
         wanted: dict[str, int] = defaultdict(int)

@@ -14,6 +14,10 @@ from zoneinfo import ZoneInfo
 
 _override: datetime | None = None
 
+CLOCK_SKEW = timedelta(hours=1)
+"""How far in the future a till's or shop's clock may be before an event or record
+dated by it is refused as lying in the future."""
+
 
 def utc_now() -> datetime:
     """The current time, UTC-aware (or the frozen time inside ``frozen``)."""
