@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from treu.auth.errors import InvalidApiKey
@@ -15,12 +16,14 @@ from treu.kit.time import utc_now
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer treu_…`")
 
 
-def get_db(request: Request) -> Database:
+# Dependencies are ``async def`` so FastAPI runs them on the event loop: a plain ``def``
+# dependency costs a hand-off to the thread pool on every request.
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -28,24 +31,34 @@ def get_settings(request: Request) -> Settings:
 DB = Annotated[Database, Depends(get_db)]
 
 
-def require(scope: str | None) -> Callable[..., Principal]:
+def _verify(db: Database, token: str, settings: Settings) -> Principal:
+    with db.unit_of_work(write=False) as session:
+        principal = api_keys.authenticate(
+            session, token, cache_seconds=settings.api_key_cache_seconds
+        )
+    if principal.needs_touch:
+        with db.unit_of_work() as session:
+            api_keys.touch(session, lookup=principal.key_id, at=utc_now())
+    return principal
+
+
+def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
     """A dependency: a valid API key, with ``scope`` (any valid key when None)."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise InvalidApiKey("send an API key as 'Authorization: Bearer treu_…'")
-        db: Database = request.app.state.db
         settings: Settings = request.app.state.settings
-        with db.unit_of_work(write=False) as session:
-            principal = api_keys.authenticate(
-                session, credentials.credentials, cache_seconds=settings.api_key_cache_seconds
+        principal = (
+            api_keys.cached(credentials.credentials) if settings.api_key_cache_seconds else None
+        )
+        if principal is None:  # not verified recently: ask the database, off the event loop
+            principal = await run_in_threadpool(
+                _verify, request.app.state.db, credentials.credentials, settings
             )
-        if principal.needs_touch:
-            with db.unit_of_work() as session:
-                api_keys.touch(session, lookup=principal.key_id, at=utc_now())
         if scope is not None:
             principal.require(scope)
         return principal

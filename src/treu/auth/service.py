@@ -60,6 +60,9 @@ class Principal:
             raise MissingScope(f"this API key lacks the scope {scope!r}", scope=scope)
 
 
+_TOKEN_LENGTH = len(PREFIX) + LOOKUP_LENGTH + SECRET_LENGTH
+
+
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -100,13 +103,26 @@ class ApiKeyService:
     def list(self, session: Session) -> list[ApiKey]:
         return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a key verified less than ``cache_seconds`` ago, without any
+        database work (the HTTP layer answers most requests from here without leaving the
+        event loop); None when the key must be checked against the database."""
+        if not self._well_formed(token):
+            raise InvalidApiKey("the API key is malformed (expected treu_…)")
+        cached = self._cache.get(_hash(token))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
+    def _well_formed(self, token: str) -> bool:
+        return (
+            token.startswith(PREFIX) and len(token) == len(PREFIX) + LOOKUP_LENGTH + SECRET_LENGTH
+        )
+
     def authenticate(self, session: Session, token: str, *, cache_seconds: float = 0) -> Principal:
         """Verify ``token``. A verified key is trusted for ``cache_seconds`` without asking
         the database again (revocation takes effect within that time)."""
-        if (
-            not token.startswith(PREFIX)
-            or len(token) != len(PREFIX) + LOOKUP_LENGTH + SECRET_LENGTH
-        ):
+        if not self._well_formed(token):
             raise InvalidApiKey("the API key is malformed (expected treu_…)")
         digest = _hash(token)
         now = time.monotonic()

@@ -124,8 +124,19 @@ def _iso(value: datetime) -> str:
 
 class EventService:
     def ingest(
-        self, session: Session, events: list[AnyEvent], *, now: datetime | None = None
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        *,
+        now: datetime | None = None,
+        optimistic: bool = False,
     ) -> list[Outcome]:
+        """Process ``events`` in the caller's unit of work.
+
+        ``optimistic``: do not look for earlier deliveries first. A replay then fails on
+        the unique ``(programme, key)`` constraint when the writes are flushed, and the
+        caller retries without ``optimistic`` (``ingest_with_retry`` does); replays are
+        rare, so a single event saves a statement."""
         now = now or utc_now()
         outcomes: dict[int, Outcome] = {}
         hashes = [payload_hash(e) for e in events]
@@ -142,7 +153,9 @@ class EventService:
                 todo.append(i)
 
         # 2. replays (stored earlier, or earlier in this very batch)
-        stored = self._stored_events(session, [events[i] for i in todo], progs)
+        stored = (
+            {} if optimistic else self._stored_events(session, [events[i] for i in todo], progs)
+        )
         first_in_batch: dict[tuple[uuid.UUID, str], int] = {}
         fresh: list[int] = []
         for i in todo:
@@ -273,9 +286,18 @@ class EventService:
         resolved: dict[int, MemberKey | None] = {}
         for programme_id, indexes in by_programme.items():
             refs = [events[i].member for i in indexes]
-            found = members.resolve_many(
-                session, programme_id=programme_id, refs=[r for r in refs if r is not None]
-            )
+            single = events[indexes[0]]
+            if len(fresh) == 1 and isinstance(single, PurchaseEvent) and single.member:
+                # One purchase: find the member and lock its account in one statement.
+                one = members.resolve_and_lock(
+                    session, programme_id=programme_id, ref=single.member, writer=writer
+                )
+                ref_key = (single.member.kind, single.member.value)
+                found = {ref_key: one} if one is not None else {}
+            else:
+                found = members.resolve_many(
+                    session, programme_id=programme_id, refs=[r for r in refs if r is not None]
+                )
             for i in indexes:
                 event = events[i]
                 ref = event.member
@@ -646,7 +668,9 @@ def ingest_with_retry(
     for attempt in range(attempts):
         try:
             with db.unit_of_work() as session:
-                return events_service.ingest(session, events, now=now)
+                return events_service.ingest(
+                    session, events, now=now, optimistic=attempt == 0 and len(events) == 1
+                )
         except (IntegrityError, IdentifierTaken):  # enrol turns IntegrityError into this
             if attempt == attempts - 1:
                 raise

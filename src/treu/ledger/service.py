@@ -161,6 +161,10 @@ class LedgerWriter:
                 raise AccountNotFound(f"no points account for member {sorted(missing)[0]}")
         return self.accounts
 
+    def adopt(self, account: AccountState) -> None:
+        """Take over an account the caller has locked (``SELECT … FOR UPDATE``) itself."""
+        self.accounts.setdefault(account.member_id, account)
+
     def account(self, member_id: uuid.UUID) -> AccountState:
         if member_id not in self.accounts:
             self.lock([member_id])

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from treu.db.base import Lookup, lookup
 from treu.kit.ids import new_card_number, new_id
 from treu.kit.time import utc_now
-from treu.ledger.service import LedgerWriter
+from treu.ledger.models import Account
+from treu.ledger.service import AccountState, LedgerWriter
 from treu.members.errors import IdentifierTaken, MemberNotFound
 from treu.members.models import IDENTIFIER_FIELDS, Member, MemberStatus
 from treu.members.schemas import MemberCreate, MemberOut, MemberRef, MemberUpdate
@@ -31,6 +32,29 @@ def _resolver(kind: str) -> Lookup:
 
 
 _RESOLVE = {kind: _resolver(kind) for kind in ("member_id", *IDENTIFIER_FIELDS)}
+
+
+def _resolve_and_lock(kind: str) -> Any:
+    column = Member.id if kind == "member_id" else getattr(Member, kind)
+    return (
+        select(
+            Member.id,
+            Member.status,
+            Account.programme_id,
+            Account.available,
+            Account.pending,
+            Account.lifetime_earned,
+        )
+        .join(Account, Account.member_id == Member.id)
+        .where(
+            Member.programme_id == bindparam("programme_id", type_=Uuid()),
+            column == bindparam("key", type_=column.type),
+        )
+        .with_for_update(of=Account)
+    )
+
+
+_RESOLVE_AND_LOCK = {kind: _resolve_and_lock(kind) for kind in ("member_id", *IDENTIFIER_FIELDS)}
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,24 @@ class MemberService:
             for member_id, status, value in session.connection().execute(statement, params):
                 found[(kind, str(value))] = MemberKey(member_id, status)
         return found
+
+    def resolve_and_lock(
+        self, session: Session, *, programme_id: uuid.UUID, ref: MemberRef, writer: LedgerWriter
+    ) -> MemberKey | None:
+        """One member named by an event, found and its points account locked in one
+        statement (the single-event path: a statement less than ``resolve_many`` followed
+        by ``LedgerWriter.lock``)."""
+        key: Any = uuid.UUID(ref.value) if ref.kind == "member_id" else ref.value
+        row = (
+            session.connection()
+            .execute(_RESOLVE_AND_LOCK[ref.kind], {"programme_id": programme_id, "key": key})
+            .one_or_none()
+        )
+        if row is None:
+            return None
+        member_id, status, account_programme, available, pending, lifetime = row
+        writer.adopt(AccountState(member_id, account_programme, available, pending, lifetime))
+        return MemberKey(member_id, status)
 
     def out(self, member: Member, programme_slug: str) -> MemberOut:
         return MemberOut(
