@@ -9,4 +9,5 @@ def load_all() -> None:
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
-    import treu.programmes.models  # noqa: F401
+    import treu.programmes.models
+    import treu.rules.models  # noqa: F401

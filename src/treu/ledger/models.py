@@ -68,6 +68,11 @@ class Posting(IdMixin, Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
+    rule_id: Mapped[uuid.UUID | None]
+    """The earning rule that produced an ``earn`` posting (no foreign key: the ledger
+    does not depend on the rules tables); with ``rule_version`` it names the exact
+    specification."""
+    rule_version: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

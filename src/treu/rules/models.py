@@ -1,0 +1,103 @@
+"""Earning rules, their published versions, limit counters, event types and badges.
+
+* ``rules``: one row per rule; ``draft`` is the specification being edited, ``version``
+  the latest published one (``rule_versions`` keeps every published version unchanged,
+  so a posting's rule id + version always names the exact specification that produced it,
+  and a return months later is recomputed under it).
+* ``rule_usage``: per member and period (``day:2026-11-23``, ``week:2026-W48``,
+  ``month:2026-11``, ``lifetime``) how often a rule awarded and how many points, for the
+  per-member limits. Updated in the transaction of the event, under the member's account
+  lock, so two concurrent events of one member cannot both pass a limit.
+* ``rules.budget_used``: points a rule has awarded in total, for its budget; the row is
+  locked while an event that may draw on the budget is processed.
+* ``event_types``: custom engagement event types of a programme, with a JSON Schema for
+  their attributes (the built-in types live in code, ``treu.rules.event_types``).
+* ``member_badges``: badges awarded to members, at most once per member and badge code.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from treu.db.base import Base, IdMixin, TimestampMixin
+from treu.kit.time import utc_now
+
+
+class RuleStatus(enum.StrEnum):
+    draft = "draft"
+    """Never published: does nothing yet."""
+    active = "active"
+    """Its latest published version applies to new events."""
+    paused = "paused"
+    """Published, but applies to nothing until published again."""
+
+
+class Rule(IdMixin, TimestampMixin, Base):
+    __tablename__ = "rules"
+    __table_args__ = (Index("ix_rules_programme_status", "programme_id", "status"),)
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default=RuleStatus.draft.value)
+    draft: Mapped[dict[str, Any]]
+    """The specification being edited (``RuleSpec`` as JSON)."""
+    draft_revision: Mapped[int] = mapped_column(default=1)
+    version: Mapped[int | None]
+    """Latest published version; None while the rule was never published."""
+    trigger: Mapped[str | None] = mapped_column(String(64))
+    """Event type of the latest published version (for indexing)."""
+    budget_used: Mapped[int] = mapped_column(default=0)
+    published_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+
+
+class RuleVersion(Base):
+    __tablename__ = "rule_versions"
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    published_at: Mapped[datetime] = mapped_column(default=utc_now)
+    published_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RuleUsage(Base):
+    __tablename__ = "rule_usage"
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(default=0)
+
+
+class EventType(IdMixin, TimestampMixin, Base):
+    __tablename__ = "event_types"
+    __table_args__ = (UniqueConstraint("programme_id", "name"),)
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    attributes_schema: Mapped[dict[str, Any]]
+    """JSON Schema (draft 2020-12) of the event's ``attributes``."""
+
+
+class MemberBadge(IdMixin, Base):
+    __tablename__ = "member_badges"
+    __table_args__ = (UniqueConstraint("member_id", "code"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    badge: Mapped[dict[str, Any]]
+    """Name and description (en/de) and icon, as the rule defined them when awarded."""
+    rule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rules.id"))
+    rule_version: Mapped[int | None]
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    awarded_at: Mapped[datetime] = mapped_column(default=utc_now)
