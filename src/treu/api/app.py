@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 
 from treu import __version__
 from treu.api import problems
-from treu.api.routes import events, members, programmes
+from treu.api.routes import event_types, events, members, programmes
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(events.router)
     app.include_router(members.router)
     app.include_router(programmes.router)
+    app.include_router(event_types.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
