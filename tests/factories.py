@@ -109,6 +109,10 @@ def purchase_payload(
     return payload
 
 
+def member_ref(who: Member) -> dict[str, str]:
+    return {"member_id": str(who.id)}
+
+
 def return_payload(
     prog: Programme,
     original_event_id: str,

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
-from treu.events.schemas import event_adapter
-from treu.events.service import AnyEvent, ingest_with_retry
+from treu.events.schemas import AnyEvent, event_adapter
+from treu.events.service import ingest_with_retry
 from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.service import ledger
 from treu.members.models import IDENTIFIER_FIELDS, Member

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 
 from treu import __version__
 from treu.api import problems
-from treu.api.routes import event_types, events, members, programmes
+from treu.api.routes import checkout, event_types, events, members, programmes, rules
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "events", "description": "Purchases and returns from every channel"},
             {"name": "members", "description": "Enrolment, profile, balance and ledger"},
             {"name": "programmes", "description": "Earn rate, pending period, expiry"},
+            {"name": "rules", "description": "Earning rules: drafts, publication, simulation"},
+            {"name": "checkout", "description": "What a cart earns, before it is bought"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(members.router)
     app.include_router(programmes.router)
     app.include_router(event_types.router)
+    app.include_router(rules.router)
+    app.include_router(checkout.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -71,3 +71,5 @@ EventsWrite = Annotated[Principal, Depends(require("events:write"))]
 MembersRead = Annotated[Principal, Depends(require("members:read"))]
 MembersWrite = Annotated[Principal, Depends(require("members:write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+CheckoutKey = Annotated[Principal, Depends(require("events:write|members:read"))]
+"""The till and the web shop hold ``events:write`` keys; apps may hold ``members:read``."""

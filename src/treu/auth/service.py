@@ -56,8 +56,12 @@ class Principal:
         return f"apikey:{self.name}"
 
     def require(self, scope: str) -> None:
-        if scope not in self.scopes and "admin" not in self.scopes:
-            raise MissingScope(f"this API key lacks the scope {scope!r}", scope=scope)
+        """``scope`` may name alternatives: ``"events:write|members:read"``."""
+        wanted = scope.split("|")
+        if "admin" not in self.scopes and not any(s in self.scopes for s in wanted):
+            raise MissingScope(
+                f"this API key lacks the scope {' or '.join(map(repr, wanted))}", scope=scope
+            )
 
 
 _TOKEN_LENGTH = len(PREFIX) + LOOKUP_LENGTH + SECRET_LENGTH

@@ -142,16 +142,19 @@ class WriteBatch:
     column stores: UUIDs, aware datetimes, ints, strings, JSON-able dicts and lists."""
 
     def __init__(self) -> None:
-        self._ops: list[tuple[str, Table, list[dict[str, Any]], str]] = []
+        self._ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]] = []
 
     def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._ops.append(("insert", table, rows, ""))
+            self._ops.append(("insert", table, rows, ()))
 
-    def update(self, table: Table, rows: list[dict[str, Any]], *, key: str = "id") -> None:
-        """``UPDATE table SET <other keys> WHERE key = row[key]`` for each row."""
+    def update(
+        self, table: Table, rows: list[dict[str, Any]], *, key: str | tuple[str, ...] = "id"
+    ) -> None:
+        """``UPDATE table SET <other columns> WHERE <key columns> = row[...]`` for each row
+        (``key``: one column or several, for composite primary keys)."""
         if rows:
-            self._ops.append(("update", table, rows, key))
+            self._ops.append(("update", table, rows, (key,) if isinstance(key, str) else key))
 
     def flush(self, connection: Connection) -> None:
         ops, self._ops = self._ops, []
@@ -160,10 +163,10 @@ class WriteBatch:
                 if kind == "insert":
                     connection.execute(table.insert(), rows)
                 else:
-                    columns = [c for c in rows[0] if c != key]
+                    columns = [c for c in rows[0] if c not in key]
                     connection.execute(
                         table.update()
-                        .where(table.c[key] == bindparam(f"b_{key}"))
+                        .where(*(table.c[k] == bindparam(f"b_{k}") for k in key))
                         .values({c: bindparam(f"b_{c}") for c in columns}),
                         [{f"b_{k}": v for k, v in row.items()} for row in rows],
                     )
@@ -187,7 +190,7 @@ def _quote(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: str) -> str:
+def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
     """The SQL text for one kind of write, built once: composing it per call with
     ``psycopg.sql`` was a large part of a single purchase's CPU time."""
     names = ", ".join(map(_quote, columns))
@@ -197,7 +200,8 @@ def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: str) -
         marks = ", ".join(["%s"] * len(columns))
         return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks})"
     sets = ", ".join(f"{_quote(c)} = %s" for c in columns)
-    return f"UPDATE {_quote(table.name)} SET {sets} WHERE {_quote(key)} = %s"
+    where = " AND ".join(f"{_quote(k)} = %s" for k in key)
+    return f"UPDATE {_quote(table.name)} SET {sets} WHERE {where}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -206,7 +210,7 @@ def _json_columns(table: Table, columns: tuple[str, ...]) -> frozenset[str]:
 
 
 def _flush_postgresql(
-    connection: Connection, ops: list[tuple[str, Table, list[dict[str, Any]], str]]
+    connection: Connection, ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]]
 ) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
@@ -220,18 +224,20 @@ def _flush_postgresql(
     with raw.cursor() as cursor:
         pending: list[tuple[str, list[list[Any]]]] = []
         for kind, table, rows, key in ops:
-            columns = tuple(rows[0]) if kind == "insert" else tuple(c for c in rows[0] if c != key)
+            columns = (
+                tuple(rows[0]) if kind == "insert" else tuple(c for c in rows[0] if c not in key)
+            )
             jsons = _json_columns(table, columns)
             if kind == "insert" and len(rows) >= COPY_THRESHOLD:
                 _run_pipeline(raw, cursor, pending)
                 pending = []
-                with cursor.copy(_pg_statement("copy", table, columns, "")) as copy:
+                with cursor.copy(_pg_statement("copy", table, columns, ())) as copy:
                     for row in rows:
                         copy.write_row(values(row, columns, jsons))
             elif kind == "insert":
                 pending.append(
                     (
-                        _pg_statement("insert", table, columns, ""),
+                        _pg_statement("insert", table, columns, ()),
                         [values(row, columns, jsons) for row in rows],
                     )
                 )
@@ -239,7 +245,7 @@ def _flush_postgresql(
                 pending.append(
                     (
                         _pg_statement("update", table, columns, key),
-                        [[*values(row, columns, jsons), row[key]] for row in rows],
+                        [[*values(row, columns, jsons), *(row[k] for k in key)] for row in rows],
                     )
                 )
         _run_pipeline(raw, cursor, pending)

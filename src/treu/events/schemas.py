@@ -1,8 +1,17 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+)
 
 from treu.members.models import Channel
 from treu.members.schemas import MemberRef
@@ -123,5 +132,61 @@ class ReturnEvent(BaseModel):
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
 
 
-EventIn = Annotated[PurchaseEvent | ReturnEvent, Field(discriminator="type")]
-event_adapter: TypeAdapter[PurchaseEvent | ReturnEvent] = TypeAdapter(EventIn)
+ENGAGEMENT_TYPE = r"^[a-z][a-z0-9_]{1,63}$"
+
+
+class EngagementEvent(BaseModel):
+    """Anything a member does that is not a purchase or a return: a review, a social
+    share, an app install, a store visit, a completed profile, or a custom event type of
+    the programme. ``attributes`` are checked against the event type's JSON Schema."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "review-88123",
+                    "type": "review_submitted",
+                    "programme": "demo",
+                    "member": {"email": "anna@example.com"},
+                    "occurred_at": "2026-11-24T18:02:00Z",
+                    "channel": "web",
+                    "attributes": {"product_sku": "4001", "rating": 5, "length": 240},
+                }
+            ]
+        },
+    )
+
+    id: EventKey
+    type: str = Field(
+        pattern=ENGAGEMENT_TYPE,
+        description="A built-in engagement type (see GET /v1/event-types) or a custom one",
+    )
+    programme: str = Field(min_length=1, max_length=64)
+    member: MemberRef
+    occurred_at: AwareDatetime
+    channel: Channel | None = None
+    store: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _not_commerce(cls, value: str) -> str:
+        if value in ("purchase", "return"):
+            raise ValueError(f"a {value} needs the {value} event's fields")
+        return value
+
+
+def _event_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("purchase", "return") else "engagement"
+
+
+AnyEvent = PurchaseEvent | ReturnEvent | EngagementEvent
+EventIn = Annotated[
+    Annotated[PurchaseEvent, Tag("purchase")]
+    | Annotated[ReturnEvent, Tag("return")]
+    | Annotated[EngagementEvent, Tag("engagement")],
+    Discriminator(_event_kind),
+]
+event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(EventIn)

@@ -22,10 +22,11 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import Uuid, bindparam, insert, select, update
@@ -44,7 +45,7 @@ from treu.events.errors import (
     ReturnExceedsPurchase,
 )
 from treu.events.models import Event, PurchaseLine
-from treu.events.schemas import PurchaseEvent, ReturnEvent
+from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, utc_now
@@ -56,9 +57,9 @@ from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
-
-AnyEvent = PurchaseEvent | ReturnEvent
-
+from treu.rules.engine import Evaluation, EventView, Headroom, LineView, MemberView
+from treu.rules.models import MemberBadge
+from treu.rules.service import BASE_ID, Usage, rules
 
 _STORED_EVENTS = lookup(
     lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
@@ -92,6 +93,82 @@ class _Original:
     data: dict[str, Any]
     lines: list[dict[str, Any]] = field(default_factory=list)
     dirty: bool = False
+    occurred_at: datetime | None = None
+    channel: str | None = None
+    store: str | None = None
+
+
+@dataclass
+class _Earning:
+    """A programme's compiled rules and the limit counters of this unit of work."""
+
+    programme: Programme
+    rule_set: Any
+    usage: Usage
+    now: datetime = field(default_factory=utc_now)
+    badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
+    badge_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _local_date(at: datetime, timezone: str) -> date:
+    return at.astimezone(ZoneInfo(timezone)).date()
+
+
+def member_view(member: MemberKey, programme: Programme, at: datetime) -> MemberView:
+    return MemberView.of(
+        at=at,
+        timezone=programme.timezone,
+        enrolled_at=member.enrolled_at,
+        birthday=member.birthday,
+        language=member.language,
+        channel=member.channel,
+        attrs=member.attributes,
+    )
+
+
+def purchase_view(
+    programme: Programme,
+    *,
+    occurred_at: datetime,
+    currency: str,
+    lines: list[LineView],
+    channel: str | None,
+    store: str | None,
+) -> EventView:
+    return EventView.purchase(
+        occurred_at=occurred_at,
+        timezone=programme.timezone,
+        currency=currency,
+        lines=lines,
+        channel=channel,
+        store=store,
+    )
+
+
+def line_views(lines: list[Any]) -> list[LineView]:
+    return [
+        LineView.of(
+            line.sku,
+            unit_price_minor=line.unit_price_minor,
+            quantity=line.quantity,
+            name=line.name,
+            category=line.category,
+            tags=line.tags,
+        )
+        for line in lines
+    ]
+
+
+@dataclass
+class _Capped:
+    """Limits for recomputing a returned order: no rule gives more than it gave then."""
+
+    awarded: dict[str, int]
+
+    def headroom(self, rule_id: str) -> Headroom:
+        if rule_id not in self.awarded:
+            return Headroom(0, 0)
+        return Headroom(None, self.awarded[rule_id])
 
 
 def payload_hash(event: AnyEvent) -> str:
@@ -177,11 +254,13 @@ class EventService:
         # auto-enrol anybody (nothing is half-written).
         for i in fresh:
             event = events[i]
-            if isinstance(event, PurchaseEvent):
-                try:
+            try:
+                if isinstance(event, PurchaseEvent):
                     self._check_purchase(event, progs[event.programme], now)
-                except TreuError as error:
-                    outcomes[i] = self._fail(i, event, error)
+                elif isinstance(event, EngagementEvent):
+                    self._check_engagement(session, event, progs[event.programme], now)
+            except TreuError as error:
+                outcomes[i] = self._fail(i, event, error)
 
         # 3. members
         writer = ledger.writer(session, now=now)
@@ -193,6 +272,7 @@ class EventService:
         # 4. lock accounts (id order), then read what returns need under the lock
         writer.lock(sorted(member_ids - writer.accounts.keys()))
         self._load_original_lines(session, originals)
+        earning = self._earning(session, events, fresh, progs, outcomes, resolved, now)
 
         # 5. process in order
         event_rows: list[dict[str, Any]] = []
@@ -215,7 +295,11 @@ class EventService:
             try:
                 if isinstance(event, PurchaseEvent):
                     row, lines, result = self._purchase(
-                        event, programme, resolved.get(i), writer, now, originals
+                        event, programme, resolved.get(i), writer, now, originals, earning
+                    )
+                elif isinstance(event, EngagementEvent):
+                    row, lines, result = self._engagement(
+                        event, programme, resolved.get(i), writer, earning
                     )
                 else:
                     original = originals.get((programme.id, event.original_event_id))
@@ -226,7 +310,9 @@ class EventService:
                     ref_member = resolved.get(i)
                     if ref_member is not None and ref_member.id != original.member_id:
                         raise MemberMismatch("the purchase belongs to another member")
-                    row, lines, result = self._return(event, programme, original, writer, now)
+                    row, lines, result = self._return(
+                        session, event, programme, original, writer, now
+                    )
             except TreuError as error:
                 outcomes[i] = self._fail(i, event, error)
                 continue
@@ -242,6 +328,9 @@ class EventService:
         batch.insert(table_of(Event), event_rows)
         batch.insert(table_of(PurchaseLine), line_rows)
         writer.flush(batch)
+        for context in earning.values():
+            context.usage.flush(batch)
+            batch.insert(table_of(MemberBadge), context.badge_rows)
         self._write_originals(batch, originals)
         batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
@@ -341,7 +430,7 @@ class EventService:
                         )
                         continue
                     enrolled = members.enrol(session, programme=programme, data=data, writer=writer)
-                    member = MemberKey(enrolled.id, enrolled.status)
+                    member = MemberKey.of(enrolled)
                     found[(ref.kind, ref.value)] = member
                 resolved[i] = member
         return resolved
@@ -366,14 +455,29 @@ class EventService:
         originals: dict[tuple[uuid.UUID, str], _Original] = {}
         for programme_id, keys in wanted.items():
             for row in session.execute(
-                select(Event.id, Event.key, Event.member_id, Event.currency).where(
+                select(
+                    Event.id,
+                    Event.key,
+                    Event.member_id,
+                    Event.currency,
+                    Event.occurred_at,
+                    Event.channel,
+                    Event.store,
+                ).where(
                     Event.programme_id == programme_id,
                     Event.key.in_(keys),
                     Event.type == "purchase",
                 )
             ).all():
                 originals[(programme_id, row.key)] = _Original(
-                    row.id, row.key, row.member_id, row.currency, {}
+                    row.id,
+                    row.key,
+                    row.member_id,
+                    row.currency,
+                    {},
+                    occurred_at=row.occurred_at,
+                    channel=row.channel,
+                    store=row.store,
                 )
         for i in fresh:
             event = events[i]
@@ -408,6 +512,9 @@ class EventService:
                 PurchaseLine.event_id,
                 PurchaseLine.line_no,
                 PurchaseLine.sku,
+                PurchaseLine.name,
+                PurchaseLine.category,
+                PurchaseLine.tags,
                 PurchaseLine.quantity,
                 PurchaseLine.unit_price_minor,
                 PurchaseLine.returned_quantity,
@@ -416,6 +523,286 @@ class EventService:
             .order_by(PurchaseLine.event_id, PurchaseLine.line_no)
         ).mappings():
             by_id[row["event_id"]].lines.append(dict(row))
+
+    def _check_engagement(
+        self, session: Session, event: EngagementEvent, programme: Programme, now: datetime
+    ) -> None:
+        from treu.rules.event_types import event_types
+
+        if event.occurred_at > now + CLOCK_SKEW:
+            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+        event_types.validate(
+            session,
+            programme_id=programme.id,
+            type=event.type,
+            attributes=event.attributes,
+            store=event.store,
+        )
+
+    def _earning(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+        now: datetime,
+    ) -> dict[uuid.UUID, _Earning]:
+        """Compiled rules per programme, and the limit counters of the members at hand
+        (budgeted rules' rows locked, after the accounts: always in that order)."""
+        earning: dict[uuid.UUID, _Earning] = {}
+        dates: dict[uuid.UUID, list[tuple[uuid.UUID, date]]] = defaultdict(list)
+        for i in fresh:
+            event = events[i]
+            if i in outcomes or isinstance(event, ReturnEvent):
+                continue
+            programme = progs[event.programme]
+            if programme.id not in earning:
+                active = rules.active(session, programme)
+                earning[programme.id] = _Earning(
+                    programme, active.rule_set, Usage(session, dict(active.limited)), now=now
+                )
+            member = resolved.get(i)
+            if member is not None:
+                local = _local_date(event.occurred_at, programme.timezone)
+                dates[programme.id].append((member.id, local))
+        for programme_id, context in earning.items():
+            if context.usage.specs:
+                context.usage.load(dates[programme_id])
+        return earning
+
+    def _credit(
+        self,
+        evaluation: Evaluation,
+        context: _Earning,
+        writer: LedgerWriter,
+        account: AccountState,
+        earned_at: datetime,
+        event_id: uuid.UUID,
+        *,
+        pending: bool,
+    ) -> list[dict[str, Any]]:
+        """One ``earn`` posting per rule that gave points, and the limit counters."""
+        programme = context.programme
+        postings: list[dict[str, Any]] = []
+        for award in evaluation.awards:
+            if award.rule_id != BASE_ID:
+                context.usage.record(
+                    account.member_id,
+                    _local_date(earned_at, programme.timezone),
+                    award.rule_id,
+                    award.points,
+                )
+            if award.points <= 0:
+                continue
+            if award.rule_id == BASE_ID:
+                details: dict[str, Any] = {
+                    "template": "earn.base",
+                    "rule": {"id": BASE_ID, "version": 1},
+                    "params": {
+                        "rate": str(programme.points_per_currency_unit),
+                        "points_name": programme.points_name,
+                        "amount_minor": award.amount_minor,
+                        "currency": award.currency,
+                        "points": award.points,
+                    },
+                }
+                rule_id, version = None, None
+            else:
+                details = award.details()
+                rule_id, version = uuid.UUID(award.rule_id), award.version
+            posting = writer.earn(
+                account,
+                programme=programme,
+                points=award.points,
+                earned_at=earned_at,
+                event_id=event_id,
+                details=details,
+                pending=pending,
+                rule_id=rule_id,
+                rule_version=version,
+            )
+            postings.append(posting.public())
+        return postings
+
+    def _award_badges(
+        self,
+        evaluation: Evaluation,
+        context: _Earning,
+        member_id: uuid.UUID,
+        event_id: uuid.UUID,
+        local: date,
+    ) -> list[dict[str, Any]]:
+        """Badges the member does not hold yet (each badge code once per member)."""
+        if not evaluation.badges:
+            return []
+        held = context.badges_held.get(member_id)
+        if held is None:
+            held = set(
+                context.usage.session.scalars(
+                    select(MemberBadge.code).where(MemberBadge.member_id == member_id)
+                )
+            )
+            context.badges_held[member_id] = held
+        new: list[dict[str, Any]] = []
+        for award in evaluation.badges:
+            badge = award.badge
+            if badge.code in held:
+                continue
+            held.add(badge.code)
+            data = badge.model_dump(mode="json", exclude_none=True)
+            context.badge_rows.append(
+                {
+                    "id": new_id(),
+                    "member_id": member_id,
+                    "programme_id": context.programme.id,
+                    "code": badge.code,
+                    "badge": data,
+                    "rule_id": uuid.UUID(award.rule_id),
+                    "rule_version": award.version,
+                    "event_id": event_id,
+                    "awarded_at": context.now,
+                }
+            )
+            new.append(data)
+        return new
+
+    def _engagement(
+        self,
+        event: EngagementEvent,
+        programme: Programme,
+        member: MemberKey | None,
+        writer: LedgerWriter,
+        earning: dict[uuid.UUID, _Earning],
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        if member is None:  # resolution failed and was reported already
+            raise MemberNotFound("engagement events need a member")
+        if member.status == MemberStatus.closed.value:
+            raise MemberClosed(f"member {member.id} is closed")
+        blocked = member.status == MemberStatus.blocked.value
+        account = writer.account(member.id)
+        event_uuid = new_id()
+        context = earning[programme.id]
+        earned = 0
+        postings: list[dict[str, Any]] = []
+        badges: list[dict[str, Any]] = []
+        awarded: dict[str, int] = {}
+        if not blocked:
+            view = EventView.engagement(
+                event.type,
+                occurred_at=event.occurred_at,
+                timezone=programme.timezone,
+                attrs=event.attributes,
+                channel=event.channel.value if event.channel else None,
+                store=event.store,
+            )
+            evaluation = context.rule_set.evaluate(
+                view,
+                member_view(member, programme, event.occurred_at),
+                context.usage.view(member.id, view.date),
+            )
+            earned = evaluation.points
+            # Engagement has no return window: its points are available at once.
+            postings = self._credit(
+                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=False
+            )
+            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
+            awarded = {a.rule_id: a.points for a in evaluation.awards}
+            limited = [
+                {"rule_id": skip.rule_id, "rule": skip.rule_name, "reason": skip.text("en")}
+                for skip in evaluation.skipped
+                if skip.reason.startswith("limit") or skip.reason == "budget"
+            ]
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": event.type,
+            "member_id": member.id,
+            "occurred_at": event.occurred_at,
+            "received_at": writer.now,
+            "channel": event.channel.value if event.channel else None,
+            "store": event.store,
+            "currency": None,
+            "total_minor": None,
+            "original_event_id": None,
+            "data": {
+                "attributes": event.attributes,
+                "earned": earned,
+                "awards": awarded,
+                "blocked": blocked,
+            },
+        }
+        result: dict[str, Any] = {
+            "event_id": event.id,
+            "type": event.type,
+            "member_id": str(member.id),
+            "points": {"earned": earned, "available": earned, "pending": 0, "reversed": 0},
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        if badges:
+            result["badges"] = badges
+        if not blocked and limited:
+            result["limited"] = limited
+        if blocked:
+            result["note"] = "member is blocked: the event is recorded without points"
+        return row, [], result
+
+    def _kept_points(
+        self,
+        session: Session,
+        programme: Programme,
+        original: _Original,
+        basis: dict[str, Any],
+        currency: str,
+        kept: list[int],
+    ) -> int:
+        """What the kept lines of a partly returned order earn under the rules the
+        purchase was evaluated with (each rule capped at what it gave then)."""
+        if "rules" not in basis:  # recorded before earning rules existed: the base rate
+            return points_under_basis(basis, currency, kept)
+        base = basis.get("base")
+        rule_set = rules.as_recorded(
+            session,
+            programme,
+            basis["rules"],
+            base=(Decimal(base[0]), str(base[1])) if base else None,
+        )
+        lines = [
+            LineView.of(
+                x["sku"],
+                unit_price_minor=x["unit_price_minor"],
+                quantity=x["quantity"] - x["returned_quantity"],
+                name=x.get("name"),
+                category=x.get("category"),
+                tags=x.get("tags") or (),
+            )
+            for x in original.lines
+            if x["quantity"] > x["returned_quantity"]
+        ]
+        if not lines:
+            return 0
+        occurred_at = original.occurred_at or utc_now()
+        view = purchase_view(
+            programme,
+            occurred_at=occurred_at,
+            currency=currency,
+            lines=lines,
+            channel=original.channel,
+            store=original.store,
+        )
+        snapshot = basis.get("member") or {}
+        mview = MemberView.of(at=occurred_at, timezone=programme.timezone)
+        mview = replace(
+            mview,
+            days_enrolled=int(snapshot.get("days_enrolled", 0)),
+            birthday_month=bool(snapshot.get("birthday_month", False)),
+        )
+        awarded = {str(k): int(v) for k, v in (original.data.get("awards") or {}).items()}
+        result: Evaluation = rule_set.evaluate(view, mview, _Capped(awarded), now=occurred_at)
+        return result.points
 
     def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
         if event.currency != programme.currency:
@@ -434,43 +821,55 @@ class EventService:
         writer: LedgerWriter,
         now: datetime,
         originals: dict[tuple[uuid.UUID, str], _Original],
+        earning: dict[uuid.UUID, _Earning],
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
         if member is not None and member.status == MemberStatus.closed.value:
             raise MemberClosed(f"member {member.id} is closed")
         amounts = [line.quantity * line.unit_price_minor for line in event.lines]
         total = sum(amounts)
-        basis = earn_basis(programme)
+        basis: dict[str, Any] = dict(earn_basis(programme))
         event_uuid = new_id()
         blocked = member is not None and member.status == MemberStatus.blocked.value
-        earned = (
-            0 if member is None or blocked else points_under_basis(basis, event.currency, amounts)
-        )
+        earned = 0
         postings: list[dict[str, Any]] = []
+        badges: list[dict[str, Any]] = []
+        awarded: dict[str, int] = {}
         account: AccountState | None = None
         lot_pending = False
         if member is not None:
             account = writer.account(member.id)
-            if earned > 0:
-                posting = writer.earn(
-                    account,
-                    programme=programme,
-                    points=earned,
-                    earned_at=event.occurred_at,
-                    event_id=event_uuid,
-                    details={
-                        "template": "earn.base",
-                        "rule": {"id": "base", "version": 1},
-                        "params": {
-                            "rate": basis["rate"],
-                            "points_name": programme.points_name,
-                            "amount_minor": total,
-                            "currency": event.currency,
-                            "points": earned,
-                        },
-                    },
-                )
-                postings.append(posting.public())
-                lot_pending = programmes.available_at(programme, event.occurred_at) > now
+        if member is not None and account is not None and not blocked:
+            context = earning[programme.id]
+            view = purchase_view(
+                programme,
+                occurred_at=event.occurred_at,
+                currency=event.currency,
+                lines=line_views(event.lines),
+                channel=event.channel.value,
+                store=event.store,
+            )
+            mview = member_view(member, programme, event.occurred_at)
+            evaluation = context.rule_set.evaluate(
+                view, mview, context.usage.view(member.id, view.date)
+            )
+            earned = evaluation.points
+            postings = self._credit(
+                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=True
+            )
+            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
+            awarded = {a.rule_id: a.points for a in evaluation.awards}
+            basis = {
+                "rules": [[a.rule_id, a.version] for a in evaluation.awards],
+                "base": [basis["rate"], basis["rounding"]] if BASE_ID in awarded else None,
+                "scope": basis["scope"],
+                "member": {
+                    "days_enrolled": mview.days_enrolled,
+                    "birthday_month": mview.birthday_month,
+                },
+            }
+            lot_pending = earned > 0 and (
+                programmes.available_at(programme, event.occurred_at) > now
+            )
         row = {
             "id": event_uuid,
             "programme_id": programme.id,
@@ -484,7 +883,13 @@ class EventService:
             "currency": event.currency,
             "total_minor": total,
             "original_event_id": None,
-            "data": {"basis": basis, "earned": earned, "reversed": 0, "blocked": blocked},
+            "data": {
+                "basis": basis,
+                "earned": earned,
+                "awards": awarded,
+                "reversed": 0,
+                "blocked": blocked,
+            },
         }
         lines = [
             {
@@ -509,13 +914,22 @@ class EventService:
             event.id,
             member.id if member else None,
             event.currency,
-            {"basis": basis, "earned": earned, "reversed": 0, "blocked": blocked},
+            {
+                "basis": basis,
+                "earned": earned,
+                "awards": awarded,
+                "reversed": 0,
+                "blocked": blocked,
+            },
             [
                 {
                     "id": None,
                     "event_id": event_uuid,
                     "line_no": line["line_no"],
                     "sku": line["sku"],
+                    "name": line["name"],
+                    "category": line["category"],
+                    "tags": line["tags"],
                     "quantity": line["quantity"],
                     "unit_price_minor": line["unit_price_minor"],
                     "returned_quantity": 0,
@@ -523,6 +937,9 @@ class EventService:
                 }
                 for line in lines
             ],
+            occurred_at=event.occurred_at,
+            channel=event.channel.value,
+            store=event.store,
         )
         result = {
             "event_id": event.id,
@@ -537,12 +954,15 @@ class EventService:
             "balance": self._balance(account),
             "postings": postings,
         }
+        if badges:
+            result["badges"] = badges
         if blocked:
             result["note"] = "member is blocked: the purchase is recorded without points"
         return row, lines, result
 
     def _return(
         self,
+        session: Session,
         event: ReturnEvent,
         programme: Programme,
         original: _Original,
@@ -582,7 +1002,11 @@ class EventService:
         kept = [
             (x["quantity"] - x["returned_quantity"]) * x["unit_price_minor"] for x in original.lines
         ]
-        kept_points = min(points_under_basis(basis, currency, kept), earned) if earned else 0
+        kept_points = (
+            min(self._kept_points(session, programme, original, basis, currency, kept), earned)
+            if earned
+            else 0
+        )
         account: AccountState | None = None
         expired = 0
         if original.member_id is not None:

@@ -7,6 +7,7 @@ it again in the member's language. Explanations never contain personal data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -44,8 +45,23 @@ _TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 
+Renderer = Callable[[str, dict[str, Any], str], str]
+_RENDERERS: dict[str, Renderer] = {}
+
+
+def register(prefix: str, renderer: Renderer) -> None:
+    """Let a feature package render its own templates (``prefix`` + anything): the
+    earning rules register ``rules.``. ``renderer(template, params, lang)``."""
+    _RENDERERS[prefix] = renderer
+
+
 def render(details: dict[str, Any], locale: str = "en") -> str:
-    template = _TEMPLATES[details["template"]]
+    name = details["template"]
+    if name not in _TEMPLATES:
+        prefix = name.split(".", 1)[0] + "."
+        if prefix in _RENDERERS:
+            return _RENDERERS[prefix](name, dict(details.get("params", {})), locale)
+    template = _TEMPLATES[name]
     lang = locale if locale in template else "en"
     params: dict[str, Any] = dict(details.get("params", {}))
     currency = params.get("currency")

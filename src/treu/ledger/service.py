@@ -239,6 +239,8 @@ class LedgerWriter:
         event_id: uuid.UUID | None = None,
         actor: str | None = None,
         reason: str | None = None,
+        rule_id: uuid.UUID | None = None,
+        rule_version: int | None = None,
     ) -> PostingRecord:
         record = PostingRecord(
             id=new_id(),
@@ -266,6 +268,8 @@ class LedgerWriter:
                 "details": record.details,
                 "actor": actor,
                 "reason": reason,
+                "rule_id": rule_id,
+                "rule_version": rule_version,
                 "created_at": self.now,
             }
         )
@@ -298,9 +302,12 @@ class LedgerWriter:
         reason: str | None = None,
         kind: PostingKind = PostingKind.earn,
         pending: bool = True,
+        rule_id: uuid.UUID | None = None,
+        rule_version: int | None = None,
     ) -> PostingRecord:
         """Credit ``points`` as a new lot: pending until the return window has passed
-        (unless ``pending`` is false, as for goodwill), expiring per the programme."""
+        (unless ``pending`` is false, as for goodwill), expiring per the programme.
+        ``rule_id``/``rule_version``: the earning rule that produced the points."""
         if points <= 0:
             raise ValueError("earn needs a positive amount")
         posting = self._posting(
@@ -312,6 +319,8 @@ class LedgerWriter:
             event_id=event_id,
             actor=actor,
             reason=reason,
+            rule_id=rule_id,
+            rule_version=rule_version,
         )
         available_at = programmes.available_at(programme, earned_at) if pending else earned_at
         is_pending = available_at > self.now

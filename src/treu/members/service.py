@@ -4,6 +4,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Uuid, bindparam, or_, select
@@ -20,11 +21,20 @@ from treu.members.models import IDENTIFIER_FIELDS, Member, MemberStatus
 from treu.members.schemas import MemberCreate, MemberOut, MemberRef, MemberUpdate
 from treu.programmes.models import Programme
 
+_PROFILE = (
+    Member.enrolled_at,
+    Member.birthday,
+    Member.language,
+    Member.channel,
+    Member.attributes,
+)
+"""What earning rules may ask of a member (``MemberKey`` fields after id and status)."""
+
 
 def _resolver(kind: str) -> Lookup:
     column = Member.id if kind == "member_id" else getattr(Member, kind)
     return lookup(
-        lambda condition: select(Member.id, Member.status, column).where(
+        lambda condition: select(Member.id, Member.status, *_PROFILE, column).where(
             Member.programme_id == bindparam("programme_id", type_=Uuid()), condition
         ),
         column,
@@ -40,6 +50,7 @@ def _resolve_and_lock(kind: str) -> Any:
         select(
             Member.id,
             Member.status,
+            *_PROFILE,
             Account.programme_id,
             Account.available,
             Account.pending,
@@ -59,10 +70,27 @@ _RESOLVE_AND_LOCK = {kind: _resolve_and_lock(kind) for kind in ("member_id", *ID
 
 @dataclass(frozen=True)
 class MemberKey:
-    """What event ingestion needs of a member."""
+    """What event ingestion needs of a member: who, and what earning rules may ask."""
 
     id: uuid.UUID
     status: str
+    enrolled_at: datetime | None = None
+    birthday: date | None = None
+    language: str | None = None
+    channel: str | None = None
+    attributes: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, member: Member) -> MemberKey:
+        return cls(
+            member.id,
+            member.status,
+            member.enrolled_at,
+            member.birthday,
+            member.language,
+            member.channel,
+            member.attributes,
+        )
 
 
 class MemberService:
@@ -169,8 +197,10 @@ class MemberService:
                 [uuid.UUID(v) for v in values] if kind == "member_id" else sorted(values)
             )
             statement, params = _RESOLVE[kind].bind(keys, programme_id=programme_id)
-            for member_id, status, value in session.connection().execute(statement, params):
-                found[(kind, str(value))] = MemberKey(member_id, status)
+            for member_id, status, *profile, value in session.connection().execute(
+                statement, params
+            ):
+                found[(kind, str(value))] = MemberKey(member_id, status, *profile)
         return found
 
     def resolve_and_lock(
@@ -187,9 +217,9 @@ class MemberService:
         )
         if row is None:
             return None
-        member_id, status, account_programme, available, pending, lifetime = row
+        member_id, status, *profile, account_programme, available, pending, lifetime = row
         writer.adopt(AccountState(member_id, account_programme, available, pending, lifetime))
-        return MemberKey(member_id, status)
+        return MemberKey(member_id, status, *profile)
 
     def out(self, member: Member, programme_slug: str) -> MemberOut:
         return MemberOut(

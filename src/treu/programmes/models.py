@@ -44,3 +44,7 @@ class Programme(IdMixin, TimestampMixin, Base):
     expiry_months: Mapped[int | None]
     expiry_years: Mapped[int | None]
     auto_enrol: Mapped[bool] = mapped_column(default=False)
+    multiplier_stacking: Mapped[str] = mapped_column(
+        String(16), default="additive", server_default="additive"
+    )
+    """How earning rules' multipliers on the same points combine (see docs/rules.md)."""

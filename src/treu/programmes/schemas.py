@@ -87,6 +87,11 @@ class ProgrammeCreate(BaseModel):
     pending_days: int = Field(default=0, ge=0, le=365)
     expiry: Expiry = Field(default_factory=Expiry)
     auto_enrol: bool = False
+    multiplier_stacking: Literal["additive", "multiplicative", "highest"] = Field(
+        default="additive",
+        description="How earning rules' multipliers on the same points combine: additive "
+        "(x2 and x1.5 give x2.5), multiplicative (x3) or highest (x2). See docs/rules.md.",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -118,4 +123,5 @@ class ProgrammeOut(BaseModel):
     pending_days: int
     expiry: Expiry
     auto_enrol: bool
+    multiplier_stacking: str
     created_at: datetime

@@ -41,6 +41,7 @@ class ProgrammeService:
             expiry_months=data.expiry.months,
             expiry_years=data.expiry.years,
             auto_enrol=data.auto_enrol,
+            multiplier_stacking=data.multiplier_stacking,
         )
         session.add(programme)
         session.flush()
@@ -112,6 +113,7 @@ class ProgrammeService:
                 years=programme.expiry_years,
             ),
             auto_enrol=programme.auto_enrol,
+            multiplier_stacking=programme.multiplier_stacking,
             created_at=programme.created_at,
         )
 

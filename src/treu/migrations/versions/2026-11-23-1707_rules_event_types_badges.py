@@ -129,6 +129,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_member_badges")),
         sa.UniqueConstraint("member_id", "code", name=op.f("uq_member_badges_member_id_code")),
     )
+    with op.batch_alter_table("programmes", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "multiplier_stacking",
+                sa.String(length=16),
+                server_default="additive",
+                nullable=False,
+            )
+        )
     with op.batch_alter_table("postings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rule_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("rule_version", sa.BigInteger(), nullable=True))
@@ -138,6 +147,8 @@ def downgrade() -> None:
     with op.batch_alter_table("postings", schema=None) as batch_op:
         batch_op.drop_column("rule_version")
         batch_op.drop_column("rule_id")
+    with op.batch_alter_table("programmes", schema=None) as batch_op:
+        batch_op.drop_column("multiplier_stacking")
 
     op.drop_table("member_badges")
     op.drop_table("rule_versions")

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from treu.api.deps import DB, CheckoutKey
+from treu.api.problems import PROBLEM_RESPONSES, Problem
+from treu.events.checkout import CartIn, checkout
+
+router = APIRouter(prefix="/v1/checkout", tags=["checkout"], responses=PROBLEM_RESPONSES)
+
+
+class CheckoutPoints(BaseModel):
+    total: int = Field(description="Points the purchase of this cart will credit")
+    pending_until: str | None = Field(
+        description="Until when those points stay pending (the return window)"
+    )
+
+
+class CheckoutLine(BaseModel):
+    index: int
+    sku: str
+    points: int
+
+
+class CheckoutRule(BaseModel):
+    rule_id: str = Field(description="'base' for the programme's base rate")
+    version: int
+    name: str
+    effect: str
+    points: int
+    explanation: str = Field(description="The text the ledger will show")
+    limited_by: str | None = None
+
+
+class NotApplied(BaseModel):
+    rule_id: str
+    name: str
+    reason: str = Field(description="limit_day, limit_week, ..., budget, excluded, ...")
+    text: str
+
+
+class Hint(BaseModel):
+    code: str = Field(
+        description="not_a_member, member_blocked, birthday_month, points_expiring, "
+        "rule_limit_day, ..."
+    )
+    text: str
+
+
+class CheckoutOut(BaseModel):
+    programme: str
+    member: dict[str, Any] | None
+    points: CheckoutPoints
+    lines: list[CheckoutLine]
+    rules: list[CheckoutRule]
+    not_applied: list[NotApplied]
+    badges: list[dict[str, Any]]
+    balance: dict[str, Any] | None
+    hints: list[Hint]
+
+
+@router.post(
+    "/evaluate",
+    response_model=CheckoutOut,
+    responses={404: {"model": Problem, "description": "Unknown programme or member"}},
+)
+def evaluate(cart: CartIn, db: DB, _key: CheckoutKey) -> JSONResponse:
+    """What this cart earns, per line and per rule, with the explanations the ledger will
+    show, the member's balance and hints for the cashier or the checkout page. No side
+    effects; the later `purchase` event for the same cart credits exactly these points
+    (unless a limit is used up or a rule is published in between)."""
+    with db.unit_of_work(write=False) as session:
+        return JSONResponse(checkout.evaluate(session, cart))

@@ -1,0 +1,284 @@
+"""What a cart earns, before it is bought: the real-time answer for the till and the
+web-shop checkout.
+
+``evaluate`` runs the programme's published rules over the cart exactly as ingestion
+will run them over the purchase (the same views, the same compiled rule set, the same
+limit counters), so the ``purchase`` event for this cart credits what the checkout
+promised — unless something changes in between (another purchase uses up a limit, a
+rule is published). No side effects: nothing is locked or written.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
+
+from treu.events.schemas import LineIn
+from treu.events.service import line_views, member_view, purchase_view
+from treu.kit.time import CLOCK_SKEW, utc_now
+from treu.ledger.service import ledger
+from treu.members.errors import MemberNotFound
+from treu.members.models import Channel, MemberStatus
+from treu.members.schemas import MemberRef
+from treu.members.service import MemberKey, members
+from treu.programmes.models import Programme
+from treu.programmes.service import programmes
+from treu.rules.engine import Evaluation, MemberView
+from treu.rules.service import Usage, rules
+
+EXPIRY_HINT_DAYS = 60
+"""Points expiring within this many days are mentioned at the checkout."""
+
+
+class CartIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "programme": "demo",
+                    "member": {"card_number": "9276000000000001"},
+                    "channel": "pos",
+                    "store": "berlin-01",
+                    "currency": "EUR",
+                    "lines": [
+                        {
+                            "sku": "4001",
+                            "name": "Bio Vollmilch",
+                            "category": "dairy",
+                            "quantity": 2,
+                            "unit_price_minor": 129,
+                            "tags": ["organic"],
+                        },
+                        {
+                            "sku": "7002",
+                            "name": "Kaffee",
+                            "category": "coffee",
+                            "quantity": 1,
+                            "unit_price_minor": 899,
+                        },
+                    ],
+                    "lang": "de",
+                }
+            ]
+        },
+    )
+
+    programme: str = Field(min_length=1, max_length=64)
+    member: MemberRef | None = Field(default=None, description="Omit for an anonymous cart")
+    channel: Channel
+    store: str | None = Field(default=None, max_length=64)
+    currency: str = Field(min_length=3, max_length=3)
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When the purchase will happen; default: now"
+    )
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+    lang: Literal["en", "de"] = Field(default="en", description="Language of texts and hints")
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class CheckoutService:
+    def evaluate(
+        self, session: Session, cart: CartIn, *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        now = now or utc_now()
+        at = cart.occurred_at or now
+        programme = programmes.cached_by_slug(session, {cart.programme}).get(cart.programme)
+        if programme is None:
+            programmes.get(session, cart.programme)  # raises the usual not-found error
+            raise AssertionError("unreachable")
+        if cart.currency != programme.currency:
+            from treu.events.errors import CurrencyMismatch
+
+            raise CurrencyMismatch(
+                f"programme {programme.slug!r} runs in {programme.currency}, "
+                f"the cart is in {cart.currency}"
+            )
+        if at > now + CLOCK_SKEW:
+            from treu.events.errors import EventInFuture
+
+            raise EventInFuture("occurred_at lies in the future")
+        member = self._member(session, programme, cart.member)
+        active = rules.active(session, programme)
+        view = purchase_view(
+            programme,
+            occurred_at=at,
+            currency=cart.currency,
+            lines=line_views(cart.lines),
+            channel=cart.channel.value,
+            store=cart.store,
+        )
+        blocked = member is not None and member.status == MemberStatus.blocked.value
+        usage = Usage(session, dict(active.limited))
+        if member is not None and usage.specs:
+            usage.load([(member.id, view.date)], lock_budgets=False)
+        mview = member_view(member, programme, at) if member else MemberView.anonymous()
+        evaluation: Evaluation = active.rule_set.evaluate(
+            view, mview, usage.view(member.id if member else None, view.date)
+        )
+        points = 0 if blocked else evaluation.points
+        lang = cart.lang
+        body: dict[str, Any] = {
+            "programme": programme.slug,
+            "member": (
+                {"id": str(member.id), "status": member.status} if member is not None else None
+            ),
+            "points": {
+                "total": points,
+                "pending_until": (
+                    programmes.available_at(programme, at).isoformat().replace("+00:00", "Z")
+                    if points and programme.pending_days
+                    else None
+                ),
+            },
+            "lines": [
+                {"index": i, "sku": line.sku, "points": 0 if blocked else evaluation.line_points[i]}
+                for i, line in enumerate(cart.lines)
+            ],
+            "rules": [
+                {
+                    "rule_id": award.rule_id,
+                    "version": award.version,
+                    "name": award.rule_name,
+                    "effect": award.effect,
+                    "points": award.points,
+                    "explanation": self._explain(award, programme, lang),
+                    **({"limited_by": award.limited_by} if award.limited_by else {}),
+                }
+                for award in evaluation.awards
+                if not blocked
+            ],
+            "not_applied": [
+                {
+                    "rule_id": skip.rule_id,
+                    "name": skip.rule_name,
+                    "reason": skip.reason,
+                    "text": skip.text(lang),
+                }
+                for skip in evaluation.skipped
+                if skip.reason != "condition_false" and skip.reason != "no_matching_lines"
+            ],
+            "badges": [
+                award.badge.model_dump(mode="json", exclude_none=True)
+                for award in evaluation.badges
+            ],
+            "balance": None,
+            "hints": [],
+        }
+        hints: list[dict[str, str]] = body["hints"]
+        if member is None:
+            hints.append(
+                self._hint(
+                    "not_a_member",
+                    lang,
+                    f"Not a member yet: this cart would earn {evaluation.points} points",
+                    f"Noch kein Mitglied: Dieser Einkauf brächte {evaluation.points} Punkte",
+                )
+            )
+            return body
+        if blocked:
+            hints.append(
+                self._hint(
+                    "member_blocked",
+                    lang,
+                    "Member is blocked: this purchase earns no points",
+                    "Mitglied gesperrt: Dieser Einkauf bringt keine Punkte",
+                )
+            )
+        balance = ledger.balance(session, member_id=member.id)
+        body["balance"] = {
+            "available": balance.available,
+            "pending": balance.pending,
+            "expiring": [
+                {"points": e.points, "expires_at": e.expires_at.isoformat().replace("+00:00", "Z")}
+                for e in balance.expiring[:3]
+            ],
+        }
+        if member.birthday is not None and member.birthday.month == view.date.month:
+            hints.append(
+                self._hint(
+                    "birthday_month", lang, "Birthday this month", "Geburtstag in diesem Monat"
+                )
+            )
+        horizon = at + timedelta(days=EXPIRY_HINT_DAYS)
+        for expiring in balance.expiring:
+            if expiring.expires_at <= horizon and expiring.points > 0:
+                day = self._last_day(expiring.expires_at, programme.timezone)
+                hints.append(
+                    self._hint(
+                        "points_expiring",
+                        lang,
+                        f"{expiring.points} points expire on {self._date(day, 'en')}",
+                        f"{expiring.points} Punkte verfallen am {self._date(day, 'de')}",
+                    )
+                )
+                break
+        for skip in evaluation.skipped:
+            if skip.reason.startswith("limit") or skip.reason == "budget":
+                hints.append(
+                    self._hint(
+                        f"rule_{skip.reason}",
+                        lang,
+                        f"{skip.rule_name}: {skip.text('en')}",
+                        f"{skip.rule_name}: {skip.text('de')}",
+                    )
+                )
+        return body
+
+    def _member(
+        self, session: Session, programme: Programme, ref: MemberRef | None
+    ) -> MemberKey | None:
+        if ref is None:
+            return None
+        found = members.resolve_many(session, programme_id=programme.id, refs=[ref])
+        member = found.get((ref.kind, ref.value))
+        if member is None:
+            raise MemberNotFound(
+                f"no member with {ref.kind} {ref.value!r} in programme {programme.slug!r}"
+            )
+        return member
+
+    def _explain(self, award: Any, programme: Programme, lang: str) -> str:
+        if award.rule_id == "base":
+            from treu.ledger.explain import render
+
+            return render(
+                {
+                    "template": "earn.base",
+                    "params": {
+                        "rate": str(programme.points_per_currency_unit),
+                        "points_name": programme.points_name,
+                        "amount_minor": award.amount_minor,
+                        "currency": award.currency,
+                        "points": award.points,
+                    },
+                },
+                lang,
+            )
+        text: str = award.explanation(lang)
+        return text
+
+    def _last_day(self, expires_at: datetime, timezone: str) -> date:
+        """The last day the points can be used: a lot expiring at local midnight (the end
+        of the year, say) is usable until the day before."""
+        local = expires_at.astimezone(ZoneInfo(timezone))
+        if (local.hour, local.minute, local.second) == (0, 0, 0):
+            return local.date() - timedelta(days=1)
+        return local.date()
+
+    def _hint(self, code: str, lang: str, en: str, de: str) -> dict[str, str]:
+        return {"code": code, "text": de if lang == "de" else en}
+
+    def _date(self, day: date, lang: str) -> str:
+        return f"{day.day:02d}.{day.month:02d}." if lang == "de" else f"{day:%d %b}"
+
+
+checkout = CheckoutService()

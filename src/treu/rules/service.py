@@ -1,0 +1,511 @@
+"""Earning rules in the database: drafts, publication, pausing, compiled rule sets and
+the per-member limit counters.
+
+Life of a rule: ``create`` stores a draft (validated: a rule with a bad expression is
+never saved); ``update`` edits the draft (``revision`` guards against lost updates);
+``publish`` freezes the draft as the next version (``rule_versions`` rows never change)
+and makes it active; ``pause`` stops it until it is published again. Postings record the
+rule id and version that produced them.
+
+The programme's base rate (``points_per_currency_unit``) is rule ``base``: 1 point per
+unit on the whole order, priority 1000 (after every database rule, so an exclusive rule
+can take lines away from it), the programme's rounding. A programme that wants its base
+earning defined by rules sets the rate to 0.
+
+Compiled rule sets are cached per process for ``CACHE_SECONDS``: a publication takes
+effect at once in the process that made it and within that time in the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from treu.audit.service import audit
+from treu.db.base import WriteBatch, table_of
+from treu.kit.money import Rounding
+from treu.kit.time import utc_now
+from treu.ledger import explain
+from treu.programmes.models import Programme
+from treu.rules.engine import (
+    CompiledRuleInput,
+    Headroom,
+    RuleSet,
+    compile_rule_set,
+    render_explanation,
+)
+from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, UnknownTrigger
+from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
+from treu.rules.spec import PointsPerUnit, RuleSetSettings, RuleSpec
+
+explain.register("rules.", render_explanation)
+
+CACHE_SECONDS = 5.0
+BASE_ID = "base"
+BASE_PRIORITY = 1000
+
+
+def base_spec(rate: Decimal, rounding: str) -> RuleSpec:
+    return RuleSpec(
+        name="Base rate",
+        trigger="purchase",
+        effect=PointsPerUnit(rate=rate, scope="order"),
+        rounding=Rounding(rounding),
+        priority=BASE_PRIORITY,
+    )
+
+
+def base_input(rate: Decimal, rounding: str) -> CompiledRuleInput | None:
+    if rate <= 0:
+        return None
+    return CompiledRuleInput(BASE_ID, 1, base_spec(rate, rounding))
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """A rule id + version as recorded on a purchase (``base`` carries its rate)."""
+
+    id: str
+    version: int
+
+    def as_json(self) -> list[Any]:
+        return [self.id, self.version]
+
+
+@dataclass
+class _Cached:
+    expires: float
+    rule_set: RuleSet
+    refs: tuple[RuleRef, ...]
+    budgeted: frozenset[str]
+    limited: dict[str, RuleSpec]
+
+
+class RuleService:
+    def __init__(self) -> None:
+        self._cache: dict[uuid.UUID, _Cached] = {}
+        self._by_versions: dict[tuple[Any, ...], RuleSet] = {}
+        self._lock = threading.Lock()
+
+    # --- editing ------------------------------------------------------------------------
+
+    def create(self, session: Session, *, programme: Programme, spec: RuleSpec, actor: str) -> Rule:
+        self._check_trigger(session, programme, spec)
+        rule = Rule(
+            programme_id=programme.id,
+            name=spec.name,
+            status=RuleStatus.draft.value,
+            draft=spec.model_dump(mode="json", exclude_none=True),
+            draft_revision=1,
+        )
+        session.add(rule)
+        session.flush()
+        self._audit(session, rule, actor, "rule.create", {"spec": rule.draft})
+        return rule
+
+    def update(
+        self,
+        session: Session,
+        rule: Rule,
+        *,
+        spec: RuleSpec,
+        actor: str,
+        revision: int | None = None,
+    ) -> Rule:
+        """Replace the draft. With ``revision`` (the ``draft_revision`` the editor saw),
+        a concurrent edit is refused instead of silently overwritten."""
+        self._lock_rule(session, rule)
+        if revision is not None and revision != rule.draft_revision:
+            raise StaleRevision(
+                f"the draft is at revision {rule.draft_revision}, not {revision}: reload it",
+                revision=rule.draft_revision,
+            )
+        programme = session.get_one(Programme, rule.programme_id)
+        self._check_trigger(session, programme, spec)
+        rule.draft = spec.model_dump(mode="json", exclude_none=True)
+        rule.name = spec.name
+        rule.draft_revision += 1
+        session.flush()
+        self._audit(session, rule, actor, "rule.update", {"spec": rule.draft})
+        return rule
+
+    def publish(
+        self, session: Session, rule: Rule, *, actor: str, now: datetime | None = None
+    ) -> Rule:
+        """Freeze the draft as the next version and make it active. Publishing an
+        unchanged draft of a paused rule resumes it."""
+        now = now or utc_now()
+        self._lock_rule(session, rule)
+        spec = RuleSpec.model_validate(rule.draft)  # re-validated: expressions compile
+        programme = session.get_one(Programme, rule.programme_id)
+        self._check_trigger(session, programme, spec)
+        current = self.published_spec(session, rule)
+        if current is not None and current == spec:
+            if rule.status == RuleStatus.active.value:
+                raise NothingToPublish(
+                    f"version {rule.version} is published and the draft has not changed"
+                )
+        else:
+            rule.version = (rule.version or 0) + 1
+            session.add(
+                RuleVersion(
+                    rule_id=rule.id,
+                    version=rule.version,
+                    spec=rule.draft,
+                    published_at=now,
+                    published_by=actor,
+                )
+            )
+        rule.trigger = spec.trigger
+        rule.status = RuleStatus.active.value
+        rule.published_at = now
+        rule.paused_at = None
+        session.flush()
+        self._audit(session, rule, actor, "rule.publish", {"version": rule.version})
+        self.invalidate(rule.programme_id)
+        return rule
+
+    def pause(
+        self, session: Session, rule: Rule, *, actor: str, now: datetime | None = None
+    ) -> Rule:
+        self._lock_rule(session, rule)
+        if rule.status == RuleStatus.active.value:
+            rule.status = RuleStatus.paused.value
+            rule.paused_at = now or utc_now()
+            session.flush()
+            self._audit(session, rule, actor, "rule.pause", {"version": rule.version})
+            self.invalidate(rule.programme_id)
+        return rule
+
+    # --- reading ------------------------------------------------------------------------
+
+    def get(self, session: Session, rule_id: uuid.UUID | str) -> Rule:
+        try:
+            key = rule_id if isinstance(rule_id, uuid.UUID) else uuid.UUID(rule_id)
+        except ValueError:
+            raise RuleNotFound(f"no rule {rule_id!r}") from None
+        rule = session.get(Rule, key)
+        if rule is None:
+            raise RuleNotFound(f"no rule {rule_id!r}")
+        return rule
+
+    def all(
+        self, session: Session, *, programme_id: uuid.UUID, status: str | None = None
+    ) -> list[Rule]:
+        query = select(Rule).where(Rule.programme_id == programme_id)
+        if status is not None:
+            query = query.where(Rule.status == status)
+        return list(session.scalars(query.order_by(Rule.created_at, Rule.id)))
+
+    def published_spec(self, session: Session, rule: Rule) -> RuleSpec | None:
+        if rule.version is None:
+            return None
+        row = session.get_one(RuleVersion, (rule.id, rule.version))
+        return RuleSpec.model_validate(row.spec)
+
+    def draft_spec(self, rule: Rule) -> RuleSpec:
+        return RuleSpec.model_validate(rule.draft)
+
+    # --- compiled rule sets -------------------------------------------------------------
+
+    def invalidate(self, programme_id: uuid.UUID) -> None:
+        with self._lock:
+            self._cache.pop(programme_id, None)
+
+    def active(self, session: Session, programme: Programme) -> _Cached:
+        """The programme's published, active rules compiled (cached)."""
+        now = time.monotonic()
+        cached = self._cache.get(programme.id)
+        if cached is not None and cached.expires > now:
+            return cached
+        rows = session.execute(
+            select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.spec)
+            .join(Rule, (Rule.id == RuleVersion.rule_id) & (Rule.version == RuleVersion.version))
+            .where(Rule.programme_id == programme.id, Rule.status == RuleStatus.active.value)
+        ).all()
+        inputs = [
+            CompiledRuleInput(str(rule_id), version, RuleSpec.model_validate(spec))
+            for rule_id, version, spec in rows
+        ]
+        built = self._compile(programme, inputs)
+        with self._lock:
+            self._cache[programme.id] = built
+        return built
+
+    def compile(
+        self,
+        programme: Programme,
+        specs: Sequence[tuple[str, int, RuleSpec]],
+        *,
+        with_base: bool = True,
+    ) -> RuleSet:
+        """A rule set of the given rules (drafts for a simulation, say) plus the base rate."""
+        inputs = [CompiledRuleInput(rule_id, version, spec) for rule_id, version, spec in specs]
+        return self._compile(programme, inputs, with_base=with_base).rule_set
+
+    def _compile(
+        self,
+        programme: Programme,
+        inputs: list[CompiledRuleInput],
+        *,
+        with_base: bool = True,
+        base: tuple[Decimal, str] | None = None,
+    ) -> _Cached:
+        rate, rounding = base or (programme.points_per_currency_unit, programme.rounding)
+        base_rule = base_input(Decimal(rate), rounding) if with_base else None
+        everything = [*inputs, *([base_rule] if base_rule is not None else [])]
+        rule_set = compile_rule_set(
+            everything,
+            RuleSetSettings.model_validate({"multiplier_stacking": programme.multiplier_stacking}),
+            currency=programme.currency,
+            rounding=Rounding(programme.rounding),
+            rounding_scope=programme.rounding_scope,
+            timezone=programme.timezone,
+        )
+        refs = tuple(
+            RuleRef(i.rule_id, i.version)
+            for i in sorted(everything, key=lambda i: (i.spec.priority, i.rule_id))
+        )
+        return _Cached(
+            expires=time.monotonic() + CACHE_SECONDS,
+            rule_set=rule_set,
+            refs=refs,
+            budgeted=frozenset(i.rule_id for i in inputs if i.spec.budget_points is not None),
+            limited={
+                i.rule_id: i.spec
+                for i in inputs
+                if i.spec.limits or i.spec.budget_points is not None
+            },
+        )
+
+    def as_recorded(
+        self,
+        session: Session,
+        programme: Programme,
+        refs: Sequence[Sequence[Any]],
+        *,
+        base: tuple[Decimal, str] | None,
+    ) -> RuleSet:
+        """The rule set a purchase was evaluated with (its recorded rule versions and base
+        rate), to compute what the kept lines of a partly returned order earn."""
+        key = (
+            programme.id,
+            tuple((str(r[0]), int(r[1])) for r in refs),
+            base,
+            programme.rounding,
+            programme.rounding_scope,
+            programme.multiplier_stacking,
+        )
+        found = self._by_versions.get(key)
+        if found is not None:
+            return found
+        wanted = [(uuid.UUID(str(r[0])), int(r[1])) for r in refs if str(r[0]) != BASE_ID]
+        inputs: list[CompiledRuleInput] = []
+        if wanted:
+            rows = session.execute(
+                select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.spec).where(
+                    RuleVersion.rule_id.in_([w[0] for w in wanted])
+                )
+            ).all()
+            specs = {(rid, v): spec for rid, v, spec in rows}
+            inputs = [
+                CompiledRuleInput(str(rid), v, RuleSpec.model_validate(specs[(rid, v)]))
+                for rid, v in wanted
+                if (rid, v) in specs
+            ]
+        rule_set = self._compile(programme, inputs, with_base=base is not None, base=base).rule_set
+        with self._lock:
+            if len(self._by_versions) > 512:
+                self._by_versions.clear()
+            self._by_versions[key] = rule_set
+        return rule_set
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _check_trigger(self, session: Session, programme: Programme, spec: RuleSpec) -> None:
+        from treu.rules.event_types import event_types
+
+        if spec.trigger == "purchase":
+            return
+        if event_types.get(session, programme.id, spec.trigger) is None:
+            raise UnknownTrigger(
+                f"no event type {spec.trigger!r} in programme {programme.slug!r}: use "
+                "'purchase', a built-in engagement type or define it (POST /v1/event-types)",
+                errors=[{"field": "trigger", "message": f"unknown event type {spec.trigger!r}"}],
+            )
+
+    def _lock_rule(self, session: Session, rule: Rule) -> None:
+        session.refresh(rule, with_for_update=True)
+
+    def _audit(
+        self, session: Session, rule: Rule, actor: str, action: str, data: dict[str, Any]
+    ) -> None:
+        audit.record(
+            session,
+            actor=actor,
+            action=action,
+            subject_type="rule",
+            subject_id=str(rule.id),
+            programme_id=rule.programme_id,
+            data=data,
+        )
+
+
+rules = RuleService()
+
+
+# --- limits ---------------------------------------------------------------------------
+
+
+def period_keys(local_date: Any, per: str) -> str:
+    """The counter period of ``local_date`` (a date in the programme's time zone)."""
+    if per == "day":
+        return f"day:{local_date.isoformat()}"
+    if per == "week":
+        year, week, _ = local_date.isocalendar()
+        return f"week:{year}-W{week:02d}"
+    if per == "month":
+        return f"month:{local_date.year}-{local_date.month:02d}"
+    return "lifetime"
+
+
+@dataclass
+class _Counter:
+    count: int = 0
+    points: int = 0
+    stored: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class Usage:
+    """The limit counters of one unit of work: loaded once for the members and rules at
+    hand, consulted by the engine (``view``), advanced by ``record`` and written by
+    ``flush``. Per-member counters are safe because the member's account is locked;
+    budgets because the budgeted rules' rows are locked (``load``)."""
+
+    session: Session
+    specs: dict[str, RuleSpec]
+    counters: dict[tuple[str, uuid.UUID, str], _Counter] = field(default_factory=dict)
+    budget_used: dict[str, int] = field(default_factory=dict)
+    budget_dirty: set[str] = field(default_factory=set)
+
+    def load(
+        self,
+        members_dates: Iterable[tuple[uuid.UUID, Any]],
+        *,
+        lock_budgets: bool = True,
+    ) -> None:
+        pairs = list(members_dates)
+        limited = [rid for rid, spec in self.specs.items() if spec.limits]
+        if pairs and limited:
+            periods = {
+                period_keys(day, limit.per)
+                for _, day in pairs
+                for rid in limited
+                for limit in self.specs[rid].limits
+            }
+            rows = self.session.execute(
+                select(RuleUsage).where(
+                    RuleUsage.rule_id.in_([uuid.UUID(r) for r in limited]),
+                    RuleUsage.member_id.in_({m for m, _ in pairs}),
+                    RuleUsage.period.in_(periods),
+                )
+            ).scalars()
+            for row in rows:
+                self.counters[(str(row.rule_id), row.member_id, row.period)] = _Counter(
+                    row.count, row.points, stored=True
+                )
+        budgeted = sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
+        if budgeted and pairs:
+            query = select(Rule.id, Rule.budget_used).where(
+                Rule.id.in_([uuid.UUID(r) for r in budgeted])
+            )
+            if lock_budgets:
+                query = query.order_by(Rule.id).with_for_update()
+            for rule_id, used in self.session.execute(query).all():
+                self.budget_used[str(rule_id)] = used
+
+    def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
+        return _LimitView(self, member_id, local_date)
+
+    def record(self, member_id: uuid.UUID, local_date: Any, rule_id: str, points: int) -> None:
+        spec = self.specs.get(rule_id)
+        if spec is None:
+            return
+        for limit in spec.limits:
+            key = (rule_id, member_id, period_keys(local_date, limit.per))
+            counter = self.counters.setdefault(key, _Counter())
+            counter.count += 1
+            counter.points += points
+            counter.dirty = True
+        if spec.budget_points is not None:
+            self.budget_used[rule_id] = self.budget_used.get(rule_id, 0) + points
+            self.budget_dirty.add(rule_id)
+
+    def flush(self, batch: WriteBatch) -> None:
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for (rule_id, member_id, period), counter in self.counters.items():
+            if not counter.dirty:
+                continue
+            row = {"count": counter.count, "points": counter.points}
+            key = {"rule_id": uuid.UUID(rule_id), "member_id": member_id, "period": period}
+            if counter.stored:
+                updates.append(row | key)
+            else:
+                inserts.append(key | row)
+            counter.stored, counter.dirty = True, False
+        batch.insert(table_of(RuleUsage), inserts)
+        batch.update(table_of(RuleUsage), updates, key=("rule_id", "member_id", "period"))
+        budgets = [
+            {"id": uuid.UUID(rid), "budget_used": self.budget_used[rid]}
+            for rid in sorted(self.budget_dirty)
+        ]
+        batch.update(table_of(Rule), budgets)
+        self.budget_dirty.clear()
+
+
+@dataclass
+class _LimitView:
+    usage: Usage
+    member_id: uuid.UUID | None
+    local_date: Any
+
+    def headroom(self, rule_id: str) -> Headroom:
+        spec = self.usage.specs.get(rule_id)
+        if spec is None:
+            return Headroom(None, None)
+        awards: int | None = None
+        points: int | None = None
+        awards_by: str | None = None
+        points_by: str | None = None
+        if self.member_id is not None:
+            for limit in spec.limits:
+                counter = self.usage.counters.get(
+                    (rule_id, self.member_id, period_keys(self.local_date, limit.per))
+                )
+                used_count = counter.count if counter else 0
+                used_points = counter.points if counter else 0
+                if limit.max_count is not None:
+                    left = limit.max_count - used_count
+                    if awards is None or left < awards:
+                        awards, awards_by = left, f"limit_{limit.per}"
+                if limit.max_points is not None:
+                    left = limit.max_points - used_points
+                    if points is None or left < points:
+                        points, points_by = left, f"limit_{limit.per}"
+        if spec.budget_points is not None:
+            left = spec.budget_points - self.usage.budget_used.get(rule_id, 0)
+            if points is None or left < points:
+                points, points_by = left, "budget"
+        return Headroom(awards, points, awards_by, points_by)
