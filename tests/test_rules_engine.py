@@ -540,12 +540,17 @@ def test_each_rule_is_rounded_on_its_own() -> None:
     }
 
 
-def test_line_split_gives_remainders_to_the_largest_fractions() -> None:
+def test_line_split_adds_up_by_cumulative_rounding() -> None:
     ruleset = rules(rule("base", BASE), rounding=Rounding.half_up)
     result = ruleset.evaluate(cart(line(140), line(180), line(170)), ANNA)
-    # 4.90 -> 5 points; floors 1+1+1, remainders .40 .80 .70 -> lines 1 and 2 get one more
+    # 4.90 -> 5 points; running sums 1.40, 3.20, 4.90 round to 1, 3, 5: lines 1, 2, 2
     assert result.points == 5
     assert result.line_points == (1, 2, 2)
+    floor = rules(rule("base", BASE)).evaluate(cart(*(line(99) for _ in range(10))), ANNA)
+    # 9.90 -> 9 points over ten lines of 0.99: each line gets 0 or 1
+    assert floor.points == 9
+    assert sorted(set(floor.line_points)) == [0, 1]
+    assert sum(floor.line_points) == 9
 
 
 # --------------------------------------------------------------------------- limits

@@ -21,7 +21,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from operator import add
+from itertools import accumulate
+from operator import add, sub
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
@@ -721,37 +722,37 @@ def _limit_names(spec: RuleSpec) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------- evaluation
 
 
-def _round(value: int, scale: int, mode: Rounding) -> int:
-    """``value / scale`` rounded; negative awards round their magnitude the same way."""
-    if value < 0:
-        return -_round(-value, scale, mode)
+def _order_parts(values: list[int], scale: int, mode: Rounding) -> tuple[int, list[int]]:
+    """Round a rule's exact amount once over the order and spread the points over its
+    lines by cumulative rounding: line k gets round(amount of lines 1..k) minus
+    round(amount of lines 1..k-1). The parts add up to the rounded total exactly, each
+    line is within one point of its exact share, and it costs three C-level passes."""
+    if not values:
+        return 0, []
+    cumulative = list(accumulate(values))
+    if cumulative[-1] < 0:  # a reducing multiplier: round the size, keep the sign
+        points, parts = _order_parts([-v for v in values], scale, mode)
+        return -points, [-p for p in parts]
     if mode is Rounding.floor:
-        return value // scale
+        rounded = [c // scale for c in cumulative]
+    elif mode is Rounding.ceil:
+        rounded = [-(-c // scale) for c in cumulative]
+    else:
+        double = 2 * scale
+        rounded = [(2 * c + scale) // double for c in cumulative]
+    return rounded[-1], [rounded[0], *map(sub, rounded[1:], rounded[:-1])]
+
+
+def _line_parts(values: list[int], scale: int, mode: Rounding) -> list[int]:
+    """Round a rule's exact amount on each line (``rounding_scope="line"``)."""
+    if values and min(values) < 0:
+        return [-p for p in _line_parts([-v for v in values], scale, mode)]
+    if mode is Rounding.floor:
+        return [v // scale for v in values]
     if mode is Rounding.ceil:
-        return -(-value // scale)
-    return (2 * value + scale) // (2 * scale)
-
-
-def _split(total: int, values: list[int], scale: int) -> list[int]:
-    """Distribute ``total`` points over lines in proportion to their exact ``values``
-    (largest remainder, ties to the lower line), returning points aligned with ``values``.
-
-    ``total`` is the rounded sum of ``values``; all values of one rule have the same sign,
-    and floor(x) <= round(x) <= floor(x) + 1 for each rounding mode, so at most one extra
-    point per line with a non-zero remainder is ever needed."""
-    if total < 0:
-        return [-p for p in _split(-total, [-v for v in values], scale)]
-    parts = [v // scale for v in values]
-    need = total - sum(parts)
-    if need > 0:
-        remainders = [v % scale for v in values]
-        # A stable sort, so equal remainders keep the lower line first.
-        order = sorted(range(len(values)), key=remainders.__getitem__, reverse=True)
-        for j in order[:need]:
-            parts[j] += 1
-    elif need < 0:  # pragma: no cover - impossible, see above
-        _shrink(parts, total)
-    return parts
+        return [-(-v // scale) for v in values]
+    double = 2 * scale
+    return [(2 * v + scale) // double for v in values]
 
 
 def _shrink(parts: list[int], keep: int) -> None:
@@ -972,12 +973,10 @@ class RuleSet:
                         continue
                     values = exact
                     if line_scope:
-                        mode = rule.rounding
-                        parts = [_round(v, scale, mode) for v in values]
+                        parts = _line_parts(values, scale, rule.rounding)
                         points = sum(parts)
                     else:
-                        points = _round(sum(values), scale, rule.rounding)
-                        parts = _split(points, values, scale)
+                        points, parts = _order_parts(values, scale, rule.rounding)
                 limited_by: str | None = None
                 cap = item.cap
                 if cap is not None and points > cap:
@@ -1003,7 +1002,7 @@ class RuleSet:
                         points,
                         currency=currency,
                         limited_by=limited_by,
-                        amount_minor=(sum(totals[i] for i in covered) if rule.kind == _PPU else 0),
+                        amount_minor=_amount(rule.kind, covered, totals),
                         covered=covered,
                         parts=parts,
                     )
@@ -1076,6 +1075,15 @@ class RuleSet:
                 running[i] += v
             item.values = values
         return [r - b for r, b in zip(running, base, strict=True)]
+
+
+def _amount(kind: int, covered: Sequence[int], totals: list[int]) -> int:
+    """What a points_per_unit rule earned on (for its explanation)."""
+    if kind != _PPU:
+        return 0
+    if type(covered) is range:
+        return sum(totals)
+    return sum([totals[i] for i in covered])
 
 
 def _named(room: tuple[Any, ...], index: int) -> str | None:
