@@ -15,9 +15,11 @@ from treu.auth.models import ApiKey
 from treu.db.session import Database
 from treu.demo import CATALOGUE, STORES, generate
 from treu.events.models import Event, PurchaseLine
+from treu.ledger.models import Posting
 from treu.ledger.service import ledger
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rules.models import Rule
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -32,7 +34,7 @@ def test_same_seed_same_data() -> None:
     assert one.events != other.events
 
     tomorrow = generate(members=40, purchases=300, seed=7, now=NOW + timedelta(days=1))
-    assert [e["lines"] for e in tomorrow.events] == [e["lines"] for e in one.events]
+    assert [e.get("lines") for e in tomorrow.events] == [e.get("lines") for e in one.events]
     shifted = [datetime.fromisoformat(e["occurred_at"]) for e in tomorrow.events]
     assert shifted == [
         datetime.fromisoformat(e["occurred_at"]) + timedelta(days=1) for e in one.events
@@ -104,6 +106,27 @@ def test_generated_data_looks_like_a_year_of_retail() -> None:
         full += {x["sku"]: x["quantity"] for x in ret["lines"]} == quantities
     assert 0 < full < len(returns)
 
+    # Engagement: reviews of bought products, store check-ins, app installs, profiles.
+    engagement = Counter(e["type"] for e in data.events if e["type"] not in {"purchase", "return"})
+    assert set(engagement) == {
+        "review_submitted",
+        "store_visit",
+        "app_installed",
+        "profile_completed",
+    }
+    assert 0.03 < engagement["review_submitted"] / len(purchases) < 0.11
+    reviewed = {line["sku"] for e in purchases for line in e["lines"]}
+    for event in data.events:
+        if event["type"] == "review_submitted":
+            assert event["attributes"]["product_sku"] in reviewed
+            assert 1 <= event["attributes"]["rating"] <= 5
+        if event["type"] == "store_visit":
+            assert event["store"] in STORES
+    installs = Counter(
+        e["member"]["card_number"] for e in data.events if e["type"] == "app_installed"
+    )
+    assert max(installs.values()) == 1
+
 
 def test_demo_command_loads_a_clean_ledger(
     fresh_db: Database, monkeypatch: pytest.MonkeyPatch
@@ -132,6 +155,26 @@ def test_demo_command_loads_a_clean_ledger(
         types = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
         assert types["purchase"] == 300
         assert 1 <= types["return"] <= 20
+        assert types["review_submitted"] >= 5
+        published = session.scalars(
+            select(Rule.name).where(Rule.programme_id == programme.id, Rule.status == "active")
+        ).all()
+        assert {"Bio doppelt", "App-Wochenende", "Bewertung", "Filialbesuch"} <= set(published)
+        by_rule = dict(
+            session.execute(
+                select(Rule.name, func.sum(Posting.points))
+                .join(Posting, Posting.rule_id == Rule.id)
+                .where(Rule.programme_id == programme.id)
+                .group_by(Rule.name)
+            ).all()
+        )
+        assert by_rule["Bio doppelt"] > 0
+        assert by_rule["Bewertung"] == 50 * session.scalar(
+            select(func.count())
+            .select_from(Posting)
+            .join(Rule, Posting.rule_id == Rule.id)
+            .where(Rule.name == "Bewertung", Rule.programme_id == programme.id)
+        )
         organic = session.scalar(
             select(func.count())
             .select_from(PurchaseLine)

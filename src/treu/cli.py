@@ -237,6 +237,8 @@ def demo(
         ("members", summary.members),
         ("purchases", summary.purchases),
         ("returns", summary.returns),
+        ("engagement events (reviews, store visits, ...)", summary.engagement),
+        ("earning rules published", summary.rules),
         ("points earned", summary.points_earned),
         ("points reversed by returns", summary.points_reversed),
         ("lots activated", summary.activated),

@@ -39,6 +39,8 @@ from treu.members.service import members as member_service
 from treu.programmes.models import Programme
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
+from treu.rules.service import rules
+from treu.rules.spec import RuleSpec
 from treu.worker.jobs import activate_pending, expire_points
 
 DEMO_SLUG = "demo"
@@ -65,6 +67,72 @@ def demo_programme(slug: str = DEMO_SLUG) -> ProgrammeCreate:
             },
         }
     )
+
+
+PROFILE_FIELDS = ["birthday", "phone", "size", "preferences"]
+
+
+def demo_rules() -> list[dict[str, Any]]:
+    """The demo programme's earning rules (``RuleSpec`` JSON), published at load time.
+    The base rate of 1 point per EUR 1 is the programme's own rule ``base``."""
+    return [
+        {
+            "name": "Bio doppelt",
+            "description": "Organic products earn double points",
+            "trigger": "purchase",
+            "line_condition": "'organic' in line.tags",
+            "effect": {"type": "multiplier", "factor": "2", "scope": "lines"},
+        },
+        {
+            "name": "App-Wochenende",
+            "description": "App orders on Saturdays and Sundays earn 1.5 times the points",
+            "trigger": "purchase",
+            "condition": "event.channel == 'app' and event.weekday in [6, 7]",
+            "effect": {"type": "multiplier", "factor": "1.5"},
+        },
+        {
+            "name": "Bewertung",
+            "description": "50 points for a product review, at most one a day",
+            "trigger": "review_submitted",
+            "effect": {"type": "fixed", "points": 50},
+            "limits": [{"per": "day", "max_count": 1}],
+            "badge": {
+                "code": "reviewer",
+                "name": {"en": "Reviewer", "de": "Rezensent:in"},
+                "icon": "⭐",
+                "description": {
+                    "en": "Wrote a product review",
+                    "de": "Hat ein Produkt bewertet",
+                },
+            },
+        },
+        {
+            "name": "App installiert",
+            "description": "100 points for installing the app, once",
+            "trigger": "app_installed",
+            "effect": {"type": "fixed", "points": 100},
+            "limits": [{"per": "lifetime", "max_count": 1}],
+        },
+        {
+            "name": "Filialbesuch",
+            "description": "20 points for checking in at a store, at most once a week",
+            "trigger": "store_visit",
+            "effect": {"type": "fixed", "points": 20},
+            "limits": [{"per": "week", "max_count": 1}],
+        },
+        {
+            "name": "Profil vollständig",
+            "description": "200 points for completing the profile, once",
+            "trigger": "profile_completed",
+            "effect": {"type": "fixed", "points": 200},
+            "limits": [{"per": "lifetime", "max_count": 1}],
+            "badge": {
+                "code": "profile-complete",
+                "name": {"en": "All set", "de": "Startklar"},
+                "icon": "✅",
+            },
+        },
+    ]
 
 
 # --- catalogue ---------------------------------------------------------------------------
@@ -267,7 +335,8 @@ class DemoMember:
 class DemoData:
     members: list[DemoMember]
     events: list[dict[str, Any]]
-    """Purchases and returns in the order they happened (event JSON as for the API)."""
+    """Purchases, returns and engagement events (reviews, store visits, app installs,
+    completed profiles) in the order they happened (event JSON as for the API)."""
 
 
 def _ascii(text: str) -> str:
@@ -453,6 +522,110 @@ class _Generator:
             )
         return events
 
+    def engagement(
+        self, people: list[DemoMember], purchases: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Reviews of bought products (about one purchase in 15), check-ins at stores
+        (app users, now and then), app installs (members who order in the app, once, before
+        their first app order) and completed profiles (one member in four)."""
+        rng = self.rng
+        by_email = {m.data.get("email"): m for m in people if m.data.get("email")}
+        by_card = {m.data["card_number"]: m for m in people}
+        events: list[dict[str, Any]] = []
+        first_app: dict[str, datetime] = {}
+        for purchase in purchases:
+            ref = purchase["member"]
+            person = by_email.get(ref.get("email")) or by_card.get(ref.get("card_number", ""))
+            if person is None:
+                continue
+            moment = datetime.fromisoformat(purchase["occurred_at"])
+            card = person.data["card_number"]
+            if purchase["channel"] == "app" and card not in first_app:
+                first_app[card] = moment
+            if rng.random() < 1 / 15:
+                line = rng.choice(purchase["lines"])
+                later = min(moment + timedelta(hours=rng.randint(2, 96)), self.now)
+                events.append(
+                    self._engaged(
+                        "review_submitted",
+                        person,
+                        later,
+                        "web",
+                        attributes={
+                            "product_sku": line["sku"],
+                            "rating": rng.choices([5, 4, 3, 2, 1], [45, 30, 12, 8, 5])[0],
+                            "length": rng.randint(40, 800),
+                            "verified_purchase": True,
+                        },
+                    )
+                )
+            if (
+                purchase["channel"] == "pos"
+                and person.channel_weights[2] > 0
+                and rng.random() < 0.1
+            ):
+                events.append(
+                    self._engaged(
+                        "store_visit",
+                        person,
+                        moment - timedelta(minutes=5),
+                        "app",
+                        store=purchase["store"],
+                    )
+                )
+        for card, moment in first_app.items():
+            person = by_card[card]
+            events.append(
+                self._engaged(
+                    "app_installed",
+                    person,
+                    moment - timedelta(hours=rng.randint(1, 48)),
+                    "app",
+                    attributes={"platform": rng.choice(["ios", "android"])},
+                )
+            )
+        for person in people:
+            if rng.random() < 0.25:
+                moment = (
+                    person.active_from + (person.active_until - person.active_from) * rng.random()
+                )
+                events.append(
+                    self._engaged(
+                        "profile_completed",
+                        person,
+                        min(moment, self.now),
+                        "web",
+                        attributes={
+                            "field": rng.choice(["birthday", "phone", "size", "preferences"])
+                        },
+                    )
+                )
+        return [e for e in events if datetime.fromisoformat(e["occurred_at"]) >= self.start]
+
+    def _engaged(
+        self,
+        kind: str,
+        person: DemoMember,
+        moment: datetime,
+        channel: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        store: str | None = None,
+    ) -> dict[str, Any]:
+        self._engagement_seq = getattr(self, "_engagement_seq", 0) + 1
+        event: dict[str, Any] = {
+            "id": f"demo-{kind}-{self._engagement_seq:06d}",
+            "type": kind,
+            "programme": self.slug,
+            "member": {"card_number": person.data["card_number"]},
+            "occurred_at": moment.isoformat().replace("+00:00", "Z"),
+            "channel": channel,
+            "attributes": attributes or {},
+        }
+        if store is not None:
+            event["store"] = store
+        return event
+
     def returns(self, purchases: list[dict[str, Any]], share: float) -> list[dict[str, Any]]:
         """About ``share`` of the orders come back, online orders three times as often;
         40 % of returns are the whole order, the rest one or some of its lines."""
@@ -516,6 +689,7 @@ def generate(
     people = gen.members(members)
     sales = gen.purchases(people, purchases)
     events = sales + gen.returns(sales, return_share)
+    events += gen.engagement(people, sales)
     events.sort(key=lambda e: (datetime.fromisoformat(e["occurred_at"]), e["type"] == "return"))
     return DemoData(people, events)
 
@@ -529,6 +703,8 @@ class DemoSummary:
     members: int = 0
     purchases: int = 0
     returns: int = 0
+    engagement: int = 0
+    rules: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     """(event id, reason) of events the service refused (a bug in the generator)."""
     points_earned: int = 0
@@ -569,6 +745,12 @@ def load_demo(
     report("members", 0, len(data.members))
     with db.unit_of_work() as session:
         programme: Programme = programmes.create(session, data=demo_programme(slug))
+        for spec in demo_rules():
+            rule = rules.create(
+                session, programme=programme, spec=RuleSpec.model_validate(spec), actor="demo"
+            )
+            rules.publish(session, rule, actor="demo", now=now)
+            summary.rules += 1
         writer = ledger.writer(session, now=now)
         for number, person in enumerate(data.members, start=1):
             member_service.enrol(
@@ -592,12 +774,15 @@ def load_demo(
                 summary.rejected.append((event["id"], outcome.error.detail))
                 continue
             points = (outcome.body or {}).get("points", {})
-            if event["type"] == "purchase":
-                summary.purchases += 1
-                summary.points_earned += int(points.get("earned", 0))
-            else:
+            if event["type"] == "return":
                 summary.returns += 1
                 summary.points_reversed += int(points.get("reversed", 0))
+            else:
+                if event["type"] == "purchase":
+                    summary.purchases += 1
+                else:
+                    summary.engagement += 1
+                summary.points_earned += int(points.get("earned", 0))
         report("events", min(offset + BATCH_SIZE, total), total)
 
     report("ledger", 0, 1)
