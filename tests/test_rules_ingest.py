@@ -151,8 +151,16 @@ def test_budget_caps_a_rule_across_members(db: Database) -> None:
         }
         out = f.ingest_one(db, event, now=T0 + timedelta(minutes=1))
         assert out.body is not None
-        earned.append(out.body["points"]["earned"])
-    assert earned == [40, 40, 20, 0]  # the third is capped, the fourth finds it used up
+        earned.append((out.body["points"]["earned"], out.body.get("limited")))
+    assert [e[0] for e in earned] == [40, 40, 20, 0]  # the third capped, the fourth: used up
+    assert earned[2][1] == [
+        {
+            "rule_id": earned[2][1][0]["rule_id"],
+            "rule": "Launch bonus",
+            "reason": "capped: budget used up",
+        }
+    ]
+    assert earned[3][1][0]["reason"] == "budget used up"
     with db.unit_of_work(write=False) as session:
         assert session.scalar(select(Rule.budget_used).where(Rule.programme_id == prog.id)) == 100
 
@@ -177,6 +185,16 @@ def test_badge_is_awarded_once(db: Database) -> None:
     with db.unit_of_work(write=False) as session:
         codes = session.scalars(select(MemberBadge.code).where(MemberBadge.member_id == who.id))
         assert list(codes) == ["reviewer"]
+    from tests.api_helpers import make_api
+
+    api = make_api(db)
+    listed = api.client.get(
+        f"/v1/members/{who.id}/badges?lang=de", headers=api.headers("members:read")
+    )
+    assert listed.status_code == 200
+    assert [(b["code"], b["name"], b["icon"]) for b in listed.json()["items"]] == [
+        ("reviewer", "Rezensent", "⭐")
+    ]
 
 
 def test_engagement_attributes_are_checked(db: Database) -> None:

@@ -57,7 +57,14 @@ from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
-from treu.rules.engine import Evaluation, EventView, Headroom, LineView, MemberView
+from treu.rules.engine import (
+    Evaluation,
+    EventView,
+    Headroom,
+    LineView,
+    MemberView,
+    reason_text,
+)
 from treu.rules.models import MemberBadge
 from treu.rules.service import BASE_ID, Usage, rules
 
@@ -108,6 +115,25 @@ class _Earning:
     now: datetime = field(default_factory=utc_now)
     badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
     badge_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Rules a limit or budget stopped or capped: the answer says so."""
+    stopped = [
+        {"rule_id": skip.rule_id, "rule": skip.rule_name, "reason": skip.text("en")}
+        for skip in evaluation.skipped
+        if skip.reason.startswith("limit") or skip.reason == "budget"
+    ]
+    capped = [
+        {
+            "rule_id": award.rule_id,
+            "rule": award.rule_name,
+            "reason": f"capped: {reason_text(award.limited_by)}",
+        }
+        for award in evaluation.awards
+        if award.limited_by
+    ]
+    return stopped + capped
 
 
 def _local_date(at: datetime, timezone: str) -> date:
@@ -709,11 +735,7 @@ class EventService:
             )
             badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
             awarded = {a.rule_id: a.points for a in evaluation.awards}
-            limited = [
-                {"rule_id": skip.rule_id, "rule": skip.rule_name, "reason": skip.text("en")}
-                for skip in evaluation.skipped
-                if skip.reason.startswith("limit") or skip.reason == "budget"
-            ]
+            limited = _limited(evaluation)
         row = {
             "id": event_uuid,
             "programme_id": programme.id,
@@ -833,6 +855,7 @@ class EventService:
         earned = 0
         postings: list[dict[str, Any]] = []
         badges: list[dict[str, Any]] = []
+        limited: list[dict[str, Any]] = []
         awarded: dict[str, int] = {}
         account: AccountState | None = None
         lot_pending = False
@@ -858,6 +881,7 @@ class EventService:
             )
             badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
             awarded = {a.rule_id: a.points for a in evaluation.awards}
+            limited = _limited(evaluation)
             basis = {
                 "rules": [[a.rule_id, a.version] for a in evaluation.awards],
                 "base": [basis["rate"], basis["rounding"]] if BASE_ID in awarded else None,
@@ -956,6 +980,8 @@ class EventService:
         }
         if badges:
             result["badges"] = badges
+        if limited:
+            result["limited"] = limited
         if blocked:
             result["note"] = "member is blocked: the purchase is recorded without points"
         return row, lines, result

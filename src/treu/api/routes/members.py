@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -109,6 +110,57 @@ def get_balance(member_id: uuid.UUID, db: DB, _key: MembersRead) -> BalanceOut:
                 ReleaseOut(points=e.points, available_at=e.expires_at)
                 for e in balance.next_available
             ],
+        )
+
+
+class BadgeOut(BaseModel):
+    code: str
+    name: str
+    description: str | None
+    icon: str
+    awarded_at: datetime
+    rule_id: uuid.UUID | None
+
+
+class BadgeList(BaseModel):
+    items: list[BadgeOut]
+
+
+@router.get("/{member_id}/badges", response_model=BadgeList, responses=NOT_FOUND)
+def get_badges(
+    member_id: uuid.UUID,
+    db: DB,
+    _key: MembersRead,
+    lang: Annotated[Literal["de", "en"], Query(description="Language of names")] = "en",
+) -> BadgeList:
+    """Badges the member was awarded (by earning rules), oldest first."""
+    from treu.rules.models import MemberBadge
+
+    with db.unit_of_work(write=False) as session:
+        members.get(session, member_id)
+        rows = session.scalars(
+            select(MemberBadge)
+            .where(MemberBadge.member_id == member_id)
+            .order_by(MemberBadge.awarded_at, MemberBadge.id)
+        ).all()
+
+        def text(value: Any) -> str | None:
+            if not isinstance(value, dict):
+                return None
+            return str(value.get(lang) or value.get("en") or "") or None
+
+        return BadgeList(
+            items=[
+                BadgeOut(
+                    code=row.code,
+                    name=text(row.badge.get("name")) or row.code,
+                    description=text(row.badge.get("description")),
+                    icon=str(row.badge.get("icon", "")),
+                    awarded_at=row.awarded_at,
+                    rule_id=row.rule_id,
+                )
+                for row in rows
+            ]
         )
 
 
