@@ -874,6 +874,33 @@ def test_evaluate_subset_for_returns() -> None:
     assert ruleset.evaluate_subset(event, ANNA, []).points == 0
 
 
+def test_caps_hold_each_rule_to_its_original_award() -> None:
+    """A return must not make a rule give more than it did: here "small" only applies
+    to orders under EUR 20, so the kept part alone would qualify for it."""
+    ruleset = rules(
+        rule("base", BASE),
+        rule("small", {"type": "fixed", "points": 30}, condition="event.total_minor < 2000"),
+        rule("double", {"type": "multiplier", "factor": "2"}),
+    )
+    event = cart(line(1500), line(1000))
+    full = ruleset.evaluate(event, ANNA)
+    assert points_of(full) == {"base": 25, "double": 25}
+    kept = ruleset.evaluate_subset(event, ANNA, [0])
+    assert points_of(kept) == {"base": 15, "small": 30, "double": 15}
+    assert full.applied_points() == {"base": 25, "double": 25}
+    held = ruleset.evaluate_subset(event, ANNA, [0], caps=full.applied_points())
+    assert points_of(held) == {"base": 15, "double": 15}
+    assert reasons_of(held)["small"] == "not_originally_awarded"
+    assert full.points - held.points == 20
+    # a cap below what the kept lines would earn cuts the award and says so
+    capped = ruleset.evaluate_subset(event, ANNA, [0], caps={"base": 10, "double": 25})
+    award = capped.award_for("base")
+    assert award is not None
+    assert (award.points, award.limited_by) == (10, "original_award")
+    assert reason_text("original_award", "de") == "auf die ursprüngliche Gutschrift begrenzt"
+    check_sums(capped)
+
+
 # --------------------------------------------------------------------------- explanations
 
 
@@ -1170,6 +1197,11 @@ def test_properties(
         assert capped.points <= headroom
     # the subset with every line is the same evaluation
     assert ruleset.evaluate_subset(event, ANNA, range(len(lines)), view) == result
+    # holding every rule to its own award changes nothing
+    caps = result.applied_points()
+    held = ruleset.evaluate_subset(event, ANNA, range(len(lines)), view, caps=caps)
+    assert held.points == result.points
+    assert points_of(held) == points_of(result)
     # base only: exactly points_for_amount
     if [item.rule_id for item in items] == ["base"] and scope == "order":
         expected = points_for_amount(event.total_minor, "EUR", Decimal(1), rounding)

@@ -273,6 +273,14 @@ _REASONS: dict[str, tuple[str, str]] = {
     "limit_lifetime": ("limit reached", "Limit erreicht"),
     "limit": ("limit reached", "Limit erreicht"),
     "budget": ("budget used up", "Budget aufgebraucht"),
+    "not_originally_awarded": (
+        "not awarded on the original purchase",
+        "beim ursprünglichen Kauf nicht vergeben",
+    ),
+    "original_award": (
+        "held to the original award",
+        "auf die ursprüngliche Gutschrift begrenzt",
+    ),
 }
 
 
@@ -502,6 +510,16 @@ class Evaluation:
 
     def skip_for(self, rule_id: str) -> Skip | None:
         return next((s for s in self.skipped if s.rule_id == rule_id), None)
+
+    def applied_points(self) -> dict[str, int]:
+        """Points per rule that applied, including rules that applied but rounded to
+        nothing (their exact amounts still count for multipliers and bonuses). Store it
+        with the purchase and pass it as ``caps`` when recomputing after a return."""
+        applied = {award.rule_id: award.points for award in self.awards}
+        for skip in self.skipped:
+            if skip.reason in ("no_points", "outranked"):
+                applied[skip.rule_id] = 0
+        return applied
 
 
 # --------------------------------------------------------------------------- compilation
@@ -822,9 +840,16 @@ class RuleSet:
         member: MemberView,
         limits: LimitView | None = None,
         now: dt.datetime | None = None,
+        *,
+        caps: Mapping[str, int] | None = None,
     ) -> Evaluation:
         """What ``event`` earns ``member``. ``now`` is the time validity windows are
-        checked at (default: the event's time). No side effects; deterministic."""
+        checked at (default: the event's time). No side effects; deterministic.
+
+        ``caps`` (rule id -> points, from ``Evaluation.applied_points()`` of the original
+        purchase) is for recomputing an order after a return: every rule is held to what
+        it gave then, and a rule not in ``caps`` does not apply at all (even one without
+        limits, for which ``limits`` is never consulted)."""
         program = self._programs.get(event.type)
         lines = event.lines
         if program is None:
@@ -861,6 +886,15 @@ class RuleSet:
                     continue
             cap: int | None = None
             cap_reason: str | None = None
+            if caps is not None:
+                allowed = caps.get(rule.rule_id)
+                if allowed is None:
+                    skipped.append(
+                        Skip(rule.rule_id, rule.version, rule.name, "not_originally_awarded")
+                    )
+                    continue
+                if allowed >= 0:  # a reduction (factor below 1) is not capped
+                    cap, cap_reason = allowed, "original_award"
             if rule.limited and limits is not None:
                 room = limits.headroom(rule.rule_id)
                 awards_left, points_left = room[0], room[1]
@@ -868,7 +902,7 @@ class RuleSet:
                     reason = _named(room, 2) or rule.count_limit or "limit"
                     skipped.append(Skip(rule.rule_id, rule.version, rule.name, reason))
                     continue
-                if points_left is not None:
+                if points_left is not None and (cap is None or points_left < cap):
                     cap_reason = _named(room, 3) or rule.points_limit or "limit"
                     if points_left <= 0:
                         skipped.append(Skip(rule.rule_id, rule.version, rule.name, cap_reason))
@@ -892,11 +926,15 @@ class RuleSet:
         kept: Sequence[int],
         limits: LimitView | None = None,
         now: dt.datetime | None = None,
+        *,
+        caps: Mapping[str, int] | None = None,
     ) -> Evaluation:
         """Evaluate the same event with only the lines at ``kept``; line indices in the
         result refer to the ORIGINAL event's lines. A return reverses
-        ``evaluate(event).points - evaluate_subset(event, kept).points``."""
-        result = self.evaluate(event.with_lines(kept), member, limits, now)
+        ``evaluate(event).points - evaluate_subset(event, kept).points``; pass the
+        original awards as ``caps`` so no rule gives the kept lines more than it gave
+        the whole order (a rule whose condition only holds for the smaller order)."""
+        result = self.evaluate(event.with_lines(kept), member, limits, now, caps=caps)
         index = list(kept)
         line_points = [0] * len(event.lines)
         for position, points in enumerate(result.line_points):
