@@ -471,40 +471,18 @@ def test_multiplicative_order_is_rule_order() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("stacking", "expected"),
-    [
-        ("additive", {"base": 10, "low": -5}),
-        ("multiplicative", {"base": 10, "low": -5}),
-        ("highest", {"base": 10, "low": -5}),
-    ],
-)
-def test_factors_below_one_reduce(stacking: str, expected: dict[str, int]) -> None:
-    ruleset = rules(
-        rule("base", BASE, priority=1),
-        rule("low", {"type": "multiplier", "factor": "0.5"}),
-        stacking=stacking,
-    )
-    result = ruleset.evaluate(cart(line(1000)), ANNA)
-    assert points_of(result) == expected
-    assert result.points == 5
-    award = result.award_for("low")
-    assert award is not None
-    assert award.explanation() == "Low ×0.5: -5"  # noqa: RUF001
-    check_sums(result)
-
-
-def test_additive_factors_never_go_below_zero() -> None:
-    ruleset = rules(
-        rule("base", BASE, priority=1),
-        rule("a", {"type": "multiplier", "factor": "0.5"}, priority=2),
-        rule("b", {"type": "multiplier", "factor": "0.5"}, priority=3),
-        rule("c", {"type": "multiplier", "factor": "0.5"}, priority=4),
-    )
-    result = ruleset.evaluate(cart(line(1000)), ANNA)
-    assert points_of(result) == {"base": 10, "a": -5, "b": -5}
-    assert reasons_of(result)["c"] == "no_points"
-    assert result.points == 0
+@pytest.mark.parametrize("factor", ["0.5", "0.99", "0"])
+def test_factors_below_one_are_refused(factor: str) -> None:
+    # A posting never takes points away: fewer points on some lines are an exclusive
+    # points_per_unit rule with a lower rate.
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        RuleSpec.model_validate(
+            {
+                "name": "Low",
+                "trigger": "purchase",
+                "effect": {"type": "multiplier", "factor": factor},
+            }
+        )
 
 
 # --------------------------------------------------------------------------- rounding
@@ -1023,7 +1001,7 @@ def test_input_order_does_not_matter() -> None:
         ({"trigger": "Purchase"}, "should match pattern"),
         ({"trigger": "x"}, "should match pattern"),
         ({"name": "  "}, "name must not be blank"),
-        ({"effect": {"type": "multiplier", "factor": "0"}}, "greater than 0"),
+        ({"effect": {"type": "multiplier", "factor": "0"}}, "greater than or equal to 1"),
         ({"effect": {"type": "points_per_unit", "rate": "-1"}}, "greater than or equal to 0"),
         ({"effect": {"type": "percent_bonus", "percent": "0"}}, "greater than 0"),
         ({"effect": {"type": "fixed", "points": -1}}, "greater than or equal to 0"),
@@ -1118,7 +1096,7 @@ POOL: list[CompiledRuleInput] = [
     ),
     rule("app", {"type": "multiplier", "factor": "1.5"}, condition="event.channel == 'app'"),
     rule("third", {"type": "multiplier", "factor": "1.3333"}),
-    rule("low", {"type": "multiplier", "factor": "0.75"}, condition="event.item_count > 5"),
+    rule("big", {"type": "multiplier", "factor": "1.75"}, condition="event.item_count > 5"),
     rule("bonus", {"type": "percent_bonus", "percent": "12.5"}),
     rule(
         "dairy",
@@ -1217,14 +1195,14 @@ def test_amounts_are_exact(stacking: str) -> None:
     prices = [1999, 333, 7]
     ruleset = rules(
         rule("base", {"type": "points_per_unit", "rate": "1.25"}, priority=1),
-        rule("low", {"type": "multiplier", "factor": "0.75"}, priority=2),
+        rule("low", {"type": "multiplier", "factor": "1.75"}, priority=2),
         rule("third", {"type": "multiplier", "factor": "1.3333"}, priority=3),
         rule("bonus", {"type": "percent_bonus", "percent": "33"}, priority=4),
         stacking=stacking,
     )
     result = ruleset.evaluate(cart(*(line(p) for p in prices)), ANNA)
     base = [Fraction(p, 100) * Fraction(5, 4) for p in prices]
-    low, third = Fraction(3, 4), Fraction(13333, 10000)
+    low, third = Fraction(7, 4), Fraction(13333, 10000)
     if stacking == "additive":
         extras = {"low": [b * (low - 1) for b in base], "third": [b * (third - 1) for b in base]}
     elif stacking == "multiplicative":
@@ -1233,7 +1211,7 @@ def test_amounts_are_exact(stacking: str) -> None:
             "third": [b * low * (third - 1) for b in base],
         }
     else:
-        extras = {"third": [b * (third - 1) for b in base]}
+        extras = {"low": [b * (low - 1) for b in base]}
     earned = sum(base) + sum(sum(v) for v in extras.values())
     expected = {"base": floor(sum(base)), "bonus": floor(earned * Fraction(33, 100))}
     for rule_id, values in extras.items():

@@ -60,7 +60,6 @@ from treu.programmes.service import programmes
 from treu.rules.engine import (
     Evaluation,
     EventView,
-    Headroom,
     LineView,
     MemberView,
     reason_text,
@@ -183,18 +182,6 @@ def line_views(lines: list[Any]) -> list[LineView]:
         )
         for line in lines
     ]
-
-
-@dataclass
-class _Capped:
-    """Limits for recomputing a returned order: no rule gives more than it gave then."""
-
-    awarded: dict[str, int]
-
-    def headroom(self, rule_id: str) -> Headroom:
-        if rule_id not in self.awarded:
-            return Headroom(0, 0)
-        return Headroom(None, self.awarded[rule_id])
 
 
 def payload_hash(event: AnyEvent) -> str:
@@ -823,7 +810,7 @@ class EventService:
             birthday_month=bool(snapshot.get("birthday_month", False)),
         )
         awarded = {str(k): int(v) for k, v in (original.data.get("awards") or {}).items()}
-        result: Evaluation = rule_set.evaluate(view, mview, _Capped(awarded), now=occurred_at)
+        result: Evaluation = rule_set.evaluate(view, mview, None, now=occurred_at, caps=awarded)
         return result.points
 
     def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
@@ -880,10 +867,14 @@ class EventService:
                 evaluation, context, writer, account, event.occurred_at, event_uuid, pending=True
             )
             badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
-            awarded = {a.rule_id: a.points for a in evaluation.awards}
+            awarded = evaluation.applied_points()
             limited = _limited(evaluation)
+            versions = {a.rule_id: a.version for a in evaluation.awards}
+            versions.update(
+                {x.rule_id: x.version for x in evaluation.skipped if x.rule_id in awarded}
+            )
             basis = {
-                "rules": [[a.rule_id, a.version] for a in evaluation.awards],
+                "rules": [[rule_id, versions[rule_id]] for rule_id in awarded],
                 "base": [basis["rate"], basis["rounding"]] if BASE_ID in awarded else None,
                 "scope": basis["scope"],
                 "member": {

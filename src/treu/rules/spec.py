@@ -118,7 +118,14 @@ class Multiplier(_Model):
     the rule's award is the extra, (factor - 1) x base."""
 
     type: Literal["multiplier"] = "multiplier"
-    factor: Decimal = Field(gt=0, le=100, decimal_places=4, examples=["2", "1.5"])
+    factor: Decimal = Field(
+        ge=1,
+        le=100,
+        decimal_places=4,
+        examples=["2", "1.5"],
+        description="At least 1: for fewer points on some lines use an exclusive "
+        "points_per_unit rule with a lower rate (a posting never takes points away)",
+    )
     scope: Literal["order", "lines"] = "order"
 
 
