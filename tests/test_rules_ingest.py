@@ -584,3 +584,24 @@ def test_concurrent_budget_is_never_overspent(db: Database, backend: str) -> Non
     assert sum(e for e in earned if isinstance(e, int)) == 200
     with db.unit_of_work(write=False) as session:
         assert session.scalar(select(Rule.budget_used).where(Rule.programme_id == prog.id)) == 200
+
+
+def test_return_does_not_let_a_rule_apply_that_did_not_apply_to_the_order(db: Database) -> None:
+    prog = f.programme(db)
+    publish(
+        db,
+        prog,
+        name="Small basket",
+        trigger="purchase",
+        condition="event.total_minor < 1000",
+        effect={"type": "fixed", "points": 100},
+    )
+    who = f.member(db, prog)
+    bought = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0)
+    assert f.ingest_one(db, bought).body["points"]["earned"] == 11  # type: ignore[index]
+    back = f.ingest_one(db, f.return_payload(prog, bought["id"], [{"sku": "7002", "quantity": 1}]))
+    assert back.body is not None
+    # kept: the milk, 2.58 EUR -> 2 points; "Small basket" did not apply to the order and
+    # does not apply to what is left of it either: 11 - 2 = 9 taken back
+    assert back.body["points"]["reversed"] == 9
+    assert f.balance(db, who).available == 2
