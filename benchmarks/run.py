@@ -1,12 +1,24 @@
-"""``make bench``: purchase ingestion through the HTTP API, on SQLite and PostgreSQL.
+"""``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
+SQLite and PostgreSQL, and rule evaluation alone.
 
-For each backend: a fresh database (migrated with Alembic), a programme with many
-members and an API key; the raw single-row INSERT baseline; then ``treu serve --workers 2``
-as a subprocess and the load phases against it (warm-up, 200 req/s fixed rate, 50 req/s
-light load, saturation at two concurrencies, batch endpoint); then the server stops and
-the run checks that the database holds exactly the purchases that were answered 201 and
-that every balance rebuilds from its postings. Results: a Rich table and
-``benchmarks/results/{ingest-<time>,latest}.json``.
+Three parts (``--only`` picks some):
+
+* ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
+  once, before the backends.
+* ``ingest``, for each backend: a fresh database (migrated with Alembic), a programme with
+  many members and an API key; the raw single-row INSERT baseline; then ``treu serve
+  --workers 2`` as a subprocess and the load phases against it (warm-up, 200 req/s fixed
+  rate, 50 req/s light load, saturation at two concurrencies, batch endpoint); then the
+  server stops and the run checks that the database holds exactly the purchases that
+  were answered 201 and that every balance rebuilds from its postings.
+* ``checkout``, for each backend, against the same server: a second programme with 50
+  published rules and members with a points history; ``POST /v1/checkout/evaluate`` with
+  10-line carts at 300 req/s (open loop) and at saturation (closed loop); every answer
+  must be 200, and sample carts answered over HTTP must equal ``checkout.evaluate`` of the
+  same cart in-process.
+
+Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
+(``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
 
 See ``docs/performance.md`` for what is measured and why, and the figures.
 """
@@ -33,8 +45,25 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from benchmarks import baseline, loadgen
-from benchmarks.server import CpuUse, Server, background_load, cpu_meter, free_port
-from benchmarks.workload import Purchases, batch_accepted, check, prepare
+from benchmarks.server import (
+    CpuUse,
+    Server,
+    background_load,
+    cpu_meter,
+    free_port,
+    machine_busy,
+)
+from benchmarks.workload import (
+    Carts,
+    CheckoutFixture,
+    Purchases,
+    batch_accepted,
+    check,
+    checkout_answered,
+    cross_check_checkout,
+    prepare,
+    prepare_checkout,
+)
 from treu import __version__
 from treu.db.session import Database
 from treu.migrations import upgrade
@@ -42,6 +71,8 @@ from treu.migrations import upgrade
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 BENCH_DATABASE = "treu_bench"
+PARTS = ("rules_eval", "ingest", "checkout")
+CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
     # (key, backend, description, unit, threshold, higher is better)
@@ -52,6 +83,22 @@ TARGETS = [
         "postgresql",
         "batch endpoint (1,000 events/request)",
         "events/s",
+        5000,
+        True,
+    ),
+    (
+        "checkout_p99_ms",
+        "postgresql",
+        "checkout p99 at 300 req/s (50 rules, 10 lines)",
+        "ms",
+        15,
+        False,
+    ),
+    (
+        "rules_eval_carts_per_s",
+        "in-process",
+        "rule evaluation alone (50 rules, 10 lines)",
+        "carts/s",
         5000,
         True,
     ),
@@ -80,6 +127,15 @@ class Params:
     postgres_url: str
     profile_seconds: float
     wait_quiet: float
+    only: list[str] = field(default_factory=lambda: list(PARTS))
+    quick: bool = False
+    checkout_rate: float = 300.0
+    checkout_rate_seconds: float = 30.0
+    checkout_concurrency: list[int] = field(default_factory=lambda: [4, 16])
+    checkout_seconds: float = 20.0
+    checkout_warmup: float = 3.0
+    checkout_history: int = 3000
+    checkout_check_carts: int = 20
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -109,12 +165,14 @@ def ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
-def describe(result: loadgen.Result, use: CpuUse) -> dict[str, Any]:
+def describe(result: loadgen.Result, use: CpuUse, *, unit: str = "event") -> dict[str, Any]:
+    """The figures of one phase; CPU is given per accepted event (per 200 answer with
+    ``unit="request"``)."""
     events = result.events_accepted
     cpu: dict[str, Any] = use.as_dict()
     if events:
         # CPU per event is steadier than events/s when other work shares the machine.
-        cpu["ms_per_event"] = {
+        cpu[f"ms_per_{unit}"] = {
             "server": round(use.server / events * 1000, 3),
             "database": round(use.database / events * 1000, 3),
             "client": round(use.client / events * 1000, 3),
@@ -252,19 +310,77 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
     started = time.perf_counter()
     upgrade(url)
     db = Database(url)
-    fixture = prepare(db, members_count=params.members)
-    out["setup"] = {
-        "members": params.members,
-        "setup_seconds": round(time.perf_counter() - started, 2),
-    }
-    console.print(
-        f"migrated and created {params.members:,} members in {out['setup']['setup_seconds']} s"
-    )
+    ingest = "ingest" in params.only
+    fixture = None
+    if ingest:
+        fixture = prepare(db, members_count=params.members)
+        out["setup"] = {
+            "members": params.members,
+            "setup_seconds": round(time.perf_counter() - started, 2),
+        }
+        console.print(
+            f"migrated and created {params.members:,} members in {out['setup']['setup_seconds']} s"
+        )
+    checkout_fixture = None
+    if "checkout" in params.only:
+        checkout_fixture = prepare_checkout(
+            db, members_count=params.members, history=params.checkout_history
+        )
+        out["checkout"] = {
+            "setup": {
+                "members": params.members,
+                "rules": checkout_fixture.rules,
+                "history_purchases": checkout_fixture.history_purchases,
+                "history_members": checkout_fixture.history_members,
+                "setup_seconds": round(checkout_fixture.setup_seconds, 2),
+            }
+        }
+        console.print(
+            f"checkout programme: {checkout_fixture.rules} published rules, "
+            f"{params.members:,} members, {checkout_fixture.history_purchases:,} past purchases "
+            f"of {checkout_fixture.history_members:,} members in "
+            f"{checkout_fixture.setup_seconds:.1f} s"
+        )
 
-    # Raw baselines (before the server starts, so nothing else competes).
-    baseline.prepare(url)
-    out["baselines"] = {}
     dbname = make_url(url).database if backend == "postgresql" else None
+    if ingest:
+        # Raw baselines (before the server starts, so nothing else competes).
+        out["baselines"] = baselines(url, params, dbname)
+
+    port = free_port(params.port)
+    server = Server(url=url, port=port, workers=params.workers, workdir=workdir)
+    tally = Tally()
+    server.start()
+    try:
+        out["server"] = {"port": port, "workers": params.workers, "pids": server.pids()}
+        out["background_cores_before"] = background_load()
+        if fixture is not None:
+            purchases = Purchases(fixture, run_id=f"{backend}-{int(time.time())}")
+            client = loadgen.Client("127.0.0.1", port, fixture.token)
+            ingest_phases(out, client, purchases, Phases(server, dbname, tally, params), params)
+            if params.profile_seconds > 0:
+                from benchmarks import sampling
+
+                out["profile"] = sampling.run(
+                    server, client, purchases, tally, backend=backend, params=params
+                )
+        if checkout_fixture is not None:
+            out["checkout"].update(
+                checkout_phases(server, dbname, checkout_fixture, params, db=db, port=port)
+            )
+    finally:
+        server.stop()
+
+    if ingest:
+        ingest_check(out, db, fixture, tally, server)
+    db.dispose()
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def baselines(url: str, params: Params, dbname: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    baseline.prepare(url)
     for variant in ("driver", "sqlalchemy"):
         best: baseline.Baseline | None = None
         for _ in range(1 + (Phases.RETRIES if params.wait_quiet else 0)):
@@ -283,7 +399,7 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
                 break
         assert best is not None
         base = best
-        out["baselines"][variant] = {
+        out[variant] = {
             "connections": base.connections,
             "transactions": base.transactions,
             "seconds": base.seconds,
@@ -299,107 +415,99 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
             f"raw INSERT+COMMIT ({variant}, {base.connections} connections): "
             f"{base.tx_per_second:,.0f} tx/s"
         )
+    return out
 
-    port = free_port(params.port)
-    server = Server(url=url, port=port, workers=params.workers, workdir=workdir)
-    tally = Tally()
-    purchases = Purchases(fixture, run_id=f"{backend}-{int(time.time())}")
-    client = loadgen.Client("127.0.0.1", port, fixture.token)
-    phases = Phases(server, dbname, tally, params)
-    server.start()
-    try:
-        out["server"] = {"port": port, "workers": params.workers, "pids": server.pids()}
-        out["background_cores_before"] = background_load()
 
-        # Warm-up: imports, connection pools, caches in both workers.
-        warm = loadgen.run(
-            loadgen.closed_loop(
-                client, "/v1/events", purchases.single, concurrency=4, warmup=0, duration=3
+def ingest_phases(
+    out: dict[str, Any],
+    client: loadgen.Client,
+    purchases: Purchases,
+    phases: Phases,
+    params: Params,
+) -> None:
+    # Warm-up: imports, connection pools, caches in both workers.
+    warm = loadgen.run(
+        loadgen.closed_loop(
+            client, "/v1/events", purchases.single, concurrency=4, warmup=0, duration=3
+        )
+    )
+    phases.tally.add(warm)
+
+    # Latency at fixed rates (open loop): the target rate, then a light load that
+    # shows the service time without queueing.
+    for key, rate, seconds in (
+        ("fixed_rate", params.rate, params.rate_seconds),
+        ("light_load", params.light_rate, params.light_seconds),
+    ):
+        if rate <= 0 or seconds <= 0:
+            continue
+        fixed, use, attempts = phases.run(
+            lambda r=rate, d=seconds: loadgen.open_loop(  # type: ignore[misc]
+                client, "/v1/events", purchases.single, rate=r, duration=d
             )
         )
-        tally.add(warm)
-
-        # Latency at fixed rates (open loop): the target rate, then a light load that
-        # shows the service time without queueing.
-        for key, rate, seconds in (
-            ("fixed_rate", params.rate, params.rate_seconds),
-            ("light_load", params.light_rate, params.light_seconds),
-        ):
-            if rate <= 0 or seconds <= 0:
-                continue
-            fixed, use, attempts = phases.run(
-                lambda r=rate, d=seconds: loadgen.open_loop(  # type: ignore[misc]
-                    client, "/v1/events", purchases.single, rate=r, duration=d
-                )
-            )
-            out[key] = {"rate": rate, **describe(fixed, use), "attempts": attempts}
-            out[key]["late_sends"] = fixed.late_sends
-            lat = out[key]["latency_ms"]
-            console.print(
-                f"{rate:.0f} req/s for {seconds:.0f} s: p50 {lat['p50']} ms, "
-                f"p99 {lat['p99']} ms, max {lat['max']} ms"
-            )
-
-        # Saturation (closed loop) at a few concurrencies.
-        out["saturation"] = []
-        for concurrency in params.saturation_concurrency:
-            sat, use, attempts = phases.run(
-                lambda c=concurrency: loadgen.closed_loop(  # type: ignore[misc]
-                    client,
-                    "/v1/events",
-                    purchases.single,
-                    concurrency=c,
-                    warmup=params.saturation_warmup,
-                    duration=params.saturation_seconds,
-                )
-            )
-            item = {"concurrency": concurrency, **describe(sat, use), "attempts": attempts}
-            out["saturation"].append(item)
-            console.print(
-                f"saturation, {concurrency} connections: {item['events_per_s']:,.0f} events/s, "
-                f"p50 {item['latency_ms']['p50']} ms, p99 {item['latency_ms']['p99']} ms, "
-                f"server {item['cpu']['server_cores']} cores, "
-                f"database {item['cpu']['database_cores']}, client {item['cpu']['client_cores']}"
-            )
-        out["saturation_best"] = max(out["saturation"], key=lambda x: x["events_per_s"])
-
-        # Batch endpoint.
-        batch, use, attempts = phases.run(
-            lambda: loadgen.closed_loop(
-                client,
-                "/v1/events/batch",
-                lambda: purchases.batch(params.batch_size),
-                concurrency=params.batch_concurrency,
-                warmup=0,
-                duration=params.batch_seconds,
-                accepted=batch_accepted,
-                want_body=True,
-                requests_per_connection=1,
-            )
-        )
-        out["batch"] = {
-            "events_per_request": params.batch_size,
-            "concurrency": params.batch_concurrency,
-            **describe(batch, use),
-            "attempts": attempts,
-        }
+        out[key] = {"rate": rate, **describe(fixed, use), "attempts": attempts}
+        out[key]["late_sends"] = fixed.late_sends
+        lat = out[key]["latency_ms"]
         console.print(
-            f"batch ({params.batch_size} events/request, {params.batch_concurrency} "
-            f"connections): {out['batch']['events_per_s']:,.0f} events/s, "
-            f"p50 {out['batch']['latency_ms']['p50']} ms per request"
+            f"{rate:.0f} req/s for {seconds:.0f} s: p50 {lat['p50']} ms, "
+            f"p99 {lat['p99']} ms, max {lat['max']} ms"
         )
 
-        if params.profile_seconds > 0:
-            from benchmarks import sampling
-
-            out["profile"] = sampling.run(
-                server, client, purchases, tally, backend=backend, params=params
+    # Saturation (closed loop) at a few concurrencies.
+    out["saturation"] = []
+    for concurrency in params.saturation_concurrency:
+        sat, use, attempts = phases.run(
+            lambda c=concurrency: loadgen.closed_loop(  # type: ignore[misc]
+                client,
+                "/v1/events",
+                purchases.single,
+                concurrency=c,
+                warmup=params.saturation_warmup,
+                duration=params.saturation_seconds,
             )
-    finally:
-        server.stop()
+        )
+        item = {"concurrency": concurrency, **describe(sat, use), "attempts": attempts}
+        out["saturation"].append(item)
+        console.print(
+            f"saturation, {concurrency} connections: {item['events_per_s']:,.0f} events/s, "
+            f"p50 {item['latency_ms']['p50']} ms, p99 {item['latency_ms']['p99']} ms, "
+            f"server {item['cpu']['server_cores']} cores, "
+            f"database {item['cpu']['database_cores']}, client {item['cpu']['client_cores']}"
+        )
+    out["saturation_best"] = max(out["saturation"], key=lambda x: x["events_per_s"])
 
+    # Batch endpoint.
+    batch, use, attempts = phases.run(
+        lambda: loadgen.closed_loop(
+            client,
+            "/v1/events/batch",
+            lambda: purchases.batch(params.batch_size),
+            concurrency=params.batch_concurrency,
+            warmup=0,
+            duration=params.batch_seconds,
+            accepted=batch_accepted,
+            want_body=True,
+            requests_per_connection=1,
+        )
+    )
+    out["batch"] = {
+        "events_per_request": params.batch_size,
+        "concurrency": params.batch_concurrency,
+        **describe(batch, use),
+        "attempts": attempts,
+    }
+    console.print(
+        f"batch ({params.batch_size} events/request, {params.batch_concurrency} "
+        f"connections): {out['batch']['events_per_s']:,.0f} events/s, "
+        f"p50 {out['batch']['latency_ms']['p50']} ms per request"
+    )
+
+
+def ingest_check(
+    out: dict[str, Any], db: Database, fixture: Any, tally: Tally, server: Server
+) -> None:
     result = check(db, fixture.programme_id)
-    db.dispose()
     correct = (
         result.purchases_in_db == tally.accepted
         and tally.server_errors == 0
@@ -434,23 +542,169 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
         "saturation_vs_sqlalchemy": round(sat_eps / core, 3) if core else None,
         "batch_vs_driver": round(batch_eps / driver, 3) if driver else None,
     }
-    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+
+
+def checkout_phases(
+    server: Server,
+    dbname: str | None,
+    fixture: CheckoutFixture,
+    params: Params,
+    *,
+    db: Database,
+    port: int,
+) -> dict[str, Any]:
+    """Checkout evaluation: warm-up, the fixed rate (open loop), saturation (closed loop),
+    then the correctness check. Its own tally: checkouts store nothing, so they must stay
+    out of the ingest check's count of 201 answers."""
+    out: dict[str, Any] = {}
+    tally = Tally()
+    client = loadgen.Client("127.0.0.1", port, fixture.token)
+    carts = Carts(fixture)
+    phases = Phases(server, dbname, tally, params)
+
+    # Warm-up: both workers load and compile the rule set and fill their caches.
+    tally.add(
+        loadgen.run(
+            loadgen.closed_loop(
+                client,
+                CHECKOUT_PATH,
+                carts.body,
+                concurrency=4,
+                warmup=0,
+                duration=params.checkout_warmup,
+                accepted=checkout_answered,
+            )
+        )
+    )
+
+    rate, seconds = params.checkout_rate, params.checkout_rate_seconds
+    if rate > 0 and seconds > 0:
+        fixed, use, attempts = phases.run(
+            lambda: loadgen.open_loop(
+                client,
+                CHECKOUT_PATH,
+                carts.body,
+                rate=rate,
+                duration=seconds,
+                accepted=checkout_answered,
+            )
+        )
+        out["fixed_rate"] = {
+            "rate": rate,
+            **describe(fixed, use, unit="request"),
+            "attempts": attempts,
+            "late_sends": fixed.late_sends,
+        }
+        lat = out["fixed_rate"]["latency_ms"]
+        console.print(
+            f"checkout at {rate:.0f} req/s for {seconds:.0f} s: p50 {lat['p50']} ms, "
+            f"p99 {lat['p99']} ms, max {lat['max']} ms, "
+            f"other work {out['fixed_rate']['cpu']['other_cores']} cores"
+        )
+
+    out["saturation"] = []
+    for concurrency in params.checkout_concurrency:
+        sat, use, attempts = phases.run(
+            lambda c=concurrency: loadgen.closed_loop(  # type: ignore[misc]
+                client,
+                CHECKOUT_PATH,
+                carts.body,
+                concurrency=c,
+                warmup=params.saturation_warmup,
+                duration=params.checkout_seconds,
+                accepted=checkout_answered,
+            )
+        )
+        item = {
+            "concurrency": concurrency,
+            **describe(sat, use, unit="request"),
+            "attempts": attempts,
+        }
+        out["saturation"].append(item)
+        console.print(
+            f"checkout saturation, {concurrency} connections: "
+            f"{item['requests_per_s']:,.0f} req/s, p50 {item['latency_ms']['p50']} ms, "
+            f"p99 {item['latency_ms']['p99']} ms, server {item['cpu']['server_cores']} cores, "
+            f"database {item['cpu']['database_cores']}, "
+            f"other work {item['cpu']['other_cores']}"
+        )
+    if out["saturation"]:
+        out["saturation_best"] = max(out["saturation"], key=lambda x: x["requests_per_s"])
+
+    sample = [carts.body() for _ in range(params.checkout_check_carts)]
+    cross = cross_check_checkout(db, port=port, token=fixture.token, bodies=sample)
+    answered = sum(tally.statuses.values())
+    correct = (
+        answered > 0
+        and tally.accepted == answered
+        and tally.client_errors == 0
+        and cross.identical == cross.carts
+        and cross.totals_consistent == cross.carts
+    )
+    out["correctness"] = {
+        "answers": answered,
+        "answered_200": tally.accepted,
+        "statuses": tally.statuses,
+        "client_errors": tally.client_errors,
+        "sample_carts": cross.carts,
+        "sample_identical_to_in_process": cross.identical,
+        "sample_totals_consistent": cross.totals_consistent,
+        "mismatches": cross.mismatches[:3],
+        "ok": correct,
+    }
+    if correct:
+        console.print(
+            f"[green]checkout correct:[/] {answered:,} answers, all 200; "
+            f"{cross.identical} of {cross.carts} sample carts identical to an in-process "
+            "evaluation"
+        )
+    else:
+        console.print(f"[bold red]checkout correctness check failed:[/] {out['correctness']}")
+        console.print(server.log_tail())
     return out
+
+
+def run_rules_eval(params: Params) -> dict[str, Any]:
+    """``benchmarks.rules_eval`` in this process, with the machine's other load."""
+    from benchmarks import rules_eval
+
+    console.rule("[bold]rule evaluation")
+    if params.wait_quiet:
+        wait_for_quiet(params.wait_quiet)
+    m0, c0, t0 = machine_busy(), time.process_time(), time.perf_counter()
+    result: dict[str, Any] = rules_eval.run(quick=params.quick)
+    wall = time.perf_counter() - t0
+    own = time.process_time() - c0
+    result["cpu"] = {
+        "wall_seconds": round(wall, 2),
+        "process_cores": round(own / wall, 3),
+        "other_cores": round(max(machine_busy() - m0 - own, 0.0) / wall, 3),
+    }
+    console.print(
+        f"rule evaluation: {result['carts_per_s']:,} carts/s, compile {result['compile_ms']} ms, "
+        f"other work {result['cpu']['other_cores']} cores"
+    )
+    return result
 
 
 # --- report ------------------------------------------------------------------------------
 
 
-def targets(backends: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, backend, what, unit, threshold, higher in TARGETS:
-        data = backends.get(backend)
+        data = report.get("rules_eval") if backend == "in-process" else None
+        if data is None:
+            data = report["backends"].get(backend)
         measured: float | None = None
         if data is not None and not data.get("skipped"):
+            checkout = data.get("checkout", {})
             measured = {
-                "saturation_events_per_s": data["saturation_best"]["events_per_s"],
+                "saturation_events_per_s": data.get("saturation_best", {}).get("events_per_s"),
                 "fixed_rate_p99_ms": data.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
-                "batch_events_per_s": data["batch"]["events_per_s"],
+                "batch_events_per_s": data.get("batch", {}).get("events_per_s"),
+                "checkout_p99_ms": checkout.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
+                "rules_eval_carts_per_s": data.get("carts_per_s"),
             }[key]
         met = (
             None
@@ -521,13 +775,85 @@ def _lat(data: dict[str, Any], key: str) -> str:
     return f"{lat['p50']} / {lat['p99']}"
 
 
-def print_report(report: dict[str, Any]) -> None:
-    """Metrics down, backends across: fits an 80-column terminal."""
-    backends = {k: v for k, v in report["backends"].items() if not v.get("skipped")}
-    table = Table(title="Purchase ingestion, 3-line purchases, HTTP API, 2 workers")
+def _table(title: str, report: dict[str, Any]) -> Table:
+    table = Table(title=title)
     table.add_column("")
     for name in report["backends"]:
         table.add_column(name, justify="right")
+    return table
+
+
+def _fill(
+    table: Table,
+    report: dict[str, Any],
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]],
+) -> None:
+    backends = {k: v for k, v in report["backends"].items() if not v.get("skipped")}
+    for label, cell in rows:
+        table.add_row(
+            label,
+            *(
+                cell(backends[name]) if name in backends else "skipped"
+                for name in report["backends"]
+            ),
+        )
+
+
+def print_checkout(report: dict[str, Any]) -> None:
+    def cpu(d: dict[str, Any], key: str) -> str:
+        per = d["checkout"].get(key, {}).get("cpu", {}).get("ms_per_request")
+        return f"{per['server']} / {per['database']}" if per else "—"
+
+    def sat(d: dict[str, Any]) -> str:
+        best = d["checkout"].get("saturation_best")
+        return f"{best['requests_per_s']:,.0f} ({best['concurrency']})" if best else "—"
+
+    def lat(d: dict[str, Any], key: str) -> str:
+        return _lat(d["checkout"], key)
+
+    def other(d: dict[str, Any]) -> str:
+        phases = [d["checkout"].get("fixed_rate"), d["checkout"].get("saturation_best")]
+        return " / ".join(str(p["cpu"]["other_cores"]) if p else "—" for p in phases)
+
+    table = _table("Checkout evaluation, 50 rules, 10-line carts, HTTP API, 2 workers", report)
+    _fill(
+        table,
+        report,
+        [
+            ("saturation req/s (connections)", sat),
+            ("p50 / p99 ms at saturation", lambda d: lat(d, "saturation_best")),
+            (
+                f"p50 / p99 ms at {report['parameters']['checkout_rate']:.0f} req/s",
+                lambda d: lat(d, "fixed_rate"),
+            ),
+            ("CPU ms/request at saturation: server / db", lambda d: cpu(d, "saturation_best")),
+            ("CPU ms/request at the fixed rate: server / db", lambda d: cpu(d, "fixed_rate")),
+            ("other work, cores: fixed rate / saturation", other),
+            (
+                "correct",
+                lambda d: "[green]yes[/]" if d["checkout"]["correctness"]["ok"] else "[red]NO[/]",
+            ),
+        ],
+    )
+    console.print(table)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Metrics down, backends across: fits an 80-column terminal."""
+    backends = {k: v for k, v in report["backends"].items() if not v.get("skipped")}
+    if report.get("rules_eval"):
+        from benchmarks import rules_eval
+
+        rules_eval.report(report["rules_eval"], console)
+    if any("checkout" in d for d in backends.values()):
+        print_checkout(report)
+    if any("saturation_best" in d for d in backends.values()):
+        print_ingest(report)
+    print_targets(report)
+
+
+def print_ingest(report: dict[str, Any]) -> None:
+    table = _table("Purchase ingestion, 3-line purchases, HTTP API, 2 workers", report)
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         (
             "raw INSERT+COMMIT tx/s, driver",
@@ -561,16 +887,12 @@ def print_report(report: dict[str, Any]) -> None:
         ),
         ("correct", lambda d: "[green]yes[/]" if d["correctness"]["ok"] else "[red]NO[/]"),
     ]
-    for label, cell in rows:
-        table.add_row(
-            label,
-            *(
-                cell(backends[name]) if name in backends else "skipped"
-                for name in report["backends"]
-            ),
-        )
+    _fill(table, report, rows)
     console.print(table)
-    goals = Table(title="Targets (PostgreSQL, this machine)")
+
+
+def print_targets(report: dict[str, Any]) -> None:
+    goals = Table(title="Targets (this machine)")
     goals.add_column("target")
     goals.add_column("threshold", justify="right")
     goals.add_column("measured", justify="right")
@@ -578,14 +900,17 @@ def print_report(report: dict[str, Any]) -> None:
     for t in report["targets"]:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "[yellow]not run[/]"}[t["met"]]
         measured = "—" if t["measured"] is None else f"{t['measured']:,} {t['unit']}"
-        goals.add_row(t["description"], t["threshold"], measured, met)
+        where = "" if t["backend"] == "postgresql" else f" ({t['backend']})"
+        goals.add_row(t["description"] + where, t["threshold"], measured, met)
     console.print(goals)
 
 
 def write_results(report: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"ingest-{stamp}.json"
+    only = report["parameters"]["only"]
+    name = "ingest" if "ingest" in only else "-".join(only).replace("_", "-")
+    path = RESULTS / f"{name}-{stamp}.json"
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
@@ -636,6 +961,27 @@ def parse_args(argv: list[str] | None) -> Params:
         metavar="SECONDS",
         help="before each backend, wait up to SECONDS for other work on the machine to stop",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run: {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--checkout-rate", type=float, default=300.0, help="checkout fixed rate (req/s; 0: skip)"
+    )
+    parser.add_argument("--checkout-rate-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--checkout-concurrency",
+        default="4,16",
+        help="checkout saturation connections, comma-separated",
+    )
+    parser.add_argument("--checkout-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--checkout-history",
+        type=int,
+        default=3000,
+        help="past purchases ingested for the checkout members during set-up",
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
     args = parser.parse_args(argv)
     params = Params(
@@ -657,6 +1003,13 @@ def parse_args(argv: list[str] | None) -> Params:
         postgres_url=args.postgres_url,
         profile_seconds=args.profile,
         wait_quiet=args.wait_quiet,
+        only=[p.strip() for p in args.only.split(",") if p.strip()],
+        quick=args.quick,
+        checkout_rate=args.checkout_rate,
+        checkout_rate_seconds=args.checkout_rate_seconds,
+        checkout_concurrency=[int(c) for c in args.checkout_concurrency.split(",") if c.strip()],
+        checkout_seconds=args.checkout_seconds,
+        checkout_history=args.checkout_history,
     )
     if args.quick:
         params.members = min(params.members, 1000)
@@ -667,9 +1020,17 @@ def parse_args(argv: list[str] | None) -> Params:
         params.saturation_warmup = 1
         params.batch_seconds = 5
         params.baseline_seconds = 3
+        params.checkout_rate_seconds = 5
+        params.checkout_concurrency = params.checkout_concurrency[:1]
+        params.checkout_seconds = 5
+        params.checkout_warmup = 1
+        params.checkout_history = min(params.checkout_history, 600)
     unknown = set(params.backends) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    unknown = set(params.only) - set(PARTS)
+    if unknown or not params.only:
+        parser.error(f"--only takes some of {', '.join(PARTS)}")
     return params
 
 
@@ -678,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     report: dict[str, Any] = {
-        "benchmark": "ingest",
+        "benchmark": "ingest" if "ingest" in params.only else "+".join(params.only),
         "started_at": started_at.isoformat(),
         "machine": machine_info(),
         "parameters": params.as_dict(),
@@ -691,10 +1052,12 @@ def main(argv: list[str] | None = None) -> int:
             f"[bold yellow]warning:[/] the machine is busy before the benchmark starts "
             f"({load} cores in use); figures will be lower than on an idle machine"
         )
+    if "rules_eval" in params.only:
+        report["rules_eval"] = run_rules_eval(params)
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:
-        for backend in params.backends:
+        for backend in params.backends if {"ingest", "checkout"} & set(params.only) else []:
             if backend == "sqlite":
                 url = f"sqlite:///{workdir / 'bench.db'}"
             else:
@@ -710,10 +1073,11 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "postgresql":
                     drop_postgres_database(params.postgres_url)
             report["backends"][backend] = data
-            ok = ok and data["correctness"]["ok"]
+            ok = ok and data.get("correctness", {"ok": True})["ok"]
+            ok = ok and data.get("checkout", {}).get("correctness", {"ok": True})["ok"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report["targets"] = targets(report["backends"])
+    report["targets"] = targets(report)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print_report(report)

@@ -1,8 +1,12 @@
-"""The benchmark's data: a programme, many members, an API key, and purchase payloads.
+"""The benchmark's data: a programme, many members, an API key, and purchase payloads;
+for the checkout benchmark a second programme with 50 published rules, members with a
+points history, and 10-line carts.
 
-Everything is created through Treu's own services (``programmes.create``,
-``members.enrol``, ``api_keys.create``) inside units of work, exactly as the CLI would,
-on a database built by the Alembic migrations.
+The programmes, API keys and rules are created through Treu's own services
+(``programmes.create``, ``api_keys.create``, ``rules.create`` + ``rules.publish``) and the
+history through ``ingest_with_retry``, inside units of work, exactly as the CLI would,
+on a database built by the Alembic migrations; members are bulk-inserted (see
+``prepare``).
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -19,6 +25,8 @@ from sqlalchemy import func, insert, select
 from treu.auth.service import api_keys
 from treu.db.session import Database
 from treu.events.models import Event
+from treu.events.schemas import event_adapter
+from treu.events.service import ingest_with_retry
 from treu.kit.ids import new_card_number, new_id
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
@@ -26,6 +34,9 @@ from treu.ledger.service import ledger
 from treu.members.models import Channel, Member, MemberStatus
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
+from treu.rules.service import rules
+from treu.rules.spec import RuleSpec
+from treu.worker.jobs import activate_pending, expire_points
 
 PROGRAMME = "bench"
 ENROL_CHUNK = 2000
@@ -83,25 +94,45 @@ def prepare(db: Database, *, members_count: int, seed: int = 7) -> Fixture:
     # through the ORM), which would make the set-up longer than the measurement. The rows
     # are what ``members.enrol`` writes (a member and an empty points account), and
     # ``ledger.verify`` checks every account at the end of the run.
+    found = _insert_members(db, programme_id, members_count, email_prefix="m")
+    rng = random.Random(seed)
+    refs = [
+        json.dumps({"member_id": str(mid)} if rng.random() < 0.5 else {"card_number": card})
+        for mid, card in found
+    ]
+    return Fixture(str(programme_id), refs, token, time.perf_counter() - started)
+
+
+def _insert_members(
+    db: Database,
+    programme_id: uuid.UUID,
+    count: int,
+    *,
+    email_prefix: str,
+    profile: Callable[[int], dict[str, Any]] | None = None,
+) -> list[tuple[uuid.UUID, str]]:
+    """Insert ``count`` members with empty points accounts (the rows ``members.enrol``
+    writes); ``profile(n)`` may add or override member columns. Returns (id, card)."""
     now = utc_now()
     cards: set[str] = set()
-    while len(cards) < members_count:
+    while len(cards) < count:
         cards.add(new_card_number())
     ordered = sorted(cards)
-    for offset in range(0, members_count, ENROL_CHUNK):
+    for offset in range(0, count, ENROL_CHUNK):
         chunk = ordered[offset : offset + ENROL_CHUNK]
         rows = [
             {
                 "id": new_id(),
                 "programme_id": programme_id,
                 "status": MemberStatus.active.value,
-                "email": f"m{offset + n}@bench.example",
+                "email": f"{email_prefix}{offset + n}@bench.example",
                 "card_number": card,
                 "attributes": {},
                 "channel": Channel.other.value,
                 "enrolled_at": now,
                 "created_at": now,
                 "updated_at": now,
+                **(profile(offset + n) if profile is not None else {}),
             }
             for n, card in enumerate(chunk)
         ]
@@ -122,15 +153,14 @@ def prepare(db: Database, *, members_count: int, seed: int = 7) -> Fixture:
                 ],
             )
     with db.unit_of_work(write=False) as session:
-        found = session.execute(
-            select(Member.id, Member.card_number).where(Member.programme_id == programme_id)
-        ).all()
-    rng = random.Random(seed)
-    refs = [
-        json.dumps({"member_id": str(mid)} if rng.random() < 0.5 else {"card_number": card})
-        for mid, card in found
-    ]
-    return Fixture(str(programme_id), refs, token, time.perf_counter() - started)
+        return [
+            (mid, card)
+            for mid, card in session.execute(
+                select(Member.id, Member.card_number)
+                .where(Member.programme_id == programme_id)
+                .order_by(Member.card_number)
+            ).all()
+        ]
 
 
 class Purchases:
@@ -195,8 +225,6 @@ class Check:
 
 def check(db: Database, programme_id: str) -> Check:
     """Count stored purchases and rebuild every balance from the postings."""
-    import uuid
-
     pid = uuid.UUID(programme_id)
     with db.unit_of_work(write=False) as session:
         count = session.scalar(
@@ -208,3 +236,512 @@ def check(db: Database, programme_id: str) -> Check:
         problems = ledger.verify(session, programme_id=pid)
         took = time.perf_counter() - started
     return Check(int(count or 0), len(problems), took)
+
+
+# --- checkout evaluation -----------------------------------------------------------------
+
+CHECKOUT_PROGRAMME = "bench-checkout"
+HISTORY_BATCH = 500
+
+CHECKOUT_CATALOGUE: list[tuple[str, str, str, int, list[str]]] = [
+    *CATALOGUE,
+    ("4004", "Hafer Drink", "dairy", 199, ["vegan", "organic"]),
+    ("4005", "Butter", "dairy", 249, ["regional"]),
+    ("5003", "Croissant", "bakery", 99, ["new"]),
+    ("6004", "Avocado", "produce", 129, ["vegan"]),
+    ("6005", "Kartoffeln 2 kg", "produce", 349, ["regional", "organic"]),
+    ("7003", "Kakao", "coffee", 429, ["fairtrade", "organic"]),
+    ("7004", "Espressobohnen 1 kg", "coffee", 1899, ["fairtrade", "new"]),
+    ("8004", "Reis 1 kg", "pantry", 229, ["sale"]),
+    ("8005", "Tofu", "pantry", 279, ["vegan", "organic"]),
+    ("8006", "Honig", "pantry", 699, ["regional"]),
+    ("9004", "Orangensaft", "drinks", 249, ["sale"]),
+    ("9005", "Bier 6er", "drinks", 599, ["regional"]),
+    ("3001", "Spülmittel", "household", 189, []),
+    ("3002", "Waschmittel", "household", 1299, ["sale"]),
+    ("2001", "Pizza", "frozen", 349, ["new"]),
+    ("2002", "Erbsen", "frozen", 179, ["vegan"]),
+]
+"""The ingest catalogue plus 16 products with more categories and tags (32 in all)."""
+
+STORES = [f"berlin-0{n}" for n in range(1, 10)] + ["hamburg-01", "hamburg-02", "munich-01"]
+
+
+def checkout_rules() -> list[dict[str, Any]]:
+    """50 purchase rules: 25 with an order-level ``condition``, 25 with a
+    ``line_condition``; channel, store, time, basket, member, tag, category, price and
+    quantity checks; every effect type, a few exclusive rules, a few per-member limits
+    and one budget. On top of them the programme's base rate (1 point per EUR 1)."""
+    order: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+        ("App orders x1.5", "event.channel == 'app'", _mul("1.5"), {}),
+        (
+            "Weekend in store x2",
+            "event.weekday in [6, 7] and event.channel == 'pos'",
+            _mul("2"),
+            {},
+        ),
+        (
+            "Web order over EUR 50",
+            "event.channel == 'web' and event.total_minor >= 5000",
+            _fixed(50),
+            {"limits": [{"per": "week", "max_count": 1}]},
+        ),
+        ("Berlin anniversary", "event.store in ['berlin-01', 'berlin-02']", _pct("10"), {}),
+        ("Happy hour", "event.hour >= 18 and event.hour < 20", _mul("1.25"), {}),
+        (
+            "Early bird",
+            "event.hour < 10",
+            _fixed(10),
+            {"limits": [{"per": "day", "max_count": 1}]},
+        ),
+        (
+            "Big basket",
+            "event.total_minor >= 4000",
+            _fixed(25),
+            {"limits": [{"per": "week", "max_count": 2}]},
+        ),
+        ("Very big basket", "event.total_minor >= 10000", _pct("5"), {}),
+        ("Many items", "event.item_count >= 15", _fixed(15), {}),
+        ("Midweek boost", "event.weekday == 3", _mul("1.5"), {}),
+        (
+            "Birthday month x2",
+            "member.birthday_month",
+            _mul("2"),
+            {"limits": [{"per": "month", "max_points": 500}]},
+        ),
+        (
+            "Welcome bonus",
+            "member.known and member.days_enrolled < 30",
+            _fixed(100),
+            {"limits": [{"per": "lifetime", "max_count": 1}]},
+        ),
+        ("Loyal for a year", "member.days_enrolled >= 365", _pct("5"), {}),
+        (
+            "App in German",
+            "member.language == 'de' and event.channel == 'app'",
+            _fixed(5),
+            {},
+        ),
+        ("Hamburg stores", "startswith(event.store, 'hamburg')", _mul("1.2"), {}),
+        (
+            "Munich weekend",
+            "startswith(event.store, 'munich') and event.weekday >= 5",
+            _fixed(20),
+            {},
+        ),
+        (
+            "Large online basket",
+            "event.channel != 'pos' and event.line_count >= 8",
+            _pct("3"),
+            {},
+        ),
+        (
+            "Advent",
+            "event.date >= '2026-12-01' and event.date <= '2026-12-24'",
+            _mul("2"),
+            {},
+        ),
+        (
+            "Night owls online",
+            "event.channel == 'web' and (event.hour >= 20 or event.hour < 6)",
+            _mul("1.5"),
+            {},
+        ),
+        (
+            "Weekday half point extra",
+            "event.total_minor // 100 >= 30 and event.weekday <= 5",
+            {"type": "points_per_unit", "rate": "0.5"},
+            {},
+        ),
+        (
+            "Berlin 05 reopening",
+            "event.store == 'berlin-05'",
+            _fixed(30),
+            {"limits": [{"per": "day", "max_count": 1}]},
+        ),
+        (
+            "Staff purchase",
+            "member.attrs['staff'] == True",
+            {"type": "points_per_unit", "rate": "0.5"},
+            {"stacking": "exclusive", "priority": 1},
+        ),
+        (
+            "App launch",
+            "event.channel == 'app' and event.total_minor >= 2000",
+            _fixed(40),
+            {"budget_points": 50_000_000},
+        ),
+        (
+            "App natives",
+            "member.channel == 'app' and event.channel == 'app'",
+            _pct("10"),
+            {},
+        ),
+        (
+            "Regulars in store",
+            "member.known and event.channel == 'pos' and event.item_count >= 5",
+            _fixed(5),
+            {},
+        ),
+    ]
+    lines: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+        ("Organic x2", "'organic' in line.tags", _mul("2", lines=True), {}),
+        ("Regional 2 per EUR", "'regional' in line.tags", _ppu("2"), {}),
+        ("Fairtrade +20 %", "'fairtrade' in line.tags", _pct("20"), {}),
+        (
+            "Coffee club",
+            "line.category == 'coffee'",
+            _ppu("4"),
+            {
+                "stacking": "exclusive",
+                "priority": 20,
+                "limits": [{"per": "month", "max_points": 400}],
+            },
+        ),
+        (
+            "Clearance",
+            "'sale' in line.tags",
+            _ppu("0.5"),
+            {"stacking": "exclusive", "priority": 5},
+        ),
+        ("Dairy x1.5", "line.category == 'dairy'", _mul("1.5", lines=True), {}),
+        (
+            "Bakery mornings",
+            "line.category == 'bakery' and event.hour < 11",
+            _mul("2", lines=True),
+            {},
+        ),
+        (
+            "Fresh produce",
+            "line.category == 'produce' and line.total_minor >= 200",
+            _ppu("1"),
+            {},
+        ),
+        ("Premium items", "line.unit_price_minor >= 800", _pct("10"), {}),
+        ("Buy three", "line.quantity >= 3", _mul("1.25", lines=True), {}),
+        ("Vegan 3 per EUR", "has_any(line.tags, ['vegan', 'plant-based'])", _ppu("3"), {}),
+        ("Organic and regional", "has_all(line.tags, ['organic', 'regional'])", _pct("15"), {}),
+        ("Dairy range", "startswith(line.sku, '40')", _mul("1.1", lines=True), {}),
+        (
+            "Drinks in the app",
+            "line.category == 'drinks' and event.channel == 'app'",
+            _mul("2", lines=True),
+            {},
+        ),
+        (
+            "Pantry weekend",
+            "line.category == 'pantry' and event.weekday in [6, 7]",
+            _ppu("1.5"),
+            {},
+        ),
+        ("Household", "line.category == 'household'", _ppu("0.5"), {}),
+        ("Frozen x1.5", "line.category == 'frozen'", _mul("1.5", lines=True), {}),
+        ("Big line", "line.total_minor >= 1500", _pct("5"), {}),
+        (
+            "Cheap staples",
+            "line.unit_price_minor < 150 and line.category in ['bakery', 'pantry', 'drinks']",
+            _ppu("1"),
+            {},
+        ),
+        ("Two labels", "len(line.tags) >= 2", _mul("1.2", lines=True), {}),
+        (
+            "New products",
+            "'new' in line.tags",
+            _ppu("5"),
+            {"limits": [{"per": "week", "max_points": 100}]},
+        ),
+        ("Wine", "lower(line.name) == 'rotwein' or line.sku == '9003'", _pct("10"), {}),
+        (
+            "Regional in Berlin",
+            "'regional' in line.tags and startswith(event.store, 'berlin')",
+            _mul("1.5", lines=True),
+            {},
+        ),
+        (
+            "Birthday treats",
+            "line.category == 'bakery' and member.birthday_month",
+            _ppu("2"),
+            {},
+        ),
+        (
+            "Web specials",
+            "endswith(line.sku, '1') and event.channel == 'web'",
+            _mul("1.5", lines=True),
+            {},
+        ),
+    ]
+    specs: list[dict[str, Any]] = []
+    for n, (name, condition, effect, extra) in enumerate(order):
+        specs.append(
+            {
+                "name": name,
+                "trigger": "purchase",
+                "condition": condition,
+                "effect": effect,
+                "priority": 100 + n,
+                **extra,
+            }
+        )
+    for n, (name, condition, effect, extra) in enumerate(lines):
+        specs.append(
+            {
+                "name": name,
+                "trigger": "purchase",
+                "line_condition": condition,
+                "effect": effect,
+                "priority": 200 + n,
+                **extra,
+            }
+        )
+    return specs
+
+
+def _mul(factor: str, *, lines: bool = False) -> dict[str, Any]:
+    return {"type": "multiplier", "factor": factor, "scope": "lines" if lines else "order"}
+
+
+def _ppu(rate: str) -> dict[str, Any]:
+    return {"type": "points_per_unit", "rate": rate, "scope": "lines"}
+
+
+def _pct(percent: str) -> dict[str, Any]:
+    return {"type": "percent_bonus", "percent": percent}
+
+
+def _fixed(points: int) -> dict[str, Any]:
+    return {"type": "fixed", "points": points}
+
+
+def _line_json(sku: str, name: str, category: str, price: int, tags: list[str], qty: int) -> str:
+    return json.dumps(
+        {
+            "sku": sku,
+            "name": name,
+            "category": category,
+            "quantity": qty,
+            "unit_price_minor": price,
+            "tags": tags,
+        },
+        ensure_ascii=False,
+    )
+
+
+@dataclass
+class CheckoutFixture:
+    programme_id: str
+    member_refs: list[str]
+    """Pre-serialised member references: half ``member_id``, half ``card_number``."""
+    token: str
+    rules: int
+    history_purchases: int
+    history_members: int
+    setup_seconds: float
+
+
+def prepare_checkout(
+    db: Database, *, members_count: int, history: int, seed: int = 13
+) -> CheckoutFixture:
+    """A second programme (so that the ingest workload keeps running without rules) with
+    ``members_count`` members, the 50 rules of ``checkout_rules`` published through the
+    rules service, and ``history`` past purchases (3 per member for a random subset of
+    members, over the last 23.5 months, ingested in-process) so that balances, pending
+    points, expiries and limit counters are real. An events:write key of its own."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    now = utc_now()
+    with db.unit_of_work() as session:
+        programme = programmes.create(
+            session,
+            data=ProgrammeCreate.model_validate(
+                {
+                    "slug": CHECKOUT_PROGRAMME,
+                    "name": "Benchmark (checkout)",
+                    "currency": "EUR",
+                    "points_per_currency_unit": 1,
+                    "pending_days": 14,
+                    "expiry": {"policy": "rolling", "months": 24},
+                }
+            ),
+        )
+        programme_id = programme.id
+        _, token = api_keys.create(session, name="bench-checkout", scopes=["events:write"])
+        specs = checkout_rules()
+        for spec in specs:
+            rule = rules.create(
+                session, programme=programme, spec=RuleSpec.model_validate(spec), actor="bench"
+            )
+            rules.publish(session, rule, actor="bench")
+
+    def profile(n: int) -> dict[str, Any]:
+        # Deterministic in n, so the profile does not depend on the insertion order.
+        local = random.Random(seed * 1_000_003 + n)
+        enrolled = now - timedelta(days=local.randrange(0, 1500), minutes=local.randrange(1440))
+        return {
+            "language": "de" if local.random() < 0.7 else "en",
+            "birthday": date(1950 + local.randrange(55), local.randrange(1, 13), 1)
+            + timedelta(days=local.randrange(28)),
+            "channel": local.choice(
+                [Channel.pos.value, Channel.web.value, Channel.app.value, Channel.other.value]
+            ),
+            "attributes": {"staff": True} if local.random() < 0.01 else {},
+            "enrolled_at": enrolled,
+            "created_at": enrolled,
+        }
+
+    found = _insert_members(db, programme_id, members_count, email_prefix="c", profile=profile)
+    refs = [
+        json.dumps({"member_id": str(mid)} if rng.random() < 0.5 else {"card_number": card})
+        for mid, card in found
+    ]
+    buyers = rng.sample(found, min(len(found), max(history // 3, 1))) if history else []
+    events: list[dict[str, Any]] = []
+    for mid, _card in buyers:
+        for _ in range(3):
+            if len(events) >= history:
+                break
+            age = timedelta(seconds=rng.randrange(3600, 715 * 86400))
+            channel = rng.choice(["pos", "pos", "pos", "web", "app"])
+            events.append(
+                {
+                    "id": f"history-{len(events)}",
+                    "type": "purchase",
+                    "programme": CHECKOUT_PROGRAMME,
+                    "member": {"member_id": str(mid)},
+                    "occurred_at": (now - age).isoformat(),
+                    "channel": channel,
+                    "store": rng.choice(STORES) if channel == "pos" else "online",
+                    "currency": "EUR",
+                    "lines": [
+                        {
+                            "sku": sku,
+                            "name": name,
+                            "category": category,
+                            "quantity": rng.randint(1, 3),
+                            "unit_price_minor": price,
+                            "tags": tags,
+                        }
+                        for sku, name, category, price, tags in rng.sample(
+                            CHECKOUT_CATALOGUE, rng.randint(3, 10)
+                        )
+                    ],
+                }
+            )
+    events.sort(key=lambda e: str(e["occurred_at"]))
+    for offset in range(0, len(events), HISTORY_BATCH):
+        parsed = [event_adapter.validate_python(e) for e in events[offset : offset + HISTORY_BATCH]]
+        for outcome in ingest_with_retry(db, parsed, now=now):
+            if outcome.error is not None:
+                raise RuntimeError(f"history purchase refused: {outcome.error.detail}")
+    activate_pending(db, now=now)
+    expire_points(db, now=now)
+    return CheckoutFixture(
+        programme_id=str(programme_id),
+        member_refs=refs,
+        token=token,
+        rules=len(specs),
+        history_purchases=len(events),
+        history_members=len(buyers),
+        setup_seconds=time.perf_counter() - started,
+    )
+
+
+class Carts:
+    """10-line carts for ``POST /v1/checkout/evaluate``: a random member of the fixture
+    (or, for ``anonymous`` of them, none), channel pos/web/app, a store, ``occurred_at``
+    = now, lines drawn without repetition from ``CHECKOUT_CATALOGUE``."""
+
+    def __init__(
+        self,
+        fixture: CheckoutFixture,
+        *,
+        lines: int = 10,
+        anonymous: float = 0.1,
+        seed: int = 17,
+    ) -> None:
+        self.refs = fixture.member_refs
+        self.count = lines
+        self.anonymous = anonymous
+        self.rng = random.Random(seed)
+        self.lines = [
+            [_line_json(sku, name, cat, price, tags, qty) for qty in (1, 1, 2, 3, 4)]
+            for sku, name, cat, price, tags in CHECKOUT_CATALOGUE
+        ]
+
+    def body(self) -> bytes:
+        rng = self.rng
+        picks = rng.sample(self.lines, self.count)
+        lines = ",".join(p[rng.randrange(5)] for p in picks)
+        roll = rng.random()
+        channel = "pos" if roll < 0.6 else "web" if roll < 0.85 else "app"
+        store = rng.choice(STORES) if channel == "pos" else "online"
+        member = "" if rng.random() < self.anonymous else f'"member":{rng.choice(self.refs)},'
+        lang = "de" if rng.random() < 0.7 else "en"
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return (
+            f'{{"programme":"{CHECKOUT_PROGRAMME}",{member}"channel":"{channel}",'
+            f'"store":"{store}","currency":"EUR","occurred_at":"{now}","lines":[{lines}],'
+            f'"lang":"{lang}"}}'
+        ).encode()
+
+
+def checkout_answered(status: int, _body: bytes) -> int:
+    return 1 if status == 200 else 0
+
+
+@dataclass
+class CheckoutCheck:
+    carts: int
+    identical: int
+    totals_consistent: int
+    mismatches: list[dict[str, Any]]
+
+
+def cross_check_checkout(
+    db: Database, *, port: int, token: str, bodies: list[bytes]
+) -> CheckoutCheck:
+    """Send each cart to the running server and evaluate the same cart in-process with
+    ``checkout.evaluate``: the answers must be identical (``occurred_at`` is in the cart,
+    and checkouts change nothing, so nothing else can differ). Also checks that
+    ``points.total`` is the sum of the per-rule points (and of the per-line points when
+    no order-level rule applied)."""
+    import http.client
+
+    from treu.events.checkout import CartIn, checkout
+
+    result = CheckoutCheck(len(bodies), 0, 0, [])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for body in bodies:
+            conn.request(
+                "POST",
+                "/v1/checkout/evaluate",
+                body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            raw = response.read()
+            if response.status != 200:
+                result.mismatches.append({"status": response.status, "body": raw.decode()[:500]})
+                continue
+            remote = json.loads(raw)
+            with db.unit_of_work(write=False) as session:
+                local = json.loads(
+                    json.dumps(checkout.evaluate(session, CartIn.model_validate_json(body)))
+                )
+            if remote == local:
+                result.identical += 1
+            else:
+                result.mismatches.append(
+                    {"cart": body.decode()[:300], "http": remote, "local": local}
+                )
+            total = remote["points"]["total"]
+            if (
+                total == sum(r["points"] for r in remote["rules"])
+                and sum(line["points"] for line in remote["lines"]) <= total
+            ):
+                result.totals_consistent += 1
+            else:
+                result.mismatches.append({"inconsistent_totals": remote})
+    finally:
+        conn.close()
+    return result
