@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
@@ -88,6 +88,8 @@ class _Cached:
     refs: tuple[RuleRef, ...]
     budgeted: frozenset[str]
     limited: dict[str, RuleSpec]
+    stamp: tuple[Any, ...] = ()
+    """What the rule set was built from (rule ids and versions, programme settings)."""
 
 
 class RuleService:
@@ -222,21 +224,51 @@ class RuleService:
             self._cache.pop(programme_id, None)
 
     def active(self, session: Session, programme: Programme) -> _Cached:
-        """The programme's published, active rules compiled (cached)."""
+        """The programme's published, active rules compiled (cached).
+
+        After ``CACHE_SECONDS`` one light query checks which rule versions are active;
+        the rule set is compiled again only when they (or the programme's earning
+        settings) changed, so a busy checkout never stalls on a recompilation."""
         now = time.monotonic()
         cached = self._cache.get(programme.id)
         if cached is not None and cached.expires > now:
             return cached
-        rows = session.execute(
-            select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.spec)
-            .join(Rule, (Rule.id == RuleVersion.rule_id) & (Rule.version == RuleVersion.version))
-            .where(Rule.programme_id == programme.id, Rule.status == RuleStatus.active.value)
-        ).all()
+        versions = tuple(
+            session.execute(
+                select(Rule.id, Rule.version)
+                .where(Rule.programme_id == programme.id, Rule.status == RuleStatus.active.value)
+                .order_by(Rule.id)
+            ).all()
+        )
+        stamp = (
+            versions,
+            programme.points_per_currency_unit,
+            programme.rounding,
+            programme.rounding_scope,
+            programme.multiplier_stacking,
+            programme.currency,
+            programme.timezone,
+        )
+        if cached is not None and cached.stamp == stamp:
+            cached.expires = now + CACHE_SECONDS
+            return cached
+        rows = (
+            session.execute(
+                select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.spec).where(
+                    tuple_(RuleVersion.rule_id, RuleVersion.version).in_(
+                        [(rule_id, version) for rule_id, version in versions]
+                    )
+                )
+            ).all()
+            if versions
+            else []
+        )
         inputs = [
             CompiledRuleInput(str(rule_id), version, RuleSpec.model_validate(spec))
             for rule_id, version, spec in rows
         ]
         built = self._compile(programme, inputs)
+        built.stamp = stamp
         with self._lock:
             self._cache[programme.id] = built
         return built
