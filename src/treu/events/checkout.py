@@ -18,8 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy.orm import Session
 
 from treu.events.schemas import LineIn
-from treu.events.service import line_views, member_view, purchase_view
+from treu.events.service import award_details, line_views, member_view, purchase_view
 from treu.kit.time import CLOCK_SKEW, utc_now
+from treu.ledger.explain import render
 from treu.ledger.service import ledger
 from treu.members.errors import MemberNotFound
 from treu.members.models import Channel, MemberStatus
@@ -27,7 +28,7 @@ from treu.members.schemas import MemberRef
 from treu.members.service import MemberKey, members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
-from treu.rules.engine import Evaluation, MemberView
+from treu.rules.engine import Award, Evaluation, MemberView
 from treu.rules.service import Usage, rules
 
 EXPIRY_HINT_DAYS = 60
@@ -246,25 +247,9 @@ class CheckoutService:
             )
         return member
 
-    def _explain(self, award: Any, programme: Programme, lang: str) -> str:
-        if award.rule_id == "base":
-            from treu.ledger.explain import render
-
-            return render(
-                {
-                    "template": "earn.base",
-                    "params": {
-                        "rate": str(programme.points_per_currency_unit),
-                        "points_name": programme.points_name,
-                        "amount_minor": award.amount_minor,
-                        "currency": award.currency,
-                        "points": award.points,
-                    },
-                },
-                lang,
-            )
-        text: str = award.explanation(lang)
-        return text
+    def _explain(self, award: Award, programme: Programme, lang: str) -> str:
+        """The text the ledger will show for this award."""
+        return render(award_details(award, programme), lang)
 
     def _last_day(self, expires_at: datetime, timezone: str) -> date:
         """The last day the points can be used: a lot expiring at local midnight (the end

@@ -58,6 +58,7 @@ from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
 from treu.rules.engine import (
+    Award,
     Evaluation,
     EventView,
     LineView,
@@ -114,6 +115,24 @@ class _Earning:
     now: datetime = field(default_factory=utc_now)
     badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
     badge_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def award_details(award: Award, programme: Programme) -> dict[str, Any]:
+    """What a posting stores to explain an award. The base rate keeps the foundation's
+    template, which names the programme's own points ("1 Treuepunkt pro 1 € …")."""
+    if award.rule_id != BASE_ID:
+        return award.details()
+    return {
+        "template": "earn.base",
+        "rule": {"id": BASE_ID, "version": 1},
+        "params": {
+            "rate": str(programme.points_per_currency_unit),
+            "points_name": programme.points_name,
+            "amount_minor": award.amount_minor,
+            "currency": award.currency,
+            "points": award.points,
+        },
+    }
 
 
 def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
@@ -610,17 +629,7 @@ class EventService:
             if award.points <= 0:
                 continue
             if award.rule_id == BASE_ID:
-                details: dict[str, Any] = {
-                    "template": "earn.base",
-                    "rule": {"id": BASE_ID, "version": 1},
-                    "params": {
-                        "rate": str(programme.points_per_currency_unit),
-                        "points_name": programme.points_name,
-                        "amount_minor": award.amount_minor,
-                        "currency": award.currency,
-                        "points": award.points,
-                    },
-                }
+                details = award_details(award, programme)
                 rule_id, version = None, None
             else:
                 details = award.details()
