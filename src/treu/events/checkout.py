@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
-from treu.events.schemas import LineIn
+from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.service import award_details, line_views, member_view, purchase_view
 from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.explain import render
@@ -46,23 +46,7 @@ class CartIn(BaseModel):
                     "channel": "pos",
                     "store": "berlin-01",
                     "currency": "EUR",
-                    "lines": [
-                        {
-                            "sku": "4001",
-                            "name": "Bio Vollmilch",
-                            "category": "dairy",
-                            "quantity": 2,
-                            "unit_price_minor": 129,
-                            "tags": ["organic"],
-                        },
-                        {
-                            "sku": "7002",
-                            "name": "Kaffee",
-                            "category": "coffee",
-                            "quantity": 1,
-                            "unit_price_minor": 899,
-                        },
-                    ],
+                    "lines": EXAMPLE_LINES,
                     "lang": "de",
                 }
             ]

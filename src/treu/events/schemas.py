@@ -8,6 +8,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     Tag,
     TypeAdapter,
     field_validator,
@@ -24,6 +25,27 @@ EventKey = Annotated[
         description="Your idempotency key: the same id is only ever processed once",
     ),
 ]
+
+
+EXAMPLE_LINES: list[JsonValue] = [
+    {
+        "sku": "4001",
+        "name": "Bio Vollmilch",
+        "category": "dairy",
+        "quantity": 2,
+        "unit_price_minor": 129,
+        "tags": ["organic"],
+    },
+    {
+        "sku": "7002",
+        "name": "Kaffee",
+        "category": "coffee",
+        "quantity": 1,
+        "unit_price_minor": 899,
+        "tags": [],
+    },
+]
+"""The contract example's cart (docs/api.md), shared by the OpenAPI examples."""
 
 
 class LineIn(BaseModel):
@@ -53,24 +75,7 @@ class PurchaseEvent(BaseModel):
                     "channel": "pos",
                     "store": "berlin-01",
                     "currency": "EUR",
-                    "lines": [
-                        {
-                            "sku": "4001",
-                            "name": "Bio Vollmilch",
-                            "category": "dairy",
-                            "quantity": 2,
-                            "unit_price_minor": 129,
-                            "tags": ["organic"],
-                        },
-                        {
-                            "sku": "7002",
-                            "name": "Kaffee",
-                            "category": "coffee",
-                            "quantity": 1,
-                            "unit_price_minor": 899,
-                            "tags": [],
-                        },
-                    ],
+                    "lines": EXAMPLE_LINES,
                 }
             ]
         },
