@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import Uuid, bindparam, insert, select, update
@@ -48,7 +47,7 @@ from treu.events.models import Event, PurchaseLine
 from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
-from treu.kit.time import CLOCK_SKEW, utc_now
+from treu.kit.time import CLOCK_SKEW, local_date, utc_now
 from treu.ledger.service import AccountState, LedgerWriter, ledger
 from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
@@ -152,10 +151,6 @@ def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
         if award.limited_by
     ]
     return stopped + capped
-
-
-def _local_date(at: datetime, timezone: str) -> date:
-    return at.astimezone(ZoneInfo(timezone)).date()
 
 
 def member_view(member: MemberKey, programme: Programme, at: datetime) -> MemberView:
@@ -597,7 +592,7 @@ class EventService:
                 )
             member = resolved.get(i)
             if member is not None:
-                local = _local_date(event.occurred_at, programme.timezone)
+                local = local_date(event.occurred_at, programme.timezone)
                 dates[programme.id].append((member.id, local))
         for programme_id, context in earning.items():
             if context.usage.specs:
@@ -618,14 +613,10 @@ class EventService:
         """One ``earn`` posting per rule that gave points, and the limit counters."""
         programme = context.programme
         postings: list[dict[str, Any]] = []
+        day = local_date(earned_at, programme.timezone)
         for award in evaluation.awards:
             if award.rule_id != BASE_ID:
-                context.usage.record(
-                    account.member_id,
-                    _local_date(earned_at, programme.timezone),
-                    award.rule_id,
-                    award.points,
-                )
+                context.usage.record(account.member_id, day, award.rule_id, award.points)
             if award.points <= 0:
                 continue
             if award.rule_id == BASE_ID:

@@ -70,23 +70,10 @@ def base_input(rate: Decimal, rounding: str) -> CompiledRuleInput | None:
     return CompiledRuleInput(BASE_ID, 1, base_spec(rate, rounding))
 
 
-@dataclass(frozen=True)
-class RuleRef:
-    """A rule id + version as recorded on a purchase (``base`` carries its rate)."""
-
-    id: str
-    version: int
-
-    def as_json(self) -> list[Any]:
-        return [self.id, self.version]
-
-
 @dataclass
 class _Cached:
     expires: float
     rule_set: RuleSet
-    refs: tuple[RuleRef, ...]
-    budgeted: frozenset[str]
     limited: dict[str, RuleSpec]
     stamp: tuple[Any, ...] = ()
     """What the rule set was built from (rule ids and versions, programme settings)."""
@@ -303,15 +290,9 @@ class RuleService:
             rounding_scope=programme.rounding_scope,
             timezone=programme.timezone,
         )
-        refs = tuple(
-            RuleRef(i.rule_id, i.version)
-            for i in sorted(everything, key=lambda i: (i.spec.priority, i.rule_id))
-        )
         return _Cached(
             expires=time.monotonic() + CACHE_SECONDS,
             rule_set=rule_set,
-            refs=refs,
-            budgeted=frozenset(i.rule_id for i in inputs if i.spec.budget_points is not None),
             limited={
                 i.rule_id: i.spec
                 for i in inputs
