@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
+from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.service import award_details, line_views, member_view, purchase_view
 from treu.kit.time import CLOCK_SKEW, utc_now
@@ -26,6 +27,7 @@ from treu.members.errors import MemberNotFound
 from treu.members.models import Channel, MemberStatus
 from treu.members.schemas import MemberRef
 from treu.members.service import MemberKey, members
+from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.engine import Award, Evaluation, MemberView
@@ -78,18 +80,13 @@ class CheckoutService:
         at = cart.occurred_at or now
         programme = programmes.cached_by_slug(session, {cart.programme}).get(cart.programme)
         if programme is None:
-            programmes.get(session, cart.programme)  # raises the usual not-found error
-            raise AssertionError("unreachable")
+            raise ProgrammeNotFound(f"no programme {cart.programme!r}")
         if cart.currency != programme.currency:
-            from treu.events.errors import CurrencyMismatch
-
             raise CurrencyMismatch(
                 f"programme {programme.slug!r} runs in {programme.currency}, "
                 f"the cart is in {cart.currency}"
             )
         if at > now + CLOCK_SKEW:
-            from treu.events.errors import EventInFuture
-
             raise EventInFuture("occurred_at lies in the future")
         member = self._member(session, programme, cart.member)
         active = rules.active(session, programme)
