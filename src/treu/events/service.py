@@ -62,6 +62,7 @@ from treu.rules.engine import (
     EventView,
     LineView,
     MemberView,
+    RuleSet,
     reason_text,
 )
 from treu.rules.models import MemberBadge
@@ -109,7 +110,7 @@ class _Earning:
     """A programme's compiled rules and the limit counters of this unit of work."""
 
     programme: Programme
-    rule_set: Any
+    rule_set: RuleSet
     usage: Usage
     now: datetime = field(default_factory=utc_now)
     badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
