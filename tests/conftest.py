@@ -122,15 +122,24 @@ class DatabaseFactory:
         return _create_pg(self.server, name, self.template)
 
     def new(self, name: str) -> Database:
-        db = Database(self.url(name), pool_size=20, max_overflow=40)
+        # At most 40 connections per database: two xdist workers, each with its shared
+        # database and one busy ``fresh_db`` or concurrency test, stay under the default
+        # ``max_connections = 100`` of a stock PostgreSQL. Threads beyond that wait for
+        # a pooled connection, which keeps the contention the concurrency tests want.
+        db = Database(self.url(name), pool_size=10, max_overflow=30)
         self.created.append((name, db))
         return db
 
+    def release(self, name: str, db: Database) -> None:
+        """Close a database's connections and drop it now, not at the end of the run."""
+        self.created.remove((name, db))
+        db.dispose()
+        if self.backend == "postgresql" and self.server:
+            _drop_pg(self.server, name)
+
     def close(self) -> None:
-        for name, db in self.created:
-            db.dispose()
-            if self.backend == "postgresql" and self.server:
-                _drop_pg(self.server, name)
+        for name, db in list(self.created):
+            self.release(name, db)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -167,9 +176,13 @@ def db(shared_db: Database) -> Database:
 
 
 @pytest.fixture
-def fresh_db(db_factory: DatabaseFactory, run_id: str) -> Database:
-    """An empty, migrated database of its own (for tests that look at whole tables)."""
-    return db_factory.new(f"treu_fresh_{uuid.uuid4().hex[:10]}_{run_id}"[:63])
+def fresh_db(db_factory: DatabaseFactory, run_id: str) -> Iterator[Database]:
+    """An empty, migrated database of its own (for tests that look at whole tables),
+    dropped when the test ends so idle pooled connections do not pile up."""
+    name = f"treu_fresh_{uuid.uuid4().hex[:10]}_{run_id}"[:63]
+    db = db_factory.new(name)
+    yield db
+    db_factory.release(name, db)
 
 
 @pytest.fixture(scope="session")

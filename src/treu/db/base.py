@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,28 +103,40 @@ def table_of(model: type[Base]) -> Table:
     return table
 
 
-@dataclass(frozen=True)
 class Lookup:
     """A hot-path SELECT built once, in two forms: ``column = :key`` for one value and
     ``column IN (:keys)`` for many.
 
     Measured here: building a select and expanding an IN list on every call cost ~8x
-    executing a prebuilt statement (≈360 µs vs ≈40 µs on SQLite)."""
+    executing a prebuilt statement (≈360 µs vs ≈40 µs on SQLite).
 
-    one: Any
-    many: Any
+    The statements are built on first use, not at import: a foreign-key column takes its
+    type from the column it references, which is unknown (``NullType``) until the
+    referenced model is imported, and an untyped ``IN`` list of UUIDs fails on SQLite."""
+
+    def __init__(self, build: Callable[[ColumnElement[bool]], Any], column: Any) -> None:
+        self._build = build
+        self._column = column
+        self._built: tuple[Any, Any] | None = None
+
+    def _statements(self) -> tuple[Any, Any]:
+        if self._built is None:
+            column = self._column
+            self._built = (
+                self._build(column == bindparam("key", type_=column.type)),
+                self._build(column.in_(bindparam("keys", expanding=True, type_=column.type))),
+            )
+        return self._built
 
     def bind(self, values: list[Any], **params: Any) -> tuple[Any, dict[str, Any]]:
+        one, many = self._built or self._statements()
         if len(values) == 1:
-            return self.one, {"key": values[0], **params}
-        return self.many, {"keys": values, **params}
+            return one, {"key": values[0], **params}
+        return many, {"keys": values, **params}
 
 
 def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:
-    return Lookup(
-        one=build(column == bindparam("key", type_=column.type)),
-        many=build(column.in_(bindparam("keys", expanding=True))),
-    )
+    return Lookup(build, column)
 
 
 COPY_THRESHOLD = 32
