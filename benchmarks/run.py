@@ -16,6 +16,13 @@ Three parts (``--only`` picks some):
   10-line carts at 300 req/s (open loop) and at saturation (closed loop); every answer
   must be 200, and sample carts answered over HTTP must equal ``checkout.evaluate`` of the
   same cart in-process.
+* ``redeem``, for each backend, against the same server: a third programme whose members
+  hold plenty of points; ``POST /v1/members/{id}/redemptions`` at saturation (closed
+  loop), half of the requests for one hot reward with a limited stock (all of them queue
+  on its row) and half for an unlimited one; then a flash sale: every request for one
+  reward with a small stock. The run checks that the stock consumed equals the
+  redemptions answered 201 and stored, that no balance is negative and that the ledger
+  verifies.
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -57,12 +64,18 @@ from benchmarks.workload import (
     Carts,
     CheckoutFixture,
     Purchases,
+    RedeemClient,
+    RedeemFixture,
+    RedeemTally,
+    Redemptions,
     batch_accepted,
     check,
+    check_redeem,
     checkout_answered,
     cross_check_checkout,
     prepare,
     prepare_checkout,
+    prepare_redeem,
 )
 from treu import __version__
 from treu.db.session import Database
@@ -71,7 +84,7 @@ from treu.migrations import upgrade
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 BENCH_DATABASE = "treu_bench"
-PARTS = ("rules_eval", "ingest", "checkout")
+PARTS = ("rules_eval", "ingest", "checkout", "redeem")
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -93,6 +106,14 @@ TARGETS = [
         "ms",
         15,
         False,
+    ),
+    (
+        "redeem_per_s",
+        "postgresql",
+        "redemptions at saturation, one hot reward, zero oversell",
+        "redemptions/s",
+        300,
+        True,
     ),
     (
         "rules_eval_carts_per_s",
@@ -136,6 +157,13 @@ class Params:
     checkout_warmup: float = 3.0
     checkout_history: int = 3000
     checkout_check_carts: int = 20
+    redeem_concurrency: list[int] = field(default_factory=lambda: [4, 16])
+    redeem_seconds: float = 20.0
+    redeem_hot_share: float = 0.5
+    redeem_hot_stock: int = 1_000_000
+    redeem_flash_stock: int = 500
+    redeem_flash_concurrency: int = 32
+    redeem_flash_seconds: float = 5.0
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -342,6 +370,28 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
             f"{checkout_fixture.setup_seconds:.1f} s"
         )
 
+    redeem_fixture = None
+    if "redeem" in params.only:
+        redeem_fixture = prepare_redeem(
+            db,
+            members_count=params.members,
+            hot_stock=params.redeem_hot_stock,
+            flash_stock=params.redeem_flash_stock,
+        )
+        out["redeem"] = {
+            "setup": {
+                "members": params.members,
+                "hot_stock": params.redeem_hot_stock,
+                "flash_stock": params.redeem_flash_stock,
+                "setup_seconds": round(redeem_fixture.setup_seconds, 2),
+            }
+        }
+        console.print(
+            f"redemption programme: {params.members:,} members with points, a hot reward "
+            f"({params.redeem_hot_stock:,} units), an unlimited one, a flash sale "
+            f"({params.redeem_flash_stock:,} units), in {redeem_fixture.setup_seconds:.1f} s"
+        )
+
     dbname = make_url(url).database if backend == "postgresql" else None
     if ingest:
         # Raw baselines (before the server starts, so nothing else competes).
@@ -367,6 +417,10 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
         if checkout_fixture is not None:
             out["checkout"].update(
                 checkout_phases(server, dbname, checkout_fixture, params, db=db, port=port)
+            )
+        if redeem_fixture is not None:
+            out["redeem"].update(
+                redeem_phases(server, dbname, redeem_fixture, params, db=db, port=port)
             )
     finally:
         server.stop()
@@ -664,6 +718,133 @@ def checkout_phases(
     return out
 
 
+def redeem_phases(
+    server: Server,
+    dbname: str | None,
+    fixture: RedeemFixture,
+    params: Params,
+    *,
+    db: Database,
+    port: int,
+) -> dict[str, Any]:
+    """Redemptions: warm-up, saturation at each concurrency (half the requests for the
+    hot reward), the flash sale, then the check against the database. Its own tallies:
+    a redemption is not a purchase."""
+    out: dict[str, Any] = {}
+    tally = Tally()
+    per_reward = RedeemTally()
+    client = RedeemClient("127.0.0.1", port, fixture.token)
+    run_id = f"{int(time.time())}"
+    mixed = Redemptions(fixture, run_id=f"{run_id}-mix", hot=params.redeem_hot_share)
+    phases = Phases(server, dbname, tally, params)
+
+    def closed(make: Redemptions, concurrency: int, seconds: float, warmup: float) -> Any:
+        return loadgen.closed_loop(
+            client,
+            "/v1/members/redemptions",
+            make.body,
+            concurrency=concurrency,
+            warmup=warmup,
+            duration=seconds,
+            accepted=per_reward.accepted,
+            want_body=True,
+        )
+
+    tally.add(loadgen.run(closed(mixed, 4, params.checkout_warmup, 0)))
+
+    out["saturation"] = []
+    for concurrency in params.redeem_concurrency:
+        sat, use, attempts = phases.run(
+            lambda c=concurrency: closed(  # type: ignore[misc]
+                mixed, c, params.redeem_seconds, params.saturation_warmup
+            )
+        )
+        item = {
+            "concurrency": concurrency,
+            "hot_share": params.redeem_hot_share,
+            **describe(sat, use, unit="redemption"),
+            "attempts": attempts,
+        }
+        item["redemptions_per_s"] = item.pop("events_per_s")
+        out["saturation"].append(item)
+        console.print(
+            f"redemptions, {concurrency} connections: {item['redemptions_per_s']:,.0f}/s, "
+            f"p50 {item['latency_ms']['p50']} ms, p99 {item['latency_ms']['p99']} ms, "
+            f"server {item['cpu']['server_cores']} cores, "
+            f"database {item['cpu']['database_cores']}, other {item['cpu']['other_cores']}"
+        )
+    if out["saturation"]:
+        out["saturation_best"] = max(out["saturation"], key=lambda x: x["redemptions_per_s"])
+
+    # The flash sale: everybody at once for a few units; exactly that many succeed.
+    flash = Redemptions(fixture, run_id=f"{run_id}-flash", only=fixture.flash_reward)
+    result = loadgen.run(
+        closed(flash, params.redeem_flash_concurrency, params.redeem_flash_seconds, 0)
+    )
+    tally.add(result)
+    out["flash_sale"] = {
+        "concurrency": params.redeem_flash_concurrency,
+        "stock": params.redeem_flash_stock,
+        "requests": result.requests,
+        "answered_201": per_reward.by_reward.get(fixture.flash_reward, 0),
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "latency_ms": {"p50": ms(result.percentile(50)), "p99": ms(result.percentile(99))},
+    }
+
+    found = check_redeem(db, fixture)
+    answered = {reward: per_reward.by_reward.get(reward, 0) for reward in fixture.stock}
+    unexpected = {
+        status: n
+        for status, n in tally.statuses.items()
+        if status not in ("201", "409")  # 409: out_of_stock
+    }
+    correct = (
+        sum(found.redemptions_in_db.values()) == tally.accepted
+        and all(found.stock_consumed[r] == found.redemptions_in_db.get(r, 0) for r in answered)
+        and all(found.stock_consumed[r] == answered[r] for r in answered)
+        and found.stock_left.get(fixture.flash_reward) == 0
+        and found.negative_balances == 0
+        and found.discrepancies == 0
+        and tally.server_errors == 0
+        and tally.client_errors == 0
+        and not unexpected
+    )
+    out["correctness"] = {
+        "answered_201": tally.accepted,
+        "redemptions_in_db": sum(found.redemptions_in_db.values()),
+        "statuses": tally.statuses,
+        "limited_rewards": {
+            ("hot" if r == fixture.hot_reward else "flash"): {
+                "stock": fixture.stock[r],
+                "stock_left": found.stock_left[r],
+                "stock_consumed": found.stock_consumed[r],
+                "redemptions_in_db": found.redemptions_in_db.get(r, 0),
+                "answered_201": answered[r],
+                "oversold": found.stock_consumed[r] - answered[r],
+            }
+            for r in answered
+        },
+        "negative_balances": found.negative_balances,
+        "ledger_verify_discrepancies": found.discrepancies,
+        "ledger_verify_seconds": round(found.verify_seconds, 2),
+        "server_errors": tally.server_errors,
+        "client_errors": tally.client_errors,
+        "ok": correct,
+    }
+    if correct:
+        flash_left = out["correctness"]["limited_rewards"]["flash"]
+        console.print(
+            f"[green]redemptions correct:[/] {tally.accepted:,} answered 201 = stored; stock "
+            f"consumed = redemptions for every limited reward (flash sale: "
+            f"{flash_left['answered_201']} of {flash_left['stock']}), no negative balance, "
+            "ledger verify found nothing"
+        )
+    else:
+        console.print(f"[bold red]redemption correctness check failed:[/] {out['correctness']}")
+        console.print(server.log_tail())
+    return out
+
+
 def run_rules_eval(params: Params) -> dict[str, Any]:
     """``benchmarks.rules_eval`` in this process, with the machine's other load."""
     from benchmarks import rules_eval
@@ -705,6 +886,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "batch_events_per_s": data.get("batch", {}).get("events_per_s"),
                 "checkout_p99_ms": checkout.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
                 "rules_eval_carts_per_s": data.get("carts_per_s"),
+                "redeem_per_s": data.get("redeem", {})
+                .get("saturation_best", {})
+                .get("redemptions_per_s"),
             }[key]
         met = (
             None
@@ -838,6 +1022,39 @@ def print_checkout(report: dict[str, Any]) -> None:
     console.print(table)
 
 
+def print_redeem(report: dict[str, Any]) -> None:
+    def best(d: dict[str, Any]) -> dict[str, Any]:
+        return dict(d["redeem"].get("saturation_best") or {})
+
+    def limited(d: dict[str, Any], which: str) -> str:
+        x = d["redeem"]["correctness"]["limited_rewards"][which]
+        return f"{x['stock_consumed']:,} / {x['answered_201']:,}"
+
+    table = _table("Redemptions, one hot reward, HTTP API, 2 workers", report)
+    _fill(
+        table,
+        report,
+        [
+            (
+                "saturation redemptions/s (connections)",
+                lambda d: f"{best(d)['redemptions_per_s']:,.0f} ({best(d)['concurrency']})",
+            ),
+            ("p50 / p99 ms at saturation", lambda d: _lat(d["redeem"], "saturation_best")),
+            ("hot reward: stock consumed / 201s", lambda d: limited(d, "hot")),
+            ("flash sale: stock consumed / 201s", lambda d: limited(d, "flash")),
+            (
+                "negative balances",
+                lambda d: str(d["redeem"]["correctness"]["negative_balances"]),
+            ),
+            (
+                "correct",
+                lambda d: "[green]yes[/]" if d["redeem"]["correctness"]["ok"] else "[red]NO[/]",
+            ),
+        ],
+    )
+    console.print(table)
+
+
 def print_report(report: dict[str, Any]) -> None:
     """Metrics down, backends across: fits an 80-column terminal."""
     backends = {k: v for k, v in report["backends"].items() if not v.get("skipped")}
@@ -847,6 +1064,8 @@ def print_report(report: dict[str, Any]) -> None:
         rules_eval.report(report["rules_eval"], console)
     if any("checkout" in d for d in backends.values()):
         print_checkout(report)
+    if any("redeem" in d for d in backends.values()):
+        print_redeem(report)
     if any("saturation_best" in d for d in backends.values()):
         print_ingest(report)
     print_targets(report)
@@ -982,6 +1201,18 @@ def parse_args(argv: list[str] | None) -> Params:
         default=3000,
         help="past purchases ingested for the checkout members during set-up",
     )
+    parser.add_argument(
+        "--redeem-concurrency",
+        default="4,16",
+        help="redemption saturation connections, comma-separated",
+    )
+    parser.add_argument("--redeem-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--redeem-hot-stock", type=int, default=1_000_000, help="units of the hot reward"
+    )
+    parser.add_argument(
+        "--redeem-flash-stock", type=int, default=500, help="units of the flash-sale reward"
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
     args = parser.parse_args(argv)
     params = Params(
@@ -1010,6 +1241,10 @@ def parse_args(argv: list[str] | None) -> Params:
         checkout_concurrency=[int(c) for c in args.checkout_concurrency.split(",") if c.strip()],
         checkout_seconds=args.checkout_seconds,
         checkout_history=args.checkout_history,
+        redeem_concurrency=[int(c) for c in args.redeem_concurrency.split(",") if c.strip()],
+        redeem_seconds=args.redeem_seconds,
+        redeem_hot_stock=args.redeem_hot_stock,
+        redeem_flash_stock=args.redeem_flash_stock,
     )
     if args.quick:
         params.members = min(params.members, 1000)
@@ -1025,6 +1260,9 @@ def parse_args(argv: list[str] | None) -> Params:
         params.checkout_seconds = 5
         params.checkout_warmup = 1
         params.checkout_history = min(params.checkout_history, 600)
+        params.redeem_concurrency = params.redeem_concurrency[-1:]
+        params.redeem_seconds = 5
+        params.redeem_flash_seconds = 3
     unknown = set(params.backends) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -1057,7 +1295,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:
-        for backend in params.backends if {"ingest", "checkout"} & set(params.only) else []:
+        for backend in (
+            params.backends if {"ingest", "checkout", "redeem"} & set(params.only) else []
+        ):
             if backend == "sqlite":
                 url = f"sqlite:///{workdir / 'bench.db'}"
             else:
@@ -1075,6 +1315,7 @@ def main(argv: list[str] | None = None) -> int:
             report["backends"][backend] = data
             ok = ok and data.get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("checkout", {}).get("correctness", {"ok": True})["ok"]
+            ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["targets"] = targets(report)

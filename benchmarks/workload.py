@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from benchmarks import loadgen
 from treu.auth.service import api_keys
 from treu.db.session import Database
 from treu.events.models import Event
@@ -32,6 +33,7 @@ from treu.kit.time import utc_now
 from treu.ledger.models import Account
 from treu.ledger.service import ledger
 from treu.members.models import Channel, Member, MemberStatus
+from treu.programmes.models import Programme
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
 from treu.rules.service import rules
@@ -745,3 +747,224 @@ def cross_check_checkout(
     finally:
         conn.close()
     return result
+
+
+# --- redemptions -------------------------------------------------------------------------
+
+REDEEM_PROGRAMME = "bench-redeem"
+REDEEM_POINTS = 10_000_000
+"""Every member's points: enough never to run out, so refusals are about stock only."""
+REDEEM_COST = 10
+
+
+@dataclass
+class RedeemFixture:
+    programme_id: str
+    member_ids: list[str]
+    token: str
+    hot_reward: str
+    """A limited reward every other request asks for: all of them queue on its row."""
+    open_reward: str
+    """An unlimited reward: no shared row, no contention."""
+    flash_reward: str
+    """A small stock for the sell-out phase."""
+    stock: dict[str, int]
+    """Initial stock per reward id (None: unlimited)."""
+    setup_seconds: float
+
+
+def prepare_redeem(
+    db: Database, *, members_count: int, hot_stock: int, flash_stock: int
+) -> RedeemFixture:
+    """A third programme with ``members_count`` members holding plenty of points (one
+    lot each, written by the ledger writer in bulk), three rewards — the hot one with
+    ``hot_stock`` units, an unlimited one, a flash sale of ``flash_stock`` — created
+    through the catalogue service, and a members:write key."""
+    from treu.rewards.schemas import RewardIn
+    from treu.rewards.service import catalogue
+
+    started = time.perf_counter()
+    with db.unit_of_work() as session:
+        programme = programmes.create(
+            session,
+            data=ProgrammeCreate.model_validate(
+                {
+                    "slug": REDEEM_PROGRAMME,
+                    "name": "Benchmark (redemptions)",
+                    "currency": "EUR",
+                    "points_per_currency_unit": 1,
+                    "pending_days": 0,
+                    "expiry": {"policy": "rolling", "months": 24},
+                }
+            ),
+        )
+        programme_id = programme.id
+        _, token = api_keys.create(session, name="bench-redeem", scopes=["members:write"])
+        rewards: dict[str, str] = {}
+        stock: dict[str, int] = {}
+        for code, spec in {
+            "hot": {"type": "percent_discount", "percent_bp": 1000, "stock": hot_stock},
+            "open": {"type": "amount_discount", "value_minor": 500},
+            "flash": {"type": "free_product", "sku": "7002", "stock": flash_stock},
+        }.items():
+            reward = catalogue.create(
+                session,
+                programme=programme,
+                data=RewardIn.model_validate(
+                    {
+                        "code": code,
+                        "name": {"de": code, "en": code},
+                        "points_cost": REDEEM_COST,
+                        **spec,
+                    }
+                ),
+                actor="bench",
+            )
+            rewards[code] = str(reward.id)
+            if reward.stock_total is not None:
+                stock[str(reward.id)] = reward.stock_total
+    found = _insert_members(db, programme_id, members_count, email_prefix="r")
+    now = utc_now()
+    for offset in range(0, len(found), ENROL_CHUNK):
+        with db.unit_of_work() as session:
+            prog = session.get_one(Programme, programme_id)
+            writer = ledger.writer(session, now=now)
+            chunk = [mid for mid, _card in found[offset : offset + ENROL_CHUNK]]
+            writer.lock(chunk)
+            for mid in chunk:
+                writer.earn(
+                    writer.accounts[mid],
+                    programme=prog,
+                    points=REDEEM_POINTS,
+                    earned_at=now,
+                    details={"template": "adjust", "params": {"reason": "benchmark"}},
+                    pending=False,
+                )
+            writer.flush()
+    return RedeemFixture(
+        programme_id=str(programme_id),
+        member_ids=[str(mid) for mid, _card in found],
+        token=token,
+        hot_reward=rewards["hot"],
+        open_reward=rewards["open"],
+        flash_reward=rewards["flash"],
+        stock=stock,
+        setup_seconds=time.perf_counter() - started,
+    )
+
+
+class RedeemClient(loadgen.Client):
+    """``POST /v1/members/{id}/redemptions`` needs the member in the path and an
+    Idempotency-Key header per request: the body factory hands both over in front of the
+    JSON (``member-id key\\n{...}``) and ``build`` puts them where they belong."""
+
+    def build(self, path: str, body: bytes) -> bytes:
+        head, payload = body.split(b"\n", 1)
+        member, key = head.split(b" ", 1)
+        return (
+            b"POST /v1/members/"
+            + member
+            + b"/redemptions HTTP/1.1\r\n"
+            + self.head
+            + b"Idempotency-Key: "
+            + key
+            + b"\r\nContent-Length: "
+            + str(len(payload)).encode()
+            + b"\r\n\r\n"
+            + payload
+        )
+
+
+class Redemptions:
+    """Requests for random members: a share ``hot`` of them for the hot reward, the rest
+    for the unlimited one (or all for one reward with ``only``). Every request has its
+    own Idempotency-Key."""
+
+    def __init__(
+        self,
+        fixture: RedeemFixture,
+        *,
+        run_id: str,
+        hot: float = 0.5,
+        only: str | None = None,
+        seed: int = 19,
+    ) -> None:
+        self.members = [m.encode() for m in fixture.member_ids]
+        self.rng = random.Random(seed)
+        self.hot = hot
+        self.prefix = f"redeem-{run_id}-".encode()
+        self.seq = 0
+        self.bodies = {
+            reward: json.dumps({"reward_id": reward}).encode()
+            for reward in (fixture.hot_reward, fixture.open_reward, fixture.flash_reward)
+        }
+        self.fixture = fixture
+        self.only = only
+
+    def body(self) -> bytes:
+        self.seq += 1
+        if self.only is not None:
+            reward = self.only
+        elif self.rng.random() < self.hot:
+            reward = self.fixture.hot_reward
+        else:
+            reward = self.fixture.open_reward
+        member = self.rng.choice(self.members)
+        return member + b" " + self.prefix + str(self.seq).encode() + b"\n" + self.bodies[reward]
+
+
+class RedeemTally:
+    """201 answers per reward, read from the answers' bodies."""
+
+    def __init__(self) -> None:
+        self.by_reward: dict[str, int] = {}
+
+    def accepted(self, status: int, body: bytes) -> int:
+        if status != 201:
+            return 0
+        reward = json.loads(body)["reward"]["id"]
+        self.by_reward[reward] = self.by_reward.get(reward, 0) + 1
+        return 1
+
+
+@dataclass
+class RedeemCheck:
+    redemptions_in_db: dict[str, int]
+    stock_consumed: dict[str, int]
+    stock_left: dict[str, int | None]
+    negative_balances: int
+    discrepancies: int
+    verify_seconds: float
+
+
+def check_redeem(db: Database, fixture: RedeemFixture) -> RedeemCheck:
+    """What the database holds after the run: redemptions per reward, stock consumed
+    (initial - left), accounts below zero, and ``ledger.verify`` of the programme."""
+    from treu.rewards.models import Redemption, Reward
+
+    pid = uuid.UUID(fixture.programme_id)
+    with db.unit_of_work(write=False) as session:
+        counts = {
+            str(reward_id): int(n)
+            for reward_id, n in session.execute(
+                select(Redemption.reward_id, func.count())
+                .where(Redemption.programme_id == pid)
+                .group_by(Redemption.reward_id)
+            ).all()
+        }
+        left = {
+            str(reward_id): stock_left
+            for reward_id, stock_left in session.execute(
+                select(Reward.id, Reward.stock_left).where(Reward.programme_id == pid)
+            ).all()
+        }
+        negative = session.scalar(
+            select(func.count()).where(Account.programme_id == pid, Account.available < 0)
+        )
+        started = time.perf_counter()
+        problems = ledger.verify(session, programme_id=pid)
+        took = time.perf_counter() - started
+    consumed = {
+        reward: initial - int(left[reward] or 0) for reward, initial in fixture.stock.items()
+    }
+    return RedeemCheck(counts, consumed, left, int(negative or 0), len(problems), took)

@@ -42,6 +42,7 @@ ISSUE_TYPES = {
     "newsletter_subscribed",
     "community_answer",
     "referral_converted",
+    "membership_purchased",  # issue 4: a bought tier (treu.tiers)
 }
 
 WORKSHOP_SCHEMA: dict[str, Any] = {
@@ -108,10 +109,14 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
             "first_purchase_event_id": "pos-1",
         },
     ),
+    ("membership_purchased", {"tier": "gold", "months": 12}),
+    ("membership_purchased", {"tier": "gold", "months": 1, "amount_minor": 499, "currency": "EUR"}),
 ]
 
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     # type, attributes, field named, words the message must contain
+    ("membership_purchased", {"tier": "gold", "months": 0}, "attributes.months", "at least 1"),
+    ("membership_purchased", {"months": 12}, "attributes.tier", "required"),
     ("review_submitted", {"product_sku": "4001", "rating": 6}, "attributes.rating", "at most 5"),
     ("review_submitted", {"product_sku": "4001", "rating": 0}, "attributes.rating", "at least 1"),
     ("review_submitted", {"product_sku": "4001", "rating": 4.0}, "attributes.rating", "integer"),

@@ -46,7 +46,7 @@ def overdue_lots(db: Database, count: int) -> Programme:
 
 
 def test_registry_names_the_two_ledger_jobs() -> None:
-    assert set(JOBS) == {"ledger.activate_pending", "ledger.expire_points"}
+    assert {"ledger.activate_pending", "ledger.expire_points", "tiers.reevaluate"} <= set(JOBS)
     assert get_job("ledger.expire_points").unit == "lots expired"
     with pytest.raises(UnknownJob, match=r"known jobs: ledger\.activate_pending"):
         get_job("ledger.nope")
@@ -108,11 +108,16 @@ def test_concurrent_runs_do_the_work_once(fresh_db: Database) -> None:
 
 
 def test_scheduler_registers_every_job_with_its_interval(db: Database) -> None:
-    settings = Settings(worker_activate_every_seconds=60, worker_expire_every_seconds=900)
-    assert intervals(settings) == {
+    settings = Settings(
+        worker_activate_every_seconds=60,
+        worker_expire_every_seconds=900,
+        worker_tiers_every_seconds=86_400,
+    )
+    assert {
         "ledger.activate_pending": 60,
         "ledger.expire_points": 900,
-    }
+        "tiers.reevaluate": 86_400,
+    }.items() <= intervals(settings).items()
     scheduler = build_scheduler(db, settings)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == set(JOBS)

@@ -40,6 +40,7 @@ from treu import __version__
 from treu.config import get_settings
 from treu.db.session import Database, get_database
 from treu.errors import TreuError
+from treu.models import load_all
 
 if TYPE_CHECKING:
     from treu.imports import ImportReport
@@ -54,10 +55,12 @@ apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_he
 import_app = typer.Typer(help="Import members (CSV) or events (JSON Lines).", no_args_is_help=True)
 ledger_app = typer.Typer(help="Check the points ledger.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Run background jobs now.", no_args_is_help=True)
+donations_app = typer.Typer(help="Charity donations of points.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(donations_app, name="donations")
 
 # soft_wrap: sentences are never broken at the terminal width (tables still fit it).
 console = Console(soft_wrap=True)
@@ -73,6 +76,7 @@ R = TypeVar("R")
 
 def open_database() -> Database:
     """The database every command works on (from settings). Tests replace this."""
+    load_all()
     return get_database()
 
 
@@ -543,6 +547,64 @@ def _verify(db: Database, programme_id: Any) -> list[Any]:
         table.add_row(str(d.member_id), d.what, str(d.cached), str(d.rebuilt))
     console.print(table)
     return found
+
+
+# --- donations ---------------------------------------------------------------------------------
+
+
+@donations_app.command("summary")
+@friendly
+def donations_summary(
+    programme: Annotated[str, typer.Option(help="Programme slug or id.")],
+    start: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (programme time zone)."),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, included."),
+    ] = None,
+    lang: Annotated[str, typer.Option(help="Language of the charities' names: de or en.")] = "en",
+) -> None:
+    """Per charity: donations, donors, points and their value — what is owed to whom."""
+    from treu.kit.money import format_money
+    from treu.programmes.service import programmes
+    from treu.rewards.donations import donations, localised
+
+    with open_database().unit_of_work(write=False) as session:
+        found = programmes.get(session, programme)
+        totals = donations.summary(
+            session,
+            programme=found,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+        )
+    period = f"from {start:%Y-%m-%d}" if start else "since the start"
+    period += f" to {end:%Y-%m-%d}" if end else ""
+    table = Table(title=f"Donations, {found.slug}, {period}")
+    table.add_column("charity")
+    table.add_column("code")
+    for column in ("donations", "donors", "points", "value"):
+        table.add_column(column, justify="right")
+    for t in totals:
+        table.add_row(
+            escape(localised(t.name, lang)),
+            t.code,
+            f"{t.donations:,}",
+            f"{t.donors:,}",
+            f"{t.points:,}",
+            format_money(t.value_minor, t.currency, lang),
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        "",
+        f"{sum(t.donations for t in totals):,}",
+        "",
+        f"{sum(t.points for t in totals):,}",
+        format_money(sum(t.value_minor for t in totals), found.currency, lang),
+    )
+    console.print(table)
 
 
 # --- jobs and worker ---------------------------------------------------------------------------

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     """How long a verified API key is trusted without asking the database again."""
     worker_activate_every_seconds: int = 300
     worker_expire_every_seconds: int = 3600
+    worker_tiers_every_seconds: int = 3600
+    """``tiers.reevaluate``: a daily job in effect (each member is due once a day at
+    most); running it hourly picks up a new day soon after midnight."""
     batch_max_events: int = 1000
 
     @field_validator("database_url")

@@ -6,8 +6,14 @@ from __future__ import annotations
 def load_all() -> None:
     import treu.audit.models
     import treu.auth.models
+    import treu.challenges.models
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
     import treu.programmes.models
-    import treu.rules.models  # noqa: F401
+    import treu.rewards.donations
+    import treu.rewards.models
+    import treu.rewards.payments
+    import treu.rewards.wallet
+    import treu.rules.models
+    import treu.tiers.models  # noqa: F401

@@ -11,9 +11,22 @@ from fastapi.responses import RedirectResponse
 
 from treu import __version__
 from treu.api import problems
-from treu.api.routes import checkout, event_types, events, members, programmes, rules
+from treu.api.routes import (
+    challenges,
+    checkout,
+    coupons,
+    event_types,
+    events,
+    members,
+    payments,
+    programmes,
+    rewards,
+    rules,
+    tiers,
+)
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
+from treu.models import load_all
 
 GC_THRESHOLD = 20_000
 """Allocations before a young-generation collection (CPython's default is 700)."""
@@ -45,6 +58,7 @@ def tune_gc() -> None:
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
+    load_all()  # every table known before the first statement is built (see db.base.Lookup)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +77,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "programmes", "description": "Earn rate, pending period, expiry"},
             {"name": "rules", "description": "Earning rules: drafts, publication, simulation"},
             {"name": "checkout", "description": "What a cart earns, before it is bought"},
+            {"name": "tiers", "description": "Members' tiers, what is missing, history"},
+            {"name": "challenges", "description": "Goals over a window; members' progress"},
+            {"name": "rewards", "description": "Catalogue, redemptions, cancelling"},
+            {"name": "coupons", "description": "Validate and use coupons; QR codes"},
+            {"name": "payments", "description": "Pay with points, e-wallet, charity donations"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -75,6 +94,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(event_types.router)
     app.include_router(rules.router)
     app.include_router(checkout.router)
+    app.include_router(tiers.router)
+    app.include_router(challenges.router)
+    app.include_router(rewards.router)
+    app.include_router(coupons.router)
+    app.include_router(payments.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

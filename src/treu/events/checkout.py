@@ -30,8 +30,13 @@ from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.rewards.coupons import coupon_cart
+from treu.rewards.payments import capacity
+from treu.rewards.service import redemptions
+from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, MemberView
 from treu.rules.service import Usage, rules
+from treu.tiers.service import tiers
 
 EXPIRY_HINT_DAYS = 60
 """Points expiring within this many days are mentioned at the checkout."""
@@ -102,7 +107,12 @@ class CheckoutService:
         usage = Usage(session, dict(active.limited))
         if member is not None and usage.specs:
             usage.load([(member.id, view.date)], lock_budgets=False)
-        mview = member_view(member, programme, at) if member else MemberView.anonymous()
+        tier = tiers.code_of(session, programme, member.id, now=at) if member else None
+        mview = (
+            member_view(member, programme, at, tier=tier.code if tier else None)
+            if member
+            else MemberView.anonymous()
+        )
         evaluation: Evaluation = active.rule_set.evaluate(
             view, mview, usage.view(member.id if member else None, view.date)
         )
@@ -154,7 +164,17 @@ class CheckoutService:
             ],
             "balance": None,
             "hints": [],
+            "coupons": [],
+            "rewards": [],
         }
+        if tier is not None:  # for the shop: free shipping and the like
+            body["tier"] = {
+                "code": tier.code,
+                "rank": tier.rank,
+                "name": tier.label(lang),
+                "flags": list(tier.flags),
+                "paid": tier.paid,
+            }
         hints: list[dict[str, str]] = body["hints"]
         if member is None:
             hints.append(
@@ -176,6 +196,13 @@ class CheckoutService:
                 )
             )
         balance = ledger.balance(session, member_id=member.id)
+        # What the points could pay of this cart at the point value (pure maths on the
+        # balance) and the e-wallet credit (one primary-key read).
+        can_pay = capacity(
+            programme,
+            available=0 if blocked else balance.available,
+            amount_minor=sum(line.quantity * line.unit_price_minor for line in cart.lines),
+        )
         body["balance"] = {
             "available": balance.available,
             "pending": balance.pending,
@@ -183,7 +210,23 @@ class CheckoutService:
                 {"points": e.points, "expires_at": e.expires_at.isoformat().replace("+00:00", "Z")}
                 for e in balance.expiring[:3]
             ],
+            "pay_with_points": {"points": can_pay.points, "amount_minor": can_pay.amount_minor},
+            "wallet_minor": wallet.balance_minor(session, member_id=member.id),
         }
+        body.update(  # the member's coupons usable on this cart, rewards redeemable now
+            redemptions.checkout_offers(
+                session,
+                programme=programme,
+                member_id=member.id,
+                member_status=member.status,
+                enrolled_at=member.enrolled_at,
+                tier=tier.code if tier is not None else None,
+                available_points=balance.available,
+                cart=coupon_cart(cart.currency, cart.lines),
+                lang=lang,
+                now=at,
+            )
+        )
         if member.birthday is not None and member.birthday.month == view.date.month:
             hints.append(
                 self._hint(

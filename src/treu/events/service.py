@@ -32,6 +32,7 @@ from sqlalchemy import Uuid, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from treu.challenges.service import challenges
 from treu.db.base import WriteBatch, lookup, table_of
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
@@ -56,6 +57,7 @@ from treu.members.service import MemberKey, members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
+from treu.rewards.coupons import coupons
 from treu.rules.engine import (
     Award,
     Evaluation,
@@ -66,7 +68,9 @@ from treu.rules.engine import (
     reason_text,
 )
 from treu.rules.models import MemberBadge
-from treu.rules.service import BASE_ID, Usage, rules
+from treu.rules.service import BASE_ID, Usage, is_tier_rule, rules
+from treu.rules.spec import Multiplier
+from treu.tiers.service import MEMBERSHIP_EVENT, TierBook, tier_award_details, tiers
 
 _STORED_EVENTS = lookup(
     lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
@@ -115,11 +119,21 @@ class _Earning:
     now: datetime = field(default_factory=utc_now)
     badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
     badge_rows: list[dict[str, Any]] = field(default_factory=list)
+    tier_book: TierBook | None = None
+    """The unit of work's tier state (``member.tier`` for the rules)."""
 
 
 def award_details(award: Award, programme: Programme) -> dict[str, Any]:
     """What a posting stores to explain an award. The base rate keeps the foundation's
     template, which names the programme's own points ("1 Treuepunkt pro 1 € …")."""
+    if is_tier_rule(award.rule_id) and isinstance(award.rule.effect, Multiplier):
+        return tier_award_details(
+            award.rule_id,
+            award.version,
+            award.rule.effect.factor,
+            award.points,
+            tiers.known_ladder(programme),
+        )
     if award.rule_id != BASE_ID:
         return award.details()
     return {
@@ -154,10 +168,13 @@ def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
     return stopped + capped
 
 
-def member_view(member: MemberKey, programme: Programme, at: datetime) -> MemberView:
+def member_view(
+    member: MemberKey, programme: Programme, at: datetime, *, tier: str | None = None
+) -> MemberView:
     return MemberView.of(
         at=at,
         timezone=programme.timezone,
+        tier=tier,
         enrolled_at=member.enrolled_at,
         birthday=member.birthday,
         language=member.language,
@@ -301,6 +318,12 @@ class EventService:
         writer.lock(sorted(member_ids - writer.accounts.keys()))
         self._load_original_lines(session, originals)
         earning = self._earning(session, events, fresh, progs, outcomes, resolved, now)
+        tier_book = self._tier_book(
+            session, events, fresh, progs, outcomes, resolved, originals, now
+        )
+        for context in earning.values():
+            context.tier_book = tier_book
+        book = challenges.book(session, writer)
 
         # 5. process in order
         event_rows: list[dict[str, Any]] = []
@@ -326,6 +349,7 @@ class EventService:
                         event, programme, resolved.get(i), writer, now, originals, earning
                     )
                 elif isinstance(event, EngagementEvent):
+                    self._check_membership(tier_book, event, resolved.get(i))
                     row, lines, result = self._engagement(
                         event, programme, resolved.get(i), writer, earning
                     )
@@ -341,9 +365,13 @@ class EventService:
                     row, lines, result = self._return(
                         session, event, programme, original, writer, now
                     )
+                self._tier_activity(tier_book, event, programme, row, result, originals)
             except TreuError as error:
                 outcomes[i] = self._fail(i, event, error)
                 continue
+            book.record(
+                programme, resolved.get(i), row, lines, result, originals, earning.get(programme.id)
+            )
             row["payload_hash"] = hashes[i]
             row["result"] = result
             event_rows.append(row)
@@ -355,7 +383,9 @@ class EventService:
         batch = WriteBatch()
         batch.insert(table_of(Event), event_rows)
         batch.insert(table_of(PurchaseLine), line_rows)
+        book.flush(batch)  # before the writer's: challenge rewards are postings
         writer.flush(batch)
+        tier_book.flush(batch)
         for context in earning.values():
             context.usage.flush(batch)
             batch.insert(table_of(MemberBadge), context.badge_rows)
@@ -566,6 +596,8 @@ class EventService:
             attributes=event.attributes,
             store=event.store,
         )
+        if event.type == MEMBERSHIP_EVENT:
+            tiers.check_membership_event(session, programme, event.attributes)
 
     def _earning(
         self,
@@ -600,6 +632,97 @@ class EventService:
                 context.usage.load(dates[programme_id])
         return earning
 
+    def _tier_book(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+        originals: dict[tuple[uuid.UUID, str], _Original],
+        now: datetime,
+    ) -> TierBook:
+        """The tier state of the members at hand, read in one query after their accounts
+        were locked; nothing at all for programmes without tiers."""
+        book = tiers.book(session, now=now)
+        for i in fresh:
+            event = events[i]
+            programme = progs[event.programme]
+            if i in outcomes or not programme.tiers_version:
+                continue
+            if isinstance(event, ReturnEvent):
+                original = originals.get((programme.id, event.original_event_id))
+                if original is not None and original.member_id is not None:
+                    book.want(programme, original.member_id)
+                continue
+            member = resolved.get(i)
+            if member is not None:
+                book.want(programme, member.id, local_date(event.occurred_at, programme.timezone))
+        book.load()
+        return book
+
+    def _check_membership(
+        self, book: TierBook, event: EngagementEvent, member: MemberKey | None
+    ) -> None:
+        """A bought tier that would cut short a higher one is refused before anything."""
+        if event.type == MEMBERSHIP_EVENT and member is not None:
+            book.check_buy(member.id, str(event.attributes["tier"]), event.occurred_at)
+
+    def _tier_activity(
+        self,
+        book: TierBook,
+        event: AnyEvent,
+        programme: Programme,
+        row: dict[str, Any],
+        result: dict[str, Any],
+        originals: dict[tuple[uuid.UUID, str], _Original],
+    ) -> None:
+        """What the event counts towards tiers, and the upgrade it causes (``tier`` in
+        the result). Blocked members' events count nothing, as they earn nothing."""
+        member_id = row["member_id"]
+        if member_id is None or not book.tracks(member_id):
+            return
+        change: dict[str, Any] | None = None
+        data = row["data"]
+        if isinstance(event, ReturnEvent):
+            original = originals.get((programme.id, event.original_event_id))
+            if original is None or not original.data.get("tiers"):
+                return  # the purchase did not count (before tiers, or blocked)
+            fully = all(x["returned_quantity"] >= x["quantity"] for x in original.lines)
+            book.record_return(
+                member_id,
+                original.occurred_at or event.occurred_at,
+                points=int(data.get("reversed", 0)),
+                spend_minor=-int(row["total_minor"] or 0),
+                purchases=1 if fully else 0,
+            )
+            return
+        if isinstance(event, EngagementEvent) and event.type == MEMBERSHIP_EVENT:
+            change = book.buy(
+                member_id,
+                str(event.attributes["tier"]),
+                int(event.attributes["months"]),
+                event.occurred_at,
+                event_id=row["id"],
+            )
+        if not data.get("blocked"):
+            purchase = isinstance(event, PurchaseEvent)
+            upgrade = book.record(
+                member_id,
+                event.occurred_at,
+                points=int(data.get("earned", 0)),
+                spend_minor=int(row["total_minor"] or 0) if purchase else 0,
+                purchases=1 if purchase else 0,
+                event_id=row["id"],
+            )
+            change = upgrade or change
+            if purchase:
+                data["tiers"] = True
+                originals[(programme.id, event.id)].data["tiers"] = True
+        if change is not None:
+            result["tier"] = change
+
     def _credit(
         self,
         evaluation: Evaluation,
@@ -620,7 +743,7 @@ class EventService:
                 context.usage.record(account.member_id, day, award.rule_id, award.points)
             if award.points <= 0:
                 continue
-            if award.rule_id == BASE_ID:
+            if award.rule_id == BASE_ID or is_tier_rule(award.rule_id):
                 details = award_details(award, programme)
                 rule_id, version = None, None
             else:
@@ -711,9 +834,10 @@ class EventService:
                 channel=event.channel.value if event.channel else None,
                 store=event.store,
             )
+            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
             evaluation = context.rule_set.evaluate(
                 view,
-                member_view(member, programme, event.occurred_at),
+                member_view(member, programme, event.occurred_at, tier=tier),
                 context.usage.view(member.id, view.date),
             )
             earned = evaluation.points
@@ -774,11 +898,13 @@ class EventService:
         if "rules" not in basis:  # recorded before earning rules existed: the base rate
             return points_under_basis(basis, currency, kept)
         base = basis.get("base")
+        tier = basis.get("tier")
         rule_set = rules.as_recorded(
             session,
             programme,
             basis["rules"],
             base=(Decimal(base[0]), str(base[1])) if base else None,
+            tier=(str(tier[0]), Decimal(tier[1])) if tier else None,
         )
         lines = [
             LineView.of(
@@ -809,6 +935,7 @@ class EventService:
             mview,
             days_enrolled=int(snapshot.get("days_enrolled", 0)),
             birthday_month=bool(snapshot.get("birthday_month", False)),
+            tier=snapshot.get("tier"),
         )
         awarded = {str(k): int(v) for k, v in (original.data.get("awards") or {}).items()}
         result: Evaluation = rule_set.evaluate(view, mview, None, now=occurred_at, caps=awarded)
@@ -859,7 +986,8 @@ class EventService:
                 channel=event.channel.value,
                 store=event.store,
             )
-            mview = member_view(member, programme, event.occurred_at)
+            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
+            mview = member_view(member, programme, event.occurred_at, tier=tier)
             evaluation = context.rule_set.evaluate(
                 view, mview, context.usage.view(member.id, view.date)
             )
@@ -881,8 +1009,13 @@ class EventService:
                 "member": {
                     "days_enrolled": mview.days_enrolled,
                     "birthday_month": mview.birthday_month,
+                    **({"tier": tier} if tier is not None else {}),
                 },
             }
+            for rule_id in awarded:  # the tier multiplier as it was (for returns)
+                factor = context.tier_book.multiplier_of(member.id) if context.tier_book else None
+                if is_tier_rule(rule_id) and factor is not None:
+                    basis["tier"] = [rule_id.split(".", 1)[1], str(factor)]
             lot_pending = earned > 0 and (
                 programmes.available_at(programme, event.occurred_at) > now
             )
@@ -1052,6 +1185,14 @@ class EventService:
                     },
                 )
                 postings.append(posting.public())
+        restored: list[uuid.UUID] = []
+        if all(x["returned_quantity"] >= x["quantity"] for x in original.lines):
+            # The whole order came back: coupons used for it (order id = the purchase's
+            # event id) are usable again where their reward says so. A partial return
+            # keeps them used: the discount stays with the kept goods.
+            restored = coupons.restore_for_order(
+                session, programme_id=programme.id, order_id=original.key, now=now
+            )
         row = {
             "id": event_uuid,
             "programme_id": programme.id,
@@ -1067,7 +1208,7 @@ class EventService:
             "original_event_id": original.id,
             "data": {"lines": [line.model_dump() for line in event.lines], "reversed": to_reverse},
         }
-        result = {
+        result: dict[str, Any] = {
             "event_id": event.id,
             "type": "return",
             "member_id": str(original.member_id) if original.member_id else None,
@@ -1075,6 +1216,8 @@ class EventService:
             "balance": self._balance(account),
             "postings": postings,
         }
+        if restored:
+            result["coupons_restored"] = [str(coupon_id) for coupon_id in restored]
         return row, [], result
 
     def _unit_price(self, original: _Original, sku: str) -> int:

@@ -42,6 +42,22 @@ _TEMPLATES: dict[str, dict[str, str]] = {
         "en": "Redeemed: {what}",
         "de": "Eingelöst: {what}",
     },
+    "refund": {
+        "en": "Refunded: {what}: +{points}",
+        "de": "Erstattet: {what}: +{points}",
+    },
+    "payment": {
+        "en": "Paid {amount} of order {order} with points: -{points}",
+        "de": "{amount} der Bestellung {order} mit Punkten bezahlt: -{points}",
+    },
+    "refund.payment": {
+        "en": "Points payment for order {order} refunded ({amount}): +{points}",
+        "de": "Punktezahlung für Bestellung {order} erstattet ({amount}): +{points}",
+    },
+    "donation": {
+        "en": "Donation to {charity}: -{points}",
+        "de": "Spende an {charity}: -{points}",
+    },
 }
 
 
@@ -64,6 +80,10 @@ def render(details: dict[str, Any], locale: str = "en") -> str:
     template = _TEMPLATES[name]
     lang = locale if locale in template else "en"
     params: dict[str, Any] = dict(details.get("params", {}))
+    for key, value in params.items():
+        # A localised parameter (a reward's or a charity's name): {"de": ..., "en": ...}.
+        if isinstance(value, dict) and key != "points_name":
+            params[key] = value.get(lang) or value.get("en") or next(iter(value.values()), "")
     currency = params.get("currency")
     if currency is not None and "amount_minor" in params:
         params["amount"] = format_money(int(params["amount_minor"]), currency, lang)

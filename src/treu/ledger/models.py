@@ -3,8 +3,10 @@
 * ``postings`` are append-only: never updated, never deleted. Their ``points`` add up to
   the member's total balance (available + pending).
 * ``lots`` hold earned points until they are spent, reversed or expire. A lot's
-  ``remaining`` = ``amount`` + the sum of its ``posting_lots`` allocations (all <= 0 but
-  the allocation that settles nothing), so lots too can be rebuilt from postings.
+  ``remaining`` = ``amount`` + the sum of its ``posting_lots`` allocations, so lots too
+  can be rebuilt from postings. Allocations are negative (what a posting took), except a
+  ``refund``'s: it gives a spend's points back to the very lots they came from (positive,
+  never more than that spend took from the lot, so ``remaining`` stays <= ``amount``).
 * ``accounts`` caches available/pending per member; it is updated in the same transaction
   as the postings and ``treu ledger verify`` recomputes it from postings and lots.
 
@@ -35,6 +37,9 @@ class PostingKind(enum.StrEnum):
     adjust = "adjust"
     settle = "settle"
     """Zero-point posting: newly available points pay off a negative balance."""
+    refund = "refund"
+    """Gives back (part of) what a ``redeem`` posting took, to the same lots
+    (``Posting.refund_of`` names that posting)."""
 
 
 class LotState(enum.StrEnum):
@@ -56,7 +61,15 @@ class Account(Base):
 
 class Posting(IdMixin, Base):
     __tablename__ = "postings"
-    __table_args__ = (Index("ix_postings_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        Index("ix_postings_member_id_id", "member_id", "id"),
+        Index(
+            "ix_postings_refund_of",
+            "refund_of",
+            postgresql_where=text("refund_of IS NOT NULL"),
+            sqlite_where=text("refund_of IS NOT NULL"),
+        ),
+    )
 
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
     programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
@@ -73,6 +86,10 @@ class Posting(IdMixin, Base):
     does not depend on the rules tables); with ``rule_version`` it names the exact
     specification."""
     rule_version: Mapped[int | None]
+    refund_of: Mapped[uuid.UUID | None]
+    """The ``redeem`` posting a ``refund`` posting gives points back for. No foreign key,
+    like ``rule_id``: postings are append-only and the writer sets it only to a posting
+    it has just read; the index finds a posting's earlier refunds."""
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
@@ -117,7 +134,7 @@ class Lot(IdMixin, Base):
 
 
 class PostingLot(Base):
-    """How a posting changed a lot (consumption is negative)."""
+    """How a posting changed a lot (consumption is negative, a refund positive)."""
 
     __tablename__ = "posting_lots"
     __table_args__ = (Index("ix_posting_lots_lot_id", "lot_id"),)

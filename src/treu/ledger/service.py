@@ -6,7 +6,8 @@ Rules the writer keeps (and ``verify`` checks):
    member's total balance, ``available + pending``.
 2. Earned points form lots. ``lot.remaining = lot.amount + sum(allocations)``, where the
    allocations in ``posting_lots`` are what redemptions, reversals, expiry and debt
-   settlement took from the lot.
+   settlement took from the lot, and what a refund gave back to it (a positive
+   allocation, never more than the refunded spend took from that lot).
 3. ``pending`` = remaining points in pending lots; the remaining points in available lots
    equal ``max(available, 0)``. A negative available balance (points already spent, then
    the purchase was returned) is paid off by the next points that become available.
@@ -34,7 +35,13 @@ from treu.db.base import WriteBatch, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
-from treu.ledger.errors import AccountNotFound, InsufficientPoints
+from treu.ledger.errors import (
+    AccountNotFound,
+    InsufficientPoints,
+    PostingNotFound,
+    PostingNotRefundable,
+    RefundExceedsPosting,
+)
 from treu.ledger.explain import render
 from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
 from treu.programmes.models import Programme
@@ -115,6 +122,10 @@ class PostingRecord:
     created_at: datetime
     actor: str | None = None
     reason: str | None = None
+    expired: int = 0
+    """``refund`` only: of the refunded points, those that went back to lots already
+    past their expiry and expired at once (``expire`` postings with the same
+    correlation id)."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -125,6 +136,13 @@ class PostingRecord:
             "correlation_id": str(self.correlation_id),
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
         }
+
+
+@dataclass
+class _Original:
+    member_id: uuid.UUID
+    kind: str
+    points: int
 
 
 @dataclass
@@ -241,6 +259,7 @@ class LedgerWriter:
         reason: str | None = None,
         rule_id: uuid.UUID | None = None,
         rule_version: int | None = None,
+        refund_of: uuid.UUID | None = None,
     ) -> PostingRecord:
         record = PostingRecord(
             id=new_id(),
@@ -270,6 +289,7 @@ class LedgerWriter:
                 "reason": reason,
                 "rule_id": rule_id,
                 "rule_version": rule_version,
+                "refund_of": refund_of,
                 "created_at": self.now,
             }
         )
@@ -486,10 +506,18 @@ class LedgerWriter:
             account.available += lot.remaining
         return settle
 
-    def expire(self, account: AccountState, lot: LotView) -> PostingRecord | None:
+    def expire(
+        self,
+        account: AccountState,
+        lot: LotView,
+        *,
+        points: int | None = None,
+        correlation_id: uuid.UUID | None = None,
+    ) -> PostingRecord | None:
+        """Expire what is left in ``lot`` (or ``points`` of it: a refund's share)."""
         if lot.remaining == 0:
             return None
-        points = lot.remaining
+        points = lot.remaining if points is None else min(points, lot.remaining)
         posting = self._posting(
             account,
             kind=PostingKind.expire,
@@ -498,6 +526,7 @@ class LedgerWriter:
                 "template": "expire",
                 "params": {"points": points, "earned": lot.earned_at.date().isoformat()},
             },
+            correlation_id=correlation_id,
         )
         if lot.state == LotState.pending:
             account.pending -= points
@@ -505,6 +534,169 @@ class LedgerWriter:
             account.available -= points
         self._allocate(posting, lot, -points)
         return posting
+
+    def refund(
+        self,
+        account: AccountState,
+        *,
+        posting_id: uuid.UUID,
+        points: int | None = None,
+        details: dict[str, Any],
+        correlation_id: uuid.UUID | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> PostingRecord:
+        """Give back all (``points=None``) or ``points`` of what the ``redeem`` posting
+        ``posting_id`` took, to the very lots it took them from.
+
+        Never more than the posting took minus its earlier refunds. A partial refund
+        goes to the lots that expire last (never-expiring first), so the member keeps
+        the returned points as long as possible. Points that go back to a lot already
+        past its expiry expire at once, with an ``expire`` posting under the same
+        correlation id (``PostingRecord.expired``): the member ends up with what they
+        would hold had they never spent them, and the ledger never shows available
+        points that should have expired. A negative available balance (a return after
+        the spend) is paid off first, from the part that would have expired anyway."""
+        if points is not None and points <= 0:
+            raise ValueError("refund needs a positive amount")
+        taken, refundable = self._refundable(account, posting_id)
+        points = refundable if points is None else points
+        if points > refundable or refundable == 0:
+            raise RefundExceedsPosting(
+                f"{points} points to refund, {refundable} refundable",
+                requested=points,
+                refundable=refundable,
+            )
+        lots = {lot.id: lot for lot in self._lots(account)}
+        missing = [lot_id for lot_id in taken if lot_id not in lots]
+        if missing:
+            rows = (
+                self.session.connection()
+                .execute(select(*_LOT_VIEW).where(Lot.id.in_(missing)))
+                .all()
+            )
+            for row in rows:
+                lot = LotView(*row)
+                lots[lot.id] = lot
+                assert account.open_lots is not None
+                account.open_lots.append(lot)
+
+        def expired(lot: LotView) -> bool:
+            return lot.expires_at is not None and lot.expires_at <= self.now
+
+        # Latest expiry first, lots past their expiry last.
+        candidates = sorted((lots[i] for i in taken), key=LotView.fifo_key, reverse=True)
+        shares: list[tuple[LotView, int]] = []
+        left = points
+        for lot in [x for x in candidates if not expired(x)] + [
+            x for x in candidates if expired(x)
+        ]:
+            if left == 0:
+                break
+            give = min(taken[lot.id], left)
+            if give:
+                shares.append((lot, give))
+                left -= give
+        # Debt first, taken from the end of the list: lots past their expiry, then the
+        # soonest-expiring ones.
+        settle = min(points, max(-account.available, 0))
+        for index in range(len(shares) - 1, -1, -1):
+            if settle == 0:
+                break
+            lot, give = shares[index]
+            cut = min(give, settle)
+            shares[index] = (lot, give - cut)
+            settle -= cut
+        posting = self._posting(
+            account,
+            kind=PostingKind.refund,
+            points=points,
+            details=details,
+            correlation_id=correlation_id,
+            actor=actor,
+            reason=reason,
+            refund_of=posting_id,
+        )
+        account.available += points
+        for lot, give in shares:
+            if give:
+                self._allocate(posting, lot, give)
+        for lot, give in shares:
+            if give and expired(lot):
+                # Only what this refund gave back: any older points of the lot that are
+                # still there are the expiry job's, as they would be without the refund.
+                gone = self.expire(account, lot, points=give, correlation_id=posting.correlation_id)
+                if gone is not None:
+                    posting.expired -= gone.points
+        return posting
+
+    def _refundable(
+        self, account: AccountState, posting_id: uuid.UUID
+    ) -> tuple[dict[uuid.UUID, int], int]:
+        """Per lot, what the ``redeem`` posting took from it and no refund has given back
+        yet; and the points still refundable in all (refunds written by this writer but
+        not flushed yet count too).
+
+        The total is the posting's points minus earlier refunds, but never more than the
+        lots can take back: a spend that was allowed to go negative took part of its
+        points from no lot, and later earnings paid that part."""
+        found = (
+            self.session.connection()
+            .execute(
+                select(Posting.member_id, Posting.kind, Posting.points).where(
+                    Posting.id == posting_id
+                )
+            )
+            .one_or_none()
+        )
+        original = _Original(*found) if found is not None else None
+        if original is None:  # written by this writer and not flushed yet?
+            original = next(
+                (
+                    _Original(row["member_id"], row["kind"], row["points"])
+                    for row in self._new.postings
+                    if row["id"] == posting_id
+                ),
+                None,
+            )
+        if original is None or original.member_id != account.member_id:
+            raise PostingNotFound(f"no posting {posting_id} of member {account.member_id}")
+        if original.kind != PostingKind.redeem.value:
+            raise PostingNotRefundable(
+                f"posting {posting_id} is {original.kind!r}; only redemptions are refunded"
+            )
+        refunded = int(
+            self.session.connection()
+            .execute(
+                select(func.coalesce(func.sum(Posting.points), 0)).where(
+                    Posting.refund_of == posting_id, Posting.member_id == account.member_id
+                )
+            )
+            .scalar_one()
+        )
+        left: dict[uuid.UUID, int] = {}
+        for lot_id, amount in self.session.connection().execute(
+            select(PostingLot.lot_id, PostingLot.points).where(PostingLot.posting_id == posting_id)
+        ):
+            left[lot_id] = left.get(lot_id, 0) - int(amount)
+        for lot_id, amount in self.session.connection().execute(
+            select(PostingLot.lot_id, func.sum(PostingLot.points))
+            .join(Posting, Posting.id == PostingLot.posting_id)
+            .where(Posting.refund_of == posting_id, PostingLot.member_id == account.member_id)
+            .group_by(PostingLot.lot_id)
+        ):
+            left[lot_id] = left.get(lot_id, 0) - int(amount)
+        unflushed = {
+            row["id"]: row["points"]
+            for row in self._new.postings
+            if row.get("refund_of") == posting_id
+        }
+        refunded += sum(unflushed.values())
+        for row in self._new.allocations:
+            if row["posting_id"] in unflushed or row["posting_id"] == posting_id:
+                left[row["lot_id"]] = left.get(row["lot_id"], 0) - row["points"]
+        caps = {lot_id: points for lot_id, points in left.items() if points > 0}
+        return caps, max(min(-int(original.points) - refunded, sum(caps.values())), 0)
 
     # --- writing -----------------------------------------------------------------------
 

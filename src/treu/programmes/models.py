@@ -23,6 +23,24 @@ class RoundingScope(enum.StrEnum):
     line = "line"
 
 
+class TierMetric(enum.StrEnum):
+    """What qualifies a member for a tier (one metric per programme)."""
+
+    points = "points"
+    """Qualifying points: what purchases and engagement earned (not the spendable balance)."""
+    spend = "spend"
+    """Purchase amounts in minor units, less returns."""
+    purchases = "purchases"
+    """Number of purchases; a fully returned purchase no longer counts."""
+
+
+class TierWindow(enum.StrEnum):
+    rolling_12_months = "rolling_12_months"
+    """The last 12 months up to and including today (programme time zone)."""
+    calendar_year = "calendar_year"
+    """The calendar year; a tier reached in one year is kept through the next."""
+
+
 class Programme(IdMixin, TimestampMixin, Base):
     __tablename__ = "programmes"
     __table_args__ = (
@@ -48,3 +66,19 @@ class Programme(IdMixin, TimestampMixin, Base):
         String(16), default="additive", server_default="additive"
     )
     """How earning rules' multipliers on the same points combine (see docs/rules.md)."""
+    tier_metric: Mapped[str] = mapped_column(
+        String(16), default=TierMetric.points.value, server_default=TierMetric.points.value
+    )
+    tier_window: Mapped[str] = mapped_column(
+        String(24),
+        default=TierWindow.rolling_12_months.value,
+        server_default=TierWindow.rolling_12_months.value,
+    )
+    tier_grace_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    """Days a member keeps a tier after falling below its threshold (treu.tiers)."""
+    tier_max_drop: Mapped[int] = mapped_column(default=1, server_default="1")
+    """At most this many tiers down per re-evaluation."""
+    tiers_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Bumped whenever the programme's tiers or tier settings change; 0 = no tiers. Cached
+    programme rows carry it, so ingestion knows without a query whether tiers apply and
+    whether its compiled tier definitions are current."""

@@ -9,7 +9,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from treu.kit.money import Rounding, is_known_currency
-from treu.programmes.models import ExpiryPolicy, RoundingScope
+from treu.programmes.models import ExpiryPolicy, RoundingScope, TierMetric, TierWindow
 
 
 class PluralName(BaseModel):
@@ -46,6 +46,44 @@ class Expiry(BaseModel):
         if self.policy is ExpiryPolicy.never and (self.months or self.years):
             raise ValueError("policy 'never' takes neither 'months' nor 'years'")
         return self
+
+
+class TierSettings(BaseModel):
+    """How members qualify for the programme's tiers (docs/tiers.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"metric": "spend", "window": "calendar_year", "grace_days": 30, "max_drop": 1}
+            ]
+        },
+    )
+
+    metric: TierMetric = Field(
+        default=TierMetric.points,
+        description="points (qualifying points), spend (minor units) or purchases (count)",
+    )
+    window: TierWindow = Field(
+        default=TierWindow.rolling_12_months,
+        description="rolling_12_months, or calendar_year (a tier reached in a year is kept "
+        "through the next year)",
+    )
+    grace_days: int = Field(
+        default=30, ge=0, le=730, description="Days below a tier's threshold before a downgrade"
+    )
+    max_drop: int = Field(default=1, ge=1, le=100, description="Tiers down per re-evaluation")
+
+
+class TierSettingsPatch(BaseModel):
+    """Only what changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"grace_days": 60}]})
+
+    metric: TierMetric | None = None
+    window: TierWindow | None = None
+    grace_days: int | None = Field(default=None, ge=0, le=730)
+    max_drop: int | None = Field(default=None, ge=1, le=100)
 
 
 class ProgrammeCreate(BaseModel):
@@ -92,6 +130,9 @@ class ProgrammeCreate(BaseModel):
         description="How earning rules' multipliers on the same points combine: additive "
         "(x2 and x1.5 give x2.5), multiplicative (x3) or highest (x2). See docs/rules.md.",
     )
+    tier_settings: TierSettings = Field(
+        default_factory=TierSettings, description="Tier qualification (docs/tiers.md)"
+    )
 
     @field_validator("currency")
     @classmethod
@@ -124,4 +165,5 @@ class ProgrammeOut(BaseModel):
     expiry: Expiry
     auto_enrol: bool
     multiplier_stacking: str
+    tier_settings: TierSettings
     created_at: datetime

@@ -10,8 +10,14 @@ from sqlalchemy.orm import Session
 
 from treu.kit.time import add_months, end_of_year, local_date
 from treu.programmes.errors import ProgrammeExists, ProgrammeNotFound
-from treu.programmes.models import ExpiryPolicy, Programme
-from treu.programmes.schemas import DEFAULT_POINTS_NAME, Expiry, ProgrammeCreate, ProgrammeOut
+from treu.programmes.models import ExpiryPolicy, Programme, TierMetric, TierWindow
+from treu.programmes.schemas import (
+    DEFAULT_POINTS_NAME,
+    Expiry,
+    ProgrammeCreate,
+    ProgrammeOut,
+    TierSettings,
+)
 
 CACHE_SECONDS = 5.0
 
@@ -42,6 +48,10 @@ class ProgrammeService:
             expiry_years=data.expiry.years,
             auto_enrol=data.auto_enrol,
             multiplier_stacking=data.multiplier_stacking,
+            tier_metric=data.tier_settings.metric.value,
+            tier_window=data.tier_settings.window.value,
+            tier_grace_days=data.tier_settings.grace_days,
+            tier_max_drop=data.tier_settings.max_drop,
         )
         session.add(programme)
         session.flush()
@@ -91,6 +101,10 @@ class ProgrammeService:
                 found[slug] = programme
         return found
 
+    def invalidate(self, session: Session, slug: str) -> None:
+        """Forget a cached programme (its settings changed in this process)."""
+        self._cache.pop((str(session.get_bind().engine.url), slug), None)
+
     def all(self, session: Session) -> list[Programme]:
         return list(session.scalars(select(Programme).order_by(Programme.slug)))
 
@@ -114,7 +128,16 @@ class ProgrammeService:
             ),
             auto_enrol=programme.auto_enrol,
             multiplier_stacking=programme.multiplier_stacking,
+            tier_settings=self.tier_settings(programme),
             created_at=programme.created_at,
+        )
+
+    def tier_settings(self, programme: Programme) -> TierSettings:
+        return TierSettings(
+            metric=TierMetric(programme.tier_metric),
+            window=TierWindow(programme.tier_window),
+            grace_days=programme.tier_grace_days,
+            max_drop=programme.tier_max_drop,
         )
 
     # --- programme maths (pure) -------------------------------------------------------

@@ -332,6 +332,32 @@ _BUILTIN_LIST = [
         ),
     ),
 ]
+_BUILTIN_LIST.append(
+    BuiltinType(
+        "membership_purchased",
+        {
+            "en": "The member bought a paid tier membership for a period (treu.tiers).",
+            "de": "Das Mitglied hat eine bezahlte Stufen-Mitgliedschaft für einen Zeitraum "
+            "gekauft.",
+        },
+        _object(
+            {
+                "tier": _text(32, pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="Tier code"),
+                "months": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 120,
+                    "description": "Period bought; a renewal extends from the current end",
+                },
+                "amount_minor": _count(description="Price paid, in minor units"),
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            },
+            required=["tier", "months"],
+            dependentRequired={"amount_minor": ["currency"]},
+            examples=[{"tier": "gold", "months": 12, "amount_minor": 4900, "currency": "EUR"}],
+        ),
+    )
+)
 BUILTIN: dict[str, BuiltinType] = {t.name: t for t in _BUILTIN_LIST}
 RESERVED_NAMES = frozenset(BUILTIN) | COMMERCE_TYPES
 

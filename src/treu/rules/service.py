@@ -45,7 +45,9 @@ from treu.rules.engine import (
 )
 from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, UnknownTrigger
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
-from treu.rules.spec import PointsPerUnit, RuleSetSettings, RuleSpec
+from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
+from treu.tiers.maths import Ladder
+from treu.tiers.service import RULE_PREFIX, tiers
 
 explain.register("rules.", render_explanation)
 
@@ -70,6 +72,39 @@ def base_input(rate: Decimal, rounding: str) -> CompiledRuleInput | None:
     return CompiledRuleInput(BASE_ID, 1, base_spec(rate, rounding))
 
 
+TIER_PRIORITY = BASE_PRIORITY + 1
+"""After the base rate: lines an exclusive rule took from the base get no tier bonus."""
+
+
+def tier_input(code: str, factor: Decimal, name: str | None = None) -> CompiledRuleInput:
+    """A tier's earn multiplier as the implicit rule ``tier.<code>``: "member.tier ==
+    code" multiplies the base points, so it explains, stacks and is recomputed after a
+    return like any published multiplier."""
+    return CompiledRuleInput(
+        RULE_PREFIX + code,
+        1,
+        RuleSpec(
+            name=name or code,
+            trigger="purchase",
+            condition=f"member.tier == '{code}'",
+            effect=Multiplier(factor=factor),
+            priority=TIER_PRIORITY,
+        ),
+    )
+
+
+def tier_inputs(ladder: Ladder) -> list[CompiledRuleInput]:
+    return [
+        tier_input(tier.code, tier.multiplier, tier.label("en"))
+        for tier in ladder.tiers
+        if tier.multiplier > 1
+    ]
+
+
+def is_tier_rule(rule_id: str) -> bool:
+    return rule_id.startswith(RULE_PREFIX)
+
+
 @dataclass
 class _Cached:
     expires: float
@@ -77,6 +112,7 @@ class _Cached:
     limited: dict[str, RuleSpec]
     stamp: tuple[Any, ...] = ()
     """What the rule set was built from (rule ids and versions, programme settings)."""
+    tiers_version: int = 0
 
 
 class RuleService:
@@ -218,7 +254,11 @@ class RuleService:
         settings) changed, so a busy checkout never stalls on a recompilation."""
         now = time.monotonic()
         cached = self._cache.get(programme.id)
-        if cached is not None and cached.expires > now:
+        if (
+            cached is not None
+            and cached.expires > now
+            and cached.tiers_version == programme.tiers_version
+        ):
             return cached
         versions = tuple(
             session.execute(
@@ -235,6 +275,7 @@ class RuleService:
             programme.multiplier_stacking,
             programme.currency,
             programme.timezone,
+            programme.tiers_version,
         )
         if cached is not None and cached.stamp == stamp:
             cached.expires = now + CACHE_SECONDS
@@ -254,8 +295,10 @@ class RuleService:
             CompiledRuleInput(str(rule_id), version, RuleSpec.model_validate(spec))
             for rule_id, version, spec in rows
         ]
+        inputs += tier_inputs(tiers.ladder(session, programme))
         built = self._compile(programme, inputs)
         built.stamp = stamp
+        built.tiers_version = programme.tiers_version
         with self._lock:
             self._cache[programme.id] = built
         return built
@@ -307,13 +350,16 @@ class RuleService:
         refs: Sequence[Sequence[Any]],
         *,
         base: tuple[Decimal, str] | None,
+        tier: tuple[str, Decimal] | None = None,
     ) -> RuleSet:
-        """The rule set a purchase was evaluated with (its recorded rule versions and base
-        rate), to compute what the kept lines of a partly returned order earn."""
+        """The rule set a purchase was evaluated with (its recorded rule versions, base
+        rate and tier multiplier), to compute what the kept lines of a partly returned
+        order earn."""
         key = (
             programme.id,
             tuple((str(r[0]), int(r[1])) for r in refs),
             base,
+            tier,
             programme.rounding,
             programme.rounding_scope,
             programme.multiplier_stacking,
@@ -321,7 +367,11 @@ class RuleService:
         found = self._by_versions.get(key)
         if found is not None:
             return found
-        wanted = [(uuid.UUID(str(r[0])), int(r[1])) for r in refs if str(r[0]) != BASE_ID]
+        wanted = [
+            (uuid.UUID(str(r[0])), int(r[1]))
+            for r in refs
+            if str(r[0]) != BASE_ID and not is_tier_rule(str(r[0]))
+        ]
         inputs: list[CompiledRuleInput] = []
         if wanted:
             rows = session.execute(
@@ -335,6 +385,8 @@ class RuleService:
                 for rid, v in wanted
                 if (rid, v) in specs
             ]
+        if tier is not None:
+            inputs.append(tier_input(tier[0], tier[1]))
         rule_set = self._compile(programme, inputs, with_base=base is not None, base=base).rule_set
         with self._lock:
             if len(self._by_versions) > 512:

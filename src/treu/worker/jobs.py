@@ -9,9 +9,10 @@ twice and concurrently: the ledger services re-read lots under the account lock.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from treu.db.session import Database
 from treu.errors import NotFound
 from treu.kit.time import utc_now
 from treu.ledger.service import ledger
+from treu.programmes.models import Programme
 
 BATCH_SIZE = 500
 MAX_BATCHES = 100_000
@@ -81,6 +83,48 @@ def expire_points(
     return drain(db, _expire, now=now, on_batch=on_batch)
 
 
+def reevaluate_tiers(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Downgrades after the grace period, ended paid tiers, upgrades a threshold change
+    made possible: every programme's members whose ``review_on`` has come (treu.tiers).
+    Batches walk member ids upwards, so each member is looked at once per run."""
+    from treu.tiers.service import tiers
+
+    now = now or utc_now()
+    with db.unit_of_work(write=False) as session:
+        ids = [p.id for p in tiers.programmes_with_tiers(session)]
+    total = 0
+    for programme_id in ids:
+        after: tuple[date, uuid.UUID] | None = None
+        for _ in range(MAX_BATCHES):
+            with db.unit_of_work() as session:
+                programme = session.get_one(Programme, programme_id)
+                done, after = tiers.reevaluate_batch(
+                    session, programme=programme, now=now, after=after, limit=BATCH_SIZE
+                )
+            if done == 0:
+                break
+            total += done
+            if on_batch is not None:
+                on_batch(done)
+    return total
+
+
+def _expire_coupons(session: Session, now: datetime, limit: int) -> int:
+    from treu.rewards.service import redemptions
+
+    return redemptions.expire_coupons(session, now=now, limit=limit)
+
+
+def expire_coupons(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Expire unused coupons past their expiry: stock back, points back where the
+    reward's ``refund_on_expiry`` says so (treu.rewards)."""
+    return drain(db, _expire_coupons, now=now, on_batch=on_batch)
+
+
 class JobFunc(Protocol):
     def __call__(
         self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
@@ -113,6 +157,22 @@ JOBS: dict[str, Job] = {
             description="Expire points past their expiry date",
             unit="lots expired",
             run=expire_points,
+            interval_setting="worker_expire_every_seconds",
+        ),
+        Job(
+            name="tiers.reevaluate",
+            description="Tier downgrades after the grace period, ended paid tiers",
+            unit="members re-evaluated",
+            run=reevaluate_tiers,
+            interval_setting="worker_tiers_every_seconds",
+        ),
+        Job(
+            name="rewards.expire_coupons",
+            description="Expire unused coupons; give back stock and, per reward, points",
+            unit="coupons expired",
+            run=expire_coupons,
+            # A daily job in effect (coupons expire after days); the expiry interval
+            # (hourly by default) keeps the stock of a popular reward from waiting long.
             interval_setting="worker_expire_every_seconds",
         ),
     )

@@ -61,6 +61,15 @@ class CheckoutOut(BaseModel):
     badges: list[dict[str, Any]]
     balance: dict[str, Any] | None
     hints: list[Hint]
+    coupons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The member's coupons usable on this cart, with discount_minor, "
+        "largest first (see docs/rewards.md)",
+    )
+    rewards: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Rewards the member can redeem now (discounts: discount_minor on this cart)",
+    )
 
 
 @router.post(

@@ -1,0 +1,1 @@
+"""Tiers: qualification, upgrades and downgrades, paid membership, tier benefits."""
