@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from tests.test_cli import make_runner
 from treu import cli
 from treu.auth.models import ApiKey
+from treu.challenges.models import Challenge, ChallengeCompletion
 from treu.db.session import Database
 from treu.demo import CATALOGUE, STORES, generate
 from treu.events.models import Event, PurchaseLine
@@ -19,7 +20,10 @@ from treu.ledger.models import Posting
 from treu.ledger.service import ledger
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rewards.donations import Donation
+from treu.rewards.models import Coupon, Redemption
 from treu.rules.models import Rule
+from treu.tiers.models import MemberTier
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -138,6 +142,24 @@ def test_demo_command_loads_a_clean_ledger(
     assert result.exit_code == 0, result.output
     assert "seed 3" in result.stdout
     assert re.search(r"treu_[A-Za-z0-9]{44}", result.stdout)
+    counts = {
+        m[1]: int(m[2].replace(",", ""))
+        for m in re.finditer(r"│ (.+?)\s+│\s+([\d,]+) │", result.stdout)
+    }
+    tiers = {k: v for k, v in counts.items() if k.startswith("members in tier ")}
+    assert list(tiers) == [f"members in tier {t}" for t in ("Bronze", "Silver", "Gold")]
+    assert sum(tiers.values()) == counts["members"] == 30  # everybody holds a tier
+    assert all(n > 0 for n in tiers.values())
+    for row in (
+        "rewards in the catalogue",
+        "redemptions",
+        "coupons used",
+        "donations (points)",
+        "active challenges",
+        "challenge completions",
+    ):
+        assert counts[row] > 0, row
+    assert counts["coupons used"] <= counts["redemptions"]
     assert "shown only once" in result.stderr
 
     with fresh_db.unit_of_work(write=False) as session:
@@ -182,6 +204,22 @@ def test_demo_command_loads_a_clean_ledger(
         )
         assert (organic or 0) > 0
         assert ledger.verify(session, programme_id=programme.id) == []
+        # The summary's feature rows are what the database holds.
+        assert counts["redemptions"] == session.scalar(select(func.count()).select_from(Redemption))
+        assert counts["coupons used"] == session.scalar(
+            select(func.count()).select_from(Coupon).where(Coupon.status == "used")
+        )
+        assert counts["donations (points)"] == session.scalar(select(func.sum(Donation.points)))
+        assert counts["active challenges"] == session.scalar(
+            select(func.count()).select_from(Challenge).where(Challenge.status == "active")
+        )
+        assert counts["challenge completions"] == session.scalar(
+            select(func.count()).select_from(ChallengeCompletion)
+        )
+        in_gold = session.scalar(
+            select(func.count()).select_from(MemberTier).where(MemberTier.tier == "gold")
+        )
+        assert counts["members in tier Gold"] == in_gold
         key = session.scalar(select(ApiKey).where(ApiKey.name == "demo"))
         assert key is not None
         assert set(key.scopes) == {"events:write", "members:read", "members:write", "admin"}

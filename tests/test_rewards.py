@@ -740,7 +740,7 @@ def test_the_expiry_job_is_registered_for_the_worker(fresh_db: Database) -> None
     from treu.worker.jobs import JOBS, run_job
 
     job = JOBS["rewards.expire_coupons"]
-    assert (job.unit, job.interval_setting) == ("coupons expired", "worker_expire_every_seconds")
+    assert (job.unit, job.interval_setting) == ("coupons expired", "worker_coupons_every_seconds")
     prog = f.programme(fresh_db)
     anna = f.member(fresh_db, prog)
     earn(fresh_db, prog, anna, 500)

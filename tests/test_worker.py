@@ -112,11 +112,13 @@ def test_scheduler_registers_every_job_with_its_interval(db: Database) -> None:
         worker_activate_every_seconds=60,
         worker_expire_every_seconds=900,
         worker_tiers_every_seconds=86_400,
+        worker_coupons_every_seconds=1800,
     )
     assert {
         "ledger.activate_pending": 60,
         "ledger.expire_points": 900,
         "tiers.reevaluate": 86_400,
+        "rewards.expire_coupons": 1800,
     }.items() <= intervals(settings).items()
     scheduler = build_scheduler(db, settings)
     jobs = {job.id: job for job in scheduler.get_jobs()}
@@ -127,6 +129,19 @@ def test_scheduler_registers_every_job_with_its_interval(db: Database) -> None:
         assert job.trigger.interval == timedelta(seconds=intervals(settings)[name])
         assert job.args == (db, name)
         assert job.func is run_scheduled
+
+
+def test_coupon_expiry_has_its_own_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TREU_WORKER_COUPONS_EVERY_SECONDS", raising=False)
+    defaults = Settings(_env_file=None)
+    assert defaults.worker_coupons_every_seconds == 3600
+    monkeypatch.setenv("TREU_WORKER_EXPIRE_EVERY_SECONDS", "600")
+    monkeypatch.setenv("TREU_WORKER_COUPONS_EVERY_SECONDS", "7200")
+    monkeypatch.setenv("TREU_WORKER_TIERS_EVERY_SECONDS", "86400")
+    configured = intervals(Settings(_env_file=None))
+    assert configured["rewards.expire_coupons"] == 7200
+    assert configured["ledger.expire_points"] == 600
+    assert configured["tiers.reevaluate"] == 86_400
 
 
 def test_scheduled_run_logs_and_survives_errors(

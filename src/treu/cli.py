@@ -247,6 +247,13 @@ def demo(
         ("points reversed by returns", summary.points_reversed),
         ("lots activated", summary.activated),
         ("lots expired", summary.expired),
+        *((f"members in tier {name}", members) for name, members in summary.tiers),
+        ("rewards in the catalogue", summary.rewards),
+        ("redemptions", summary.redemptions),
+        ("coupons used", summary.coupons_used),
+        ("donations (points)", summary.points_donated),
+        ("active challenges", summary.challenges_active),
+        ("challenge completions", summary.challenge_completions),
         ("events rejected", len(summary.rejected)),
     ):
         table.add_row(what, f"{value:,}")
@@ -499,7 +506,8 @@ def ledger_verify(
         bool, typer.Option("--repair", help="Rewrite differing cached balances from postings.")
     ] = False,
 ) -> None:
-    """Rebuild every balance from the postings and report differences (exit code 3)."""
+    """Rebuild every points balance from the postings and every e-wallet balance from
+    its entries, and report differences (exit code 3)."""
     from treu.ledger.service import ledger
 
     db = open_database()
@@ -510,16 +518,20 @@ def ledger_verify(
         with db.unit_of_work(write=False) as session:
             programme_id = programmes.get(session, programme).id
     found = _verify(db, programme_id)
-    if not found:
-        return
-    if not repair:
+    if found and not repair:
         console.print("Run with --repair to rewrite the cached balances from the postings.")
-        raise typer.Exit(EXIT_DISCREPANCIES)
-    members = sorted({d.member_id for d in found})
-    with db.unit_of_work() as session:
-        ledger.repair(session, member_ids=members)
-    console.print(f"Repaired the cached balances of {len(members)} account(s); verifying again.")
-    if _verify(db, programme_id):
+    elif found:
+        members = sorted({d.member_id for d in found})
+        with db.unit_of_work() as session:
+            ledger.repair(session, member_ids=members)
+        console.print(
+            f"Repaired the cached balances of {len(members)} account(s); verifying again."
+        )
+        found = _verify(db, programme_id)
+    # Wallets hold money, not points: their entries are not postings, so they get their
+    # own check, and --repair (which rewrites points balances) leaves them alone.
+    wallets_off = _verify_wallets(db, programme_id)
+    if found or wallets_off:
         raise typer.Exit(EXIT_DISCREPANCIES)
 
 
@@ -546,6 +558,48 @@ def _verify(db: Database, programme_id: Any) -> list[Any]:
     for d in found:
         table.add_row(str(d.member_id), d.what, str(d.cached), str(d.rebuilt))
     console.print(table)
+    return found
+
+
+def _verify_wallets(db: Database, programme_id: Any) -> list[Any]:
+    """E-wallet balances against the sum of their entries, in money of their currency."""
+    from sqlalchemy import func, select
+
+    from treu.kit.money import format_money
+    from treu.rewards.wallet import Wallet, wallet
+
+    with db.unit_of_work(write=False) as session:
+        found = wallet.verify(session, programme_id=programme_id)
+        query = select(func.count()).select_from(Wallet)
+        if programme_id is not None:
+            query = query.where(Wallet.programme_id == programme_id)
+        wallets = session.scalar(query) or 0
+        currencies: dict[Any, str] = {}
+        if found:
+            rows = session.execute(
+                select(Wallet.member_id, Wallet.currency).where(
+                    Wallet.member_id.in_([d.member_id for d in found])
+                )
+            )
+            currencies = dict(rows.all())
+    counted = f"{wallets:,} wallet{'' if wallets == 1 else 's'}"
+    if not found:
+        console.print(f"[green]Wallets OK:[/] {counted} verified")
+        return found
+    table = Table(title=f"{len(found)} wallet discrepancies in {counted}")
+    table.add_column("member", overflow="fold")
+    table.add_column("cached", justify="right")
+    table.add_column("rebuilt from entries", justify="right")
+    for d in found:
+        currency = currencies[d.member_id]
+        table.add_row(
+            str(d.member_id), format_money(d.cached, currency), format_money(d.rebuilt, currency)
+        )
+    console.print(table)
+    console.print(
+        "Wallet balances are not repaired automatically: the entries are the record; "
+        "keep this output, it is a bug report."
+    )
     return found
 
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     worker_tiers_every_seconds: int = 3600
     """``tiers.reevaluate``: a daily job in effect (each member is due once a day at
     most); running it hourly picks up a new day soon after midnight."""
+    worker_coupons_every_seconds: int = 3600
+    """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
+    a popular reward's stock (and, per reward, the member's points) until this runs."""
     batch_max_events: int = 1000
 
     @field_validator("database_url")

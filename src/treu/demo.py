@@ -773,6 +773,15 @@ class DemoSummary:
     points_reversed: int = 0
     activated: int = 0
     expired: int = 0
+    tiers: list[tuple[str, int]] = field(default_factory=list)
+    """(tier name, members in it), lowest tier first."""
+    rewards: int = 0
+    """In the catalogue (not archived)."""
+    redemptions: int = 0
+    coupons_used: int = 0
+    points_donated: int = 0
+    challenges_active: int = 0
+    challenge_completions: int = 0
     seconds: float = 0.0
 
 
@@ -1288,5 +1297,56 @@ def load_demo(
     demo_rewards(db, programme.id, now=now, seed=seed)
     demo_payments(db, programme.id, now=now, seed=seed)
     report("ledger", 1, 1)
+    count_features(db, programme.id, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def count_features(db: Database, programme_id: Any, summary: DemoSummary) -> None:
+    """Tiers, rewards, donations and challenges as the database holds them after the
+    load (counted, not tallied while loading: the jobs and the reward and payment steps
+    change them, and the summary should show what a user then finds)."""
+    from sqlalchemy import func, select
+
+    from treu.challenges.models import Challenge, ChallengeCompletion, ChallengeStatus
+    from treu.members.models import Member
+    from treu.rewards.donations import Donation
+    from treu.rewards.models import Coupon, CouponStatus, Redemption, Reward, RewardStatus
+    from treu.tiers.models import MemberTier, Tier
+
+    def count(model: Any, *where: Any) -> int:
+        query = select(func.count()).select_from(model)
+        return int(session.scalar(query.where(model.programme_id == programme_id, *where)) or 0)
+
+    with db.unit_of_work(write=False) as session:
+        in_tier = dict(
+            session.execute(
+                select(MemberTier.tier, func.count())
+                .where(MemberTier.programme_id == programme_id)
+                .group_by(MemberTier.tier)
+            ).all()
+        )
+        ladder = session.scalars(
+            select(Tier).where(Tier.programme_id == programme_id).order_by(Tier.rank)
+        ).all()
+        if ladder and ladder[0].threshold == 0:
+            # The base tier is everybody's (treu.tiers ``current``), also of members
+            # whose tier state was never written because nothing they did counted.
+            placed = sum(n for code, n in in_tier.items() if code is not None)
+            in_tier[ladder[0].code] = count(Member) - placed + in_tier.get(ladder[0].code, 0)
+        summary.tiers = [(str(t.name.get("en", t.code)), in_tier.get(t.code, 0)) for t in ladder]
+        summary.rewards = count(Reward, Reward.status != RewardStatus.archived.value)
+        summary.redemptions = count(Redemption)
+        summary.coupons_used = count(Coupon, Coupon.status == CouponStatus.used.value)
+        summary.points_donated = int(
+            session.scalar(
+                select(func.coalesce(func.sum(Donation.points), 0)).where(
+                    Donation.programme_id == programme_id
+                )
+            )
+            or 0
+        )
+        summary.challenges_active = count(
+            Challenge, Challenge.status == ChallengeStatus.active.value
+        )
+        summary.challenge_completions = count(ChallengeCompletion)

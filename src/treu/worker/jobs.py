@@ -171,9 +171,7 @@ JOBS: dict[str, Job] = {
             description="Expire unused coupons; give back stock and, per reward, points",
             unit="coupons expired",
             run=expire_coupons,
-            # A daily job in effect (coupons expire after days); the expiry interval
-            # (hourly by default) keeps the stock of a popular reward from waiting long.
-            interval_setting="worker_expire_every_seconds",
+            interval_setting="worker_coupons_every_seconds",
         ),
     )
 }

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from treu.api.deps import DB, EventsWrite
 from treu.api.problems import (
@@ -41,6 +41,73 @@ class PostingBrief(BaseModel):
     created_at: str
 
 
+class LocalizedOut(BaseModel):
+    en: str
+    de: str | None = None
+
+
+class BadgeAwarded(BaseModel):
+    """A badge the event gave the member for the first time (by a rule or a challenge)."""
+
+    code: str
+    name: LocalizedOut
+    icon: str = Field(description="An https URL or an emoji")
+    description: LocalizedOut | None = None
+
+
+class LimitedRule(BaseModel):
+    """An earning rule a limit or budget stopped or capped for this event."""
+
+    rule_id: str
+    rule: str = Field(description="The rule's name")
+    reason: str = Field(examples=["daily limit reached", "capped: budget used up"])
+
+
+class TierChange(BaseModel):
+    """The member's tier changed with this event (an upgrade or a bought membership)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str | None = Field(alias="from", description="The previous tier's code")
+    to: str | None = Field(description="The new tier's code")
+    rank: int | None
+    name: dict[str, str] | None = Field(description="The new tier's name by language")
+    flags: list[str]
+    reason: str = Field(
+        examples=["qualified", "membership_purchased", "membership_renewed"],
+    )
+    text: str = Field(description="Why, in English")
+    since: str | None = Field(description="In the tier since (UTC, ISO 8601)")
+    paid_until: str | None = Field(
+        default=None, description="End of a bought membership (UTC, ISO 8601)"
+    )
+
+
+class ChallengeProgressBrief(BaseModel):
+    current: int
+    target: int
+
+
+class ChallengeReward(BaseModel):
+    points: int
+    posting: PostingBrief | None = Field(default=None, description="The points' posting")
+    badge: BadgeAwarded | None = Field(default=None, description="A badge not held before")
+
+
+class ChallengeStep(BaseModel):
+    """How the event moved one challenge (a return can move it back)."""
+
+    challenge_id: str
+    code: str
+    period: str = Field(description="The challenge period the event counted in")
+    progress: ChallengeProgressBrief
+    change: int = Field(description="Progress this event added (negative for returns)")
+    completed: bool
+    reward: ChallengeReward | None = Field(
+        default=None, description="Given when this event completed the challenge"
+    )
+
+
 class EventResult(BaseModel):
     event_id: str
     type: str
@@ -48,6 +115,20 @@ class EventResult(BaseModel):
     points: PointsOut
     balance: BalanceAfter | None = Field(description="The member's balance after the event")
     postings: list[PostingBrief]
+    badges: list[BadgeAwarded] | None = Field(
+        default=None, description="Badges awarded by this event"
+    )
+    limited: list[LimitedRule] | None = Field(
+        default=None, description="Rules a limit or budget stopped or capped"
+    )
+    tier: TierChange | None = Field(default=None, description="A tier change caused by the event")
+    challenges: list[ChallengeStep] | None = Field(
+        default=None, description="Challenges the event counted towards"
+    )
+    coupons_restored: list[str] | None = Field(
+        default=None,
+        description="Returns: ids of coupons usable again because their order came back in full",
+    )
     note: str | None = None
 
 
