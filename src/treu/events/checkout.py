@@ -32,7 +32,7 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards.coupons import coupon_cart
 from treu.rewards.payments import capacity
-from treu.rewards.service import redemptions
+from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, MemberView
 from treu.rules.service import Usage, rules
@@ -211,7 +211,11 @@ class CheckoutService:
                 for e in balance.expiring[:3]
             ],
             "pay_with_points": {"points": can_pay.points, "amount_minor": can_pay.amount_minor},
-            "wallet_minor": wallet.balance_minor(session, member_id=member.id),
+            "wallet_minor": (
+                wallet.balance_minor(session, member_id=member.id)
+                if catalogue.cached(session, programme.id).has_wallet_credit
+                else 0
+            ),
         }
         body.update(  # the member's coupons usable on this cart, rewards redeemable now
             redemptions.checkout_offers(

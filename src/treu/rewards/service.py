@@ -247,6 +247,28 @@ class _Catalogue:
     expires: float
     rewards: list[RewardView]
     tiers: dict[str, TierInfo]
+    kinds: frozenset[str] = frozenset()
+    """Every reward type the programme has had, archived ones included: the checkout
+    skips the coupon look-up when no discount coupon can exist, and the wallet read
+    when no reward ever gave wallet credit."""
+
+    @property
+    def has_discount_coupons(self) -> bool:
+        return not self.kinds.isdisjoint(DISCOUNT_KINDS)
+
+    @property
+    def has_wallet_credit(self) -> bool:
+        return RewardType.wallet_credit.value in self.kinds
+
+
+DISCOUNT_KINDS = frozenset(
+    {
+        RewardType.percent_discount.value,
+        RewardType.amount_discount.value,
+        RewardType.free_product.value,
+    }
+)
+"""Coupons of these types can take something off a cart."""
 
 
 @dataclass
@@ -662,6 +684,11 @@ class CatalogueService:
             now + CACHE_SECONDS,
             self.views(session, programme_id),
             self.tiers(session, programme_id),
+            frozenset(
+                session.scalars(
+                    select(Reward.type).where(Reward.programme_id == programme_id).distinct()
+                )
+            ),
         )
         with self._lock:
             self._cache[key] = built
@@ -825,10 +852,14 @@ class RedemptionService:
         (one query) and the rewards redeemable now (the cached catalogue; ``tier`` is
         what the checkout knows already; a count of held redemptions only if some reward
         has a per-member limit)."""
-        usable = coupons.usable_for_cart(
-            session, member_id=member_id, cart=cart, programme=programme, lang=lang, now=now
-        )
         cached = catalogue.cached(session, programme.id)
+        usable = (
+            coupons.usable_for_cart(
+                session, member_id=member_id, cart=cart, programme=programme, lang=lang, now=now
+            )
+            if cached.has_discount_coupons
+            else []
+        )
         offers: list[dict[str, Any]] = []
         if cached.rewards:
             facts = MemberFacts(
