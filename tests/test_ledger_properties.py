@@ -486,6 +486,8 @@ reward_operations = st.lists(
         st.tuples(st.just("use"), st.integers(min_value=0, max_value=100)),
         st.tuples(st.just("coupons_expire"), st.integers(min_value=0, max_value=6)),
         st.tuples(st.just("return"), st.integers(min_value=0, max_value=100)),
+        st.tuples(st.just("pay"), st.integers(min_value=1, max_value=9000), st.booleans()),
+        st.tuples(st.just("pay_refund"), st.integers(min_value=0, max_value=100)),
         activate,
         expire,
     ),
@@ -499,7 +501,8 @@ def run_rewards(
 ) -> dict[str, int]:
     """Rewards redeemed (points burnt FIFO, stock taken, per-member limit), redemptions
     cancelled (a refund to the same lots, or none, per reward), coupons used for orders
-    and coupons expiring (a refund per reward): after every step the ledger invariants
+    and coupons expiring (a refund per reward), orders paid with points (whole or
+    partly) and such payments refunded: after every step the ledger invariants
     above hold, a redemption moves the balance by exactly its cost, a cancellation or
     an expiry by exactly its refund less what expired at once, and every limited
     reward's stock left equals its stock less the redemptions holding a unit. Returns
@@ -510,6 +513,7 @@ def run_rewards(
     from treu.errors import TreuError
     from treu.rewards.coupons import Cart, CartLine, coupons
     from treu.rewards.models import Coupon, Redemption, Reward
+    from treu.rewards.payments import payments
     from treu.rewards.service import redemptions
     from treu.worker.jobs import expire_coupons
 
@@ -539,6 +543,7 @@ def run_rewards(
     now = START
     sales: list[str] = []
     made: list[dict[str, Any]] = []
+    paid: list[dict[str, Any]] = []
     orders = 0
 
     def moved_by(correlation_id: str) -> tuple[int, int]:
@@ -655,6 +660,55 @@ def run_rewards(
                         Coupon.expires_at <= now,
                     )
                 )
+        elif kind == "pay":
+            orders += 1
+            refused = attempt(
+                lambda session, at=now, order=f"o-{orders}", op=op: paid.append(
+                    payments.pay(
+                        session,
+                        member_id=who.id,
+                        key=f.unique("pay"),
+                        order_id=order,
+                        amount_minor=op[1],
+                        currency="EUR",
+                        partial=op[2],
+                        actor="test",
+                        now=at,
+                    )[1]
+                )
+            )
+            after = check_invariants(db, prog, who)
+            if refused is None:
+                done["paid"] += 1
+                used = paid[-1]["points_used"]
+                assert after.available == before.available - used
+                assert paid[-1]["amount_covered_minor"] <= op[1]
+            else:
+                assert refused == "insufficient_points"  # partial too, with nothing to pay
+                assert (after.postings, after.available) == (before.postings, before.available)
+        elif kind == "pay_refund" and paid:
+            payment = paid[op[1] % len(paid)]
+            answers: list[dict[str, Any]] = []
+            refused = attempt(
+                lambda session, payment=payment, at=now, answers=answers: answers.append(
+                    payments.refund(
+                        session,
+                        payment_id=UUID(payment["id"]),
+                        key=f.unique("refund"),
+                        actor="test",
+                        now=at,
+                    )[1]
+                )
+            )
+            after = check_invariants(db, prog, who)
+            if refused is None:
+                done["payment refunded"] += 1
+                back = answers[0]["points"] - answers[0]["points_expired"]
+                assert after.available == before.available + back
+                assert answers[0]["payment"]["refunded_points"] <= payment["points_used"]
+            else:
+                done["payment not refunded"] += 1
+                assert (after.postings, after.available) == (before.postings, before.available)
         elif kind == "return" and sales:
             sale = sales.pop(op[1] % len(sales))
             f.ingest_one(
@@ -711,8 +765,17 @@ def test_a_known_rewards_sequence(fresh_db: Database) -> None:
         ("return", 1),
         ("activate", 15),
         ("coupons_expire", 25),
+        ("purchase", 9000, True),
+        ("pay", 40, False),  # 40 points pay €0.40
+        ("pay", 100_000, True),  # the rest of the balance pays part of a large order
+        ("pay_refund", 0),  # the 40 points come back
+        ("pay_refund", 0),  # refused: nothing left to refund
+        ("pay", 10, False),  # paid from the refunded points
     ]
     done = run_rewards(fresh_db, ops, 14, 1)
+    assert done["paid"] == 3
+    assert done["payment refunded"] == 1
+    assert done["payment not refunded"] == 1
     assert done["redeemed"] >= 7
     assert done["used"] == 1
     assert done["cancelled"] >= 3

@@ -362,9 +362,8 @@ def test_refunded_points_whose_lot_expired_meanwhile_expire_at_once(api: Api, db
 
 
 def test_the_checkout_shows_what_points_and_the_wallet_could_pay(api: Api, db: Database) -> None:
-    from treu.rewards.wallet import wallet
-
     from tests.test_rewards import add_reward
+    from treu.rewards.wallet import wallet
 
     prog, who = setup(db, points=800, point_value_minor="0.5")
     # Wallet credit comes from a wallet_credit reward; the checkout reads the wallet only

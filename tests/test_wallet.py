@@ -16,7 +16,7 @@ from tests.test_payments_concurrency import retrying
 from treu.db.session import Database
 from treu.members.models import Member
 from treu.programmes.models import Programme
-from treu.rewards.payments import CurrencyMismatch
+from treu.rewards.errors import CurrencyMismatch
 from treu.rewards.wallet import InsufficientWallet, Wallet, WalletEntry, wallet
 
 

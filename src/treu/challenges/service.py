@@ -82,6 +82,7 @@ from treu.programmes.models import Programme
 from treu.rules.engine import EventView, LineView, MemberView
 from treu.rules.errors import UnknownTrigger
 from treu.rules.models import MemberBadge
+from treu.rules.service import member_view
 
 CACHE_SECONDS = 5.0
 TEMPLATE = "challenges.completed"
@@ -664,16 +665,7 @@ def _member_view(
 ) -> MemberView:
     if member is None:
         return MemberView.of(at=at, timezone=programme.timezone, tier=tier)
-    return MemberView.of(
-        at=at,
-        timezone=programme.timezone,
-        tier=tier,
-        enrolled_at=member.enrolled_at,
-        birthday=member.birthday,
-        language=member.language,
-        channel=member.channel,
-        attrs=member.attributes,
-    )
+    return member_view(member, programme, at, tier=tier)
 
 
 _PROGRESS_COLUMNS = (

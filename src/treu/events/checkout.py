@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
-from treu.events.service import award_details, line_views, member_view, purchase_view
+from treu.events.service import award_details, line_views, purchase_view
 from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.explain import render
 from treu.ledger.service import ledger
@@ -35,29 +35,28 @@ from treu.rewards.payments import capacity
 from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, MemberView
-from treu.rules.service import Usage, rules
+from treu.rules.service import Usage, member_view, rules
 from treu.tiers.service import tiers
 
 EXPIRY_HINT_DAYS = 60
 """Points expiring within this many days are mentioned at the checkout."""
 
 
+EXAMPLE_CART: dict[str, Any] = {
+    "programme": "demo",
+    "member": {"card_number": "9276000000000001"},
+    "channel": "pos",
+    "store": "berlin-01",
+    "currency": "EUR",
+    "lines": EXAMPLE_LINES,
+}
+"""A cart as the till sends it (also the example of the carts the coupon endpoints take)."""
+
+
 class CartIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "programme": "demo",
-                    "member": {"card_number": "9276000000000001"},
-                    "channel": "pos",
-                    "store": "berlin-01",
-                    "currency": "EUR",
-                    "lines": EXAMPLE_LINES,
-                    "lang": "de",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [EXAMPLE_CART | {"lang": "de"}]},
     )
 
     programme: str = Field(min_length=1, max_length=64)
@@ -77,6 +76,15 @@ class CartIn(BaseModel):
         return value.upper()
 
 
+def check_cart_currency(cart: CartIn, programme: Programme) -> None:
+    """A cart is priced in the programme's currency: amounts are never converted."""
+    if cart.currency != programme.currency:
+        raise CurrencyMismatch(
+            f"programme {programme.slug!r} runs in {programme.currency}, "
+            f"the cart is in {cart.currency}"
+        )
+
+
 class CheckoutService:
     def evaluate(
         self, session: Session, cart: CartIn, *, now: datetime | None = None
@@ -86,14 +94,10 @@ class CheckoutService:
         programme = programmes.cached_by_slug(session, {cart.programme}).get(cart.programme)
         if programme is None:
             raise ProgrammeNotFound(f"no programme {cart.programme!r}")
-        if cart.currency != programme.currency:
-            raise CurrencyMismatch(
-                f"programme {programme.slug!r} runs in {programme.currency}, "
-                f"the cart is in {cart.currency}"
-            )
+        check_cart_currency(cart, programme)
         if at > now + CLOCK_SKEW:
             raise EventInFuture("occurred_at lies in the future")
-        member = self._member(session, programme, cart.member)
+        member = self.resolve_member(session, programme, cart.member)
         active = rules.active(session, programme)
         view = purchase_view(
             programme,
@@ -262,9 +266,11 @@ class CheckoutService:
                 )
         return body
 
-    def _member(
+    def resolve_member(
         self, session: Session, programme: Programme, ref: MemberRef | None
     ) -> MemberKey | None:
+        """The cart's member (``None``: an anonymous cart); ``member_not_found`` when the
+        reference matches nobody in the programme."""
         if ref is None:
             return None
         found = members.resolve_many(session, programme_id=programme.id, refs=[ref])

@@ -68,7 +68,7 @@ from treu.rules.engine import (
     reason_text,
 )
 from treu.rules.models import MemberBadge
-from treu.rules.service import BASE_ID, Usage, is_tier_rule, rules
+from treu.rules.service import BASE_ID, Usage, is_tier_rule, member_view, rules
 from treu.rules.spec import Multiplier
 from treu.tiers.service import MEMBERSHIP_EVENT, TierBook, tier_award_details, tiers
 
@@ -166,21 +166,6 @@ def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
         if award.limited_by
     ]
     return stopped + capped
-
-
-def member_view(
-    member: MemberKey, programme: Programme, at: datetime, *, tier: str | None = None
-) -> MemberView:
-    return MemberView.of(
-        at=at,
-        timezone=programme.timezone,
-        tier=tier,
-        enrolled_at=member.enrolled_at,
-        birthday=member.birthday,
-        language=member.language,
-        channel=member.channel,
-        attrs=member.attributes,
-    )
 
 
 def purchase_view(

@@ -38,14 +38,14 @@ from sqlalchemy.orm import Session
 
 from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
-from treu.events.service import line_views, member_view, purchase_view
+from treu.events.service import line_views, purchase_view
 from treu.members.models import Member, MemberStatus
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.engine import EventView, MemberView, RuleSet
 from treu.rules.models import RuleStatus
-from treu.rules.service import BASE_ID, Usage, rules
+from treu.rules.service import BASE_ID, Usage, member_view, rules
 from treu.rules.spec import RuleSpec, expression_error_details
 
 MAX_SPAN = timedelta(days=366)

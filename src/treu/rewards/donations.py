@@ -45,13 +45,8 @@ from treu.ledger.service import ledger
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
-from treu.rewards.payments import (
-    IdempotencyKeyReused,
-    check_currency,
-    check_member,
-    digest,
-    worth,
-)
+from treu.rewards._common import check_currency, check_member, digest, find_keyed, iso
+from treu.rewards.payments import worth
 
 
 class CharityNotFound(NotFound):
@@ -121,10 +116,6 @@ class CharityTotal:
     currency: str
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def localised(value: dict[str, Any], lang: str) -> str:
     return str(value.get(lang) or value.get("en") or next(iter(value.values()), ""))
 
@@ -137,7 +128,7 @@ def charity_out(charity: Charity) -> dict[str, Any]:
         "description": charity.description,
         "url": charity.url,
         "active": charity.active,
-        "created_at": _iso(charity.created_at),
+        "created_at": iso(charity.created_at),
     }
 
 
@@ -151,7 +142,7 @@ def donation_out(donation: Donation, charity: Charity) -> dict[str, Any]:
         "currency": donation.currency,
         "redemption_id": str(donation.redemption_id) if donation.redemption_id else None,
         "posting_id": str(donation.posting_id) if donation.posting_id else None,
-        "created_at": _iso(donation.created_at),
+        "created_at": iso(donation.created_at),
     }
 
 
@@ -256,7 +247,9 @@ class DonationService:
             "value_minor": value_minor,
             "redemption_id": str(redemption_id),
         }
-        existing = self._existing(session, member_id, key, digest(payload))
+        existing = find_keyed(
+            session, Donation, member_id=member_id, key=key, payload_hash=digest(payload)
+        )
         if existing is not None:
             return existing
         donation = Donation(
@@ -296,7 +289,9 @@ class DonationService:
         account = writer.account(member.id)  # locks first: a concurrent retry waits here
         full_key = f"donation:{key}"
         payload = {"charity": charity, "points": points}
-        existing = self._existing(session, member.id, full_key, digest(payload))
+        existing = find_keyed(
+            session, Donation, member_id=member.id, key=full_key, payload_hash=digest(payload)
+        )
         if existing is not None:
             return 200, donation_out(existing, session.get_one(Charity, existing.charity_id))
         check_member(member)
@@ -391,18 +386,6 @@ class DonationService:
                 )
             )
         return sorted(out, key=lambda t: (-t.value_minor, -t.points, t.code))
-
-    def _existing(
-        self, session: Session, member_id: uuid.UUID, key: str, payload_hash: str
-    ) -> Donation | None:
-        found = session.scalars(
-            select(Donation).where(Donation.member_id == member_id, Donation.key == key)
-        ).one_or_none()
-        if found is not None and found.payload_hash != payload_hash:
-            raise IdempotencyKeyReused(
-                f"idempotency key {key.split(':', 1)[1]!r} was already used for another request"
-            )
-        return found
 
 
 donations = DonationService()

@@ -1,4 +1,5 @@
-"""Errors of the rewards catalogue, redemptions and coupons (codes are API contract).
+"""Errors of the rewards catalogue, redemptions, coupons, pay with points, the wallet and
+donations (codes are API contract).
 
 Refusals that have reasons (``reward_locked``, ``out_of_stock``,
 ``member_limit_reached``, ``coupon_not_applicable``) carry ``reasons``: a list of
@@ -69,6 +70,24 @@ class IdempotencyKeyConflict(Conflict):
 
     code = "idempotency_conflict"
     title = "Idempotency key reused"
+
+
+class IdempotencyKeyReused(Conflict):
+    """Pay with points, the wallet and donations: the same code, with the title those
+    endpoints have always answered with."""
+
+    code = "idempotency_conflict"
+    title = "Idempotency key reused for another request"
+
+
+class CurrencyMismatch(Invalid):
+    code = "currency_mismatch"
+    title = "Currency differs from the programme's"
+
+
+class MemberBlocked(Invalid):
+    code = "member_blocked"
+    title = "Member is blocked"
 
 
 class InvalidCouponCode(Invalid):

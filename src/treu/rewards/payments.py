@@ -29,8 +29,6 @@ retry that races the original waits for it and answers its result.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -48,34 +46,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from treu.db.base import Base, IdMixin, TimestampMixin
-from treu.errors import Conflict, Invalid, NotFound
+from treu.errors import Invalid, NotFound
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import PostingKind
 from treu.ledger.service import AccountState, ledger
-from treu.members.errors import MemberClosed
-from treu.members.models import Member, MemberStatus
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
-
-# --- errors shared by payments, the wallet and donations ------------------------------
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_conflict"
-    title = "Idempotency key reused for another request"
-
-
-class CurrencyMismatch(Invalid):
-    code = "currency_mismatch"
-    title = "Currency differs from the programme's"
-
-
-class MemberBlocked(Invalid):
-    code = "member_blocked"
-    title = "Member is blocked"
+from treu.rewards._common import check_currency, check_member, digest, find_keyed, iso
 
 
 class PointsHaveNoValue(Invalid):
@@ -91,28 +71,6 @@ class PaymentNotFound(NotFound):
 class RefundExceedsPayment(Invalid):
     code = "refund_exceeds_payment"
     title = "More refunded than was paid"
-
-
-def digest(payload: dict[str, Any]) -> str:
-    """The hash an idempotency key is bound to: the same key with another payload is a
-    conflict, not a replay."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def check_member(member: Member) -> None:
-    """Closed members have no account to pay from; blocked ones (fraud, dispute) may not
-    spend until an operator unblocks them."""
-    if member.status == MemberStatus.closed.value:
-        raise MemberClosed(f"member {member.id} is closed")
-    if member.status == MemberStatus.blocked.value:
-        raise MemberBlocked(f"member {member.id} is blocked")
-
-
-def check_currency(programme: Programme, currency: str) -> None:
-    if currency.upper() != programme.currency:
-        raise CurrencyMismatch(
-            f"programme {programme.slug!r} runs in {programme.currency}, not {currency}"
-        )
 
 
 # --- point value maths (pure) ---------------------------------------------------------
@@ -239,10 +197,6 @@ class PointPaymentRefund(IdMixin, Base):
 # --- service --------------------------------------------------------------------------
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _balance(account: AccountState) -> dict[str, int]:
     return {"available": account.available, "pending": account.pending}
 
@@ -330,7 +284,7 @@ class PaymentService:
             "point_value_minor": str(value.normalize()),
             "posting": posting.public(),
             "balance": _balance(account),
-            "created_at": _iso(now),
+            "created_at": iso(now),
         }
         session.add(
             PointPayment(
@@ -440,7 +394,7 @@ class PaymentService:
                 "refunded_points": payment.refunded_points,
             },
             "balance": _balance(account),
-            "created_at": _iso(now),
+            "created_at": iso(now),
         }
         session.add(
             PointPaymentRefund(
@@ -487,11 +441,11 @@ class PaymentService:
                     "id": str(r.id),
                     "amount_minor": r.amount_minor,
                     "points": r.points,
-                    "created_at": _iso(r.created_at),
+                    "created_at": iso(r.created_at),
                 }
                 for r in refunds
             ],
-            "created_at": _iso(payment.created_at),
+            "created_at": iso(payment.created_at),
         }
 
     def _replay(
@@ -502,18 +456,15 @@ class PaymentService:
         key: str,
         payload_hash: str,
     ) -> dict[str, Any] | None:
-        row = session.execute(
-            select(model.payload_hash, model.result).where(
-                model.member_id == member_id, model.key == key
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        if row.payload_hash != payload_hash:
-            raise IdempotencyKeyReused(
-                f"idempotency key {key!r} was already used for another request"
-            )
-        return dict(row.result)
+        row = find_keyed(
+            session,
+            model,
+            member_id=member_id,
+            key=key,
+            payload_hash=payload_hash,
+            shown_key=key,
+        )
+        return None if row is None else dict(row.result)
 
 
 payments = PaymentService()

@@ -46,12 +46,7 @@ from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
 from treu.members.service import members
 from treu.programmes.service import programmes
-from treu.rewards.payments import (
-    IdempotencyKeyReused,
-    check_currency,
-    check_member,
-    digest,
-)
+from treu.rewards._common import check_currency, check_member, digest, find_keyed, iso
 
 
 class EntryKind(enum.StrEnum):
@@ -143,10 +138,6 @@ class WalletDiscrepancy:
     rebuilt: int
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def entry_out(entry: WalletEntry) -> dict[str, Any]:
     """An entry as the API shows it (also the answer to a replayed request)."""
     return {
@@ -160,7 +151,7 @@ def entry_out(entry: WalletEntry) -> dict[str, Any]:
         "order_id": entry.order_id,
         "redemption_id": str(entry.redemption_id) if entry.redemption_id else None,
         "debit_id": str(entry.debit_id) if entry.debit_id else None,
-        "created_at": _iso(entry.created_at),
+        "created_at": iso(entry.created_at),
     }
 
 
@@ -190,7 +181,9 @@ class WalletService:
         assert wallet is not None
         key = f"redemption:{redemption_id}"
         payload = {"redemption_id": str(redemption_id), "amount_minor": amount_minor}
-        existing = self._existing(session, member_id, key, digest(payload))
+        existing = find_keyed(
+            session, WalletEntry, member_id=member_id, key=key, payload_hash=digest(payload)
+        )
         if existing is not None:
             return existing
         return self._append(
@@ -227,7 +220,9 @@ class WalletService:
             return None
         key = f"cancel:{redemption_id}"
         payload = {"redemption_id": str(redemption_id)}
-        existing = self._existing(session, member_id, key, digest(payload))
+        existing = find_keyed(
+            session, WalletEntry, member_id=member_id, key=key, payload_hash=digest(payload)
+        )
         if existing is not None:
             return existing
         if wallet.balance_minor < credit.amount_minor:
@@ -276,7 +271,9 @@ class WalletService:
             "currency": currency,
             "partial": partial,
         }
-        existing = self._existing(session, member_id, full_key, digest(payload))
+        existing = find_keyed(
+            session, WalletEntry, member_id=member_id, key=full_key, payload_hash=digest(payload)
+        )
         if existing is not None:
             return 200, self._debit_out(existing)
         check_member(member)
@@ -324,7 +321,13 @@ class WalletService:
         assert wallet is not None  # a debit was made from it
         full_key = f"refund:{key}"
         payload = {"debit_id": str(debit_id), "amount_minor": amount_minor}
-        existing = self._existing(session, debit.member_id, full_key, digest(payload))
+        existing = find_keyed(
+            session,
+            WalletEntry,
+            member_id=debit.member_id,
+            key=full_key,
+            payload_hash=digest(payload),
+        )
         if existing is not None:
             return 200, self._refund_out(existing)
         refundable = -debit.amount_minor - self._refunded(session, debit_id)
@@ -431,18 +434,6 @@ class WalletService:
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one_or_none()
-
-    def _existing(
-        self, session: Session, member_id: uuid.UUID, key: str, payload_hash: str
-    ) -> WalletEntry | None:
-        entry = session.scalars(
-            select(WalletEntry).where(WalletEntry.member_id == member_id, WalletEntry.key == key)
-        ).one_or_none()
-        if entry is not None and entry.payload_hash != payload_hash:
-            raise IdempotencyKeyReused(
-                f"idempotency key {key.split(':', 1)[1]!r} was already used for another request"
-            )
-        return entry
 
     def _append(
         self,

@@ -35,10 +35,12 @@ from treu.db.base import WriteBatch, table_of
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
 from treu.ledger import explain
+from treu.members.service import MemberKey
 from treu.programmes.models import Programme
 from treu.rules.engine import (
     CompiledRuleInput,
     Headroom,
+    MemberView,
     RuleSet,
     compile_rule_set,
     render_explanation,
@@ -103,6 +105,23 @@ def tier_inputs(ladder: Ladder) -> list[CompiledRuleInput]:
 
 def is_tier_rule(rule_id: str) -> bool:
     return rule_id.startswith(RULE_PREFIX)
+
+
+def member_view(
+    member: MemberKey, programme: Programme, at: datetime, *, tier: str | None = None
+) -> MemberView:
+    """The member as rule and challenge conditions see it at ``at`` (the event time):
+    one definition, so a condition on ``member.*`` means the same in both."""
+    return MemberView.of(
+        at=at,
+        timezone=programme.timezone,
+        tier=tier,
+        enrolled_at=member.enrolled_at,
+        birthday=member.birthday,
+        language=member.language,
+        channel=member.channel,
+        attrs=member.attributes,
+    )
 
 
 @dataclass

@@ -11,11 +11,7 @@ from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, CheckoutKey, EventsWrite
 from treu.api.problems import PROBLEM_RESPONSES, Problem
-from treu.events.checkout import CartIn
-from treu.events.errors import CurrencyMismatch
-from treu.events.schemas import EXAMPLE_LINES
-from treu.members.errors import MemberNotFound
-from treu.members.service import members
+from treu.events.checkout import EXAMPLE_CART, CartIn, check_cart_currency, checkout
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
@@ -24,14 +20,6 @@ from treu.rewards.schemas import CouponOut, ReasonOut
 
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"], responses=PROBLEM_RESPONSES)
 
-EXAMPLE_CART: dict[str, Any] = {
-    "programme": "demo",
-    "member": {"card_number": "9276000000000001"},
-    "channel": "pos",
-    "store": "berlin-01",
-    "currency": "EUR",
-    "lines": EXAMPLE_LINES,
-}
 CODE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "`coupon_not_found` (in this programme)"},
     422: {
@@ -116,23 +104,11 @@ def _programme(session: Session, slug: str) -> Programme:
 
 
 def to_cart(session: Session, cart: CartIn, programme: Programme) -> Cart:
-    """The coupon rules' view of a checkout cart; its member resolved to an id."""
-    if cart.currency != programme.currency:
-        raise CurrencyMismatch(
-            f"programme {programme.slug!r} runs in {programme.currency}, "
-            f"the cart is in {cart.currency}"
-        )
-    member_id = None
-    if cart.member is not None:
-        found = members.resolve_many(session, programme_id=programme.id, refs=[cart.member])
-        member = found.get((cart.member.kind, cart.member.value))
-        if member is None:
-            raise MemberNotFound(
-                f"no member with {cart.member.kind} {cart.member.value!r} in programme "
-                f"{programme.slug!r}"
-            )
-        member_id = member.id
-    return coupon_cart(cart.currency, cart.lines, member_id)
+    """The coupon rules' view of a checkout cart; its member resolved to an id (the same
+    checks as ``POST /v1/checkout/evaluate``)."""
+    check_cart_currency(cart, programme)
+    member = checkout.resolve_member(session, programme, cart.member)
+    return coupon_cart(cart.currency, cart.lines, member.id if member is not None else None)
 
 
 @router.post("/validate", response_model=CouponValidationOut, responses=CODE_PROBLEMS)
