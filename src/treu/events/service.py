@@ -997,10 +997,12 @@ class EventService:
                     **({"tier": tier} if tier is not None else {}),
                 },
             }
-            for rule_id in awarded:  # the tier multiplier as it was (for returns)
-                factor = context.tier_book.multiplier_of(member.id) if context.tier_book else None
-                if is_tier_rule(rule_id) and factor is not None:
-                    basis["tier"] = [rule_id.split(".", 1)[1], str(factor)]
+            # The tier multiplier as it was (for returns); at most one tier rule applies.
+            tier_rule = next((rule_id for rule_id in awarded if is_tier_rule(rule_id)), None)
+            if tier_rule is not None and context.tier_book is not None:
+                factor = context.tier_book.multiplier_of(member.id)
+                if factor is not None:
+                    basis["tier"] = [tier_rule.split(".", 1)[1], str(factor)]
             lot_pending = earned > 0 and (
                 programmes.available_at(programme, event.occurred_at) > now
             )
