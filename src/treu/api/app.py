@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         tune_gc()
         yield
+        executor = getattr(_app.state, "lean_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     app = FastAPI(
         title="Treu",

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -63,7 +63,14 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
             principal.require(scope)
         return principal
 
+    dependency.treu_scope = (scope,)  # type: ignore[attr-defined]
     return dependency
+
+
+def scope_of(dependency: Callable[..., Any]) -> tuple[str | None] | None:
+    """``(scope,)`` when ``dependency`` was made by ``require``, else None."""
+    found: tuple[str | None] | None = getattr(dependency, "treu_scope", None)
+    return found
 
 
 AnyKey = Annotated[Principal, Depends(require(None))]

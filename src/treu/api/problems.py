@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from treu.api.responses import JSONBody
 from treu.errors import TreuError
 
 log = logging.getLogger("treu.api")
@@ -84,7 +85,7 @@ def validation_body(errors: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def respond(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+    return JSONBody(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def install(app: FastAPI) -> None:

@@ -55,10 +55,13 @@ class Principal:
     def actor(self) -> str:
         return f"apikey:{self.name}"
 
-    def require(self, scope: str) -> None:
+    def allows(self, scope: str) -> bool:
         """``scope`` may name alternatives: ``"events:write|members:read"``."""
-        wanted = scope.split("|")
-        if "admin" not in self.scopes and not any(s in self.scopes for s in wanted):
+        return "admin" in self.scopes or any(s in self.scopes for s in scope.split("|"))
+
+    def require(self, scope: str) -> None:
+        if not self.allows(scope):
+            wanted = scope.split("|")
             raise MissingScope(
                 f"this API key lacks the scope {' or '.join(map(repr, wanted))}", scope=scope
             )

@@ -139,6 +139,86 @@ def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:
     return Lookup(build, column)
 
 
+def fetch(connection: Connection, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a prebuilt hot-path SELECT (no expanding ``IN`` lists), as tuples.
+
+    On PostgreSQL the statement is compiled once and run on the driver's cursor: for a
+    single purchase, SQLAlchemy's execution context and result set around the one read
+    (the member, with its account locked) cost more CPU than the read itself. The
+    columns' result processing (UTC timestamps) is applied the way SQLAlchemy would."""
+    if connection.dialect.name != "postgresql":
+        return [tuple(row) for row in connection.execute(statement, params)]
+    sql, defaults, binds, results = _pg_select(statement, connection.dialect)
+    if defaults:
+        params = {**defaults, **params}
+    if binds:
+        params = {k: (binds[k](v) if k in binds else v) for k, v in params.items()}
+    import psycopg
+
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with raw.cursor() as cursor:
+            _observed(connection, cursor, sql, params)
+            cursor.execute(sql, params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+    except Exception as exc:
+        raise _translated(exc, connection) from exc
+    if results:
+        return [
+            tuple(
+                f(v) if (f := results.get(i)) is not None and v is not None else v
+                for i, v in enumerate(row)
+            )
+            for row in rows
+        ]
+    return rows
+
+
+_SELECTS: dict[int, tuple[Any, str, dict[str, Any], dict[str, Any], dict[int, Any]]] = {}
+
+
+def _pg_select(
+    statement: Any, dialect: Dialect
+) -> tuple[str, dict[str, Any], dict[str, Any], dict[int, Any]]:
+    cached = _SELECTS.get(id(statement))
+    if cached is None or cached[0] is not statement:
+        compiled = statement.compile(dialect=dialect)
+        binds = {
+            name: processor
+            for name, processor in (compiled._bind_processors or {}).items()
+            if processor is not None
+        }
+        results = {}
+        for index, column in enumerate(compiled._result_columns):
+            processor = column.type._cached_result_processor(dialect, None)
+            if processor is not None:
+                results[index] = processor
+        defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        cached = (statement, compiled.string, defaults, binds, results)
+        if len(_SELECTS) >= 256:  # meant for prebuilt statements; never grow without end
+            _SELECTS.clear()
+        _SELECTS[id(statement)] = cached
+    return cached[1], cached[2], cached[3], cached[4]
+
+
+def _observed(connection: Connection, cursor: Any, sql: str, params: Any) -> None:
+    """Tell SQLAlchemy's ``before_cursor_execute`` listeners about a statement sent past
+    SQLAlchemy (tests count the statements of a unit of work that way)."""
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
+
+
+def _translated(exc: Exception, connection: Connection) -> Exception:
+    """psycopg's errors as SQLAlchemy's (callers handle those whichever path ran)."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, psycopg.Error):
+        return exc
+    return DBAPIError.instance("fetch", None, exc, psycopg.Error, dialect=connection.dialect)
+
+
 COPY_THRESHOLD = 32
 
 
@@ -207,6 +287,8 @@ def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: tuple[
     names = ", ".join(map(_quote, columns))
     if kind == "copy":
         return f"COPY {_quote(table.name)} ({names}) FROM STDIN"
+    if kind == "insert_head":
+        return f"INSERT INTO {_quote(table.name)} ({names}) VALUES "
     if kind == "insert":
         marks = ", ".join(["%s"] * len(columns))
         return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks})"
@@ -233,6 +315,12 @@ def _flush_postgresql(
         return [Jsonb(row[c]) if c in jsons else row[c] for c in columns]
 
     with raw.cursor() as cursor:
+        combined = _combined(ops)
+        if combined is not None:
+            statement, params = combined
+            _observed(connection, cursor, statement, params)
+            cursor.execute(statement, params)
+            return
         pending: list[tuple[str, list[list[Any]]]] = []
         for kind, table, rows, key in ops:
             columns = (
@@ -240,9 +328,11 @@ def _flush_postgresql(
             )
             jsons = _json_columns(table, columns)
             if kind == "insert" and len(rows) >= COPY_THRESHOLD:
-                _run_pipeline(raw, cursor, pending)
+                _run_pipeline(connection, raw, cursor, pending)
                 pending = []
-                with cursor.copy(_pg_statement("copy", table, columns, ())) as copy:
+                sql = _pg_statement("copy", table, columns, ())
+                _observed(connection, cursor, sql, None)
+                with cursor.copy(sql) as copy:
                     for row in rows:
                         copy.write_row(values(row, columns, jsons))
             elif kind == "insert":
@@ -259,14 +349,92 @@ def _flush_postgresql(
                         [[*values(row, columns, jsons), *(row[k] for k in key)] for row in rows],
                     )
                 )
-        _run_pipeline(raw, cursor, pending)
+        _run_pipeline(connection, raw, cursor, pending)
 
 
-def _run_pipeline(raw: Any, cursor: Any, statements: list[tuple[Any, list[list[Any]]]]) -> None:
+# A unit of work this small is written by one statement (see ``_combined``).
+COMBINE_MAX_ROWS = 24
+COMBINE_MAX_PARAMS = 2000
+
+
+import psycopg._queries as _pq  # noqa: E402
+
+_pq.MAX_CACHED_STATEMENT_PARAMS = 4000
+
+
+def _combined(
+    ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]],
+) -> tuple[str, list[Any]] | None:
+    """The writes of a small unit of work as *one* statement of data-modifying CTEs::
+
+        WITH w0 AS (INSERT INTO events ... VALUES (...)),
+             w1 AS (INSERT INTO purchase_lines ... VALUES (...), (...), (...)),
+             ...
+        UPDATE accounts SET ... WHERE member_id = ...
+
+    One execute and one round trip instead of a pipeline of seven (measured on a single
+    purchase: the pipeline's client side was about a fifth of the request's CPU time).
+    Foreign keys hold: PostgreSQL checks them when the whole statement ends, after every
+    part ran. The parts share one snapshot, so an UPDATE cannot see a row inserted by
+    another part, and two UPDATEs of one row would both act on the old version: such
+    batches (and large ones) return ``None`` and go through the pipeline."""
+    rows_total = sum(len(rows) for _kind, _table, rows, _key in ops)
+    if not ops or rows_total > COMBINE_MAX_ROWS:
+        return None
+    updated: dict[str, set[tuple[Any, ...]]] = {}
+    for kind, table, rows, key in ops:
+        if kind == "update":
+            seen = updated.setdefault(table.name, set())
+            for row in rows:
+                values = tuple(row[k] for k in key)
+                if values in seen:
+                    return None
+                seen.add(values)
+    for kind, table, rows, _key in ops:
+        if kind == "insert" and table.name in updated:
+            keys = [k for k in rows[0] if k in table.primary_key.columns]
+            if not keys:
+                return None
+            mine = {tuple(row[k] for k in keys) for row in rows}
+            if mine & updated[table.name]:
+                return None
+    from psycopg.types.json import Jsonb
+
+    parts: list[str] = []
+    params: list[Any] = []
+    for kind, table, rows, key in ops:
+        if kind == "insert":
+            columns = tuple(rows[0])
+            jsons = _json_columns(table, columns)
+            head = _pg_statement("insert_head", table, columns, ())
+            marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            parts.append(head + ", ".join([marks] * len(rows)))
+            for row in rows:
+                params.extend(Jsonb(row[c]) if c in jsons else row[c] for c in columns)
+        else:
+            columns = tuple(c for c in rows[0] if c not in key)
+            jsons = _json_columns(table, columns)
+            statement = _pg_statement("update", table, columns, key)
+            for row in rows:
+                parts.append(statement)
+                params.extend(Jsonb(row[c]) if c in jsons else row[c] for c in columns)
+                params.extend(row[k] for k in key)
+    if len(params) > COMBINE_MAX_PARAMS:
+        return None
+    if len(parts) == 1:
+        return parts[0], params
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}", params
+
+
+def _run_pipeline(
+    connection: Connection, raw: Any, cursor: Any, statements: list[tuple[Any, list[list[Any]]]]
+) -> None:
     if not statements:
         return
     with raw.pipeline():
         for statement, params in statements:
+            _observed(connection, cursor, statement, params)
             if len(params) == 1:
                 cursor.execute(statement, params[0])
             else:

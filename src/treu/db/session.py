@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from treu.errors import Busy
+from treu.kit import jsons
 
 LOCK_TIMEOUT_MS = 5000
 
@@ -43,8 +44,13 @@ class Database:
             self.write_engine = self._sqlite_engine(url, immediate=True)
             self.read_engine = self._sqlite_engine(url, immediate=False)
         else:
+            from psycopg.types.json import set_json_dumps
+
+            # JSON parameters (stored results, postings' details) encoded by orjson.
+            set_json_dumps(jsons.dumps)
             engine = create_engine(
                 url,
+                json_serializer=jsons.dumps_str,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 # No pre-ping: it cost a round trip per request. A connection lost to a

@@ -46,6 +46,7 @@ from treu.events.errors import (
 )
 from treu.events.models import Event, PurchaseLine
 from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
+from treu.kit import jsons
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, local_date, utc_now
@@ -202,8 +203,19 @@ def line_views(lines: list[Any]) -> list[LineView]:
 
 
 def payload_hash(event: AnyEvent) -> str:
+    """SHA-256 of the event's canonical JSON (keys sorted at every level, UTF-8)."""
+    return hashlib.sha256(jsons.dumps_sorted(event.model_dump(mode="json"))).hexdigest()
+
+
+def legacy_payload_hash(event: AnyEvent) -> str:
+    """The hash stored before orjson (``json.dumps``: non-ASCII escaped, Python's float
+    spelling), so that replaying an event stored then still answers 200, not 409."""
     canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def same_payload(known_hash: str, event: AnyEvent, digest: str) -> bool:
+    return known_hash == digest or known_hash == legacy_payload_hash(event)
 
 
 def earn_basis(programme: Programme) -> dict[str, str]:
@@ -270,7 +282,7 @@ class EventService:
             key = (progs[event.programme].id, event.id)
             if key in stored:
                 known_hash, result = stored[key]
-                if known_hash == hashes[i]:
+                if same_payload(known_hash, event, hashes[i]):
                     outcomes[i] = Outcome(i, event.id, 200, body=result)
                 else:
                     outcomes[i] = self._fail(i, event, self._conflict(event))

@@ -11,7 +11,7 @@ from sqlalchemy import Uuid, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from treu.db.base import Lookup, lookup
+from treu.db.base import Lookup, fetch, lookup
 from treu.kit.ids import new_card_number, new_id
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
@@ -210,14 +210,14 @@ class MemberService:
         statement (the single-event path: a statement less than ``resolve_many`` followed
         by ``LedgerWriter.lock``)."""
         key: Any = uuid.UUID(ref.value) if ref.kind == "member_id" else ref.value
-        row = (
-            session.connection()
-            .execute(_RESOLVE_AND_LOCK[ref.kind], {"programme_id": programme_id, "key": key})
-            .one_or_none()
+        rows = fetch(
+            session.connection(),
+            _RESOLVE_AND_LOCK[ref.kind],
+            {"programme_id": programme_id, "key": key},
         )
-        if row is None:
+        if not rows:
             return None
-        member_id, status, *profile, account_programme, available, pending, lifetime = row
+        member_id, status, *profile, account_programme, available, pending, lifetime = rows[0]
         writer.adopt(AccountState(member_id, account_programme, available, pending, lifetime))
         return MemberKey(member_id, status, *profile)
 

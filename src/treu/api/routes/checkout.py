@@ -7,10 +7,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from treu.api.deps import DB, CheckoutKey
+from treu.api.lean import LeanRoute
 from treu.api.problems import PROBLEM_RESPONSES, Problem
+from treu.api.responses import JSONBody
 from treu.events.checkout import CartIn, checkout
 
-router = APIRouter(prefix="/v1/checkout", tags=["checkout"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1/checkout", tags=["checkout"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
+)
 
 
 class CheckoutPoints(BaseModel):
@@ -83,4 +87,4 @@ def evaluate(cart: CartIn, db: DB, _key: CheckoutKey) -> JSONResponse:
     effects; the later `purchase` event for the same cart credits exactly these points
     (unless a limit is used up or a rule is published in between)."""
     with db.unit_of_work(write=False) as session:
-        return JSONResponse(checkout.evaluate(session, cart))
+        return JSONBody(checkout.evaluate(session, cart))

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from treu.api.deps import DB, EventsWrite
+from treu.api.lean import LeanRoute
 from treu.api.problems import (
     PROBLEM_RESPONSES,
     Problem,
@@ -14,10 +15,13 @@ from treu.api.problems import (
     field_errors,
     validation_body,
 )
+from treu.api.responses import JSONBody
 from treu.events.schemas import EventIn, PurchaseEvent, ReturnEvent, event_adapter
 from treu.events.service import Outcome, ingest_with_retry
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
+)
 
 
 class PointsOut(BaseModel):
@@ -165,7 +169,7 @@ def post_event(
     outcome = ingest_with_retry(db, [event])[0]
     if outcome.error is not None:
         raise outcome.error
-    return JSONResponse(outcome.body, status_code=outcome.status)
+    return JSONBody(outcome.body, status_code=outcome.status)
 
 
 class BatchIn(BaseModel):
@@ -231,7 +235,7 @@ def post_batch(batch: BatchIn, db: DB, _key: EventsWrite) -> JSONResponse:
         "replayed": sum(1 for r in done if r["status"] == 200),
         "failed": sum(1 for r in done if r["status"] >= 400),
     }
-    return JSONResponse({"summary": summary, "results": done})
+    return JSONBody({"summary": summary, "results": done})
 
 
 def _strip_tag(errors: list[Any]) -> list[Any]:

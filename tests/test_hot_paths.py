@@ -1,0 +1,289 @@
+"""The hot paths' shortcuts answer exactly like the general paths they bypass.
+
+* ``LeanRoute``: with a recently verified key and a valid JSON body, the events and
+  checkout routes skip FastAPI's dependency solving; every other request (and every
+  error) takes FastAPI's own path.
+* ``WriteBatch`` on PostgreSQL: a small unit of work is written by one statement.
+* ``fetch``: a prebuilt SELECT through the driver gives what SQLAlchemy would.
+* Payload hashes: events stored with the earlier (``json.dumps``) hash still replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select, update
+
+from tests import factories as f
+from treu.api.app import create_app
+from treu.api.lean import LeanRoute, _plan
+from treu.api.routes import checkout as checkout_routes
+from treu.api.routes import events as event_routes
+from treu.auth.service import api_keys
+from treu.config import Settings
+from treu.db.base import _combined, fetch, table_of
+from treu.db.session import Database
+from treu.events.models import Event
+from treu.events.schemas import event_adapter
+from treu.events.service import legacy_payload_hash, payload_hash
+from treu.ledger.models import Account
+from treu.members.models import Member
+
+T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+
+
+class Client:
+    def __init__(self, db: Database) -> None:
+        app = create_app(Settings(database_url=db.url, api_key_cache_seconds=60), database=db)
+        self.http = TestClient(app, raise_server_exceptions=False)
+        with db.unit_of_work() as session:
+            _, self.writer = api_keys.create(session, name="till", scopes=["events:write"])
+            _, self.reader = api_keys.create(session, name="report", scopes=["members:read"])
+
+    def post(self, path: str, body: Any, key: str | None = None, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {key or self.writer}", **kwargs.pop("headers", {})}
+        if isinstance(body, bytes):
+            return self.http.post(path, content=body, headers=headers, **kwargs)
+        return self.http.post(path, json=body, headers=headers, **kwargs)
+
+
+@contextmanager
+def solved(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Records each request that went through FastAPI's dependency solving."""
+    calls: list[str] = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["request"].url.path)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    yield calls
+
+
+def purchase(prog: Any, who: Any, key: str, **overrides: Any) -> dict[str, Any]:
+    payload = f.purchase_payload(prog, who, event_id=key, occurred_at=T0)
+    payload.update(overrides)
+    return payload
+
+
+def test_hot_routes_take_the_lean_path() -> None:
+    hot = [
+        route
+        for router in (event_routes.router, checkout_routes.router)
+        for route in router.routes
+        if isinstance(route, LeanRoute)
+    ]
+    assert {r.path for r in hot} == {"/v1/events", "/v1/events/batch", "/v1/checkout/evaluate"}
+    assert all(_plan(route) is not None for route in hot)
+
+
+def test_lean_path_answers_like_the_standard_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db, pending_days=14)
+    anna, ben = f.member(db, prog), f.member(db, prog)
+    with solved(monkeypatch) as calls:
+        first = client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+        assert calls == ["/v1/events"]  # the key was not verified yet: standard path
+        second = client.post("/v1/events", purchase(prog, ben, f.unique("e")))
+        assert calls == ["/v1/events"]  # verified a moment ago: lean path
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
+    one, two = first.json(), second.json()
+    for body in (one, two):
+        for posting in body["postings"]:
+            posting.pop("id"), posting.pop("correlation_id"), posting.pop("created_at")
+        body.pop("event_id"), body.pop("member_id")
+    assert one == two
+    assert f.balance(db, ben).pending == two["points"]["pending"] > 0
+
+
+def test_lean_path_replays_and_reports_business_errors(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    key = f.unique("e")
+    created = client.post("/v1/events", purchase(prog, anna, key))
+    with solved(monkeypatch) as calls:
+        replay = client.post("/v1/events", purchase(prog, anna, key))
+        conflict = client.post("/v1/events", purchase(prog, anna, key, store="elsewhere"))
+        unknown = client.post(
+            "/v1/events",
+            purchase(prog, None, f.unique("e"), member={"email": "nobody@example.com"}),
+        )
+        assert calls == []
+    assert (created.status_code, replay.status_code) == (201, 200)
+    assert replay.json() == created.json()
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "idempotency_conflict"
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    assert unknown.json()["code"] == "member_not_found"
+    assert f.balance(db, anna).available == created.json()["points"]["available"]
+
+
+def test_errors_leave_the_lean_path_and_keep_their_answers(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies both keys
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=client.reader)
+    bad = purchase(prog, anna, f.unique("e"))
+    bad["lines"][0]["quantity"] = 0
+    with solved(monkeypatch) as calls:
+        invalid = client.post("/v1/events", bad)
+        broken = client.post(
+            "/v1/events", b'{"id": "x", ', headers={"content-type": "application/json"}
+        )
+        text = client.post(
+            "/v1/events",
+            purchase(prog, anna, f.unique("e")),
+            headers={"content-type": "text/plain"},
+        )
+        scope = client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=client.reader)
+        unknown_key = client.post(
+            "/v1/events", purchase(prog, anna, f.unique("e")), key="treu_" + "x" * 44
+        )
+    # FastAPI's own handler for each (it refuses broken JSON before solving anything)
+    assert len(calls) == 4
+    assert invalid.status_code == 422
+    assert any(e["field"].endswith("lines.0.quantity") for e in invalid.json()["errors"])
+    assert broken.status_code == 422
+    assert broken.json()["code"] == "validation_error"
+    assert text.status_code == 422
+    assert scope.status_code == 403
+    assert scope.json()["code"] == "missing_scope"
+    assert unknown_key.status_code == 401
+    with db.unit_of_work(write=False) as session:
+        stored = session.scalars(select(Event.key).where(Event.member_id == anna.id)).all()
+    assert len(stored) == 1  # only the purchase that verified the key
+
+
+def test_batch_and_checkout_take_the_lean_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+    cart = {
+        "programme": prog.slug,
+        "member": {"member_id": str(anna.id)},
+        "channel": "pos",
+        "currency": "EUR",
+        "lines": f.contract_lines(),
+    }
+    events = [purchase(prog, anna, f.unique("b"), lines=f.contract_lines()) for _ in range(3)]
+    with solved(monkeypatch) as calls:
+        quote = client.post("/v1/checkout/evaluate", cart)
+        batch = client.post("/v1/events/batch", {"events": events})
+        assert calls == []
+    assert quote.status_code == 200
+    assert batch.status_code == 200
+    assert batch.json()["summary"] == {"processed": 3, "replayed": 0, "failed": 0}
+    earned = [item["result"]["points"]["earned"] for item in batch.json()["results"]]
+    assert earned == [quote.json()["points"]["total"]] * 3
+
+
+# --- one statement per small unit of work (PostgreSQL) ----------------------------------
+
+
+def test_a_single_purchase_is_one_read_and_one_write_on_postgresql(
+    db: Database, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite writes each table with executemany")
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    f.ingest_one(db, purchase(prog, anna, f.unique("e")))  # caches warm
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.write_engine, "before_cursor_execute", record)
+    try:
+        outcome = f.ingest_one(db, purchase(prog, anna, f.unique("e")))
+    finally:
+        event.remove(db.write_engine, "before_cursor_execute", record)
+    assert outcome.status == 201
+    assert len(seen) == 2, seen
+    assert seen[0].lstrip().startswith("SELECT")
+    assert "FOR UPDATE" in seen[0]
+    assert seen[1].startswith("WITH ")
+    assert 'INSERT INTO "events"' in seen[1]
+    assert f.verify(db, prog) == []
+
+
+def test_combining_refuses_what_one_statement_would_get_wrong() -> None:
+    accounts, events_table = table_of(Account), table_of(Event)
+    row = {"member_id": 1, "available": 5, "pending": 0}
+    event_row = {"id": 7, "key": "a"}
+    ok = _combined(
+        [("insert", events_table, [event_row], ()), ("update", accounts, [row], ("member_id",))]
+    )
+    assert ok is not None
+    statement, params = ok
+    assert statement.startswith("WITH w0 AS (INSERT INTO")
+    assert params == [7, "a", 5, 0, 1]
+    twice = [
+        ("update", accounts, [row], ("member_id",)),
+        ("update", accounts, [dict(row)], ("member_id",)),
+    ]
+    assert _combined(twice) is None  # both would change the old version of the row
+    lots = table_of(Event)
+    inserted_then_updated = [
+        ("insert", lots, [event_row], ()),
+        ("update", lots, [{"id": 7, "key": "b"}], ("id",)),
+    ]
+    assert _combined(inserted_then_updated) is None  # the update could not see the insert
+    big = [("insert", events_table, [{"id": i, "key": str(i)} for i in range(100)], ())]
+    assert _combined(big) is None
+
+
+def test_fetch_gives_what_sqlalchemy_gives(db: Database) -> None:
+    prog = f.programme(db)
+    anna = f.member(db, prog, birthday="1990-05-17")
+    statement = select(Member.id, Member.enrolled_at, Member.birthday, Member.attributes).where(
+        Member.id == anna.id
+    )
+    with db.unit_of_work(write=False) as session:
+        fast = fetch(session.connection(), statement, {})
+        general = [tuple(r) for r in session.execute(statement)]
+    assert fast == general
+    assert fast[0][1].utcoffset() == timedelta(0)
+
+
+# --- payload hashes ------------------------------------------------------------------------
+
+
+def test_events_stored_with_the_earlier_hash_still_replay(db: Database) -> None:
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    payload = purchase(prog, anna, f.unique("e"))
+    payload["lines"][0]["name"] = "Bergkäse 1½ kg"  # json.dumps escapes it, orjson does not
+    parsed = event_adapter.validate_python(payload)
+    assert legacy_payload_hash(parsed) != payload_hash(parsed)
+    first = f.ingest_one(db, payload)
+    with db.unit_of_work() as session:
+        session.execute(
+            update(Event)
+            .where(Event.key == payload["id"])
+            .values(payload_hash=legacy_payload_hash(parsed))
+        )
+    again = f.ingest(db, payload)[0]
+    assert (again.status, again.body) == (200, first.body)
+    changed = dict(payload, store="elsewhere")
+    assert f.ingest(db, changed)[0].status == 409
