@@ -118,6 +118,7 @@ class Lookup:
         self._build = build
         self._column = column
         self._built: tuple[Any, Any] | None = None
+        self._any: Any = None
 
     def _statements(self) -> tuple[Any, Any]:
         if self._built is None:
@@ -133,6 +134,59 @@ class Lookup:
         if len(values) == 1:
             return one, {"key": values[0], **params}
         return many, {"keys": values, **params}
+
+    def rows(
+        self, connection: Connection, values: list[Any], **params: Any
+    ) -> list[tuple[Any, ...]]:
+        """Run it: on PostgreSQL through ``fetch``, with ``column = ANY(:keys)`` for many
+        values (one statement text whatever the number of values: an expanded ``IN``
+        list of 1,000 values was parsed anew by psycopg on every call)."""
+        if connection.dialect.name != "postgresql" or len(values) == 1:
+            statement, bound = self.bind(values, **params)
+            return fetch(connection, statement, bound)
+        if self._any is None:
+            from sqlalchemy import any_
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            column = self._column
+            self._any = self._build(column == any_(bindparam("keys", type_=ARRAY(column.type))))
+        return fetch(connection, self._any, {"keys": list(values), **params})
+
+
+class Query:
+    """A hot-path SELECT with list parameters, built once per kind of database: ``IN``
+    lists in general, ``= ANY(:array)`` on PostgreSQL (see ``Lookup.rows``). ``build``
+    gets a function ``among(column, name)`` for each list condition."""
+
+    def __init__(self, build: Callable[[Callable[[Any, str], ColumnElement[bool]]], Any]) -> None:
+        self._build = build
+        self._built: dict[bool, Any] = {}
+
+    def rows(self, connection: Connection, **params: Any) -> list[tuple[Any, ...]]:
+        postgresql = connection.dialect.name == "postgresql"
+        statement = self._built.get(postgresql)
+        if statement is None:
+            statement = self._build(_any if postgresql else _in)
+            self._built[postgresql] = statement
+        if postgresql:
+            params = {
+                k: list(v) if isinstance(v, set | frozenset | tuple) else v
+                for k, v in params.items()
+            }
+        return fetch(connection, statement, params)
+
+
+def _in(column: Any, name: str) -> ColumnElement[bool]:
+    result: ColumnElement[bool] = column.in_(bindparam(name, expanding=True, type_=column.type))
+    return result
+
+
+def _any(column: Any, name: str) -> ColumnElement[bool]:
+    from sqlalchemy import any_
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    result: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return result
 
 
 def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:

@@ -408,8 +408,7 @@ class EventService:
             keys[progs[event.programme].id].add(event.id)
         found: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
         for programme_id, ids in keys.items():
-            statement, params = _STORED_EVENTS.bind(sorted(ids), programme_id=programme_id)
-            rows = session.connection().execute(statement, params).all()
+            rows = _STORED_EVENTS.rows(session.connection(), sorted(ids), programme_id=programme_id)
             for key, hash_, result in rows:
                 found[(programme_id, key)] = (hash_, result)
         return found

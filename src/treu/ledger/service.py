@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Uuid, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from treu.db.base import WriteBatch, lookup, table_of
+from treu.db.base import WriteBatch, fetch, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
@@ -82,6 +82,15 @@ class LotView:
         never = self.expires_at is None
         return (1 if never else 0, self.expires_at or self.earned_at, self.earned_at, self.id)
 
+
+_BALANCE = select(Account.available, Account.pending, Account.lifetime_earned).where(
+    Account.member_id == bindparam("member_id", type_=Uuid())
+)
+_OPEN_LOTS = (
+    select(Lot.state, Lot.remaining, Lot.expires_at, Lot.available_at)
+    .where(Lot.member_id == bindparam("member_id", type_=Uuid()), Lot.remaining > 0)
+    .order_by(Lot.expires_at)
+)
 
 _LOT_VIEW = (
     Lot.id,
@@ -168,11 +177,11 @@ class LedgerWriter:
         """Lock the accounts of ``member_ids`` (in id order) and load their balances."""
         wanted = sorted(set(member_ids) - self.accounts.keys())
         if wanted:
-            statement, params = _LOCK_ACCOUNTS.bind(wanted)
-            rows = self.session.connection().execute(statement, params).all()
-            for row in rows:
-                self.accounts[row.member_id] = AccountState(
-                    row.member_id, row.programme_id, row.available, row.pending, row.lifetime_earned
+            for member_id, programme_id, available, pending, lifetime in _LOCK_ACCOUNTS.rows(
+                self.session.connection(), wanted
+            ):
+                self.accounts[member_id] = AccountState(
+                    member_id, programme_id, available, pending, lifetime
                 )
             missing = set(wanted) - self.accounts.keys()
             if missing:
@@ -788,18 +797,12 @@ class LedgerService:
         self, session: Session, *, member_id: uuid.UUID, expiring_limit: int = 5
     ) -> Balance:
         """Balance plus the next expiries and pending releases: two indexed queries."""
-        account = session.execute(
-            select(Account.available, Account.pending, Account.lifetime_earned).where(
-                Account.member_id == member_id
-            )
-        ).one_or_none()
-        if account is None:
+        connection = session.connection()
+        found = fetch(connection, _BALANCE, {"member_id": member_id})
+        if not found:
             raise AccountNotFound(f"no points account for member {member_id}")
-        lots = session.execute(
-            select(Lot.state, Lot.remaining, Lot.expires_at, Lot.available_at)
-            .where(Lot.member_id == member_id, Lot.remaining > 0)
-            .order_by(Lot.expires_at)
-        ).all()
+        account = found[0]
+        lots = fetch(connection, _OPEN_LOTS, {"member_id": member_id})
         expiring: dict[datetime, int] = {}
         releases: dict[datetime, int] = {}
         for state, remaining, expires_at, available_at in lots:
@@ -807,11 +810,12 @@ class LedgerService:
                 releases[available_at] = releases.get(available_at, 0) + remaining
             if expires_at is not None:
                 expiring[expires_at] = expiring.get(expires_at, 0) + remaining
+        available, pending, lifetime_earned = account
         return Balance(
             member_id=member_id,
-            available=account.available,
-            pending=account.pending,
-            lifetime_earned=account.lifetime_earned,
+            available=available,
+            pending=pending,
+            lifetime_earned=lifetime_earned,
             expiring=[Expiring(p, at) for at, p in sorted(expiring.items())][:expiring_limit],
             next_available=[Expiring(p, at) for at, p in sorted(releases.items())][:expiring_limit],
         )

@@ -196,9 +196,8 @@ class MemberService:
             keys: list[Any] = (
                 [uuid.UUID(v) for v in values] if kind == "member_id" else sorted(values)
             )
-            statement, params = _RESOLVE[kind].bind(keys, programme_id=programme_id)
-            for member_id, status, *profile, value in session.connection().execute(
-                statement, params
+            for member_id, status, *profile, value in _RESOLVE[kind].rows(
+                session.connection(), keys, programme_id=programme_id
             ):
                 found[(kind, str(value))] = MemberKey(member_id, status, *profile)
         return found

@@ -31,7 +31,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import WriteBatch, table_of
+from treu.db.base import Query, WriteBatch, table_of
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
 from treu.ledger import explain
@@ -462,6 +462,26 @@ def period_keys(local_date: Any, per: str) -> str:
     return "lifetime"
 
 
+_USAGE = Query(
+    lambda among: select(
+        RuleUsage.rule_id, RuleUsage.member_id, RuleUsage.period, RuleUsage.count, RuleUsage.points
+    ).where(
+        among(RuleUsage.rule_id, "rules"),
+        among(RuleUsage.member_id, "members"),
+        among(RuleUsage.period, "periods"),
+    )
+)
+_BUDGETS = Query(lambda among: select(Rule.id, Rule.budget_used).where(among(Rule.id, "rules")))
+_BUDGETS_LOCKED = Query(
+    lambda among: (
+        select(Rule.id, Rule.budget_used)
+        .where(among(Rule.id, "rules"))
+        .order_by(Rule.id)
+        .with_for_update()
+    )
+)
+
+
 @dataclass
 class _Counter:
     count: int = 0
@@ -498,25 +518,22 @@ class Usage:
                 for rid in limited
                 for limit in self.specs[rid].limits
             }
-            rows = self.session.execute(
-                select(RuleUsage).where(
-                    RuleUsage.rule_id.in_([uuid.UUID(r) for r in limited]),
-                    RuleUsage.member_id.in_({m for m, _ in pairs}),
-                    RuleUsage.period.in_(periods),
-                )
-            ).scalars()
-            for row in rows:
-                self.counters[(str(row.rule_id), row.member_id, row.period)] = _Counter(
-                    row.count, row.points, stored=True
+            connection = self.session.connection()
+            for rule_id, member_id, period, count, points in _USAGE.rows(
+                connection,
+                rules=[uuid.UUID(r) for r in limited],
+                members=sorted({m for m, _ in pairs}),
+                periods=sorted(periods),
+            ):
+                self.counters[(str(rule_id), member_id, period)] = _Counter(
+                    count, points, stored=True
                 )
         budgeted = sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
         if budgeted and pairs:
-            query = select(Rule.id, Rule.budget_used).where(
-                Rule.id.in_([uuid.UUID(r) for r in budgeted])
-            )
-            if lock_budgets:
-                query = query.order_by(Rule.id).with_for_update()
-            for rule_id, used in self.session.execute(query).all():
+            query = _BUDGETS_LOCKED if lock_budgets else _BUDGETS
+            for rule_id, used in query.rows(
+                self.session.connection(), rules=[uuid.UUID(r) for r in budgeted]
+            ):
                 self.budget_used[str(rule_id)] = used
 
     def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
