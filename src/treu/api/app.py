@@ -91,12 +91,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database or get_database(settings.database_url)
     problems.install(app)
+    # The hot routes first: every request is matched against the routers in this order.
     app.include_router(events.router)
+    app.include_router(checkout.router)
     app.include_router(members.router)
     app.include_router(programmes.router)
     app.include_router(event_types.router)
     app.include_router(rules.router)
-    app.include_router(checkout.router)
     app.include_router(tiers.router)
     app.include_router(challenges.router)
     app.include_router(rewards.router)
