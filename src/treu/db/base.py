@@ -411,11 +411,6 @@ COMBINE_MAX_ROWS = 24
 COMBINE_MAX_PARAMS = 2000
 
 
-import psycopg._queries as _pq  # noqa: E402
-
-_pq.MAX_CACHED_STATEMENT_PARAMS = 4000
-
-
 def _combined(
     ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]],
 ) -> tuple[str, list[Any]] | None:

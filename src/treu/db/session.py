@@ -44,10 +44,18 @@ class Database:
             self.write_engine = self._sqlite_engine(url, immediate=True)
             self.read_engine = self._sqlite_engine(url, immediate=False)
         else:
+            import psycopg._queries
             from psycopg.types.json import set_json_dumps
 
             # JSON parameters (stored results, postings' details) encoded by orjson.
             set_json_dumps(jsons.dumps)
+            # psycopg parses a statement with more than 50 parameters anew on every call
+            # (a private limit of its parse cache); a single purchase's writes are one
+            # statement of ~80 (db.base._combined) and cost more than the pipeline they
+            # replace without this. Statement texts repeat, so the cache stays small.
+            psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = max(
+                psycopg._queries.MAX_CACHED_STATEMENT_PARAMS, 4000
+            )
             engine = create_engine(
                 url,
                 json_serializer=jsons.dumps_str,
