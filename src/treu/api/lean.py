@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import typing
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,7 @@ def _plan(route: APIRoute) -> tuple[str, TypeAdapter[Any], str, str, str | None]
         or dependant.response_param_name
         or dependant.background_tasks_param_name
         or route.dependencies
-        or _is_coroutine(route.endpoint)
+        or inspect.iscoroutinefunction(route.endpoint)
     ):
         return None
     db_name = key_name = None
@@ -123,12 +124,6 @@ def _is_json(content_type: str | None) -> bool:
     return kind == "application/json" or (
         kind.startswith("application/") and kind.endswith("+json")
     )
-
-
-def _is_coroutine(function: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(function)
 
 
 def _executor(request: Request) -> ThreadPoolExecutor:

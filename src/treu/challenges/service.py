@@ -69,7 +69,7 @@ from treu.challenges.spec import (
     period_bounds,
     period_of,
 )
-from treu.db.base import WriteBatch, table_of
+from treu.db.base import WriteBatch, by_id, table_of
 from treu.errors import Invalid
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
@@ -263,11 +263,7 @@ class ChallengeService:
     # --- reading ------------------------------------------------------------------------
 
     def get(self, session: Session, challenge_id: uuid.UUID | str) -> Challenge:
-        try:
-            key = challenge_id if isinstance(challenge_id, uuid.UUID) else uuid.UUID(challenge_id)
-        except ValueError:
-            raise ChallengeNotFound(f"no challenge {challenge_id!r}") from None
-        found = session.get(Challenge, key)
+        found = by_id(session, Challenge, challenge_id)
         if found is None:
             raise ChallengeNotFound(f"no challenge {challenge_id!r}")
         return found

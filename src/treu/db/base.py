@@ -10,7 +10,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
@@ -92,6 +92,20 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+def by_id(session: Session, model: type[ModelT], key: uuid.UUID | str) -> ModelT | None:
+    """The row of ``model`` whose primary key is ``key`` (a UUID or its text, as a path
+    parameter gives it); None when there is none or ``key`` is not a UUID."""
+    if not isinstance(key, uuid.UUID):
+        try:
+            key = uuid.UUID(key)
+        except ValueError:
+            return None
+    return session.get(model, key)
 
 
 def table_of(model: type[Base]) -> Table:

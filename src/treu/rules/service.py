@@ -31,7 +31,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import Query, WriteBatch, table_of
+from treu.db.base import Query, WriteBatch, by_id, table_of
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
 from treu.ledger import explain
@@ -233,14 +233,10 @@ class RuleService:
     # --- reading ------------------------------------------------------------------------
 
     def get(self, session: Session, rule_id: uuid.UUID | str) -> Rule:
-        try:
-            key = rule_id if isinstance(rule_id, uuid.UUID) else uuid.UUID(rule_id)
-        except ValueError:
-            raise RuleNotFound(f"no rule {rule_id!r}") from None
-        rule = session.get(Rule, key)
-        if rule is None:
+        found = by_id(session, Rule, rule_id)
+        if found is None:
             raise RuleNotFound(f"no rule {rule_id!r}")
-        return rule
+        return found
 
     def all(
         self, session: Session, *, programme_id: uuid.UUID, status: str | None = None
