@@ -16,8 +16,9 @@ from treu import __version__, cli
 from treu.auth.errors import InvalidApiKey
 from treu.auth.service import api_keys
 from treu.db.session import Database
+from treu.events.models import PurchaseLine
 from treu.kit.time import utc_now
-from treu.ledger.models import Account
+from treu.ledger.models import Account, Lot
 
 
 def make_runner(monkeypatch: pytest.MonkeyPatch, db: Database) -> CliRunner:
@@ -178,3 +179,34 @@ def test_ledger_verify_exit_codes_and_repair(
     result = runner.invoke(cli.app, ["ledger", "verify", "--programme", "nope"])
     assert result.exit_code == 1
     assert "no programme 'nope'" in result.stderr
+
+
+def test_ledger_verify_reports_copies_that_disagree_with_their_parent(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines and lots copy their parent's ids without a foreign key of their own
+    (migration 0007): verify is what notices a wrong copy."""
+    runner = make_runner(monkeypatch, fresh_db)
+    prog = f.programme(fresh_db)
+    anna, bert = f.member(fresh_db, prog), f.member(fresh_db, prog)
+    two_lines = [
+        {"sku": sku, "category": "misc", "quantity": 1, "unit_price_minor": 500}
+        for sku in ("a", "b")
+    ]
+    f.ingest(
+        fresh_db, f.purchase_payload(prog, anna), f.purchase_payload(prog, bert, lines=two_lines)
+    )
+    assert f.verify(fresh_db, prog) == []
+
+    with fresh_db.unit_of_work() as session:
+        session.execute(update(Lot).where(Lot.member_id == anna.id).values(member_id=bert.id))
+        session.execute(
+            update(PurchaseLine).where(PurchaseLine.member_id == bert.id).values(member_id=anna.id)
+        )
+    found = {(d.member_id, d.what, d.cached) for d in f.verify(fresh_db, prog)}
+    assert (anna.id, "lot's member, programme or event", 1) in found
+    assert (bert.id, "purchase line's programme or member", 2) in found
+    result = runner.invoke(cli.app, ["ledger", "verify", "--programme", prog.slug])
+    assert result.exit_code == 3, result.output
+    assert "lot's member, programme or event" in result.stdout
+    assert "purchase line's programme or member" in result.stdout

@@ -521,7 +521,7 @@ def ledger_verify(
     if found and not repair:
         console.print("Run with --repair to rewrite the cached balances from the postings.")
     elif found:
-        members = sorted({d.member_id for d in found})
+        members = sorted({d.member_id for d in found if d.member_id is not None})
         with db.unit_of_work() as session:
             ledger.repair(session, member_ids=members)
         console.print(
@@ -538,11 +538,13 @@ def ledger_verify(
 def _verify(db: Database, programme_id: Any) -> list[Any]:
     from sqlalchemy import func, select
 
+    from treu.events.service import events_service
     from treu.ledger.models import Account
     from treu.ledger.service import ledger
 
     with db.unit_of_work(write=False) as session:
         found = ledger.verify(session, programme_id=programme_id)
+        found += events_service.copies(session, programme_id=programme_id)
         query = select(func.count()).select_from(Account)
         if programme_id is not None:
             query = query.where(Account.programme_id == programme_id)

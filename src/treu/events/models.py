@@ -57,8 +57,10 @@ class PurchaseLine(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
-    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
-    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))
+    programme_id: Mapped[uuid.UUID]
+    """The event's programme and member, copied for look-ups by member, category and
+    time; no foreign keys of their own (the event's hold, see migration 0007)."""
+    member_id: Mapped[uuid.UUID | None]
     occurred_at: Mapped[datetime]
     line_no: Mapped[int]
     sku: Mapped[str] = mapped_column(String(64))

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Uuid, bindparam, insert, select, update
+from sqlalchemy import Uuid, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,7 @@ from treu.kit import jsons
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, local_date, utc_now
-from treu.ledger.service import AccountState, LedgerWriter, ledger
+from treu.ledger.service import AccountState, Discrepancy, LedgerWriter, ledger
 from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.members.schemas import MemberCreate
@@ -389,6 +389,30 @@ class EventService:
         self._write_originals(batch, originals)
         batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
+
+    def copies(
+        self, session: Session, *, programme_id: uuid.UUID | None = None
+    ) -> list[Discrepancy]:
+        """Purchase lines whose programme or member is not their event's: those copies
+        carry no foreign key (migration 0007), so ``treu ledger verify`` checks them here
+        (the ledger's own copies: ``LedgerService.copies``)."""
+        query = (
+            select(func.coalesce(Event.member_id, PurchaseLine.member_id), func.count())
+            .select_from(PurchaseLine)
+            .join(Event, Event.id == PurchaseLine.event_id)
+            .where(
+                or_(
+                    PurchaseLine.programme_id != Event.programme_id,
+                    PurchaseLine.member_id.is_distinct_from(Event.member_id),
+                ),
+                *([] if programme_id is None else [Event.programme_id == programme_id]),
+            )
+            .group_by(func.coalesce(Event.member_id, PurchaseLine.member_id))
+        )
+        return [
+            Discrepancy(member_id, "purchase line's programme or member", int(count), 0)
+            for member_id, count in session.execute(query).all()
+        ]
 
     # --- steps -------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ class Posting(IdMixin, Base):
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
-    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    programme_id: Mapped[uuid.UUID]
+    """The member's programme, copied (no foreign key of its own, see migration 0007)."""
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[int]
     correlation_id: Mapped[uuid.UUID]
@@ -121,10 +122,13 @@ class Lot(IdMixin, Base):
         Index("ix_lots_event_id", "event_id"),
     )
 
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
-    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    member_id: Mapped[uuid.UUID]
+    """With ``programme_id`` and ``event_id``: the posting's, copied for the open-lots
+    and expiry look-ups; no foreign keys of their own (the posting's hold, migration
+    0007)."""
+    programme_id: Mapped[uuid.UUID]
     posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"))
-    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    event_id: Mapped[uuid.UUID | None]
     state: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int]
     remaining: Mapped[int]
@@ -141,5 +145,6 @@ class PostingLot(Base):
 
     posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"), primary_key=True)
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lots.id"), primary_key=True)
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    member_id: Mapped[uuid.UUID]
+    """The lot's member, copied (no foreign key of its own, see migration 0007)."""
     points: Mapped[int]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, func, select, update
+from sqlalchemy import Uuid, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from treu.db.base import WriteBatch, fetch, lookup, table_of
@@ -783,7 +783,8 @@ class LedgerPage:
 
 @dataclass
 class Discrepancy:
-    member_id: uuid.UUID
+    member_id: uuid.UUID | None
+    """``None`` only for the lines of an anonymous purchase (``EventService.copies``)."""
     what: str
     cached: int
     rebuilt: int
@@ -916,9 +917,10 @@ class LedgerService:
         * total: ``sum(postings.points)`` must equal ``available + pending``;
         * pending: the remaining points of pending lots (each lot's remaining itself
           rebuilt from ``amount + allocations``);
-        * available lots must hold exactly ``max(available, 0)`` points.
+        * available lots must hold exactly ``max(available, 0)`` points;
+        * copied ids (``copies``) must agree with the row they were copied from.
         """
-        out: list[Discrepancy] = []
+        out: list[Discrepancy] = self.copies(session, programme_id=programme_id)
         acct_filter = [] if programme_id is None else [Account.programme_id == programme_id]
         totals = dict(
             session.execute(
@@ -965,6 +967,42 @@ class LedgerService:
                     Discrepancy(member_id, "available lots", max(available, 0), in_available)
                 )
         return out
+
+    def copies(
+        self, session: Session, *, programme_id: uuid.UUID | None = None
+    ) -> list[Discrepancy]:
+        """Rows whose copied member, programme or event ids disagree with the row they were
+        copied from: those copies carry no foreign key (migration 0007), so this is the
+        check that they are right. ``cached`` counts the rows that disagree."""
+        mine = [] if programme_id is None else [Account.programme_id == programme_id]
+        checks = {
+            "posting's programme": select(Posting.member_id, func.count())
+            .join(Account, Account.member_id == Posting.member_id)
+            .where(Posting.programme_id != Account.programme_id, *mine)
+            .group_by(Posting.member_id),
+            "lot's member, programme or event": select(Posting.member_id, func.count())
+            .join(Lot, Lot.posting_id == Posting.id)
+            .join(Account, Account.member_id == Posting.member_id)
+            .where(
+                or_(
+                    Lot.member_id != Posting.member_id,
+                    Lot.programme_id != Posting.programme_id,
+                    Lot.event_id.is_distinct_from(Posting.event_id),
+                ),
+                *mine,
+            )
+            .group_by(Posting.member_id),
+            "allocation's member": select(Lot.member_id, func.count())
+            .join(PostingLot, PostingLot.lot_id == Lot.id)
+            .join(Account, Account.member_id == Lot.member_id)
+            .where(PostingLot.member_id != Lot.member_id, *mine)
+            .group_by(Lot.member_id),
+        }
+        return [
+            Discrepancy(member_id, what, int(count), 0)
+            for what, query in checks.items()
+            for member_id, count in session.execute(query).all()
+        ]
 
     def repair(self, session: Session, *, member_ids: Sequence[uuid.UUID]) -> None:
         """Rewrite cached balances from postings (after ``verify`` found a difference)."""
