@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import event, func, select
 
 from tests import factories as f
-from treu.db.base import COPY_THRESHOLD
+from treu.db.base import COPY_THRESHOLD, WriteBatch, table_of
 from treu.db.session import Database
 from treu.events.models import PurchaseLine
+from treu.kit.time import utc_now
+from treu.ledger.models import Account
+from treu.members.models import Member
 
 
 def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
@@ -54,3 +60,70 @@ def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
     assert names == {"Bio Vollmilch", 'Kaffee "Crema"\t\\'}
     assert tags == ["organic", "ü-tag"]
     assert count == 2 * len(payloads)
+
+
+def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database) -> None:
+    """From COPY_THRESHOLD rows on, PostgreSQL updates a table with one UPDATE … FROM
+    unnest(arrays); NULLs, JSON and times must arrive as with single-row updates, and
+    a batch that updates one row twice keeps the later value (single-row path)."""
+    prog = f.programme(db)
+    people = [f.member(db, prog) for _ in range(COPY_THRESHOLD + 3)]
+    when = utc_now().replace(microsecond=0)
+    rows = [
+        {"member_id": p.id, "available": n, "pending": 0, "lifetime_earned": n, "updated_at": when}
+        for n, p in enumerate(people)
+    ]
+    statements: list[str] = []
+    with db.unit_of_work() as session:
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", _collect(statements))
+        batch = WriteBatch()
+        batch.update(table_of(Account), rows, key="member_id")
+        batch.flush(connection)
+    if db.dialect == "postgresql":
+        assert len([s for s in statements if s.startswith('UPDATE "accounts"')]) == 1
+    twice = [
+        {"id": people[0].id, "first_name": "first", "attributes": {"a": 1}},
+        *(
+            {"id": p.id, "first_name": None, "attributes": {"size": "M", "n": i}}
+            for i, p in enumerate(people[1:])
+        ),
+        {"id": people[0].id, "first_name": "second", "attributes": {"a": 2}},
+    ]
+    with db.unit_of_work() as session:
+        batch = WriteBatch()
+        batch.update(table_of(Member), twice)
+        batch.flush(session.connection())
+    with db.unit_of_work(write=False) as session:
+        found = {
+            m: (a, life, u)
+            for m, a, life, u in session.execute(
+                select(
+                    Account.member_id,
+                    Account.available,
+                    Account.lifetime_earned,
+                    Account.updated_at,
+                ).where(Account.programme_id == prog.id)
+            )
+        }
+        profiles = {
+            m: (n, attrs)
+            for m, n, attrs in session.execute(
+                select(Member.id, Member.first_name, Member.attributes).where(
+                    Member.programme_id == prog.id
+                )
+            )
+        }
+    assert {m: (a, life) for m, (a, life, _) in found.items()} == {
+        p.id: (n, n) for n, p in enumerate(people)
+    }
+    assert {u.astimezone(UTC) for _, _, u in found.values()} == {when}
+    assert profiles[people[0].id] == ("second", {"a": 2})
+    assert profiles[people[5].id] == (None, {"size": "M", "n": 4})
+
+
+def _collect(into: list[str]) -> Any:
+    def listener(*args: Any) -> None:
+        into.append(args[2])
+
+    return listener
