@@ -103,11 +103,36 @@ class _Original:
     member_id: uuid.UUID | None
     currency: str | None
     data: dict[str, Any]
-    lines: list[dict[str, Any]] = field(default_factory=list)
+    loaded: list[dict[str, Any]] = field(default_factory=list)
     dirty: bool = False
     occurred_at: datetime | None = None
     channel: str | None = None
     store: str | None = None
+    new_rows: list[dict[str, Any]] | None = None
+    """A purchase earlier in this batch: its line rows, made into ``lines`` only when a
+    return asks (almost never; building them for every purchase was 6 % of a batch)."""
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        if self.new_rows is not None:
+            self.loaded = [
+                {
+                    "id": None,
+                    "event_id": row["event_id"],
+                    "line_no": row["line_no"],
+                    "sku": row["sku"],
+                    "name": row["name"],
+                    "category": row["category"],
+                    "tags": row["tags"],
+                    "quantity": row["quantity"],
+                    "unit_price_minor": row["unit_price_minor"],
+                    "returned_quantity": 0,
+                    "row": row,
+                }
+                for row in self.new_rows
+            ]
+            self.new_rows = None
+        return self.loaded
 
 
 @dataclass
@@ -1092,25 +1117,10 @@ class EventService:
                 "reversed": 0,
                 "blocked": blocked,
             },
-            [
-                {
-                    "id": None,
-                    "event_id": event_uuid,
-                    "line_no": line["line_no"],
-                    "sku": line["sku"],
-                    "name": line["name"],
-                    "category": line["category"],
-                    "tags": line["tags"],
-                    "quantity": line["quantity"],
-                    "unit_price_minor": line["unit_price_minor"],
-                    "returned_quantity": 0,
-                    "row": line,
-                }
-                for line in lines
-            ],
             occurred_at=event.occurred_at,
             channel=event.channel.value,
             store=event.store,
+            new_rows=lines,
         )
         result = {
             "event_id": event.id,
