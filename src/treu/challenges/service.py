@@ -555,10 +555,12 @@ class ReturnedPurchase(Protocol):
     member_id: uuid.UUID | None
     currency: str | None
     data: dict[str, Any]
-    lines: list[dict[str, Any]]
     occurred_at: datetime | None
     channel: str | None
     store: str | None
+
+    @property
+    def lines(self) -> list[dict[str, Any]]: ...
 
 
 class BadgeSink(Protocol):
