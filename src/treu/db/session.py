@@ -45,10 +45,12 @@ class Database:
             self.read_engine = self._sqlite_engine(url, immediate=False)
         else:
             import psycopg._queries
-            from psycopg.types.json import set_json_dumps
+            from psycopg.types.json import set_json_dumps, set_json_loads
 
-            # JSON parameters (stored results, postings' details) encoded by orjson.
+            # JSON parameters (stored results, postings' details) encoded by orjson, and
+            # JSON columns read by it (members' attributes on every event's look-up).
             set_json_dumps(jsons.dumps)
+            set_json_loads(jsons.loads)
             # psycopg parses a statement with more than 50 parameters anew on every call
             # (a private limit of its parse cache); a single purchase's writes are one
             # statement of ~80 (db.base._combined) and cost more than the pipeline they
