@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from tests import factories as f
 from treu.db.base import COPY_THRESHOLD, WriteBatch, table_of
@@ -13,7 +13,7 @@ from treu.db.session import Database
 from treu.events.models import PurchaseLine
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
-from treu.members.models import Member
+from treu.members.models import Member, MemberStatus
 
 
 def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
@@ -127,3 +127,67 @@ def _collect(into: list[str]) -> Any:
         into.append(args[2])
 
     return listener
+
+
+def _lines(count: int) -> list[dict[str, Any]]:
+    return [
+        {"sku": f"s{n}", "category": "misc", "quantity": 1, "unit_price_minor": 250}
+        for n in range(count)
+    ]
+
+
+def test_large_batch_writes_lines_before_locking_and_drops_those_of_failed_purchases(
+    db: Database,
+) -> None:
+    """On PostgreSQL a large batch writes its purchase lines before it locks the accounts
+    (their key to the event is checked at commit); a purchase that fails afterwards (a
+    closed member) leaves no line behind, and the others keep all of theirs."""
+    prog = f.programme(db)
+    people = [f.member(db, prog) for _ in range(12)]
+    closed = people[3]
+    with db.unit_of_work() as session:
+        session.execute(
+            update(Member).where(Member.id == closed.id).values(status=MemberStatus.closed.value)
+        )
+    payloads = [f.purchase_payload(prog, p, lines=_lines(3)) for p in people]
+    statements: list[str] = []
+    listener = _collect(statements)
+    event.listen(db.write_engine, "before_cursor_execute", listener)
+    try:
+        outcomes = f.ingest(db, *payloads)
+    finally:
+        event.remove(db.write_engine, "before_cursor_execute", listener)
+    assert [o.status for o in outcomes] == [422 if p is closed else 201 for p in people]
+    if db.dialect == "postgresql":
+        copy_lines = next(i for i, s in enumerate(statements) if 'COPY "purchase_lines"' in s)
+        lock = next(i for i, s in enumerate(statements) if "FOR UPDATE" in s)
+        assert copy_lines < lock
+    with db.unit_of_work(write=False) as session:
+        per_member = dict(
+            session.execute(
+                select(PurchaseLine.member_id, func.count())
+                .where(PurchaseLine.programme_id == prog.id)
+                .group_by(PurchaseLine.member_id)
+            ).all()
+        )
+    assert per_member == {p.id: 3 for p in people if p is not closed}
+    assert f.verify(db, prog) == []
+
+
+def test_large_batch_with_a_return_of_its_own_purchase_keeps_the_returned_quantity(
+    db: Database,
+) -> None:
+    """A return updates the lines of a purchase earlier in its batch before they are
+    written, so such a batch writes its lines with its events."""
+    prog = f.programme(db)
+    who = f.member(db, prog)
+    buys = [f.purchase_payload(prog, who, lines=_lines(3)) for _ in range(12)]
+    back = f.return_payload(prog, buys[0]["id"], [{"sku": "s1", "quantity": 1}])
+    outcomes = f.ingest(db, *buys, back)
+    assert [o.status for o in outcomes] == [201] * 13
+    with db.unit_of_work(write=False) as session:
+        returned = session.scalar(
+            select(func.sum(PurchaseLine.returned_quantity)).where(PurchaseLine.member_id == who.id)
+        )
+    assert returned == 1
+    assert f.verify(db, prog) == []

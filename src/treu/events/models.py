@@ -56,7 +56,11 @@ class PurchaseLine(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("events.id", deferrable=True, initially="DEFERRED")
+    )
+    """Checked at commit: a large batch writes its lines before its events
+    (``EventService._lines_first``)."""
     programme_id: Mapped[uuid.UUID]
     """The event's programme and member, copied for look-ups by member, category and
     time; no foreign keys of their own (the event's hold, see migration 0007)."""

@@ -28,12 +28,12 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Uuid, bindparam, func, insert, or_, select, update
+from sqlalchemy import Uuid, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from treu.challenges.service import challenges
-from treu.db.base import WriteBatch, lookup, table_of
+from treu.db.base import COPY_THRESHOLD, WriteBatch, lookup, table_of
 from treu.db.session import Database
 from treu.errors import Invalid, TreuError
 from treu.events.errors import (
@@ -336,6 +336,8 @@ class EventService:
         member_ids = {m.id for m in resolved.values() if m is not None}
         member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
 
+        early = self._lines_first(session, events, fresh, progs, outcomes, resolved)
+
         # 4. lock accounts (id order), then read what returns need under the lock
         writer.lock(sorted(member_ids - writer.accounts.keys()))
         self._load_original_lines(session, originals)
@@ -368,7 +370,14 @@ class EventService:
             try:
                 if isinstance(event, PurchaseEvent):
                     row, lines, result = self._purchase(
-                        event, programme, resolved.get(i), writer, now, originals, earning
+                        event,
+                        programme,
+                        resolved.get(i),
+                        writer,
+                        now,
+                        originals,
+                        earning,
+                        early.get(i),
                     )
                 elif isinstance(event, EngagementEvent):
                     self._check_membership(tier_book, event, resolved.get(i))
@@ -397,11 +406,13 @@ class EventService:
             row["payload_hash"] = hashes[i]
             row["result"] = result
             event_rows.append(row)
-            line_rows.extend(lines)
+            if i not in early:  # else written before the locks
+                line_rows.extend(lines)
             processed[key] = (hashes[i], result)
             outcomes[i] = Outcome(i, event.id, 201, body=result)
 
         # 6. write
+        self._drop_lines(session, [early[i][0] for i in early if outcomes[i].status != 201])
         batch = WriteBatch()
         batch.insert(table_of(Event), event_rows)
         batch.insert(table_of(PurchaseLine), line_rows)
@@ -1004,13 +1015,15 @@ class EventService:
         now: datetime,
         originals: dict[tuple[uuid.UUID, str], _Original],
         earning: dict[uuid.UUID, _Earning],
+        prepared: tuple[uuid.UUID, list[dict[str, Any]]] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        """``prepared``: the event id and line rows ``_lines_first`` wrote already."""
         if member is not None and member.status == MemberStatus.closed.value:
             raise MemberClosed(f"member {member.id} is closed")
         amounts = [line.quantity * line.unit_price_minor for line in event.lines]
         total = sum(amounts)
         basis: dict[str, Any] = dict(earn_basis(programme))
-        event_uuid = new_id()
+        event_uuid, lines = prepared or self._lines(event, programme, member)
         blocked = member is not None and member.status == MemberStatus.blocked.value
         earned = 0
         postings: list[dict[str, Any]] = []
@@ -1087,23 +1100,6 @@ class EventService:
                 "blocked": blocked,
             },
         }
-        lines = [
-            {
-                "event_id": event_uuid,
-                "programme_id": programme.id,
-                "member_id": member.id if member else None,
-                "occurred_at": event.occurred_at,
-                "line_no": n,
-                "sku": line.sku,
-                "name": line.name,
-                "category": line.category,
-                "quantity": line.quantity,
-                "unit_price_minor": line.unit_price_minor,
-                "tags": list(line.tags),
-                "returned_quantity": 0,
-            }
-            for n, line in enumerate(event.lines, start=1)
-        ]
         # A return later in this batch may name this purchase.
         originals[(programme.id, event.id)] = _Original(
             event_uuid,
@@ -1142,6 +1138,79 @@ class EventService:
         if blocked:
             result["note"] = "member is blocked: the purchase is recorded without points"
         return row, lines, result
+
+    def _lines(
+        self, event: PurchaseEvent, programme: Programme, member: MemberKey | None
+    ) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+        """The purchase's new event id and its purchase-line rows."""
+        event_uuid = new_id()
+        member_id = member.id if member else None
+        return event_uuid, [
+            {
+                "event_id": event_uuid,
+                "programme_id": programme.id,
+                "member_id": member_id,
+                "occurred_at": event.occurred_at,
+                "line_no": n,
+                "sku": line.sku,
+                "name": line.name,
+                "category": line.category,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+                "tags": list(line.tags),
+                "returned_quantity": 0,
+            }
+            for n, line in enumerate(event.lines, start=1)
+        ]
+
+    def _lines_first(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+    ) -> dict[int, tuple[uuid.UUID, list[dict[str, Any]]]]:
+        """Write a large batch's purchase lines *before* the accounts are locked.
+
+        Concurrent batches that share a member wait for each other's account locks until
+        commit, so whatever is written under the locks is written one batch at a time;
+        the lines need no lock and were the largest write (3,000 rows for 1,000
+        purchases). Their foreign key to the event is checked at commit (deferred), when
+        the events are written; lines of a purchase that fails after all are deleted
+        before then (``_drop_lines``). Only on PostgreSQL (SQLite's writer holds the
+        database lock from the start anyway) and only in batches without returns (a
+        return updates the lines of a purchase earlier in its batch before they are
+        written)."""
+        if session.connection().dialect.name != "postgresql" or any(
+            isinstance(events[i], ReturnEvent) for i in fresh
+        ):
+            return {}
+        prepared: dict[int, tuple[uuid.UUID, list[dict[str, Any]]]] = {}
+        seen: set[tuple[str, str]] = set()
+        for i in fresh:
+            event = events[i]
+            if not isinstance(event, PurchaseEvent) or i in outcomes:
+                continue
+            if (event.programme, event.id) in seen:  # a second copy: it writes nothing
+                continue
+            seen.add((event.programme, event.id))
+            prepared[i] = self._lines(event, progs[event.programme], resolved.get(i))
+        rows = [row for _, lines in prepared.values() for row in lines]
+        if len(rows) < COPY_THRESHOLD:
+            return {}
+        batch = WriteBatch()
+        batch.insert(table_of(PurchaseLine), rows)
+        batch.flush(session.connection())
+        return prepared
+
+    def _drop_lines(self, session: Session, event_ids: list[uuid.UUID]) -> None:
+        """Delete lines written early for purchases that then failed."""
+        if event_ids:
+            session.connection().execute(
+                delete(PurchaseLine).where(PurchaseLine.event_id.in_(event_ids))
+            )
 
     def _return(
         self,
