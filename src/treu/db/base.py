@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql.sqltypes import NullType
 
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
@@ -378,9 +379,9 @@ _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 def _pg_type(table: Table, name: str) -> str:
     """A column's PostgreSQL type, as in a cast (``BIGINT``, ``UUID``, ``VARCHAR(16)``)."""
     column = table.c[name]
-    for fk in column.foreign_keys:  # typed by its target, once the target model is loaded
-        if column.type._isnull:
-            column = fk.column
+    if isinstance(column.type, NullType) and column.foreign_keys:
+        # A foreign key is typed by its target once the target's model is loaded.
+        column = next(iter(column.foreign_keys)).column
     return str(column.type.compile(dialect=_PG_DIALECT))
 
 

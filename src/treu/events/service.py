@@ -1187,19 +1187,18 @@ class EventService:
             isinstance(events[i], ReturnEvent) for i in fresh
         ):
             return {}
-        prepared: dict[int, tuple[uuid.UUID, list[dict[str, Any]]]] = {}
-        seen: set[tuple[str, str]] = set()
-        for i in fresh:
+        purchases: dict[tuple[str, str], tuple[int, PurchaseEvent]] = {}
+        for i in fresh:  # a second copy of an event in the batch writes nothing
             event = events[i]
-            if not isinstance(event, PurchaseEvent) or i in outcomes:
-                continue
-            if (event.programme, event.id) in seen:  # a second copy: it writes nothing
-                continue
-            seen.add((event.programme, event.id))
-            prepared[i] = self._lines(event, progs[event.programme], resolved.get(i))
+            if isinstance(event, PurchaseEvent) and i not in outcomes:
+                purchases.setdefault((event.programme, event.id), (i, event))
+        if sum(len(event.lines) for _, event in purchases.values()) < COPY_THRESHOLD:
+            return {}  # small: written with the events in one statement or pipeline
+        prepared = {
+            i: self._lines(event, progs[event.programme], resolved.get(i))
+            for i, event in purchases.values()
+        }
         rows = [row for _, lines in prepared.values() for row in lines]
-        if len(rows) < COPY_THRESHOLD:
-            return {}
         batch = WriteBatch()
         batch.insert(table_of(PurchaseLine), rows)
         batch.flush(session.connection())

@@ -7,10 +7,11 @@ member: the copies exist so that those rows can be found by member, programme an
 without a join (and, later, distributed by member). Each of those rows keeps the foreign
 key to its own parent (line → event, lot → posting, posting → member and event,
 allocation → posting and lot), and the writer fills the copies from that parent in the
-same statement, so the extra keys only re-checked what the parent's key had checked.
+same unit of work, so the extra keys only re-checked what the parent's key had checked.
 PostgreSQL checks a foreign key with one look-up per inserted row: on a 3-line purchase
-those were 10 of 19 checks, and a 1,000-event batch spent about 35 ms of the database's
-CPU on them. ``treu ledger verify`` checks that the copies agree with their parents.
+those were 10 of 19 checks, and inserting the 3,000 lines of a 1,000-purchase batch took
+47 ms with their three keys and 14 ms without. ``treu ledger verify`` checks that the
+copies agree with their parents.
 
 Revision ID: 0007
 Revises: 0006
