@@ -70,8 +70,9 @@ class RuleVersion(Base):
 class RuleUsage(Base):
     __tablename__ = "rule_usage"
 
-    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), primary_key=True)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    """First in the key: reads are one member's counters (migration 0009)."""
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), primary_key=True)
     period: Mapped[str] = mapped_column(String(24), primary_key=True)
     count: Mapped[int] = mapped_column(default=0)
     points: Mapped[int] = mapped_column(default=0)
