@@ -318,3 +318,31 @@ def test_the_checkout_lists_usable_coupons_and_redeemable_rewards(api: Api, db: 
         "/v1/checkout/evaluate", json=anonymous, headers=api.headers("events:write")
     )
     assert (r.json()["coupons"], r.json()["rewards"]) == ([], [])
+
+
+def test_a_donation_worth_its_points_is_summarised_everywhere(api: Api, db: Database) -> None:
+    """A donation reward without a fixed amount gives what its points are worth: the
+    catalogue, the checkout and the member's redemptions say so instead of failing."""
+    prog = f.programme(db)
+    r = api.client.post(
+        f"/v1/programmes/{prog.slug}/charities",
+        json={"code": "tafel", "name": {"de": "Tafel", "en": "Food bank"}},
+        headers=api.headers("admin"),
+    )
+    assert r.status_code == 201, r.text
+    gift = create(api, prog, type="donation", value_minor=None, charity="tafel", points_cost=400)
+    anna = rich(db, prog, 1000)
+
+    listed = api.client.get(f"/v1/members/{anna.id}/rewards", headers=api.headers("members:read"))
+    assert listed.status_code == 200, listed.text
+    [offer] = [x for x in listed.json()["redeemable"] if x["id"] == gift["id"]]
+    assert offer["summary"] == "€4.00 donation"  # 400 points at the default cent a point
+
+    body = cart(prog, anna, ("4001", 1, 129)) | {"lang": "de"}
+    r = api.client.post("/v1/checkout/evaluate", json=body, headers=api.headers("events:write"))
+    assert r.status_code == 200, r.text
+
+    assert redeem(api, anna, gift, "d-1").status_code == 201
+    done = api.client.get(f"/v1/members/{anna.id}/redemptions", headers=api.headers("members:read"))
+    assert done.status_code == 200, done.text
+    assert done.json()["items"][0]["reward"]["summary"] == "Donation to tafel"

@@ -219,6 +219,11 @@ def summary(kind: str, terms: dict[str, Any], lang: str, timezone: str) -> str:
         text = f"Termin am {when}" if de else f"Event on {when}"
         if event.get("location"):
             text += f", {event['location']}"
+    elif kind == RewardType.donation and "value_minor" not in terms:
+        # Worth what its points are worth (the redemption records the amount); the
+        # catalogue's summaries fill it in from the point value, old snapshots may not.
+        charity = terms.get("charity") or ""
+        text = f"Spende an {charity}" if de else f"Donation to {charity}"
     elif kind == RewardType.donation:
         amount = format_money(int(terms["value_minor"]), currency, lang)
         text = f"Spende über {amount}" if de else f"{amount} donation"

@@ -826,7 +826,7 @@ class RedemptionService:
             "type": view.type,
             "name": local_name(view.name, lang),
             "description": local_name(view.description, lang) or None,
-            "summary": summary(view.type, view.terms(), lang, programme.timezone),
+            "summary": self._summary(view, programme, lang),
             "image_url": view.image_url,
             "points_cost": view.points_cost,
             "valid_until": _iso(view.available_until),
@@ -882,7 +882,7 @@ class RedemptionService:
                     "code": view.code,
                     "type": view.type,
                     "name": local_name(view.name, lang),
-                    "summary": summary(view.type, view.terms(), lang, programme.timezone),
+                    "summary": self._summary(view, programme, lang),
                     "points_cost": view.points_cost,
                 }
                 if view.type in (
@@ -1136,6 +1136,15 @@ class RedemptionService:
                 now=now,
             )
         return body
+
+    def _summary(self, view: RewardView, programme: Programme, lang: str) -> str:
+        """The reward in one line; a donation without a fixed amount says what its points
+        are worth now."""
+        terms = view.terms()
+        if view.type == RewardType.donation and "value_minor" not in terms:
+            terms["value_minor"] = self._donated(view, programme)
+            terms.setdefault("currency", programme.currency)
+        return summary(view.type, terms, lang, programme.timezone)
 
     def _donated(self, view: RewardView, programme: Programme) -> int:
         """What a donation reward gives the charity: its ``value_minor``, or what the
