@@ -84,7 +84,6 @@ class Database:
             )
         else:
             self._read = sessionmaker(self.read_engine, expire_on_commit=False)
-        self._commit_reads = self.dialect == "postgresql"
 
     @property
     def is_sqlite(self) -> bool:
@@ -119,7 +118,7 @@ class Database:
         session = (self._write if write else self._read)()
         try:
             yield session
-            if write or self._commit_reads:
+            if write or not self.is_sqlite:
                 session.commit()
             # Otherwise a read-only unit ends in close(): the connection rolls back, and
             # loaded objects stay readable (rollback() would expire them).
