@@ -13,6 +13,7 @@ Create Date: 2026-12-02 05:30:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from alembic import op
 
@@ -24,15 +25,22 @@ depends_on: str | Sequence[str] | None = None
 NAME = "fk_purchase_lines_event_id_events"
 
 
-def _recreate(**deferral: str | bool) -> None:
-    with op.batch_alter_table("purchase_lines") as batch:
+def _change(deferred: bool) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # In place: re-creating the key would check every purchase line again, holding
+        # a lock on the largest table for as long.
+        mode = "DEFERRABLE INITIALLY DEFERRED" if deferred else "NOT DEFERRABLE"
+        op.execute(f"ALTER TABLE purchase_lines ALTER CONSTRAINT {NAME} {mode}")
+        return
+    deferral: dict[str, Any] = {"deferrable": True, "initially": "DEFERRED"} if deferred else {}
+    with op.batch_alter_table("purchase_lines") as batch:  # SQLite copies the table
         batch.drop_constraint(NAME, type_="foreignkey")
-        batch.create_foreign_key(NAME, "events", ["event_id"], ["id"], **deferral)  # type: ignore[arg-type]
+        batch.create_foreign_key(NAME, "events", ["event_id"], ["id"], **deferral)
 
 
 def upgrade() -> None:
-    _recreate(deferrable=True, initially="DEFERRED")
+    _change(deferred=True)
 
 
 def downgrade() -> None:
-    _recreate()
+    _change(deferred=False)

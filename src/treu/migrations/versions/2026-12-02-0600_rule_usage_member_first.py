@@ -25,7 +25,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _key(*columns: str) -> None:
-    with op.batch_alter_table("rule_usage", recreate="always") as batch:
+    with op.batch_alter_table("rule_usage") as batch:  # SQLite copies the table
         batch.drop_constraint("pk_rule_usage", type_="primary")
         batch.create_primary_key("pk_rule_usage", list(columns))
 
