@@ -358,8 +358,8 @@ def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: tuple[
         return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks})"
     if kind == "update_from_arrays":
         # One statement for many rows: a column array per parameter, zipped by unnest
-        # (1,000 single-row UPDATEs of a batch's accounts cost the database 8 ms and the
-        # driver 17 ms; this ≈ 2 ms and ≈ 1 ms).
+        # (1,000 single-row UPDATEs of a batch's accounts, pipelined, cost the database
+        # 8.4 ms and the driver 17 ms of a profiled run; this costs the database 4 ms).
         arrays = ", ".join(f"%s::{_pg_type(table, c)}[]" for c in (*columns, *key))
         names = ", ".join(map(_quote, (*columns, *key)))
         sets = ", ".join(f"{_quote(c)} = v.{_quote(c)}" for c in columns)

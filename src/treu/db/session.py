@@ -76,8 +76,8 @@ class Database:
             # Read units run as READ ONLY transactions (psycopg says BEGIN READ ONLY: no
             # extra round trip) and end in COMMIT, not in the pool's ROLLBACK: psycopg
             # forgets every prepared statement of a connection on each ROLLBACK, so the
-            # checkout's reads were parsed and planned anew on every request (0.1-1 ms of
-            # the database's CPU each; the limit counters' look-up planned for 1 ms).
+            # checkout's reads were parsed and planned anew on every request (parse and
+            # bind ≈ 0.1 ms each; planning the limit counters' look-up took ≈ 1 ms).
             self._read = sessionmaker(
                 self.read_engine.execution_options(postgresql_readonly=True),
                 expire_on_commit=False,
