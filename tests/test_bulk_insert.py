@@ -82,6 +82,24 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
         batch.flush(connection)
     if db.dialect == "postgresql":
         assert len([s for s in statements if s.startswith('UPDATE "accounts"')]) == 1
+    distinct = [
+        {"id": p.id, "first_name": None if i % 2 else f"n{i}", "attributes": {"i": i, "ü": [i]}}
+        for i, p in enumerate(people)
+    ]
+    with db.unit_of_work() as session:
+        batch = WriteBatch()
+        batch.update(table_of(Member), distinct)
+        batch.flush(session.connection())
+    with db.unit_of_work(write=False) as session:
+        stored = {
+            m: (n, attrs)
+            for m, n, attrs in session.execute(
+                select(Member.id, Member.first_name, Member.attributes).where(
+                    Member.programme_id == prog.id
+                )
+            )
+        }
+    assert stored == {r["id"]: (r["first_name"], r["attributes"]) for r in distinct}
     twice = [
         {"id": people[0].id, "first_name": "first", "attributes": {"a": 1}},
         *(
