@@ -81,9 +81,14 @@ _STORED_EVENTS = lookup(
 )
 
 
+DEFERRED = 0
+"""``Outcome.status`` of an event ``ingest(defer_locked=True)`` left for later."""
+
+
 @dataclass
 class Outcome:
-    """What happened to one event: ``status`` 201 (processed), 200 (replay) or an error."""
+    """What happened to one event: ``status`` 201 (processed), 200 (replay), an error, or
+    ``DEFERRED``."""
 
     index: int
     event_id: str
@@ -93,7 +98,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.status != DEFERRED
 
 
 @dataclass
@@ -274,13 +279,21 @@ class EventService:
         *,
         now: datetime | None = None,
         optimistic: bool = False,
+        defer_locked: bool = False,
     ) -> list[Outcome]:
         """Process ``events`` in the caller's unit of work.
 
         ``optimistic``: do not look for earlier deliveries first. A replay then fails on
         the unique ``(programme, key)`` constraint when the writes are flushed, and the
         caller retries without ``optimistic`` (``ingest_with_retry`` does); replays are
-        rare, so a single event saves a statement."""
+        rare, so a single event saves a statement.
+
+        ``defer_locked`` (PostgreSQL): do not wait for accounts another transaction holds.
+        The events that need them are left out, with status ``DEFERRED``, and the caller
+        runs them in a unit of work of their own after this one has committed
+        (``ingest_with_retry`` does). Concurrent batches that share members then do not
+        queue behind each other's account locks for the whole batch, only for the shared
+        members' events."""
         now = now or utc_now()
         outcomes: dict[int, Outcome] = {}
         hashes = [payload_hash(e) for e in events]
@@ -335,6 +348,11 @@ class EventService:
         originals = self._load_originals(session, events, fresh, progs, outcomes)
         member_ids = {m.id for m in resolved.values() if m is not None}
         member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
+
+        if defer_locked and session.connection().dialect.name == "postgresql":
+            held = writer.try_lock(member_ids)
+            self._defer(events, fresh, progs, outcomes, resolved, originals, held)
+            member_ids = held
 
         early = self._lines_first(session, events, fresh, progs, outcomes, resolved)
 
@@ -548,6 +566,56 @@ class EventService:
                     found[(ref.kind, ref.value)] = member
                 resolved[i] = member
         return resolved
+
+    def _defer(
+        self,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+        originals: dict[tuple[uuid.UUID, str], _Original],
+        held: set[uuid.UUID],
+    ) -> None:
+        """Mark the events whose accounts are not ``held`` as ``DEFERRED``, together with
+        whatever must be decided with them: the other copies of the same event id (the
+        first copy decides the rest) and the returns against a deferred purchase of this
+        batch (it is not stored yet when they are processed)."""
+        deferred: set[tuple[uuid.UUID, str]] = set()
+        for i in fresh:
+            event = events[i]
+            if i in outcomes:
+                continue
+            programme_id = progs[event.programme].id
+            needed: set[uuid.UUID] = set()
+            if (member := resolved.get(i)) is not None:
+                needed.add(member.id)
+            if isinstance(event, ReturnEvent):
+                original = originals.get((programme_id, event.original_event_id))
+                if original is not None and original.member_id is not None:
+                    needed.add(original.member_id)
+            if not needed <= held:
+                deferred.add((programme_id, event.id))
+        if not deferred:
+            return
+        grew = True
+        while grew:  # a deferred return can defer a purchase of the same id, and so on
+            grew = False
+            for i in fresh:
+                event = events[i]
+                if i in outcomes or not isinstance(event, ReturnEvent):
+                    continue
+                programme_id = progs[event.programme].id
+                if (programme_id, event.original_event_id) in deferred and (
+                    programme_id,
+                    event.id,
+                ) not in deferred:
+                    deferred.add((programme_id, event.id))
+                    grew = True
+        for i in fresh:
+            event = events[i]
+            if i not in outcomes and (progs[event.programme].id, event.id) in deferred:
+                outcomes[i] = Outcome(i, event.id, DEFERRED)
 
     def _load_originals(
         self,
@@ -1349,12 +1417,46 @@ def ingest_with_retry(
     db: Database, events: list[AnyEvent], *, now: datetime | None = None, attempts: int = 3
 ) -> list[Outcome]:
     """Run ``ingest`` in its own unit of work; retry when a concurrent delivery of the
-    same event (or a concurrent auto-enrolment) won a unique-constraint race."""
+    same event (or a concurrent auto-enrolment) won a unique-constraint race.
+
+    On PostgreSQL a batch of ``DEFER_FROM`` events or more runs in two units of work: the
+    first takes the accounts nobody else holds and processes their events; the second,
+    after the first has committed, waits for the remaining accounts and processes the
+    events that need them (``ingest(defer_locked=True)``). The events of one member stay
+    in order; a replay of the batch finds the first unit's events stored."""
+    defer = len(events) >= DEFER_FROM and db.dialect == "postgresql"
+    outcomes = _ingest_unit(db, events, now=now, attempts=attempts, defer_locked=defer)
+    later = [o.index for o in outcomes if o.status == DEFERRED]
+    if later:
+        rest = _ingest_unit(db, [events[i] for i in later], now=now, attempts=attempts)
+        for i, outcome in zip(later, rest, strict=True):
+            outcome.index = i
+            outcomes[i] = outcome
+    return outcomes
+
+
+DEFER_FROM = 32
+"""The smallest batch ``ingest_with_retry`` lets skip accounts held elsewhere: for a few
+events a second unit of work would cost more than the wait."""
+
+
+def _ingest_unit(
+    db: Database,
+    events: list[AnyEvent],
+    *,
+    now: datetime | None,
+    attempts: int,
+    defer_locked: bool = False,
+) -> list[Outcome]:
     for attempt in range(attempts):
         try:
             with db.unit_of_work() as session:
                 return events_service.ingest(
-                    session, events, now=now, optimistic=attempt == 0 and len(events) == 1
+                    session,
+                    events,
+                    now=now,
+                    optimistic=attempt == 0 and len(events) == 1,
+                    defer_locked=defer_locked,
                 )
         except (IntegrityError, IdentifierTaken):  # enrol turns IntegrityError into this
             if attempt == attempts - 1:

@@ -62,6 +62,21 @@ _LOCK_ACCOUNTS = lookup(
     ),
     Account.member_id,
 )
+_TRY_LOCK_ACCOUNTS = lookup(
+    lambda condition: (
+        select(
+            Account.member_id,
+            Account.programme_id,
+            Account.available,
+            Account.pending,
+            Account.lifetime_earned,
+        )
+        .where(condition)
+        .order_by(Account.member_id)
+        .with_for_update(skip_locked=True)
+    ),
+    Account.member_id,
+)
 
 
 @dataclass
@@ -187,6 +202,21 @@ class LedgerWriter:
             if missing:
                 raise AccountNotFound(f"no points account for member {sorted(missing)[0]}")
         return self.accounts
+
+    def try_lock(self, member_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Lock those accounts of ``member_ids`` that no other transaction holds, without
+        waiting (PostgreSQL's ``SKIP LOCKED``), and load their balances; the ids of the
+        accounts now held. An account skipped is held elsewhere, or does not exist:
+        ``lock`` tells which. Never waits, so it cannot take part in a deadlock."""
+        wanted = sorted(set(member_ids) - self.accounts.keys())
+        if wanted:
+            for member_id, programme_id, available, pending, lifetime in _TRY_LOCK_ACCOUNTS.rows(
+                self.session.connection(), wanted
+            ):
+                self.accounts[member_id] = AccountState(
+                    member_id, programme_id, available, pending, lifetime
+                )
+        return set(member_ids) & self.accounts.keys()
 
     def adopt(self, account: AccountState) -> None:
         """Take over an account the caller has locked (``SELECT … FOR UPDATE``) itself."""

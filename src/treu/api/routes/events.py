@@ -202,8 +202,10 @@ class BatchOut(BaseModel):
 
 @router.post("/batch", response_model=BatchOut, response_model_exclude_none=True)
 def post_batch(batch: BatchIn, db: DB, _key: EventsWrite) -> JSONResponse:
-    """Up to 1,000 events in one request and one transaction, one result per event in
-    order. A bad event gets its own problem and does not spoil the others."""
+    """Up to 1,000 events in one request, one result per event in order. A bad event
+    gets its own problem and does not spoil the others. On PostgreSQL a large batch
+    commits in up to two transactions: the members whose accounts nobody else holds
+    first, the rest after waiting for their accounts (see docs/api.md, Batch)."""
     parsed: list[Any] = []
     results: list[dict[str, Any] | None] = [None] * len(batch.events)
     for index, raw in enumerate(batch.events):
