@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from typer.testing import CliRunner
 
 from tests import factories as f
@@ -16,9 +16,9 @@ from treu import __version__, cli
 from treu.auth.errors import InvalidApiKey
 from treu.auth.service import api_keys
 from treu.db.session import Database
-from treu.events.models import PurchaseLine
+from treu.events.models import Event, PurchaseLine
 from treu.kit.time import utc_now
-from treu.ledger.models import Account, Lot
+from treu.ledger.models import Account, Lot, Posting
 
 
 def make_runner(monkeypatch: pytest.MonkeyPatch, db: Database) -> CliRunner:
@@ -210,3 +210,39 @@ def test_ledger_verify_reports_copies_that_disagree_with_their_parent(
     assert result.exit_code == 3, result.output
     assert "lot's member, programme or event" in result.stdout
     assert "purchase line's programme or member" in result.stdout
+
+
+def test_ledger_verify_reports_rows_whose_parent_is_missing(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events, lines, postings and lots carry no foreign keys (migration 0010): verify
+    is what notices a row whose parent was deleted by hand."""
+    runner = make_runner(monkeypatch, fresh_db)
+    prog = f.programme(fresh_db)
+    anna, bert, cleo = (f.member(fresh_db, prog) for _ in range(3))
+    bought = f.purchase_payload(prog, anna)
+    f.ingest(
+        fresh_db,
+        bought,
+        f.purchase_payload(prog, bert),
+        f.purchase_payload(prog, cleo),
+        f.return_payload(prog, bought["id"], [{"sku": "sku-1", "quantity": 1}]),
+    )
+    assert f.verify(fresh_db, prog) == []
+
+    with fresh_db.unit_of_work() as session:
+        # anna's purchase goes: its lines, posting and return now name a missing event
+        session.execute(delete(Event).where(Event.key == bought["id"]))
+        # bert's lot loses its posting; deleting cleo's lot leaves no row without its
+        # parent (only the balance checks notice that one)
+        session.execute(delete(Posting).where(Posting.member_id == bert.id))
+        session.execute(delete(Lot).where(Lot.member_id == cleo.id))
+    found = {(d.member_id, d.what) for d in f.verify(fresh_db, prog)}
+    assert (anna.id, "purchase line's event missing") in found
+    assert (anna.id, "posting's member or event missing") in found
+    assert (anna.id, "event's programme, member or original purchase missing") in found
+    assert (bert.id, "lot's posting missing") in found
+    assert cleo.id not in {member_id for member_id, what in found if "missing" in what}
+    result = runner.invoke(cli.app, ["ledger", "verify", "--programme", prog.slug])
+    assert result.exit_code == 3, result.output
+    assert "lot's posting missing" in result.stdout

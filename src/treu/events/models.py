@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from treu.db.base import Base, BigIntId
@@ -29,10 +29,13 @@ class Event(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    programme_id: Mapped[uuid.UUID]
+    """Like ``member_id`` and ``original_event_id``: no foreign key (migration 0010);
+    ``treu ledger verify`` reports an event whose programme, member or original purchase
+    is missing."""
     key: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(64))
-    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))
+    member_id: Mapped[uuid.UUID | None]
     payload_hash: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utc_now)
@@ -40,7 +43,7 @@ class Event(Base):
     store: Mapped[str | None] = mapped_column(String(64))
     currency: Mapped[str | None] = mapped_column(String(3))
     total_minor: Mapped[int | None]
-    original_event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    original_event_id: Mapped[uuid.UUID | None]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
@@ -56,14 +59,13 @@ class PurchaseLine(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("events.id", deferrable=True, initially="DEFERRED")
-    )
-    """Checked at commit: a large batch writes its lines before its events
+    event_id: Mapped[uuid.UUID]
+    """No foreign key (migration 0010; ``treu ledger verify`` reports a line without its
+    event): a large batch writes its lines before its events
     (``EventService._lines_first``)."""
     programme_id: Mapped[uuid.UUID]
     """The event's programme and member, copied for look-ups by member, category and
-    time; no foreign keys of their own (the event's hold, see migration 0007)."""
+    time; no foreign keys (migrations 0007 and 0010)."""
     member_id: Mapped[uuid.UUID | None]
     occurred_at: Mapped[datetime]
     line_no: Mapped[int]

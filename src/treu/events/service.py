@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Uuid, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from treu.challenges.service import challenges
 from treu.db.base import COPY_THRESHOLD, WriteBatch, lookup, table_of
@@ -50,6 +50,7 @@ from treu.kit import jsons
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, local_date, utc_now
+from treu.ledger.models import Lot, Posting
 from treu.ledger.service import AccountState, Discrepancy, LedgerWriter, ledger
 from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
@@ -447,9 +448,14 @@ class EventService:
     def copies(
         self, session: Session, *, programme_id: uuid.UUID | None = None
     ) -> list[Discrepancy]:
-        """Purchase lines whose programme or member is not their event's: those copies
-        carry no foreign key (migration 0007), so ``treu ledger verify`` checks them here
-        (the ledger's own copies: ``LedgerService.copies``)."""
+        """Purchase lines whose programme or member is not their event's (those copies
+        carry no foreign key, migration 0007), and events, lines and postings whose
+        parent row is missing (the rows a purchase writes carry no foreign keys,
+        migration 0010): ``treu ledger verify`` checks them here (the ledger's own
+        copies: ``LedgerService.copies``)."""
+        return self._copied(session, programme_id) + self._orphans(session, programme_id)
+
+    def _copied(self, session: Session, programme_id: uuid.UUID | None) -> list[Discrepancy]:
         query = (
             select(func.coalesce(Event.member_id, PurchaseLine.member_id), func.count())
             .select_from(PurchaseLine)
@@ -465,6 +471,58 @@ class EventService:
         )
         return [
             Discrepancy(member_id, "purchase line's programme or member", int(count), 0)
+            for member_id, count in session.execute(query).all()
+        ]
+
+    def _orphans(self, session: Session, programme_id: uuid.UUID | None) -> list[Discrepancy]:
+        """Rows naming a parent that does not exist, counted per member (``cached``)."""
+        original = aliased(Event)
+        event = aliased(Event)
+        checks = {
+            "event's programme, member or original purchase missing": select(
+                Event.member_id, func.count()
+            )
+            .outerjoin(Programme, Programme.id == Event.programme_id)
+            .outerjoin(Member, Member.id == Event.member_id)
+            .outerjoin(original, original.id == Event.original_event_id)
+            .where(
+                or_(
+                    Programme.id.is_(None),
+                    Event.member_id.is_not(None) & Member.id.is_(None),
+                    Event.original_event_id.is_not(None) & original.id.is_(None),
+                ),
+                *([] if programme_id is None else [Event.programme_id == programme_id]),
+            )
+            .group_by(Event.member_id),
+            "purchase line's event missing": select(PurchaseLine.member_id, func.count())
+            .outerjoin(Event, Event.id == PurchaseLine.event_id)
+            .where(
+                Event.id.is_(None),
+                *([] if programme_id is None else [PurchaseLine.programme_id == programme_id]),
+            )
+            .group_by(PurchaseLine.member_id),
+            "posting's member or event missing": select(Posting.member_id, func.count())
+            .outerjoin(Member, Member.id == Posting.member_id)
+            .outerjoin(event, event.id == Posting.event_id)
+            .where(
+                or_(
+                    Member.id.is_(None),
+                    Posting.event_id.is_not(None) & event.id.is_(None),
+                ),
+                *([] if programme_id is None else [Posting.programme_id == programme_id]),
+            )
+            .group_by(Posting.member_id),
+            "lot's posting missing": select(Lot.member_id, func.count())
+            .outerjoin(Posting, Posting.id == Lot.posting_id)
+            .where(
+                Posting.id.is_(None),
+                *([] if programme_id is None else [Lot.programme_id == programme_id]),
+            )
+            .group_by(Lot.member_id),
+        }
+        return [
+            Discrepancy(member_id, what, int(count), 0)
+            for what, query in checks.items()
             for member_id, count in session.execute(query).all()
         ]
 

@@ -71,13 +71,15 @@ class Posting(IdMixin, Base):
         ),
     )
 
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    member_id: Mapped[uuid.UUID]
+    """With ``event_id``: no foreign key (migration 0010); ``treu ledger verify`` reports
+    a posting whose member or event is missing."""
     programme_id: Mapped[uuid.UUID]
     """The member's programme, copied (no foreign key of its own, see migration 0007)."""
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[int]
     correlation_id: Mapped[uuid.UUID]
-    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    event_id: Mapped[uuid.UUID | None]
     explanation: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str | None] = mapped_column(String(200))
@@ -124,10 +126,11 @@ class Lot(IdMixin, Base):
 
     member_id: Mapped[uuid.UUID]
     """With ``programme_id`` and ``event_id``: the posting's, copied for the open-lots
-    and expiry look-ups; no foreign keys of their own (the posting's hold, migration
-    0007)."""
+    and expiry look-ups; no foreign keys of their own (migration 0007)."""
     programme_id: Mapped[uuid.UUID]
-    posting_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("postings.id"))
+    posting_id: Mapped[uuid.UUID]
+    """No foreign key (migration 0010); ``treu ledger verify`` reports a lot without its
+    posting."""
     event_id: Mapped[uuid.UUID | None]
     state: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int]
