@@ -28,6 +28,7 @@ from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.schemas import event_adapter
 from treu.events.service import ingest_with_retry
+from treu.imports import MEMBER_TABLES
 from treu.kit.ids import new_card_number, new_id
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
@@ -154,6 +155,9 @@ def _insert_members(
                     for row in rows
                 ],
             )
+    # As ``treu import members`` does (and autovacuum would, a minute later): without
+    # statistics the planner looked members up through the wrong index.
+    db.analyze(MEMBER_TABLES)
     with db.unit_of_work(write=False) as session:
         return [
             (mid, card)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from tests import factories as f
@@ -303,3 +303,38 @@ def test_cli_event_import(db: Database, runner: CliRunner, tmp_path: Path) -> No
 
 def test_import_errors_are_treu_errors() -> None:
     assert issubclass(ImportFileInvalid, TreuError)
+
+
+def _has_statistics(db: Database, table: str) -> bool:
+    with db.unit_of_work(write=False) as session:
+        if db.is_sqlite:
+            found = session.execute(
+                text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            ).scalar_one()
+            return bool(found) and bool(
+                session.execute(
+                    text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = :t"), {"t": table}
+                ).scalar_one()
+            )
+        return bool(
+            session.execute(
+                text("SELECT reltuples >= 0 FROM pg_class WHERE relname = :t"), {"t": table}
+            ).scalar_one()
+        )
+
+
+def test_an_import_refreshes_the_planner_statistics(fresh_db: Database) -> None:
+    """A freshly loaded table has no statistics until autovacuum (PostgreSQL) or an
+    ANALYZE (SQLite) gathers them: the import does it, so that the first batches after
+    it look members up through the right index."""
+    prog = f.programme(fresh_db)
+    assert not _has_statistics(fresh_db, "members")
+    text_, _ = members_file(prog, "nobody@example.com")
+    run_members(fresh_db, text_, prog)
+    assert _has_statistics(fresh_db, "members")
+    assert _has_statistics(fresh_db, "accounts")
+    assert not _has_statistics(fresh_db, "postings")
+    buyer = f.member(fresh_db, prog)
+    lines = [json.dumps(f.purchase_payload(prog, buyer))]
+    list(import_events(fresh_db, events_jsonl(io.StringIO("\n".join(lines) + "\n"))))
+    assert _has_statistics(fresh_db, "postings")

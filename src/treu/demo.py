@@ -31,6 +31,7 @@ from typing import Any
 from treu.db.session import Database
 from treu.events.schemas import event_adapter
 from treu.events.service import ingest_with_retry
+from treu.imports import EVENT_TABLES, MEMBER_TABLES
 from treu.kit.ids import luhn_check_digit
 from treu.kit.time import utc_now
 from treu.ledger.service import ledger
@@ -1268,6 +1269,7 @@ def load_demo(
             if number % 50 == 0 or number == len(data.members):
                 report("members", number, len(data.members))
     summary.members = len(data.members)
+    db.analyze(MEMBER_TABLES)  # the events' member look-ups need the new statistics
 
     total = len(data.events)
     report("events", 0, total)
@@ -1291,6 +1293,7 @@ def load_demo(
                 summary.points_earned += int(points.get("earned", 0))
         report("events", min(offset + BATCH_SIZE, total), total)
 
+    db.analyze(EVENT_TABLES)
     report("ledger", 0, 1)
     summary.activated = activate_pending(db, now=now)
     summary.expired = expire_points(db, now=now)

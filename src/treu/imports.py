@@ -102,6 +102,12 @@ class ImportReport:
         return self
 
 
+MEMBER_TABLES = ("members", "accounts")
+EVENT_TABLES = ("events", "purchase_lines", "postings", "lots", "accounts")
+"""The tables an import fills: their planner statistics are refreshed at its end
+(``Database.analyze``)."""
+
+
 def describe(exc: ValidationError, *, drop_tags: Iterable[str] = ()) -> str:
     """A validation error as one readable sentence: ``field: message; field: message``."""
     tags = set(drop_tags)
@@ -294,6 +300,8 @@ def _import_members(
             yield report.in_line_order()
     if batch:
         _enrol_batch(db, prog, batch, report, seen)
+    if report.read:
+        db.analyze(MEMBER_TABLES)
     yield report.in_line_order()
 
 
@@ -404,6 +412,8 @@ def _import_events(
             yield report.in_line_order()
     if batch:
         _ingest_batch(db, batch, report, now)
+    if report.read:
+        db.analyze(EVENT_TABLES)
     yield report.in_line_order()
 
 

@@ -15,7 +15,7 @@ stable order by the services; ``lock_timeout`` turns a stuck lock into ``Busy``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,18 @@ class Database:
             raise
         finally:
             session.close()
+
+    def analyze(self, tables: Iterable[str]) -> None:
+        """Refresh the planner's statistics of ``tables`` after a bulk load.
+
+        PostgreSQL's autovacuum gathers them only a minute or so later; until then the
+        planner takes a freshly loaded table for nearly empty. Measured: looking up 500
+        members by card number chose the programme's index and filtered 10,000 rows,
+        97 ms, against 1.5 ms through the card-number index with statistics."""
+        with self.write_engine.connect() as connection:
+            for table in tables:
+                connection.exec_driver_sql(f"ANALYZE {table}")
+            connection.commit()
 
     def dispose(self) -> None:
         self.write_engine.dispose()
