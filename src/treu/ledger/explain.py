@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from treu.kit.money import format_money, format_rate
@@ -88,17 +89,35 @@ def render(details: dict[str, Any], locale: str = "en") -> str:
     if currency is not None and "amount_minor" in params:
         params["amount"] = format_money(int(params["amount_minor"]), currency, lang)
     if currency is not None and "unit" not in params:
-        params["unit"] = (
-            format_money(10 ** _exponent(currency), currency, lang)
-            .replace(".00", "")
-            .replace(",00", "")
-        )
+        params["unit"] = _unit(currency, lang)
     if "rate" in params:
-        params["rate"] = format_rate(Decimal(str(params["rate"])))
+        params["rate"] = _rate(str(params["rate"]))
     if "points_name" in params:
-        one = Decimal(str(details["params"].get("rate", "2"))) == 1
+        one = _is_one(str(details["params"].get("rate", "2")))
         params["points_name"] = points_label(params["points_name"], lang, one=one)
     return template[lang].format(**params)
+
+
+# Every earning posting renders its explanation; these depend only on the programme's
+# currency and rate, so each is worked out once.
+@lru_cache(maxsize=256)
+def _unit(currency: str, lang: str) -> str:
+    """One unit of ``currency`` ("€1", "1 €")."""
+    return (
+        format_money(10 ** _exponent(currency), currency, lang)
+        .replace(".00", "")
+        .replace(",00", "")
+    )
+
+
+@lru_cache(maxsize=256)
+def _rate(rate: str) -> str:
+    return format_rate(Decimal(rate))
+
+
+@lru_cache(maxsize=256)
+def _is_one(rate: str) -> bool:
+    return Decimal(rate) == 1
 
 
 def points_label(names: Any, lang: str, *, one: bool = False) -> str:
