@@ -561,3 +561,16 @@ def test_last_used_is_recorded_at_most_once_a_minute(api: Api, db: Database) -> 
     with frozen(start + timedelta(minutes=2)):
         api.client.get("/v1/programmes", headers=headers)
     assert last_used() == start + timedelta(minutes=2)
+
+
+def test_batch_element_that_is_not_an_object_fails_the_request(api: Api) -> None:
+    """An event must at least be a JSON object; anything else is a malformed request
+    (nothing is processed), not an event that fails on its own."""
+    prog = _programme(api)
+    event = _contract_purchase(prog, "x@example.com", f.unique("e"))
+    r = api.client.post(
+        "/v1/events/batch", json={"events": [event, 42]}, headers=api.headers("events:write")
+    )
+    body = _assert_problem(r, 422, "validation_error")
+    assert [e["field"] for e in body["errors"]] == ["events.1"]
+    assert "dictionary" in body["errors"][0]["message"]

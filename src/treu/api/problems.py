@@ -66,10 +66,33 @@ def error_body(error: TreuError) -> dict[str, Any]:
 
 def field_errors(errors: Sequence[Any], *, skip_first: int = 0) -> list[dict[str, str]]:
     out = []
+    seen: set[str] = set()
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ())][skip_first:]
-        # Drop the discriminator tag pydantic inserts for tagged unions ("purchase", ...).
-        out.append({"field": ".".join(loc) or "(body)", "message": str(err.get("msg", ""))})
+        loc = _user_path([str(part) for part in err.get("loc", ())][skip_first:])
+        field = ".".join(loc) or "(body)"
+        if field in seen and len(loc) and loc[-1].isdigit():
+            continue  # the same list item failing each alternative of a union: once
+        seen.add(field)
+        out.append({"field": field, "message": str(err.get("msg", ""))})
+    return out
+
+
+def _user_path(loc: list[str]) -> list[str]:
+    """The path as the user wrote it: without the labels pydantic inserts for the
+    alternatives of a union (``tagged-union[…]`` and the tag after it, ``dict[str,any]``:
+    a batch's events are an event or, failing that, any object)."""
+    out: list[str] = []
+    skip_tag = False
+    for part in loc:
+        if skip_tag:
+            skip_tag = False
+            continue
+        if part.startswith("tagged-union["):
+            skip_tag = True
+            continue
+        if part == "dict[str,any]":
+            continue
+        out.append(part)
     return out
 
 
