@@ -478,6 +478,10 @@ class EventService:
         """Rows naming a parent that does not exist, counted per member (``cached``)."""
         original = aliased(Event)
         event = aliased(Event)
+
+        def mine(column: Any) -> list[Any]:
+            return [] if programme_id is None else [column == programme_id]
+
         checks = {
             "event's programme, member or original purchase missing": select(
                 Event.member_id, func.count()
@@ -491,14 +495,14 @@ class EventService:
                     Event.member_id.is_not(None) & Member.id.is_(None),
                     Event.original_event_id.is_not(None) & original.id.is_(None),
                 ),
-                *([] if programme_id is None else [Event.programme_id == programme_id]),
+                *mine(Event.programme_id),
             )
             .group_by(Event.member_id),
             "purchase line's event missing": select(PurchaseLine.member_id, func.count())
             .outerjoin(Event, Event.id == PurchaseLine.event_id)
             .where(
                 Event.id.is_(None),
-                *([] if programme_id is None else [PurchaseLine.programme_id == programme_id]),
+                *mine(PurchaseLine.programme_id),
             )
             .group_by(PurchaseLine.member_id),
             "posting's member or event missing": select(Posting.member_id, func.count())
@@ -509,14 +513,14 @@ class EventService:
                     Member.id.is_(None),
                     Posting.event_id.is_not(None) & event.id.is_(None),
                 ),
-                *([] if programme_id is None else [Posting.programme_id == programme_id]),
+                *mine(Posting.programme_id),
             )
             .group_by(Posting.member_id),
             "lot's posting missing": select(Lot.member_id, func.count())
             .outerjoin(Posting, Posting.id == Lot.posting_id)
             .where(
                 Posting.id.is_(None),
-                *([] if programme_id is None else [Lot.programme_id == programme_id]),
+                *mine(Lot.programme_id),
             )
             .group_by(Lot.member_id),
         }

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Uuid, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from treu.db.base import WriteBatch, fetch, lookup, table_of
+from treu.db.base import Lookup, WriteBatch, fetch, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
@@ -47,36 +47,27 @@ from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, Pos
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 
-_LOCK_ACCOUNTS = lookup(
-    lambda condition: (
-        select(
-            Account.member_id,
-            Account.programme_id,
-            Account.available,
-            Account.pending,
-            Account.lifetime_earned,
-        )
-        .where(condition)
-        .order_by(Account.member_id)
-        .with_for_update()
-    ),
-    Account.member_id,
-)
-_TRY_LOCK_ACCOUNTS = lookup(
-    lambda condition: (
-        select(
-            Account.member_id,
-            Account.programme_id,
-            Account.available,
-            Account.pending,
-            Account.lifetime_earned,
-        )
-        .where(condition)
-        .order_by(Account.member_id)
-        .with_for_update(skip_locked=True)
-    ),
-    Account.member_id,
-)
+
+def _account_lock(*, skip_locked: bool) -> Lookup:
+    return lookup(
+        lambda condition: (
+            select(
+                Account.member_id,
+                Account.programme_id,
+                Account.available,
+                Account.pending,
+                Account.lifetime_earned,
+            )
+            .where(condition)
+            .order_by(Account.member_id)
+            .with_for_update(skip_locked=skip_locked)
+        ),
+        Account.member_id,
+    )
+
+
+_LOCK_ACCOUNTS = _account_lock(skip_locked=False)
+_TRY_LOCK_ACCOUNTS = _account_lock(skip_locked=True)
 
 
 @dataclass
@@ -190,14 +181,8 @@ class LedgerWriter:
 
     def lock(self, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
         """Lock the accounts of ``member_ids`` (in id order) and load their balances."""
-        wanted = sorted(set(member_ids) - self.accounts.keys())
+        wanted = self._load(_LOCK_ACCOUNTS, member_ids)
         if wanted:
-            for member_id, programme_id, available, pending, lifetime in _LOCK_ACCOUNTS.rows(
-                self.session.connection(), wanted
-            ):
-                self.accounts[member_id] = AccountState(
-                    member_id, programme_id, available, pending, lifetime
-                )
             missing = set(wanted) - self.accounts.keys()
             if missing:
                 raise AccountNotFound(f"no points account for member {sorted(missing)[0]}")
@@ -208,15 +193,21 @@ class LedgerWriter:
         waiting (PostgreSQL's ``SKIP LOCKED``), and load their balances; the ids of the
         accounts now held. An account skipped is held elsewhere, or does not exist:
         ``lock`` tells which. Never waits, so it cannot take part in a deadlock."""
+        member_ids = set(member_ids)
+        self._load(_TRY_LOCK_ACCOUNTS, member_ids)
+        return member_ids & self.accounts.keys()
+
+    def _load(self, query: Lookup, member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        """Run a locking ``query`` for the accounts not held yet; the ids it asked for."""
         wanted = sorted(set(member_ids) - self.accounts.keys())
         if wanted:
-            for member_id, programme_id, available, pending, lifetime in _TRY_LOCK_ACCOUNTS.rows(
+            for member_id, programme_id, available, pending, lifetime in query.rows(
                 self.session.connection(), wanted
             ):
                 self.accounts[member_id] = AccountState(
                     member_id, programme_id, available, pending, lifetime
                 )
-        return set(member_ids) & self.accounts.keys()
+        return wanted
 
     def adopt(self, account: AccountState) -> None:
         """Take over an account the caller has locked (``SELECT … FOR UPDATE``) itself."""
