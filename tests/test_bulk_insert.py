@@ -6,6 +6,7 @@ from datetime import UTC
 from typing import Any
 
 from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
 
 from tests import factories as f
 from treu.db.base import COPY_THRESHOLD, WriteBatch, table_of
@@ -14,6 +15,7 @@ from treu.events.models import PurchaseLine
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
 from treu.members.models import Member, MemberStatus
+from treu.programmes.models import Programme
 
 
 def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
@@ -86,19 +88,9 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
         {"id": p.id, "first_name": None if i % 2 else f"n{i}", "attributes": {"i": i, "ü": [i]}}
         for i, p in enumerate(people)
     ]
-    with db.unit_of_work() as session:
-        batch = WriteBatch()
-        batch.update(table_of(Member), distinct)
-        batch.flush(session.connection())
+    _update_members(db, distinct)
     with db.unit_of_work(write=False) as session:
-        stored = {
-            m: (n, attrs)
-            for m, n, attrs in session.execute(
-                select(Member.id, Member.first_name, Member.attributes).where(
-                    Member.programme_id == prog.id
-                )
-            )
-        }
+        stored = _profiles(session, prog)
     assert stored == {r["id"]: (r["first_name"], r["attributes"]) for r in distinct}
     twice = [
         {"id": people[0].id, "first_name": "first", "attributes": {"a": 1}},
@@ -108,10 +100,7 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
         ),
         {"id": people[0].id, "first_name": "second", "attributes": {"a": 2}},
     ]
-    with db.unit_of_work() as session:
-        batch = WriteBatch()
-        batch.update(table_of(Member), twice)
-        batch.flush(session.connection())
+    _update_members(db, twice)
     with db.unit_of_work(write=False) as session:
         found = {
             m: (a, life, u)
@@ -124,20 +113,32 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
                 ).where(Account.programme_id == prog.id)
             )
         }
-        profiles = {
-            m: (n, attrs)
-            for m, n, attrs in session.execute(
-                select(Member.id, Member.first_name, Member.attributes).where(
-                    Member.programme_id == prog.id
-                )
-            )
-        }
+        profiles = _profiles(session, prog)
     assert {m: (a, life) for m, (a, life, _) in found.items()} == {
         p.id: (n, n) for n, p in enumerate(people)
     }
     assert {u.astimezone(UTC) for _, _, u in found.values()} == {when}
     assert profiles[people[0].id] == ("second", {"a": 2})
     assert profiles[people[5].id] == (None, {"size": "M", "n": 4})
+
+
+def _update_members(db: Database, rows: list[dict[str, Any]]) -> None:
+    with db.unit_of_work() as session:
+        batch = WriteBatch()
+        batch.update(table_of(Member), rows)
+        batch.flush(session.connection())
+
+
+def _profiles(session: Session, prog: Programme) -> dict[Any, tuple[Any, Any]]:
+    """Each member's first name and attributes, by member id."""
+    return {
+        m: (n, attrs)
+        for m, n, attrs in session.execute(
+            select(Member.id, Member.first_name, Member.attributes).where(
+                Member.programme_id == prog.id
+            )
+        )
+    }
 
 
 def _collect(into: list[str]) -> Any:

@@ -51,7 +51,14 @@ from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, local_date, utc_now
 from treu.ledger.models import Lot, Posting
-from treu.ledger.service import AccountState, Discrepancy, LedgerWriter, ledger
+from treu.ledger.service import (
+    AccountState,
+    Discrepancy,
+    LedgerWriter,
+    counted,
+    in_programme,
+    ledger,
+)
 from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.members.schemas import MemberCreate
@@ -453,82 +460,58 @@ class EventService:
         parent row is missing (the rows a purchase writes carry no foreign keys,
         migration 0010): ``treu ledger verify`` checks them here (the ledger's own
         copies: ``LedgerService.copies``)."""
-        return self._copied(session, programme_id) + self._orphans(session, programme_id)
-
-    def _copied(self, session: Session, programme_id: uuid.UUID | None) -> list[Discrepancy]:
-        query = (
-            select(func.coalesce(Event.member_id, PurchaseLine.member_id), func.count())
-            .select_from(PurchaseLine)
-            .join(Event, Event.id == PurchaseLine.event_id)
-            .where(
-                or_(
-                    PurchaseLine.programme_id != Event.programme_id,
-                    PurchaseLine.member_id.is_distinct_from(Event.member_id),
-                ),
-                *([] if programme_id is None else [Event.programme_id == programme_id]),
-            )
-            .group_by(func.coalesce(Event.member_id, PurchaseLine.member_id))
-        )
-        return [
-            Discrepancy(member_id, "purchase line's programme or member", int(count), 0)
-            for member_id, count in session.execute(query).all()
-        ]
-
-    def _orphans(self, session: Session, programme_id: uuid.UUID | None) -> list[Discrepancy]:
-        """Rows naming a parent that does not exist, counted per member (``cached``)."""
         original = aliased(Event)
         event = aliased(Event)
 
-        def mine(column: Any) -> list[Any]:
-            return [] if programme_id is None else [column == programme_id]
+        def missing(child: Any, condition: Any, *joins: tuple[Any, Any]) -> Any:
+            """Rows of ``child`` whose parent is missing, counted per member."""
+            query = select(child.member_id, func.count())
+            for parent, on in joins:
+                query = query.outerjoin(parent, on)
+            return query.where(condition, *in_programme(child.programme_id, programme_id)).group_by(
+                child.member_id
+            )
 
-        checks = {
-            "event's programme, member or original purchase missing": select(
-                Event.member_id, func.count()
-            )
-            .outerjoin(Programme, Programme.id == Event.programme_id)
-            .outerjoin(Member, Member.id == Event.member_id)
-            .outerjoin(original, original.id == Event.original_event_id)
-            .where(
-                or_(
-                    Programme.id.is_(None),
-                    Event.member_id.is_not(None) & Member.id.is_(None),
-                    Event.original_event_id.is_not(None) & original.id.is_(None),
+        member = func.coalesce(Event.member_id, PurchaseLine.member_id)
+        return counted(
+            session,
+            {
+                "purchase line's programme or member": select(member, func.count())
+                .select_from(PurchaseLine)
+                .join(Event, Event.id == PurchaseLine.event_id)
+                .where(
+                    or_(
+                        PurchaseLine.programme_id != Event.programme_id,
+                        PurchaseLine.member_id.is_distinct_from(Event.member_id),
+                    ),
+                    *in_programme(Event.programme_id, programme_id),
+                )
+                .group_by(member),
+                "event's programme, member or original purchase missing": missing(
+                    Event,
+                    or_(
+                        Programme.id.is_(None),
+                        Event.member_id.is_not(None) & Member.id.is_(None),
+                        Event.original_event_id.is_not(None) & original.id.is_(None),
+                    ),
+                    (Programme, Programme.id == Event.programme_id),
+                    (Member, Member.id == Event.member_id),
+                    (original, original.id == Event.original_event_id),
                 ),
-                *mine(Event.programme_id),
-            )
-            .group_by(Event.member_id),
-            "purchase line's event missing": select(PurchaseLine.member_id, func.count())
-            .outerjoin(Event, Event.id == PurchaseLine.event_id)
-            .where(
-                Event.id.is_(None),
-                *mine(PurchaseLine.programme_id),
-            )
-            .group_by(PurchaseLine.member_id),
-            "posting's member or event missing": select(Posting.member_id, func.count())
-            .outerjoin(Member, Member.id == Posting.member_id)
-            .outerjoin(event, event.id == Posting.event_id)
-            .where(
-                or_(
-                    Member.id.is_(None),
-                    Posting.event_id.is_not(None) & event.id.is_(None),
+                "purchase line's event missing": missing(
+                    PurchaseLine, Event.id.is_(None), (Event, Event.id == PurchaseLine.event_id)
                 ),
-                *mine(Posting.programme_id),
-            )
-            .group_by(Posting.member_id),
-            "lot's posting missing": select(Lot.member_id, func.count())
-            .outerjoin(Posting, Posting.id == Lot.posting_id)
-            .where(
-                Posting.id.is_(None),
-                *mine(Lot.programme_id),
-            )
-            .group_by(Lot.member_id),
-        }
-        return [
-            Discrepancy(member_id, what, int(count), 0)
-            for what, query in checks.items()
-            for member_id, count in session.execute(query).all()
-        ]
+                "posting's member or event missing": missing(
+                    Posting,
+                    or_(Member.id.is_(None), Posting.event_id.is_not(None) & event.id.is_(None)),
+                    (Member, Member.id == Posting.member_id),
+                    (event, event.id == Posting.event_id),
+                ),
+                "lot's posting missing": missing(
+                    Lot, Posting.id.is_(None), (Posting, Posting.id == Lot.posting_id)
+                ),
+            },
+        )
 
     # --- steps -------------------------------------------------------------------------
 
@@ -1307,12 +1290,12 @@ class EventService:
         Concurrent batches that share a member wait for each other's account locks until
         commit, so whatever is written under the locks is written one batch at a time;
         the lines need no lock and were the largest write (3,000 rows for 1,000
-        purchases). Their foreign key to the event is checked at commit (deferred), when
-        the events are written; lines of a purchase that fails after all are deleted
-        before then (``_drop_lines``). Only on PostgreSQL (SQLite's writer holds the
-        database lock from the start anyway) and only in batches without returns (a
-        return updates the lines of a purchase earlier in its batch before they are
-        written)."""
+        purchases). They carry no foreign key to their event (migration 0010), which is
+        written later in the same unit of work; lines of a purchase that fails after all
+        are deleted before commit (``_drop_lines``). Only on PostgreSQL (SQLite's writer
+        holds the database lock from the start anyway) and only in batches without
+        returns (a return updates the lines of a purchase earlier in its batch before
+        they are written)."""
         if session.connection().dialect.name != "postgresql" or any(
             isinstance(events[i], ReturnEvent) for i in fresh
         ):

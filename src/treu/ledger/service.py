@@ -811,6 +811,21 @@ class Discrepancy:
     rebuilt: int
 
 
+def in_programme(column: Any, programme_id: uuid.UUID | None) -> list[Any]:
+    """The condition that limits a check to one programme (none for all programmes)."""
+    return [] if programme_id is None else [column == programme_id]
+
+
+def counted(session: Session, checks: dict[str, Any]) -> list[Discrepancy]:
+    """Run ``checks`` — what is wrong → a query of (member id, rows that are so) — and
+    report each count as a discrepancy (``cached``: the rows; nothing to rebuild)."""
+    return [
+        Discrepancy(member_id, what, int(count), 0)
+        for what, query in checks.items()
+        for member_id, count in session.execute(query).all()
+    ]
+
+
 class LedgerService:
     def writer(self, session: Session, *, now: datetime | None = None) -> LedgerWriter:
         return LedgerWriter(session, now=now)
@@ -942,12 +957,11 @@ class LedgerService:
         * copied ids (``copies``) must agree with the row they were copied from.
         """
         out: list[Discrepancy] = self.copies(session, programme_id=programme_id)
-        acct_filter = [] if programme_id is None else [Account.programme_id == programme_id]
         totals = dict(
             session.execute(
                 select(Posting.member_id, func.coalesce(func.sum(Posting.points), 0))
                 .group_by(Posting.member_id)
-                .where(*([] if programme_id is None else [Posting.programme_id == programme_id]))
+                .where(*in_programme(Posting.programme_id, programme_id))
             ).all()
         )
         alloc_sum = (
@@ -960,7 +974,7 @@ class LedgerService:
             select(Lot.member_id, Lot.remaining, rebuilt_remaining)
             .outerjoin(alloc_sum, alloc_sum.c.lot_id == Lot.id)
             .where(Lot.remaining != rebuilt_remaining)
-            .where(*([] if programme_id is None else [Lot.programme_id == programme_id]))
+            .where(*in_programme(Lot.programme_id, programme_id))
         ).all()
         for member_id, cached, rebuilt in bad_lots:
             out.append(Discrepancy(member_id, "lot remaining", cached, rebuilt))
@@ -969,12 +983,14 @@ class LedgerService:
             for m, s, v in session.execute(
                 select(Lot.member_id, Lot.state, func.sum(rebuilt_remaining))
                 .outerjoin(alloc_sum, alloc_sum.c.lot_id == Lot.id)
-                .where(*([] if programme_id is None else [Lot.programme_id == programme_id]))
+                .where(*in_programme(Lot.programme_id, programme_id))
                 .group_by(Lot.member_id, Lot.state)
             ).all()
         }
         for member_id, available, pending in session.execute(
-            select(Account.member_id, Account.available, Account.pending).where(*acct_filter)
+            select(Account.member_id, Account.available, Account.pending).where(
+                *in_programme(Account.programme_id, programme_id)
+            )
         ).all():
             total = int(totals.get(member_id, 0))
             if available + pending != total:
@@ -995,7 +1011,7 @@ class LedgerService:
         """Rows whose copied member, programme or event ids disagree with the row they were
         copied from: those copies carry no foreign key (migration 0007), so this is the
         check that they are right. ``cached`` counts the rows that disagree."""
-        mine = [] if programme_id is None else [Account.programme_id == programme_id]
+        mine = in_programme(Account.programme_id, programme_id)
         checks = {
             "posting's programme": select(Posting.member_id, func.count())
             .join(Account, Account.member_id == Posting.member_id)
@@ -1019,11 +1035,7 @@ class LedgerService:
             .where(PostingLot.member_id != Lot.member_id, *mine)
             .group_by(Lot.member_id),
         }
-        return [
-            Discrepancy(member_id, what, int(count), 0)
-            for what, query in checks.items()
-            for member_id, count in session.execute(query).all()
-        ]
+        return counted(session, checks)
 
     def repair(self, session: Session, *, member_ids: Sequence[uuid.UUID]) -> None:
         """Rewrite cached balances from postings (after ``verify`` found a difference)."""
