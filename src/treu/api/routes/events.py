@@ -176,7 +176,10 @@ class BatchIn(BaseModel):
     events: list[Annotated[EventIn | dict[str, Any], Field(union_mode="left_to_right")]] = Field(
         min_length=1,
         max_length=1000,
-        description="Up to 1,000 events, each shaped as for POST /v1/events",
+        description=(
+            "Up to 1,000 events, each shaped as for POST /v1/events. An object that is "
+            "not a valid event gets its own 422 result; the others are still processed."
+        ),
         json_schema_extra={"examples": [[EVENT_EXAMPLE, RETURN_EXAMPLE]]},
     )
 
@@ -205,7 +208,8 @@ def post_batch(batch: BatchIn, db: DB, _key: EventsWrite) -> JSONResponse:
     """Up to 1,000 events in one request, one result per event in order. A bad event
     gets its own problem and does not spoil the others. On PostgreSQL a large batch
     commits in up to two transactions: the members whose accounts nobody else holds
-    first, the rest after waiting for their accounts (see docs/api.md, Batch)."""
+    first, the rest after waiting for their accounts. Sending a batch again is safe:
+    events already stored answer 200 with their first result."""
     parsed: list[Any] = []
     results: list[dict[str, Any] | None] = [None] * len(batch.events)
     for index, raw in enumerate(batch.events):
