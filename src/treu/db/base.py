@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.sqltypes import NullType
 
+from treu.kit import jsons
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 
@@ -155,15 +156,15 @@ class Lookup:
     def rows(
         self, connection: Connection, values: list[Any], **params: Any
     ) -> list[tuple[Any, ...]]:
-        """Run it: on PostgreSQL through ``fetch``, with ``column = ANY(:keys)`` for many
-        values (one statement text whatever the number of values: an expanded ``IN``
-        list of 1,000 values was parsed anew by psycopg on every call)."""
+        """Run it: on PostgreSQL through ``fetch``, with the many values sent as one JSON
+        array (``_any``; one statement text whatever the number of values: an expanded
+        ``IN`` list of 1,000 values was parsed anew by psycopg on every call)."""
         if connection.dialect.name != "postgresql" or len(values) == 1:
             statement, bound = self.bind(values, **params)
             return fetch(connection, statement, bound)
         if self._any is None:
             self._any = self._build(_any(self._column, "keys"))
-        return fetch(connection, self._any, {"keys": list(values), **params})
+        return fetch(connection, self._any, {"keys": json_list(values), **params})
 
 
 class Query:
@@ -183,7 +184,7 @@ class Query:
             self._built[postgresql] = statement
         if postgresql:
             params = {
-                k: list(v) if isinstance(v, set | frozenset | tuple) else v
+                k: json_list(v) if isinstance(v, list | set | frozenset | tuple) else v
                 for k, v in params.items()
             }
         return fetch(connection, statement, params)
@@ -195,11 +196,23 @@ def _in(column: Any, name: str) -> ColumnElement[bool]:
 
 
 def _any(column: Any, name: str) -> ColumnElement[bool]:
-    from sqlalchemy import any_
-    from sqlalchemy.dialects.postgresql import ARRAY
+    """``column = ANY(ARRAY(SELECT json_array_elements_text(:name)::<column type>))``:
+    the values travel as one JSON text (``json_list``) instead of a PostgreSQL array.
+    psycopg builds an array parameter element by element in Python (3.5 ms of CPU for
+    1,000 UUIDs on the sixth session's machine, 0.3 ms as JSON with orjson), and the
+    text needs no UUID objects at all. The planner still uses the column's index (the
+    array is an init plan: ``Index Cond: (id = ANY ($0))``)."""
+    from sqlalchemy import Text, any_, cast, func, select
 
-    result: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(column.type)))
+    elements = func.json_array_elements_text(cast(bindparam(name, type_=Text()), JSON))
+    array = func.array(select(cast(elements, column.type)).scalar_subquery())
+    result: ColumnElement[bool] = column == any_(array)
     return result
+
+
+def json_list(values: Any) -> str:
+    """A list parameter of ``_any`` (UUIDs, strings, numbers) as a JSON array."""
+    return jsons.dumps_str(values if isinstance(values, list) else list(values))
 
 
 def lookup(build: Callable[[ColumnElement[bool]], Any], column: Any) -> Lookup:

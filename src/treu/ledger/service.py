@@ -22,6 +22,7 @@ The writer works on in-memory state and writes it with a handful of bulk stateme
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ def _account_lock(*, skip_locked: bool) -> Lookup:
 
 
 _LOCK_ACCOUNTS = _account_lock(skip_locked=False)
+_UUID_INT = operator.attrgetter("int")
 _TRY_LOCK_ACCOUNTS = _account_lock(skip_locked=True)
 
 
@@ -199,7 +201,9 @@ class LedgerWriter:
 
     def _load(self, query: Lookup, member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
         """Run a locking ``query`` for the accounts not held yet; the ids it asked for."""
-        wanted = sorted(set(member_ids) - self.accounts.keys())
+        # The query locks in id order (ORDER BY); sorted here only to send the same
+        # parameter for the same accounts (by the UUID's int: UUID.__lt__ is Python).
+        wanted = sorted(set(member_ids) - self.accounts.keys(), key=_UUID_INT)
         if wanted:
             for member_id, programme_id, available, pending, lifetime in query.rows(
                 self.session.connection(), wanted

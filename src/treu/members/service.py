@@ -188,14 +188,14 @@ class MemberService:
     ) -> dict[tuple[str, str], MemberKey]:
         """Look up members named by event references: one light query per identifier
         kind (no ORM objects: this runs for every event)."""
-        by_kind: dict[str, set[str]] = defaultdict(set)
+        by_kind: dict[str, set[Any]] = defaultdict(set)
         for ref in refs:
-            by_kind[ref.kind].add(ref.value)
+            kind = ref.kind
+            # member ids as the UUIDs the event carries (not parsed again from text)
+            by_kind[kind].add(ref.member_id if kind == "member_id" else ref.value)
         found: dict[tuple[str, str], MemberKey] = {}
         for kind, values in by_kind.items():
-            keys: list[Any] = (
-                [uuid.UUID(v) for v in values] if kind == "member_id" else sorted(values)
-            )
+            keys = list(values) if kind == "member_id" else sorted(values)
             for member_id, status, *profile, value in _RESOLVE[kind].rows(
                 session.connection(), keys, programme_id=programme_id
             ):
