@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event, func, select, update
@@ -66,8 +67,9 @@ def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
 
 def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database) -> None:
     """From COPY_THRESHOLD rows on, PostgreSQL updates a table with one UPDATE … FROM
-    unnest(arrays); NULLs, JSON and times must arrive as with single-row updates, and
-    a batch that updates one row twice keeps the later value (single-row path)."""
+    json_to_recordset(rows); NULLs, JSON, awkward text and times must arrive as with
+    single-row updates, and a batch that updates one row twice keeps the later value
+    (single-row path)."""
     prog = f.programme(db)
     people = [f.member(db, prog) for _ in range(COPY_THRESHOLD + 3)]
     when = utc_now().replace(microsecond=0)
@@ -83,9 +85,15 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
         batch.update(table_of(Account), rows, key="member_id")
         batch.flush(connection)
     if db.dialect == "postgresql":
-        assert len([s for s in statements if s.startswith('UPDATE "accounts"')]) == 1
+        updates = [s for s in statements if s.startswith('UPDATE "accounts"')]
+        assert len(updates) == 1
+        assert "json_to_recordset" in updates[0]
     distinct = [
-        {"id": p.id, "first_name": None if i % 2 else f"n{i}", "attributes": {"i": i, "ü": [i]}}
+        {
+            "id": p.id,
+            "first_name": None if i % 2 else f'n{i} "Crema"\t\\ {{x,y}} ü',
+            "attributes": {"i": i, "ü": [i], "quote": 'a "b" \\n'},
+        }
         for i, p in enumerate(people)
     ]
     _update_members(db, distinct)
@@ -120,6 +128,37 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
     assert {u.astimezone(UTC) for _, _, u in found.values()} == {when}
     assert profiles[people[0].id] == ("second", {"a": 2})
     assert profiles[people[5].id] == (None, {"size": "M", "n": 4})
+
+
+def test_many_updates_with_values_json_cannot_carry_still_arrive(db: Database) -> None:
+    """A Decimal (a programme's earn rate) has no JSON form in orjson: such rows go out
+    as column arrays instead, with the same result."""
+    progs = [f.programme(db) for _ in range(COPY_THRESHOLD + 1)]
+    rows = [
+        {"id": p.id, "points_per_currency_unit": Decimal(f"{n}.25"), "name": f"P {n} 'x'"}
+        for n, p in enumerate(progs)
+    ]
+    statements: list[str] = []
+    with db.unit_of_work() as session:
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", _collect(statements))
+        batch = WriteBatch()
+        batch.update(table_of(Programme), rows)
+        batch.flush(connection)
+    if db.dialect == "postgresql":
+        updates = [s for s in statements if s.startswith('UPDATE "programmes"')]
+        assert len(updates) == 1
+        assert "unnest" in updates[0]
+    with db.unit_of_work(write=False) as session:
+        stored = {
+            pid: (rate, name)
+            for pid, rate, name in session.execute(
+                select(Programme.id, Programme.points_per_currency_unit, Programme.name).where(
+                    Programme.id.in_([p.id for p in progs])
+                )
+            )
+        }
+    assert stored == {r["id"]: (r["points_per_currency_unit"], r["name"]) for r in rows}
 
 
 def _update_members(db: Database, rows: list[dict[str, Any]]) -> None:

@@ -369,6 +369,17 @@ def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: tuple[
     if kind == "insert":
         marks = ", ".join(["%s"] * len(columns))
         return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks})"
+    if kind == "update_from_json":
+        # The same, with the rows as one JSON text: psycopg builds array parameters
+        # element by element in Python (with a regular expression per element to decide
+        # on quoting), orjson writes the rows' dicts as they are.
+        fields = ", ".join(f"{_quote(c)} {_pg_type(table, c)}" for c in (*columns, *key))
+        sets = ", ".join(f"{_quote(c)} = v.{_quote(c)}" for c in columns)
+        where = " AND ".join(f"t.{_quote(k)} = v.{_quote(k)}" for k in key)
+        return (
+            f"UPDATE {_quote(table.name)} AS t SET {sets} "
+            f"FROM json_to_recordset(%s::json) AS v({fields}) WHERE {where}"
+        )
     if kind == "update_from_arrays":
         # One statement for many rows: a column array per parameter, zipped by unnest
         # (1,000 single-row UPDATEs of a batch's accounts, pipelined, cost the database
@@ -456,13 +467,7 @@ def _flush_postgresql(
                     )
                 )
             elif len(rows) >= COPY_THRESHOLD and _unique_keys(rows, key):
-                values = [[*_values(row, columns, jsons), *(row[k] for k in key)] for row in rows]
-                pending.append(
-                    (
-                        _pg_statement("update_from_arrays", table, columns, key),
-                        [[list(column) for column in zip(*values, strict=True)]],
-                    )
-                )
+                pending.append(_update_many(table, rows, columns, key, jsons))
             else:
                 pending.append(
                     (
@@ -471,6 +476,30 @@ def _flush_postgresql(
                     )
                 )
         _run_pipeline(connection, raw, cursor, pending)
+
+
+def _update_many(
+    table: Table,
+    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    json_columns: frozenset[str],
+) -> tuple[str, list[list[Any]]]:
+    """One ``UPDATE … FROM`` for many rows: the rows as JSON if every row has the same
+    columns and orjson can write their values, else a column array per parameter."""
+    wanted = {*columns, *key}
+    if all(row.keys() == wanted for row in rows):
+        try:
+            text = jsons.dumps_str(rows)
+        except TypeError:  # e.g. a Decimal: the arrays below take any value psycopg can
+            pass
+        else:
+            return _pg_statement("update_from_json", table, columns, key), [[text]]
+    values = [[*_values(row, columns, json_columns), *(row[k] for k in key)] for row in rows]
+    return (
+        _pg_statement("update_from_arrays", table, columns, key),
+        [[list(column) for column in zip(*values, strict=True)]],
+    )
 
 
 def _unique_keys(rows: list[dict[str, Any]], key: tuple[str, ...]) -> bool:
