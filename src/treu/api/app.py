@@ -28,8 +28,12 @@ from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 from treu.models import load_all
 
-GC_THRESHOLD = 20_000
-"""Allocations before a young-generation collection (CPython's default is 700)."""
+GC_THRESHOLD = 100_000
+"""Net allocations of container objects before a young-generation collection (CPython's
+default is 700). A batch of 1,000 purchases keeps ≈ 60,000 objects alive until it
+answers: with 20,000 it set off three young collections per batch that found nothing to
+free and cost 34 to 44 ms of its ≈ 480 ms of CPU (measured in-process); with 100,000 none,
+and each collection still walks only the objects of the requests in flight."""
 
 DESCRIPTION = """
 Treu is an open-source, self-hosted loyalty platform. This API is what POS systems,
