@@ -322,7 +322,7 @@ class WriteBatch:
     either way — and tables with ``COPY_THRESHOLD`` rows or more are streamed with
     binary ``COPY`` (measured on a batch of 1,000 purchases: SQLAlchemy's per-row
     parameter processing was over half of the batch's CPU time), and updates of as many
-    distinct rows are one ``UPDATE … FROM unnest(…)``.
+    distinct rows are one ``UPDATE … FROM json_to_recordset(…)`` (``_update_many``).
     Elsewhere each write is a Core ``executemany``. Values must already be what the
     column stores — UUIDs, aware datetimes, ints, strings, JSON-able dicts and lists —
     binary ``COPY`` takes no string for a UUID or a number."""
