@@ -40,7 +40,12 @@ def test_large_batch_round_trips_and_replays_identically(db: Database) -> None:
             "tags": [],
         },
     ]
-    payloads = [f.purchase_payload(prog, who, lines=lines) for _ in range(COPY_THRESHOLD + 8)]
+    # Event ids are the client's: the replay look-up sends them as one JSON list.
+    awkward = ['a"b', "c\\d", "e,f", "{g}", "h i", "NULL", "ü€", "tab\there"]
+    payloads = [
+        f.purchase_payload(prog, who, lines=lines, event_id=f"{f.unique('ev')}-{awkward[n % 8]}")
+        for n in range(COPY_THRESHOLD + 8)
+    ]
     first = f.ingest(db, *payloads)
     assert [o.status for o in first] == [201] * len(payloads)
     again = f.ingest(db, *payloads)

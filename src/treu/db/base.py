@@ -170,8 +170,9 @@ class Lookup:
 
 class Query:
     """A hot-path SELECT with list parameters, built once per kind of database: ``IN``
-    lists in general, ``= ANY(:array)`` on PostgreSQL (see ``Lookup.rows``). ``build``
-    gets a function ``among(column, name)`` for each list condition."""
+    lists in general, ``= ANY(…)`` of a JSON array on PostgreSQL (``_any``). ``build``
+    gets a function ``among(column, name)`` for each list condition; every list, set or
+    tuple parameter is taken for one of those."""
 
     def __init__(self, build: Callable[[Callable[[Any, str], ColumnElement[bool]]], Any]) -> None:
         self._build = build
@@ -200,7 +201,7 @@ def _any(column: Any, name: str) -> ColumnElement[bool]:
     """``column = ANY(ARRAY(SELECT json_array_elements_text(:name)::<column type>))``:
     the values travel as one JSON text (``json_list``) instead of a PostgreSQL array.
     psycopg builds an array parameter element by element in Python (3.5 ms of CPU for
-    1,000 UUIDs on the sixth session's machine, 0.3 ms as JSON with orjson), and the
+    1,000 UUIDs on the seventh session's machine, 0.3 ms as JSON with orjson), and the
     text needs no UUID objects at all. The planner still uses the column's index (the
     array is an init plan: ``Index Cond: (id = ANY ($0))``)."""
     from sqlalchemy import Text, any_, cast, func, select
@@ -426,7 +427,7 @@ def _copy_types(table: Table, columns: tuple[str, ...]) -> list[str]:
     PostgreSQL's binary format took half the driver's CPU of its text format (the UUIDs
     and timestamps above all)."""
     types = [_pg_type(table, c).split("(")[0].lower() for c in columns]
-    # JSON columns go out in their binary form already made (``_copy_values``), which
+    # JSON columns go out in their binary form already made (``_copy_rows``), which
     # psycopg's compiled bytes dumper writes as it is.
     return ["bytea" if t in _JSON_PREFIX else t for t in types]
 

@@ -68,8 +68,8 @@ def _account_lock(*, skip_locked: bool) -> Lookup:
 
 
 _LOCK_ACCOUNTS = _account_lock(skip_locked=False)
-_UUID_INT = operator.attrgetter("int")
 _TRY_LOCK_ACCOUNTS = _account_lock(skip_locked=True)
+_UUID_INT = operator.attrgetter("int")
 
 
 @dataclass
