@@ -82,13 +82,7 @@ def test_many_updates_go_out_as_one_statement_and_keep_every_value(db: Database)
         {"member_id": p.id, "available": n, "pending": 0, "lifetime_earned": n, "updated_at": when}
         for n, p in enumerate(people)
     ]
-    statements: list[str] = []
-    with db.unit_of_work() as session:
-        connection = session.connection()
-        event.listen(connection, "before_cursor_execute", _collect(statements))
-        batch = WriteBatch()
-        batch.update(table_of(Account), rows, key="member_id")
-        batch.flush(connection)
+    statements = _update_watched(db, Account, rows, key="member_id")
     if db.dialect == "postgresql":
         updates = [s for s in statements if s.startswith('UPDATE "accounts"')]
         assert len(updates) == 1
@@ -143,13 +137,7 @@ def test_many_updates_with_values_json_cannot_carry_still_arrive(db: Database) -
         {"id": p.id, "points_per_currency_unit": Decimal(f"{n}.25"), "name": f"P {n} 'x'"}
         for n, p in enumerate(progs)
     ]
-    statements: list[str] = []
-    with db.unit_of_work() as session:
-        connection = session.connection()
-        event.listen(connection, "before_cursor_execute", _collect(statements))
-        batch = WriteBatch()
-        batch.update(table_of(Programme), rows)
-        batch.flush(connection)
+    statements = _update_watched(db, Programme, rows)
     if db.dialect == "postgresql":
         updates = [s for s in statements if s.startswith('UPDATE "programmes"')]
         assert len(updates) == 1
@@ -164,6 +152,20 @@ def test_many_updates_with_values_json_cannot_carry_still_arrive(db: Database) -
             )
         }
     assert stored == {r["id"]: (r["points_per_currency_unit"], r["name"]) for r in rows}
+
+
+def _update_watched(
+    db: Database, model: Any, rows: list[dict[str, Any]], key: str = "id"
+) -> list[str]:
+    """Write ``rows`` with one ``WriteBatch.update``; the statements it sent."""
+    statements: list[str] = []
+    with db.unit_of_work() as session:
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", _collect(statements))
+        batch = WriteBatch()
+        batch.update(table_of(model), rows, key=key)
+        batch.flush(connection)
+    return statements
 
 
 def _update_members(db: Database, rows: list[dict[str, Any]]) -> None:
