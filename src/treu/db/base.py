@@ -421,29 +421,22 @@ def _pg_type(table: Table, name: str) -> str:
     return str(column.type.compile(dialect=_PG_DIALECT))
 
 
-@functools.lru_cache(maxsize=256)
-def _copy_types(table: Table, columns: tuple[str, ...]) -> list[str]:
-    """Binary ``COPY`` needs each column's type: formatting a batch's 6,000 rows in
-    PostgreSQL's binary format took half the driver's CPU of its text format (the UUIDs
-    and timestamps above all)."""
-    types = [_pg_type(table, c).split("(")[0].lower() for c in columns]
-    # JSON columns go out in their binary form already made (``_copy_rows``), which
-    # psycopg's compiled bytes dumper writes as it is.
-    return ["bytea" if t in _JSON_PREFIX else t for t in types]
-
-
 _JSON_PREFIX = {"jsonb": b"\x01", "json": b""}
 """What PostgreSQL's binary format puts before a JSON text: ``jsonb`` a version byte."""
 
 
 @functools.lru_cache(maxsize=256)
-def _copy_json(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, bytes], ...]:
-    """The positions of a ``COPY``'s JSON columns and the prefix of their binary form."""
-    return tuple(
-        (i, _JSON_PREFIX[t])
-        for i, t in enumerate(_pg_type(table, c).lower() for c in columns)
-        if t in _JSON_PREFIX
-    )
+def _copy_types(
+    table: Table, columns: tuple[str, ...]
+) -> tuple[list[str], tuple[tuple[int, bytes], ...]]:
+    """Binary ``COPY`` needs each column's type: formatting a batch's 6,000 rows in
+    PostgreSQL's binary format took half the driver's CPU of its text format (the UUIDs
+    and timestamps above all). Also the positions of the JSON columns and the prefix of
+    their binary form: they go out already made (``_copy_rows``), typed ``bytea`` for
+    psycopg, whose compiled bytes dumper writes them as they are."""
+    types = [_pg_type(table, c).split("(")[0].lower() for c in columns]
+    json_columns = tuple((i, _JSON_PREFIX[t]) for i, t in enumerate(types) if t in _JSON_PREFIX)
+    return ["bytea" if t in _JSON_PREFIX else t for t in types], json_columns
 
 
 @functools.lru_cache(maxsize=256)
@@ -467,7 +460,7 @@ def _copy_rows(
 ) -> Iterator[Any]:
     """The rows for binary ``COPY``, their values in column order (``itemgetter``: the
     per-column loop in Python was a twentieth of a batch's CPU), JSON values in
-    PostgreSQL's binary form (``_copy_json``) made by orjson instead of psycopg's dumper
+    PostgreSQL's binary form (``_copy_types``) made by orjson instead of psycopg's dumper
     classes in Python (a batch of 1,000 purchases writes 6,000 JSON values). ``None`` is
     JSON ``null``, as ``Jsonb(None)`` writes it."""
     get = operator.itemgetter(*columns)
@@ -509,9 +502,9 @@ def _flush_postgresql(
                 pending = []
                 sql = _pg_statement("copy", table, columns, ())
                 _observed(connection, cursor, sql, None)
-                json_columns = _copy_json(table, columns)
+                types, json_columns = _copy_types(table, columns)
                 with cursor.copy(sql) as copy:
-                    copy.set_types(_copy_types(table, columns))
+                    copy.set_types(types)
                     for values in _copy_rows(rows, columns, json_columns):
                         copy.write_row(values)
             elif kind == "insert":

@@ -365,7 +365,7 @@ class EventService:
         early = self._lines_first(session, events, fresh, progs, outcomes, resolved)
 
         # 4. lock accounts (id order), then read what returns need under the lock
-        writer.lock(member_ids - writer.accounts.keys())
+        writer.lock(member_ids)  # those held already are skipped
         self._load_original_lines(session, originals)
         earning = self._earning(session, events, fresh, progs, outcomes, resolved, now)
         tier_book = self._tier_book(
