@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -527,6 +528,28 @@ def test_openapi_documents_every_route_with_examples(api: Api) -> None:
     assert "purchase" in body["examples"]
     assert api.client.get("/docs").status_code == 200
     assert api.client.get("/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_documentation_pages_load_nothing_from_elsewhere(api: Api, page: str) -> None:
+    """Swagger UI and ReDoc come from Treu itself: the pages work offline and tell no CDN
+    who reads them."""
+    html = api.client.get(page)
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+    scripts = re.findall(r'<script src="([^"]+)"', html.text)
+    assert scripts, "the page loads its script"
+    for url in urls:
+        assert url.startswith("/"), url
+        assert not url.startswith("//"), url
+        asset = api.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
+    for url in scripts:
+        assert "javascript" in api.client.get(url).headers["content-type"], url
+    assert "http://" not in html.text
+    assert "https://" not in html.text
 
 
 def test_unknown_route_is_problem_json(api: Api) -> None:

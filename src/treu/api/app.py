@@ -8,6 +8,7 @@ from typing import Any
 from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from treu import __version__
 from treu.api import problems
@@ -27,6 +28,9 @@ from treu.api.routes import (
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 from treu.models import load_all
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the scripts, style sheet and icon of the API documentation pages are served."""
 
 GC_THRESHOLD = 100_000
 """Net allocations of container objects before a young-generation collection (CPython's
@@ -73,7 +77,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if executor is not None:
             executor.shutdown(wait=False)
 
-    app = FastAPI(
+    # The API documentation (/docs, /redoc) with Swagger UI's and ReDoc's scripts served
+    # by Treu itself (fastapi-offline bundles them) instead of from a CDN: the pages
+    # work without internet access and tell no third party who reads them.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Treu",
         lifespan=lifespan,
         version=__version__,
