@@ -1,8 +1,9 @@
 """The hot paths' shortcuts answer exactly like the general paths they bypass.
 
-* ``LeanRoute``: with a recently verified key and a valid JSON body, the events and
-  checkout routes skip FastAPI's dependency solving; every other request (and every
-  error) takes FastAPI's own path.
+* ``LeanApp``: with a recently verified key and a valid JSON body, the events and
+  checkout routes skip FastAPI's middleware, routing and dependency solving; every other
+  request takes FastAPI's own path with its body unchanged, and what the endpoint raises
+  is answered by the app's exception handlers. ``Pool``: its threads.
 * ``WriteBatch`` on PostgreSQL: a small unit of work is written by one statement.
 * ``fetch``: a prebuilt SELECT through the driver gives what SQLAlchemy would.
 * Payload hashes: events stored with the earlier (``json.dumps``) hash still replay.
@@ -10,6 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,7 +27,7 @@ from sqlalchemy import event, select, update
 
 from tests import factories as f
 from treu.api.app import create_app
-from treu.api.lean import LeanRoute, _plan
+from treu.api.lean import LeanRoute, Pool, _plan
 from treu.api.routes import checkout as checkout_routes
 from treu.api.routes import events as event_routes
 from treu.auth.service import api_keys
@@ -195,6 +200,144 @@ def test_batch_and_checkout_take_the_lean_path(
     assert batch.json()["summary"] == {"processed": 3, "replayed": 0, "failed": 0}
     earned = [item["result"]["points"]["earned"] for item in batch.json()["results"]]
     assert earned == [quote.json()["points"]["total"]] * 3
+
+
+def _asgi_post(app: Any, path: str, chunks: list[bytes], headers: dict[str, str]) -> Any:
+    """POST through the ASGI interface with the body in ``chunks`` (as a server passes a
+    body that arrives in pieces); an empty list: the client goes away instead. Returns
+    (status, headers, body) or None when nothing was answered."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ] or [{"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    asyncio.run(app(scope, receive, send))
+    if not sent:
+        return None
+    start = sent[0]
+    return (
+        start["status"],
+        {k.decode(): v.decode() for k, v in start["headers"]},
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )
+
+
+def test_lean_path_reads_a_body_in_pieces_and_hands_it_on_unchanged(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies the key
+    headers = {"content-type": "application/json", "authorization": f"Bearer {client.writer}"}
+    good = json.dumps(purchase(prog, anna, f.unique("e"))).encode()
+    bad_payload = purchase(prog, anna, f.unique("e"))
+    bad_payload["lines"][0]["quantity"] = 0
+    bad = json.dumps(bad_payload).encode()
+    app = client.http.app
+    with solved(monkeypatch) as calls:
+        created = _asgi_post(app, "/v1/events", [good[:10], good[10:50], good[50:]], headers)
+        assert calls == []  # lean
+        refused = _asgi_post(app, "/v1/events", [bad[:7], bad[7:]], headers)
+        assert calls == ["/v1/events"]  # FastAPI's path, with the whole body
+        gone = _asgi_post(app, "/v1/events", [], headers)
+    assert created is not None
+    assert created[0] == 201
+    assert json.loads(created[2])["points"]["earned"] > 0
+    assert refused is not None
+    assert refused[0] == 422
+    problem = json.loads(refused[2])
+    assert any(e["field"].endswith("lines.0.quantity") for e in problem["errors"])
+    assert gone is None  # nothing to answer, nothing written
+    assert f.balance(db, anna).available == 2 * json.loads(created[2])["points"]["earned"]
+
+
+def test_an_unexpected_error_on_the_lean_path_is_a_problem_not_a_trace(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(event_routes, "ingest_with_retry", broken)
+    with solved(monkeypatch) as calls:
+        answer = client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+        assert calls == []  # it was the lean path that failed
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["code"] == "internal_error"
+    assert "secret detail" not in answer.text
+
+
+def test_lean_pool_runs_up_to_its_size_at_once_and_passes_errors_on() -> None:
+    async def main(size: int, jobs: int) -> tuple[int, list[Any]]:
+        pool = Pool(size)
+        running = 0
+        most = 0
+        lock = threading.Lock()
+        release = threading.Event()
+
+        def job(n: int) -> int:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            release.wait(5)
+            with lock:
+                running -= 1
+            if n == 0:
+                raise ValueError("job 0 fails")
+            return n * 10
+
+        futures = [pool.run(functools.partial(job, n)) for n in range(jobs)]
+        await asyncio.sleep(0.2)  # every thread the pool may start has taken a job
+        release.set()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        pool.close()
+        return most, results
+
+    most, results = asyncio.run(main(3, 7))
+    assert most == 3
+    assert isinstance(results[0], ValueError)
+    assert results[1:] == [10, 20, 30, 40, 50, 60]
+    most, _ = asyncio.run(main(1, 3))
+    assert most == 1
+    closed = Pool(1)
+    closed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(_run_one(closed))
+
+
+async def _run_one(pool: Pool) -> Any:
+    return await pool.run(lambda: 1)
 
 
 # --- one statement per small unit of work (PostgreSQL) ----------------------------------

@@ -6,12 +6,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from anyio import to_thread
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
-from fastapi_offline import FastAPIOffline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from treu import __version__
-from treu.api import problems
+from treu.api import lean, problems
+from treu.api.lean import TreuAPI
 from treu.api.routes import (
     challenges,
     checkout,
@@ -73,16 +79,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         tune_gc()
         yield
-        executor = getattr(_app.state, "lean_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=False)
+        lean.close_pool(_app)
 
-    # The API documentation (/docs, /redoc) with Swagger UI's and ReDoc's scripts served
-    # by Treu itself (fastapi-offline bundles them) instead of from a CDN: the pages
-    # work without internet access and tell no third party who reads them.
-    app = FastAPIOffline(
-        static_url=DOCS_ASSETS,
+    app = TreuAPI(
         title="Treu",
+        docs_url=None,  # served by _documentation
+        redoc_url=None,
         lifespan=lifespan,
         version=__version__,
         description=DESCRIPTION,
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # The hot routes first: every request is matched against the routers in this order.
     app.include_router(events.router)
     app.include_router(checkout.router)
+    app.lean_routers(events.router, checkout.router)
     app.include_router(members.router)
     app.include_router(programmes.router)
     app.include_router(event_types.router)
@@ -115,6 +118,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(rewards.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
+
+    _documentation(app)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -129,6 +134,48 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+def _documentation(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc (ReDoc) with their scripts, style sheet and icon
+    served by Treu itself — the copies bundled by the ``fastapi-offline`` package —
+    instead of from a CDN: the pages work without internet access and tell no third
+    party who reads them."""
+    app.mount(
+        DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets"
+    )
+    openapi = app.openapi_url or "/openapi.json"
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API",
+            oauth2_redirect_url=oauth2_redirect,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    if oauth2_redirect:
+
+        @app.get(oauth2_redirect, include_in_schema=False)
+        def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def app_factory() -> FastAPI:
