@@ -1,5 +1,5 @@
 """Units of work: read-only ones on PostgreSQL cannot write and keep the connection's
-prepared statements."""
+prepared statements; a write unit's connection work and ORM work are one transaction."""
 
 from __future__ import annotations
 
@@ -29,3 +29,78 @@ def test_read_units_cannot_write_and_keep_prepared_statements(
             session.execute(text("CREATE TEMP TABLE scratch (a int)"))
     with fresh_db.unit_of_work() as session:  # the write path is untouched
         session.execute(text("CREATE TEMP TABLE scratch (a int)"))
+
+
+def _scratch(db: Database, name: str) -> None:
+    with db.unit_of_work() as session:
+        session.execute(text(f"CREATE TABLE {name} (a int NOT NULL)"))
+
+
+def _values(db: Database, name: str) -> list[int]:
+    with db.unit_of_work(write=False) as session:
+        return list(session.execute(text(f"SELECT a FROM {name} ORDER BY a")).scalars())
+
+
+def test_a_write_unit_commits_connection_and_orm_work_together(fresh_db: Database) -> None:
+    """Work sent on ``session.connection()`` before the ORM is first used, the ORM's own
+    work and a savepoint are one transaction: all of it commits, or none of it."""
+    from tests import factories as f
+    from treu.members.models import Member
+
+    _scratch(fresh_db, "scratch")
+    prog = f.programme(fresh_db)
+    anna = f.member(fresh_db, prog)
+    with fresh_db.unit_of_work() as session:
+        session.connection().execute(text("INSERT INTO scratch VALUES (1)"))
+        member = session.get(Member, anna.id)  # the ORM joins the same transaction
+        assert member is not None
+        member.first_name = "Anna"
+        with session.begin_nested():
+            session.execute(text("INSERT INTO scratch VALUES (2)"))
+        session.connection().execute(text("INSERT INTO scratch VALUES (3)"))
+    assert member.first_name == "Anna"  # still readable after the unit
+    assert _values(fresh_db, "scratch") == [1, 2, 3]
+    with fresh_db.unit_of_work(write=False) as session:
+        stored = session.get(Member, anna.id)
+        assert stored is not None
+        assert stored.first_name == "Anna"
+
+    def fail_after_orm_work() -> None:
+        with fresh_db.unit_of_work() as session:
+            session.connection().execute(text("INSERT INTO scratch VALUES (4)"))
+            changed = session.get(Member, anna.id)
+            assert changed is not None
+            changed.first_name = "Changed"
+            session.flush()
+            raise RuntimeError("boom")
+
+    def fail_without_orm_work() -> None:
+        with fresh_db.unit_of_work() as session:
+            session.connection().execute(text("INSERT INTO scratch VALUES (5)"))
+            raise RuntimeError("boom")  # the ORM never used: the connection rolls back
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_after_orm_work()
+    assert _values(fresh_db, "scratch") == [1, 2, 3]
+    with fresh_db.unit_of_work(write=False) as session:
+        stored = session.get(Member, anna.id)
+        assert stored is not None
+        assert stored.first_name == "Anna"
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_without_orm_work()
+    assert _values(fresh_db, "scratch") == [1, 2, 3]
+
+
+def test_a_failed_statement_leaves_no_connection_behind(fresh_db: Database) -> None:
+    _scratch(fresh_db, "scratch")
+    pool = fresh_db.write_engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    for _ in range(3):
+        with pytest.raises(DBAPIError):
+            with fresh_db.unit_of_work() as session:
+                session.connection().execute(text("INSERT INTO scratch VALUES (NULL)"))
+    assert pool.checkedout() == before  # type: ignore[attr-defined]
+    with fresh_db.unit_of_work() as session:
+        session.connection().execute(text("INSERT INTO scratch VALUES (7)"))
+    assert _values(fresh_db, "scratch") == [7]
