@@ -276,6 +276,56 @@ def test_lean_path_reads_a_body_in_pieces_and_hands_it_on_unchanged(
     assert f.balance(db, anna).available == 2 * json.loads(created[2])["points"]["earned"]
 
 
+def test_a_body_over_the_limit_is_refused_with_413_and_nothing_is_stored(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies the key
+    fits = json.dumps(purchase(prog, anna, f.unique("e"))).encode()
+    big = json.dumps(purchase(prog, anna, f.unique("e"), lines=f.contract_lines() * 20)).encode()
+    assert len(big) > len(fits) + 100
+    app = create_app(
+        Settings(database_url=db.url, api_key_cache_seconds=60, max_body_bytes=len(fits)),
+        database=db,
+    )
+    json_type = {"content-type": "application/json"}
+    writer = {**json_type, "authorization": f"Bearer {client.writer}"}
+    answers = {
+        "declared, lean route": _asgi_post(
+            app, "/v1/events", [big], {**writer, "content-length": str(len(big))}
+        ),
+        "in pieces, lean route": _asgi_post(app, "/v1/events", [big[:100], big[100:]], writer),
+        "declared, other route": _asgi_post(
+            app, "/v1/members", [big], {**writer, "content-length": str(len(big))}
+        ),
+        "in pieces, other route": _asgi_post(app, "/v1/members", [big[:100], big[100:]], writer),
+        "in pieces, unknown key": _asgi_post(
+            app,
+            "/v1/events",
+            [big[:100], big[100:]],
+            {**json_type, "authorization": "Bearer treu_" + "x" * 44},
+        ),
+    }
+    for case, answer in answers.items():
+        assert answer is not None, case
+        status, headers, body = answer
+        assert status == 413, case
+        assert headers["content-type"].startswith("application/problem+json"), case
+        problem = json.loads(body)
+        assert problem["code"] == "payload_too_large", case
+        assert f"{len(fits):,} bytes" in problem["detail"], case
+    with db.unit_of_work(write=False) as session:
+        stored = session.scalars(select(Event.key).where(Event.member_id == anna.id)).all()
+    assert len(stored) == 1
+    at_the_limit = _asgi_post(
+        app, "/v1/events", [fits[:50], fits[50:]], {**writer, "content-length": str(len(fits))}
+    )
+    assert at_the_limit is not None
+    assert at_the_limit[0] == 201
+
+
 def test_an_unexpected_error_on_the_lean_path_is_a_problem_not_a_trace(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ The CLI prints the message and exits non-zero; the API renders RFC 9457 problem+
     │   └── InsufficientPoints    422  insufficient_points
     ├── Unauthenticated           401  unauthenticated
     ├── Forbidden                 403  forbidden
+    ├── PayloadTooLarge           413  payload_too_large
     └── Busy                      503  busy (a lock could not be taken in time)
 
 Feature packages subclass these in their own ``errors.py``.
@@ -58,6 +59,12 @@ class Forbidden(TreuError):
     code = "forbidden"
     http_status = 403
     title = "Forbidden"
+
+
+class PayloadTooLarge(TreuError):
+    code = "payload_too_large"
+    http_status = 413
+    title = "Request body too large"
 
 
 class Busy(TreuError):

@@ -23,6 +23,10 @@ validate — goes through FastAPI's stack with the body handed on unchanged, so 
 error answer stays exactly what FastAPI and the problem handlers give. Supported
 endpoint parameters: the body, ``DB`` and one ``require(scope)`` dependency; a route
 with anything else keeps the standard path (checked at start-up).
+
+``LeanApp`` also limits every request's body to ``TREU_MAX_BODY_BYTES``: a declared
+``Content-Length`` beyond it is answered at once, a body without one is stopped when it
+passes the limit; either way 413 ``payload_too_large`` (problem+json).
 """
 
 from __future__ import annotations
@@ -37,14 +41,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from treu.api.deps import get_db, scope_of
 from treu.auth.service import api_keys
-from treu.errors import TreuError
+from treu.errors import PayloadTooLarge, TreuError
 
 
 class LeanRoute(APIRoute):
@@ -129,15 +133,27 @@ class LeanApp:
         self.lean = lean
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        plan = self.lean.get(scope["path"]) if scope["type"] == "http" else None
-        if plan is None or scope["method"] != "POST" or scope.get("root_path"):
+        if scope["type"] != "http":
             await self.inner(scope, receive, send)
+            return
+        limit: int = self.app.state.settings.max_body_bytes
+        declared = _content_length(scope["headers"])
+        if declared is not None and declared > limit:
+            await self._too_large(scope, receive, send, limit)
+            return
+        plan = self.lean.get(scope["path"])
+        if plan is None or scope["method"] != "POST" or scope.get("root_path"):
+            await self.inner(scope, _limited(receive, limit), send)
             return
         principal = _cached_principal(self.app, scope["headers"], plan.scope)
         if principal is None:
-            await self.inner(scope, receive, send)
+            await self.inner(scope, _limited(receive, limit), send)
             return
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive, limit)
+        except PayloadTooLarge:
+            await self._too_large(scope, receive, send, limit)
+            return
         if body is None:
             return  # the client went away before it had sent its body
         try:
@@ -151,6 +167,10 @@ class LeanApp:
             response: Response = await self._pool().run(call)
         except Exception as exc:  # answered as FastAPI's exception handlers would
             response = await self._handled(scope, receive, exc)
+        await response(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = await self._handled(scope, receive, _too_large(limit))
         await response(scope, receive, send)
 
     def _pool(self) -> Pool:
@@ -216,16 +236,56 @@ def _is_json(content_type: bytes | None) -> bool:
     )
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is larger than {limit:,} bytes (TREU_MAX_BODY_BYTES); "
+        "send large imports as several batches"
+    )
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses such a request before it gets here
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that stops a body without a Content-Length once it passes ``limit``.
+    It raises an ``HTTPException`` (413), the one error FastAPI passes on unchanged from
+    reading a body; the problem handler answers it as ``payload_too_large``."""
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise HTTPException(413, _too_large(limit).detail)
+        return message
+
+    return counted
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

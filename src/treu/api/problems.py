@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from treu.api.responses import JSONBody
-from treu.errors import TreuError
+from treu.errors import PayloadTooLarge, TreuError
 
 log = logging.getLogger("treu.api")
 
@@ -135,6 +135,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == PayloadTooLarge.http_status:  # a body without Content-Length
+            return respond(error_body(PayloadTooLarge(str(exc.detail))))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return respond(
             problem_body(
