@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +17,7 @@ from treu.challenges.models import Challenge, ChallengeCompletion
 from treu.db.session import Database
 from treu.demo import CATALOGUE, STORES, generate
 from treu.events.models import Event, PurchaseLine
-from treu.ledger.models import Posting
+from treu.ledger.models import Account, Posting
 from treu.ledger.service import ledger
 from treu.members.models import Member
 from treu.programmes.models import Programme
@@ -161,6 +162,10 @@ def test_demo_command_loads_a_clean_ledger(
         assert counts[row] > 0, row
     assert counts["coupons used"] <= counts["redemptions"]
     assert "shown only once" in result.stderr
+    tried = re.search(r"A member to try the API with: (\S+) \(card (\d+)\)", result.stdout)
+    assert tried is not None, result.stdout
+    sample_email, sample_card = tried.groups()
+    assert f"identifier={quote(sample_email)}" in result.stdout
 
     with fresh_db.unit_of_work(write=False) as session:
         programme = session.scalar(select(Programme).where(Programme.slug == "demo"))
@@ -204,6 +209,17 @@ def test_demo_command_loads_a_clean_ledger(
         )
         assert (organic or 0) > 0
         assert ledger.verify(session, programme_id=programme.id) == []
+        sample = session.scalar(select(Member).where(Member.email == sample_email))
+        assert sample is not None
+        assert sample.card_number == sample_card
+        richest = session.scalar(
+            select(func.max(Account.available))
+            .join(Member, Member.id == Account.member_id)
+            .where(Member.programme_id == programme.id, Member.email.is_not(None))
+        )
+        account = session.get(Account, sample.id)
+        assert account is not None
+        assert account.available == richest > 0
         # The summary's feature rows are what the database holds.
         assert counts["redemptions"] == session.scalar(select(func.count()).select_from(Redemption))
         assert counts["coupons used"] == session.scalar(

@@ -209,8 +209,9 @@ def demo(
 ) -> None:
     """Create the programme [bold]demo[/] with realistic members, purchases and returns."""
     import random
+    from urllib.parse import quote
 
-    from treu.demo import DEMO_SLUG, demo_exists, load_demo
+    from treu.demo import DEMO_SLUG, demo_exists, load_demo, sample_member
 
     db = open_database()
     if demo_exists(db, DEMO_SLUG):
@@ -263,6 +264,16 @@ def demo(
     console.print(f"Loaded in {summary.seconds:.1f} s.")
     if api_key:
         _create_key(db, "demo", ["events:write", "members:read", "members:write", "admin"])
+    sample = sample_member(db, DEMO_SLUG)
+    if sample is not None:
+        email, card = sample
+        console.print(
+            f"A member to try the API with: {email} (card {card}), e.g.\n"
+            '  curl -H "Authorization: Bearer treu_…" '
+            f'"http://127.0.0.1:8000/v1/members?identifier={quote(email)}"',
+            highlight=False,
+            markup=False,
+        )
     if summary.rejected:
         raise typer.Exit(EXIT_FAILED)
 

@@ -1224,6 +1224,30 @@ def demo_exists(db: Database, slug: str = DEMO_SLUG) -> bool:
         return bool(programmes.get_many_by_slug(session, {slug}))
 
 
+def sample_member(db: Database, slug: str = DEMO_SLUG) -> tuple[str, str] | None:
+    """(e-mail, card number) of the demo member with the most available points, to try
+    the API with; None when no member has an e-mail address."""
+    from sqlalchemy import select
+
+    from treu.ledger.models import Account
+    from treu.members.models import Member
+
+    with db.unit_of_work(write=False) as session:
+        found = programmes.get_many_by_slug(session, {slug})
+        if slug not in found:
+            return None
+        row = session.execute(
+            select(Member.email, Member.card_number)
+            .join(Account, Account.member_id == Member.id)
+            .where(Member.programme_id == found[slug].id, Member.email.is_not(None))
+            .order_by(Account.available.desc(), Member.card_number)
+            .limit(1)
+        ).first()
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
 def load_demo(
     db: Database,
     *,
