@@ -124,10 +124,10 @@ class Database:
         session = self._read()
         try:
             yield session
-            if write or not self.is_sqlite:
-                session.commit()
-            # Otherwise a read-only unit ends in close(): the connection rolls back, and
-            # loaded objects stay readable (rollback() would expire them).
+            if not self.is_sqlite:
+                session.commit()  # PostgreSQL: see the READ ONLY note in __init__
+            # SQLite: a read unit ends in close(): the connection rolls back, and loaded
+            # objects stay readable (rollback() would expire them).
         except OperationalError as exc:
             session.rollback()
             if _is_lock_failure(exc):
