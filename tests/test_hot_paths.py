@@ -72,6 +72,16 @@ def solved(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield calls
 
 
+def verified(db: Database) -> tuple[Client, Any, Any]:
+    """A client whose writer key was verified a moment ago (the lean path takes its
+    requests), a programme and a member of it."""
+    client = Client(db)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+    return client, prog, anna
+
+
 def purchase(prog: Any, who: Any, key: str, **overrides: Any) -> dict[str, Any]:
     payload = f.purchase_payload(prog, who, event_id=key, occurred_at=T0)
     payload.update(overrides)
@@ -179,10 +189,7 @@ def test_errors_leave_the_lean_path_and_keep_their_answers(
 def test_batch_and_checkout_take_the_lean_path(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(db)
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+    client, prog, anna = verified(db)
     cart = {
         "programme": prog.slug,
         "member": {"member_id": str(anna.id)},
@@ -249,10 +256,7 @@ def _asgi_post(app: Any, path: str, chunks: list[bytes], headers: dict[str, str]
 def test_lean_path_reads_a_body_in_pieces_and_hands_it_on_unchanged(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(db)
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies the key
+    client, prog, anna = verified(db)
     headers = {"content-type": "application/json", "authorization": f"Bearer {client.writer}"}
     good = json.dumps(purchase(prog, anna, f.unique("e"))).encode()
     bad_payload = purchase(prog, anna, f.unique("e"))
@@ -279,10 +283,7 @@ def test_lean_path_reads_a_body_in_pieces_and_hands_it_on_unchanged(
 def test_a_body_over_the_limit_is_refused_with_413_and_nothing_is_stored(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(db)
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies the key
+    client, prog, anna = verified(db)
     fits = json.dumps(purchase(prog, anna, f.unique("e"))).encode()
     big = json.dumps(purchase(prog, anna, f.unique("e"), lines=f.contract_lines() * 20)).encode()
     assert len(big) > len(fits) + 100
@@ -329,10 +330,7 @@ def test_a_body_over_the_limit_is_refused_with_413_and_nothing_is_stored(
 def test_an_unexpected_error_on_the_lean_path_is_a_problem_not_a_trace(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(db)
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+    client, prog, anna = verified(db)
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("secret detail")

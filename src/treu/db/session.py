@@ -130,10 +130,7 @@ class Database:
             # objects stay readable (rollback() would expire them).
         except OperationalError as exc:
             session.rollback()
-            if _is_lock_failure(exc):
-                raise Busy("the database is busy; try again") from exc
-            if exc.connection_invalidated:
-                raise Busy("the connection to the database was lost; try again") from exc
+            _raise_busy_for(exc)
             raise
         except BaseException:
             session.rollback()
@@ -154,10 +151,7 @@ class Database:
             connection.commit()
         except OperationalError as exc:
             connection.rollback()
-            if _is_lock_failure(exc):
-                raise Busy("the database is busy; try again") from exc
-            if exc.connection_invalidated:
-                raise Busy("the connection to the database was lost; try again") from exc
+            _raise_busy_for(exc)
             raise
         except BaseException:
             connection.rollback()
@@ -206,6 +200,15 @@ class UnitSession(Session):
             assert isinstance(bind, Connection)
             return bind
         return super().connection(bind_arguments, execution_options)
+
+
+def _raise_busy_for(exc: OperationalError) -> None:
+    """``Busy`` (503, try again) for a lock that could not be taken in time or a lost
+    connection; other operational errors are left to the caller."""
+    if _is_lock_failure(exc):
+        raise Busy("the database is busy; try again") from exc
+    if exc.connection_invalidated:
+        raise Busy("the connection to the database was lost; try again") from exc
 
 
 def _is_lock_failure(exc: OperationalError) -> bool:
