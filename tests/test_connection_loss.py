@@ -1,9 +1,13 @@
-"""A connection killed under Treu (database restart, failover) costs one 503, not a 500."""
+"""A connection killed under Treu (database restart, failover) costs one 503, not a 500;
+a database that cannot be reached answers 503 too."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests import factories as f
@@ -41,3 +45,43 @@ def test_lost_connection_answers_503_then_recovers(fresh_db: Database, backend: 
     assert lost.json()["code"] == "busy"
     again = api.client.get(url, headers=api.headers("members:read"))
     assert again.status_code == 200
+
+
+@pytest.mark.parametrize("backend_kind", ["postgresql", "sqlite"])
+def test_an_unreachable_database_answers_503_busy(
+    tmp_path: Path, backend_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens on port 1 (PostgreSQL), the file is a directory (SQLite): every
+    unit of work, reading or writing, fails with ``Busy`` and the API answers 503
+    ``busy`` problem+json, never a bare 500; the reason is logged."""
+    from fastapi.testclient import TestClient
+
+    from treu.api.app import create_app
+    from treu.config import Settings
+    from treu.errors import Busy
+
+    url = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+        if backend_kind == "postgresql"
+        else f"sqlite:///{tmp_path}"
+    )
+    down = Database(url)
+    with pytest.raises(Busy, match="cannot be reached"):
+        with down.unit_of_work() as session:
+            session.connection()
+    with pytest.raises(Busy, match="cannot be reached"):
+        with down.unit_of_work(write=False) as session:
+            session.execute(text("SELECT 1"))
+    app = create_app(Settings(database_url=down.url), database=down)
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.get("/healthz")
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["code"] == "busy"
+    key = "treu_" + "x" * 44
+    member = client.get(
+        "/v1/members?identifier=a@example.com", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert member.status_code == 503, member.text
+    assert "cannot be reached" in caplog.text
+    down.dispose()

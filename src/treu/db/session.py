@@ -15,6 +15,7 @@ stable order by the services; ``lock_timeout`` turns a stuck lock into ``Busy``.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from treu.errors import Busy
 from treu.kit import jsons
+
+log = logging.getLogger("treu.db")
 
 LOCK_TIMEOUT_MS = 5000
 
@@ -140,7 +143,11 @@ class Database:
 
     @contextlib.contextmanager
     def _write_unit(self) -> Iterator[Session]:
-        connection = self.write_engine.connect()
+        try:
+            connection = self.write_engine.connect()
+        except OperationalError as exc:
+            _raise_busy_for(exc)
+            raise
         session: UnitSession | None = None
         try:
             connection.begin()
@@ -203,12 +210,17 @@ class UnitSession(Session):
 
 
 def _raise_busy_for(exc: OperationalError) -> None:
-    """``Busy`` (503, try again) for a lock that could not be taken in time or a lost
-    connection; other operational errors are left to the caller."""
+    """``Busy`` (503, try again) for a lock that could not be taken in time, a lost
+    connection or one that could not be made (an error that belongs to no statement:
+    the server is down or restarting); other operational errors are left to the caller.
+    Trying again is safe: events and adjustments carry idempotency keys."""
     if _is_lock_failure(exc):
         raise Busy("the database is busy; try again") from exc
     if exc.connection_invalidated:
         raise Busy("the connection to the database was lost; try again") from exc
+    if exc.statement is None:
+        log.warning("the database cannot be reached: %s", exc.orig)
+        raise Busy("the database cannot be reached; try again") from exc
 
 
 def _is_lock_failure(exc: OperationalError) -> bool:
