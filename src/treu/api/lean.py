@@ -98,14 +98,13 @@ def _plan(route: APIRoute) -> Plan | None:
     return Plan(route.endpoint, body.name, TypeAdapter(hints[body.name]), db_name, key_name, scope)
 
 
-def plans(routers: list[APIRouter], *, prefix: str = "") -> dict[str, Plan]:
-    """The lean plans of the routers' ``LeanRoute``s by path (as included under
-    ``prefix``)."""
+def plans(*routers: APIRouter) -> dict[str, Plan]:
+    """The lean plans of the routers' ``LeanRoute``s by path."""
     found: dict[str, Plan] = {}
     for router in routers:
         for route in router.routes:
             if isinstance(route, LeanRoute) and (plan := _plan(route)) is not None:
-                found[prefix + route.path] = plan
+                found[route.path] = plan
     return found
 
 
@@ -120,7 +119,7 @@ class TreuAPI(FastAPI):
         self.lean_plans = {}
 
     def lean_routers(self, *routers: APIRouter) -> None:
-        self.lean_plans.update(plans(list(routers)))
+        self.lean_plans.update(plans(*routers))
 
     def build_middleware_stack(self) -> ASGIApp:
         return LeanApp(self, super().build_middleware_stack(), self.lean_plans)
@@ -137,22 +136,27 @@ class LeanApp:
             await self.inner(scope, receive, send)
             return
         limit: int = self.app.state.settings.max_body_bytes
-        declared = _content_length(scope["headers"])
+        declared, authorization, content_type = _headers(scope)
+        response: Response
         if declared is not None and declared > limit:
-            await self._too_large(scope, receive, send, limit)
+            response = await self._handled(scope, receive, _too_large(limit))
+            await response(scope, receive, send)
             return
+        receive = _limited(receive, limit)
         plan = self.lean.get(scope["path"])
-        if plan is None or scope["method"] != "POST" or scope.get("root_path"):
-            await self.inner(scope, _limited(receive, limit), send)
-            return
-        principal = _cached_principal(self.app, scope["headers"], plan.scope)
-        if principal is None:
-            await self.inner(scope, _limited(receive, limit), send)
+        principal = (
+            None
+            if plan is None or scope["method"] != "POST" or scope.get("root_path")
+            else _cached_principal(self.app, authorization, content_type, plan.scope)
+        )
+        if plan is None or principal is None:
+            await self.inner(scope, receive, send)
             return
         try:
-            body = await _read_body(receive, limit)
-        except PayloadTooLarge:
-            await self._too_large(scope, receive, send, limit)
+            body = await _read_body(receive)
+        except HTTPException as exc:  # the body passed the limit
+            response = await self._handled(scope, receive, exc)
+            await response(scope, receive, send)
             return
         if body is None:
             return  # the client went away before it had sent its body
@@ -164,13 +168,9 @@ class LeanApp:
         kwargs = {plan.body_name: value, plan.db_name: self.app.state.db, plan.key_name: principal}
         try:
             call = functools.partial(plan.endpoint, **kwargs)
-            response: Response = await self._pool().run(call)
+            response = await self._pool().run(call)
         except Exception as exc:  # answered as FastAPI's exception handlers would
             response = await self._handled(scope, receive, exc)
-        await response(scope, receive, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = await self._handled(scope, receive, _too_large(limit))
         await response(scope, receive, send)
 
     def _pool(self) -> Pool:
@@ -202,15 +202,28 @@ def close_pool(app: FastAPI) -> None:
         pool.close()
 
 
-def _cached_principal(app: FastAPI, headers: list[tuple[bytes, bytes]], scope: str | None) -> Any:
-    """The key's principal when it was verified recently, has ``scope`` and the body is
-    declared JSON; None sends the request down the standard path."""
+def _headers(scope: Scope) -> tuple[int | None, bytes | None, bytes | None]:
+    """Content-Length, Authorization and Content-Type, in one pass over the headers."""
+    length: int | None = None
     authorization = content_type = None
-    for name, value in headers:  # ASGI: header names are lower case
-        if name == b"authorization":
+    for name, value in scope["headers"]:  # ASGI: header names are lower case
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                pass  # the server refuses such a request before it gets here
+        elif name == b"authorization":
             authorization = value
         elif name == b"content-type":
             content_type = value
+    return length, authorization, content_type
+
+
+def _cached_principal(
+    app: FastAPI, authorization: bytes | None, content_type: bytes | None, scope: str | None
+) -> Any:
+    """The key's principal when it was verified recently, has ``scope`` and the body is
+    declared JSON; None sends the request down the standard path."""
     if not authorization or not _is_json(content_type):
         return None
     scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -243,37 +256,23 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the server refuses such a request before it gets here
-    return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def _read_body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         if message["type"] == "http.request":
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that stops a body without a Content-Length once it passes ``limit``.
-    It raises an ``HTTPException`` (413), the one error FastAPI passes on unchanged from
-    reading a body; the problem handler answers it as ``payload_too_large``."""
+    """``receive`` that stops a body (one without a Content-Length, or longer than it
+    said) once it passes ``limit``, on the lean path and FastAPI's alike. It raises an
+    ``HTTPException`` (413), the one error FastAPI passes on unchanged from reading a
+    body; the problem handler answers it as ``payload_too_large``."""
     size = 0
 
     async def counted() -> Message:
