@@ -444,6 +444,39 @@ def test_combining_refuses_what_one_statement_would_get_wrong() -> None:
     assert _combined(big) is None
 
 
+def test_a_combined_statement_follows_the_shape_of_its_writes_each_time() -> None:
+    """The statement text is built once per shape: units of other shapes (more rows,
+    other columns) get their own text, and the same shape again takes its new values."""
+    accounts, events_table = table_of(Account), table_of(Event)
+
+    def unit(rows: list[dict[str, Any]], available: int) -> tuple[str, list[Any]]:
+        update = {"member_id": 1, "available": available}
+        combined = _combined(
+            [
+                ("insert", events_table, rows, ()),
+                ("update", accounts, [update], ("member_id",)),
+            ]
+        )
+        assert combined is not None
+        return combined
+
+    one, one_params = unit([{"id": 7, "key": "a"}], 5)
+    two, two_params = unit([{"id": 8, "key": "b"}, {"id": 9, "key": "c"}], 6)
+    other, other_params = unit([{"id": 10, "store": "s"}], 7)
+    again, again_params = unit([{"id": 11, "key": "d"}], 8)
+    assert one_params == [7, "a", 5, 1]
+    assert two_params == [8, "b", 9, "c", 6, 1]
+    assert other_params == [10, "s", 7, 1]
+    assert again_params == [11, "d", 8, 1]
+    assert again == one
+    assert one.count("%s") == 4
+    assert two.count("%s") == 6
+    assert '"store"' in other
+    assert '"key"' not in other
+    assert two.startswith('WITH w0 AS (INSERT INTO "events" ("id", "key") VALUES (%s, %s), (%s')
+    assert one.endswith('UPDATE "accounts" SET "available" = %s WHERE "member_id" = %s')
+
+
 def test_fetch_gives_what_sqlalchemy_gives(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog, birthday="1990-05-17")

@@ -597,29 +597,40 @@ def _combined(
             mine = {tuple(row[k] for k in keys) for row in rows}
             if mine & updated[table.name]:
                 return None
-    parts: list[str] = []
+    shape = []
     params: list[Any] = []
     for kind, table, rows, key in ops:
         columns = _columns(kind, rows, key)
+        shape.append((kind, table, columns, key, len(rows)))
         jsons = _json_columns(table, columns)
-        if kind == "insert":
-            head = _pg_statement("insert_head", table, columns, ())
-            marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            parts.append(head + ", ".join([marks] * len(rows)))
-            for row in rows:
-                params.extend(_values(row, columns, jsons))
-        else:
-            statement = _pg_statement("update", table, columns, key)
-            for row in rows:
-                parts.append(statement)
-                params.extend(_values(row, columns, jsons))
+        for row in rows:
+            params.extend(_values(row, columns, jsons))
+            if kind != "insert":
                 params.extend(row[k] for k in key)
     if len(params) > COMBINE_MAX_PARAMS:
         return None
+    return _combined_sql(tuple(shape)), params
+
+
+@functools.lru_cache(maxsize=256)
+def _combined_sql(
+    shape: tuple[tuple[str, Table, tuple[str, ...], tuple[str, ...], int], ...],
+) -> str:
+    """The text of ``_combined``'s statement for the writes of one shape (kind, table,
+    columns, key and number of rows of each), built once: composing it was 1.6 % of a
+    worker's CPU at single-event saturation."""
+    parts: list[str] = []
+    for kind, table, columns, key, count in shape:
+        if kind == "insert":
+            head = _pg_statement("insert_head", table, columns, ())
+            marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            parts.append(head + ", ".join([marks] * count))
+        else:
+            parts.extend([_pg_statement("update", table, columns, key)] * count)
     if len(parts) == 1:
-        return parts[0], params
+        return parts[0]
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
-    return f"WITH {ctes} {parts[-1]}", params
+    return f"WITH {ctes} {parts[-1]}"
 
 
 def _run_pipeline(
