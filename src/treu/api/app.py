@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 from anyio import to_thread
@@ -12,7 +14,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from treu import __version__
@@ -141,6 +143,15 @@ def _documentation(app: FastAPI) -> None:
     served by Treu itself — the copies bundled by the ``fastapi-offline`` package —
     instead of from a CDN: the pages work without internet access and tell no third
     party who reads them."""
+
+    @app.get(f"{DOCS_ASSETS}/{REDOC_SCRIPT}", include_in_schema=False)
+    def redoc_script() -> Response:
+        return Response(
+            _redoc_script(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     app.mount(
         DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets"
     )
@@ -172,10 +183,27 @@ def _documentation(app: FastAPI) -> None:
         return get_redoc_html(
             openapi_url=root + openapi,
             title=f"{app.title} - API",
-            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/{REDOC_SCRIPT}",
             redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+
+
+REDOC_SCRIPT = "redoc.js"
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+NO_LOGO = "data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E"
+
+
+@functools.cache
+def _redoc_script() -> bytes:
+    """ReDoc's bundled script, except that its menu's "API docs by Redocly" logo is an
+    empty picture instead of an image from Redocly's CDN: otherwise every reader of /redoc
+    would ask that host for it (found by the browser test, tests/test_docs_browser.py)."""
+    bundled = resources.files("fastapi_offline").joinpath("static", "redoc.standalone.js")
+    script = bundled.read_bytes()
+    if REDOC_LOGO.encode() not in script:  # a newer bundle: the browser test tells
+        return script
+    return script.replace(REDOC_LOGO.encode(), NO_LOGO.encode())
 
 
 def app_factory() -> FastAPI:
