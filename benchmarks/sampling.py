@@ -66,14 +66,16 @@ def run(
     backend: str,
     params: Params,
 ) -> dict[str, Any]:
-    """Two samplings, one after the other: ``threads`` (every thread that is not idle:
-    where a request spends its time, waits for the database included) and ``gil`` (only
-    the thread holding the GIL: where the worker's Python CPU time goes)."""
+    """Samplings, one after the other: ``threads`` (every thread that is not idle: where a
+    request spends its time, waits for the database included) and ``gil`` (only the thread
+    holding the GIL: where the worker's Python CPU time goes) for single events;
+    ``batch-gil`` and ``batch-waits`` (every thread, idle ones too: where a batch waits,
+    for the GIL, a lock or the database) for batches."""
     exe = py_spy()
     if exe is None:
         return {"skipped": "py-spy is not installed (.venv/bin/pip install py-spy)"}
     out: dict[str, Any] = {}
-    for mode in ("threads", "gil", "batch-gil"):
+    for mode in ("threads", "gil", "batch-gil", "batch-waits"):
         out[mode] = _sample(exe, mode, server, client, purchases, tally, backend, params)
     return out
 
@@ -96,7 +98,12 @@ def _sample(
         outputs.append(path)
         command = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds))]
         command += ["--rate", "100", "--nonblocking", "--format", "raw", "--output", str(path)]
-        command += ["--gil"] if mode.endswith("gil") else ["--threads"]
+        if mode.endswith("gil"):
+            command += ["--gil"]
+        elif mode.endswith("waits"):  # idle samples too: where a batch waits, and for what
+            command += ["--threads", "--idle"]
+        else:
+            command += ["--threads"]
         procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     if mode.startswith("batch"):
         from benchmarks.workload import batch_accepted
