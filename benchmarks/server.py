@@ -97,9 +97,12 @@ class Server:
         return [self.proc.pid, *_descendants(self.proc.pid)]
 
     def worker_pids(self) -> list[int]:
-        """uvicorn's worker processes (those that serve requests)."""
+        """uvicorn's worker processes (those that serve requests): with one worker,
+        uvicorn serves in its own process."""
         if self.proc is None:
             return []
+        if self.workers == 1:
+            return [self.proc.pid]
         return [p for p in _descendants(self.proc.pid) if "spawn_main" in _cmdline(p)]
 
     def stop(self) -> None:

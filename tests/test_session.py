@@ -104,3 +104,68 @@ def test_a_failed_statement_leaves_no_connection_behind(fresh_db: Database) -> N
     with fresh_db.unit_of_work() as session:
         session.connection().execute(text("INSERT INTO scratch VALUES (7)"))
     assert _values(fresh_db, "scratch") == [7]
+
+
+def test_sqlite_writers_of_one_process_take_turns_and_give_up_with_busy(
+    fresh_db: Database, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer at a time. The write units of one process queue on a lock of
+    their own, so the next one starts when the last one ends, not whenever SQLite's busy
+    handler next looks. One that waits too long fails with ``Busy`` (503, try again)
+    and writes nothing."""
+    if backend != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL has row locks, not one writer")
+    import threading
+
+    from treu.db import session as session_module
+    from treu.errors import Busy
+
+    _scratch(fresh_db, "turns")
+    inside = threading.Event()
+    leave = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with fresh_db.unit_of_work() as session:
+            session.execute(text("INSERT INTO turns VALUES (1)"))
+            order.append("holder in")
+            inside.set()
+            leave.wait(timeout=30)
+            order.append("holder out")
+
+    def waiter() -> None:
+        with fresh_db.unit_of_work() as session:
+            order.append("waiter in")
+            # It sees the holder's row: it began after the holder committed.
+            seen = session.execute(text("SELECT count(*) FROM turns")).scalar_one()
+            session.execute(text("INSERT INTO turns VALUES (:a)"), {"a": 1 + seen})
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert inside.wait(timeout=30)
+    monkeypatch.setattr(session_module, "SQLITE_BUSY_SECONDS", 0.05)
+    refused: list[BaseException] = []
+
+    def impatient() -> None:
+        try:
+            with fresh_db.unit_of_work() as session:
+                session.execute(text("INSERT INTO turns VALUES (99)"))
+        except BaseException as exc:
+            refused.append(exc)
+
+    third = threading.Thread(target=impatient)
+    third.start()
+    third.join(timeout=10)  # it gives up after its own 0.05 s, not SQLite's 30 s
+    assert not third.is_alive()
+    assert len(refused) == 1
+    assert isinstance(refused[0], Busy)
+    monkeypatch.setattr(session_module, "SQLITE_BUSY_SECONDS", 30.0)
+    second = threading.Thread(target=waiter)
+    second.start()
+    second.join(timeout=0.3)
+    assert second.is_alive()  # queued behind the holder
+    leave.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert order == ["holder in", "holder out", "waiter in"]
+    assert _values(fresh_db, "turns") == [1, 2]
