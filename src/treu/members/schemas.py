@@ -155,7 +155,29 @@ class MemberRef(BaseModel):
 assert tuple(MemberRef.model_fields) == _REF_FIELDS
 
 
+MEMBER_EXAMPLE: dict[str, Any] = {
+    "id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
+    "programme": "demo",
+    "status": "active",
+    "card_number": "9276140813116672",
+    "email": "anna@example.com",
+    "phone": None,
+    "external_id": None,
+    "first_name": None,
+    "last_name": None,
+    "birthday": None,
+    "language": "de",
+    "attributes": {},
+    "channel": "other",
+    "enrolled_at": "2026-11-24T10:20:00Z",
+    "created_at": "2026-11-24T10:20:00Z",
+    "updated_at": "2026-11-24T10:20:00Z",
+}
+
+
 class MemberOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [MEMBER_EXAMPLE]})
+
     id: uuid.UUID
     programme: str
     status: MemberStatus

@@ -151,6 +151,39 @@ class ProgrammeCreate(BaseModel):
 
 
 class ProgrammeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01a23ca7-2941-76b2-a75d-87682d0eebf8",
+                    "slug": "demo",
+                    "name": "Treu Demo",
+                    "currency": "EUR",
+                    "timezone": "Europe/Berlin",
+                    "points_name": {
+                        "en": {"one": "point", "other": "points"},
+                        "de": {"one": "Punkt", "other": "Punkte"},
+                    },
+                    "points_per_currency_unit": "1",
+                    "rounding": "floor",
+                    "rounding_scope": "order",
+                    "point_value_minor": "1",
+                    "pending_days": 14,
+                    "expiry": {"policy": "rolling", "months": 24, "years": None},
+                    "auto_enrol": False,
+                    "multiplier_stacking": "additive",
+                    "tier_settings": {
+                        "metric": "points",
+                        "window": "rolling_12_months",
+                        "grace_days": 30,
+                        "max_drop": 1,
+                    },
+                    "created_at": "2026-11-24T10:20:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     slug: str
     name: str

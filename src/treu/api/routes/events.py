@@ -112,7 +112,47 @@ class ChallengeStep(BaseModel):
     )
 
 
+PURCHASE_RESULT_EXAMPLE: dict[str, Any] = {
+    "event_id": "pos-4711-0001",
+    "type": "purchase",
+    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
+    "points": {"earned": 11, "available": 0, "pending": 11, "reversed": 0},
+    "balance": {"available": 0, "pending": 11},
+    "postings": [
+        {
+            "id": "01a23ca7-295f-70b8-a4a8-f5aa9a840595",
+            "kind": "earn",
+            "points": 11,
+            "explanation": "1 point per €1 on €11.57: +11",
+            "correlation_id": "01a23ca7-295f-70b8-a4a8-f5ab1e7f55af",
+            "created_at": "2026-11-24T10:20:00Z",
+        }
+    ],
+}
+RETURN_RESULT_EXAMPLE: dict[str, Any] = {
+    "event_id": "pos-4711-0002",
+    "type": "return",
+    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
+    "points": {"earned": 0, "available": 0, "pending": 0, "reversed": 9},
+    "balance": {"available": 0, "pending": 2},
+    "postings": [
+        {
+            "id": "01a23ca7-29ce-7067-9b36-ecc3727ac632",
+            "kind": "reverse",
+            "points": -9,
+            "explanation": "Return of 1 x 7002 from order pos-4711-0001: -9",
+            "correlation_id": "01a23ca7-29ce-7067-9b36-ecc46366d7b0",
+            "created_at": "2026-11-25T09:00:00Z",
+        }
+    ],
+}
+
+
 class EventResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [PURCHASE_RESULT_EXAMPLE, RETURN_RESULT_EXAMPLE]}
+    )
+
     event_id: str
     type: str
     member_id: str | None
@@ -199,6 +239,43 @@ class BatchSummary(BaseModel):
 
 
 class BatchOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "summary": {"processed": 1, "replayed": 1, "failed": 1},
+                    "results": [
+                        {
+                            "index": 0,
+                            "event_id": "pos-4711-0001",
+                            "status": 200,
+                            "result": PURCHASE_RESULT_EXAMPLE,
+                        },
+                        {
+                            "index": 1,
+                            "event_id": "pos-4711-0002",
+                            "status": 201,
+                            "result": RETURN_RESULT_EXAMPLE,
+                        },
+                        {
+                            "index": 2,
+                            "event_id": "pos-4711-0003",
+                            "status": 422,
+                            "problem": {
+                                "type": "https://treu.dev/problems/validation_error",
+                                "title": "Invalid request",
+                                "status": 422,
+                                "detail": "lines: Field required",
+                                "code": "validation_error",
+                                "errors": [{"field": "lines", "message": "Field required"}],
+                            },
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     summary: BatchSummary
     results: list[BatchItem]
 

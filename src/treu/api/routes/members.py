@@ -16,6 +16,7 @@ from treu.kit.pagination import InvalidCursor
 from treu.ledger.explain import render
 from treu.ledger.schemas import (
     AdjustmentIn,
+    AdjustmentOut,
     BalanceOut,
     ExpiringOut,
     LedgerPageOut,
@@ -211,7 +212,11 @@ def get_ledger(
     status_code=status.HTTP_201_CREATED,
     responses=NOT_FOUND
     | {
-        200: {"description": "Replay of an earlier request with the same Idempotency-Key"},
+        201: {"model": AdjustmentOut, "description": "The posting made, and the new balance"},
+        200: {
+            "model": AdjustmentOut,
+            "description": "Replay of an earlier request with the same Idempotency-Key",
+        },
         409: {"model": Problem, "description": "Idempotency-Key reused for another request"},
     },
 )
