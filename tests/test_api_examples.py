@@ -83,23 +83,13 @@ def api(db: Database) -> Api:
     return make_api(db)
 
 
-def test_examples_have_the_fields_of_real_answers(api: Api) -> None:
+def test_examples_have_the_fields_of_real_answers(api: Api, db: Database) -> None:
     admin = api.headers("admin")
-    slug = f.unique("ex")
-    programme = api.client.post(
-        "/v1/programmes",
-        headers=admin,
-        json={
-            "slug": slug,
-            "name": "Treu Demo",
-            "currency": "EUR",
-            "points_per_currency_unit": 1,
-            "pending_days": 14,
-            "expiry": {"policy": "rolling", "months": 24},
-            "auto_enrol": False,
-        },
-    )
-    assert programme.status_code == 201, programme.text
+    # pending days and an expiry: the balance then has pending releases and expiries
+    prog = f.programme(db, pending_days=14, expiry={"policy": "rolling", "months": 24})
+    slug = prog.slug
+    programme = api.client.get(f"/v1/programmes/{slug}", headers=admin)
+    assert programme.status_code == 200, programme.text
     email = f"{f.unique('anna')}@example.com"
     member = api.client.post(
         "/v1/members", headers=admin, json={"programme": slug, "email": email, "language": "de"}
