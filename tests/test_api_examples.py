@@ -12,8 +12,9 @@ from pydantic import BaseModel
 from tests import factories as f
 from tests.api_helpers import Api, make_api
 from treu.api.routes.events import BatchOut, EventResult
+from treu.api.routes.members import AdjustmentOut
 from treu.db.session import Database
-from treu.ledger.schemas import AdjustmentOut, BalanceOut, LedgerPageOut
+from treu.ledger.schemas import BalanceOut, LedgerPageOut
 from treu.members.schemas import MemberOut
 from treu.programmes.schemas import ProgrammeOut
 

@@ -93,51 +93,6 @@ class LedgerPageOut(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page")
 
 
-class AdjustedPosting(BaseModel):
-    id: uuid.UUID
-    kind: str = Field(examples=["adjust"])
-    points: int
-    explanation: str
-    correlation_id: uuid.UUID
-    created_at: datetime
-    reason: str
-    actor: str = Field(description="Who made the adjustment (the API key's name)")
-
-
-class BalanceAfterAdjustment(BaseModel):
-    available: int
-    pending: int
-
-
-class AdjustmentOut(BaseModel):
-    """What ``POST /v1/members/{id}/adjustments`` answers (201, or 200 for a replay)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
-                    "posting": {
-                        "id": "01a23ca7-29dd-769a-a011-032abe690122",
-                        "kind": "adjust",
-                        "points": 500,
-                        "explanation": "Manual adjustment: Goodwill: damaged parcel",
-                        "correlation_id": "01a23ca7-29dd-769a-a011-032b6c56035a",
-                        "created_at": "2026-11-24T10:20:00Z",
-                        "reason": "Goodwill: damaged parcel",
-                        "actor": "apikey:crm",
-                    },
-                    "balance": {"available": 500, "pending": 2},
-                }
-            ]
-        }
-    )
-
-    member_id: uuid.UUID
-    posting: AdjustedPosting
-    balance: BalanceAfterAdjustment
-
-
 class AdjustmentIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

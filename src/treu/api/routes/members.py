@@ -5,18 +5,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite
 from treu.api.problems import PROBLEM_RESPONSES, Problem
+from treu.api.routes.events import BalanceAfter, PostingBrief
 from treu.events.models import Event
 from treu.events.service import Adjustment, adjustments
 from treu.kit.pagination import InvalidCursor
 from treu.ledger.explain import render
 from treu.ledger.schemas import (
     AdjustmentIn,
-    AdjustmentOut,
     BalanceOut,
     ExpiringOut,
     LedgerPageOut,
@@ -205,6 +205,40 @@ def get_ledger(
             ],
             next_cursor=page.next_cursor,
         )
+
+
+class AdjustedPosting(PostingBrief):
+    reason: str
+    actor: str = Field(description="Who made the adjustment (the API key's name)")
+
+
+class AdjustmentOut(BaseModel):
+    """What ``POST /v1/members/{id}/adjustments`` answers (201, or 200 for a replay)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
+                    "posting": {
+                        "id": "01a23ca7-29dd-769a-a011-032abe690122",
+                        "kind": "adjust",
+                        "points": 500,
+                        "explanation": "Manual adjustment: Goodwill: damaged parcel",
+                        "correlation_id": "01a23ca7-29dd-769a-a011-032b6c56035a",
+                        "created_at": "2026-11-24T10:20:00Z",
+                        "reason": "Goodwill: damaged parcel",
+                        "actor": "apikey:crm",
+                    },
+                    "balance": {"available": 500, "pending": 2},
+                }
+            ]
+        }
+    )
+
+    member_id: str
+    posting: AdjustedPosting
+    balance: BalanceAfter
 
 
 @router.post(
