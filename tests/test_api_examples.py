@@ -149,3 +149,28 @@ def test_examples_have_the_fields_of_real_answers(api: Api, db: Database) -> Non
         examples = _examples(model)
         for example, answer in zip(examples, real, strict=False):
             assert _shape(example) == _shape(answer), model.__name__
+
+
+def test_each_problem_answer_shows_an_example_of_its_own_status() -> None:
+    """Not the ``Problem`` schema's one 422 example under every status: each answer
+    shows its own status and description, with the media type Treu sends."""
+    from treu.api.app import create_app
+    from treu.config import Settings
+
+    spec = create_app(Settings(database_url="sqlite://")).openapi()
+    seen: set[str] = set()
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content", {})
+                schema = content.get("application/json", {}).get("schema", {})
+                assert not schema.get("$ref", "").endswith("/Problem"), (status, answer)
+                if "application/problem+json" not in content:
+                    continue
+                example = content["application/problem+json"]["example"]
+                assert example["status"] == int(status)
+                assert example["detail"] == answer["description"]
+                assert example["type"].endswith(example["code"])
+                seen.add(f"{status} {example['code']}")
+    assert {"401 unauthenticated", "403 forbidden", "404 not_found"} <= seen
+    assert {"409 conflict", "422 validation_error"} <= seen

@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database or get_database(settings.database_url)
     problems.install(app)
+    problems.document_problems(app)
     # The hot routes first: every request is matched against the routers in this order.
     app.include_router(events.router)
     app.include_router(checkout.router)

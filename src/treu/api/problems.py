@@ -18,7 +18,16 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from treu.api.responses import JSONBody
-from treu.errors import PayloadTooLarge, TreuError
+from treu.errors import (
+    Busy,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    TreuError,
+    Unauthenticated,
+)
 
 log = logging.getLogger("treu.api")
 
@@ -36,7 +45,13 @@ class Problem(BaseModel):
     title: str = Field(examples=["Not enough points"])
     status: int = Field(examples=[422])
     detail: str = Field(examples=["10 points needed, 0 available"])
-    code: str = Field(examples=["insufficient_points"])
+    code: str = Field(
+        examples=["insufficient_points"],
+        description=(
+            "Stable and machine-readable; often more specific than the status, e.g. "
+            "member_not_found or idempotency_conflict (the API guide lists them)"
+        ),
+    )
     errors: list[FieldError] | None = None
 
 
@@ -158,6 +173,56 @@ def install(app: FastAPI) -> None:
                 detail="Treu could not handle this request; the error has been logged.",
             )
         )
+
+
+def document_problems(app: FastAPI) -> None:
+    """Give every problem answer in the OpenAPI description the media type Treu sends
+    (``application/problem+json``) and an example of its own status, its detail the
+    answer's description: otherwise each shows the same 422 example of the ``Problem``
+    schema, "Not enough points" under "Missing or invalid API key" too."""
+    standard = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        spec = standard()
+        if first:
+            _problem_examples(spec)
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_BY_STATUS: dict[int, type[TreuError]] = {
+    error.http_status: error
+    for error in (Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge, Invalid, Busy)
+}
+
+
+def _problem_examples(spec: dict[str, Any]) -> None:
+    problem_ref = "#/components/schemas/Problem"
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content", {})
+                body = content.get("application/json")
+                if body is None or body.get("schema", {}).get("$ref") != problem_ref:
+                    continue
+                error = _BY_STATUS.get(int(status), TreuError)
+                example = problem_body(
+                    code=error.code,
+                    title=error.title,
+                    status=int(status),
+                    detail=answer.get("description", error.title),
+                )
+                if error is Invalid:
+                    example["errors"] = [
+                        {
+                            "field": "lines.0.quantity",
+                            "message": "Input should be greater than or equal to 1",
+                        }
+                    ]
+                del content["application/json"]
+                content[PROBLEM_JSON] = {**body, "example": example}
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
