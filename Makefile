@@ -21,8 +21,15 @@ run: install
 	$(BIN)/treu demo --if-empty
 	$(BIN)/treu serve
 
+# The suite runs three times: on today's clock, one year ahead, and on the leap-day
+# evening in Berlin (tests/clock.py), so that no test depends on the day it runs.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup
+LEAP_EVENING := 2028-02-29T23:30 Europe/Berlin
+
 test: install lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(PYTEST)
+	$(PYTEST) -q --now=+1y
+	$(PYTEST) -q --now="$(LEAP_EVENING)"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -27,6 +27,8 @@ from sqlalchemy.engine import make_url
 from treu.db.session import Database
 from treu.migrations import upgrade
 
+pytest_plugins = ["tests.clock"]
+
 BACKENDS = ["sqlite", "postgresql"]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

@@ -4,6 +4,7 @@ fields, at every level, as the real answer to the same requests."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.api_helpers import Api, make_api
 from treu.api.routes.events import BatchOut, EventResult
 from treu.api.routes.members import AdjustmentOut
 from treu.db.session import Database
+from treu.kit.time import utc_now
 from treu.ledger.schemas import BalanceOut, LedgerPageOut
 from treu.members.schemas import MemberOut
 from treu.programmes.schemas import ProgrammeOut
@@ -102,7 +104,7 @@ def test_examples_have_the_fields_of_real_answers(api: Api, db: Database) -> Non
         "type": "purchase",
         "programme": slug,
         "member": {"email": email},
-        "occurred_at": "2026-11-24T10:15:00Z",
+        "occurred_at": (utc_now() - timedelta(days=2)).isoformat(),
         "channel": "pos",
         "store": "berlin-01",
         "currency": "EUR",
@@ -118,7 +120,7 @@ def test_examples_have_the_fields_of_real_answers(api: Api, db: Database) -> Non
         "type": "return",
         "programme": slug,
         "member": {"email": email},
-        "occurred_at": "2026-11-25T09:00:00Z",
+        "occurred_at": (utc_now() - timedelta(days=1)).isoformat(),
         "original_event_id": purchase["id"],
         "lines": [{"sku": "7002", "quantity": 1}],
     }

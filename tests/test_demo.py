@@ -6,8 +6,10 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from tests.test_cli import make_runner
@@ -17,6 +19,7 @@ from treu.challenges.models import Challenge, ChallengeCompletion
 from treu.db.session import Database
 from treu.demo import CATALOGUE, STORES, generate
 from treu.events.models import Event, PurchaseLine
+from treu.kit.time import utc_now
 from treu.ledger.models import Account, Posting
 from treu.ledger.service import ledger
 from treu.members.models import Member
@@ -251,3 +254,51 @@ def test_demo_command_loads_a_clean_ledger(
     assert "exists already" in refused.stderr
     with fresh_db.unit_of_work(write=False) as session:
         assert session.scalar(select(func.count()).select_from(Member)) == 30
+
+
+LEAP_EVENING = datetime(2028, 2, 29, 23, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+def test_the_demo_makes_sense_on_any_day(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded late on a leap day in Berlin (already 22:30 UTC; the UTC and local dates
+    agree, but the next hour they would not): pending points, the month's challenge,
+    nothing in the future, nothing left for the jobs to do."""
+    runner = make_runner(monkeypatch, fresh_db)
+    with time_machine.travel(LEAP_EVENING, tick=True):
+        result = runner.invoke(
+            cli.app, ["demo", "--members", "40", "--purchases", "400", "--seed", "5"]
+        )
+        assert result.exit_code == 0, result.output
+        now = utc_now()
+        with fresh_db.unit_of_work(write=False) as session:
+            programme = session.scalar(select(Programme).where(Programme.slug == "demo"))
+            assert programme is not None
+            pending = session.scalar(
+                select(func.count()).select_from(Account).where(Account.pending > 0)
+            )
+            assert pending is not None
+            assert pending > 0, "no member with points still pending"
+            latest = session.scalar(select(func.max(Event.occurred_at)))
+            assert latest is not None
+            assert now - timedelta(days=2) < latest <= now
+            enrolled = session.scalar(select(func.max(Member.enrolled_at)))
+            assert enrolled is not None
+            assert enrolled <= now
+            monthly = session.scalar(select(Challenge).where(Challenge.code == "drei-einkaeufe"))
+            assert monthly is not None
+            window = monthly.spec["window"]
+            starts = datetime.fromisoformat(window["starts_at"])
+            ends = datetime.fromisoformat(window["ends_at"])
+            assert (starts, ends) == (
+                datetime(2028, 2, 1, tzinfo=ZoneInfo("Europe/Berlin")),
+                datetime(2028, 3, 1, tzinfo=ZoneInfo("Europe/Berlin")),
+            )
+            assert starts <= now < ends
+            assert monthly.spec["name"]["de"] == "3 Einkäufe im Februar"
+            assert monthly.status == "active"
+            assert ledger.verify(session, programme_id=programme.id) == []
+        with fresh_db.unit_of_work() as session:
+            assert ledger.activate_due(session) == 0
+            assert ledger.expire_due(session) == 0

@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import fastapi.routing
@@ -37,10 +37,14 @@ from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.schemas import event_adapter
 from treu.events.service import legacy_payload_hash, payload_hash
+from treu.kit.time import utc_now
 from treu.ledger.models import Account
 from treu.members.models import Member
 
-T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+# A day before the suite's clock at collection, once for the module so that a replayed
+# payload is the same payload: inside the 14-day pending period of the programmes below on
+# whatever day the suite runs.
+T0 = utc_now().replace(microsecond=0) - timedelta(days=1)
 
 
 class Client:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import phonenumbers
@@ -16,9 +16,13 @@ from pydantic import (
 )
 
 from treu.kit.ids import luhn_valid
+from treu.kit.time import utc_now
 from treu.members.models import Channel, MemberStatus
 
 Language = Literal["de", "en"]
+
+EARLIEST_ZONE_OFFSET = timedelta(hours=14)
+"""UTC+14 (Kiribati's Line Islands), where a calendar day begins first."""
 
 
 def normalise_phone(value: str) -> str:
@@ -62,7 +66,11 @@ class _Profile(BaseModel):
     @field_validator("birthday")
     @classmethod
     def _past(cls, value: date | None) -> date | None:
-        if value is not None and (value.year < 1900 or value > date.today()):  # noqa: DTZ011
+        # The profile has no time zone of its own, so "today" is the latest calendar date
+        # anywhere on Earth (UTC+14): a birthday that is today where the member lives is
+        # never refused, whatever the server's or the programme's zone.
+        latest_today = (utc_now() + EARLIEST_ZONE_OFFSET).date()
+        if value is not None and (value.year < 1900 or value > latest_today):
             raise ValueError("birthday must be a date in the past")
         return value
 
