@@ -25,8 +25,6 @@ completed, its points and badge are kept (see docs/challenges.md for why).
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -69,8 +67,9 @@ from treu.challenges.spec import (
     period_bounds,
     period_of,
 )
-from treu.db.base import WriteBatch, by_id, table_of
+from treu.db.base import WriteBatch, one_by_id, table_of
 from treu.errors import Invalid
+from treu.kit.cache import StampedCache
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 from treu.ledger import explain
@@ -123,8 +122,6 @@ explain.register("challenges.", render_explanation)
 class ActiveChallenges:
     """A programme's active challenges, compiled, by trigger."""
 
-    expires: float
-    stamp: tuple[Any, ...]
     challenges: list[CompiledChallenge]
     by_trigger: dict[str, list[CompiledChallenge]] = field(default_factory=dict)
     by_id: dict[uuid.UUID, CompiledChallenge] = field(default_factory=dict)
@@ -146,8 +143,7 @@ def _compiled(row: Any, programme_id: uuid.UUID) -> CompiledChallenge:
 
 class ChallengeService:
     def __init__(self) -> None:
-        self._cache: dict[uuid.UUID, ActiveChallenges] = {}
-        self._lock = threading.Lock()
+        self._cache: StampedCache[uuid.UUID, ActiveChallenges] = StampedCache(CACHE_SECONDS)
 
     # --- editing ------------------------------------------------------------------------
 
@@ -263,10 +259,9 @@ class ChallengeService:
     # --- reading ------------------------------------------------------------------------
 
     def get(self, session: Session, challenge_id: uuid.UUID | str) -> Challenge:
-        found = by_id(session, Challenge, challenge_id)
-        if found is None:
-            raise ChallengeNotFound(f"no challenge {challenge_id!r}")
-        return found
+        return one_by_id(
+            session, Challenge, challenge_id, missing=ChallengeNotFound, what="challenge"
+        )
 
     def all(
         self, session: Session, *, programme_id: uuid.UUID, status: str | None = None
@@ -295,8 +290,7 @@ class ChallengeService:
     # --- the active set -----------------------------------------------------------------
 
     def invalidate(self, programme_id: uuid.UUID) -> None:
-        with self._lock:
-            self._cache.pop(programme_id, None)
+        self._cache.invalidate(programme_id)
 
     def active(self, session: Session, programme: Programme) -> ActiveChallenges:
         """The programme's active challenges, compiled (cached per process).
@@ -304,23 +298,24 @@ class ChallengeService:
         After ``CACHE_SECONDS`` one light query checks which challenges are active at
         which revision; they are compiled again only when that changed. A change made in
         this process applies at once, in other processes within ``CACHE_SECONDS``."""
-        now = time.monotonic()
-        cached = self._cache.get(programme.id)
-        if cached is not None and cached.expires > now:
-            return cached
-        stamp = tuple(
-            session.execute(
-                select(Challenge.id, Challenge.revision)
-                .where(
-                    Challenge.programme_id == programme.id,
-                    Challenge.status == ChallengeStatus.active.value,
-                )
-                .order_by(Challenge.id)
-            ).all()
+        return self._cache.get(
+            programme.id,
+            stamp=lambda: tuple(
+                session.execute(
+                    select(Challenge.id, Challenge.revision)
+                    .where(
+                        Challenge.programme_id == programme.id,
+                        Challenge.status == ChallengeStatus.active.value,
+                    )
+                    .order_by(Challenge.id)
+                ).all()
+            ),
+            build=lambda stamp: self._build(session, programme, stamp),
         )
-        if cached is not None and cached.stamp == stamp:
-            cached.expires = now + CACHE_SECONDS
-            return cached
+
+    def _build(
+        self, session: Session, programme: Programme, stamp: tuple[Any, ...]
+    ) -> ActiveChallenges:
         rows = (
             session.execute(
                 select(Challenge.id, Challenge.code, Challenge.spec)
@@ -330,14 +325,7 @@ class ChallengeService:
             if stamp
             else []
         )
-        built = ActiveChallenges(
-            expires=now + CACHE_SECONDS,
-            stamp=stamp,
-            challenges=[_compiled(row, programme.id) for row in rows],
-        )
-        with self._lock:
-            self._cache[programme.id] = built
-        return built
+        return ActiveChallenges(challenges=[_compiled(row, programme.id) for row in rows])
 
     def book(self, session: Session, writer: LedgerWriter) -> ChallengeBook:
         """The progress keeper of one unit of work of event ingestion."""

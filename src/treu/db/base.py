@@ -112,6 +112,21 @@ def by_id(session: Session, model: type[ModelT], key: uuid.UUID | str) -> ModelT
     return session.get(model, key)
 
 
+def one_by_id(
+    session: Session,
+    model: type[ModelT],
+    key: uuid.UUID | str,
+    *,
+    missing: Callable[[str], Exception],
+    what: str,
+) -> ModelT:
+    """``by_id``, or ``missing("no <what> '<key>'")`` raised (the feature's NotFound)."""
+    found = by_id(session, model, key)
+    if found is None:
+        raise missing(f"no {what} {str(key)!r}")
+    return found
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core ``Table`` of a model, for bulk statements on the hot path.
 

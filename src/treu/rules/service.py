@@ -19,7 +19,6 @@ effect at once in the process that made it and within that time in the others.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import Query, WriteBatch, by_id, table_of
+from treu.db.base import Query, WriteBatch, one_by_id, table_of
+from treu.kit.cache import StampedCache
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
 from treu.ledger import explain
@@ -126,17 +126,13 @@ def member_view(
 
 @dataclass
 class _Cached:
-    expires: float
     rule_set: RuleSet
     limited: dict[str, RuleSpec]
-    stamp: tuple[Any, ...] = ()
-    """What the rule set was built from (rule ids and versions, programme settings)."""
-    tiers_version: int = 0
 
 
 class RuleService:
     def __init__(self) -> None:
-        self._cache: dict[uuid.UUID, _Cached] = {}
+        self._cache: StampedCache[uuid.UUID, _Cached] = StampedCache(CACHE_SECONDS)
         self._by_versions: dict[tuple[Any, ...], RuleSet] = {}
         self._lock = threading.Lock()
 
@@ -233,10 +229,7 @@ class RuleService:
     # --- reading ------------------------------------------------------------------------
 
     def get(self, session: Session, rule_id: uuid.UUID | str) -> Rule:
-        found = by_id(session, Rule, rule_id)
-        if found is None:
-            raise RuleNotFound(f"no rule {rule_id!r}")
-        return found
+        return one_by_id(session, Rule, rule_id, missing=RuleNotFound, what="rule")
 
     def all(
         self, session: Session, *, programme_id: uuid.UUID, status: str | None = None
@@ -258,8 +251,7 @@ class RuleService:
     # --- compiled rule sets -------------------------------------------------------------
 
     def invalidate(self, programme_id: uuid.UUID) -> None:
-        with self._lock:
-            self._cache.pop(programme_id, None)
+        self._cache.invalidate(programme_id)
 
     def active(self, session: Session, programme: Programme) -> _Cached:
         """The programme's published, active rules compiled (cached).
@@ -267,14 +259,17 @@ class RuleService:
         After ``CACHE_SECONDS`` one light query checks which rule versions are active;
         the rule set is compiled again only when they (or the programme's earning
         settings) changed, so a busy checkout never stalls on a recompilation."""
-        now = time.monotonic()
-        cached = self._cache.get(programme.id)
-        if (
-            cached is not None
-            and cached.expires > now
-            and cached.tiers_version == programme.tiers_version
-        ):
-            return cached
+        # The tiers' version is on the programme row the caller holds: a tier change made
+        # in another process is picked up with the next request, not after the TTL.
+        return self._cache.get(
+            programme.id,
+            stamp=lambda: self._stamp(session, programme),
+            build=lambda stamp: self._build(session, programme, stamp[0]),
+            token=programme.tiers_version,
+        )
+
+    def _stamp(self, session: Session, programme: Programme) -> tuple[Any, ...]:
+        """What the rule set is built from: active rule versions, the earning settings."""
         versions = tuple(
             session.execute(
                 select(Rule.id, Rule.version)
@@ -282,7 +277,7 @@ class RuleService:
                 .order_by(Rule.id)
             ).all()
         )
-        stamp = (
+        return (
             versions,
             programme.points_per_currency_unit,
             programme.rounding,
@@ -292,9 +287,8 @@ class RuleService:
             programme.timezone,
             programme.tiers_version,
         )
-        if cached is not None and cached.stamp == stamp:
-            cached.expires = now + CACHE_SECONDS
-            return cached
+
+    def _build(self, session: Session, programme: Programme, versions: tuple[Any, ...]) -> _Cached:
         rows = (
             session.execute(
                 select(RuleVersion.rule_id, RuleVersion.version, RuleVersion.spec).where(
@@ -311,12 +305,7 @@ class RuleService:
             for rule_id, version, spec in rows
         ]
         inputs += tier_inputs(tiers.ladder(session, programme))
-        built = self._compile(programme, inputs)
-        built.stamp = stamp
-        built.tiers_version = programme.tiers_version
-        with self._lock:
-            self._cache[programme.id] = built
-        return built
+        return self._compile(programme, inputs)
 
     def compile(
         self,
@@ -349,7 +338,6 @@ class RuleService:
             timezone=programme.timezone,
         )
         return _Cached(
-            expires=time.monotonic() + CACHE_SECONDS,
             rule_set=rule_set,
             limited={
                 i.rule_id: i.spec
