@@ -948,6 +948,7 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
                 "name": {"de": "Cappuccino gratis", "en": "Free cappuccino"},
                 "points_cost": 250,
                 "sku": "7006",
+                "product_name": {"de": "Cappuccino to go", "en": "Cappuccino to go"},
                 "coupon_valid_days": 30,
             },
             {
@@ -956,6 +957,10 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
                 "name": {"de": "Bio-Einkaufstasche gratis", "en": "Free organic tote bag"},
                 "points_cost": 450,
                 "sku": "9005",
+                "product_name": {
+                    "de": "Einkaufstasche Bio-Baumwolle",
+                    "en": "organic cotton tote bag",
+                },
                 "per_member_limit": 1,
                 "stock": 200,
             },

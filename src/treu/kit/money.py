@@ -9,9 +9,11 @@ from __future__ import annotations
 import enum
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from typing import Annotated
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
+from pydantic import PlainSerializer
 
 
 class Rounding(enum.StrEnum):
@@ -113,3 +115,9 @@ def format_rate(rate: Decimal) -> str:
     """A rate without trailing zeros: 1, 1.5, 0.25."""
     normalised = rate.normalize()
     return format(normalised, "f") if normalised == normalised.to_integral() else str(normalised)
+
+
+Rate = Annotated[Decimal, PlainSerializer(format_rate, return_type=str, when_used="json")]
+"""A multiplier or earn rate in an answer: one spelling, as given and without the
+database's trailing zeros ("1.5", never "1.5000"); texts for people use the locale's
+decimal sign ("x1,5")."""

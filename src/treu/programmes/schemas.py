@@ -8,7 +8,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from treu.kit.money import Rounding, is_known_currency
+from treu.kit.money import Rate, Rounding, is_known_currency
 from treu.programmes.models import ExpiryPolicy, RoundingScope, TierMetric, TierWindow
 
 
@@ -190,10 +190,10 @@ class ProgrammeOut(BaseModel):
     currency: str
     timezone: str
     points_name: dict[str, object]
-    points_per_currency_unit: Decimal
+    points_per_currency_unit: Rate
     rounding: str
     rounding_scope: str
-    point_value_minor: Decimal
+    point_value_minor: Rate
     pending_days: int
     expiry: Expiry
     auto_enrol: bool

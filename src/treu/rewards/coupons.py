@@ -211,7 +211,10 @@ def summary(kind: str, terms: dict[str, Any], lang: str, timezone: str) -> str:
         amount = format_money(int(terms["value_minor"]), currency, lang)
         text = f"{amount} Rabatt" if de else f"{amount} off"
     elif kind == RewardType.free_product:
-        text = f"1 x {terms['sku']} gratis" if de else f"1 x {terms['sku']} free"
+        product = local_name(terms.get("product_name"), lang) if terms.get("product_name") else ""
+        if not product:  # rewards made before products had names
+            product = f"Artikel {terms['sku']}" if de else f"item {terms['sku']}"
+        text = f"1 x {product} gratis" if de else f"1 x {product} free"
     elif kind == RewardType.experience:
         event = terms.get("event") or {}
         starts = datetime.fromisoformat(str(event["starts_at"])).astimezone(ZoneInfo(timezone))

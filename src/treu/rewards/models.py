@@ -126,6 +126,8 @@ class Reward(IdMixin, TimestampMixin, Base):
     units of ``currency``."""
     currency: Mapped[str | None] = mapped_column(String(3))
     sku: Mapped[str | None] = mapped_column(String(64))
+    product_name: Mapped[dict[str, Any] | None]
+    """free_product: ``{"de": "…", "en": "…"}``, what the summaries call the product."""
     event_starts_at: Mapped[datetime | None]
     event_ends_at: Mapped[datetime | None]
     event_location: Mapped[str | None] = mapped_column(String(200))

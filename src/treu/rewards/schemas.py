@@ -96,8 +96,11 @@ _REQUIRED: dict[RewardType, set[str]] = {
     RewardType.donation: {"charity"},
     RewardType.wallet_credit: {"value_minor"},
 }
-_OPTIONAL: dict[RewardType, set[str]] = {RewardType.donation: {"value_minor"}}
-_ALL_TYPE_FIELDS = {"percent_bp", "value_minor", "sku", "event", "charity"}
+_OPTIONAL: dict[RewardType, set[str]] = {
+    RewardType.donation: {"value_minor"},
+    RewardType.free_product: {"product_name"},
+}
+_ALL_TYPE_FIELDS = {"percent_bp", "value_minor", "sku", "product_name", "event", "charity"}
 CharityCode = Annotated[
     str,
     Field(
@@ -156,6 +159,11 @@ class RewardIn(BaseModel):
         default=None, min_length=3, max_length=3, description="Default: the programme's"
     )
     sku: str | None = Field(default=None, min_length=1, max_length=64)
+    product_name: LocalText | None = Field(
+        default=None,
+        description='free_product: the product as members know it, e.g. {"de": "Cappuccino", '
+        '"en": "Cappuccino"}; summaries name it ("1 x Cappuccino gratis") instead of the SKU',
+    )
     event: EventInfo | None = None
     charity: CharityCode | None = None
     policies: Policies = Field(default_factory=Policies)
@@ -219,6 +227,7 @@ class RewardPatch(BaseModel):
     value_minor: int | None = Field(default=None, ge=1, le=10**11)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     sku: str | None = Field(default=None, min_length=1, max_length=64)
+    product_name: LocalText | None = None
     event: EventInfo | None = None
     charity: CharityCode | None = None
     policies: Policies | None = None
@@ -250,6 +259,7 @@ class RewardOut(BaseModel):
     value_minor: int | None
     currency: str | None
     sku: str | None
+    product_name: dict[str, str] | None
     event: EventInfo | None
     charity: str | None
     policies: Policies

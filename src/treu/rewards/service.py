@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -55,6 +53,7 @@ from sqlalchemy.orm import Session
 from treu.audit.service import audit
 from treu.db.base import WriteBatch, table_of
 from treu.errors import Invalid, TreuError
+from treu.kit.cache import StampedCache
 from treu.kit.codes import format_code
 from treu.kit.ids import new_id
 from treu.kit.money import is_known_currency
@@ -179,6 +178,7 @@ class RewardView:
     value_minor: int | None
     currency: str | None
     sku: str | None
+    product_name: dict[str, Any] | None
     event_starts_at: datetime | None
     event_ends_at: datetime | None
     event_location: str | None
@@ -202,20 +202,26 @@ class RewardView:
             "location": self.event_location,
         }
 
-    def terms(self) -> dict[str, Any]:
-        """What a coupon or a summary needs to know: copied onto every coupon issued."""
+    def terms(self, currency: str) -> dict[str, Any]:
+        """What a coupon or a summary needs to know: copied onto every coupon issued.
+        An amount always comes with its currency (the programme's, ``currency``, where the
+        reward names none: a percentage's minimum order)."""
         out: dict[str, Any] = {"name": self.name}
         for key in ("percent_bp", "value_minor", "currency", "sku", "min_order_minor"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if "currency" not in out and ("value_minor" in out or "min_order_minor" in out):
+            out["currency"] = currency
+        if self.product_name:
+            out["product_name"] = self.product_name
         if self.event_starts_at is not None:
             out["event"] = self.event()
         if self.charity_code is not None:
             out["charity"] = self.charity_code
         return out
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, currency: str) -> dict[str, Any]:
         """What a redemption keeps of the reward: its terms and policies at the time."""
         return {
             "id": str(self.id),
@@ -223,7 +229,7 @@ class RewardView:
             "type": self.type,
             "name": self.name,
             "points_cost": self.points_cost,
-            "terms": self.terms(),
+            "terms": self.terms(currency),
             "policies": {
                 "refund_on_cancel": self.refund_on_cancel,
                 "refund_on_expiry": self.refund_on_expiry,
@@ -244,7 +250,6 @@ class TierInfo:
 
 @dataclass
 class _Catalogue:
-    expires: float
     rewards: list[RewardView]
     tiers: dict[str, TierInfo]
     kinds: frozenset[str] = frozenset()
@@ -392,8 +397,7 @@ def member_tier(session: Session, member_id: uuid.UUID, now: datetime) -> str | 
 
 class CatalogueService:
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, uuid.UUID], _Catalogue] = {}
-        self._lock = threading.Lock()
+        self._cache: StampedCache[tuple[str, uuid.UUID], _Catalogue] = StampedCache(CACHE_SECONDS)
 
     def create(
         self, session: Session, *, programme: Programme, data: RewardIn, actor: str
@@ -566,6 +570,11 @@ class CatalogueService:
             else None
         )
         reward.sku = data.sku
+        reward.product_name = (
+            {str(lang): text for lang, text in data.product_name.items()}
+            if data.product_name
+            else None
+        )
         reward.event_starts_at = data.event.starts_at if data.event else None
         reward.event_ends_at = data.event.ends_at if data.event else None
         reward.event_location = data.event.location if data.event else None
@@ -627,6 +636,7 @@ class CatalogueService:
             value_minor=reward.value_minor,
             currency=reward.currency,
             sku=reward.sku,
+            product_name=dict(reward.product_name) if reward.product_name else None,
             event=(
                 EventInfo(
                     starts_at=reward.event_starts_at,
@@ -675,28 +685,23 @@ class CatalogueService:
         checkout reads them on every cart). A change is seen at once in the process that
         made it and within ``CACHE_SECONDS`` elsewhere; stock shown from the cache may
         be that old, and the redemption itself always reads the row."""
-        key = (str(session.get_bind().engine.url), programme_id)
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit.expires > now:
-            return hit
-        built = _Catalogue(
-            now + CACHE_SECONDS,
-            self.views(session, programme_id),
-            self.tiers(session, programme_id),
-            frozenset(
-                session.scalars(
-                    select(Reward.type).where(Reward.programme_id == programme_id).distinct()
-                )
+        # No stamp: stock changes with every redemption, so a stamp query would cost
+        # what the rebuild costs; the catalogue is simply read again when it expires.
+        return self._cache.get(
+            (str(session.get_bind().engine.url), programme_id),
+            build=lambda _: _Catalogue(
+                self.views(session, programme_id),
+                self.tiers(session, programme_id),
+                frozenset(
+                    session.scalars(
+                        select(Reward.type).where(Reward.programme_id == programme_id).distinct()
+                    )
+                ),
             ),
         )
-        with self._lock:
-            self._cache[key] = built
-        return built
 
     def invalidate(self, session: Session, programme_id: uuid.UUID) -> None:
-        with self._lock:
-            self._cache.pop((str(session.get_bind().engine.url), programme_id), None)
+        self._cache.invalidate((str(session.get_bind().engine.url), programme_id))
 
 
 catalogue = CatalogueService()
@@ -890,7 +895,7 @@ class RedemptionService:
                     RewardType.amount_discount,
                     RewardType.free_product,
                 ):
-                    verdict = cart_discount(view.type, view.terms(), cart)
+                    verdict = cart_discount(view.type, view.terms(programme.currency), cart)
                     offer["discount_minor"] = verdict.discount_minor if verdict.applicable else 0
                 offers.append(offer)
         return {"coupons": usable, "rewards": offers}
@@ -1043,7 +1048,7 @@ class RedemptionService:
                 reward_id=view.id,
                 redemption_id=redemption_id,
                 kind=kind.value,
-                terms=view.terms(),
+                terms=view.terms(programme.currency),
                 restore_on_return=view.restore_on_return,
                 issued_at=now,
                 expires_at=self._coupon_expiry(view, programme, now),
@@ -1099,7 +1104,7 @@ class RedemptionService:
                     "points": view.points_cost,
                     "posting_id": posting.id,
                     "refund_posting_id": None,
-                    "reward": view.snapshot(),
+                    "reward": view.snapshot(programme.currency),
                     "result": body,
                     "actor": actor,
                     "ended_at": None,
@@ -1140,7 +1145,7 @@ class RedemptionService:
     def _summary(self, view: RewardView, programme: Programme, lang: str) -> str:
         """The reward in one line; a donation without a fixed amount says what its points
         are worth now."""
-        terms = view.terms()
+        terms = view.terms(programme.currency)
         if view.type == RewardType.donation and "value_minor" not in terms:
             terms["value_minor"] = self._donated(view, programme)
             terms.setdefault("currency", programme.currency)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from treu.kit.money import Rate
 from treu.programmes.schemas import TierSettings
 
 CODE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -102,7 +103,7 @@ class TierOut(BaseModel):
     name: dict[str, str]
     description: dict[str, str] | None
     threshold: int
-    multiplier: Decimal
+    multiplier: Rate
     flags: list[str]
     benefits: list[dict[str, str]]
     purchasable: bool
@@ -131,7 +132,7 @@ class MissingOut(BaseModel):
 
 
 class BenefitsOut(BaseModel):
-    multiplier: Decimal
+    multiplier: Rate
     flags: list[str]
     benefits: list[str]
 
