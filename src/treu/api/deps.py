@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -11,6 +11,7 @@ from treu.auth.errors import InvalidApiKey
 from treu.auth.service import Principal, api_keys
 from treu.config import Settings
 from treu.db.session import Database
+from treu.kit.lang import Lang, from_accept_language
 from treu.kit.time import utc_now
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer treu_…`")
@@ -80,3 +81,21 @@ MembersWrite = Annotated[Principal, Depends(require("members:write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 CheckoutKey = Annotated[Principal, Depends(require("events:write|members:read"))]
 """The till and the web shop hold ``events:write`` keys; apps may hold ``members:read``."""
+
+
+async def requested_language(
+    lang: Annotated[
+        Lang | None,
+        Query(
+            description="Language of names and texts. Default: the Accept-Language header "
+            "when it names de or en, else the member's own language, else en"
+        ),
+    ] = None,
+    accept_language: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Lang | None:
+    """The language the caller asked for (None: the member's own decides)."""
+    return lang or from_accept_language(accept_language)
+
+
+RequestedLang = Annotated[Lang | None, Depends(requested_language)]
+"""For answers meant for a member: resolve with ``kit.lang.member_language``."""

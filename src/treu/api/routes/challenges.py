@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, status
 from sqlalchemy.orm import Session
 
-from treu.api.deps import DB, Admin, MembersRead, require
+from treu.api.deps import DB, Admin, MembersRead, RequestedLang, require
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.auth.service import Principal
 from treu.challenges.models import Challenge, ChallengeStatus
@@ -19,6 +19,7 @@ from treu.challenges.schemas import (
     MemberChallengesOut,
 )
 from treu.challenges.service import challenges, parse_spec
+from treu.kit.lang import member_language
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
@@ -212,11 +213,12 @@ def member_challenges(
     member_id: uuid.UUID,
     db: DB,
     _key: MembersRead,
-    lang: Annotated[Literal["de", "en"], Query(description="Language of names")] = "en",
+    requested: RequestedLang,
 ) -> MemberChallengesOut:
     """The active challenges open now with this member's progress in the current period
     (current/target, percent, when the period ends, completions, reward), and the
     challenges the member completed, newest first."""
     with db.unit_of_work(write=False) as session:
         member = members.get(session, member_id)
+        lang = member_language(requested, member.language)
         return challenges.overview(session, member=member, lang=lang)

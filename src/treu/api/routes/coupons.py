@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
-from treu.api.deps import DB, CheckoutKey, EventsWrite
+from treu.api.deps import DB, CheckoutKey, EventsWrite, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.events.checkout import EXAMPLE_CART, CartIn, check_cart_currency, checkout
+from treu.kit.lang import member_language
+from treu.members.service import members
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
@@ -165,11 +167,12 @@ def get_coupon(
     code: str,
     db: DB,
     _key: CheckoutKey,
-    lang: Annotated[Literal["de", "en"], Query()] = "en",
+    requested: RequestedLang,
 ) -> dict[str, Any]:
     """A coupon by its code (any format: case, spaces and dashes do not matter)."""
     with db.unit_of_work(write=False) as session:
         coupon = coupons.by_code(session, code)
+        lang = member_language(requested, members.get(session, coupon.member_id).language)
         timezone = programmes.get(session, coupon.programme_id).timezone
         return coupons.public(coupon, lang=lang, timezone=timezone)
 

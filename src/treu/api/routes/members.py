@@ -2,17 +2,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from treu.api.deps import DB, Admin, MembersRead, MembersWrite
+from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.api.routes.events import BalanceAfter, PostingBrief
 from treu.events.models import Event
 from treu.events.service import Adjustment, adjustments
+from treu.kit.lang import member_language
 from treu.kit.pagination import InvalidCursor
 from treu.ledger.explain import render
 from treu.ledger.schemas import (
@@ -132,13 +133,13 @@ def get_badges(
     member_id: uuid.UUID,
     db: DB,
     _key: MembersRead,
-    lang: Annotated[Literal["de", "en"], Query(description="Language of names")] = "en",
+    requested: RequestedLang,
 ) -> BadgeList:
     """Badges the member was awarded (by earning rules), oldest first."""
     from treu.rules.models import MemberBadge
 
     with db.unit_of_work(write=False) as session:
-        members.get(session, member_id)
+        lang = member_language(requested, members.get(session, member_id).language)
         rows = session.scalars(
             select(MemberBadge)
             .where(MemberBadge.member_id == member_id)
@@ -176,13 +177,13 @@ def get_ledger(
     _key: MembersRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    lang: Annotated[Literal["de", "en"], Query(description="Language of explanations")] = "en",
+    requested: RequestedLang = None,
 ) -> LedgerPageOut:
     """Postings, newest first, each with its explanation."""
     from treu.errors import Invalid
 
     with db.unit_of_work(write=False) as session:
-        members.get(session, member_id)
+        lang = member_language(requested, members.get(session, member_id).language)
         try:
             page = ledger.history(session, member_id=member_id, limit=limit, cursor=cursor)
         except (InvalidCursor, ValueError) as exc:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from treu.api.deps import DB, Admin, MembersRead, MembersWrite, require
+from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang, require
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.auth.service import Principal
 from treu.errors import Invalid
+from treu.kit.lang import Lang, member_language
 from treu.kit.pagination import InvalidCursor
 from treu.members.service import members
 from treu.programmes.service import programmes
@@ -38,7 +39,6 @@ from treu.rewards.service import catalogue, redemptions
 
 router = APIRouter(prefix="/v1", tags=["rewards"], responses=PROBLEM_RESPONSES)
 CatalogueRead = Annotated[Principal, Depends(require("admin|members:read"))]
-Lang = Annotated[Literal["de", "en"], Query(description="Language of names and texts")]
 
 REWARD_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such programme or reward"}
@@ -156,13 +156,14 @@ def get_reward(reward_id: uuid.UUID, db: DB, _key: CatalogueRead) -> RewardOut:
     responses=MEMBER_NOT_FOUND,
 )
 def member_rewards(
-    member_id: uuid.UUID, db: DB, _key: MembersRead, lang: Lang = "en"
+    member_id: uuid.UUID, db: DB, _key: MembersRead, requested: RequestedLang
 ) -> dict[str, Any]:
     """What this member can redeem now (`redeemable`) and what is locked and why
     (`locked`, each with `reasons`: a machine `code`, a `text` in `lang` and the facts
     behind it, e.g. `{"code": "insufficient_points", "text": "Noch 260 Punkte nötig",
     "params": {"missing_points": 260, …}}`)."""
     with db.unit_of_work(write=False) as session:
+        lang = member_language(requested, members.get(session, member_id).language)
         return redemptions.member_rewards(session, member_id=member_id, lang=lang)
 
 
@@ -237,13 +238,14 @@ def member_redemptions(
     member_id: uuid.UUID,
     db: DB,
     _key: MembersRead,
-    lang: Lang = "en",
+    requested: RequestedLang,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> RedemptionList:
     """The member's redemptions, newest first, each with its coupon."""
     with db.unit_of_work(write=False) as session:
         member = members.get(session, member_id)
+        lang = member_language(requested, member.language)
         timezone = programmes.get(session, member.programme_id).timezone
         try:
             rows, next_cursor = redemptions.for_member(
@@ -270,7 +272,7 @@ def member_coupons(
     member_id: uuid.UUID,
     db: DB,
     _key: MembersRead,
-    lang: Lang = "en",
+    requested: RequestedLang,
     coupon_status: Annotated[
         CouponStatus | None, Query(alias="status", description="Only coupons in this status")
     ] = None,
@@ -280,6 +282,7 @@ def member_coupons(
     """The member's coupons, newest first (`?status=active`: the ones to use)."""
     with db.unit_of_work(write=False) as session:
         member = members.get(session, member_id)
+        lang = member_language(requested, member.language)
         timezone = programmes.get(session, member.programme_id).timezone
         try:
             rows, next_cursor = coupons.for_member(
@@ -309,11 +312,11 @@ def member_coupons(
     responses={404: {"model": Problem, "description": "No such redemption"}},
 )
 def get_redemption(
-    redemption_id: uuid.UUID, db: DB, _key: MembersRead, lang: Lang = "en"
+    redemption_id: uuid.UUID, db: DB, _key: MembersRead, requested: RequestedLang
 ) -> RedemptionOut:
     with db.unit_of_work(write=False) as session:
         redemption = redemptions.get(session, redemption_id)
-        return _redemption_out(session, redemption, lang)
+        return _redemption_out(session, redemption, requested)
 
 
 @router.post(
@@ -332,8 +335,8 @@ def cancel_redemption(
     redemption_id: uuid.UUID,
     db: DB,
     key: MembersWrite,
+    requested: RequestedLang,
     data: Annotated[CancelIn | None, Body()] = None,
-    lang: Lang = "en",
 ) -> RedemptionOut:
     """Cancel a redemption whose coupon is unused (members:write): the coupon is
     cancelled, the stock restored and, if the reward's `refund_on_cancel` says so, the
@@ -345,10 +348,13 @@ def cancel_redemption(
             actor=key.actor,
             reason=data.reason if data is not None else None,
         )
-        return _redemption_out(session, redemption, lang)
+        return _redemption_out(session, redemption, requested)
 
 
-def _redemption_out(session: Session, redemption: Redemption, lang: str) -> RedemptionOut:
+def _redemption_out(
+    session: Session, redemption: Redemption, requested: Lang | None
+) -> RedemptionOut:
+    lang = member_language(requested, members.get(session, redemption.member_id).language)
     coupon = redemptions.coupon_of(session, redemption.id)
     timezone = programmes.get(session, redemption.programme_id).timezone
     return RedemptionOut.model_validate(

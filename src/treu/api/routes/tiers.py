@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
-from treu.api.deps import DB, Admin, AnyKey, MembersRead
+from treu.api.deps import DB, Admin, AnyKey, MembersRead, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.errors import Invalid
 from treu.events.models import Event
+from treu.kit.lang import member_language
 from treu.kit.pagination import InvalidCursor
 from treu.members.service import members
 from treu.programmes.schemas import TierSettings, TierSettingsPatch
@@ -35,20 +36,20 @@ MEMBER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
 PROGRAMME_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such programme (or tier)"}
 }
-Lang = Annotated[Literal["de", "en"], Query(description="Language of names and texts")]
 
 
 @router.get(
     "/v1/members/{member_id}/tier", response_model=MemberTierOut, responses=MEMBER_NOT_FOUND
 )
 def get_member_tier(
-    member_id: uuid.UUID, db: DB, _key: MembersRead, lang: Lang = "en"
+    member_id: uuid.UUID, db: DB, _key: MembersRead, requested: RequestedLang
 ) -> MemberTierOut:
     """The member's tier, since when and until when it is certain, whether it was bought,
     the next tier and exactly what is missing for it ("€120.00 spend by 31.12.2026 for
     Gold"), what keeps the current tier and by when, and its benefits."""
     with db.unit_of_work(write=False) as session:
         member = members.get(session, member_id)
+        lang = member_language(requested, member.language)
         return tiers.status(session, member=member, lang=lang)
 
 
@@ -63,11 +64,11 @@ def get_member_tier_history(
     _key: MembersRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    lang: Lang = "en",
+    requested: RequestedLang = None,
 ) -> HistoryOut:
     """Every change of the member's tier, newest first, with the reason."""
     with db.unit_of_work(write=False) as session:
-        members.get(session, member_id)
+        lang = member_language(requested, members.get(session, member_id).language)
         try:
             entries, next_cursor = tiers.history(
                 session, member_id=member_id, limit=limit, cursor=cursor, lang=lang
