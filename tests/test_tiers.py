@@ -544,3 +544,66 @@ def test_re_evaluation_walks_many_due_members_in_batches_once(db: Database) -> N
     assert reevaluate(db, prog, now=later) == 0
     assert reevaluate(db, prog, now=later + timedelta(days=1)) == 5
     assert {state(db, who).tier for who in people} == {"bronze"}  # type: ignore[union-attr]
+
+
+def _cart(prog: Programme, who: Member, at: datetime, amount: int, lang: str) -> CartIn:
+    return CartIn.model_validate(
+        {
+            "programme": prog.slug,
+            "member": f.member_ref(who),
+            "channel": "pos",
+            "currency": "EUR",
+            "occurred_at": at.isoformat(),
+            "lines": [{"sku": "x", "quantity": 1, "unit_price_minor": amount}],
+            "lang": lang,
+        }
+    )
+
+
+def _tier_hints(db: Database, cart: CartIn, now: datetime) -> list[dict[str, str]]:
+    with db.unit_of_work(write=False) as session:
+        body = checkout.evaluate(session, cart, now=now)
+    return [h for h in body["hints"] if h["code"].startswith("tier_")]
+
+
+def test_the_checkout_says_what_is_missing_for_the_next_tier(db: Database) -> None:
+    prog = tiered(db)  # spend: Silver from €100, Gold from €200
+    who = f.member(db, prog)
+    f.ingest_one(db, buy(prog, who, T0, 18_200), now=T0)  # Silver, €18.00 short of Gold
+    at = T0 + timedelta(hours=1)
+    assert _tier_hints(db, _cart(prog, who, at, 500, "en"), at) == [
+        {"code": "tier_progress", "text": "€13.00 more to reach Gold"}
+    ]
+    assert _tier_hints(db, _cart(prog, who, at, 500, "de"), at) == [
+        {"code": "tier_progress", "text": "Noch 13,00\xa0€ bis Gold"}
+    ]
+    assert _tier_hints(db, _cart(prog, who, at, 1_800, "de"), at) == [
+        {"code": "tier_reached_with_cart", "text": "Mit diesem Einkauf: Gold!"}
+    ]
+    assert _tier_hints(db, _cart(prog, who, at, 2_500, "en"), at) == [
+        {"code": "tier_reached_with_cart", "text": "With this purchase: Gold!"}
+    ]
+    f.ingest_one(db, buy(prog, who, at, 2_000), now=at)  # Gold: the top, nothing to say
+    later = at + timedelta(hours=1)
+    assert _tier_hints(db, _cart(prog, who, later, 500, "en"), later) == []
+
+
+def test_the_tier_hint_counts_the_carts_points_in_a_points_ladder(db: Database) -> None:
+    ladder = [
+        {"code": "bronze", "rank": 0, "name": {"en": "Bronze"}, "threshold": 0},
+        {"code": "silber", "rank": 1, "name": {"en": "Silver", "de": "Silber"}, "threshold": 100},
+        {"code": "gold", "rank": 2, "name": {"en": "Gold", "de": "Gold"}, "threshold": 500},
+    ]
+    prog = tiered(db, ladder=ladder, metric="points")  # 1 point per €1
+    who = f.member(db, prog)
+    f.ingest_one(db, buy(prog, who, T0, 11_000), now=T0)  # 110 points: Silver
+    at = T0 + timedelta(hours=1)
+    assert _tier_hints(db, _cart(prog, who, at, 0, "de"), at) == [
+        {"code": "tier_progress", "text": "Noch 390 Punkte bis Gold"}
+    ]
+    assert _tier_hints(db, _cart(prog, who, at, 4_000, "en"), at) == [
+        {"code": "tier_progress", "text": "350 points more to reach Gold"}
+    ]
+    assert _tier_hints(db, _cart(prog, who, at, 39_000, "en"), at) == [
+        {"code": "tier_reached_with_cart", "text": "With this purchase: Gold!"}
+    ]

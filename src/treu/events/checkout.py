@@ -10,6 +10,7 @@ rule is published). No side effects: nothing is locked or written.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.service import award_details, line_views, purchase_view
+from treu.kit.money import format_money
 from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.explain import render
 from treu.ledger.service import ledger
@@ -34,9 +36,10 @@ from treu.rewards.coupons import coupon_cart
 from treu.rewards.payments import capacity
 from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
-from treu.rules.engine import Award, Evaluation, MemberView
+from treu.rules.engine import Award, Evaluation, EventView, MemberView
 from treu.rules.service import Usage, member_view, rules
-from treu.tiers.service import tiers
+from treu.tiers.service import TierInfo, tiers
+from treu.tiers.texts import quantity
 
 EXPIRY_HINT_DAYS = 60
 """Points expiring within this many days are mentioned at the checkout."""
@@ -254,6 +257,10 @@ class CheckoutService:
                     )
                 )
                 break
+        if tier is not None and not blocked:
+            hint = self._tier_hint(session, programme, member.id, tier, evaluation, view, at, lang)
+            if hint is not None:
+                hints.append(hint)
         for skip in evaluation.skipped:
             if skip.reason.startswith("limit") or skip.reason == "budget":
                 hints.append(
@@ -292,6 +299,38 @@ class CheckoutService:
         if (local.hour, local.minute, local.second) == (0, 0, 0):
             return local.date() - timedelta(days=1)
         return local.date()
+
+    def _tier_hint(
+        self,
+        session: Session,
+        programme: Programme,
+        member_id: uuid.UUID,
+        tier: TierInfo,
+        evaluation: Evaluation,
+        view: EventView,
+        at: datetime,
+        lang: str,
+    ) -> dict[str, str] | None:
+        """ "€18.00 more to reach Gold" (what is still missing once this cart counts), or
+        "With this purchase: Gold!" when the cart itself gets the member there. The cart
+        counts as the ingest will count it: its points, its total, one purchase."""
+        missing = tiers.to_next(session, programme, member_id, tier.code, now=at)
+        if missing is None or missing.amount <= 0:
+            return None
+        metric = programme.tier_metric
+        adds = {"points": evaluation.points, "spend": view.total_minor, "purchases": 1}[metric]
+        de, name = lang == "de", missing.tier.label(lang)
+        if adds >= missing.amount:
+            text = f"Mit diesem Einkauf: {name}!" if de else f"With this purchase: {name}!"
+            return {"code": "tier_reached_with_cart", "text": text}
+        left = missing.amount - adds
+        amount = (
+            format_money(left, programme.currency, lang)  # "€18.00", not "€18.00 spend"
+            if metric == "spend"
+            else quantity(metric, left, currency=None, points_name=programme.points_name, lang=lang)
+        )
+        text = f"Noch {amount} bis {name}" if de else f"{amount} more to reach {name}"
+        return {"code": "tier_progress", "text": text}
 
     def _hint(self, code: str, lang: str, en: str, de: str) -> dict[str, str]:
         return {"code": code, "text": de if lang == "de" else en}

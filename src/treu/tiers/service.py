@@ -973,17 +973,7 @@ class TierService:
         window = TierWindow(programme.tier_window)
         today = local_date(now, programme.timezone)
         state = session.get(MemberTier, member.id)
-        start = maths.load_from([today], window)
-        activity = maths.activity_of(
-            session.execute(
-                select(
-                    TierActivity.day,
-                    TierActivity.points,
-                    TierActivity.spend_minor,
-                    TierActivity.purchases,
-                ).where(TierActivity.member_id == member.id, TierActivity.day >= start)
-            ).all()
-        )
+        activity = self._activity(session, member.id, window, today)
         value = maths.value_on(activity, metric, window, today)
         empty = MemberTierOut(
             member_id=member.id,
@@ -1094,6 +1084,43 @@ class TierService:
                 ),
             }
         )
+
+    def _activity(
+        self, session: Session, member_id: uuid.UUID, window: TierWindow, today: date
+    ) -> maths.Activity:
+        """The member's counted activity that can matter for an evaluation on ``today``."""
+        start = maths.load_from([today], window)
+        return maths.activity_of(
+            session.execute(
+                select(
+                    TierActivity.day,
+                    TierActivity.points,
+                    TierActivity.spend_minor,
+                    TierActivity.purchases,
+                ).where(TierActivity.member_id == member_id, TierActivity.day >= start)
+            ).all()
+        )
+
+    def to_next(
+        self,
+        session: Session,
+        programme: Programme,
+        member_id: uuid.UUID,
+        current: str | None,
+        *,
+        now: datetime,
+    ) -> maths.Missing | None:
+        """What the member still needs for the tier above ``current`` (their tier now),
+        counted as ``status`` counts it; None at the top or without tiers (the checkout's
+        hint: one query for the activity)."""
+        ladder = self.ladder(session, programme)
+        above = ladder.above(current) if ladder else None
+        if above is None:
+            return None
+        window = TierWindow(programme.tier_window)
+        today = local_date(now, programme.timezone)
+        activity = self._activity(session, member_id, window, today)
+        return maths.to_reach(above, activity, programme.tier_metric, window, today)
 
     def history(
         self,
