@@ -40,11 +40,25 @@ class BalanceOut(BaseModel):
     pending_releases: list[ReleaseOut] = Field(description="When pending points become available")
 
 
+class PostingRule(BaseModel):
+    """The rule that produced a posting, at the version that produced it."""
+
+    id: str = Field(
+        description="An earning rule's id, `base` (the programme's earn rate) or "
+        "`tier.<code>` (a tier's multiplier)",
+        examples=["base"],
+    )
+    version: int | None = Field(examples=[1])
+
+
 class PostingOut(BaseModel):
     id: uuid.UUID
     kind: str = Field(examples=["earn"])
     points: int
     explanation: str = Field(examples=["1 point per €1 on €42.90: +42"])
+    rule: PostingRule | None = Field(
+        default=None, description="The rule that produced the points (earn postings)"
+    )
     event_id: str | None = Field(description="Your id of the event that caused the posting")
     correlation_id: uuid.UUID
     reason: str | None = None
@@ -63,6 +77,7 @@ class LedgerPageOut(BaseModel):
                             "kind": "adjust",
                             "points": 500,
                             "explanation": "Manual adjustment: Goodwill: damaged parcel",
+                            "rule": None,
                             "event_id": "adjustment:crm-2026-11-24-0042",
                             "correlation_id": "01a23ca7-29dd-769a-a011-032b6c56035a",
                             "reason": "Goodwill: damaged parcel",
@@ -74,6 +89,7 @@ class LedgerPageOut(BaseModel):
                             "kind": "reverse",
                             "points": -9,
                             "explanation": "Return of 1 x 7002 from order pos-4711-0001: -9",
+                            "rule": None,
                             "event_id": "pos-4711-0002",
                             "correlation_id": "01a23ca7-29ce-7067-9b36-ecc46366d7b0",
                             "reason": None,

@@ -145,14 +145,32 @@ class PostingRecord:
     correlation id)."""
 
     def public(self) -> dict[str, Any]:
-        return {
+        """The posting in an answer (an event's, a redemption's); ``rule`` only where a
+        rule made it, as these answers leave out what is null."""
+        out: dict[str, Any] = {
             "id": str(self.id),
             "kind": self.kind,
             "points": self.points,
             "explanation": self.explanation,
-            "correlation_id": str(self.correlation_id),
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
         }
+        rule = rule_of(self.details)
+        if rule is not None:
+            out["rule"] = rule
+        out["correlation_id"] = str(self.correlation_id)
+        out["created_at"] = self.created_at.isoformat().replace("+00:00", "Z")
+        return out
+
+
+def rule_of(details: dict[str, Any]) -> dict[str, Any] | None:
+    """The rule that produced a posting, as its stored explanation names it: an earning
+    rule's id, ``base`` (the programme's rate) or ``tier.<code>`` (a tier's multiplier),
+    with the version; None for postings no rule made (reversals, redemptions, expiry)."""
+    if details.get("rule_id") is not None:
+        return {"id": str(details["rule_id"]), "version": details.get("rule_version")}
+    rule = details.get("rule")
+    if isinstance(rule, dict) and rule.get("id") is not None:
+        return {"id": str(rule["id"]), "version": rule.get("version")}
+    return None
 
 
 @dataclass

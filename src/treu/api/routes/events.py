@@ -18,6 +18,7 @@ from treu.api.problems import (
 from treu.api.responses import JSONBody
 from treu.events.schemas import EventIn, PurchaseEvent, ReturnEvent, event_adapter
 from treu.events.service import Outcome, ingest_with_retry
+from treu.ledger.schemas import PostingRule
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
@@ -41,6 +42,9 @@ class PostingBrief(BaseModel):
     kind: str
     points: int
     explanation: str
+    rule: PostingRule | None = Field(
+        default=None, description="The rule that produced the points (earn postings)"
+    )
     correlation_id: str
     created_at: str
 
@@ -124,6 +128,7 @@ PURCHASE_RESULT_EXAMPLE: dict[str, Any] = {
             "kind": "earn",
             "points": 11,
             "explanation": "1 point per €1 on €11.57: +11",
+            "rule": {"id": "base", "version": 1},
             "correlation_id": "01a23ca7-295f-70b8-a4a8-f5ab1e7f55af",
             "created_at": "2026-11-24T10:20:00Z",
         }

@@ -24,7 +24,7 @@ from treu.ledger.schemas import (
     PostingOut,
     ReleaseOut,
 )
-from treu.ledger.service import ledger
+from treu.ledger.service import ledger, rule_of
 from treu.members.schemas import MemberCreate, MemberOut, MemberUpdate
 from treu.members.service import members
 from treu.programmes.models import Programme
@@ -196,6 +196,7 @@ def get_ledger(
                     kind=p.kind,
                     points=p.points,
                     explanation=p.explanation if lang == "en" else render(p.details, lang),
+                    rule=rule_of(p.details),
                     event_id=keys.get(p.event_id) if p.event_id else None,
                     correlation_id=p.correlation_id,
                     reason=p.reason,
