@@ -607,3 +607,32 @@ def test_the_tier_hint_counts_the_carts_points_in_a_points_ladder(db: Database) 
     assert _tier_hints(db, _cart(prog, who, at, 39_000, "en"), at) == [
         {"code": "tier_reached_with_cart", "text": "With this purchase: Gold!"}
     ]
+
+
+def test_a_membership_that_arrives_after_its_period_records_what_was_bought_then_its_end(
+    db: Database,
+) -> None:
+    prog = tiered(db)
+    who = f.member(db, prog)
+    f.ingest_one(db, buy(prog, who, T0, 12_000), now=T0)  # Silber by spend
+    late = T0 + timedelta(days=45)  # the till sends a one-month purchase of 10 June now
+    bought = f.ingest_one(db, membership(prog, who, T0, "gold", 1), now=late)
+    assert bought.body is not None
+    tier = bought.body["tier"]
+    assert (tier["from"], tier["to"], tier["reason"]) == ("gold", "silber", "membership_expired")
+    assert tier["text"] == "Paid membership Gold ended on 10.07.2026; now Silver"
+    entries = history(db, who)
+    assert [(h.from_tier, h.to_tier, h.reason) for h in entries] == [
+        ("bronze", "silber", "qualified"),
+        ("silber", "gold", "membership_purchased"),
+        ("gold", "silber", "membership_expired"),
+    ]
+    assert entries[1].text == "Gold bought for 1 month, until 10.07.2026"
+    assert entries[1].at < entries[2].at
+    assert entries[2].at == datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+    stored = state(db, who)
+    assert stored is not None
+    assert (stored.tier, stored.paid_tier, stored.paid_until) == ("silber", None, None)
+    earned = f.ingest_one(db, buy(prog, who, late, 2_000), now=late)
+    assert earned.body is not None
+    assert earned.body["points"]["earned"] == 25  # Silber x1.25: Gold is over

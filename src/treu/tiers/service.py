@@ -474,13 +474,20 @@ class TierBook:
             paid=code,
         )
         reason = "membership_renewed" if renew else "membership_purchased"
-        new = tracked.ladder.higher(state.qualified_tier, state.paid_active(max(at, self.now)))
-        return self._change(tracked, new, _later(at, state.since), reason, params, event_id)
+        # The tier as the purchase made it, at the purchase's time: a purchase that
+        # arrives after its period is over is still recorded as what was bought, and its
+        # end follows in the history (the answer then reports the end: the tier now).
+        bought = tracked.ladder.higher(state.qualified_tier, state.paid_active(at))
+        change = self._change(tracked, bought, _later(at, state.since), reason, params, event_id)
+        if until > self.now:
+            return change
+        return self._expire_paid(tracked) or change
 
-    def _expire_paid(self, tracked: _Tracked) -> None:
+    def _expire_paid(self, tracked: _Tracked) -> dict[str, Any] | None:
+        """End a bought tier whose period is over; the change when the tier changed."""
         state = tracked.state
         if state.paid_tier is None or state.paid_until is None or state.paid_until > self.now:
-            return
+            return None
         params = self._params(tracked)
         params.update(
             until=local_date(state.paid_until, tracked.programme.timezone).isoformat(),
@@ -491,8 +498,11 @@ class TierBook:
         state.paid_tier, state.paid_until = None, None
         tracked.dirty = True
         new = tracked.ladder.higher(state.qualified_tier, None)
-        if new != state.tier:
-            self._set_tier(tracked, _later(ended, state.since), "membership_expired", params, None)
+        if new == state.tier:
+            return None
+        return self._set_tier(
+            tracked, _later(ended, state.since), "membership_expired", params, None
+        )
 
     # --- re-evaluation ----------------------------------------------------------------
 

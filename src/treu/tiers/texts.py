@@ -116,15 +116,20 @@ def history_text(template: str, params: Mapping[str, Any], lang: Lang = "en") ->
         return f"Down to {to}: {value} {window}, {from_} needs {threshold}"
     until = params.get("until")
     until_text = day_text(date.fromisoformat(until)) if isinstance(until, str) else ""
-    months = int(params.get("months", 0))
+    count = int(params.get("months", 0))
+    months = (
+        f"{count} {'Monat' if count == 1 else 'Monate'}"
+        if de
+        else f"{count} {'month' if count == 1 else 'months'}"
+    )
     if template == "membership_purchased":
         if de:
-            return f"{to} für {months} Monate gekauft, bis {until_text}"
-        return f"{to} bought for {months} months, until {until_text}"
+            return f"{to} für {months} gekauft, bis {until_text}"
+        return f"{to} bought for {months}, until {until_text}"
     if template == "membership_renewed":
         if de:
-            return f"{to} um {months} Monate verlängert, bis {until_text}"
-        return f"{to} renewed for {months} months, until {until_text}"
+            return f"{to} um {months} verlängert, bis {until_text}"
+        return f"{to} renewed for {months}, until {until_text}"
     if template == "membership_expired":
         if de:
             return f"Bezahlte Mitgliedschaft {from_} endete am {until_text}; jetzt {to}"
