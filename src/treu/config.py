@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """How long a verified API key is trusted without asking the database again."""
     worker_activate_every_seconds: int = 300
     worker_expire_every_seconds: int = 3600
+    worker_expiring_every_seconds: int = 3600
+    """``ledger.warn_expiring``: a notice per member and expiry date, recorded once."""
     worker_tiers_every_seconds: int = 3600
     """``tiers.reevaluate``: a daily job in effect (each member is due once a day at
     most); running it hourly picks up a new day soon after midnight."""

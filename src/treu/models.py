@@ -10,6 +10,7 @@ def load_all() -> None:
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
+    import treu.outbox.models
     import treu.programmes.models
     import treu.rewards.donations
     import treu.rewards.models

@@ -77,6 +77,8 @@ from treu.ledger.service import LedgerWriter
 from treu.members.models import Member
 from treu.members.schemas import MemberRef
 from treu.members.service import MemberKey, members
+from treu.outbox.events import BadgeAwarded, ChallengeCompleted, DomainEvent
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.rules.engine import EventView, LineView, MemberView
 from treu.rules.errors import UnknownTrigger
@@ -681,6 +683,7 @@ class ChallengeBook:
         self._items: list[_Item] = []
         self._rows: dict[tuple[uuid.UUID, uuid.UUID, str], _Row] = {}
         self._completions: list[dict[str, Any]] = []
+        self._events: list[DomainEvent] = []
         self._own_badges = _OwnBadges()
         self._contributed: dict[uuid.UUID, dict[str, Any]] = {}
         self._awarded: dict[uuid.UUID, int] = defaultdict(int)
@@ -969,6 +972,16 @@ class ChallengeBook:
                 )
                 badge_code = badge.code
                 out["badge"] = data
+                self._events.append(
+                    BadgeAwarded(
+                        programme_id=item.programme.id,
+                        member_id=item.member_id,
+                        occurred_at=self.writer.now,
+                        badge=badge.code,
+                        challenge_id=challenge.id,
+                        event_id=item.row["id"],
+                    )
+                )
         self._completions.append(
             {
                 "id": new_id(),
@@ -983,6 +996,18 @@ class ChallengeBook:
                 "badge_code": badge_code,
                 "created_at": self.writer.now,
             }
+        )
+        self._events.append(
+            ChallengeCompleted(
+                programme_id=item.programme.id,
+                member_id=item.member_id,
+                occurred_at=at,
+                challenge_id=challenge.id,
+                challenge_code=challenge.code,
+                period=period.key,
+                points=reward.points,
+                event_id=item.row["id"],
+            )
         )
         return out
 
@@ -1087,6 +1112,8 @@ class ChallengeBook:
         self._completions = []
         batch.insert(table_of(MemberBadge), self._own_badges.badge_rows)
         self._own_badges.badge_rows = []
+        outbox.add_to(batch, self._events, now=now)
+        self._events = []
 
 
 def _amount(value: Contribution | None) -> int:

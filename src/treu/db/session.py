@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,23 @@ LOCK_TIMEOUT_MS = 5000
 SQLITE_BUSY_SECONDS = LOCK_TIMEOUT_MS / 1000 * 6
 """How long an SQLite writer waits for the write lock (the other writers of its process,
 then SQLite's busy handler) before the unit of work fails with ``Busy``."""
+
+
+_BEFORE_COMMIT = "treu.before_commit"
+
+
+def before_commit(session: Session, callback: Callable[[Session], None]) -> None:
+    """Run ``callback(session)`` once, when the write unit of work that owns ``session``
+    has finished its block and is about to commit (in its transaction: what the callback
+    writes commits or rolls back with the rest). Features use it to write what they
+    gathered during the unit in one statement (``treu.outbox``). A unit that raises
+    runs no callback."""
+    session.info.setdefault(_BEFORE_COMMIT, []).append(callback)
+
+
+def _run_before_commit(session: Session) -> None:
+    for callback in session.info.pop(_BEFORE_COMMIT, ()):
+        callback(session)
 
 
 class Database:
@@ -137,6 +154,8 @@ class Database:
         session = self._read()
         try:
             yield session
+            if session.info.get(_BEFORE_COMMIT):
+                raise RuntimeError("a read-only unit of work cannot record writes to commit")
             if not self.is_sqlite:
                 session.commit()  # PostgreSQL: see the READ ONLY note in __init__
             # SQLite: a read unit ends in close(): the connection rolls back, and loaded
@@ -179,6 +198,7 @@ class Database:
             connection.begin()
             session = UnitSession(bind=connection, expire_on_commit=False)
             yield session
+            _run_before_commit(session)
             if session.in_transaction():
                 session.commit()  # flushes; the connection's transaction goes on
             connection.commit()

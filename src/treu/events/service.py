@@ -63,6 +63,8 @@ from treu.members.errors import IdentifierTaken, MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.members.schemas import MemberCreate
 from treu.members.service import MemberKey, members
+from treu.outbox.events import BadgeAwarded
+from treu.outbox.service import outbox
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme, RoundingScope
 from treu.programmes.service import programmes
@@ -254,6 +256,18 @@ def legacy_payload_hash(event: AnyEvent) -> str:
 
 def same_payload(known_hash: str, event: AnyEvent, digest: str) -> bool:
     return known_hash == digest or known_hash == legacy_payload_hash(event)
+
+
+def badge_awarded(row: dict[str, Any]) -> BadgeAwarded:
+    """The domain event of a ``member_badges`` row an earning rule gave."""
+    return BadgeAwarded(
+        programme_id=row["programme_id"],
+        member_id=row["member_id"],
+        occurred_at=row["awarded_at"],
+        badge=row["code"],
+        rule_id=str(row["rule_id"]),
+        event_id=row["event_id"],
+    )
 
 
 def earn_basis(programme: Programme) -> dict[str, str]:
@@ -448,7 +462,11 @@ class EventService:
         for context in earning.values():
             context.usage.flush(batch)
             batch.insert(table_of(MemberBadge), context.badge_rows)
+            # (a challenge's badges in these rows are reported by the challenge book)
+            rule_badges = [row for row in context.badge_rows if row["rule_id"] is not None]
+            outbox.add_to(batch, map(badge_awarded, rule_badges), now=now)
         self._write_originals(batch, originals)
+        outbox.drain(session, batch, now=now)
         batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
 

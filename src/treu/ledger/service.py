@@ -26,7 +26,7 @@ import operator
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Uuid, bindparam, func, or_, select, update
@@ -45,6 +45,19 @@ from treu.ledger.errors import (
 )
 from treu.ledger.explain import render
 from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
+from treu.outbox.events import (
+    PointsActivated,
+    PointsAdjusted,
+    PointsChanged,
+    PointsEarned,
+    PointsExpired,
+    PointsExpiring,
+    PointsPending,
+    PointsRedeemed,
+    PointsRefunded,
+    PointsReversed,
+)
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 
@@ -187,8 +200,33 @@ class _Pending:
     allocations: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Note:
+    """What one kind of change did to one member's points for one cause, so far."""
+
+    programme_id: uuid.UUID
+    event_id: uuid.UUID | None
+    correlation_id: uuid.UUID | None
+    points: int = 0
+    posting_ids: list[uuid.UUID] = field(default_factory=list)
+    available_at: datetime | None = None
+
+
+EXPIRING_NOTICE_DAYS = 30
+"""How long before their expiry ``points.expiring`` announces points (the
+``ledger.warn_expiring`` job)."""
+
+_NoteKey = tuple[type[PointsChanged], uuid.UUID, uuid.UUID | None]
+_SPENT: dict[str, type[PointsChanged]] = {
+    PostingKind.redeem: PointsRedeemed,
+    PostingKind.adjust: PointsAdjusted,
+}
+
+
 class LedgerWriter:
-    """Accumulates ledger changes for one unit of work and writes them in ``flush``."""
+    """Accumulates ledger changes for one unit of work and writes them in ``flush``,
+    with the domain events they make (``points.*``, one per member, kind and cause: a
+    purchase earning by three rules is one ``points.earned`` of the sum)."""
 
     def __init__(self, session: Session, *, now: datetime | None = None) -> None:
         self.session = session
@@ -196,6 +234,47 @@ class LedgerWriter:
         self.accounts: dict[uuid.UUID, AccountState] = {}
         self._new = _Pending()
         self._new_lots: dict[uuid.UUID, LotView] = {}
+        self._notes: dict[_NoteKey, _Note] = {}
+
+    def _note(
+        self,
+        kind: type[PointsChanged],
+        account: AccountState,
+        points: int,
+        posting: PostingRecord | None,
+        *,
+        event_id: uuid.UUID | None = None,
+        available_at: datetime | None = None,
+    ) -> None:
+        correlation = posting.correlation_id if posting is not None else None
+        key = (kind, account.member_id, event_id or correlation)
+        note = self._notes.get(key)
+        if note is None:
+            note = self._notes[key] = _Note(account.programme_id, event_id, correlation)
+        note.points += points
+        if posting is not None:
+            note.posting_ids.append(posting.id)
+        if available_at is not None:
+            note.available_at = max(available_at, note.available_at or available_at)
+
+    def events(self) -> list[PointsChanged]:
+        """The domain events of the changes so far (written by ``flush``)."""
+        out: list[PointsChanged] = []
+        for (kind, member_id, _), note in self._notes.items():
+            extra = {"available_at": note.available_at} if kind is PointsPending else {}
+            out.append(
+                kind(
+                    programme_id=note.programme_id,
+                    member_id=member_id,
+                    occurred_at=self.now,
+                    points=note.points,
+                    event_id=note.event_id,
+                    correlation_id=note.correlation_id,
+                    posting_ids=note.posting_ids,
+                    **extra,
+                )
+            )
+        return out
 
     # --- loading -----------------------------------------------------------------------
 
@@ -425,9 +504,19 @@ class LedgerWriter:
         account.lifetime_earned += points
         if is_pending:
             account.pending += points
+            self._note(
+                PointsPending,
+                account,
+                points,
+                posting,
+                event_id=event_id,
+                available_at=available_at,
+            )
         else:
             self._settle_debt(account, lot, posting)
             account.available += points
+            earned = PointsAdjusted if kind == PostingKind.adjust else PointsEarned
+            self._note(earned, account, points, posting, event_id=event_id)
         self._new_lots[lot.id] = lot
         if account.open_lots is not None:
             account.open_lots.append(lot)
@@ -475,6 +564,7 @@ class LedgerWriter:
         )
         self._take_available(account, posting, points)
         account.available -= points
+        self._note(_SPENT.get(kind, PointsRedeemed), account, -points, posting, event_id=event_id)
         return posting
 
     def _take_available(self, account: AccountState, posting: PostingRecord, points: int) -> int:
@@ -532,6 +622,7 @@ class LedgerWriter:
             # Whatever other available lots cannot cover becomes a negative balance.
             self._take_available(account, posting, left)
             account.available -= left
+        self._note(PointsReversed, account, -points, posting, event_id=return_event_id)
         return posting
 
     def activate(self, account: AccountState, lot: LotView) -> PostingRecord | None:
@@ -542,6 +633,8 @@ class LedgerWriter:
         lot.dirty = True
         account.dirty = True
         account.pending -= lot.remaining
+        if lot.remaining > 0:
+            self._note(PointsActivated, account, lot.remaining, None)
         settle: PostingRecord | None = None
         if account.available < 0 and lot.remaining > 0:
             amount = min(lot.remaining, -account.available)
@@ -585,6 +678,7 @@ class LedgerWriter:
         else:
             account.available -= points
         self._allocate(posting, lot, -points)
+        self._note(PointsExpired, account, -points, posting)
         return posting
 
     def refund(
@@ -670,6 +764,7 @@ class LedgerWriter:
             refund_of=posting_id,
         )
         account.available += points
+        self._note(PointsRefunded, account, points, posting)
         for lot, give in shares:
             if give:
                 self._allocate(posting, lot, give)
@@ -760,6 +855,9 @@ class LedgerWriter:
         batch = batch or WriteBatch()
         new = self._new
         batch.insert(table_of(Posting), new.postings)
+        if self._notes:
+            outbox.add_to(batch, self.events(), now=self.now)
+            self._notes = {}
         for row in new.lots:
             view = self._new_lots[row["id"]]
             row["remaining"] = view.remaining
@@ -966,6 +1064,53 @@ class LedgerService:
                         count += 1
         writer.flush()
         return count
+
+    def warn_expiring(
+        self,
+        session: Session,
+        *,
+        now: datetime | None = None,
+        after: uuid.UUID | None = None,
+        limit: int = 500,
+        days: int = EXPIRING_NOTICE_DAYS,
+    ) -> tuple[int, uuid.UUID | None]:
+        """Record ``points.expiring`` for points that expire within ``days``: one event
+        per member and expiry instant, keyed so that running again records nothing new.
+        Walks members in id order from ``after``; returns the notices looked at and the
+        last member id (None: done)."""
+        now = now or utc_now()
+        due = (
+            Lot.remaining > 0,
+            Lot.expires_at.is_not(None),
+            Lot.expires_at > now,
+            Lot.expires_at <= now + timedelta(days=days),
+        )
+        page = select(Lot.member_id).where(*due).group_by(Lot.member_id)
+        if after is not None:
+            page = page.where(Lot.member_id > after)
+        member_ids = list(session.scalars(page.order_by(Lot.member_id).limit(limit)))
+        if not member_ids:
+            return 0, None
+        rows = session.execute(
+            select(Lot.member_id, Lot.programme_id, Lot.expires_at, func.sum(Lot.remaining))
+            .where(Lot.member_id.in_(member_ids), *due)
+            .group_by(Lot.member_id, Lot.programme_id, Lot.expires_at)
+        ).all()
+        outbox.record(
+            session,
+            *(
+                PointsExpiring(
+                    programme_id=programme_id,
+                    member_id=member_id,
+                    occurred_at=now,
+                    points=int(points),
+                    expires_at=expires_at,
+                )
+                for member_id, programme_id, expires_at, points in rows
+                if expires_at is not None  # (the query's condition; for the type checker)
+            ),
+        )
+        return len(rows), member_ids[-1]
 
     def verify(
         self, session: Session, *, programme_id: uuid.UUID | None = None

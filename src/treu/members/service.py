@@ -19,6 +19,8 @@ from treu.ledger.service import AccountState, LedgerWriter
 from treu.members.errors import IdentifierTaken, MemberNotFound
 from treu.members.models import IDENTIFIER_FIELDS, Member, MemberStatus
 from treu.members.schemas import MemberCreate, MemberOut, MemberRef, MemberUpdate
+from treu.outbox.events import MemberEnrolled, MemberUpdated
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 
 _PROFILE = (
@@ -127,6 +129,16 @@ class MemberService:
         except IntegrityError as exc:  # a concurrent enrolment won the race
             raise IdentifierTaken("an identifier of this member is in use already") from exc
         writer.open_account(member_id=member.id, programme_id=programme.id)
+        outbox.record(
+            session,
+            MemberEnrolled(
+                programme_id=programme.id,
+                member_id=member.id,
+                occurred_at=writer.now,
+                channel=member.channel,
+                enrolled_at=member.enrolled_at,
+            ),
+        )
         return member
 
     def update(self, session: Session, *, member: Member, data: MemberUpdate) -> Member:
@@ -148,6 +160,16 @@ class MemberService:
             session.flush()
         except IntegrityError as exc:
             raise IdentifierTaken("an identifier of this member is in use already") from exc
+        if changes:
+            outbox.record(
+                session,
+                MemberUpdated(
+                    programme_id=member.programme_id,
+                    member_id=member.id,
+                    occurred_at=utc_now(),
+                    fields=sorted(changes),
+                ),
+            )
         return member
 
     def get(self, session: Session, member_id: uuid.UUID) -> Member:

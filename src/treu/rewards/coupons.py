@@ -45,6 +45,8 @@ from treu.kit import codes
 from treu.kit.money import Rounding, format_money, round_points
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import utc_now
+from treu.outbox.events import CouponUsed
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.rewards.errors import (
     CouponAlreadyUsed,
@@ -479,6 +481,17 @@ class CouponService:
                 "; ".join(r.text("en") for r in reasons), reasons=reasons_out(reasons, lang)
             )
         session.refresh(coupon)
+        outbox.record(
+            session,
+            CouponUsed(
+                programme_id=coupon.programme_id,
+                member_id=coupon.member_id,
+                occurred_at=now,
+                coupon_id=coupon.id,
+                order_id=order_id,
+                discount_minor=verdict.discount_minor,
+            ),
+        )
         return 201, self._used(coupon, programme, lang)
 
     def _replay(

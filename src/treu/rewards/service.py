@@ -65,6 +65,8 @@ from treu.ledger.models import Account, PostingKind
 from treu.ledger.service import AccountState, LedgerWriter, ledger
 from treu.members.errors import MemberClosed, MemberNotFound
 from treu.members.models import Member, MemberStatus
+from treu.outbox.events import CouponIssued, DomainEvent, RewardRedeemed
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards.coupons import (
@@ -1116,6 +1118,7 @@ class RedemptionService:
         )
         if coupon is not None:
             batch.insert(table_of(Coupon), [coupon])
+        outbox.add_to(batch, self._events(view, member.id, redemption_id, coupon, now), now=now)
         batch.flush(session.connection())
         if fulfilment is not None and kind == RewardType.donation:
             donations.record(
@@ -1141,6 +1144,42 @@ class RedemptionService:
                 now=now,
             )
         return body
+
+    def _events(
+        self,
+        view: RewardView,
+        member_id: uuid.UUID,
+        redemption_id: uuid.UUID,
+        coupon: dict[str, Any] | None,
+        now: datetime,
+    ) -> list[DomainEvent]:
+        """``reward.redeemed``, and ``coupon.issued`` for a reward that issues one."""
+        events: list[DomainEvent] = [
+            RewardRedeemed(
+                programme_id=view.programme_id,
+                member_id=member_id,
+                occurred_at=now,
+                redemption_id=redemption_id,
+                reward_id=view.id,
+                reward_code=view.code,
+                reward_type=view.type,
+                points=view.points_cost,
+            )
+        ]
+        if coupon is not None:
+            events.append(
+                CouponIssued(
+                    programme_id=view.programme_id,
+                    member_id=member_id,
+                    occurred_at=now,
+                    coupon_id=coupon["id"],
+                    kind=coupon["kind"],
+                    expires_at=coupon["expires_at"],
+                    reward_id=view.id,
+                    redemption_id=redemption_id,
+                )
+            )
+        return events
 
     def _summary(self, view: RewardView, programme: Programme, lang: str) -> str:
         """The reward in one line; a donation without a fixed amount says what its points

@@ -46,6 +46,8 @@ from treu.kit.time import local_date, utc_now
 from treu.ledger import explain
 from treu.ledger.models import Account
 from treu.members.models import Member
+from treu.outbox.events import TierChanged
+from treu.outbox.service import outbox
 from treu.programmes.models import Programme, TierMetric, TierWindow
 from treu.programmes.schemas import TierSettingsPatch
 from treu.programmes.service import programmes
@@ -662,6 +664,23 @@ class TierBook:
         batch.insert(table_of(TierActivity), day_inserts)
         batch.update(table_of(TierActivity), day_updates, key=("member_id", "day"))
         batch.insert(table_of(TierHistory), self._history)
+        outbox.add_to(
+            batch,
+            (
+                TierChanged(
+                    programme_id=row["programme_id"],
+                    member_id=row["member_id"],
+                    occurred_at=row["at"],
+                    from_tier=row["from_tier"],
+                    to_tier=row["to_tier"],
+                    reason=row["reason"],
+                    event_id=row["event_id"],
+                )
+                for row in self._history
+                if row["from_tier"] != row["to_tier"]
+            ),
+            now=self.now,
+        )
         self._history = []
 
     def _schedule(self, tracked: _Tracked) -> None:

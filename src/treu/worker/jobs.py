@@ -83,6 +83,25 @@ def expire_points(
     return drain(db, _expire, now=now, on_batch=on_batch)
 
 
+def warn_expiring(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Announce points that expire within 30 days (``points.expiring`` in the outbox,
+    once per member and expiry date however often this runs)."""
+    now = now or utc_now()
+    total = 0
+    after: uuid.UUID | None = None
+    for _ in range(MAX_BATCHES):
+        with db.unit_of_work() as session:
+            done, after = ledger.warn_expiring(session, now=now, after=after, limit=BATCH_SIZE)
+        if after is None:
+            break
+        total += done
+        if on_batch is not None:
+            on_batch(done)
+    return total
+
+
 def reevaluate_tiers(
     db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
 ) -> int:
@@ -158,6 +177,13 @@ JOBS: dict[str, Job] = {
             unit="lots expired",
             run=expire_points,
             interval_setting="worker_expire_every_seconds",
+        ),
+        Job(
+            name="ledger.warn_expiring",
+            description="Announce points expiring within 30 days (points.expiring)",
+            unit="expiry notices",
+            run=warn_expiring,
+            interval_setting="worker_expiring_every_seconds",
         ),
         Job(
             name="tiers.reevaluate",

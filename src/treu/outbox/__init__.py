@@ -1,0 +1,1 @@
+"""Domain events and the transactional outbox (see ``service``)."""

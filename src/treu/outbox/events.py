@@ -1,0 +1,218 @@
+"""The domain events Treu records, one typed class per ``type``.
+
+An event names what changed with ids and amounts only. Every event has the programme,
+the member (where there is one) and when the change took effect; ``payload()`` is the
+rest, as JSON. Types are ``<aggregate>.<past tense>``; adding one is a class here."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainEvent:
+    type: ClassVar[str]
+    programme_id: uuid.UUID
+    member_id: uuid.UUID | None
+    occurred_at: datetime
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            f.name: _json(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in _ENVELOPE
+        }
+
+    def key(self) -> str | None:
+        """A stable key for an event that may be recorded twice (see ``OutboxMessage``)."""
+        return None
+
+
+_ENVELOPE = frozenset({"programme_id", "member_id", "occurred_at"})
+
+
+# --- members ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberEnrolled(DomainEvent):
+    type: ClassVar[str] = "member.enrolled"
+    channel: str
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberUpdated(DomainEvent):
+    type: ClassVar[str] = "member.updated"
+    fields: list[str]
+    """The names of the fields that changed (their values stay in the member row)."""
+
+
+# --- points ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsChanged(DomainEvent):
+    """What one unit of work did to one member's points, of one kind, for one cause
+    (an event, a redemption, an adjustment): ``points`` is signed as the postings are."""
+
+    points: int
+    event_id: uuid.UUID | None = None
+    """Treu's id of the event (purchase, return, engagement) behind it, if any."""
+    correlation_id: uuid.UUID | None = None
+    posting_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsEarned(PointsChanged):
+    type: ClassVar[str] = "points.earned"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsPending(PointsChanged):
+    type: ClassVar[str] = "points.pending"
+    available_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsActivated(PointsChanged):
+    type: ClassVar[str] = "points.activated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsRedeemed(PointsChanged):
+    type: ClassVar[str] = "points.redeemed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsReversed(PointsChanged):
+    type: ClassVar[str] = "points.reversed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsRefunded(PointsChanged):
+    type: ClassVar[str] = "points.refunded"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsAdjusted(PointsChanged):
+    type: ClassVar[str] = "points.adjusted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsExpired(PointsChanged):
+    type: ClassVar[str] = "points.expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsExpiring(DomainEvent):
+    """Points that will expire soon (the ``ledger.warn_expiring`` job): once per member
+    and expiry instant, however often the job runs."""
+
+    type: ClassVar[str] = "points.expiring"
+    points: int
+    expires_at: datetime
+
+    def key(self) -> str:
+        return f"{self.type}:{self.member_id}:{_json(self.expires_at)}"
+
+
+# --- tiers, rewards, coupons, challenges, badges ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierChanged(DomainEvent):
+    type: ClassVar[str] = "tier.changed"
+    from_tier: str | None
+    to_tier: str | None
+    reason: str
+    """qualified, requalification_failed, membership_purchased, membership_renewed,
+    membership_expired"""
+    event_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RewardRedeemed(DomainEvent):
+    type: ClassVar[str] = "reward.redeemed"
+    redemption_id: uuid.UUID
+    reward_id: uuid.UUID
+    reward_code: str
+    reward_type: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponIssued(DomainEvent):
+    type: ClassVar[str] = "coupon.issued"
+    coupon_id: uuid.UUID
+    kind: str
+    expires_at: datetime | None
+    reward_id: uuid.UUID | None = None
+    redemption_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponUsed(DomainEvent):
+    type: ClassVar[str] = "coupon.used"
+    coupon_id: uuid.UUID
+    order_id: str | None
+    discount_minor: int | None
+    event_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeCompleted(DomainEvent):
+    type: ClassVar[str] = "challenge.completed"
+    challenge_id: uuid.UUID
+    challenge_code: str
+    period: str
+    points: int
+    event_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadgeAwarded(DomainEvent):
+    type: ClassVar[str] = "badge.awarded"
+    badge: str
+    rule_id: str | None = None
+    challenge_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+
+
+TYPES: dict[str, type[DomainEvent]] = {
+    cls.type: cls
+    for cls in (
+        MemberEnrolled,
+        MemberUpdated,
+        PointsEarned,
+        PointsPending,
+        PointsActivated,
+        PointsRedeemed,
+        PointsReversed,
+        PointsRefunded,
+        PointsAdjusted,
+        PointsExpired,
+        PointsExpiring,
+        TierChanged,
+        RewardRedeemed,
+        CouponIssued,
+        CouponUsed,
+        ChallengeCompleted,
+        BadgeAwarded,
+    )
+}
+"""Every type an outbox row can have."""

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from treu.db.base import Base
+
+
+class OutboxMessage(Base):
+    """One domain event, written in the transaction of the change it reports.
+
+    Append-only. The delivery that reads it (e-mail, webhooks, inbox) comes with the
+    notifications feature; each message's ``id`` is the stable id receivers dedupe on.
+    ``payload`` carries ids and amounts, never personal data (e-mail addresses, names,
+    phone numbers live only in the member tables, so erasure is one place)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_member_id", "member_id", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """UUIDv7: time-ordered, so delivery can walk the table in id order."""
+    type: Mapped[str] = mapped_column(String(64))
+    programme_id: Mapped[uuid.UUID]
+    member_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime]
+    """When the change took effect (the unit of work's clock)."""
+    created_at: Mapped[datetime]
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """Set by producers that may record the same fact twice (a job run again): the
+    second row is not written."""
