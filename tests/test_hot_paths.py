@@ -32,7 +32,8 @@ from treu.api.routes import checkout as checkout_routes
 from treu.api.routes import events as event_routes
 from treu.auth.service import api_keys
 from treu.config import Settings
-from treu.db.base import _combined, fetch, table_of
+from treu.db.base import table_of
+from treu.db.fastpath import _combined, fetch
 from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.schemas import event_adapter

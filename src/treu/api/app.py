@@ -74,7 +74,7 @@ def tune_gc() -> None:
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
-    load_all()  # every table known before the first statement is built (see db.base.Lookup)
+    load_all()  # every table known before the first statement is built (see db.fastpath.Lookup)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
