@@ -61,7 +61,7 @@ log = logging.getLogger("treu.db.fastpath")
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
-_SQLALCHEMY_HOOKS = (
+SQLALCHEMY_HOOKS = (
     "SQLCompiler._bind_processors",
     "SQLCompiler._result_columns",
     "TypeEngine._cached_result_processor",
@@ -74,18 +74,17 @@ PSYCOPG_HOOK = "psycopg._queries.MAX_CACHED_STATEMENT_PARAMS"
 def missing_hooks() -> list[str]:
     """The internals named in the module's docstring that the installed SQLAlchemy and
     psycopg lack (empty: the fast path can run)."""
-    missing: list[str] = []
-    probe = select(bindparam("p", 1, type_=Integer()).label("x")).compile(dialect=_PG_DIALECT)
-    if not isinstance(getattr(probe, "_bind_processors", None), dict):
-        missing.append("SQLCompiler._bind_processors")
-    columns = getattr(probe, "_result_columns", None)
-    if not isinstance(columns, list) or not all(hasattr(c, "type") for c in columns):
-        missing.append("SQLCompiler._result_columns")
-    if not callable(getattr(TypeEngine, "_cached_result_processor", None)):
-        missing.append("TypeEngine._cached_result_processor")
-    for owner in (Connection, Engine):
-        if not isinstance(getattr(owner, "_has_events", None), bool):
-            missing.append(f"{owner.__name__}._has_events")
+    owners = {
+        "SQLCompiler": select(bindparam("p", 1, type_=Integer())).compile(dialect=_PG_DIALECT),
+        "TypeEngine": TypeEngine,
+        "Connection": Connection,
+        "Engine": Engine,
+    }
+    missing = []
+    for hook in SQLALCHEMY_HOOKS:
+        owner, name = hook.split(".")
+        if not hasattr(owners[owner], name):
+            missing.append(hook)
     if _psycopg_queries() is None:
         missing.append(PSYCOPG_HOOK)
     return missing
@@ -97,9 +96,7 @@ def _psycopg_queries() -> Any:
         import psycopg._queries as queries
     except ImportError:
         return None
-    if not isinstance(getattr(queries, "MAX_CACHED_STATEMENT_PARAMS", None), int):
-        return None
-    return queries
+    return queries if hasattr(queries, PSYCOPG_HOOK.rsplit(".", 1)[1]) else None
 
 
 _fast: bool | None = None
@@ -111,7 +108,7 @@ _combine = True
 def _fast_path() -> bool:
     global _fast
     if _fast is None:  # once per process
-        gone = [name for name in missing_hooks() if name in _SQLALCHEMY_HOOKS]
+        gone = [name for name in missing_hooks() if name in SQLALCHEMY_HOOKS]
         if gone:
             import sqlalchemy
 
@@ -146,7 +143,8 @@ def tune_psycopg() -> None:
         )
         _combine = False
         return
-    queries.MAX_CACHED_STATEMENT_PARAMS = max(queries.MAX_CACHED_STATEMENT_PARAMS, 4000)
+    name = PSYCOPG_HOOK.rsplit(".", 1)[1]
+    setattr(queries, name, max(getattr(queries, name), 4000))
     _combine = True
 
 
