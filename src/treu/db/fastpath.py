@@ -227,7 +227,8 @@ def _any(column: Any, name: str) -> ColumnElement[bool]:
     """``column = ANY(ARRAY(SELECT json_array_elements_text(:name)::<column type>))``:
     the values travel as one JSON text (``json_list``) instead of a PostgreSQL array.
     psycopg builds an array parameter element by element in Python (3.5 ms of CPU for
-    1,000 UUIDs on the seventh session's machine, 0.3 ms as JSON with orjson), and the
+    1,000 UUIDs, 0.3 ms as JSON with orjson; measured for ``74163c5`` on a 2-core machine
+    that committed 1,347-2,064 raw single-row PostgreSQL transactions a second), and the
     text needs no UUID objects at all. The planner still uses the column's index (the
     array is an init plan: ``Index Cond: (id = ANY ($0))``)."""
     from sqlalchemy import Text, any_, cast, func, select
