@@ -1,4 +1,8 @@
-"""An HTTP client for API tests: the real app on a real database, keys per scope."""
+"""An HTTP client for API tests: the real app on a real database, keys per scope.
+
+The app is built as production builds it, with the API key cache on (its default
+lifetime): the hot routes then take the lean path as they do in production (see
+``treu.api.lean``), first request with a key or not."""
 
 from __future__ import annotations
 
@@ -21,8 +25,12 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[scope]}"}
 
 
-def make_api(db: Database) -> Api:
-    app = create_app(Settings(database_url=db.url, api_key_cache_seconds=0), database=db)
+KEY_CACHE_SECONDS = Settings.model_fields["api_key_cache_seconds"].default
+
+
+def make_api(db: Database, *, key_cache_seconds: float = KEY_CACHE_SECONDS) -> Api:
+    settings = Settings(database_url=db.url, api_key_cache_seconds=key_cache_seconds)
+    app = create_app(settings, database=db)
     keys: dict[str, str] = {}
     with db.unit_of_work() as session:
         for scope in SCOPES:

@@ -1,9 +1,11 @@
 """The hot paths' shortcuts answer exactly like the general paths they bypass.
 
-* ``LeanApp``: with a recently verified key and a valid JSON body, the events and
-  checkout routes skip FastAPI's middleware, routing and dependency solving; every other
-  request takes FastAPI's own path with its body unchanged, and what the endpoint raises
-  is answered by the app's exception handlers. ``Pool``: its threads.
+* ``LeanApp``: a valid JSON body to the events and checkout routes skips FastAPI's
+  routing and dependency solving, whatever the key cache holds; every other request
+  takes FastAPI's own path with its body unchanged, and what ``authenticate`` or the
+  endpoint raises is answered by the app's exception handlers. The app's middleware runs
+  for lean requests too, and a lean request is logged with its request id like any
+  other. ``Pool``: its threads, which run in a copy of the caller's context.
 * ``WriteBatch`` on PostgreSQL: a small unit of work is written by one statement.
 * ``fetch``: a prebuilt SELECT through the driver gives what SQLAlchemy would.
 * Payload hashes: events stored with the earlier (``json.dumps``) hash still replay.
@@ -12,8 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,15 +29,18 @@ import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests import factories as f
-from treu.api.app import create_app
+from treu.api.app import TreuAPI, create_app
 from treu.api.lean import LeanRoute, Pool, _plan
 from treu.api.routes import checkout as checkout_routes
 from treu.api.routes import events as event_routes
 from treu.auth.service import api_keys
 from treu.config import Settings
-from treu.db.base import _combined, fetch, table_of
+from treu.db.base import table_of
+from treu.db.fastpath import _combined, fetch
 from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.schemas import event_adapter
@@ -48,15 +56,32 @@ T0 = utc_now().replace(microsecond=0) - timedelta(days=1)
 
 
 class Client:
-    def __init__(self, db: Database) -> None:
-        app = create_app(Settings(database_url=db.url, api_key_cache_seconds=60), database=db)
+    """The app as production builds it (key cache on), or with the lean path off
+    (``lean=False``: every request takes FastAPI's standard path, to compare with)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lean: bool = True,
+        cache_seconds: float = 60,
+        keys: tuple[str, str] | None = None,
+    ) -> None:
+        settings = Settings(database_url=db.url, api_key_cache_seconds=cache_seconds)
+        app = create_app(settings, database=db)
+        if not lean:
+            app.lean_plans.clear()
         self.http = TestClient(app, raise_server_exceptions=False)
-        with db.unit_of_work() as session:
-            _, self.writer = api_keys.create(session, name="till", scopes=["events:write"])
-            _, self.reader = api_keys.create(session, name="report", scopes=["members:read"])
+        if keys is None:
+            with db.unit_of_work() as session:
+                _, writer = api_keys.create(session, name="till", scopes=["events:write"])
+                _, reader = api_keys.create(session, name="report", scopes=["members:read"])
+            keys = (writer, reader)
+        self.writer, self.reader = keys
 
     def post(self, path: str, body: Any, key: str | None = None, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {key or self.writer}", **kwargs.pop("headers", {})}
+        headers = {"authorization": f"Bearer {key or self.writer}"}
+        headers.update((k.lower(), v) for k, v in kwargs.pop("headers", {}).items())
         if isinstance(body, bytes):
             return self.http.post(path, content=body, headers=headers, **kwargs)
         return self.http.post(path, json=body, headers=headers, **kwargs)
@@ -103,26 +128,61 @@ def test_hot_routes_take_the_lean_path() -> None:
     assert all(_plan(route) is not None for route in hot)
 
 
-def test_lean_path_answers_like_the_standard_path(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = Client(db)
-    prog = f.programme(db, pending_days=14)
-    anna, ben = f.member(db, prog), f.member(db, prog)
-    with solved(monkeypatch) as calls:
-        first = client.post("/v1/events", purchase(prog, anna, f.unique("e")))
-        assert calls == ["/v1/events"]  # the key was not verified yet: standard path
-        second = client.post("/v1/events", purchase(prog, ben, f.unique("e")))
-        assert calls == ["/v1/events"]  # verified a moment ago: lean path
-    assert (first.status_code, second.status_code) == (201, 201)
-    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
-    one, two = first.json(), second.json()
-    for body in (one, two):
+def _same_answer(one: Any, two: Any) -> None:
+    """Two answers to the same purchase of two members, but for ids and times."""
+    assert one.status_code == two.status_code
+    assert one.headers["content-type"] == two.headers["content-type"]
+    bodies = one.json(), two.json()
+    for body in bodies:
         for posting in body["postings"]:
             posting.pop("id"), posting.pop("correlation_id"), posting.pop("created_at")
         body.pop("event_id"), body.pop("member_id")
-    assert one == two
-    assert f.balance(db, ben).pending == two["points"]["pending"] > 0
+    assert bodies[0] == bodies[1]
+
+
+def test_lean_path_answers_like_the_standard_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lean = Client(db)
+    standard = Client(db, lean=False, keys=(lean.writer, lean.reader))
+    prog = f.programme(db, pending_days=14)
+    anna, ben, cleo = f.member(db, prog), f.member(db, prog), f.member(db, prog)
+    with solved(monkeypatch) as calls:
+        first = lean.post("/v1/events", purchase(prog, anna, f.unique("e")))
+        second = lean.post("/v1/events", purchase(prog, ben, f.unique("e")))
+        assert calls == []  # a key not verified yet and a cached one alike: lean
+        general = standard.post("/v1/events", purchase(prog, cleo, f.unique("e")))
+        assert calls == ["/v1/events"]
+    assert first.status_code == 201
+    _same_answer(first, general)
+    _same_answer(second, general)
+    assert f.balance(db, ben).pending == second.json()["points"]["pending"] > 0
+
+
+@pytest.mark.parametrize("cache_seconds", [60, 0])
+def test_the_key_cache_does_not_decide_the_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch, cache_seconds: float
+) -> None:
+    """Lean or not depends on the request, never on what the key cache holds: a key
+    seen for the first time, one verified a moment ago and (cache off) one verified on
+    every request all take the lean path, and a revoked key is refused there at once."""
+    client = Client(db, cache_seconds=cache_seconds)
+    prog = f.programme(db)
+    anna = f.member(db, prog)
+    with db.unit_of_work() as session:
+        row, key = api_keys.create(session, name=f.unique("till"), scopes=["events:write"])
+    with solved(monkeypatch) as calls:
+        answers = [
+            client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=key)
+            for _ in range(3)
+        ]
+        with db.unit_of_work() as session:
+            assert api_keys.revoke(session, lookup=row.lookup)
+        revoked = client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=key)
+        assert calls == []
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert revoked.status_code == 401
+    assert revoked.json()["code"] == "invalid_api_key"
 
 
 def test_lean_path_replays_and_reports_business_errors(
@@ -151,43 +211,56 @@ def test_lean_path_replays_and_reports_business_errors(
     assert f.balance(db, anna).available == created.json()["points"]["available"]
 
 
-def test_errors_leave_the_lean_path_and_keep_their_answers(
+def test_errors_keep_the_standard_paths_answers(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(db)
+    """A body FastAPI must word the 422 for leaves the lean path; a refused key is
+    answered on it by the same ``authenticate`` and problem handlers: either way the
+    answer is the standard path's."""
+    lean = Client(db)
+    standard = Client(db, lean=False, keys=(lean.writer, lean.reader))
     prog = f.programme(db)
     anna = f.member(db, prog)
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")))  # verifies both keys
-    client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=client.reader)
+    lean.post("/v1/events", purchase(prog, anna, f.unique("e")), key=lean.reader)  # cached
     bad = purchase(prog, anna, f.unique("e"))
     bad["lines"][0]["quantity"] = 0
+    json_type = {"content-type": "application/json"}
+    requests: dict[str, tuple[Any, dict[str, Any]]] = {
+        "invalid": (bad, {}),
+        "broken": (b'{"id": "x", ', {"headers": json_type}),
+        "text": (purchase(prog, anna, "e-text"), {"headers": {"content-type": "text/plain"}}),
+        "scope": (purchase(prog, anna, "e-scope"), {"key": lean.reader}),
+        "unknown key": (purchase(prog, anna, "e-unknown"), {"key": "treu_" + "x" * 44}),
+        "malformed key": (purchase(prog, anna, "e-malformed"), {"key": "treu_short"}),
+        "no key": (purchase(prog, anna, "e-none"), {"headers": {"authorization": ""}}),
+        "basic auth": (purchase(prog, anna, "e-basic"), {"headers": {"authorization": "Basic x"}}),
+    }
+    answers = {}
     with solved(monkeypatch) as calls:
-        invalid = client.post("/v1/events", bad)
-        broken = client.post(
-            "/v1/events", b'{"id": "x", ', headers={"content-type": "application/json"}
-        )
-        text = client.post(
-            "/v1/events",
-            purchase(prog, anna, f.unique("e")),
-            headers={"content-type": "text/plain"},
-        )
-        scope = client.post("/v1/events", purchase(prog, anna, f.unique("e")), key=client.reader)
-        unknown_key = client.post(
-            "/v1/events", purchase(prog, anna, f.unique("e")), key="treu_" + "x" * 44
-        )
-    # FastAPI's own handler for each (it refuses broken JSON before solving anything)
-    assert len(calls) == 4
-    assert invalid.status_code == 422
-    assert any(e["field"].endswith("lines.0.quantity") for e in invalid.json()["errors"])
-    assert broken.status_code == 422
-    assert broken.json()["code"] == "validation_error"
-    assert text.status_code == 422
-    assert scope.status_code == 403
-    assert scope.json()["code"] == "missing_scope"
-    assert unknown_key.status_code == 401
+        for case, (body, kwargs) in requests.items():
+            answers[case] = lean.post("/v1/events", body, **dict(kwargs))
+        # FastAPI's own path for the bodies only (it refuses broken JSON before solving)
+        assert len(calls) == 2
+        for case, (body, kwargs) in requests.items():
+            general = standard.post("/v1/events", body, **dict(kwargs))
+            answer = answers[case]
+            assert (answer.status_code, answer.json()) == (general.status_code, general.json())
+            assert answer.headers["content-type"] == general.headers["content-type"], case
+    codes = {case: (a.status_code, a.json()["code"]) for case, a in answers.items()}
+    assert codes == {
+        "invalid": (422, "validation_error"),
+        "broken": (422, "validation_error"),
+        "text": (422, "validation_error"),
+        "scope": (403, "missing_scope"),
+        "unknown key": (401, "invalid_api_key"),
+        "malformed key": (401, "invalid_api_key"),
+        "no key": (401, "invalid_api_key"),
+        "basic auth": (401, "invalid_api_key"),
+    }
+    assert any(e["field"].endswith("lines.0.quantity") for e in answers["invalid"].json()["errors"])
     with db.unit_of_work(write=False) as session:
         stored = session.scalars(select(Event.key).where(Event.member_id == anna.id)).all()
-    assert len(stored) == 1  # only the purchase that verified the key
+    assert stored == []  # the reader's purchase was refused too
 
 
 def test_batch_and_checkout_take_the_lean_path(
@@ -390,6 +463,151 @@ def test_lean_pool_runs_up_to_its_size_at_once_and_passes_errors_on() -> None:
 
 async def _run_one(pool: Pool) -> Any:
     return await pool.run(lambda: 1)
+
+
+def test_lean_pool_runs_its_jobs_in_a_copy_of_the_callers_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def main() -> tuple[str, str, str]:
+        pool = Pool(1)
+        var.set("request 1")
+        seen = await pool.run(var.get)
+
+        def change() -> str:
+            var.set("changed in the thread")
+            return var.get()
+
+        changed = await pool.run(change)
+        pool.close()
+        return seen, changed, var.get()
+
+    seen, changed, after = asyncio.run(main())
+    assert seen == "request 1"
+    assert changed == "changed in the thread"
+    assert after == "request 1"  # a copy: the thread's change stays in the thread
+
+
+# --- middleware and logs -----------------------------------------------------------------
+
+
+class Tagging:
+    """A pure ASGI middleware that notes each path and tags the answer."""
+
+    def __init__(self, app: ASGIApp, seen: list[str]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.seen.append(scope["path"])
+
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"x-tagged", b"yes")]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def test_middleware_added_to_the_app_runs_on_the_lean_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, prog, anna = verified(db)
+    app = create_app(Settings(database_url=db.url, api_key_cache_seconds=60), database=db)
+    seen: list[str] = []
+    app.add_middleware(Tagging, seen=seen)
+
+    @app.middleware("http")
+    async def timing(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-decorated"] = "yes"
+        return response
+
+    client.http = TestClient(app, raise_server_exceptions=False)
+    with solved(monkeypatch) as calls:
+        answer = client.post("/v1/events", purchase(prog, anna, f.unique("e")))
+        assert calls == []  # lean
+    assert answer.status_code == 201
+    assert seen == ["/v1/events"]
+    assert answer.headers["x-tagged"] == answer.headers["x-decorated"] == "yes"
+
+
+def test_the_app_refuses_to_start_with_a_middleware_the_lean_path_would_skip(
+    db: Database,
+) -> None:
+    inside = "middleware Tagging was put inside Treu's lean path"
+    with pytest.raises(RuntimeError, match=inside):
+        TreuAPI(middleware=[Middleware(Tagging, seen=[])])
+    app = create_app(Settings(database_url=db.url), database=db)
+    app.user_middleware.append(Middleware(Tagging, seen=[]))
+    with pytest.raises(RuntimeError, match=inside):
+        app.build_middleware_stack()
+    with pytest.raises(RuntimeError, match=re.escape("add middleware with app.add_middleware")):
+        TestClient(app).get("/healthz")
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_request_is_logged_with_its_request_id_on_either_path(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, lean: bool
+) -> None:
+    client, prog, anna = verified(db)
+    client = Client(db, lean=lean, keys=(client.writer, client.reader))
+    ingest = event_routes.ingest_with_retry
+
+    def logging_ingest(*args: Any, **kwargs: Any) -> Any:
+        logging.getLogger("treu.test").warning("ingesting")
+        return ingest(*args, **kwargs)
+
+    monkeypatch.setattr(event_routes, "ingest_with_retry", logging_ingest)
+    caplog.set_level(logging.INFO, logger="treu.api.access")
+    with solved(monkeypatch) as calls:
+        given = client.post(
+            "/v1/events",
+            purchase(prog, anna, f.unique("e")),
+            headers={"x-request-id": "till-7/0042"},
+        )
+        made = client.post(
+            "/v1/events",
+            purchase(prog, anna, f.unique("e")),
+            headers={"x-request-id": "not an id: spaces"},
+        )
+        assert calls == ([] if lean else ["/v1/events", "/v1/events"])
+    assert (given.status_code, made.status_code) == (201, 201)
+    assert given.headers["x-request-id"] == "till-7/0042"
+    ours = made.headers["x-request-id"]
+    assert len(ours) == 32
+    records = [
+        (r.name, r.getMessage().split(" ")[:3], r.request_id)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name in ("treu.test", "treu.api.access")
+    ]
+    assert records == [
+        ("treu.test", ["ingesting"], "till-7/0042"),
+        ("treu.api.access", ["POST", "/v1/events", "201"], "till-7/0042"),
+        ("treu.test", ["ingesting"], ours),
+        ("treu.api.access", ["POST", "/v1/events", "201"], ours),
+    ]
+    threads = {r.threadName for r in caplog.records if r.name == "treu.test"}
+    assert all(name.startswith("treu-lean") for name in threads) == lean
+
+
+def test_an_unexpected_error_on_the_lean_path_is_logged_with_the_request_id(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, prog, anna = verified(db)
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(event_routes, "ingest_with_retry", broken)
+    answer = client.post(
+        "/v1/events", purchase(prog, anna, f.unique("e")), headers={"x-request-id": "r-1"}
+    )
+    assert answer.status_code == 500
+    assert answer.headers["x-request-id"] == "r-1"
+    errors = [r for r in caplog.records if r.name == "treu.api"]
+    assert [r.request_id for r in errors] == ["r-1"]  # type: ignore[attr-defined]
+    assert errors[0].exc_info is not None
 
 
 # --- one statement per small unit of work (PostgreSQL) ----------------------------------

@@ -15,11 +15,12 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRouter
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from treu import __version__
-from treu.api import lean, problems
-from treu.api.lean import TreuAPI
+from treu.api import lean, problems, request_log
 from treu.api.routes import (
     challenges,
     checkout,
@@ -72,9 +73,32 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+class TreuAPI(FastAPI):
+    """FastAPI with Treu's request handling around it: ``request_log`` outside
+    everything (request ids, the access line), ``lean.LeanApp`` as the innermost
+    middleware for the routes of ``lean_routers`` (set before the first request)."""
+
+    lean_plans: dict[str, lean.Plan]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lean_plans = {}
+        # The first middleware added is the innermost: what is added later runs in front
+        # of the lean path, on the hot routes as on any other.
+        self.add_middleware(lean.LeanApp, api=self, plans=self.lean_plans)
+        lean.check_position(self)  # refuses middleware given to the constructor
+
+    def lean_routers(self, *routers: APIRouter) -> None:
+        self.lean_plans.update(lean.plans(*routers))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await request_log.logged(super().__call__, scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> TreuAPI:
     settings = settings or get_settings()
-    load_all()  # every table known before the first statement is built (see db.base.Lookup)
+    request_log.install()
+    load_all()  # every table known before the first statement is built (see db.fastpath.Lookup)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

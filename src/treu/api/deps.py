@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from treu.auth.errors import InvalidApiKey
 from treu.auth.service import Principal, api_keys
@@ -32,14 +33,48 @@ async def get_settings(request: Request) -> Settings:
 DB = Annotated[Database, Depends(get_db)]
 
 
-def _verify(db: Database, token: str, settings: Settings) -> Principal:
-    with db.unit_of_work(write=False) as session:
-        principal = api_keys.authenticate(
-            session, token, cache_seconds=settings.api_key_cache_seconds
-        )
-    if principal.needs_touch:
-        with db.unit_of_work() as session:
-            api_keys.touch(session, lookup=principal.key_id, at=utc_now())
+def bearer_token(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, split as FastAPI's
+    ``HTTPBearer`` splits it (None: no such header)."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if token and scheme.lower() == "bearer" else None
+
+
+@overload
+def authenticate(
+    token: str | None, scope: str | None, *, settings: Settings, db: Database
+) -> Principal: ...
+@overload
+def authenticate(
+    token: str | None, scope: str | None, *, settings: Settings, db: None
+) -> Principal | None: ...
+def authenticate(
+    token: str | None, scope: str | None, *, settings: Settings, db: Database | None
+) -> Principal | None:
+    """The API key check of every request, on the standard path (``require``) and on the
+    lean one (``api.lean``) alike: a valid key, with ``scope`` (any valid key when None).
+
+    A key verified less than ``api_key_cache_seconds`` ago is taken from the cache without
+    database work; otherwise it is verified against the database and its ``last_used_at``
+    written (at most once a minute, ``auth.service.TOUCH_EVERY``). ``db=None`` is for the
+    event loop: None when that database work is needed — call again with ``db`` off the
+    loop. Raises ``InvalidApiKey`` (401) for a missing, malformed, unknown or revoked
+    key, ``MissingScope`` (403) for a key without ``scope``."""
+    if token is None:
+        raise InvalidApiKey("send an API key as 'Authorization: Bearer treu_…'")
+    principal = api_keys.cached(token) if settings.api_key_cache_seconds else None
+    if principal is None:
+        if db is None:
+            return None
+        with db.unit_of_work(write=False) as session:
+            principal = api_keys.authenticate(
+                session, token, cache_seconds=settings.api_key_cache_seconds
+            )
+        if principal.needs_touch:
+            with db.unit_of_work() as session:
+                api_keys.touch(session, lookup=principal.key_id, at=utc_now())
+    if scope is not None:
+        principal.require(scope)
     return principal
 
 
@@ -50,18 +85,13 @@ def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise InvalidApiKey("send an API key as 'Authorization: Bearer treu_…'")
+        token = None if credentials is None else credentials.credentials  # Bearer only
         settings: Settings = request.app.state.settings
-        principal = (
-            api_keys.cached(credentials.credentials) if settings.api_key_cache_seconds else None
-        )
+        principal = authenticate(token, scope, settings=settings, db=None)
         if principal is None:  # not verified recently: ask the database, off the event loop
             principal = await run_in_threadpool(
-                _verify, request.app.state.db, credentials.credentials, settings
+                authenticate, token, scope, settings=settings, db=request.app.state.db
             )
-        if scope is not None:
-            principal.require(scope)
         return principal
 
     dependency.treu_scope = (scope,)  # type: ignore[attr-defined]

@@ -1,28 +1,36 @@
 """A lean request path for the hot POST routes (events, batches, checkout).
 
-FastAPI's generic request handling — its middleware (error handling, exception handlers,
-the body limit, the exit stack), routing, dependency solving, body parsing with
+FastAPI's generic request handling — routing, dependency solving, body parsing with
 ``json.loads`` and then validation, the hand-off to the thread pool — cost about as much
 CPU as ingesting the purchase itself (measured with ``callgrind`` on one purchase
-through the ASGI app: 1.2 M of 3.8 M instructions at first; the middleware and routing
-alone still 0.27 M of 2.88 M after the dependency solving had gone).
+through the ASGI app: 1.2 M of 3.8 M instructions at first).
 
 ``LeanRoute`` keeps a route a normal FastAPI route (the same endpoint function,
-signature, OpenAPI and error answers). ``TreuAPI`` puts ``LeanApp`` in front of
-FastAPI's whole middleware stack; for the lean routes it takes the common case itself:
+signature, OpenAPI and error answers). ``LeanApp`` is the app's *innermost* middleware
+(``TreuAPI`` adds it first; ``add_middleware`` and ``@app.middleware`` put whatever
+comes later in front of it), so every middleware of the app runs for the lean routes as
+for any other. What the lean path skips is what FastAPI puts inside the app's
+middleware: its exception middleware (the lean path calls the same exception
+handlers), routing and dependency solving. The app refuses to start when a middleware
+sits inside ``LeanApp`` (``check_position``).
 
-* the request is ``POST`` to the route's path, its body is JSON (``application/json``)
-  and validates against the body parameter's type, parsed and validated in one step by
-  pydantic (``validate_json``);
-* the API key was verified recently (``api_keys.cached``) and has the scope.
+The rule: a request takes the lean path when it is a ``POST`` to a lean route's path
+with a JSON body (``application/json`` or ``…+json``) that validates against the body
+parameter's type — parsed and validated in one step by pydantic (``validate_json``).
+Whether its API key is in the key cache does not matter: the key is checked by the same
+``deps.authenticate`` as on the standard path, on the event loop when it was verified
+recently, else in the lean thread before the endpoint. The endpoint runs in a thread of
+the lean pool, in a copy of the request's ``contextvars`` (request id, tracing). What
+``authenticate`` or the endpoint raises — 401, 403, business errors — is answered by
+the app's own exception handlers (problem+json). Anything else — another method or
+content type, a body that does not validate — goes through FastAPI with the body handed
+on unchanged, so those answers stay exactly FastAPI's and the problem handlers'.
 
-Then the endpoint runs at once, in a thread of its own pool, with those values; what it
-raises is answered by the app's own exception handlers (problem+json). Anything else — a
-missing or unknown key, a wrong scope, another content type, a body that does not
-validate — goes through FastAPI's stack with the body handed on unchanged, so every
-error answer stays exactly what FastAPI and the problem handlers give. Supported
-endpoint parameters: the body, ``DB`` and one ``require(scope)`` dependency; a route
-with anything else keeps the standard path (checked at start-up).
+Supported endpoint parameters: the body, ``DB`` and one ``require(scope)`` dependency;
+a route with anything else keeps the standard path (checked at start-up). To tell that,
+``_plan`` reads FastAPI's ``APIRoute.dependant`` (not a documented API: pyproject.toml
+bounds FastAPI below its next minor release, tests/test_library_hooks.py fails naming
+what is gone, and without it the routes take the standard path with a warning).
 
 ``LeanApp`` also limits every request's body to ``TREU_MAX_BODY_BYTES``: a declared
 ``Content-Length`` beyond it is answered at once, a body without one is stopped when it
@@ -32,8 +40,10 @@ passes the limit; either way 413 ``payload_too_large`` (problem+json).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
+import logging
 import queue
 import threading
 import typing
@@ -41,14 +51,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fastapi
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from treu.api.deps import get_db, scope_of
-from treu.auth.service import api_keys
-from treu.errors import PayloadTooLarge, TreuError
+from treu.api.deps import authenticate, bearer_token, get_db, scope_of
+from treu.config import Settings
+from treu.db.session import Database
+from treu.errors import PayloadTooLarge
+
+log = logging.getLogger("treu.api.lean")
 
 
 class LeanRoute(APIRoute):
@@ -66,17 +80,42 @@ class Plan:
     scope: str | None
 
 
+_REFUSED = (
+    "path_params",
+    "query_params",
+    "header_params",
+    "cookie_params",
+    "request_param_name",
+    "websocket_param_name",
+    "http_connection_param_name",
+    "response_param_name",
+    "background_tasks_param_name",
+    "security_scopes_param_name",
+)
+"""What a lean route's ``Dependant`` must not have: the lean path supplies none of it."""
+
+
+def missing_hooks(route: APIRoute) -> list[str]:
+    """What ``_plan`` reads of FastAPI's ``APIRoute.dependant`` that ``route`` lacks
+    (empty: the lean path can plan it)."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return ["APIRoute.dependant"]
+    names = ("body_params", "dependencies", *_REFUSED)
+    missing = {f"Dependant.{name}" for name in names if not hasattr(dependant, name)}
+    for sub in getattr(dependant, "dependencies", ()):
+        missing.update(f"Dependant.{name}" for name in ("call", "name") if not hasattr(sub, name))
+    for body in getattr(dependant, "body_params", ()):
+        if not hasattr(body, "name"):
+            missing.add("ModelField.name")
+    return sorted(missing)
+
+
 def _plan(route: APIRoute) -> Plan | None:
     dependant = route.dependant
     if (
         len(dependant.body_params) != 1
-        or dependant.path_params
-        or dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or dependant.request_param_name
-        or dependant.response_param_name
-        or dependant.background_tasks_param_name
+        or any(getattr(dependant, name) for name in _REFUSED)
         or route.dependencies
         or inspect.iscoroutinefunction(route.endpoint)
         or "POST" not in (route.methods or ())
@@ -99,43 +138,38 @@ def _plan(route: APIRoute) -> Plan | None:
 
 
 def plans(*routers: APIRouter) -> dict[str, Plan]:
-    """The lean plans of the routers' ``LeanRoute``s by path."""
-    found: dict[str, Plan] = {}
-    for router in routers:
-        for route in router.routes:
-            if isinstance(route, LeanRoute) and (plan := _plan(route)) is not None:
-                found[route.path] = plan
-    return found
-
-
-class TreuAPI(FastAPI):
-    """FastAPI with ``LeanApp`` in front of its middleware stack for the routes of
-    ``lean_routers`` (set before the first request)."""
-
-    lean_plans: dict[str, Plan]
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lean_plans = {}
-
-    def lean_routers(self, *routers: APIRouter) -> None:
-        self.lean_plans.update(plans(*routers))
-
-    def build_middleware_stack(self) -> ASGIApp:
-        return LeanApp(self, super().build_middleware_stack(), self.lean_plans)
+    """The lean plans of the routers' ``LeanRoute``s by path; none, with a warning, when
+    this FastAPI lacks what ``_plan`` reads."""
+    lean = [r for router in routers for r in router.routes if isinstance(r, LeanRoute)]
+    gone = sorted({name for route in lean for name in missing_hooks(route)})
+    if gone:
+        log.warning(
+            "the lean path is off: FastAPI %s has no %s; the hot routes take FastAPI's "
+            "standard path (same answers, slower). Treu is tested with the FastAPI "
+            "versions pyproject.toml allows.",
+            fastapi.__version__,
+            ", ".join(gone),
+        )
+        return {}
+    return {route.path: plan for route in lean if (plan := _plan(route)) is not None}
 
 
 class LeanApp:
-    def __init__(self, app: FastAPI, inner: ASGIApp, lean: dict[str, Plan]) -> None:
-        self.app = app
-        self.inner = inner
-        self.lean = lean
+    """The innermost middleware of a ``TreuAPI``: answers lean requests itself and hands
+    everything else to FastAPI's exception middleware and router (``inner``)."""
+
+    def __init__(self, app: ASGIApp, *, api: FastAPI, plans: dict[str, Plan]) -> None:
+        self.api = api
+        self.inner = app
+        self.lean = plans if check_position(api) else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
-        limit: int = self.app.state.settings.max_body_bytes
+        state = self.api.state
+        settings: Settings = state.settings
+        limit = settings.max_body_bytes
         declared, authorization, content_type = _headers(scope)
         response: Response
         if declared is not None and declared > limit:
@@ -144,12 +178,12 @@ class LeanApp:
             return
         receive = _limited(receive, limit)
         plan = self.lean.get(scope["path"])
-        principal = (
-            None
-            if plan is None or scope["method"] != "POST" or scope.get("root_path")
-            else _cached_principal(self.app, authorization, content_type, plan.scope)
-        )
-        if plan is None or principal is None:
+        if (
+            plan is None
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or not _is_json(content_type)
+        ):
             await self.inner(scope, receive, send)
             return
         try:
@@ -165,9 +199,17 @@ class LeanApp:
         except ValidationError:  # FastAPI words the 422
             await self.inner(scope, _replay(body, receive), send)
             return
-        kwargs = {plan.body_name: value, plan.db_name: self.app.state.db, plan.key_name: principal}
+        db: Database = state.db
+        token = None if authorization is None else bearer_token(authorization.decode("latin-1"))
+        kwargs = {plan.body_name: value, plan.db_name: db}
         try:
-            call = functools.partial(plan.endpoint, **kwargs)
+            principal = authenticate(token, plan.scope, settings=settings, db=None)
+            if principal is None:  # not verified recently: in the thread, before the endpoint
+                call = functools.partial(
+                    _authenticated, plan, kwargs, token, settings=settings, db=db
+                )
+            else:
+                call = functools.partial(plan.endpoint, **kwargs, **{plan.key_name: principal})
             response = await self._pool().run(call)
         except Exception as exc:  # answered as FastAPI's exception handlers would
             response = await self._handled(scope, receive, exc)
@@ -176,14 +218,14 @@ class LeanApp:
     def _pool(self) -> Pool:
         """The app's pool (``close_pool`` ends it when the app shuts down; a later request
         starts a new one)."""
-        state = self.app.state
+        state = self.api.state
         pool: Pool | None = getattr(state, "lean_pool", None)
         if pool is None:
             pool = state.lean_pool = Pool(state.settings.threads)
         return pool
 
     async def _handled(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
-        handlers = self.app.exception_handlers
+        handlers = self.api.exception_handlers
         for kind in type(exc).__mro__:
             handler = handlers.get(kind)
             if handler is not None:
@@ -195,6 +237,39 @@ class LeanApp:
         raise exc
 
 
+def _authenticated(
+    plan: Plan, kwargs: dict[str, Any], token: str | None, *, settings: Settings, db: Database
+) -> Any:
+    principal = authenticate(token, plan.scope, settings=settings, db=db)
+    return plan.endpoint(**kwargs, **{plan.key_name: principal})
+
+
+def check_position(api: FastAPI) -> bool:
+    """Refuse the app (``RuntimeError``) when a middleware sits inside ``LeanApp``: the
+    lean path would skip it. Checked when the app is made and again when its middleware
+    stack is built (on start-up, or at the first request). False, with a warning, when
+    Starlette's list of middleware is not what it was: the lean path is then off."""
+    entries = getattr(api, "user_middleware", None)
+    kinds = [getattr(entry, "cls", None) for entry in entries or ()]
+    if not entries or None in kinds or LeanApp not in kinds:
+        log.warning(
+            "the lean path is off: the app's middleware list (Starlette's "
+            "user_middleware, Middleware.cls) is not as expected; the hot routes take "
+            "FastAPI's standard path (same answers, slower)."
+        )
+        return False
+    inside = kinds[kinds.index(LeanApp) + 1 :]
+    if inside:
+        names = ", ".join(getattr(kind, "__name__", repr(kind)) for kind in inside)
+        raise RuntimeError(
+            f"middleware {names} was put inside Treu's lean path, which would skip it on "
+            "the hot routes (/v1/events, /v1/events/batch, /v1/checkout/evaluate); add "
+            "middleware with app.add_middleware() or @app.middleware('http'), which put "
+            "it in front of the lean path (see treu.api.lean)"
+        )
+    return True
+
+
 def close_pool(app: FastAPI) -> None:
     pool: Pool | None = getattr(app.state, "lean_pool", None)
     if pool is not None:
@@ -203,7 +278,8 @@ def close_pool(app: FastAPI) -> None:
 
 
 def _headers(scope: Scope) -> tuple[int | None, bytes | None, bytes | None]:
-    """Content-Length, Authorization and Content-Type, in one pass over the headers."""
+    """Content-Length, Authorization and Content-Type, in one pass over the headers (the
+    first of each, as Starlette's ``Headers.get`` takes it)."""
     length: int | None = None
     authorization = content_type = None
     for name, value in scope["headers"]:  # ASGI: header names are lower case
@@ -213,31 +289,10 @@ def _headers(scope: Scope) -> tuple[int | None, bytes | None, bytes | None]:
             except ValueError:
                 pass  # the server refuses such a request before it gets here
         elif name == b"authorization":
-            authorization = value
+            authorization = value if authorization is None else authorization
         elif name == b"content-type":
-            content_type = value
+            content_type = value if content_type is None else content_type
     return length, authorization, content_type
-
-
-def _cached_principal(
-    app: FastAPI, authorization: bytes | None, content_type: bytes | None, scope: str | None
-) -> Any:
-    """The key's principal when it was verified recently, has ``scope`` and the body is
-    declared JSON; None sends the request down the standard path."""
-    if not authorization or not _is_json(content_type):
-        return None
-    scheme, _, token = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    if not app.state.settings.api_key_cache_seconds:
-        return None
-    try:
-        principal = api_keys.cached(token)
-    except TreuError:
-        return None  # malformed: the standard path answers 401
-    if principal is None or (scope is not None and not principal.allows(scope)):
-        return None
-    return principal
 
 
 def _is_json(content_type: bytes | None) -> bool:
@@ -302,7 +357,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class Pool:
-    """Threads for the lean endpoints (at most ``size``, started as needed).
+    """Threads for the lean endpoints (at most ``size``, started as needed). A job runs
+    in a copy of the ``contextvars`` of the code that handed it over, as with
+    ``asyncio.to_thread`` and FastAPI's thread pool (log context, tracing).
 
     Cheaper than ``loop.run_in_executor``: a job is one queue entry and its answer one
     ``call_soon_threadsafe``, without the ``concurrent.futures.Future`` that the
@@ -329,7 +386,7 @@ class Pool:
                 self._threads += 1
                 threading.Thread(target=self._work, name="treu-lean", daemon=True).start()
             # else: the job waits for the first thread to finish
-        self._jobs.put((loop, future, call))
+        self._jobs.put((loop, future, contextvars.copy_context(), call))
         return future
 
     def close(self) -> None:
@@ -346,15 +403,15 @@ class Pool:
             job = jobs.get()
             if job is None:
                 return
-            loop, future, call = job
+            loop, future, context, call = job
             try:
-                result = call()
+                result = context.run(call)
             except BaseException as exc:
                 _answer(loop, future, _fail, exc)
             else:
                 _answer(loop, future, _done, result)
                 del result
-            del job, future, call  # keep nothing alive while idle
+            del job, future, context, call  # keep nothing alive while idle
             with self._lock:
                 self._idle += 1
 

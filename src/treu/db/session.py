@@ -69,20 +69,15 @@ class Database:
             self.read_engine = self._sqlite_engine(url, immediate=False)
             self._writer: threading.Lock | None = threading.Lock()
         else:
-            import psycopg._queries
             from psycopg.types.json import set_json_dumps, set_json_loads
+
+            from treu.db import fastpath
 
             # JSON parameters (stored results, postings' details) encoded by orjson, and
             # JSON columns read by it (members' attributes on every event's look-up).
             set_json_dumps(jsons.dumps)
             set_json_loads(jsons.loads)
-            # psycopg parses a statement with more than 50 parameters anew on every call
-            # (a private limit of its parse cache); a single purchase's writes are one
-            # statement of ~80 (db.base._combined) and cost more than the pipeline they
-            # replace without this. Statement texts repeat, so the cache stays small.
-            psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = max(
-                psycopg._queries.MAX_CACHED_STATEMENT_PARAMS, 4000
-            )
+            fastpath.tune_psycopg()  # psycopg's parse cache for one-statement writes
             engine = create_engine(
                 url,
                 json_serializer=jsons.dumps_str,
