@@ -22,7 +22,7 @@ from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.service import award_details, line_views, purchase_view
 from treu.kit.money import format_money
-from treu.kit.time import CLOCK_SKEW, utc_now
+from treu.kit.time import CLOCK_SKEW, iso, utc_now
 from treu.ledger.explain import render
 from treu.ledger.service import ledger
 from treu.members.errors import MemberNotFound
@@ -133,7 +133,7 @@ class CheckoutService:
             "points": {
                 "total": points,
                 "pending_until": (
-                    programmes.available_at(programme, at).isoformat().replace("+00:00", "Z")
+                    iso(programmes.available_at(programme, at))
                     if points and programme.pending_days
                     else None
                 ),
@@ -214,8 +214,7 @@ class CheckoutService:
             "available": balance.available,
             "pending": balance.pending,
             "expiring": [
-                {"points": e.points, "expires_at": e.expires_at.isoformat().replace("+00:00", "Z")}
-                for e in balance.expiring[:3]
+                {"points": e.points, "expires_at": iso(e.expires_at)} for e in balance.expiring[:3]
             ],
             "pay_with_points": {"points": can_pay.points, "amount_minor": can_pay.amount_minor},
             "wallet_minor": (

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 from treu.kit import codes
 from treu.kit.money import Rounding, format_money, round_points
 from treu.kit.pagination import decode_cursor, encode_cursor
-from treu.kit.time import utc_now
+from treu.kit.time import iso, utc_now
 from treu.outbox.events import CouponUsed
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
@@ -499,7 +499,7 @@ class CouponService:
     ) -> tuple[int, dict[str, Any]]:
         if coupon.order_id != order_id:
             raise CouponAlreadyUsed(
-                "the coupon was used for another order", used_at=_iso(coupon.used_at)
+                "the coupon was used for another order", used_at=iso(coupon.used_at)
             )
         return 200, self._used(coupon, programme, lang)
 
@@ -512,7 +512,7 @@ class CouponService:
             "status": coupon.status,
             "discount_minor": coupon.discount_minor,
             "currency": coupon.terms.get("currency") or programme.currency,
-            "used_at": _iso(coupon.used_at),
+            "used_at": iso(coupon.used_at),
             "coupon": self.public(coupon, lang=lang, timezone=programme.timezone),
         }
 
@@ -581,7 +581,7 @@ class CouponService:
                     "name": local_name(terms.get("name"), lang),
                     "summary": summary(kind, terms, lang, programme.timezone),
                     "discount_minor": verdict.discount_minor,
-                    "expires_at": _iso(expires_at),
+                    "expires_at": iso(expires_at),
                 }
             )
         usable.sort(key=lambda c: -int(c["discount_minor"] or 0))
@@ -619,9 +619,9 @@ class CouponService:
             "summary": summary(coupon.kind, coupon.terms, lang, timezone),
             "reward_id": str(coupon.reward_id) if coupon.reward_id else None,
             "redemption_id": str(coupon.redemption_id) if coupon.redemption_id else None,
-            "issued_at": _iso(coupon.issued_at),
-            "expires_at": _iso(coupon.expires_at),
-            "used_at": _iso(coupon.used_at),
+            "issued_at": iso(coupon.issued_at),
+            "expires_at": iso(coupon.expires_at),
+            "used_at": iso(coupon.used_at),
             "order_id": coupon.order_id,
             "discount_minor": coupon.discount_minor,
             "qr_url": qr_path(coupon.code),
@@ -637,10 +637,6 @@ class CouponService:
         out = io.BytesIO()
         qr.save(out, kind="svg", scale=scale, border=4, xmldecl=False, svgns=True)
         return out.getvalue().decode()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 coupons = CouponService()

@@ -42,7 +42,7 @@ from treu.errors import Invalid
 from treu.kit.ids import new_id
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import add_months as add_months_at
-from treu.kit.time import local_date, utc_now
+from treu.kit.time import iso, local_date, utc_now
 from treu.ledger import explain
 from treu.ledger.models import Account
 from treu.members.models import Member
@@ -623,8 +623,8 @@ class TierBook:
             "flags": list(tier.flags) if tier is not None else [],
             "reason": reason,
             "text": text,
-            "since": _iso(state.since),
-            **({"paid_until": _iso(state.paid_until)} if state.paid_until else {}),
+            "since": iso(state.since),
+            **({"paid_until": iso(state.paid_until)} if state.paid_until else {}),
         }
 
     # --- writing ----------------------------------------------------------------------
@@ -710,10 +710,6 @@ class TierBook:
 
 def _later(at: datetime, since: datetime | None) -> datetime:
     return at if since is None or at > since else since
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 # --------------------------------------------------------------------------- service
