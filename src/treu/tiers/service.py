@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
 from treu.db.base import WriteBatch, lookup, table_of
-from treu.errors import Invalid
 from treu.kit.ids import new_id
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import add_months as add_months_at
@@ -58,6 +57,7 @@ from treu.tiers.errors import (
     TierNotFound,
     TierNotPurchasable,
     TierOrder,
+    UnknownTier,
 )
 from treu.tiers.maths import DayActivity, Ladder, TierDef
 from treu.tiers.models import MemberTier, Tier, TierActivity, TierHistory
@@ -77,11 +77,6 @@ EMPTY = Ladder(())
 RULE_PREFIX = "tier."
 """Earning rules ``tier.<code>`` are the tiers' multipliers (``treu.rules.service``)."""
 MEMBERSHIP_EVENT = "membership_purchased"
-
-
-class UnknownTier(Invalid):
-    code = "unknown_tier"
-    title = "Unknown tier"
 
 
 @dataclass(frozen=True)
