@@ -59,7 +59,6 @@ from treu.kit.ids import new_id
 from treu.kit.money import is_known_currency
 from treu.kit.pagination import decode_cursor, encode_cursor
 from treu.kit.time import iso, utc_now
-from treu.ledger import explain
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import Account, PostingKind
 from treu.ledger.service import AccountState, LedgerWriter, ledger
@@ -121,35 +120,6 @@ from treu.tiers.models import Tier
 from treu.tiers.service import tiers as tier_service
 
 CACHE_SECONDS = 5.0
-
-# --- explanations ------------------------------------------------------------------------
-
-_TEMPLATES = {
-    "rewards.redeem": ("Redeemed: {reward}: -{points}", "Eingelöst: {reward}: -{points}"),
-    "rewards.refund": (
-        "Refund: {reward} ({why}): +{points}",
-        "Erstattung: {reward} ({why}): +{points}",
-    ),
-}
-_WHY = {
-    "cancelled": ("cancelled", "storniert"),
-    "expired": ("coupon expired unused", "Gutschein ungenutzt verfallen"),
-}
-
-
-def render_explanation(template: str, params: dict[str, Any], lang: str) -> str:
-    """Postings of redemptions name the reward (never the member or the coupon code)."""
-    en, de = _TEMPLATES[template]
-    values = dict(params)
-    values["reward"] = local_name(params.get("reward"), lang)
-    if "why" in params:
-        why_en, why_de = _WHY.get(str(params["why"]), (str(params["why"]), str(params["why"])))
-        values["why"] = why_de if lang == "de" else why_en
-    return (de if lang == "de" else en).format(**values)
-
-
-explain.register("rewards.", render_explanation)
-
 
 # --- the catalogue as plain values -----------------------------------------------------------
 

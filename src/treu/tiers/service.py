@@ -42,7 +42,6 @@ from treu.kit.ids import new_id
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import add_months as add_months_at
 from treu.kit.time import iso, local_date, utc_now
-from treu.ledger import explain
 from treu.ledger.models import Account
 from treu.members.models import Member
 from treu.outbox.events import TierChanged
@@ -92,29 +91,6 @@ class TierInfo:
 
     def label(self, lang: str = "en") -> str:
         return str(self.name.get(lang) or self.name.get("en") or self.code)
-
-
-# --------------------------------------------------------------------------- explanations
-
-
-def render_explanation(template: str, params: Mapping[str, Any], lang: str = "en") -> str:
-    """Postings of the tier multipliers: "Gold tier x1.5: +5" / "Stufe Gold x1,5: +5"."""
-    names = params.get("tier") or {}
-    name = str(names.get(lang) or names.get("en") or "") if isinstance(names, Mapping) else ""
-    factor = maths_rate(str(params.get("factor", "1")))
-    points = int(params.get("points", 0))
-    signed = f"+{points}" if points >= 0 else f"-{-points}"
-    if lang == "de":
-        return f"Stufe {name} \u00d7{factor.replace('.', ',')}: {signed}"
-    return f"{name} tier \u00d7{factor}: {signed}"
-
-
-def maths_rate(text: str) -> str:
-    value = Decimal(text).normalize()
-    return format(value, "f") if value == value.to_integral() else str(value)
-
-
-explain.register("tiers.", render_explanation)
 
 
 def tier_award_details(
