@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench texts clean
 
 install: $(STAMP)
 
@@ -39,6 +39,18 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# Texts for members and cashiers (src/treu/kit/text.py): collect the English texts from the
+# code into the template, merge it into every language's catalogue, then translate what is
+# new or marked fuzzy (tests/test_texts.py fails until German is complete). The .po files
+# are read at run time: nothing to compile.
+LOCALE := src/treu/locale
+texts: install
+	$(BIN)/pybabel extract --no-wrap --add-location=file --project=Treu \
+		--copyright-holder="Treu contributors" \
+		-k translate:2 -k translate_plural:2,3 -c TRANSLATORS: -o $(LOCALE)/treu.pot src/treu
+	$(BIN)/pybabel update --no-wrap --ignore-pot-creation-date --ignore-obsolete -D treu \
+		-i $(LOCALE)/treu.pot -d $(LOCALE)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

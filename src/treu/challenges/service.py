@@ -70,9 +70,9 @@ from treu.challenges.spec import (
 from treu.db.base import WriteBatch, one_by_id, table_of
 from treu.errors import Invalid
 from treu.kit.cache import StampedCache
+from treu.kit.explanations import render_explanation as render_explanation  # its texts
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
-from treu.ledger import explain
 from treu.ledger.service import LedgerWriter
 from treu.members.models import Member
 from treu.members.schemas import MemberRef
@@ -87,35 +87,7 @@ from treu.rules.service import member_view
 
 CACHE_SECONDS = 5.0
 TEMPLATE = "challenges.completed"
-
-_TEXTS = {
-    "en": "Challenge \u201c{name}\u201d completed: +{points}",
-    "de": "Challenge \u201e{name}\u201c geschafft: +{points}",
-}
-_TEXTS_BADGE = {
-    "en": "Challenge \u201c{name}\u201d completed: badge \u201c{badge}\u201d",
-    "de": "Challenge \u201e{name}\u201c geschafft: Abzeichen \u201e{badge}\u201c",
-}
-
-
-def _text(value: Any, lang: str) -> str:
-    if isinstance(value, Mapping):
-        return str(value.get(lang) or value.get("en") or "")
-    return str(value or "")
-
-
-def render_explanation(template: str, params: dict[str, Any], lang: str = "en") -> str:
-    """English or German text of a challenge posting:
-    'Challenge „3 Einkäufe im Mai“ geschafft: +300'."""
-    lang = "de" if lang == "de" else "en"
-    name = _text(params.get("name"), lang)
-    if int(params.get("points", 0)) > 0 or "badge" not in params:
-        return _TEXTS[lang].format(name=name, points=int(params.get("points", 0)))
-    return _TEXTS_BADGE[lang].format(name=name, badge=_text(params.get("badge"), lang))
-
-
-explain.register("challenges.", render_explanation)
-
+"""A completion's posting: its text is in the catalogue (``treu.kit.explanations``)."""
 
 # --------------------------------------------------------------------------- active set
 

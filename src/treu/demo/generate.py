@@ -10,7 +10,7 @@ from typing import Any
 from treu.demo.catalogue import BASKET_CUM, CATEGORY_CUM, CHANNELS, PHYSICAL_STORES, SPLIT, Product
 from treu.demo.programme import DEMO_SLUG
 from treu.kit.ids import luhn_check_digit
-from treu.kit.time import utc_now
+from treu.kit.time import iso, utc_now
 from treu.members.schemas import normalise_phone
 
 HISTORY_DAYS = 365
@@ -258,7 +258,7 @@ class _Generator:
                     "type": "purchase",
                     "programme": self.slug,
                     "member": member.ref(channel),
-                    "occurred_at": moment.isoformat().replace("+00:00", "Z"),
+                    "occurred_at": iso(moment),
                     "channel": channel,
                     "store": store,
                     "currency": "EUR",
@@ -363,7 +363,7 @@ class _Generator:
             "type": kind,
             "programme": self.slug,
             "member": {"card_number": person.data["card_number"]},
-            "occurred_at": moment.isoformat().replace("+00:00", "Z"),
+            "occurred_at": iso(moment),
             "channel": channel,
             "attributes": attributes or {},
         }
@@ -406,7 +406,7 @@ class _Generator:
                     "type": "return",
                     "programme": self.slug,
                     "member": purchase["member"],
-                    "occurred_at": min(moment, latest).isoformat().replace("+00:00", "Z"),
+                    "occurred_at": iso(min(moment, latest)),
                     "original_event_id": purchase["id"],
                     "channel": purchase["channel"],
                     "store": purchase["store"],

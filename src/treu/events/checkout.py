@@ -22,7 +22,8 @@ from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.service import award_details, line_views, purchase_view
 from treu.kit.money import format_money
-from treu.kit.time import CLOCK_SKEW, utc_now
+from treu.kit.text import N_, translate
+from treu.kit.time import CLOCK_SKEW, iso, utc_now
 from treu.ledger.explain import render
 from treu.ledger.service import ledger
 from treu.members.errors import MemberNotFound
@@ -133,7 +134,7 @@ class CheckoutService:
             "points": {
                 "total": points,
                 "pending_until": (
-                    programmes.available_at(programme, at).isoformat().replace("+00:00", "Z")
+                    iso(programmes.available_at(programme, at))
                     if points and programme.pending_days
                     else None
                 ),
@@ -188,18 +189,15 @@ class CheckoutService:
                 self._hint(
                     "not_a_member",
                     lang,
-                    f"Not a member yet: this cart would earn {evaluation.points} points",
-                    f"Noch kein Mitglied: Dieser Einkauf brächte {evaluation.points} Punkte",
+                    N_("Not a member yet: this cart would earn {points} points"),
+                    points=evaluation.points,
                 )
             )
             return body
         if blocked:
             hints.append(
                 self._hint(
-                    "member_blocked",
-                    lang,
-                    "Member is blocked: this purchase earns no points",
-                    "Mitglied gesperrt: Dieser Einkauf bringt keine Punkte",
+                    "member_blocked", lang, N_("Member is blocked: this purchase earns no points")
                 )
             )
         balance = ledger.balance(session, member_id=member.id)
@@ -214,8 +212,7 @@ class CheckoutService:
             "available": balance.available,
             "pending": balance.pending,
             "expiring": [
-                {"points": e.points, "expires_at": e.expires_at.isoformat().replace("+00:00", "Z")}
-                for e in balance.expiring[:3]
+                {"points": e.points, "expires_at": iso(e.expires_at)} for e in balance.expiring[:3]
             ],
             "pay_with_points": {"points": can_pay.points, "amount_minor": can_pay.amount_minor},
             "wallet_minor": (
@@ -239,11 +236,7 @@ class CheckoutService:
             )
         )
         if member.birthday is not None and member.birthday.month == view.date.month:
-            hints.append(
-                self._hint(
-                    "birthday_month", lang, "Birthday this month", "Geburtstag in diesem Monat"
-                )
-            )
+            hints.append(self._hint("birthday_month", lang, N_("Birthday this month")))
         horizon = at + timedelta(days=EXPIRY_HINT_DAYS)
         for expiring in balance.expiring:
             if expiring.expires_at <= horizon and expiring.points > 0:
@@ -252,8 +245,9 @@ class CheckoutService:
                     self._hint(
                         "points_expiring",
                         lang,
-                        f"{expiring.points} points expire on {self._date(day, 'en')}",
-                        f"{expiring.points} Punkte verfallen am {self._date(day, 'de')}",
+                        N_("{points} points expire on {date}"),
+                        points=expiring.points,
+                        date=self._date(day, lang),
                     )
                 )
                 break
@@ -267,8 +261,10 @@ class CheckoutService:
                     self._hint(
                         f"rule_{skip.reason}",
                         lang,
-                        f"{skip.rule_name}: {skip.text('en')}",
-                        f"{skip.rule_name}: {skip.text('de')}",
+                        # TRANSLATORS: an earning rule's name and why it gives nothing now.
+                        N_("{rule}: {reason}"),
+                        rule=skip.rule_name,
+                        reason=skip.text(lang),
                     )
                 )
         return body
@@ -319,21 +315,23 @@ class CheckoutService:
             return None
         metric = programme.tier_metric
         adds = {"points": evaluation.points, "spend": view.total_minor, "purchases": 1}[metric]
-        de, name = lang == "de", missing.tier.label(lang)
+        name = missing.tier.label(lang)
         if adds >= missing.amount:
-            text = f"Mit diesem Einkauf: {name}!" if de else f"With this purchase: {name}!"
-            return {"code": "tier_reached_with_cart", "text": text}
+            return self._hint(
+                "tier_reached_with_cart", lang, N_("With this purchase: {tier}!"), tier=name
+            )
         left = missing.amount - adds
         amount = (
             format_money(left, programme.currency, lang)  # "€18.00", not "€18.00 spend"
             if metric == "spend"
             else quantity(metric, left, currency=None, points_name=programme.points_name, lang=lang)
         )
-        text = f"Noch {amount} bis {name}" if de else f"{amount} more to reach {name}"
-        return {"code": "tier_progress", "text": text}
+        return self._hint(
+            "tier_progress", lang, N_("{amount} more to reach {tier}"), amount=amount, tier=name
+        )
 
-    def _hint(self, code: str, lang: str, en: str, de: str) -> dict[str, str]:
-        return {"code": code, "text": de if lang == "de" else en}
+    def _hint(self, code: str, lang: str, msgid: str, **params: object) -> dict[str, str]:
+        return {"code": code, "text": translate(lang, msgid, **params)}
 
     def _date(self, day: date, lang: str) -> str:
         return f"{day.day:02d}.{day.month:02d}." if lang == "de" else f"{day:%d %b}"

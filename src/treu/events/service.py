@@ -49,7 +49,7 @@ from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, Return
 from treu.kit import jsons
 from treu.kit.ids import new_id
 from treu.kit.money import Rounding, points_for_amount
-from treu.kit.time import CLOCK_SKEW, local_date, utc_now
+from treu.kit.time import CLOCK_SKEW, iso, local_date, utc_now
 from treu.ledger.models import Lot, Posting
 from treu.ledger.service import (
     AccountState,
@@ -287,10 +287,6 @@ def points_under_basis(basis: dict[str, str], currency: str, amounts: list[int])
     if basis["scope"] == RoundingScope.line.value:
         return sum(points_for_amount(a, currency, rate, rounding) for a in amounts)
     return points_for_amount(sum(amounts), currency, rate, rounding)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class EventService:
@@ -775,7 +771,7 @@ class EventService:
         from treu.rules.event_types import event_types
 
         if event.occurred_at > now + CLOCK_SKEW:
-            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
         event_types.validate(
             session,
             programme_id=programme.id,
@@ -1135,7 +1131,7 @@ class EventService:
                 f"the purchase is in {event.currency}"
             )
         if event.occurred_at > now + CLOCK_SKEW:
-            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
 
     def _purchase(
         self,
@@ -1352,7 +1348,7 @@ class EventService:
         now: datetime,
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
         if event.occurred_at > now + CLOCK_SKEW:
-            raise EventInFuture(f"occurred_at {_iso(event.occurred_at)} lies in the future")
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
         # Check every line before changing anything.
         wanted: dict[str, int] = defaultdict(int)
         for line in event.lines:

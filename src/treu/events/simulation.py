@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
 from treu.events.service import line_views, purchase_view
+from treu.kit.time import iso
 from treu.members.models import Member, MemberStatus
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
@@ -447,8 +448,8 @@ def simulate(session: Session, request: SimulationIn) -> dict[str, Any]:
     return {
         "programme": programme.slug,
         "period": {
-            "from": _iso(start),
-            "until": _iso(end),
+            "from": iso(start),
+            "until": iso(end),
             "timezone": programme.timezone,
         },
         "events": {
@@ -486,7 +487,3 @@ def _notes(programme: Programme, drafts: _DraftSet) -> list[str]:
         + ". Published set: the active rules' published versions plus the base rate.",
     ]
     return notes
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -10,6 +10,7 @@ import calendar
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import overload
 from zoneinfo import ZoneInfo
 
 _override: datetime | None = None
@@ -47,6 +48,21 @@ def ensure_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must carry a time zone (e.g. 2026-11-24T10:15:00Z)")
     return value.astimezone(UTC)
+
+
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+def iso(value: datetime | None) -> str | None:
+    """An instant as every answer shows it: ISO 8601 in UTC with ``Z``
+    (``2026-11-24T10:15:00Z``); ``None`` stays ``None``. An aware time in another zone is
+    converted (the same instant), a naive one refused (``ensure_utc``)."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = ensure_utc(value)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def add_months(value: datetime, months: int) -> datetime:

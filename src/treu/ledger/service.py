@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from treu.db.base import Lookup, WriteBatch, fetch, lookup, table_of
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
-from treu.kit.time import utc_now
+from treu.kit.time import iso, utc_now
 from treu.ledger.errors import (
     AccountNotFound,
     InsufficientPoints,
@@ -170,7 +170,7 @@ class PostingRecord:
         if rule is not None:
             out["rule"] = rule
         out["correlation_id"] = str(self.correlation_id)
-        out["created_at"] = self.created_at.isoformat().replace("+00:00", "Z")
+        out["created_at"] = iso(self.created_at)
         return out
 
 

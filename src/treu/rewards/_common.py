@@ -1,9 +1,9 @@
 """Helpers shared by pay with points, the e-wallet and donations.
 
 All three take a member's points or money for an outside request that carries an
-idempotency key, so they check the member and the currency the same way, bind the key
-to a hash of the request, and show times the same way. One place keeps them from
-drifting apart (a replay answered differently by one of them would be a bug).
+idempotency key, so they check the member and the currency the same way and bind the key
+to a hash of the request. One place keeps them from drifting apart (a replay answered
+differently by one of them would be a bug).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
@@ -24,11 +23,6 @@ from treu.programmes.models import Programme
 from treu.rewards.errors import CurrencyMismatch, IdempotencyKeyReused, MemberBlocked
 
 _Keyed = TypeVar("_Keyed", bound=Base)
-
-
-def iso(value: datetime) -> str:
-    """An aware UTC time as the API shows it (``…Z``)."""
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def digest(payload: dict[str, Any]) -> str:

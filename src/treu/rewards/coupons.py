@@ -44,7 +44,8 @@ from sqlalchemy.orm import Session
 from treu.kit import codes
 from treu.kit.money import Rounding, format_money, round_points
 from treu.kit.pagination import decode_cursor, encode_cursor
-from treu.kit.time import utc_now
+from treu.kit.text import N_, translate
+from treu.kit.time import iso, utc_now
 from treu.outbox.events import CouponUsed
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
@@ -106,48 +107,28 @@ def coupon_cart(
 
 # --- texts ---------------------------------------------------------------------------------
 
-_REASONS: dict[str, tuple[str, str]] = {
-    "insufficient_points": (
-        "{missing_points} more points needed",
-        "Noch {missing_points} Punkte nötig",
-    ),
-    "tier_required": ("For {tier} members and above", "Für Mitglieder ab {tier}"),
-    "membership_too_new": (
-        "Available after {min_days} days of membership, in {days_left} days",
-        "Ab {min_days} Tagen Mitgliedschaft, in {days_left} Tagen",
-    ),
-    "out_of_stock": ("Sold out", "Vergriffen"),
-    "member_limit_reached": (
-        "Limit reached: {limit} per member",
-        "Limit erreicht: {limit} pro Mitglied",
-    ),
-    "not_yet_available": ("Available from {date}", "Erhältlich ab {date}"),
-    "no_longer_available": ("No longer available", "Nicht mehr erhältlich"),
-    "reward_paused": ("Currently not available", "Derzeit nicht verfügbar"),
-    "member_blocked": ("The membership is blocked", "Die Mitgliedschaft ist gesperrt"),
-    "member_closed": ("The membership is closed", "Die Mitgliedschaft ist beendet"),
-    "coupon_used": ("Already used", "Bereits eingelöst"),
-    "coupon_expired": ("Expired on {date}", "Abgelaufen am {date}"),
-    "coupon_cancelled": ("Cancelled", "Storniert"),
-    "other_member": ("Belongs to another member", "Gehört einem anderen Mitglied"),
-    "currency_mismatch": ("Only for carts in {currency}", "Nur für Einkäufe in {currency}"),
-    "min_order_value": (
-        "Minimum order value {min_order} not reached ({missing} missing)",
-        "Mindestbestellwert {min_order} nicht erreicht (es fehlen {missing})",
-    ),
-    "product_not_in_cart": (
-        "Product {sku} is not in the cart",
-        "Artikel {sku} ist nicht im Warenkorb",
-    ),
-    "not_a_discount": (
-        "A ticket, not a discount: show it at the event",
-        "Ein Ticket, kein Rabatt: bitte bei der Veranstaltung vorzeigen",
-    ),
-    "cart_required": (
-        "Send the cart to compute the discount",
-        "Für den Rabatt wird der Warenkorb benötigt",
-    ),
+_REASONS: dict[str, str] = {
+    "insufficient_points": N_("{missing_points} more points needed"),
+    "tier_required": N_("For {tier} members and above"),
+    "membership_too_new": N_("Available after {min_days} days of membership, in {days_left} days"),
+    "out_of_stock": N_("Sold out"),
+    "member_limit_reached": N_("Limit reached: {limit} per member"),
+    "not_yet_available": N_("Available from {date}"),
+    "no_longer_available": N_("No longer available"),
+    "reward_paused": N_("Currently not available"),
+    "member_blocked": N_("The membership is blocked"),
+    "member_closed": N_("The membership is closed"),
+    "coupon_used": N_("Already used"),
+    "coupon_expired": N_("Expired on {date}"),
+    "coupon_cancelled": N_("Cancelled"),
+    "other_member": N_("Belongs to another member"),
+    "currency_mismatch": N_("Only for carts in {currency}"),
+    "min_order_value": N_("Minimum order value {min_order} not reached ({missing} missing)"),
+    "product_not_in_cart": N_("Product {sku} is not in the cart"),
+    "not_a_discount": N_("A ticket, not a discount: show it at the event"),
+    "cart_required": N_("Send the cart to compute the discount"),
 }
+"""Reason code (API contract) -> message id of its text (``treu.kit.text``)."""
 
 
 def format_day(day: date, lang: str) -> str:
@@ -167,7 +148,7 @@ class Reason:
     params: dict[str, Any] = field(default_factory=dict)
 
     def text(self, lang: str) -> str:
-        en, de = _REASONS[self.code]
+        msgid = _REASONS[self.code]
         values = dict(self.params)
         if "date" in values:
             values["date"] = format_day(date.fromisoformat(str(values["date"])), lang)
@@ -178,7 +159,7 @@ class Reason:
         if isinstance(values.get("tier_name"), dict):
             names = values["tier_name"]
             values["tier"] = names.get(lang) or names.get("en") or values.get("tier")
-        return (de if lang == "de" else en).format(**values)
+        return translate(lang, msgid, **values)
 
     def out(self, lang: str) -> dict[str, Any]:
         public = {k: v for k, v in self.params.items() if k != "tier_name"}
@@ -203,42 +184,45 @@ def _percent(bp: int, lang: str) -> str:
 
 def summary(kind: str, terms: dict[str, Any], lang: str, timezone: str) -> str:
     """One line saying what a reward or coupon gives, in ``lang``."""
-    de = lang == "de"
     currency = terms.get("currency") or ""
     text: str
     if kind == RewardType.percent_discount:
         pct = _percent(int(terms["percent_bp"]), lang)
-        text = f"{pct} % Rabatt" if de else f"{pct}% off"
+        text = translate(lang, "{percent}% off", percent=pct)
     elif kind == RewardType.amount_discount:
         amount = format_money(int(terms["value_minor"]), currency, lang)
-        text = f"{amount} Rabatt" if de else f"{amount} off"
+        text = translate(lang, "{amount} off", amount=amount)
     elif kind == RewardType.free_product:
         product = local_name(terms.get("product_name"), lang) if terms.get("product_name") else ""
         if not product:  # rewards made before products had names
-            product = f"Artikel {terms['sku']}" if de else f"item {terms['sku']}"
-        text = f"1 x {product} gratis" if de else f"1 x {product} free"
+            product = translate(lang, "item {sku}", sku=terms["sku"])
+        text = translate(lang, "1 x {product} free", product=product)
     elif kind == RewardType.experience:
         event = terms.get("event") or {}
         starts = datetime.fromisoformat(str(event["starts_at"])).astimezone(ZoneInfo(timezone))
         when = f"{format_day(starts.date(), lang)}, {starts:%H:%M}"
-        text = f"Termin am {when}" if de else f"Event on {when}"
         if event.get("location"):
-            text += f", {event['location']}"
+            text = translate(
+                lang, "Event on {when}, {location}", when=when, location=event["location"]
+            )
+        else:
+            text = translate(lang, "Event on {when}", when=when)
     elif kind == RewardType.donation and "value_minor" not in terms:
         # Worth what its points are worth (the redemption records the amount); the
         # catalogue's summaries fill it in from the point value, old snapshots may not.
         charity = terms.get("charity") or ""
-        text = f"Spende an {charity}" if de else f"Donation to {charity}"
+        text = translate(lang, "Donation to {charity}", charity=charity)
     elif kind == RewardType.donation:
         amount = format_money(int(terms["value_minor"]), currency, lang)
-        text = f"Spende über {amount}" if de else f"{amount} donation"
+        text = translate(lang, "{amount} donation", amount=amount)
     else:
         amount = format_money(int(terms["value_minor"]), currency, lang)
-        text = f"{amount} Guthaben" if de else f"{amount} wallet credit"
+        text = translate(lang, "{amount} wallet credit", amount=amount)
     min_order = terms.get("min_order_minor")
     if min_order and kind in (RewardType.percent_discount, RewardType.amount_discount):
         money = format_money(int(min_order), currency, lang)
-        text += f" ab {money}" if de else f" on orders of {money} or more"
+        # TRANSLATORS: {offer} is one of the texts above ("10% off", "€5.00 off").
+        text = translate(lang, "{offer} on orders of {amount} or more", offer=text, amount=money)
     return text
 
 
@@ -499,7 +483,7 @@ class CouponService:
     ) -> tuple[int, dict[str, Any]]:
         if coupon.order_id != order_id:
             raise CouponAlreadyUsed(
-                "the coupon was used for another order", used_at=_iso(coupon.used_at)
+                "the coupon was used for another order", used_at=iso(coupon.used_at)
             )
         return 200, self._used(coupon, programme, lang)
 
@@ -512,7 +496,7 @@ class CouponService:
             "status": coupon.status,
             "discount_minor": coupon.discount_minor,
             "currency": coupon.terms.get("currency") or programme.currency,
-            "used_at": _iso(coupon.used_at),
+            "used_at": iso(coupon.used_at),
             "coupon": self.public(coupon, lang=lang, timezone=programme.timezone),
         }
 
@@ -581,7 +565,7 @@ class CouponService:
                     "name": local_name(terms.get("name"), lang),
                     "summary": summary(kind, terms, lang, programme.timezone),
                     "discount_minor": verdict.discount_minor,
-                    "expires_at": _iso(expires_at),
+                    "expires_at": iso(expires_at),
                 }
             )
         usable.sort(key=lambda c: -int(c["discount_minor"] or 0))
@@ -619,9 +603,9 @@ class CouponService:
             "summary": summary(coupon.kind, coupon.terms, lang, timezone),
             "reward_id": str(coupon.reward_id) if coupon.reward_id else None,
             "redemption_id": str(coupon.redemption_id) if coupon.redemption_id else None,
-            "issued_at": _iso(coupon.issued_at),
-            "expires_at": _iso(coupon.expires_at),
-            "used_at": _iso(coupon.used_at),
+            "issued_at": iso(coupon.issued_at),
+            "expires_at": iso(coupon.expires_at),
+            "used_at": iso(coupon.used_at),
             "order_id": coupon.order_id,
             "discount_minor": coupon.discount_minor,
             "qr_url": qr_path(coupon.code),
@@ -637,10 +621,6 @@ class CouponService:
         out = io.BytesIO()
         qr.save(out, kind="svg", scale=scale, border=4, xmldecl=False, svgns=True)
         return out.getvalue().decode()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 coupons = CouponService()

@@ -10,6 +10,7 @@ Refusals that have reasons (``reward_locked``, ``out_of_stock``,
 from __future__ import annotations
 
 from treu.errors import Conflict, Invalid, NotFound
+from treu.tiers.errors import UnknownTier as UnknownTier  # a reward's min_tier names none
 
 
 class RewardNotFound(NotFound):
@@ -47,11 +48,6 @@ class StockBelowRedeemed(Invalid):
 class StockModeChange(Invalid):
     code = "stock_mode_change"
     title = "An unlimited reward cannot be given a stock"
-
-
-class UnknownTier(Invalid):
-    code = "unknown_tier"
-    title = "Unknown tier"
 
 
 class RedemptionNotFound(NotFound):

@@ -48,14 +48,14 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from treu.db.base import Base, IdMixin, TimestampMixin
 from treu.errors import Invalid, NotFound
 from treu.kit.ids import new_id
-from treu.kit.time import utc_now
+from treu.kit.time import iso, utc_now
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import PostingKind
 from treu.ledger.service import AccountState, ledger
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
-from treu.rewards._common import check_currency, check_member, digest, find_keyed, iso
+from treu.rewards._common import check_currency, check_member, digest, find_keyed
 
 
 class PointsHaveNoValue(Invalid):

@@ -58,8 +58,7 @@ from treu.kit.codes import format_code
 from treu.kit.ids import new_id
 from treu.kit.money import is_known_currency
 from treu.kit.pagination import decode_cursor, encode_cursor
-from treu.kit.time import utc_now
-from treu.ledger import explain
+from treu.kit.time import iso, utc_now
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import Account, PostingKind
 from treu.ledger.service import AccountState, LedgerWriter, ledger
@@ -122,35 +121,6 @@ from treu.tiers.service import tiers as tier_service
 
 CACHE_SECONDS = 5.0
 
-# --- explanations ------------------------------------------------------------------------
-
-_TEMPLATES = {
-    "rewards.redeem": ("Redeemed: {reward}: -{points}", "Eingelöst: {reward}: -{points}"),
-    "rewards.refund": (
-        "Refund: {reward} ({why}): +{points}",
-        "Erstattung: {reward} ({why}): +{points}",
-    ),
-}
-_WHY = {
-    "cancelled": ("cancelled", "storniert"),
-    "expired": ("coupon expired unused", "Gutschein ungenutzt verfallen"),
-}
-
-
-def render_explanation(template: str, params: dict[str, Any], lang: str) -> str:
-    """Postings of redemptions name the reward (never the member or the coupon code)."""
-    en, de = _TEMPLATES[template]
-    values = dict(params)
-    values["reward"] = local_name(params.get("reward"), lang)
-    if "why" in params:
-        why_en, why_de = _WHY.get(str(params["why"]), (str(params["why"]), str(params["why"])))
-        values["why"] = why_de if lang == "de" else why_en
-    return (de if lang == "de" else en).format(**values)
-
-
-explain.register("rewards.", render_explanation)
-
-
 # --- the catalogue as plain values -----------------------------------------------------------
 
 
@@ -199,8 +169,8 @@ class RewardView:
         if self.event_starts_at is None:
             return None
         return {
-            "starts_at": _iso(self.event_starts_at),
-            "ends_at": _iso(self.event_ends_at),
+            "starts_at": iso(self.event_starts_at),
+            "ends_at": iso(self.event_ends_at),
             "location": self.event_location,
         }
 
@@ -376,10 +346,6 @@ def refusal(reasons: list[Reason], view: RewardView, facts: MemberFacts) -> Exce
     if codes <= {"insufficient_points", "out_of_stock", "member_limit_reached"}:
         return MemberLimitReached(detail, reasons=listed)
     return RewardLocked(detail, reasons=listed)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def request_hash(reward_id: uuid.UUID) -> str:
@@ -836,7 +802,7 @@ class RedemptionService:
             "summary": self._summary(view, programme, lang),
             "image_url": view.image_url,
             "points_cost": view.points_cost,
-            "valid_until": _iso(view.available_until),
+            "valid_until": iso(view.available_until),
             "stock_left": view.stock_left,
             "event": view.event(),
         }
@@ -1074,13 +1040,13 @@ class RedemptionService:
             "reward": {"id": str(view.id), "code": view.code, "type": view.type, "name": view.name},
             "points": view.points_cost,
             "status": RedemptionStatus.redeemed.value,
-            "created_at": _iso(now),
+            "created_at": iso(now),
             "coupon": (
                 {
                     "id": str(coupon["id"]),
                     "code": format_code(coupon["code"]),
                     "kind": kind.value,
-                    "expires_at": _iso(coupon["expires_at"]),
+                    "expires_at": iso(coupon["expires_at"]),
                     "qr_url": qr_path(coupon["code"]),
                 }
                 if coupon is not None
@@ -1426,8 +1392,8 @@ class RedemptionService:
             },
             "points": redemption.points,
             "status": redemption.status,
-            "created_at": _iso(redemption.created_at),
-            "ended_at": _iso(redemption.ended_at),
+            "created_at": iso(redemption.created_at),
+            "ended_at": iso(redemption.ended_at),
             "coupon": (
                 coupons.public(coupon, lang=lang, timezone=timezone) if coupon is not None else None
             ),

@@ -43,10 +43,10 @@ from treu.db.base import Base, IdMixin
 from treu.errors import Invalid, NotFound
 from treu.kit.ids import new_id
 from treu.kit.pagination import decode_cursor, encode_cursor
-from treu.kit.time import utc_now
+from treu.kit.time import iso, utc_now
 from treu.members.service import members
 from treu.programmes.service import programmes
-from treu.rewards._common import check_currency, check_member, digest, find_keyed, iso
+from treu.rewards._common import check_currency, check_member, digest, find_keyed
 
 
 class EntryKind(enum.StrEnum):

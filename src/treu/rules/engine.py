@@ -27,7 +27,8 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from treu.kit.money import Rounding, currency_exponent, format_money, format_rate
+from treu.kit.explanations import reason_text, render_explanation
+from treu.kit.money import Rounding, currency_exponent
 from treu.rules.expr import runtime_globals, translate
 from treu.rules.spec import (
     LINE_SCOPE,
@@ -259,85 +260,7 @@ class LimitView(Protocol):
 
 
 # --------------------------------------------------------------------------- results
-
-_REASONS: dict[str, tuple[str, str]] = {
-    "condition_false": ("condition not met", "Bedingung nicht erfüllt"),
-    "no_matching_lines": ("no matching lines", "keine passenden Positionen"),
-    "outside_validity": ("not valid at this time", "zu diesem Zeitpunkt nicht gültig"),
-    "excluded": ("excluded by an exclusive rule", "durch eine exklusive Regel ausgeschlossen"),
-    "outranked": ("a higher multiplier applies", "ein höherer Multiplikator gilt"),
-    "no_points": ("nothing to award", "nichts zu vergeben"),
-    "limit_day": ("daily limit reached", "Tageslimit erreicht"),
-    "limit_week": ("weekly limit reached", "Wochenlimit erreicht"),
-    "limit_month": ("monthly limit reached", "Monatslimit erreicht"),
-    "limit_lifetime": ("limit reached", "Limit erreicht"),
-    "limit": ("limit reached", "Limit erreicht"),
-    "budget": ("budget used up", "Budget aufgebraucht"),
-    "not_originally_awarded": (
-        "not awarded on the original purchase",
-        "beim ursprünglichen Kauf nicht vergeben",
-    ),
-    "original_award": (
-        "held to the original award",
-        "auf die ursprüngliche Gutschrift begrenzt",
-    ),
-}
-
-
-def reason_text(code: str, lang: str = "en") -> str:
-    en, de = _REASONS.get(code, (code, code))
-    return de if lang == "de" else en
-
-
-_TEMPLATES: dict[str, tuple[str, str]] = {
-    "rules.points_per_unit": (
-        "{rate} {points_name} per {unit} on {amount}: {signed}",
-        "{rate} {points_name} pro {unit} auf {amount}: {signed}",
-    ),
-    "rules.points_per_unit.lines": (
-        "{name}: {rate} {points_name} per {unit} on {amount}: {signed}",
-        "{name}: {rate} {points_name} pro {unit} auf {amount}: {signed}",
-    ),
-    "rules.multiplier": ("{name} \u00d7{factor}: {signed}", "{name} \u00d7{factor}: {signed}"),
-    "rules.percent_bonus": ("{name} +{percent}%: {signed}", "{name} +{percent} %: {signed}"),
-    "rules.fixed": ("{name}: {signed}", "{name}: {signed}"),
-    "rules.badge_only": ("{name}: badge “{badge}”", "{name}: Abzeichen „{badge}“"),
-}
-
-_POINTS = {"en": ("point", "points"), "de": ("Punkt", "Punkte")}
-
-
-def render_explanation(template: str, params: Mapping[str, Any], lang: str = "en") -> str:
-    """English or German text of an award (``Award.template`` + ``Award.params``)."""
-    en, de = _TEMPLATES[template]
-    lang = "de" if lang == "de" else "en"
-    values: dict[str, Any] = dict(params)
-    points = int(values.get("points", 0))
-    values["signed"] = f"+{points}" if points >= 0 else f"-{-points}"
-    currency = values.get("currency")
-    if currency and "amount_minor" in values:
-        values["amount"] = format_money(int(values["amount_minor"]), currency, lang)
-        unit = format_money(10 ** currency_exponent(currency), currency, lang)
-        values["unit"] = unit.replace(".00", "").replace(",00", "")
-    if "rate" in values:
-        rate = Decimal(str(values["rate"]))
-        values["rate"] = format_rate(rate)
-        one, other = _POINTS[lang]
-        values["points_name"] = one if rate == 1 else other
-    for key in ("factor", "percent"):
-        if key in values:
-            text = format_rate(Decimal(str(values[key])))
-            values[key] = text.replace(".", ",") if lang == "de" else text
-    if lang == "de" and isinstance(values.get("rate"), str):
-        values["rate"] = values["rate"].replace(".", ",")
-    badge = values.get("badge")
-    if isinstance(badge, Mapping):
-        values["badge"] = badge.get(lang) or badge.get("en") or ""
-    text = (de if lang == "de" else en).format(**values)
-    limited = values.get("limited_by")
-    if limited:
-        text += f" ({reason_text(str(limited), lang)})"
-    return text
+# Texts (reasons, award explanations) come from the catalogue: ``treu.kit.explanations``.
 
 
 class Award:

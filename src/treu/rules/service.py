@@ -34,7 +34,6 @@ from treu.db.base import Query, WriteBatch, one_by_id, table_of
 from treu.kit.cache import StampedCache
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
-from treu.ledger import explain
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
 from treu.rules.engine import (
@@ -43,15 +42,12 @@ from treu.rules.engine import (
     MemberView,
     RuleSet,
     compile_rule_set,
-    render_explanation,
 )
 from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, UnknownTrigger
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
 from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
 from treu.tiers.maths import Ladder
 from treu.tiers.service import RULE_PREFIX, tiers
-
-explain.register("rules.", render_explanation)
 
 CACHE_SECONDS = 5.0
 BASE_ID = "base"

@@ -31,3 +31,11 @@ class MembershipDowngrade(Conflict):
 
     code = "membership_downgrade"
     title = "A higher paid tier is active"
+
+
+class UnknownTier(Invalid):
+    """A reference to a tier code the programme does not have (a reward's ``min_tier``,
+    a membership bought for a tier that does not exist)."""
+
+    code = "unknown_tier"
+    title = "Unknown tier"

@@ -38,12 +38,10 @@ from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
 from treu.db.base import WriteBatch, lookup, table_of
-from treu.errors import Invalid
 from treu.kit.ids import new_id
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import add_months as add_months_at
-from treu.kit.time import local_date, utc_now
-from treu.ledger import explain
+from treu.kit.time import iso, local_date, utc_now
 from treu.ledger.models import Account
 from treu.members.models import Member
 from treu.outbox.events import TierChanged
@@ -58,6 +56,7 @@ from treu.tiers.errors import (
     TierNotFound,
     TierNotPurchasable,
     TierOrder,
+    UnknownTier,
 )
 from treu.tiers.maths import DayActivity, Ladder, TierDef
 from treu.tiers.models import MemberTier, Tier, TierActivity, TierHistory
@@ -79,11 +78,6 @@ RULE_PREFIX = "tier."
 MEMBERSHIP_EVENT = "membership_purchased"
 
 
-class UnknownTier(Invalid):
-    code = "unknown_tier"
-    title = "Unknown tier"
-
-
 @dataclass(frozen=True)
 class TierInfo:
     """A member's tier as other features see it (rewards: exclusive access by rank)."""
@@ -97,29 +91,6 @@ class TierInfo:
 
     def label(self, lang: str = "en") -> str:
         return str(self.name.get(lang) or self.name.get("en") or self.code)
-
-
-# --------------------------------------------------------------------------- explanations
-
-
-def render_explanation(template: str, params: Mapping[str, Any], lang: str = "en") -> str:
-    """Postings of the tier multipliers: "Gold tier x1.5: +5" / "Stufe Gold x1,5: +5"."""
-    names = params.get("tier") or {}
-    name = str(names.get(lang) or names.get("en") or "") if isinstance(names, Mapping) else ""
-    factor = maths_rate(str(params.get("factor", "1")))
-    points = int(params.get("points", 0))
-    signed = f"+{points}" if points >= 0 else f"-{-points}"
-    if lang == "de":
-        return f"Stufe {name} \u00d7{factor.replace('.', ',')}: {signed}"
-    return f"{name} tier \u00d7{factor}: {signed}"
-
-
-def maths_rate(text: str) -> str:
-    value = Decimal(text).normalize()
-    return format(value, "f") if value == value.to_integral() else str(value)
-
-
-explain.register("tiers.", render_explanation)
 
 
 def tier_award_details(
@@ -623,8 +594,8 @@ class TierBook:
             "flags": list(tier.flags) if tier is not None else [],
             "reason": reason,
             "text": text,
-            "since": _iso(state.since),
-            **({"paid_until": _iso(state.paid_until)} if state.paid_until else {}),
+            "since": iso(state.since),
+            **({"paid_until": iso(state.paid_until)} if state.paid_until else {}),
         }
 
     # --- writing ----------------------------------------------------------------------
@@ -710,10 +681,6 @@ class TierBook:
 
 def _later(at: datetime, since: datetime | None) -> datetime:
     return at if since is None or at > since else since
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 # --------------------------------------------------------------------------- service

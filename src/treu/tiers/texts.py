@@ -1,4 +1,5 @@
-"""German and English sentences about tiers: what is missing, and why a tier changed.
+"""Sentences about tiers: what is missing, and why a tier changed (texts from the
+catalogue, ``treu.kit.text``).
 
 History entries store a template name and its parameters (never personal data) and the
 English text; the German one is rendered from the parameters when asked for."""
@@ -10,12 +11,13 @@ from datetime import date
 from typing import Any
 
 from treu.kit.money import format_money
+from treu.kit.text import N_, translate, translate_plural
 
 Lang = str
 
 _WINDOW = {
-    "rolling_12_months": ("in the last 12 months", "in den letzten 12 Monaten"),
-    "calendar_year": ("in the qualification year", "im Qualifikationsjahr"),
+    "rolling_12_months": N_("in the last 12 months"),
+    "calendar_year": N_("in the qualification year"),
 }
 
 
@@ -29,13 +31,14 @@ def _number(value: int, lang: Lang) -> str:
 
 
 def _points_name(points_name: Mapping[str, Any] | None, lang: Lang, count: int) -> str:
-    default = {"en": ("point", "points"), "de": ("Punkt", "Punkte")}[lang]
     name = (points_name or {}).get(lang)
     if isinstance(name, str):
         return name
     if isinstance(name, Mapping):
-        return str(name.get("one" if count == 1 else "other") or default[count != 1])
-    return default[count != 1]
+        label = name.get("one" if count == 1 else "other")
+        if label:
+            return str(label)
+    return translate_plural(lang, "point", "points", count)
 
 
 def quantity(
@@ -48,18 +51,18 @@ def quantity(
 ) -> str:
     """ "€120.00 spend", "350 points", "3 purchases" (and in German)."""
     if metric == "spend":
-        money = format_money(value, currency or "EUR", lang)
-        return f"{money} Umsatz" if lang == "de" else f"{money} spend"
+        return translate(
+            lang, "{amount} spend", amount=format_money(value, currency or "EUR", lang)
+        )
+    count = _number(value, lang)
     if metric == "purchases":
-        if lang == "de":
-            return f"{_number(value, lang)} {'Einkauf' if value == 1 else 'Einkäufe'}"
-        return f"{_number(value, lang)} {'purchase' if value == 1 else 'purchases'}"
-    return f"{_number(value, lang)} {_points_name(points_name, lang, value)}"
+        return translate_plural(lang, "{count} purchase", "{count} purchases", value, count=count)
+    return f"{count} {_points_name(points_name, lang, value)}"
 
 
 def _name(names: Mapping[str, Any] | None, lang: Lang) -> str:
     if not names:
-        return "keine Stufe" if lang == "de" else "no tier"
+        return translate(lang, "no tier")
     return str(names.get(lang) or names.get("en") or "")
 
 
@@ -74,23 +77,29 @@ def missing_text(
 ) -> str:
     """ "€120.00 spend by 31.12.2026 for Gold"; "€80.00 spend by 30.06.2027 to keep Gold";
     "Gold is yours until 31.12.2027" (nothing missing)."""
-    de = lang == "de"
     if keep and held_until is not None:
-        return (
-            f"{tier} bleibt Ihnen bis {day_text(held_until)}"
-            if de
-            else f"{tier} is yours until {day_text(held_until)}"
-        )
-    by = (f" bis {day_text(deadline)}" if de else f" by {day_text(deadline)}") if deadline else ""
+        return translate(lang, "{tier} is yours until {date}", tier=tier, date=day_text(held_until))
+    if deadline is None:
+        msgid = N_("{amount} to keep {tier}") if keep else N_("{amount} for {tier}")
+        return translate(lang, msgid, amount=amount, tier=tier)
     if keep:
-        return f"{amount}{by}, um {tier} zu behalten" if de else f"{amount}{by} to keep {tier}"
-    return f"{amount}{by} für {tier}" if de else f"{amount}{by} for {tier}"
+        msgid = N_("{amount} by {date} to keep {tier}")
+    else:
+        msgid = N_("{amount} by {date} for {tier}")
+    return translate(lang, msgid, amount=amount, tier=tier, date=day_text(deadline))
+
+
+_HISTORY = {
+    "qualified": N_("Upgrade to {tier}: {value} {window} ({threshold} needed)"),
+    "requalification_failed": N_("Down to {tier}: {value} {window}, {previous} needs {threshold}"),
+    "membership_expired": N_("Paid membership {previous} ended on {date}; now {tier}"),
+}
 
 
 def history_text(template: str, params: Mapping[str, Any], lang: Lang = "en") -> str:
-    de = lang == "de"
-    to = _name(params.get("to"), lang)
-    from_ = _name(params.get("from"), lang)
+    """The text of a tier change (``tier_history.details``: the reason as template name
+    and its parameters); an unknown reason is shown as it is."""
+    values = {"tier": _name(params.get("to"), lang), "previous": _name(params.get("from"), lang)}
     if template in ("qualified", "requalification_failed"):
         metric = str(params.get("metric", "points"))
         currency = params.get("currency")
@@ -105,33 +114,34 @@ def history_text(template: str, params: Mapping[str, Any], lang: Lang = "en") ->
                 lang=lang,
             )
 
-        value, threshold = amount("value"), amount("threshold")
-        window = _WINDOW.get(str(params.get("window")), ("", ""))[1 if de else 0]
-        if template == "qualified":
-            if de:
-                return f"Aufstieg zu {to}: {value} {window} ({threshold} nötig)"
-            return f"Upgrade to {to}: {value} {window} ({threshold} needed)"
-        if de:
-            return f"Abstieg zu {to}: {value} {window}, {from_} braucht {threshold}"
-        return f"Down to {to}: {value} {window}, {from_} needs {threshold}"
+        window = _WINDOW.get(str(params.get("window")))
+        values |= {
+            "value": amount("value"),
+            "threshold": amount("threshold"),
+            "window": translate(lang, window) if window else "",
+        }
+        return translate(lang, _HISTORY[template], **values)
     until = params.get("until")
-    until_text = day_text(date.fromisoformat(until)) if isinstance(until, str) else ""
-    count = int(params.get("months", 0))
-    months = (
-        f"{count} {'Monat' if count == 1 else 'Monate'}"
-        if de
-        else f"{count} {'month' if count == 1 else 'months'}"
-    )
+    values["date"] = day_text(date.fromisoformat(until)) if isinstance(until, str) else ""
+    months = int(params.get("months", 0))
     if template == "membership_purchased":
-        if de:
-            return f"{to} für {months} gekauft, bis {until_text}"
-        return f"{to} bought for {months}, until {until_text}"
+        return translate_plural(
+            lang,
+            "{tier} bought for {count} month, until {date}",
+            "{tier} bought for {count} months, until {date}",
+            months,
+            count=months,
+            **values,
+        )
     if template == "membership_renewed":
-        if de:
-            return f"{to} um {months} verlängert, bis {until_text}"
-        return f"{to} renewed for {months}, until {until_text}"
-    if template == "membership_expired":
-        if de:
-            return f"Bezahlte Mitgliedschaft {from_} endete am {until_text}; jetzt {to}"
-        return f"Paid membership {from_} ended on {until_text}; now {to}"
+        return translate_plural(
+            lang,
+            "{tier} renewed for {count} month, until {date}",
+            "{tier} renewed for {count} months, until {date}",
+            months,
+            count=months,
+            **values,
+        )
+    if template in _HISTORY:
+        return translate(lang, _HISTORY[template], **values)
     return template
