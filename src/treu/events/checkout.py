@@ -19,8 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy.orm import Session
 
 from treu.events.errors import CurrencyMismatch, EventInFuture
+from treu.events.ingest import line_views, purchase_view
 from treu.events.schemas import EXAMPLE_LINES, LineIn
-from treu.events.service import award_details, line_views, purchase_view
 from treu.kit.money import format_money
 from treu.kit.text import N_, translate
 from treu.kit.time import CLOCK_SKEW, iso, utc_now
@@ -38,7 +38,7 @@ from treu.rewards.payments import capacity
 from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, EventView, MemberView
-from treu.rules.service import Usage, member_view, rules
+from treu.rules.service import Usage, award_details, member_view, rules
 from treu.tiers.service import TierInfo, tiers
 from treu.tiers.texts import quantity
 

@@ -37,6 +37,7 @@ from treu.kit.time import utc_now
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
 from treu.rules.engine import (
+    Award,
     CompiledRuleInput,
     Headroom,
     MemberView,
@@ -47,7 +48,7 @@ from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, Unk
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
 from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
 from treu.tiers.maths import Ladder
-from treu.tiers.service import RULE_PREFIX, tiers
+from treu.tiers.service import RULE_PREFIX, tier_award_details, tiers
 
 CACHE_SECONDS = 5.0
 BASE_ID = "base"
@@ -101,6 +102,32 @@ def tier_inputs(ladder: Ladder) -> list[CompiledRuleInput]:
 
 def is_tier_rule(rule_id: str) -> bool:
     return rule_id.startswith(RULE_PREFIX)
+
+
+def award_details(award: Award, programme: Programme) -> dict[str, Any]:
+    """What a posting stores to explain an award. The base rate keeps the foundation's
+    template, which names the programme's own points ("1 Treuepunkt pro 1 € …")."""
+    if is_tier_rule(award.rule_id) and isinstance(award.rule.effect, Multiplier):
+        return tier_award_details(
+            award.rule_id,
+            award.version,
+            award.rule.effect.factor,
+            award.points,
+            tiers.known_ladder(programme),
+        )
+    if award.rule_id != BASE_ID:
+        return award.details()
+    return {
+        "template": "earn.base",
+        "rule": {"id": BASE_ID, "version": 1},
+        "params": {
+            "rate": str(programme.points_per_currency_unit),
+            "points_name": programme.points_name,
+            "amount_minor": award.amount_minor,
+            "currency": award.currency,
+            "points": award.points,
+        },
+    }
 
 
 def member_view(

@@ -1,0 +1,1316 @@
+"""Event ingestion: one code path for one event and for a batch of 1,000.
+
+``EventService.ingest`` resolves programmes, members and earlier events with a few
+bulk queries, locks the members' accounts in id order, computes every outcome in memory
+and writes the successful ones with bulk inserts. An event that fails validation or a
+business check gets its own error outcome and writes nothing; the others go ahead.
+
+Idempotency: ``(programme, event id)`` is unique. A replay with the same payload hash
+answers the stored result (status 200) and changes nothing; another payload under the
+same id is ``idempotency_conflict``. Two concurrent first deliveries of one id cannot
+both commit: the loser hits the unique constraint, the entry point retries the unit of
+work (``ingest_with_retry``) and then finds the winner's result.
+
+Returns reverse exactly the points that the returned lines earned: the order's points
+minus what the kept lines alone would have earned under the same earning basis (rate and
+rounding recorded on the purchase), so rounding never favours the member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Uuid, bindparam, delete, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from treu.db.base import COPY_THRESHOLD, WriteBatch, lookup, table_of
+from treu.errors import Invalid, TreuError
+from treu.events.errors import (
+    CurrencyMismatch,
+    EventInFuture,
+    IdempotencyConflict,
+    MemberMismatch,
+    OriginalEventNotFound,
+    ReturnExceedsPurchase,
+)
+from treu.events.models import Event, PurchaseLine
+from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
+from treu.events.seam import IngestRun, Item, Original, Reaction, ReactionRun, Tiers
+from treu.kit import jsons
+from treu.kit.ids import new_id
+from treu.kit.money import Rounding, points_for_amount
+from treu.kit.time import CLOCK_SKEW, iso, local_date, utc_now
+from treu.ledger.models import Lot, Posting
+from treu.ledger.service import (
+    AccountState,
+    Discrepancy,
+    LedgerWriter,
+    counted,
+    in_programme,
+    ledger,
+)
+from treu.members.errors import MemberClosed, MemberNotFound
+from treu.members.models import Member, MemberStatus
+from treu.members.schemas import MemberCreate
+from treu.members.service import MemberKey, members
+from treu.outbox.events import BadgeAwarded
+from treu.outbox.service import outbox
+from treu.programmes.errors import ProgrammeNotFound
+from treu.programmes.models import Programme, RoundingScope
+from treu.programmes.service import programmes
+from treu.rules.engine import (
+    Evaluation,
+    EventView,
+    LineView,
+    MemberView,
+    RuleSet,
+    reason_text,
+)
+from treu.rules.models import MemberBadge
+from treu.rules.service import BASE_ID, Usage, award_details, is_tier_rule, member_view, rules
+
+_STORED_EVENTS = lookup(
+    lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
+        Event.programme_id == bindparam("programme_id", type_=Uuid()), condition
+    ),
+    Event.key,
+)
+
+
+DEFERRED = 0
+"""``Outcome.status`` of an event ``ingest(defer_locked=True)`` left for later."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one event: ``status`` 201 (processed), 200 (replay), an error, or
+    ``DEFERRED``."""
+
+    index: int
+    event_id: str
+    status: int
+    body: dict[str, Any] | None = None
+    error: TreuError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status != DEFERRED
+
+
+@dataclass
+class _Earning:
+    """A programme's compiled rules and the limit counters of this unit of work."""
+
+    programme: Programme
+    rule_set: RuleSet
+    usage: Usage
+    now: datetime = field(default_factory=utc_now)
+    badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
+    badge_rows: list[dict[str, Any]] = field(default_factory=list)
+    tier_book: Tiers | None = None
+    """The unit of work's tier state (``member.tier`` for the rules)."""
+
+
+def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Rules a limit or budget stopped or capped: the answer says so."""
+    stopped = [
+        {"rule_id": skip.rule_id, "rule": skip.rule_name, "reason": skip.text("en")}
+        for skip in evaluation.skipped
+        if skip.reason.startswith("limit") or skip.reason == "budget"
+    ]
+    capped = [
+        {
+            "rule_id": award.rule_id,
+            "rule": award.rule_name,
+            "reason": f"capped: {reason_text(award.limited_by)}",
+        }
+        for award in evaluation.awards
+        if award.limited_by
+    ]
+    return stopped + capped
+
+
+def purchase_view(
+    programme: Programme,
+    *,
+    occurred_at: datetime,
+    currency: str,
+    lines: list[LineView],
+    channel: str | None,
+    store: str | None,
+) -> EventView:
+    return EventView.purchase(
+        occurred_at=occurred_at,
+        timezone=programme.timezone,
+        currency=currency,
+        lines=lines,
+        channel=channel,
+        store=store,
+    )
+
+
+def line_views(lines: list[Any]) -> list[LineView]:
+    return [
+        LineView.of(
+            line.sku,
+            unit_price_minor=line.unit_price_minor,
+            quantity=line.quantity,
+            name=line.name,
+            category=line.category,
+            tags=line.tags,
+        )
+        for line in lines
+    ]
+
+
+def payload_hash(event: AnyEvent) -> str:
+    """SHA-256 of the event's canonical JSON (keys sorted at every level, UTF-8)."""
+    return hashlib.sha256(jsons.dumps_sorted(event.model_dump(mode="json"))).hexdigest()
+
+
+def legacy_payload_hash(event: AnyEvent) -> str:
+    """The hash stored before orjson (``json.dumps``: non-ASCII escaped, Python's float
+    spelling), so that replaying an event stored then still answers 200, not 409."""
+    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def same_payload(known_hash: str, event: AnyEvent, digest: str) -> bool:
+    return known_hash == digest or known_hash == legacy_payload_hash(event)
+
+
+def badge_awarded(row: dict[str, Any]) -> BadgeAwarded:
+    """The domain event of a ``member_badges`` row an earning rule gave."""
+    return BadgeAwarded(
+        programme_id=row["programme_id"],
+        member_id=row["member_id"],
+        occurred_at=row["awarded_at"],
+        badge=row["code"],
+        rule_id=str(row["rule_id"]),
+        event_id=row["event_id"],
+    )
+
+
+def earn_basis(programme: Programme) -> dict[str, str]:
+    """The rule that earned an order's points, recorded so a return months later is
+    computed the same way even if the programme's rate changed in between."""
+    return {
+        "rule": "base",
+        "rate": str(programme.points_per_currency_unit),
+        "rounding": programme.rounding,
+        "scope": programme.rounding_scope,
+    }
+
+
+def points_under_basis(basis: dict[str, str], currency: str, amounts: list[int]) -> int:
+    rate = Decimal(basis["rate"])
+    rounding = Rounding(basis["rounding"])
+    if basis["scope"] == RoundingScope.line.value:
+        return sum(points_for_amount(a, currency, rate, rounding) for a in amounts)
+    return points_for_amount(sum(amounts), currency, rate, rounding)
+
+
+class EventService:
+    """The ingest core. ``reactions`` (``treu.events.reactions.REACTIONS`` for the
+    service the entry points use) follow every unit of work, in order; the core itself
+    names no feature."""
+
+    def __init__(self, reactions: Sequence[Reaction] = ()) -> None:
+        self.reactions = tuple(reactions)
+
+    def ingest(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        *,
+        now: datetime | None = None,
+        optimistic: bool = False,
+        defer_locked: bool = False,
+    ) -> list[Outcome]:
+        """Process ``events`` in the caller's unit of work.
+
+        ``optimistic``: do not look for earlier deliveries first. A replay then fails on
+        the unique ``(programme, key)`` constraint when the writes are flushed, and the
+        caller retries without ``optimistic`` (``ingest_with_retry`` does); replays are
+        rare, so a single event saves a statement.
+
+        ``defer_locked`` (PostgreSQL): do not wait for accounts another transaction holds.
+        The events that need them are left out, with status ``DEFERRED``, and the caller
+        runs them in a unit of work of their own after this one has committed
+        (``ingest_with_retry`` does). Concurrent batches that share members then do not
+        queue behind each other's account locks for the whole batch, only for the shared
+        members' events."""
+        now = now or utc_now()
+        outcomes: dict[int, Outcome] = {}
+        hashes = [payload_hash(e) for e in events]
+
+        # 1. programmes
+        progs = programmes.cached_by_slug(session, {e.programme for e in events})
+        todo: list[int] = []
+        for i, event in enumerate(events):
+            if event.programme not in progs:
+                outcomes[i] = self._fail(
+                    i, event, ProgrammeNotFound(f"no programme {event.programme!r}")
+                )
+            else:
+                todo.append(i)
+
+        # 2. replays (stored earlier, or earlier in this very batch)
+        stored = (
+            {} if optimistic else self._stored_events(session, [events[i] for i in todo], progs)
+        )
+        first_in_batch: dict[tuple[uuid.UUID, str], int] = {}
+        fresh: list[int] = []
+        for i in todo:
+            event = events[i]
+            key = (progs[event.programme].id, event.id)
+            if key in stored:
+                known_hash, result = stored[key]
+                if same_payload(known_hash, event, hashes[i]):
+                    outcomes[i] = Outcome(i, event.id, 200, body=result)
+                else:
+                    outcomes[i] = self._fail(i, event, self._conflict(event))
+            elif key in first_in_batch:
+                fresh.append(i)  # decided after the first copy was processed
+            else:
+                first_in_batch[key] = i
+                fresh.append(i)
+
+        # Checks that need no member come first: a purchase that fails them must not
+        # auto-enrol anybody (nothing is half-written).
+        for i in fresh:
+            event = events[i]
+            try:
+                if isinstance(event, PurchaseEvent):
+                    self._check_purchase(event, progs[event.programme], now)
+                elif isinstance(event, EngagementEvent):
+                    self._check_engagement(session, event, progs[event.programme], now)
+                for reaction in self.reactions:
+                    reaction.validate(session, event, progs[event.programme])
+            except TreuError as error:
+                outcomes[i] = self._fail(i, event, error)
+
+        # 3. members
+        writer = ledger.writer(session, now=now)
+        resolved = self._resolve_members(session, events, fresh, progs, outcomes, writer)
+        originals = self._load_originals(session, events, fresh, progs, outcomes)
+        member_ids = {m.id for m in resolved.values() if m is not None}
+        member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
+
+        if defer_locked and session.connection().dialect.name == "postgresql":
+            held = writer.try_lock(member_ids)
+            self._defer(events, fresh, progs, outcomes, resolved, originals, held)
+            member_ids = held
+
+        early = self._lines_first(session, events, fresh, progs, outcomes, resolved)
+
+        # 4. lock accounts (id order), then read what returns need under the lock
+        writer.lock(member_ids)  # those held already are skipped
+        self._load_original_lines(session, originals)
+        earning = self._earning(session, events, fresh, progs, outcomes, resolved, now)
+        run = IngestRun(
+            session=session,
+            now=now,
+            writer=writer,
+            events=events,
+            programmes=progs,
+            fresh=fresh,
+            outcomes=outcomes,
+            members=resolved,
+            originals=originals,
+            earning=earning,
+        )
+        runs: list[ReactionRun] = [reaction.start(run) for reaction in self.reactions]
+        for context in earning.values():
+            context.tier_book = run.tiers
+
+        # 5. process in order
+        event_rows: list[dict[str, Any]] = []
+        line_rows: list[dict[str, Any]] = []
+        processed: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
+        for i in fresh:
+            if i in outcomes:
+                continue
+            event = events[i]
+            programme = progs[event.programme]
+            key = (programme.id, event.id)
+            if key in processed:  # a second copy in the same batch
+                known_hash, result = processed[key]
+                outcomes[i] = (
+                    Outcome(i, event.id, 200, body=result)
+                    if known_hash == hashes[i]
+                    else self._fail(i, event, self._conflict(event))
+                )
+                continue
+            item = Item(i, event, programme, resolved.get(i), earning=earning.get(programme.id))
+            try:
+                for reaction_run in runs:
+                    reaction_run.check(item)
+                if isinstance(event, PurchaseEvent):
+                    row, lines, result = self._purchase(
+                        event,
+                        programme,
+                        resolved.get(i),
+                        writer,
+                        now,
+                        originals,
+                        earning,
+                        early.get(i),
+                    )
+                elif isinstance(event, EngagementEvent):
+                    row, lines, result = self._engagement(
+                        event, programme, resolved.get(i), writer, earning
+                    )
+                else:
+                    original = originals.get((programme.id, event.original_event_id))
+                    if original is None:  # its purchase, earlier in this batch, failed
+                        raise OriginalEventNotFound(
+                            f"no purchase {event.original_event_id!r} to return against"
+                        )
+                    ref_member = resolved.get(i)
+                    if ref_member is not None and ref_member.id != original.member_id:
+                        raise MemberMismatch("the purchase belongs to another member")
+                    item.original = original
+                    row, lines, result = self._return(
+                        session, event, programme, original, writer, now
+                    )
+                item.row, item.lines, item.result = row, lines, result
+                for reaction_run in runs:
+                    reaction_run.react(item)
+            except TreuError as error:
+                outcomes[i] = self._fail(i, event, error)
+                continue
+            row["payload_hash"] = hashes[i]
+            row["result"] = result
+            event_rows.append(row)
+            if i not in early:  # else written before the locks
+                line_rows.extend(lines)
+            processed[key] = (hashes[i], result)
+            outcomes[i] = Outcome(i, event.id, 201, body=result)
+
+        # 6. write
+        self._drop_lines(session, [early[i][0] for i in early if outcomes[i].status != 201])
+        batch = WriteBatch()
+        batch.insert(table_of(Event), event_rows)
+        batch.insert(table_of(PurchaseLine), line_rows)
+        for reaction_run in runs:  # before the writer's: reactions may credit points
+            reaction_run.flush(batch)
+        writer.flush(batch)
+        for context in earning.values():
+            context.usage.flush(batch)
+            batch.insert(table_of(MemberBadge), context.badge_rows)
+            # (a challenge's badges in these rows are reported by the challenge book)
+            rule_badges = [row for row in context.badge_rows if row["rule_id"] is not None]
+            outbox.add_to(batch, map(badge_awarded, rule_badges), now=now)
+        self._write_originals(batch, originals)
+        outbox.drain(session, batch, now=now)
+        batch.flush(session.connection())
+        return [outcomes[i] for i in range(len(events))]
+
+    def copies(
+        self, session: Session, *, programme_id: uuid.UUID | None = None
+    ) -> list[Discrepancy]:
+        """Purchase lines whose programme or member is not their event's (those copies
+        carry no foreign key, migration 0007), and events, lines and postings whose
+        parent row is missing (the rows a purchase writes carry no foreign keys,
+        migration 0010): ``treu ledger verify`` checks them here (the ledger's own
+        copies: ``LedgerService.copies``)."""
+        original = aliased(Event)
+        event = aliased(Event)
+
+        def missing(child: Any, condition: Any, *joins: tuple[Any, Any]) -> Any:
+            """Rows of ``child`` whose parent is missing, counted per member."""
+            query = select(child.member_id, func.count())
+            for parent, on in joins:
+                query = query.outerjoin(parent, on)
+            return query.where(condition, *in_programme(child.programme_id, programme_id)).group_by(
+                child.member_id
+            )
+
+        member = func.coalesce(Event.member_id, PurchaseLine.member_id)
+        return counted(
+            session,
+            {
+                "purchase line's programme or member": select(member, func.count())
+                .select_from(PurchaseLine)
+                .join(Event, Event.id == PurchaseLine.event_id)
+                .where(
+                    or_(
+                        PurchaseLine.programme_id != Event.programme_id,
+                        PurchaseLine.member_id.is_distinct_from(Event.member_id),
+                    ),
+                    *in_programme(Event.programme_id, programme_id),
+                )
+                .group_by(member),
+                "event's programme, member or original purchase missing": missing(
+                    Event,
+                    or_(
+                        Programme.id.is_(None),
+                        Event.member_id.is_not(None) & Member.id.is_(None),
+                        Event.original_event_id.is_not(None) & original.id.is_(None),
+                    ),
+                    (Programme, Programme.id == Event.programme_id),
+                    (Member, Member.id == Event.member_id),
+                    (original, original.id == Event.original_event_id),
+                ),
+                "purchase line's event missing": missing(
+                    PurchaseLine, Event.id.is_(None), (Event, Event.id == PurchaseLine.event_id)
+                ),
+                "posting's member or event missing": missing(
+                    Posting,
+                    or_(Member.id.is_(None), Posting.event_id.is_not(None) & event.id.is_(None)),
+                    (Member, Member.id == Posting.member_id),
+                    (event, event.id == Posting.event_id),
+                ),
+                "lot's posting missing": missing(
+                    Lot, Posting.id.is_(None), (Posting, Posting.id == Lot.posting_id)
+                ),
+            },
+        )
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _fail(self, index: int, event: AnyEvent, error: TreuError) -> Outcome:
+        return Outcome(index, event.id, error.http_status, error=error)
+
+    def _conflict(self, event: AnyEvent) -> IdempotencyConflict:
+        return IdempotencyConflict(
+            f"event {event.id!r} was already received with a different payload"
+        )
+
+    def _stored_events(
+        self, session: Session, events: list[AnyEvent], progs: dict[str, Programme]
+    ) -> dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]]:
+        keys: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for event in events:
+            keys[progs[event.programme].id].add(event.id)
+        found: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
+        for programme_id, ids in keys.items():
+            rows = _STORED_EVENTS.rows(session.connection(), sorted(ids), programme_id=programme_id)
+            for key, hash_, result in rows:
+                found[(programme_id, key)] = (hash_, result)
+        return found
+
+    def _resolve_members(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        writer: LedgerWriter,
+    ) -> dict[int, MemberKey | None]:
+        by_programme: dict[uuid.UUID, list[int]] = defaultdict(list)
+        for i in fresh:
+            if events[i].member is not None and i not in outcomes:
+                by_programme[progs[events[i].programme].id].append(i)
+        resolved: dict[int, MemberKey | None] = {}
+        for programme_id, indexes in by_programme.items():
+            refs = [events[i].member for i in indexes]
+            single = events[indexes[0]]
+            if len(fresh) == 1 and isinstance(single, PurchaseEvent) and single.member:
+                # One purchase: find the member and lock its account in one statement.
+                one = members.resolve_and_lock(
+                    session, programme_id=programme_id, ref=single.member, writer=writer
+                )
+                ref_key = (single.member.kind, single.member.value)
+                found = {ref_key: one} if one is not None else {}
+            else:
+                found = members.resolve_many(
+                    session, programme_id=programme_id, refs=[r for r in refs if r is not None]
+                )
+            for i in indexes:
+                event = events[i]
+                ref = event.member
+                assert ref is not None
+                member = found.get((ref.kind, ref.value))
+                if member is None:
+                    programme = progs[event.programme]
+                    can_enrol = (
+                        programme.auto_enrol
+                        and isinstance(event, PurchaseEvent)
+                        and ref.kind != "member_id"
+                    )
+                    if not can_enrol:
+                        outcomes[i] = self._fail(
+                            i,
+                            event,
+                            MemberNotFound(
+                                f"no member with {ref.kind} {ref.value!r} in programme "
+                                f"{programme.slug!r}"
+                                + ("" if programme.auto_enrol else " (auto-enrolment is off)")
+                            ),
+                        )
+                        continue
+                    assert isinstance(event, PurchaseEvent)
+                    try:
+                        data = MemberCreate(
+                            programme=programme.slug,
+                            channel=event.channel,
+                            enrolled_at=event.occurred_at,
+                            **{ref.kind: ref.value},
+                        )
+                    except ValidationError as exc:  # e.g. a card number failing the Luhn check
+                        message = "; ".join(str(e["msg"]) for e in exc.errors())
+                        outcomes[i] = self._fail(
+                            i,
+                            event,
+                            Invalid(
+                                f"cannot enrol a member with {ref.kind} {ref.value!r}: {message}",
+                                errors=[{"field": f"member.{ref.kind}", "message": message}],
+                            ),
+                        )
+                        continue
+                    enrolled = members.enrol(session, programme=programme, data=data, writer=writer)
+                    member = MemberKey.of(enrolled)
+                    found[(ref.kind, ref.value)] = member
+                resolved[i] = member
+        return resolved
+
+    def _defer(
+        self,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+        originals: dict[tuple[uuid.UUID, str], Original],
+        held: set[uuid.UUID],
+    ) -> None:
+        """Mark the events whose accounts are not ``held`` as ``DEFERRED``, together with
+        whatever must be decided with them: the other copies of the same event id (the
+        first copy decides the rest) and the returns against a deferred purchase of this
+        batch (it is not stored yet when they are processed)."""
+        deferred: set[tuple[uuid.UUID, str]] = set()
+        for i in fresh:
+            event = events[i]
+            if i in outcomes:
+                continue
+            programme_id = progs[event.programme].id
+            needed: set[uuid.UUID] = set()
+            if (member := resolved.get(i)) is not None:
+                needed.add(member.id)
+            if isinstance(event, ReturnEvent):
+                original = originals.get((programme_id, event.original_event_id))
+                if original is not None and original.member_id is not None:
+                    needed.add(original.member_id)
+            if not needed <= held:
+                deferred.add((programme_id, event.id))
+        if not deferred:
+            return
+        grew = True
+        while grew:  # a deferred return can defer a purchase of the same id, and so on
+            grew = False
+            for i in fresh:
+                event = events[i]
+                if i in outcomes or not isinstance(event, ReturnEvent):
+                    continue
+                programme_id = progs[event.programme].id
+                if (programme_id, event.original_event_id) in deferred and (
+                    programme_id,
+                    event.id,
+                ) not in deferred:
+                    deferred.add((programme_id, event.id))
+                    grew = True
+        for i in fresh:
+            event = events[i]
+            if i not in outcomes and (progs[event.programme].id, event.id) in deferred:
+                outcomes[i] = Outcome(i, event.id, DEFERRED)
+
+    def _load_originals(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+    ) -> dict[tuple[uuid.UUID, str], Original]:
+        wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
+        batch_purchases: dict[tuple[uuid.UUID, str], int] = {}
+        for i in fresh:
+            if isinstance(events[i], PurchaseEvent):
+                batch_purchases.setdefault((progs[events[i].programme].id, events[i].id), i)
+        for i in fresh:
+            event = events[i]
+            if isinstance(event, ReturnEvent) and i not in outcomes:
+                wanted[progs[event.programme].id].add(event.original_event_id)
+        originals: dict[tuple[uuid.UUID, str], Original] = {}
+        for programme_id, keys in wanted.items():
+            for row in session.execute(
+                select(
+                    Event.id,
+                    Event.key,
+                    Event.member_id,
+                    Event.currency,
+                    Event.occurred_at,
+                    Event.channel,
+                    Event.store,
+                ).where(
+                    Event.programme_id == programme_id,
+                    Event.key.in_(keys),
+                    Event.type == "purchase",
+                )
+            ).all():
+                originals[(programme_id, row.key)] = Original(
+                    row.id,
+                    row.key,
+                    row.member_id,
+                    row.currency,
+                    {},
+                    occurred_at=row.occurred_at,
+                    channel=row.channel,
+                    store=row.store,
+                )
+        for i in fresh:
+            event = events[i]
+            if isinstance(event, ReturnEvent) and i not in outcomes:
+                key = (progs[event.programme].id, event.original_event_id)
+                if key not in originals:
+                    if batch_purchases.get(key, i) < i:
+                        continue  # bought earlier in this batch: ``_purchase`` adds it
+                    hint = " (it is later in this batch)" if key in batch_purchases else ""
+                    outcomes[i] = self._fail(
+                        i,
+                        event,
+                        OriginalEventNotFound(
+                            f"no purchase {event.original_event_id!r} to return against{hint}"
+                        ),
+                    )
+        return originals
+
+    def _load_original_lines(
+        self, session: Session, originals: dict[tuple[uuid.UUID, str], Original]
+    ) -> None:
+        if not originals:
+            return
+        by_id = {o.id: o for o in originals.values()}
+        for event_id, data in session.execute(
+            select(Event.id, Event.data).where(Event.id.in_(by_id))
+        ).all():
+            by_id[event_id].data = dict(data)
+        for row in session.execute(
+            select(
+                PurchaseLine.id,
+                PurchaseLine.event_id,
+                PurchaseLine.line_no,
+                PurchaseLine.sku,
+                PurchaseLine.name,
+                PurchaseLine.category,
+                PurchaseLine.tags,
+                PurchaseLine.quantity,
+                PurchaseLine.unit_price_minor,
+                PurchaseLine.returned_quantity,
+            )
+            .where(PurchaseLine.event_id.in_(by_id))
+            .order_by(PurchaseLine.event_id, PurchaseLine.line_no)
+        ).mappings():
+            by_id[row["event_id"]].lines.append(dict(row))
+
+    def _check_engagement(
+        self, session: Session, event: EngagementEvent, programme: Programme, now: datetime
+    ) -> None:
+        from treu.rules.event_types import event_types
+
+        if event.occurred_at > now + CLOCK_SKEW:
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
+        event_types.validate(
+            session,
+            programme_id=programme.id,
+            type=event.type,
+            attributes=event.attributes,
+            store=event.store,
+        )
+
+    def _earning(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+        now: datetime,
+    ) -> dict[uuid.UUID, _Earning]:
+        """Compiled rules per programme, and the limit counters of the members at hand
+        (budgeted rules' rows locked, after the accounts: always in that order)."""
+        earning: dict[uuid.UUID, _Earning] = {}
+        dates: dict[uuid.UUID, list[tuple[uuid.UUID, date]]] = defaultdict(list)
+        for i in fresh:
+            event = events[i]
+            if i in outcomes or isinstance(event, ReturnEvent):
+                continue
+            programme = progs[event.programme]
+            if programme.id not in earning:
+                active = rules.active(session, programme)
+                earning[programme.id] = _Earning(
+                    programme, active.rule_set, Usage(session, dict(active.limited)), now=now
+                )
+            member = resolved.get(i)
+            if member is not None:
+                local = local_date(event.occurred_at, programme.timezone)
+                dates[programme.id].append((member.id, local))
+        for programme_id, context in earning.items():
+            if context.usage.specs:
+                context.usage.load(dates[programme_id])
+        return earning
+
+    def _credit(
+        self,
+        evaluation: Evaluation,
+        context: _Earning,
+        writer: LedgerWriter,
+        account: AccountState,
+        earned_at: datetime,
+        event_id: uuid.UUID,
+        *,
+        pending: bool,
+    ) -> list[dict[str, Any]]:
+        """One ``earn`` posting per rule that gave points, and the limit counters."""
+        programme = context.programme
+        postings: list[dict[str, Any]] = []
+        day = local_date(earned_at, programme.timezone)
+        for award in evaluation.awards:
+            if award.rule_id != BASE_ID:
+                context.usage.record(account.member_id, day, award.rule_id, award.points)
+            if award.points <= 0:
+                continue
+            if award.rule_id == BASE_ID or is_tier_rule(award.rule_id):
+                details = award_details(award, programme)
+                rule_id, version = None, None
+            else:
+                details = award.details()
+                rule_id, version = uuid.UUID(award.rule_id), award.version
+            posting = writer.earn(
+                account,
+                programme=programme,
+                points=award.points,
+                earned_at=earned_at,
+                event_id=event_id,
+                details=details,
+                pending=pending,
+                rule_id=rule_id,
+                rule_version=version,
+            )
+            postings.append(posting.public())
+        return postings
+
+    def _award_badges(
+        self,
+        evaluation: Evaluation,
+        context: _Earning,
+        member_id: uuid.UUID,
+        event_id: uuid.UUID,
+        local: date,
+    ) -> list[dict[str, Any]]:
+        """Badges the member does not hold yet (each badge code once per member)."""
+        if not evaluation.badges:
+            return []
+        held = context.badges_held.get(member_id)
+        if held is None:
+            held = set(
+                context.usage.session.scalars(
+                    select(MemberBadge.code).where(MemberBadge.member_id == member_id)
+                )
+            )
+            context.badges_held[member_id] = held
+        new: list[dict[str, Any]] = []
+        for award in evaluation.badges:
+            badge = award.badge
+            if badge.code in held:
+                continue
+            held.add(badge.code)
+            data = badge.model_dump(mode="json", exclude_none=True)
+            context.badge_rows.append(
+                {
+                    "id": new_id(),
+                    "member_id": member_id,
+                    "programme_id": context.programme.id,
+                    "code": badge.code,
+                    "badge": data,
+                    "rule_id": uuid.UUID(award.rule_id),
+                    "rule_version": award.version,
+                    "event_id": event_id,
+                    "awarded_at": context.now,
+                }
+            )
+            new.append(data)
+        return new
+
+    def _engagement(
+        self,
+        event: EngagementEvent,
+        programme: Programme,
+        member: MemberKey | None,
+        writer: LedgerWriter,
+        earning: dict[uuid.UUID, _Earning],
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        if member is None:  # resolution failed and was reported already
+            raise MemberNotFound("engagement events need a member")
+        if member.status == MemberStatus.closed.value:
+            raise MemberClosed(f"member {member.id} is closed")
+        blocked = member.status == MemberStatus.blocked.value
+        account = writer.account(member.id)
+        event_uuid = new_id()
+        context = earning[programme.id]
+        earned = 0
+        postings: list[dict[str, Any]] = []
+        badges: list[dict[str, Any]] = []
+        awarded: dict[str, int] = {}
+        if not blocked:
+            view = EventView.engagement(
+                event.type,
+                occurred_at=event.occurred_at,
+                timezone=programme.timezone,
+                attrs=event.attributes,
+                channel=event.channel.value if event.channel else None,
+                store=event.store,
+            )
+            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
+            evaluation = context.rule_set.evaluate(
+                view,
+                member_view(member, programme, event.occurred_at, tier=tier),
+                context.usage.view(member.id, view.date),
+            )
+            earned = evaluation.points
+            # Engagement has no return window: its points are available at once.
+            postings = self._credit(
+                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=False
+            )
+            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
+            awarded = {a.rule_id: a.points for a in evaluation.awards}
+            limited = _limited(evaluation)
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": event.type,
+            "member_id": member.id,
+            "occurred_at": event.occurred_at,
+            "received_at": writer.now,
+            "channel": event.channel.value if event.channel else None,
+            "store": event.store,
+            "currency": None,
+            "total_minor": None,
+            "original_event_id": None,
+            "data": {
+                "attributes": event.attributes,
+                "earned": earned,
+                "awards": awarded,
+                "blocked": blocked,
+            },
+        }
+        result: dict[str, Any] = {
+            "event_id": event.id,
+            "type": event.type,
+            "member_id": str(member.id),
+            "points": {"earned": earned, "available": earned, "pending": 0, "reversed": 0},
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        if badges:
+            result["badges"] = badges
+        if not blocked and limited:
+            result["limited"] = limited
+        if blocked:
+            result["note"] = "member is blocked: the event is recorded without points"
+        return row, [], result
+
+    def _kept_points(
+        self,
+        session: Session,
+        programme: Programme,
+        original: Original,
+        basis: dict[str, Any],
+        currency: str,
+        kept: list[int],
+    ) -> int:
+        """What the kept lines of a partly returned order earn under the rules the
+        purchase was evaluated with (each rule capped at what it gave then)."""
+        if "rules" not in basis:  # recorded before earning rules existed: the base rate
+            return points_under_basis(basis, currency, kept)
+        base = basis.get("base")
+        tier = basis.get("tier")
+        rule_set = rules.as_recorded(
+            session,
+            programme,
+            basis["rules"],
+            base=(Decimal(base[0]), str(base[1])) if base else None,
+            tier=(str(tier[0]), Decimal(tier[1])) if tier else None,
+        )
+        lines = [
+            LineView.of(
+                x["sku"],
+                unit_price_minor=x["unit_price_minor"],
+                quantity=x["quantity"] - x["returned_quantity"],
+                name=x.get("name"),
+                category=x.get("category"),
+                tags=x.get("tags") or (),
+            )
+            for x in original.lines
+            if x["quantity"] > x["returned_quantity"]
+        ]
+        if not lines:
+            return 0
+        occurred_at = original.occurred_at or utc_now()
+        view = purchase_view(
+            programme,
+            occurred_at=occurred_at,
+            currency=currency,
+            lines=lines,
+            channel=original.channel,
+            store=original.store,
+        )
+        snapshot = basis.get("member") or {}
+        mview = MemberView.of(at=occurred_at, timezone=programme.timezone)
+        mview = replace(
+            mview,
+            days_enrolled=int(snapshot.get("days_enrolled", 0)),
+            birthday_month=bool(snapshot.get("birthday_month", False)),
+            tier=snapshot.get("tier"),
+        )
+        awarded = {str(k): int(v) for k, v in (original.data.get("awards") or {}).items()}
+        result: Evaluation = rule_set.evaluate(view, mview, None, now=occurred_at, caps=awarded)
+        return result.points
+
+    def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
+        if event.currency != programme.currency:
+            raise CurrencyMismatch(
+                f"programme {programme.slug!r} runs in {programme.currency}, "
+                f"the purchase is in {event.currency}"
+            )
+        if event.occurred_at > now + CLOCK_SKEW:
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
+
+    def _purchase(
+        self,
+        event: PurchaseEvent,
+        programme: Programme,
+        member: MemberKey | None,
+        writer: LedgerWriter,
+        now: datetime,
+        originals: dict[tuple[uuid.UUID, str], Original],
+        earning: dict[uuid.UUID, _Earning],
+        prepared: tuple[uuid.UUID, list[dict[str, Any]]] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        """``prepared``: the event id and line rows ``_lines_first`` wrote already."""
+        if member is not None and member.status == MemberStatus.closed.value:
+            raise MemberClosed(f"member {member.id} is closed")
+        amounts = [line.quantity * line.unit_price_minor for line in event.lines]
+        total = sum(amounts)
+        basis: dict[str, Any] = dict(earn_basis(programme))
+        event_uuid, lines = prepared or self._lines(event, programme, member)
+        blocked = member is not None and member.status == MemberStatus.blocked.value
+        earned = 0
+        postings: list[dict[str, Any]] = []
+        badges: list[dict[str, Any]] = []
+        limited: list[dict[str, Any]] = []
+        awarded: dict[str, int] = {}
+        account: AccountState | None = None
+        lot_pending = False
+        if member is not None:
+            account = writer.account(member.id)
+        if member is not None and account is not None and not blocked:
+            context = earning[programme.id]
+            view = purchase_view(
+                programme,
+                occurred_at=event.occurred_at,
+                currency=event.currency,
+                lines=line_views(event.lines),
+                channel=event.channel.value,
+                store=event.store,
+            )
+            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
+            mview = member_view(member, programme, event.occurred_at, tier=tier)
+            evaluation = context.rule_set.evaluate(
+                view, mview, context.usage.view(member.id, view.date)
+            )
+            earned = evaluation.points
+            postings = self._credit(
+                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=True
+            )
+            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
+            awarded = evaluation.applied_points()
+            limited = _limited(evaluation)
+            versions = {a.rule_id: a.version for a in evaluation.awards}
+            versions.update(
+                {x.rule_id: x.version for x in evaluation.skipped if x.rule_id in awarded}
+            )
+            basis = {
+                "rules": [[rule_id, versions[rule_id]] for rule_id in awarded],
+                "base": [basis["rate"], basis["rounding"]] if BASE_ID in awarded else None,
+                "scope": basis["scope"],
+                "member": {
+                    "days_enrolled": mview.days_enrolled,
+                    "birthday_month": mview.birthday_month,
+                    **({"tier": tier} if tier is not None else {}),
+                },
+            }
+            # The tier multiplier as it was (for returns); at most one tier rule applies.
+            tier_rule = next((rule_id for rule_id in awarded if is_tier_rule(rule_id)), None)
+            if tier_rule is not None and context.tier_book is not None:
+                factor = context.tier_book.multiplier_of(member.id)
+                if factor is not None:
+                    basis["tier"] = [tier_rule.split(".", 1)[1], str(factor)]
+            lot_pending = earned > 0 and (
+                programmes.available_at(programme, event.occurred_at) > now
+            )
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": "purchase",
+            "member_id": member.id if member else None,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "channel": event.channel.value,
+            "store": event.store,
+            "currency": event.currency,
+            "total_minor": total,
+            "original_event_id": None,
+            "data": {
+                "basis": basis,
+                "earned": earned,
+                "awards": awarded,
+                "reversed": 0,
+                "blocked": blocked,
+            },
+        }
+        # A return later in this batch may name this purchase.
+        originals[(programme.id, event.id)] = Original(
+            event_uuid,
+            event.id,
+            member.id if member else None,
+            event.currency,
+            {
+                "basis": basis,
+                "earned": earned,
+                "awards": awarded,
+                "reversed": 0,
+                "blocked": blocked,
+            },
+            occurred_at=event.occurred_at,
+            channel=event.channel.value,
+            store=event.store,
+            new_rows=lines,
+        )
+        result = {
+            "event_id": event.id,
+            "type": "purchase",
+            "member_id": str(member.id) if member else None,
+            "points": {
+                "earned": earned,
+                "available": 0 if lot_pending else earned,
+                "pending": earned if lot_pending else 0,
+                "reversed": 0,
+            },
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        if badges:
+            result["badges"] = badges
+        if limited:
+            result["limited"] = limited
+        if blocked:
+            result["note"] = "member is blocked: the purchase is recorded without points"
+        return row, lines, result
+
+    def _lines(
+        self, event: PurchaseEvent, programme: Programme, member: MemberKey | None
+    ) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+        """The purchase's new event id and its purchase-line rows."""
+        event_uuid = new_id()
+        member_id = member.id if member else None
+        return event_uuid, [
+            {
+                "event_id": event_uuid,
+                "programme_id": programme.id,
+                "member_id": member_id,
+                "occurred_at": event.occurred_at,
+                "line_no": n,
+                "sku": line.sku,
+                "name": line.name,
+                "category": line.category,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+                "tags": list(line.tags),
+                "returned_quantity": 0,
+            }
+            for n, line in enumerate(event.lines, start=1)
+        ]
+
+    def _lines_first(
+        self,
+        session: Session,
+        events: list[AnyEvent],
+        fresh: list[int],
+        progs: dict[str, Programme],
+        outcomes: dict[int, Outcome],
+        resolved: dict[int, MemberKey | None],
+    ) -> dict[int, tuple[uuid.UUID, list[dict[str, Any]]]]:
+        """Write a large batch's purchase lines *before* the accounts are locked.
+
+        Concurrent batches that share a member wait for each other's account locks until
+        commit, so whatever is written under the locks is written one batch at a time;
+        the lines need no lock and were the largest write (3,000 rows for 1,000
+        purchases). They carry no foreign key to their event (migration 0010), which is
+        written later in the same unit of work; lines of a purchase that fails after all
+        are deleted before commit (``_drop_lines``). Only on PostgreSQL (SQLite's writer
+        holds the database lock from the start anyway) and only in batches without
+        returns (a return updates the lines of a purchase earlier in its batch before
+        they are written)."""
+        if session.connection().dialect.name != "postgresql" or any(
+            isinstance(events[i], ReturnEvent) for i in fresh
+        ):
+            return {}
+        purchases: dict[tuple[str, str], tuple[int, PurchaseEvent]] = {}
+        for i in fresh:  # a second copy of an event in the batch writes nothing
+            event = events[i]
+            if isinstance(event, PurchaseEvent) and i not in outcomes:
+                purchases.setdefault((event.programme, event.id), (i, event))
+        if sum(len(event.lines) for _, event in purchases.values()) < COPY_THRESHOLD:
+            return {}  # small: written with the events in one statement or pipeline
+        prepared = {
+            i: self._lines(event, progs[event.programme], resolved.get(i))
+            for i, event in purchases.values()
+        }
+        rows = [row for _, lines in prepared.values() for row in lines]
+        batch = WriteBatch()
+        batch.insert(table_of(PurchaseLine), rows)
+        batch.flush(session.connection())
+        return prepared
+
+    def _drop_lines(self, session: Session, event_ids: list[uuid.UUID]) -> None:
+        """Delete lines written early for purchases that then failed."""
+        if event_ids:
+            session.connection().execute(
+                delete(PurchaseLine).where(PurchaseLine.event_id.in_(event_ids))
+            )
+
+    def _return(
+        self,
+        session: Session,
+        event: ReturnEvent,
+        programme: Programme,
+        original: Original,
+        writer: LedgerWriter,
+        now: datetime,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        if event.occurred_at > now + CLOCK_SKEW:
+            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
+        # Check every line before changing anything.
+        wanted: dict[str, int] = defaultdict(int)
+        for line in event.lines:
+            wanted[line.sku] += line.quantity
+        for sku, quantity in wanted.items():
+            open_qty = sum(
+                x["quantity"] - x["returned_quantity"] for x in original.lines if x["sku"] == sku
+            )
+            if quantity > open_qty:
+                raise ReturnExceedsPurchase(
+                    f"sku {sku!r}: {quantity} returned but only {open_qty} left on "
+                    f"purchase {original.key!r}",
+                    sku=sku,
+                )
+        basis = original.data.get("basis") or earn_basis(programme)
+        currency = original.currency or programme.currency
+        earned = int(original.data.get("earned", 0))
+        already = int(original.data.get("reversed", 0))
+        for sku, quantity in wanted.items():
+            left = quantity
+            for bought in original.lines:
+                if bought["sku"] != sku or left == 0:
+                    continue
+                take = min(bought["quantity"] - bought["returned_quantity"], left)
+                bought["returned_quantity"] += take
+                if bought.get("row") is not None:
+                    bought["row"]["returned_quantity"] = bought["returned_quantity"]
+                left -= take
+        kept = [
+            (x["quantity"] - x["returned_quantity"]) * x["unit_price_minor"] for x in original.lines
+        ]
+        kept_points = (
+            min(self._kept_points(session, programme, original, basis, currency, kept), earned)
+            if earned
+            else 0
+        )
+        account: AccountState | None = None
+        expired = 0
+        if original.member_id is not None:
+            account = writer.account(original.member_id)
+            stored = bool(original.lines) and original.lines[0]["id"] is not None
+            if earned and stored:
+                # Points that expired unused never benefited the member: not taken back.
+                expired = writer.expired_from_event(account, original.id)
+        to_reverse = max(max(earned - kept_points - expired, 0) - already, 0)
+        original.data["reversed"] = already + to_reverse
+        original.dirty = True
+        event_uuid = new_id()
+        postings: list[dict[str, Any]] = []
+        if account is not None:
+            if to_reverse > 0:
+                items = ", ".join(f"{q} x {sku}" for sku, q in wanted.items())
+                posting = writer.reverse(
+                    account,
+                    points=to_reverse,
+                    event_id=original.id,
+                    return_event_id=event_uuid,
+                    details={
+                        "template": "reverse.return",
+                        "params": {"items": items, "order": original.key, "points": to_reverse},
+                    },
+                )
+                postings.append(posting.public())
+        row = {
+            "id": event_uuid,
+            "programme_id": programme.id,
+            "key": event.id,
+            "type": "return",
+            "member_id": original.member_id,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "channel": event.channel.value if event.channel else None,
+            "store": event.store,
+            "currency": currency,
+            "total_minor": -sum(self._unit_price(original, sku) * q for sku, q in wanted.items()),
+            "original_event_id": original.id,
+            "data": {"lines": [line.model_dump() for line in event.lines], "reversed": to_reverse},
+        }
+        result: dict[str, Any] = {
+            "event_id": event.id,
+            "type": "return",
+            "member_id": str(original.member_id) if original.member_id else None,
+            "points": {"earned": 0, "available": 0, "pending": 0, "reversed": to_reverse},
+            "balance": self._balance(account),
+            "postings": postings,
+        }
+        return row, [], result
+
+    def _unit_price(self, original: Original, sku: str) -> int:
+        return next(int(x["unit_price_minor"]) for x in original.lines if x["sku"] == sku)
+
+    def _balance(self, account: AccountState | None) -> dict[str, int] | None:
+        if account is None:
+            return None
+        return {"available": account.available, "pending": account.pending}
+
+    def _write_originals(
+        self, batch: WriteBatch, originals: dict[tuple[uuid.UUID, str], Original]
+    ) -> None:
+        dirty = [o for o in originals.values() if o.dirty]
+        stored_lines = [
+            {"id": x["id"], "returned_quantity": x["returned_quantity"]}
+            for o in dirty
+            for x in o.lines
+            if x["id"] is not None
+        ]
+        batch.update(table_of(Event), [{"id": o.id, "data": o.data} for o in dirty])
+        batch.update(table_of(PurchaseLine), stored_lines)
