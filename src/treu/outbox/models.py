@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from treu.db.base import Base
@@ -19,7 +19,18 @@ class OutboxMessage(Base):
     phone numbers live only in the member tables, so erasure is one place)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_member_id", "member_id", "id"),)
+    __table_args__ = (
+        # Only the few keyed rows are indexed: every index is paid for by every purchase,
+        # and readers walk the table by id (the primary key). A per-member index comes
+        # with the first reader that needs one (the inbox).
+        Index(
+            "uq_outbox_key",
+            "key",
+            unique=True,
+            postgresql_where=text("key IS NOT NULL"),
+            sqlite_where=text("key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     """UUIDv7: time-ordered, so delivery can walk the table in id order."""
@@ -30,6 +41,6 @@ class OutboxMessage(Base):
     occurred_at: Mapped[datetime]
     """When the change took effect (the unit of work's clock)."""
     created_at: Mapped[datetime]
-    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    key: Mapped[str | None] = mapped_column(String(200))
     """Set by producers that may record the same fact twice (a job run again): the
     second row is not written."""

@@ -97,7 +97,9 @@ class OutboxService:
         keyed = [r for r in rows if r["key"] is not None]
         if keyed:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(_TABLE).on_conflict_do_nothing(index_elements=["key"])
+            statement = dialect.insert(_TABLE).on_conflict_do_nothing(
+                index_elements=["key"], index_where=_TABLE.c.key.is_not(None)
+            )
             connection.execute(statement, keyed)
 
     def messages(

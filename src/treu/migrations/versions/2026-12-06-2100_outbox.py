@@ -32,11 +32,17 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("key", name=op.f("uq_outbox_key")),
     )
-    op.create_index("ix_outbox_member_id", "outbox", ["member_id", "id"])
+    op.create_index(
+        "uq_outbox_key",
+        "outbox",
+        ["key"],
+        unique=True,
+        postgresql_where=sa.text("key IS NOT NULL"),
+        sqlite_where=sa.text("key IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_member_id", table_name="outbox")
+    op.drop_index("uq_outbox_key", table_name="outbox")
     op.drop_table("outbox")
