@@ -208,7 +208,6 @@ class _Note:
     event_id: uuid.UUID | None
     correlation_id: uuid.UUID | None
     points: int = 0
-    posting_ids: list[uuid.UUID] = field(default_factory=list)
     available_at: datetime | None = None
 
 
@@ -252,8 +251,6 @@ class LedgerWriter:
         if note is None:
             note = self._notes[key] = _Note(account.programme_id, event_id, correlation)
         note.points += points
-        if posting is not None:
-            note.posting_ids.append(posting.id)
         if available_at is not None:
             note.available_at = max(available_at, note.available_at or available_at)
 
@@ -270,7 +267,6 @@ class LedgerWriter:
                     points=note.points,
                     event_id=note.event_id,
                     correlation_id=note.correlation_id,
-                    posting_ids=note.posting_ids,
                     **extra,
                 )
             )

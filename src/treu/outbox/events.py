@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -33,11 +33,7 @@ class DomainEvent:
     occurred_at: datetime
 
     def payload(self) -> dict[str, Any]:
-        return {
-            f.name: _json(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name not in _ENVELOPE
-        }
+        return {name: _json(getattr(self, name)) for name in _payload_fields(type(self))}
 
     def key(self) -> str | None:
         """A stable key for an event that may be recorded twice (see ``OutboxMessage``)."""
@@ -45,6 +41,18 @@ class DomainEvent:
 
 
 _ENVELOPE = frozenset({"programme_id", "member_id", "occurred_at"})
+
+
+_FIELDS: dict[type[DomainEvent], tuple[str, ...]] = {}
+
+
+def _payload_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(
+            f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE
+        )
+    return names
 
 
 # --- members ---------------------------------------------------------------------------
@@ -70,13 +78,25 @@ class MemberUpdated(DomainEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PointsChanged(DomainEvent):
     """What one unit of work did to one member's points, of one kind, for one cause
-    (an event, a redemption, an adjustment): ``points`` is signed as the postings are."""
+    (an event, a redemption, an adjustment): ``points`` is signed as the postings are.
+
+    The cause is ``event_id`` where an event caused it, else ``correlation_id`` (the
+    redemption's, the refund's); the postings themselves are in the member's ledger
+    (``GET /v1/members/{id}/ledger``), found by either."""
 
     points: int
     event_id: uuid.UUID | None = None
     """Treu's id of the event (purchase, return, engagement) behind it, if any."""
     correlation_id: uuid.UUID | None = None
-    posting_ids: list[uuid.UUID] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        # Written for every purchase: spelled out rather than walked field by field, and
+        # one id (a UUID's text costs a microsecond).
+        if self.event_id is not None:
+            return {"points": self.points, "event_id": str(self.event_id)}
+        if self.correlation_id is not None:
+            return {"points": self.points, "correlation_id": str(self.correlation_id)}
+        return {"points": self.points}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +108,11 @@ class PointsEarned(PointsChanged):
 class PointsPending(PointsChanged):
     type: ClassVar[str] = "points.pending"
     available_at: datetime | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out = PointsChanged.payload(self)
+        out["available_at"] = _json(self.available_at)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

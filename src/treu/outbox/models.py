@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, text
+from sqlalchemy import JSON, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from treu.db.base import Base
@@ -37,7 +37,9 @@ class OutboxMessage(Base):
     type: Mapped[str] = mapped_column(String(64))
     programme_id: Mapped[uuid.UUID]
     member_id: Mapped[uuid.UUID | None]
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """``json``, not ``jsonb``, on PostgreSQL: written once and read once as a whole by
+    the delivery, so the text is kept as it is rather than parsed on every insert."""
     occurred_at: Mapped[datetime]
     """When the change took effect (the unit of work's clock)."""
     created_at: Mapped[datetime]

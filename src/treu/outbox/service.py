@@ -44,8 +44,9 @@ _TABLE = table_of(OutboxMessage)
 
 
 def row(event: DomainEvent, now: datetime) -> dict[str, Any]:
-    """The ``outbox`` row of ``event`` (values as the columns store them)."""
-    return {
+    """The ``outbox`` row of ``event`` (values as the columns store them; ``key`` only
+    where the event has one, so that batches send one column less)."""
+    out = {
         "id": new_id(),
         "type": event.type,
         "programme_id": event.programme_id,
@@ -53,8 +54,11 @@ def row(event: DomainEvent, now: datetime) -> dict[str, Any]:
         "payload": event.payload(),
         "occurred_at": event.occurred_at,
         "created_at": now,
-        "key": event.key(),
     }
+    key = event.key()
+    if key is not None:
+        out["key"] = key
+    return out
 
 
 class OutboxService:
@@ -91,10 +95,10 @@ class OutboxService:
         now = utc_now()
         rows = [row(event, now) for event in pending]
         connection = session.connection()
-        plain = [r for r in rows if r["key"] is None]
+        plain = [r for r in rows if "key" not in r]
         if plain:
             connection.execute(_TABLE.insert(), plain)
-        keyed = [r for r in rows if r["key"] is not None]
+        keyed = [r for r in rows if "key" in r]
         if keyed:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             statement = dialect.insert(_TABLE).on_conflict_do_nothing(

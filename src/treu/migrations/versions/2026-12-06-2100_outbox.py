@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0011"
@@ -20,14 +19,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     op.create_table(
         "outbox",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("programme_id", sa.Uuid(), nullable=False),
         sa.Column("member_id", sa.Uuid(), nullable=True),
-        sa.Column("payload", json, nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=True),
