@@ -712,7 +712,7 @@ def cross_check_checkout(
     no order-level rule applied)."""
     import http.client
 
-    from treu.events.checkout import CartIn, checkout
+    from treu.checkout.service import CartIn, checkout
 
     result = CheckoutCheck(len(bodies), 0, 0, [])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

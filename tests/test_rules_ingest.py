@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests import factories as f
+from treu.checkout.service import CartIn, checkout
 from treu.db.session import Database
-from treu.events.checkout import CartIn, checkout
 from treu.ledger.explain import render
 from treu.ledger.models import Posting
 from treu.members.models import Member

@@ -13,8 +13,8 @@ from sqlalchemy import event, func, select
 
 from tests import factories as f
 from tests.test_concurrency import in_parallel, postgres_only
+from treu.checkout.service import CartIn, checkout
 from treu.db.session import Database
-from treu.events.checkout import CartIn, checkout
 from treu.events.service import Adjustment, adjustments
 from treu.ledger.explain import render
 from treu.ledger.models import Posting

@@ -10,7 +10,7 @@ from treu.api.deps import DB, CheckoutKey
 from treu.api.lean import LeanRoute
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.api.responses import JSONBody
-from treu.events.checkout import CartIn, checkout
+from treu.checkout.service import CartIn, checkout
 
 router = APIRouter(
     prefix="/v1/checkout", tags=["checkout"], responses=PROBLEM_RESPONSES, route_class=LeanRoute

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, CheckoutKey, EventsWrite, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
-from treu.events.checkout import EXAMPLE_CART, CartIn, check_cart_currency, checkout
+from treu.checkout.service import EXAMPLE_CART, CartIn, check_cart_currency, checkout
 from treu.kit.lang import member_language
 from treu.members.service import members
 from treu.programmes.errors import ProgrammeNotFound
