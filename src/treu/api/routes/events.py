@@ -16,169 +16,20 @@ from treu.api.problems import (
     validation_body,
 )
 from treu.api.responses import JSONBody
-from treu.events.schemas import EventIn, PurchaseEvent, ReturnEvent, event_adapter
+from treu.events.schemas import (
+    PURCHASE_RESULT_EXAMPLE,
+    RETURN_RESULT_EXAMPLE,
+    EventIn,
+    EventResult,
+    PurchaseEvent,
+    ReturnEvent,
+    event_adapter,
+)
 from treu.events.service import Outcome, ingest_with_retry
-from treu.ledger.schemas import PostingRule
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
 )
-
-
-class PointsOut(BaseModel):
-    earned: int = Field(description="Points this event credited")
-    available: int = Field(description="Of those, available at once")
-    pending: int = Field(description="Of those, pending until the return window has passed")
-    reversed: int = Field(description="Points this event took back (returns)")
-
-
-class BalanceAfter(BaseModel):
-    available: int
-    pending: int
-
-
-class PostingBrief(BaseModel):
-    id: str
-    kind: str
-    points: int
-    explanation: str
-    rule: PostingRule | None = Field(
-        default=None, description="The rule that produced the points (earn postings)"
-    )
-    correlation_id: str
-    created_at: str
-
-
-class LocalizedOut(BaseModel):
-    en: str
-    de: str | None = None
-
-
-class BadgeAwarded(BaseModel):
-    """A badge the event gave the member for the first time (by a rule or a challenge)."""
-
-    code: str
-    name: LocalizedOut
-    icon: str = Field(description="An https URL or an emoji")
-    description: LocalizedOut | None = None
-
-
-class LimitedRule(BaseModel):
-    """An earning rule a limit or budget stopped or capped for this event."""
-
-    rule_id: str
-    rule: str = Field(description="The rule's name")
-    reason: str = Field(examples=["daily limit reached", "capped: budget used up"])
-
-
-class TierChange(BaseModel):
-    """The member's tier changed with this event (an upgrade or a bought membership)."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    from_: str | None = Field(alias="from", description="The previous tier's code")
-    to: str | None = Field(description="The new tier's code")
-    rank: int | None
-    name: dict[str, str] | None = Field(description="The new tier's name by language")
-    flags: list[str]
-    reason: str = Field(
-        examples=["qualified", "membership_purchased", "membership_renewed"],
-    )
-    text: str = Field(description="Why, in English")
-    since: str | None = Field(description="In the tier since (UTC, ISO 8601)")
-    paid_until: str | None = Field(
-        default=None, description="End of a bought membership (UTC, ISO 8601)"
-    )
-
-
-class ChallengeProgressBrief(BaseModel):
-    current: int
-    target: int
-
-
-class ChallengeReward(BaseModel):
-    points: int
-    posting: PostingBrief | None = Field(default=None, description="The points' posting")
-    badge: BadgeAwarded | None = Field(default=None, description="A badge not held before")
-
-
-class ChallengeStep(BaseModel):
-    """How the event moved one challenge (a return can move it back)."""
-
-    challenge_id: str
-    code: str
-    period: str = Field(description="The challenge period the event counted in")
-    progress: ChallengeProgressBrief
-    change: int = Field(description="Progress this event added (negative for returns)")
-    completed: bool
-    reward: ChallengeReward | None = Field(
-        default=None, description="Given when this event completed the challenge"
-    )
-
-
-PURCHASE_RESULT_EXAMPLE: dict[str, Any] = {
-    "event_id": "pos-4711-0001",
-    "type": "purchase",
-    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
-    "points": {"earned": 11, "available": 0, "pending": 11, "reversed": 0},
-    "balance": {"available": 0, "pending": 11},
-    "postings": [
-        {
-            "id": "01a23ca7-295f-70b8-a4a8-f5aa9a840595",
-            "kind": "earn",
-            "points": 11,
-            "explanation": "1 point per €1 on €11.57: +11",
-            "rule": {"id": "base", "version": 1},
-            "correlation_id": "01a23ca7-295f-70b8-a4a8-f5ab1e7f55af",
-            "created_at": "2026-11-24T10:20:00Z",
-        }
-    ],
-}
-RETURN_RESULT_EXAMPLE: dict[str, Any] = {
-    "event_id": "pos-4711-0002",
-    "type": "return",
-    "member_id": "01a23ca7-2950-73cc-b57d-fae8edcc5f05",
-    "points": {"earned": 0, "available": 0, "pending": 0, "reversed": 9},
-    "balance": {"available": 0, "pending": 2},
-    "postings": [
-        {
-            "id": "01a23ca7-29ce-7067-9b36-ecc3727ac632",
-            "kind": "reverse",
-            "points": -9,
-            "explanation": "Return of 1 x 7002 from order pos-4711-0001: -9",
-            "correlation_id": "01a23ca7-29ce-7067-9b36-ecc46366d7b0",
-            "created_at": "2026-11-25T09:00:00Z",
-        }
-    ],
-}
-
-
-class EventResult(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [PURCHASE_RESULT_EXAMPLE, RETURN_RESULT_EXAMPLE]}
-    )
-
-    event_id: str
-    type: str
-    member_id: str | None
-    points: PointsOut
-    balance: BalanceAfter | None = Field(description="The member's balance after the event")
-    postings: list[PostingBrief]
-    badges: list[BadgeAwarded] | None = Field(
-        default=None, description="Badges awarded by this event"
-    )
-    limited: list[LimitedRule] | None = Field(
-        default=None, description="Rules a limit or budget stopped or capped"
-    )
-    tier: TierChange | None = Field(default=None, description="A tier change caused by the event")
-    challenges: list[ChallengeStep] | None = Field(
-        default=None, description="Challenges the event counted towards"
-    )
-    coupons_restored: list[str] | None = Field(
-        default=None,
-        description="Returns: ids of coupons usable again because their order came back in full",
-    )
-    note: str | None = None
 
 
 EVENT_EXAMPLE = PurchaseEvent.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
-from treu.api.routes.events import BalanceAfter, PostingBrief
 from treu.events.models import Event
+from treu.events.schemas import BalanceAfter, PostingBrief
 from treu.events.service import Adjustment, adjustments
 from treu.kit.lang import member_language
 from treu.kit.pagination import InvalidCursor
