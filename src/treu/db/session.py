@@ -19,11 +19,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from treu.errors import Busy
@@ -36,6 +36,8 @@ SQLITE_BUSY_SECONDS = LOCK_TIMEOUT_MS / 1000 * 6
 """How long an SQLite writer waits for the write lock (the other writers of its process,
 then SQLite's busy handler) before the unit of work fails with ``Busy``."""
 
+
+T = TypeVar("T")
 
 _BEFORE_COMMIT = "treu.before_commit"
 
@@ -208,6 +210,27 @@ class Database:
             if session is not None and (session.in_transaction() or session.identity_map):
                 session.close()  # detaches what it loaded (it stays readable)
             connection.close()
+
+    def retrying(
+        self,
+        work: Callable[[Session, int], T],
+        *,
+        attempts: int = 3,
+        retry_on: tuple[type[BaseException], ...] = (IntegrityError,),
+    ) -> T:
+        """``work(session, attempt)`` in a write unit of work of its own, run again in a
+        fresh one when it raised one of ``retry_on``: a concurrent writer won a
+        unique-constraint race (two first deliveries of one event, a replayed request
+        whose first attempt skipped the look-up), and the next attempt finds its row.
+        The last attempt's error is raised; any other error at once."""
+        for attempt in range(attempts):
+            try:
+                with self.unit_of_work() as session:
+                    return work(session, attempt)
+            except retry_on:
+                if attempt == attempts - 1:
+                    raise
+        raise ValueError("attempts must be at least 1")
 
     def analyze(self, tables: Iterable[str]) -> None:
         """Refresh the planner's statistics of ``tables`` after a bulk load.

@@ -79,17 +79,14 @@ def _ingest_unit(
     attempts: int,
     defer_locked: bool = False,
 ) -> list[Outcome]:
-    for attempt in range(attempts):
-        try:
-            with db.unit_of_work() as session:
-                return events_service.ingest(
-                    session,
-                    events,
-                    now=now,
-                    optimistic=attempt == 0 and len(events) == 1,
-                    defer_locked=defer_locked,
-                )
-        except (IntegrityError, IdentifierTaken):  # enrol turns IntegrityError into this
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+    return db.retrying(
+        lambda session, attempt: events_service.ingest(
+            session,
+            events,
+            now=now,
+            optimistic=attempt == 0 and len(events) == 1,
+            defer_locked=defer_locked,
+        ),
+        attempts=attempts,
+        retry_on=(IntegrityError, IdentifierTaken),  # enrol turns IntegrityError into this
+    )

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang, require
@@ -206,26 +205,22 @@ def redeem(
     """Redeem a reward: burn the points (earliest expiry first), take one unit of stock
     and issue the coupon (discounts, free products, tickets) or book the donation or
     wallet credit — in one transaction (members:write)."""
-    for attempt in range(REDEEM_ATTEMPTS):
-        try:
-            with db.unit_of_work() as session:
-                code, body = redemptions.redeem(
-                    session,
-                    member_id=member_id,
-                    key=idempotency_key,
-                    reward_id=data.reward_id,
-                    reward_code=data.reward,
-                    actor=key.actor,
-                    optimistic=attempt == 0,
-                )
-            return JSONResponse(body, status_code=code)
-        except IntegrityError:
-            # The first attempt does not look for an earlier request with this key: a
-            # replay fails on the unique (member, key) constraint, and the next attempt
-            # finds it. (Or a coupon code collision, about one in 2**74: a fresh code.)
-            if attempt == REDEEM_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    # The first attempt does not look for an earlier request with this key: a replay
+    # fails on the unique (member, key) constraint, and the next attempt finds it. (Or a
+    # coupon code collision, about one in 2**74: a fresh code.)
+    code, body = db.retrying(
+        lambda session, attempt: redemptions.redeem(
+            session,
+            member_id=member_id,
+            key=idempotency_key,
+            reward_id=data.reward_id,
+            reward_code=data.reward,
+            actor=key.actor,
+            optimistic=attempt == 0,
+        ),
+        attempts=REDEEM_ATTEMPTS,
+    )
+    return JSONResponse(body, status_code=code)
 
 
 @router.get(
