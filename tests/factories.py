@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from treu.db.session import Database
+from treu.events.integrity import check_references
 from treu.events.schemas import event_adapter
-from treu.events.service import Outcome, events_service, ingest_with_retry
+from treu.events.service import Outcome, ingest_with_retry
 from treu.kit.time import utc_now
 from treu.ledger.service import Balance, ledger
 from treu.members.models import Member
@@ -150,6 +151,6 @@ def balance(db: Database, who: Member) -> Balance:
 def verify(db: Database, prog: Programme) -> list[Any]:
     """What ``treu ledger verify`` reports for ``prog``: balances and copied ids."""
     with db.unit_of_work(write=False) as session:
-        return ledger.verify(session, programme_id=prog.id) + events_service.copies(
+        return ledger.verify(session, programme_id=prog.id) + check_references(
             session, programme_id=prog.id
         )

@@ -549,13 +549,13 @@ def ledger_verify(
 def _verify(db: Database, programme_id: Any) -> list[Any]:
     from sqlalchemy import func, select
 
-    from treu.events.service import events_service
+    from treu.events.integrity import check_references
     from treu.ledger.models import Account
     from treu.ledger.service import ledger
 
     with db.unit_of_work(write=False) as session:
         found = ledger.verify(session, programme_id=programme_id)
-        found += events_service.copies(session, programme_id=programme_id)
+        found += check_references(session, programme_id=programme_id)
         query = select(func.count()).select_from(Account)
         if programme_id is not None:
             query = query.where(Account.programme_id == programme_id)

@@ -921,7 +921,8 @@ class LedgerPage:
 @dataclass
 class Discrepancy:
     member_id: uuid.UUID | None
-    """``None`` only for the lines of an anonymous purchase (``EventService.copies``)."""
+    """``None`` only for the lines of an anonymous purchase
+    (``treu.events.integrity.check_references``)."""
     what: str
     cached: int
     rebuilt: int
@@ -1117,9 +1118,9 @@ class LedgerService:
         * pending: the remaining points of pending lots (each lot's remaining itself
           rebuilt from ``amount + allocations``);
         * available lots must hold exactly ``max(available, 0)`` points;
-        * copied ids (``copies``) must agree with the row they were copied from.
+        * copied ids (``check_references``) must agree with the row they were copied from.
         """
-        out: list[Discrepancy] = self.copies(session, programme_id=programme_id)
+        out: list[Discrepancy] = self.check_references(session, programme_id=programme_id)
         totals = dict(
             session.execute(
                 select(Posting.member_id, func.coalesce(func.sum(Posting.points), 0))
@@ -1168,7 +1169,7 @@ class LedgerService:
                 )
         return out
 
-    def copies(
+    def check_references(
         self, session: Session, *, programme_id: uuid.UUID | None = None
     ) -> list[Discrepancy]:
         """Rows whose copied member, programme or event ids disagree with the row they were
