@@ -297,22 +297,6 @@ class EventService:
 
         # 3. members
         writer = ledger.writer(session, now=now)
-        resolved = self._resolve_members(session, events, fresh, progs, outcomes, writer)
-        originals = self._load_originals(session, events, fresh, progs, outcomes)
-        member_ids = {m.id for m in resolved.values() if m is not None}
-        member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
-
-        if defer_locked and session.connection().dialect.name == "postgresql":
-            held = writer.try_lock(member_ids)
-            self._defer(events, fresh, progs, outcomes, resolved, originals, held)
-            member_ids = held
-
-        early = self._lines_first(session, events, fresh, progs, outcomes, resolved)
-
-        # 4. lock accounts (id order), then read what returns need under the lock
-        writer.lock(member_ids)  # those held already are skipped
-        self._load_original_lines(session, originals)
-        earning = self._earning(session, events, fresh, progs, outcomes, resolved, now)
         run = IngestRun(
             session=session,
             now=now,
@@ -321,10 +305,24 @@ class EventService:
             programmes=progs,
             fresh=fresh,
             outcomes=outcomes,
-            members=resolved,
-            originals=originals,
-            earning=earning,
         )
+        resolved = run.members = self._resolve_members(run)
+        originals = run.originals = self._load_originals(run)
+        member_ids = {m.id for m in resolved.values() if m is not None}
+        member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
+
+        if defer_locked and session.connection().dialect.name == "postgresql":
+            held = writer.try_lock(member_ids)
+            self._defer(run, held)
+            member_ids = held
+
+        early = self._lines_first(run)
+
+        # 4. lock accounts (id order), then read what returns need under the lock
+        writer.lock(member_ids)  # those held already are skipped
+        self._load_original_lines(session, originals)
+        earning = self._earning(run)
+        run.earning = earning
         runs: list[ReactionRun] = [reaction.start(run) for reaction in self.reactions]
         for context in earning.values():
             context.tier_book = run.tiers
@@ -353,13 +351,11 @@ class EventService:
                     reaction_run.check(item)
                 if isinstance(event, PurchaseEvent):
                     row, lines, result = self._purchase(
+                        run,
                         event,
                         programme,
                         resolved.get(i),
-                        writer,
-                        now,
-                        originals,
-                        earning,
+                        earning.get(programme.id),
                         early.get(i),
                     )
                 elif isinstance(event, EngagementEvent):
@@ -435,15 +431,9 @@ class EventService:
                 found[(programme_id, key)] = (hash_, result)
         return found
 
-    def _resolve_members(
-        self,
-        session: Session,
-        events: list[AnyEvent],
-        fresh: list[int],
-        progs: dict[str, Programme],
-        outcomes: dict[int, Outcome],
-        writer: LedgerWriter,
-    ) -> dict[int, MemberKey | None]:
+    def _resolve_members(self, run: IngestRun) -> dict[int, MemberKey | None]:
+        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
+        outcomes, writer = run.outcomes, run.writer
         by_programme: dict[uuid.UUID, list[int]] = defaultdict(list)
         for i in fresh:
             if events[i].member is not None and i not in outcomes:
@@ -511,20 +501,13 @@ class EventService:
                 resolved[i] = member
         return resolved
 
-    def _defer(
-        self,
-        events: list[AnyEvent],
-        fresh: list[int],
-        progs: dict[str, Programme],
-        outcomes: dict[int, Outcome],
-        resolved: dict[int, MemberKey | None],
-        originals: dict[tuple[uuid.UUID, str], Original],
-        held: set[uuid.UUID],
-    ) -> None:
+    def _defer(self, run: IngestRun, held: set[uuid.UUID]) -> None:
         """Mark the events whose accounts are not ``held`` as ``DEFERRED``, together with
         whatever must be decided with them: the other copies of the same event id (the
         first copy decides the rest) and the returns against a deferred purchase of this
         batch (it is not stored yet when they are processed)."""
+        events, fresh, progs, outcomes = run.events, run.fresh, run.programmes, run.outcomes
+        resolved, originals = run.members, run.originals
         deferred: set[tuple[uuid.UUID, str]] = set()
         for i in fresh:
             event = events[i]
@@ -561,14 +544,9 @@ class EventService:
             if i not in outcomes and (progs[event.programme].id, event.id) in deferred:
                 outcomes[i] = Outcome(i, event.id, DEFERRED)
 
-    def _load_originals(
-        self,
-        session: Session,
-        events: list[AnyEvent],
-        fresh: list[int],
-        progs: dict[str, Programme],
-        outcomes: dict[int, Outcome],
-    ) -> dict[tuple[uuid.UUID, str], Original]:
+    def _load_originals(self, run: IngestRun) -> dict[tuple[uuid.UUID, str], Original]:
+        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
+        outcomes = run.outcomes
         wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
         batch_purchases: dict[tuple[uuid.UUID, str], int] = {}
         for i in fresh:
@@ -665,18 +643,11 @@ class EventService:
             store=event.store,
         )
 
-    def _earning(
-        self,
-        session: Session,
-        events: list[AnyEvent],
-        fresh: list[int],
-        progs: dict[str, Programme],
-        outcomes: dict[int, Outcome],
-        resolved: dict[int, MemberKey | None],
-        now: datetime,
-    ) -> dict[uuid.UUID, _Earning]:
+    def _earning(self, run: IngestRun) -> dict[uuid.UUID, _Earning]:
         """Compiled rules per programme, and the limit counters of the members at hand
         (budgeted rules' rows locked, after the accounts: always in that order)."""
+        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
+        outcomes, resolved, now = run.outcomes, run.members, run.now
         earning: dict[uuid.UUID, _Earning] = {}
         dates: dict[uuid.UUID, list[tuple[uuid.UUID, date]]] = defaultdict(list)
         for i in fresh:
@@ -927,16 +898,17 @@ class EventService:
 
     def _purchase(
         self,
+        run: IngestRun,
         event: PurchaseEvent,
         programme: Programme,
         member: MemberKey | None,
-        writer: LedgerWriter,
-        now: datetime,
-        originals: dict[tuple[uuid.UUID, str], Original],
-        earning: dict[uuid.UUID, _Earning],
+        context: _Earning | None,
         prepared: tuple[uuid.UUID, list[dict[str, Any]]] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-        """``prepared``: the event id and line rows ``_lines_first`` wrote already."""
+        """``context``: the programme's earning rules (None when no event of the
+        programme can earn); ``prepared``: the event id and line rows ``_lines_first``
+        wrote already."""
+        writer, now, originals = run.writer, run.now, run.originals
         if member is not None and member.status == MemberStatus.closed.value:
             raise MemberClosed(f"member {member.id} is closed")
         amounts = [line.quantity * line.unit_price_minor for line in event.lines]
@@ -954,7 +926,7 @@ class EventService:
         if member is not None:
             account = writer.account(member.id)
         if member is not None and account is not None and not blocked:
-            context = earning[programme.id]
+            assert context is not None  # every purchase's programme has one
             view = purchase_view(
                 programme,
                 occurred_at=event.occurred_at,
@@ -1082,15 +1054,7 @@ class EventService:
             for n, line in enumerate(event.lines, start=1)
         ]
 
-    def _lines_first(
-        self,
-        session: Session,
-        events: list[AnyEvent],
-        fresh: list[int],
-        progs: dict[str, Programme],
-        outcomes: dict[int, Outcome],
-        resolved: dict[int, MemberKey | None],
-    ) -> dict[int, tuple[uuid.UUID, list[dict[str, Any]]]]:
+    def _lines_first(self, run: IngestRun) -> dict[int, tuple[uuid.UUID, list[dict[str, Any]]]]:
         """Write a large batch's purchase lines *before* the accounts are locked.
 
         Concurrent batches that share a member wait for each other's account locks until
@@ -1102,6 +1066,8 @@ class EventService:
         holds the database lock from the start anyway) and only in batches without
         returns (a return updates the lines of a purchase earlier in its batch before
         they are written)."""
+        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
+        outcomes, resolved = run.outcomes, run.members
         if session.connection().dialect.name != "postgresql" or any(
             isinstance(events[i], ReturnEvent) for i in fresh
         ):

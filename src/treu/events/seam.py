@@ -112,8 +112,8 @@ class Earning(Protocol):
 
 @dataclass
 class IngestRun:
-    """What one unit of work of ingestion is about, shared by the core and the
-    reactions."""
+    """What one unit of work of ingestion is about: the run-state the core's steps share
+    (filled as they go) and the reactions read."""
 
     session: Session
     now: datetime
@@ -123,10 +123,11 @@ class IngestRun:
     """By slug."""
     fresh: Sequence[int]
     """Indices of the events seen for the first time (not replays)."""
-    outcomes: Mapping[int, Any]
-    """Indices decided already (failed, replayed, deferred)."""
-    members: Mapping[int, MemberKey | None]
-    originals: Mapping[tuple[uuid.UUID, str], Original]
+    outcomes: dict[int, Any]
+    """Indices decided already (failed, replayed, deferred); the core fills it."""
+    members: dict[int, MemberKey | None] = field(default_factory=dict)
+    """The events' members, once resolved (None: anonymous or not found)."""
+    originals: dict[tuple[uuid.UUID, str], Original] = field(default_factory=dict)
     """The purchases returns refer to, by (programme id, your event id)."""
     earning: Mapping[uuid.UUID, Earning] = field(default_factory=dict)
     """By programme id."""
