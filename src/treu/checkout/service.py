@@ -39,7 +39,8 @@ from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, EventView, MemberView
 from treu.rules.service import Usage, award_details, member_view, rules
-from treu.tiers.service import TierInfo, tiers
+from treu.tiers.common import TierInfo
+from treu.tiers.service import tiers
 from treu.tiers.texts import quantity
 
 EXPIRY_HINT_DAYS = 60

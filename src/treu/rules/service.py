@@ -47,8 +47,9 @@ from treu.rules.engine import (
 from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, UnknownTrigger
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
 from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
+from treu.tiers.common import RULE_PREFIX, tier_award_details
 from treu.tiers.maths import Ladder
-from treu.tiers.service import RULE_PREFIX, tier_award_details, tiers
+from treu.tiers.service import tiers
 
 CACHE_SECONDS = 5.0
 BASE_ID = "base"

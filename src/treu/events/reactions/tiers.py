@@ -12,7 +12,9 @@ from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, Return
 from treu.events.seam import IngestRun, Item, ReactionRun
 from treu.kit.time import local_date
 from treu.programmes.models import Programme
-from treu.tiers.service import MEMBERSHIP_EVENT, TierBook, tiers
+from treu.tiers.book import TierBook
+from treu.tiers.common import MEMBERSHIP_EVENT
+from treu.tiers.service import tiers
 
 
 class TierReaction:
