@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from treu.challenges.service import ChallengeBook, challenges
+from treu.challenges.book import ChallengeBook
+from treu.challenges.service import challenges
 from treu.db.base import WriteBatch
 from treu.events.schemas import AnyEvent
 from treu.events.seam import IngestRun, Item, ReactionRun
