@@ -6,13 +6,8 @@ from typing import Any
 import pytest
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api, assert_problem, make_api
 from treu.db.session import Database
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def _programme(api: Api, **overrides: Any) -> dict[str, Any]:
@@ -31,36 +26,24 @@ def _programme(api: Api, **overrides: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = dict(r.json())
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith(code)
-    assert body["title"]
-    assert body["detail"]
-    return body
-
-
 # --- auth -------------------------------------------------------------------------------
 
 
 def test_requests_without_key_get_401_problem(api: Api) -> None:
     r = api.client.get("/v1/programmes")
-    body = _assert_problem(r, 401, "invalid_api_key")
+    body = assert_problem(r, 401, "invalid_api_key")
     assert "Bearer" in body["detail"]
     assert r.headers["www-authenticate"] == "Bearer"
 
 
 def test_wrong_key_and_malformed_key_get_401(api: Api) -> None:
     bad = "treu_" + "x" * 44
-    _assert_problem(
+    assert_problem(
         api.client.get("/v1/programmes", headers={"Authorization": f"Bearer {bad}"}),
         401,
         "invalid_api_key",
     )
-    _assert_problem(
+    assert_problem(
         api.client.get("/v1/programmes", headers={"Authorization": "Bearer nope"}),
         401,
         "invalid_api_key",
@@ -73,7 +56,7 @@ def test_wrong_scope_gets_403(api: Api) -> None:
         json={"slug": "x", "name": "x", "currency": "EUR", "points_per_currency_unit": 1},
         headers=api.headers("events:write"),
     )
-    body = _assert_problem(r, 403, "missing_scope")
+    body = assert_problem(r, 403, "missing_scope")
     assert body["scope"] == "admin"
     prog = _programme(api)
     r = api.client.post(
@@ -81,7 +64,7 @@ def test_wrong_scope_gets_403(api: Api) -> None:
         json={"programme": prog["slug"], "email": "a@example.com"},
         headers=api.headers("members:read"),
     )
-    _assert_problem(r, 403, "missing_scope")
+    assert_problem(r, 403, "missing_scope")
 
 
 def test_revoked_key_is_refused(api: Api, db: Database) -> None:
@@ -93,7 +76,7 @@ def test_revoked_key_is_refused(api: Api, db: Database) -> None:
     assert api.client.get("/v1/programmes", headers=headers).status_code == 200
     with db.unit_of_work() as session:
         assert api_keys.revoke(session, lookup=row.lookup)
-    _assert_problem(api.client.get("/v1/programmes", headers=headers), 401, "invalid_api_key")
+    assert_problem(api.client.get("/v1/programmes", headers=headers), 401, "invalid_api_key")
 
 
 def test_keys_are_stored_only_as_hashes(api: Api, db: Database) -> None:
@@ -136,7 +119,7 @@ def test_programme_validation_names_fields(api: Api) -> None:
         },
         headers=api.headers("admin"),
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     fields = {e["field"] for e in body["errors"]}
     assert {"slug", "currency", "points_per_currency_unit", "expiry"} <= fields
 
@@ -148,11 +131,11 @@ def test_duplicate_programme_is_409(api: Api) -> None:
         json={"slug": prog["slug"], "name": "x", "currency": "EUR", "points_per_currency_unit": 1},
         headers=api.headers("admin"),
     )
-    _assert_problem(r, 409, "programme_exists")
+    assert_problem(r, 409, "programme_exists")
 
 
 def test_unknown_programme_is_404(api: Api) -> None:
-    _assert_problem(
+    assert_problem(
         api.client.get("/v1/programmes/nope", headers=api.headers("members:read")),
         404,
         "programme_not_found",
@@ -205,7 +188,7 @@ def test_enrolment_needs_an_identifier_and_unique_ones(api: Api) -> None:
         json={"programme": prog["slug"], "language": "de"},
         headers=api.headers("members:write"),
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     assert "identifier" in body["detail"]
     ok = {"programme": prog["slug"], "email": "dup@example.com"}
     assert (
@@ -213,7 +196,7 @@ def test_enrolment_needs_an_identifier_and_unique_ones(api: Api) -> None:
         == 201
     )
     r = api.client.post("/v1/members", json=ok, headers=api.headers("members:write"))
-    body = _assert_problem(r, 409, "identifier_taken")
+    body = assert_problem(r, 409, "identifier_taken")
     assert body["field"] == "email"
 
 
@@ -224,7 +207,7 @@ def test_invalid_phone_and_card_are_refused_with_field(api: Api) -> None:
         json={"programme": prog["slug"], "phone": "0151 123", "card_number": "1234567890123456"},
         headers=api.headers("members:write"),
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     assert {e["field"] for e in body["errors"]} == {"phone", "card_number"}
 
 
@@ -254,14 +237,14 @@ def test_patch_member_progressive_profile(api: Api) -> None:
 
 
 def test_unknown_member_is_404_and_bad_uuid_is_422(api: Api) -> None:
-    _assert_problem(
+    assert_problem(
         api.client.get(
             "/v1/members/01a208e9-2fdb-76dd-973a-afae417770f8", headers=api.headers("members:read")
         ),
         404,
         "member_not_found",
     )
-    body = _assert_problem(
+    body = assert_problem(
         api.client.get("/v1/members/not-a-uuid", headers=api.headers("members:read")),
         422,
         "validation_error",
@@ -313,7 +296,7 @@ def test_contract_purchase_replay_return_balance(api: Api) -> None:
         assert replay.status_code == 200
         assert replay.json() == first
         changed = dict(event, store="hamburg-01")
-        _assert_problem(
+        assert_problem(
             api.client.post("/v1/events", json=changed, headers=api.headers("events:write")),
             409,
             "idempotency_conflict",
@@ -357,7 +340,7 @@ def test_event_validation_errors_name_field_paths(api: Api) -> None:
     event["lines"][1]["quantity"] = 0
     event["occurred_at"] = "2026-11-24T10:15:00"  # no zone
     r = api.client.post("/v1/events", json=event, headers=api.headers("events:write"))
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     fields = {e["field"] for e in body["errors"]}
     assert "purchase.lines.1.quantity" in fields or "lines.1.quantity" in fields
     assert any(fld.endswith("occurred_at") for fld in fields)
@@ -366,7 +349,7 @@ def test_event_validation_errors_name_field_paths(api: Api) -> None:
 def test_unknown_member_event_is_404_and_writes_nothing(api: Api) -> None:
     prog = _programme(api)
     event = _contract_purchase(prog, "ghost@example.com", f.unique("e"))
-    _assert_problem(
+    assert_problem(
         api.client.post("/v1/events", json=event, headers=api.headers("events:write")),
         404,
         "member_not_found",
@@ -413,7 +396,7 @@ def test_batch_limit_is_1000(api: Api) -> None:
     r = api.client.post(
         "/v1/events/batch", json={"events": [event] * 1001}, headers=api.headers("events:write")
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     assert body["errors"][0]["field"] == "events"
 
 
@@ -440,7 +423,7 @@ def test_ledger_pagination_walks_all_postings(api: Api, db: Database) -> None:
             break
     assert pages == 3
     assert seen == [7, 6, 5, 4, 3, 2, 1]
-    _assert_problem(
+    assert_problem(
         api.client.get(
             f"/v1/members/{who.id}/ledger",
             params={"cursor": "garbage"},
@@ -462,14 +445,14 @@ def test_adjustment_needs_admin_and_reason_and_is_idempotent(api: Api, db: Datab
     prog = f.programme(db)
     who = f.member(db, prog)
     url = f"/v1/members/{who.id}/adjustments"
-    _assert_problem(
+    assert_problem(
         api.client.post(
             url, json={"points": 50, "reason": "goodwill"}, headers=api.headers("members:write")
         ),
         403,
         "missing_scope",
     )
-    body = _assert_problem(
+    body = assert_problem(
         api.client.post(url, json={"points": 50}, headers=api.headers("admin")),
         422,
         "validation_error",
@@ -482,12 +465,12 @@ def test_adjustment_needs_admin_and_reason_and_is_idempotent(api: Api, db: Datab
     again = api.client.post(url, json={"points": 50, "reason": "Parcel damaged"}, headers=headers)
     assert again.status_code == 200
     assert again.json() == r.json()
-    _assert_problem(
+    assert_problem(
         api.client.post(url, json={"points": 60, "reason": "Parcel damaged"}, headers=headers),
         409,
         "idempotency_conflict",
     )
-    _assert_problem(
+    assert_problem(
         api.client.post(
             url, json={"points": -80, "reason": "correction"}, headers=api.headers("admin")
         ),
@@ -553,7 +536,7 @@ def test_documentation_pages_load_nothing_from_elsewhere(api: Api, page: str) ->
 
 
 def test_unknown_route_is_problem_json(api: Api) -> None:
-    _assert_problem(api.client.get("/v1/nothing"), 404, "not_found")
+    assert_problem(api.client.get("/v1/nothing"), 404, "not_found")
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(db: Database) -> None:
@@ -596,6 +579,6 @@ def test_batch_element_that_is_not_an_object_fails_the_request(api: Api) -> None
     r = api.client.post(
         "/v1/events/batch", json={"events": [event, 42]}, headers=api.headers("events:write")
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     assert [e["field"] for e in body["errors"]] == ["events.1"]
     assert "dictionary" in body["errors"][0]["message"]

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests import factories as f
-from tests.api.test_rewards_api import cart, create, redeem, rich
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
+from tests.support.rewards_api import cart, create, redeem, rich
 from treu.api.routes.events import EventResult
 from treu.db.session import Database
 from treu.programmes.models import Programme
@@ -18,11 +16,6 @@ from treu.rules.service import rules
 from treu.rules.spec import RuleSpec
 
 NEW_FIELDS = ("badges", "limited", "tier", "challenges", "coupons_restored")
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def _round_trip(body: dict[str, Any]) -> dict[str, Any]:

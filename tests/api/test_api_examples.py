@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
 from treu.api.routes.events import BatchOut, EventResult
 from treu.api.routes.members import AdjustmentOut
 from treu.db.session import Database
@@ -79,11 +79,6 @@ def _shape(value: Any) -> Any:
     if isinstance(value, list):
         return [_shape(value[0])] if value else []
     return None
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def test_examples_have_the_fields_of_real_answers(api: Api, db: Database) -> None:

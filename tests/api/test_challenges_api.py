@@ -6,18 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
 from treu.db.session import Database
 from treu.kit.time import frozen, utc_now
 from treu.programmes.models import Programme
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def body(**overrides: Any) -> dict[str, Any]:

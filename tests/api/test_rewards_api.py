@@ -3,66 +3,11 @@ details, idempotency, and the checkout listing coupons and rewards."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from tests import factories as f
-from tests.api.test_api import _assert_problem
-from tests.api_helpers import Api, make_api
-from tests.rewards.test_rewards import earn
+from tests.api_helpers import Api, assert_problem
+from tests.support.rewards_api import cart, create, redeem, rich
 from treu.db.session import Database
 from treu.kit import codes
-from treu.kit.time import utc_now
-from treu.members.models import Member
-from treu.programmes.models import Programme
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
-
-
-def create(api: Api, prog: Programme, **spec: Any) -> dict[str, Any]:
-    body = {
-        "code": f.unique("r"),
-        "type": "amount_discount",
-        "name": {"de": "5-€-Gutschein", "en": "€5 voucher"},
-        "points_cost": 500,
-        "value_minor": 500,
-        **spec,
-    }
-    r = api.client.post(
-        f"/v1/programmes/{prog.slug}/rewards", json=body, headers=api.headers("admin")
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def rich(db: Database, prog: Programme, points: int = 5000) -> Member:
-    who = f.member(db, prog)
-    earn(db, prog, who, points, at=utc_now())
-    return who
-
-
-def redeem(api: Api, who: Member, reward: dict[str, Any], key: str) -> Any:
-    return api.client.post(
-        f"/v1/members/{who.id}/redemptions",
-        json={"reward_id": reward["id"]},
-        headers=api.headers("members:write") | {"Idempotency-Key": key},
-    )
-
-
-def cart(prog: Programme, who: Member | None, *lines: tuple[str, int, int]) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "programme": prog.slug,
-        "channel": "pos",
-        "currency": "EUR",
-        "lines": [{"sku": s, "quantity": q, "unit_price_minor": p} for s, q, p in lines],
-    }
-    if who is not None:
-        body["member"] = {"card_number": who.card_number}
-    return body
 
 
 def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
@@ -76,7 +21,7 @@ def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
         "restore_on_return": True,
     }
     url = f"/v1/programmes/{prog.slug}/rewards"
-    _assert_problem(
+    assert_problem(
         api.client.post(url, json={**reward}, headers=api.headers("members:read")),
         403,
         "missing_scope",
@@ -86,7 +31,7 @@ def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
     one = api.client.get(f"/v1/rewards/{reward['id']}", headers=api.headers("members:read"))
     assert one.json() == reward
     other = f.programme(db)
-    _assert_problem(
+    assert_problem(
         api.client.get(
             f"/v1/programmes/{other.slug}/rewards/{reward['id']}", headers=api.headers("admin")
         ),
@@ -103,7 +48,7 @@ def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
         {"total": 12, "left": 12},
         450,
     )
-    _assert_problem(
+    assert_problem(
         api.client.post(
             url,
             json={
@@ -118,7 +63,7 @@ def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
         409,
         "reward_exists",
     )
-    bad = _assert_problem(
+    bad = assert_problem(
         api.client.post(
             url,
             json={"code": "pct", "type": "percent_discount", "name": {"en": "x"}, "points_cost": 1},
@@ -131,7 +76,7 @@ def test_the_catalogue_is_managed_by_admins(api: Api, db: Database) -> None:
     archived = api.client.delete(f"{url}/{reward['id']}", headers=api.headers("admin"))
     assert archived.json()["status"] == "archived"
     assert api.client.get(url, headers=api.headers("admin")).json()["items"] == []
-    _assert_problem(
+    assert_problem(
         api.client.get(
             f"/v1/rewards/{'0' * 8}-0000-7000-8000-{'0' * 12}", headers=api.headers("admin")
         ),
@@ -151,7 +96,7 @@ def test_redeeming_over_http(api: Api, db: Database) -> None:
         json={"reward_id": reward["id"]},
         headers=api.headers("members:write"),
     )
-    body = _assert_problem(missing, 422, "validation_error")
+    body = assert_problem(missing, 422, "validation_error")
     assert body["errors"][0]["field"] == "header.idempotency-key"
 
     first = redeem(api, anna, reward, "app-1")
@@ -159,14 +104,14 @@ def test_redeeming_over_http(api: Api, db: Database) -> None:
     assert codes.is_valid(first.json()["coupon"]["code"])
     again = redeem(api, anna, reward, "app-1")
     assert (again.status_code, again.json()) == (200, first.json())
-    _assert_problem(redeem(api, anna, other, "app-1"), 409, "idempotency_conflict")
-    sold = _assert_problem(redeem(api, anna, reward, "app-2"), 409, "out_of_stock")
+    assert_problem(redeem(api, anna, other, "app-1"), 409, "idempotency_conflict")
+    sold = assert_problem(redeem(api, anna, reward, "app-2"), 409, "out_of_stock")
     assert sold["reasons"][0]["code"] == "out_of_stock"
-    poor = _assert_problem(
+    poor = assert_problem(
         redeem(api, anna, create(api, prog, points_cost=5000), "app-3"), 422, "insufficient_points"
     )
     assert (poor["needed"], poor["available"]) == (5000, 700)
-    _assert_problem(
+    assert_problem(
         api.client.post(
             f"/v1/members/{anna.id}/redemptions",
             json={"reward_id": reward["id"]},
@@ -249,7 +194,7 @@ def test_coupons_at_the_till(api: Api, db: Database) -> None:
     assert checked.json()["coupon"]["summary"] == "10 % Rabatt"
 
     typo = code[:-1] + ("A" if code[-1] != "A" else "B")
-    _assert_problem(
+    assert_problem(
         api.client.post(
             "/v1/coupons/validate",
             json={"code": typo, "cart": cart(prog, anna, ("a", 1, 100))},
@@ -270,7 +215,7 @@ def test_coupons_at_the_till(api: Api, db: Database) -> None:
     assert first.json()["discount_minor"] == 200
     again = api.client.post("/v1/coupons/redeem", json=use, headers=api.headers("events:write"))
     assert (again.status_code, again.json()) == (200, first.json())
-    _assert_problem(
+    assert_problem(
         api.client.post(
             "/v1/coupons/redeem",
             json={**use, "order_id": "web-2"},
@@ -286,7 +231,7 @@ def test_coupons_at_the_till(api: Api, db: Database) -> None:
     assert qr.status_code == 200
     assert qr.headers["content-type"].startswith("image/svg+xml")
     assert qr.text.startswith("<svg")
-    _assert_problem(
+    assert_problem(
         api.client.get(
             f"/v1/coupons/{codes.new_code()}/qr.svg", headers=api.headers("members:read")
         ),

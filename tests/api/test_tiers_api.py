@@ -4,62 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import pytest
 
 from tests import factories as f
-from tests.api.test_api import _assert_problem
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api, assert_problem
+from tests.support.tiers_api import GOLD, setup_programme
 from treu.db.session import Database
 from treu.kit.time import frozen, utc_now
-
-GOLD: dict[str, Any] = {
-    "code": "gold",
-    "rank": 2,
-    "name": {"en": "Gold", "de": "Gold"},
-    "threshold": 20_000,
-    "multiplier": "1.5",
-    "flags": ["free_shipping"],
-    "benefits": [{"en": "Free shipping", "de": "Kostenloser Versand"}],
-    "purchasable": True,
-}
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
-
-
-def setup_programme(api: Api) -> str:
-    slug = f.unique("t")
-    admin = api.headers("admin")
-    r = api.client.post(
-        "/v1/programmes",
-        json={
-            "slug": slug,
-            "name": "Tiers",
-            "currency": "EUR",
-            "points_per_currency_unit": 1,
-            "tier_settings": {"metric": "spend", "window": "calendar_year", "grace_days": 0},
-        },
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["tier_settings"]["metric"] == "spend"
-    for body in (
-        {"code": "bronze", "rank": 0, "name": {"en": "Bronze"}, "threshold": 0},
-        {
-            "code": "silber",
-            "rank": 1,
-            "name": {"en": "Silver", "de": "Silber"},
-            "threshold": 10_000,
-        },
-        GOLD,
-    ):
-        r = api.client.post(f"/v1/programmes/{slug}/tiers", json=body, headers=admin)
-        assert r.status_code == 201, r.text
-    return slug
 
 
 def test_admin_defines_tiers_and_settings(api: Api) -> None:
@@ -96,27 +46,27 @@ def test_admin_errors_are_problems(api: Api) -> None:
     slug = setup_programme(api)
     admin = api.headers("admin")
     r = api.client.post(f"/v1/programmes/{slug}/tiers", json=GOLD, headers=admin)
-    body = _assert_problem(r, 409, "tier_exists")
+    body = assert_problem(r, 409, "tier_exists")
     assert body["field"] == "code"
     r = api.client.post(
         f"/v1/programmes/{slug}/tiers",
         json=GOLD | {"code": "platin", "rank": 3, "threshold": 5_000},
         headers=admin,
     )
-    _assert_problem(r, 422, "tier_order")
+    assert_problem(r, 422, "tier_order")
     r = api.client.post(
         f"/v1/programmes/{slug}/tiers",
         json=GOLD | {"code": "Platin!", "multiplier": "0.5", "flags": ["a", "a"]},
         headers=admin,
     )
-    body = _assert_problem(r, 422, "validation_error")
+    body = assert_problem(r, 422, "validation_error")
     assert {e["field"] for e in body["errors"]} >= {"code", "multiplier", "flags"}
     r = api.client.patch(f"/v1/programmes/{slug}/tiers/platin", json={}, headers=admin)
-    _assert_problem(r, 404, "tier_not_found")
+    assert_problem(r, 404, "tier_not_found")
     r = api.client.patch(
         f"/v1/programmes/{slug}/tier-settings", json={"max_drop": 0}, headers=admin
     )
-    _assert_problem(r, 422, "validation_error")
+    assert_problem(r, 422, "validation_error")
     r = api.client.post(
         f"/v1/programmes/{slug}/tiers",
         json=GOLD | {"code": "x", "rank": 9},
@@ -124,7 +74,7 @@ def test_admin_errors_are_problems(api: Api) -> None:
     )
     assert r.status_code == 403
     r = api.client.get("/v1/programmes/nope/tiers", headers=admin)
-    _assert_problem(r, 404, "programme_not_found")
+    assert_problem(r, 404, "programme_not_found")
 
 
 def test_member_tier_and_history(api: Api, db: Database) -> None:
@@ -178,9 +128,9 @@ def test_member_tier_and_history(api: Api, db: Database) -> None:
     assert page["items"][0]["event_id"] == f"t-{member_id}-1"
     assert page["next_cursor"] is None
     r = api.client.get(f"/v1/members/{member_id}/tier/history?cursor=nonsense", headers=read)
-    _assert_problem(r, 422, "validation_error")
+    assert_problem(r, 422, "validation_error")
     r = api.client.get(f"/v1/members/{uuid.uuid4()}/tier", headers=read)
-    _assert_problem(r, 404, "member_not_found")
+    assert_problem(r, 404, "member_not_found")
     r = api.client.get(f"/v1/members/{member_id}/tier", headers=api.headers("events:write"))
     assert r.status_code == 403
 

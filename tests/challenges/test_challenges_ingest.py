@@ -13,10 +13,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from tests import factories as f
-from tests.ledger.test_concurrency import in_parallel, postgres_only
+from tests.support.concurrency import in_parallel, postgres_only
 from treu.challenges.models import Challenge, ChallengeCompletion, ChallengeProgress
 from treu.challenges.service import challenges
-from treu.challenges.spec import ChallengeSpec
 from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.service import Outcome
@@ -29,39 +28,9 @@ from treu.rules.models import MemberBadge
 from treu.rules.service import rules
 from treu.rules.spec import RuleSpec
 
-MAY = (
-    datetime(2026, 5, 1, tzinfo=UTC) - timedelta(hours=2),  # 1 May, 00:00 in Berlin
-    datetime(2026, 6, 1, tzinfo=UTC) - timedelta(hours=2),
-)
+MAY = f.MAY  # 1 May, 00:00 in Berlin, to 1 June: the challenge factory's window
 T0 = datetime(2026, 5, 6, 10, 0, tzinfo=UTC)  # a Wednesday in May
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
-NAME = {"de": "3 Einkäufe im Mai", "en": "3 purchases in May"}
-
-
-def make(
-    db: Database,
-    prog: Programme,
-    *,
-    activate: bool = True,
-    now: datetime = T0 - timedelta(days=10),
-    **spec: Any,
-) -> Challenge:
-    data: dict[str, Any] = {
-        "code": f.unique("c"),
-        "name": NAME,
-        "trigger": ["purchase"],
-        "goal": {"type": "count", "target": 3},
-        "window": {"type": "fixed", "starts_at": MAY[0].isoformat(), "ends_at": MAY[1].isoformat()},
-        "reward": {"points": 300},
-    }
-    data.update(spec)
-    with db.unit_of_work() as session:
-        challenge = challenges.create(
-            session, programme=prog, spec=ChallengeSpec.model_validate(data), actor="test"
-        )
-        if activate:
-            challenge = challenges.activate(session, challenge, actor="test", now=now)
-        return challenge
 
 
 def buy(
@@ -152,7 +121,7 @@ def badges(db: Database, who: Member) -> list[str]:
 
 def test_three_purchases_in_may_complete_once_with_points(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog)
+    challenge = f.challenge(db, prog)
     anna = f.member(db, prog)
     first = buy(db, prog, anna, T0)
     assert first["challenges"] == [
@@ -196,7 +165,9 @@ def test_three_purchases_in_may_complete_once_with_points(db: Database) -> None:
 
 def test_events_outside_the_window_or_with_a_false_condition_do_not_count(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, condition="event.total_minor >= 1000 and event.channel == 'pos'")
+    challenge = f.challenge(
+        db, prog, condition="event.total_minor >= 1000 and event.channel == 'pos'"
+    )
     anna = f.member(db, prog)
     # 30 April 23:30 in Berlin: still April
     assert "challenges" not in buy(db, prog, anna, MAY[0] - timedelta(minutes=30))
@@ -216,7 +187,7 @@ def test_events_outside_the_window_or_with_a_false_condition_do_not_count(db: Da
 
 def test_line_condition_needs_a_matching_line(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         line_condition="'organic' in line.tags",
@@ -231,7 +202,7 @@ def test_line_condition_needs_a_matching_line(db: Database) -> None:
 
 def test_reviews_count_engagement_events(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         trigger=["review_submitted"],
@@ -259,7 +230,7 @@ def test_reviews_count_engagement_events(db: Database) -> None:
 
 def test_distinct_categories_over_matching_lines(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         line_condition="line.category != 'deposit'",
@@ -282,7 +253,7 @@ def test_distinct_categories_over_matching_lines(db: Database) -> None:
 
 def test_distinct_stores_per_event(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         goal={"type": "distinct", "target": 2, "value": "event.store"},
@@ -302,7 +273,7 @@ def test_distinct_stores_per_event(db: Database) -> None:
 
 def test_sum_of_spend_in_minor_units(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         goal={"type": "sum", "target": 5000},
@@ -320,7 +291,7 @@ def test_sum_of_spend_in_minor_units(db: Database) -> None:
 
 def test_sum_of_an_event_value(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         goal={"type": "sum", "target": 10, "value": "event.item_count"},
@@ -335,7 +306,7 @@ def test_sum_of_an_event_value(db: Database) -> None:
 
 def test_monthly_repeat_at_the_period_boundary_in_the_programme_time_zone(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         window={"type": "repeating", "every": "month"},
@@ -362,7 +333,7 @@ def test_monthly_repeat_at_the_period_boundary_in_the_programme_time_zone(db: Da
 
 def test_weekly_repeat_with_max_completions(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         trigger="review_submitted",
@@ -394,7 +365,7 @@ def test_weekly_repeat_with_max_completions(db: Database) -> None:
 
 def test_repeating_window_bounds(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(
+    challenge = f.challenge(
         db,
         prog,
         window={
@@ -416,7 +387,7 @@ def test_repeating_window_bounds(db: Database) -> None:
 
 def test_paused_and_ended_challenges_count_nothing(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog)
+    challenge = f.challenge(db, prog)
     anna = f.member(db, prog)
     buy(db, prog, anna, T0)
     with db.unit_of_work() as session:
@@ -433,7 +404,7 @@ def test_paused_and_ended_challenges_count_nothing(db: Database) -> None:
 
 def test_drafts_count_nothing(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, activate=False)
+    challenge = f.challenge(db, prog, activate=False)
     anna = f.member(db, prog)
     assert "challenges" not in buy(db, prog, anna, T0)
     assert progress(db, challenge, anna) == {}
@@ -454,7 +425,7 @@ def test_conditions_see_the_members_tier(db: Database) -> None:
             tiers.create(
                 session, programme=attached, data=TierCreate.model_validate(spec), actor="test"
             )
-    challenge = make(db, prog, condition="member.tier == 'gold'")
+    challenge = f.challenge(db, prog, condition="member.tier == 'gold'")
     anna = f.member(db, prog)
     assert "challenges" not in buy(db, prog, anna, T0, amount=5_000)
     # This purchase lifts Anna to Gold: it counts, as do the later ones.
@@ -469,7 +440,7 @@ def test_conditions_see_the_members_tier(db: Database) -> None:
 def test_badge_reward_is_held_once(db: Database) -> None:
     prog = f.programme(db)
     badge = {"code": "stammkunde", "name": {"en": "Regular", "de": "Stammkunde"}, "icon": "⭐"}
-    weekly = make(
+    weekly = f.challenge(
         db,
         prog,
         window={"type": "repeating", "every": "week"},
@@ -477,7 +448,7 @@ def test_badge_reward_is_held_once(db: Database) -> None:
         max_completions=None,
         reward={"points": 5, "badge": badge},
     )
-    badge_only = make(db, prog, goal={"type": "count", "target": 1}, reward={"badge": badge})
+    badge_only = f.challenge(db, prog, goal={"type": "count", "target": 1}, reward={"badge": badge})
     anna = f.member(db, prog)
     first = buy(db, prog, anna, T0)
     rewards = {e["code"]: e["reward"] for e in first["challenges"]}
@@ -515,7 +486,7 @@ def test_badge_shared_with_an_earning_rule_is_awarded_once(db: Database) -> None
             actor="test",
         )
         rules.publish(session, rule, actor="test")
-    make(db, prog, goal={"type": "count", "target": 1}, reward={"points": 1, "badge": badge})
+    f.challenge(db, prog, goal={"type": "count", "target": 1}, reward={"points": 1, "badge": badge})
     anna = f.member(db, prog)
     out = buy(db, prog, anna, T0)
     assert out["badges"][0]["code"] == "first-buy"
@@ -528,8 +499,8 @@ def test_badge_shared_with_an_earning_rule_is_awarded_once(db: Database) -> None
 
 def test_several_events_of_one_member_in_one_batch(db: Database) -> None:
     prog = f.programme(db)
-    count = make(db, prog, goal={"type": "count", "target": 2}, reward={"points": 20})
-    kinds = make(
+    count = f.challenge(db, prog, goal={"type": "count", "target": 2}, reward={"points": 20})
+    kinds = f.challenge(
         db,
         prog,
         goal={"type": "distinct", "target": 2, "value": "line.category"},
@@ -565,7 +536,7 @@ def test_several_events_of_one_member_in_one_batch(db: Database) -> None:
 
 def test_a_replay_never_counts_twice(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, goal={"type": "count", "target": 2})
+    challenge = f.challenge(db, prog, goal={"type": "count", "target": 2})
     anna = f.member(db, prog)
     payload = f.purchase_payload(prog, anna, occurred_at=T0)
     first = f.ingest_one(db, payload, now=NOW)
@@ -582,7 +553,7 @@ def test_a_replay_never_counts_twice(db: Database) -> None:
 
 def test_failed_events_count_nothing(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog)
+    challenge = f.challenge(db, prog)
     anna = f.member(db, prog)
     good = f.purchase_payload(prog, anna, occurred_at=T0)
     bad = f.purchase_payload(prog, anna, occurred_at=T0)
@@ -597,7 +568,7 @@ def test_blocked_members_make_no_progress(db: Database) -> None:
     from treu.members.service import members
 
     prog = f.programme(db)
-    challenge = make(db, prog)
+    challenge = f.challenge(db, prog)
     anna = f.member(db, prog)
     with db.unit_of_work() as session:
         members.update(
@@ -614,9 +585,9 @@ def test_blocked_members_make_no_progress(db: Database) -> None:
 
 def test_a_return_reduces_the_progress_of_an_open_period(db: Database) -> None:
     prog = f.programme(db)
-    count = make(db, prog, goal={"type": "count", "target": 3})
-    spend = make(db, prog, goal={"type": "sum", "target": 100_000})
-    kinds = make(db, prog, goal={"type": "distinct", "target": 5, "value": "line.category"})
+    count = f.challenge(db, prog, goal={"type": "count", "target": 3})
+    spend = f.challenge(db, prog, goal={"type": "sum", "target": 100_000})
+    kinds = f.challenge(db, prog, goal={"type": "distinct", "target": 5, "value": "line.category"})
     anna = f.member(db, prog)
     order = f.unique("order")
     buy(
@@ -664,7 +635,7 @@ def test_a_return_reduces_the_progress_of_an_open_period(db: Database) -> None:
 
 def test_a_return_never_undoes_a_completed_challenge(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, goal={"type": "count", "target": 2})
+    challenge = f.challenge(db, prog, goal={"type": "count", "target": 2})
     anna = f.member(db, prog)
     order = f.unique("order")
     buy(db, prog, anna, T0, event_id=order, amount=1000)
@@ -687,7 +658,7 @@ def test_a_return_never_undoes_a_completed_challenge(db: Database) -> None:
 
 def test_a_return_in_the_same_batch_as_its_purchase(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, goal={"type": "count", "target": 2})
+    challenge = f.challenge(db, prog, goal={"type": "count", "target": 2})
     anna = f.member(db, prog)
     order = f.unique("order")
     outcomes = f.ingest(
@@ -711,7 +682,9 @@ def test_a_return_in_the_same_batch_as_its_purchase(db: Database) -> None:
 
 def test_a_partial_return_rechecks_the_conditions(db: Database) -> None:
     prog = f.programme(db)
-    challenge = make(db, prog, condition="member.days_enrolled >= 0 and event.total_minor >= 1000")
+    challenge = f.challenge(
+        db, prog, condition="member.days_enrolled >= 0 and event.total_minor >= 1000"
+    )
     anna = f.member(db, prog)
     order = f.unique("order")
     buy(db, prog, anna, T0, [line("a", "x", 750, quantity=2)], event_id=order)
@@ -731,7 +704,7 @@ def test_returns_of_purchases_before_the_challenge_change_nothing(db: Database) 
     anna = f.member(db, prog)
     order = f.unique("order")
     buy(db, prog, anna, T0, event_id=order)
-    challenge = make(db, prog)
+    challenge = f.challenge(db, prog)
     buy(db, prog, anna, T0)
     out = f.ingest_one(
         db,
@@ -764,7 +737,7 @@ def statements(db: Database) -> Iterator[list[str]]:
 
 def test_no_query_at_all_without_active_challenges(db: Database, backend: str) -> None:
     prog = f.programme(db)
-    make(db, prog, activate=False)
+    f.challenge(db, prog, activate=False)
     anna = f.member(db, prog)
     buy(db, prog, anna, T0)  # warms the caches
     with statements(db) as seen:
@@ -775,8 +748,8 @@ def test_no_query_at_all_without_active_challenges(db: Database, backend: str) -
 
 def test_one_progress_query_per_unit_of_work(db: Database) -> None:
     prog = f.programme(db)
-    make(db, prog, window={"type": "repeating", "every": "week"}, max_completions=None)
-    make(db, prog, goal={"type": "distinct", "target": 3, "value": "line.category"})
+    f.challenge(db, prog, window={"type": "repeating", "every": "week"}, max_completions=None)
+    f.challenge(db, prog, goal={"type": "distinct", "target": 3, "value": "line.category"})
     people = [f.member(db, prog) for _ in range(3)]
     buy(db, prog, people[0], T0)  # warms the cache of active challenges
     payloads = [
@@ -804,7 +777,7 @@ def _session_counts(session: Session, model: Any, **where: Any) -> int:
 def test_many_concurrent_events_of_one_member_complete_once(db: Database, backend: str) -> None:
     postgres_only(backend)
     prog = f.programme(db)
-    challenge = make(db, prog, goal={"type": "count", "target": 3}, reward={"points": 300})
+    challenge = f.challenge(db, prog, goal={"type": "count", "target": 3}, reward={"points": 300})
     anna = f.member(db, prog)
 
     def shop(i: int) -> Outcome:
@@ -831,7 +804,7 @@ def test_many_concurrent_events_of_one_member_complete_once(db: Database, backen
 def test_concurrent_batches_of_many_members(db: Database, backend: str) -> None:
     postgres_only(backend)
     prog = f.programme(db)
-    challenge = make(db, prog, goal={"type": "count", "target": 4}, reward={"points": 40})
+    challenge = f.challenge(db, prog, goal={"type": "count", "target": 4}, reward={"points": 40})
     people = [f.member(db, prog) for _ in range(5)]
 
     def shop(i: int) -> list[Outcome]:

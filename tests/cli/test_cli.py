@@ -7,11 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from sqlalchemy import delete, text, update
 from typer.testing import CliRunner
 
 from tests import factories as f
+from tests.support.cli import make_runner
 from treu import __version__, cli
 from treu.auth.errors import InvalidApiKey
 from treu.auth.service import api_keys
@@ -19,20 +19,6 @@ from treu.db.session import Database
 from treu.events.models import Event, PurchaseLine
 from treu.kit.time import utc_now
 from treu.ledger.models import Account, Lot, Posting
-
-
-def make_runner(monkeypatch: pytest.MonkeyPatch, db: Database) -> CliRunner:
-    """A runner on ``db``, with consoles wide enough that table rows stay on one line
-    (under xdist the inherited terminal width would otherwise apply)."""
-    monkeypatch.setattr(cli, "open_database", lambda: db)
-    monkeypatch.setattr(cli, "console", Console(soft_wrap=True, width=220))
-    monkeypatch.setattr(cli, "err", Console(stderr=True, soft_wrap=True, width=220))
-    return CliRunner()
-
-
-@pytest.fixture
-def runner(db: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    return make_runner(monkeypatch, db)
 
 
 def test_version() -> None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests import factories as f
-from tests.cli.test_cli import make_runner
+from tests.support.cli import make_runner
 from treu import cli
 from treu.db.session import Database
 from treu.ledger.models import Account

@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from tests.cli.test_cli import make_runner
+from tests.support.cli import make_runner
 from treu import cli
 from treu.auth.models import ApiKey
 from treu.challenges.models import Challenge, ChallengeCompletion

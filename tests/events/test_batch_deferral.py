@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from tests import factories as f
-from tests.ledger.test_concurrency import in_parallel, postgres_only
+from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.service import DEFER_FROM, Outcome

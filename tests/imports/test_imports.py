@@ -207,13 +207,6 @@ def test_event_import_reports_bad_lines_and_is_idempotent(db: Database) -> None:
 # --- the CLI ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def runner(db: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    from tests.cli.test_cli import make_runner
-
-    return make_runner(monkeypatch, db)
-
-
 def test_cli_member_import_exit_codes_and_rejects_file(
     db: Database, runner: CliRunner, tmp_path: Path
 ) -> None:

@@ -7,17 +7,15 @@ they run on PostgreSQL only; idempotency under concurrency must hold on both.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from tests import factories as f
+from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.errors import Busy, TreuError
 from treu.events.service import Adjustment, Outcome, adjustments
@@ -26,28 +24,7 @@ from treu.ledger.models import Lot, LotState, Posting, PostingLot
 from treu.ledger.service import ledger
 from treu.members.models import Member
 
-T = TypeVar("T")
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
-def postgres_only(backend: str) -> None:
-    if backend == "sqlite":
-        pytest.skip("PostgreSQL only: SQLite serialises writers")
-
-
-def in_parallel(n: int, task: Callable[[int], T]) -> list[T | BaseException]:
-    """Run ``task(0..n-1)`` on ``n`` threads released together; results or exceptions."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> T | BaseException:
-        barrier.wait()
-        try:
-            return task(i)
-        except BaseException as exc:  # collected and asserted on by the caller
-            return exc
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 def spend(db: Database, who: Member, points: int, **kwargs: Any) -> tuple[int, dict[str, Any]]:

@@ -509,7 +509,6 @@ def run_rewards(
     how often each step did something (for the known sequence below)."""
     from collections import defaultdict
 
-    from tests.rewards.test_rewards import add_reward
     from treu.errors import TreuError
     from treu.rewards.coupons import Cart, CartLine, coupons
     from treu.rewards.models import Coupon, Redemption, Reward
@@ -522,7 +521,7 @@ def run_rewards(
     prog = f.programme(db, pending_days=pending_days, expiry=expiry)
     who = f.member(db, prog)
     catalogue = [
-        add_reward(
+        f.reward(
             db,
             prog,
             points_cost=30,
@@ -530,14 +529,14 @@ def run_rewards(
             coupon_valid_days=20,
             policies={"refund_on_cancel": True, "refund_on_expiry": True},
         ),
-        add_reward(
+        f.reward(
             db,
             prog,
             points_cost=20,
             coupon_valid_days=5,
             policies={"refund_on_cancel": False, "refund_on_expiry": False},
         ),
-        add_reward(db, prog, points_cost=15, stock=2, per_member_limit=1, coupon_valid_days=2),
+        f.reward(db, prog, points_cost=15, stock=2, per_member_limit=1, coupon_valid_days=2),
     ]
     ops = [("purchase", 12_000, True), *ops]  # 120 points to spend
     now = START

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
-from tests.rewards.test_rewards import earn
+from tests.api_helpers import Api
 from treu.db.session import Database
 from treu.kit.lang import from_accept_language, member_language
 from treu.kit.time import utc_now
@@ -40,11 +39,6 @@ def test_the_asked_language_wins_then_the_members_then_english() -> None:
     assert member_language(None, "de") == "de"
     assert member_language(None, None) == "en"
     assert member_language(None, "fr") == "en"
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def _challenge(api: Api, slug: str) -> None:
@@ -84,7 +78,7 @@ def test_member_answers_default_to_the_members_language(api: Api, db: Database) 
     reward = _reward(api, prog.slug)
     anna = f.member(db, prog, language="de")
     ben = f.member(db, prog)  # no language of his own
-    earn(db, prog, anna, 800, at=utc_now())
+    f.earn(db, prog, anna, 800, at=utc_now())
     redeemed = api.client.post(
         f"/v1/members/{anna.id}/redemptions",
         json={"reward_id": reward["id"]},

@@ -12,10 +12,6 @@ import pytest
 from sqlalchemy import func, select
 
 from tests import factories as f
-from tests.challenges.test_challenges_ingest import make as make_challenge
-from tests.rewards.test_rewards import add_reward, cancel, earn
-from tests.rules.test_rules_ingest import publish
-from tests.tiers.test_tiers import tiered
 from treu.db.session import Database
 from treu.events.models import Event
 from treu.events.service import Adjustment, adjustments
@@ -119,7 +115,7 @@ def test_a_read_only_unit_of_work_refuses_to_record(db: Database) -> None:
 
 def test_a_purchase_records_one_event_per_kind_and_a_replay_none(db: Database) -> None:
     prog = f.programme(db, pending_days=14)
-    publish(
+    f.rule(
         db,
         prog,
         name="Organic x2",
@@ -200,9 +196,9 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
     prog = f.programme(db)
     who = f.member(db, prog)
     now = utc_now()
-    earn(db, prog, who, 1300, at=now)
+    f.earn(db, prog, who, 1300, at=now)
     assert kinds(db, who) == ["member.enrolled", "points.earned"]
-    reward = add_reward(db, prog)
+    reward = f.reward(db, prog)
     with db.unit_of_work() as session:
         code, body = redemptions.redeem(
             session, member_id=who.id, key=f.unique("k"), reward_id=reward.id, now=now
@@ -249,14 +245,14 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
         _, again = redemptions.redeem(
             session, member_id=who.id, key=f.unique("k"), reward_id=reward.id, now=now
         )
-    cancel(db, again["id"], now=now)
+    f.cancel(db, again["id"], now=now)
     [refunded] = messages(db, who, "points.refunded")
     assert (refunded.payload["points"], refunded.payload["correlation_id"]) == (500, again["id"])
 
 
 def test_tier_change_challenge_completion_and_badges(db: Database) -> None:
-    prog = tiered(db)  # spend: Silver from €100
-    challenge = make_challenge(
+    prog = f.tiered(db)  # spend: Silver from €100
+    challenge = f.challenge(
         db,
         prog,
         window={"type": "repeating", "every": "month"},
@@ -264,7 +260,7 @@ def test_tier_change_challenge_completion_and_badges(db: Database) -> None:
         reward={"points": 10, "badge": {"code": "starter", "name": {"en": "Go"}, "icon": "🏅"}},
         now=utc_now() - timedelta(days=400),
     )
-    publish(
+    f.rule(
         db,
         prog,
         name="First",

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from tests import factories as f
-from tests.api.test_tiers_api import setup_programme
-from tests.api_helpers import Api, make_api
-from tests.rewards.test_rewards import earn
+from tests.api_helpers import Api
+from tests.support.tiers_api import setup_programme
 from treu.db.session import Database
 from treu.kit.time import utc_now
 from treu.rewards.coupons import summary
@@ -51,11 +50,6 @@ def test_summaries(kind: str, terms: dict[str, Any], lang: str, text: str) -> No
     assert summary(kind, terms, lang, "Europe/Berlin") == text
 
 
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
-
-
 def test_a_percentage_reward_names_its_minimum_order_with_the_currency(
     api: Api, db: Database
 ) -> None:
@@ -84,7 +78,7 @@ def test_a_percentage_reward_names_its_minimum_order_with_the_currency(
         assert created.status_code == 201, created.text
         assert created.json().get("product_name") == body.get("product_name")
     anna = f.member(db, prog, language="en")
-    earn(db, prog, anna, 500, at=utc_now())
+    f.earn(db, prog, anna, 500, at=utc_now())
     read = api.headers("members:read")
     listed = api.client.get(f"/v1/members/{anna.id}/rewards", headers=read).json()
     assert sorted(r["summary"] for r in listed["redeemable"]) == [

@@ -11,7 +11,6 @@ import pytest
 import segno
 
 from tests import factories as f
-from tests.rewards.test_rewards import T0, add_reward, coupon_of, earn, redeem
 from treu.db.session import Database
 from treu.kit import codes
 from treu.programmes.models import Programme
@@ -24,6 +23,8 @@ from treu.rewards.errors import (
 )
 from treu.rewards.models import RewardType
 
+T0 = f.REWARDS_T0
+
 
 def cart(*lines: tuple[str, int, int], currency: str = "EUR", member: Any = None) -> Cart:
     return Cart(
@@ -31,33 +32,6 @@ def cart(*lines: tuple[str, int, int], currency: str = "EUR", member: Any = None
         lines=tuple(CartLine(sku, quantity, price) for sku, quantity, price in lines),
         member_id=member,
     )
-
-
-def use(
-    db: Database,
-    prog: Programme,
-    code: str,
-    order_id: str,
-    *,
-    amount_minor: int | None = 2000,
-    lines: list[tuple[str, int, int]] | None = None,
-    now: Any = T0,
-) -> tuple[int, dict[str, Any]]:
-    basket = None
-    if lines is not None:
-        basket = cart(*lines)
-    elif amount_minor is not None:
-        basket = cart(("x", 1, amount_minor))
-    with db.unit_of_work() as session:
-        return coupons.redeem(
-            session,
-            code=code,
-            order_id=order_id,
-            programme=prog,
-            cart=basket,
-            actor="test",
-            now=now,
-        )
 
 
 def validate(
@@ -133,9 +107,9 @@ def test_a_ticket_is_no_discount() -> None:
 
 def issued(db: Database, prog: Programme, **spec: Any) -> tuple[Any, dict[str, Any]]:
     anna = f.member(db, prog)
-    earn(db, prog, anna, 10_000)
-    reward = add_reward(db, prog, **spec)
-    return anna, redeem(db, anna, reward)[1]
+    f.earn(db, prog, anna, 10_000)
+    reward = f.reward(db, prog, **spec)
+    return anna, f.redeem(db, anna, reward)[1]
 
 
 def test_validate_tells_the_discount_and_changes_nothing(db: Database) -> None:
@@ -149,7 +123,7 @@ def test_validate_tells_the_discount_and_changes_nothing(db: Database) -> None:
     assert answer["reasons"] == []
     assert answer["code"] == code
     assert answer["coupon"]["status"] == "active"
-    assert coupon_of(db, body).status == "active"
+    assert f.coupon_of(db, body).status == "active"
 
 
 def test_validate_explains_why_not(db: Database) -> None:
@@ -184,16 +158,16 @@ def test_a_coupon_is_used_once_and_the_same_order_again_answers_the_same(db: Dat
     prog = f.programme(db)
     _, body = issued(db, prog)
     code = body["coupon"]["code"]
-    first = use(db, prog, code, "order-1")
+    first = f.use_coupon(db, prog, code, "order-1")
     assert first[0] == 201
     assert first[1]["discount_minor"] == 500
     assert first[1]["order_id"] == "order-1"
     assert first[1]["status"] == "used"
-    again = use(db, prog, code.lower(), "order-1")
+    again = f.use_coupon(db, prog, code.lower(), "order-1")
     assert again == (200, first[1])
     with pytest.raises(CouponAlreadyUsed):
-        use(db, prog, code, "order-2")
-    stored = coupon_of(db, body)
+        f.use_coupon(db, prog, code, "order-2")
+    stored = f.coupon_of(db, body)
     assert (stored.status, stored.order_id, stored.discount_minor) == ("used", "order-1", 500)
     answer = validate(db, prog, code, cart(("a", 1, 5000)))
     assert [r["code"] for r in answer["reasons"]] == ["coupon_used"]
@@ -204,13 +178,13 @@ def test_a_coupon_that_does_not_apply_is_not_used(db: Database) -> None:
     _, body = issued(db, prog, type="free_product", value_minor=None, sku="7002")
     code = body["coupon"]["code"]
     with pytest.raises(CouponNotApplicable) as refused:
-        use(db, prog, code, "order-1", lines=[("4001", 1, 129)])
+        f.use_coupon(db, prog, code, "order-1", lines=[("4001", 1, 129)])
     assert refused.value.extra["reasons"][0]["code"] == "product_not_in_cart"
     with pytest.raises(CouponNotApplicable) as refused:
-        use(db, prog, code, "order-1", amount_minor=None)
+        f.use_coupon(db, prog, code, "order-1", amount_minor=None)
     assert refused.value.extra["reasons"][0]["code"] == "cart_required"
-    assert coupon_of(db, body).status == "active"
-    status, used = use(db, prog, code, "order-1", lines=[("7002", 2, 899)])
+    assert f.coupon_of(db, body).status == "active"
+    status, used = f.use_coupon(db, prog, code, "order-1", lines=[("7002", 2, 899)])
     assert (status, used["discount_minor"]) == (201, 899)
 
 
@@ -218,9 +192,9 @@ def test_an_expired_coupon_is_not_used(db: Database) -> None:
     prog = f.programme(db)
     _, body = issued(db, prog, coupon_valid_days=5)
     with pytest.raises(CouponNotApplicable) as refused:
-        use(db, prog, body["coupon"]["code"], "order-1", now=T0 + timedelta(days=5))
+        f.use_coupon(db, prog, body["coupon"]["code"], "order-1", now=T0 + timedelta(days=5))
     assert refused.value.extra["reasons"][0]["code"] == "coupon_expired"
-    assert coupon_of(db, body).status == "active"  # the job expires it, with its policy
+    assert f.coupon_of(db, body).status == "active"  # the job expires it, with its policy
 
 
 def test_a_ticket_is_admitted_without_a_cart(db: Database) -> None:
@@ -232,7 +206,7 @@ def test_a_ticket_is_admitted_without_a_cart(db: Database) -> None:
         value_minor=None,
         event={"starts_at": (T0 + timedelta(days=3)).isoformat()},
     )
-    status, used = use(db, prog, body["coupon"]["code"], "door-1", amount_minor=None)
+    status, used = f.use_coupon(db, prog, body["coupon"]["code"], "door-1", amount_minor=None)
     assert (status, used["discount_minor"], used["status"]) == (201, None, "used")
 
 
@@ -248,7 +222,7 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
         {"sku": "b", "quantity": 1, "unit_price_minor": 500},
     ]
     order = f.purchase_payload(prog, anna, lines=lines, occurred_at=T0)
-    use(db, prog, code, order["id"], lines=[("a", 2, 1000), ("b", 1, 500)])
+    f.use_coupon(db, prog, code, order["id"], lines=[("a", 2, 1000), ("b", 1, 500)])
     f.ingest_one(db, order, now=T0)
     partial = f.ingest_one(
         db,
@@ -257,7 +231,7 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
     )
     assert partial.body is not None
     assert "coupons_restored" not in partial.body
-    assert coupon_of(db, body).status == "used"
+    assert f.coupon_of(db, body).status == "used"
     rest = f.ingest_one(
         db,
         f.return_payload(
@@ -270,17 +244,17 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
     )
     assert rest.body is not None
     assert rest.body["coupons_restored"] == [body["coupon"]["id"]]
-    stored = coupon_of(db, body)
+    stored = f.coupon_of(db, body)
     assert (stored.status, stored.order_id, stored.restore_count) == ("active", None, 1)
     assert stored.expires_at == T0 + timedelta(days=30)  # keeps its expiry
-    assert use(db, prog, code, "order-2")[0] == 201  # usable again
+    assert f.use_coupon(db, prog, code, "order-2")[0] == 201  # usable again
 
 
 def test_a_coupon_whose_reward_says_so_stays_used_after_a_return(db: Database) -> None:
     prog = f.programme(db)
     anna, body = issued(db, prog, policies={"restore_on_return": False})
     order = f.purchase_payload(prog, anna, amount_minor=3000, occurred_at=T0)
-    use(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
+    f.use_coupon(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
     f.ingest_one(db, order, now=T0)
     back = f.ingest_one(
         db,
@@ -289,7 +263,7 @@ def test_a_coupon_whose_reward_says_so_stays_used_after_a_return(db: Database) -
     )
     assert back.body is not None
     assert "coupons_restored" not in back.body
-    assert coupon_of(db, body).status == "used"
+    assert f.coupon_of(db, body).status == "used"
 
 
 def test_a_restored_coupon_past_its_expiry_expires_with_the_next_job_run(db: Database) -> None:
@@ -298,7 +272,7 @@ def test_a_restored_coupon_past_its_expiry_expires_with_the_next_job_run(db: Dat
     prog = f.programme(db)
     anna, body = issued(db, prog, coupon_valid_days=2, policies={"refund_on_expiry": True})
     order = f.purchase_payload(prog, anna, amount_minor=3000, occurred_at=T0)
-    use(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
+    f.use_coupon(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
     f.ingest_one(db, order, now=T0)
     later = T0 + timedelta(days=5)
     f.ingest_one(
@@ -306,10 +280,10 @@ def test_a_restored_coupon_past_its_expiry_expires_with_the_next_job_run(db: Dat
         f.return_payload(prog, order["id"], [{"sku": "sku-1", "quantity": 1}], occurred_at=later),
         now=later,
     )
-    assert coupon_of(db, body).status == "active"
+    assert f.coupon_of(db, body).status == "active"
     before = f.balance(db, anna).available
     assert expire_coupons(db, now=later) >= 1
-    assert coupon_of(db, body).status == "expired"
+    assert f.coupon_of(db, body).status == "expired"
     assert f.balance(db, anna).available == before + 500
     assert f.verify(db, prog) == []
 
@@ -332,10 +306,10 @@ def test_the_qr_code_encodes_the_printed_code_in_alphanumeric_mode() -> None:
 def test_coupons_of_a_member_newest_first(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 10_000)
-    reward = add_reward(db, prog)
-    made = [redeem(db, anna, reward)[1]["coupon"]["id"] for _ in range(3)]
-    use(db, prog, coupons_code(db, made[0]), "order-1")
+    f.earn(db, prog, anna, 10_000)
+    reward = f.reward(db, prog)
+    made = [f.redeem(db, anna, reward)[1]["coupon"]["id"] for _ in range(3)]
+    f.use_coupon(db, prog, coupons_code(db, made[0]), "order-1")
     with db.unit_of_work(write=False) as session:
         every, _ = coupons.for_member(session, member_id=anna.id)
         active, _ = coupons.for_member(session, member_id=anna.id, status="active")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
 from treu import cli
 from treu.db.session import Database
 from treu.events.service import Adjustment, adjustments
@@ -30,11 +30,6 @@ TAFEL = {
     "url": "https://www.tafel.de",
 }
 NABU = {"code": "nabu", "name": {"de": "NABU", "en": "NABU (nature conservation)"}}
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def problem(r: Any, status: int, code: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
 from treu.db.session import Database
 from treu.events.service import Adjustment, adjustments
 from treu.ledger.explain import render
@@ -107,11 +107,6 @@ def test_partial_refunds_add_up_to_the_points_paid(
 
 
 # --- the API --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def give(db: Database, who: Member, points: int) -> None:
@@ -362,13 +357,12 @@ def test_refunded_points_whose_lot_expired_meanwhile_expire_at_once(api: Api, db
 
 
 def test_the_checkout_shows_what_points_and_the_wallet_could_pay(api: Api, db: Database) -> None:
-    from tests.rewards.test_rewards import add_reward
     from treu.rewards.wallet import wallet
 
     prog, who = setup(db, points=800, point_value_minor="0.5")
     # Wallet credit comes from a wallet_credit reward; the checkout reads the wallet only
     # in programmes that have one.
-    add_reward(db, prog, type="wallet_credit", value_minor=1500, points_cost=100)
+    f.reward(db, prog, type="wallet_credit", value_minor=1500, points_cost=100)
     with db.unit_of_work() as session:
         wallet.credit(
             session,

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select
 
 from tests import factories as f
-from tests.ledger.test_concurrency import in_parallel, postgres_only
+from tests.support.concurrency import in_parallel, postgres_only, retrying
 from treu.db.session import Database
-from treu.errors import Busy
 from treu.events.service import Adjustment, adjustments
 from treu.ledger.errors import InsufficientPoints
 from treu.members.models import Member
 from treu.rewards.payments import PointPayment, RefundExceedsPayment, payments
-
-T = TypeVar("T")
-
-
-def retrying(db: Database, work: Callable[[Any], T]) -> T:
-    """One unit of work, tried again when the lock wait timed out (503 for a client)."""
-    for attempt in range(3):
-        try:
-            with db.unit_of_work() as session:
-                return work(session)
-        except Busy:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def credit(db: Database, who: Member, points: int) -> None:

@@ -43,76 +43,9 @@ from treu.rewards.schemas import RewardIn, RewardPatch
 from treu.rewards.service import catalogue, redemptions
 from treu.worker.jobs import expire_coupons
 
-T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+T0 = f.REWARDS_T0
 
-VOUCHER: dict[str, Any] = {
-    "code": "voucher-5",
-    "type": "amount_discount",
-    "name": {"de": "5-€-Gutschein", "en": "€5 voucher"},
-    "points_cost": 500,
-    "value_minor": 500,
-}
-
-
-# --- helpers (also used by the other rewards and coupon tests) ------------------------------
-
-
-def add_reward(db: Database, prog: Programme, **spec: Any) -> Reward:
-    data = {**VOUCHER, "code": f.unique("r"), **spec}
-    with db.unit_of_work() as session:
-        reward = catalogue.create(
-            session, programme=prog, data=RewardIn.model_validate(data), actor="test"
-        )
-        session.expunge(reward)
-        return reward
-
-
-def earn(db: Database, prog: Programme, who: Member, points: int, at: datetime = T0) -> None:
-    """Points available at once, earned at ``at`` (expiring per the programme)."""
-    with db.unit_of_work() as session:
-        writer = ledger.writer(session, now=at)
-        writer.earn(
-            writer.account(who.id),
-            programme=prog,
-            points=points,
-            earned_at=at,
-            details={"template": "adjust", "params": {"reason": "test"}},
-            pending=False,
-        )
-        writer.flush()
-
-
-def redeem(
-    db: Database,
-    who: Member,
-    reward: Reward,
-    *,
-    key: str | None = None,
-    now: datetime = T0,
-) -> tuple[int, dict[str, Any]]:
-    with db.unit_of_work() as session:
-        return redemptions.redeem(
-            session, member_id=who.id, key=key or f.unique("k"), reward_id=reward.id, now=now
-        )
-
-
-def cancel(db: Database, redemption_id: str | uuid.UUID, *, now: datetime = T0) -> Redemption:
-    with db.unit_of_work() as session:
-        done = redemptions.cancel(
-            session, redemption_id=uuid.UUID(str(redemption_id)), actor="test", now=now
-        )
-        session.expunge(done)
-        return done
-
-
-def reward_row(db: Database, reward: Reward) -> Reward:
-    with db.unit_of_work(write=False) as session:
-        return session.get_one(Reward, reward.id)
-
-
-def coupon_of(db: Database, body: dict[str, Any]) -> Coupon:
-    with db.unit_of_work(write=False) as session:
-        return session.get_one(Coupon, uuid.UUID(body["coupon"]["id"]))
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def available(db: Database, who: Member) -> int:
@@ -153,18 +86,18 @@ def locked_codes(found: dict[str, Any], reward: Reward) -> list[str]:
 )
 def test_a_reward_that_could_never_work_is_refused(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        RewardIn.model_validate({**VOUCHER, **spec})
+        RewardIn.model_validate({**f.VOUCHER, **spec})
 
 
 def test_each_type_is_created_with_what_it_needs(db: Database) -> None:
     prog = f.programme(db)
-    percent = add_reward(db, prog, type="percent_discount", value_minor=None, percent_bp=1000)
+    percent = f.reward(db, prog, type="percent_discount", value_minor=None, percent_bp=1000)
     assert (percent.percent_bp, percent.coupon_valid_days, percent.currency) == (1000, 30, None)
-    voucher = add_reward(db, prog, min_order_minor=2000, coupon_valid_days=14)
+    voucher = f.reward(db, prog, min_order_minor=2000, coupon_valid_days=14)
     assert (voucher.value_minor, voucher.currency, voucher.coupon_valid_days) == (500, "EUR", 14)
-    coffee = add_reward(db, prog, type="free_product", value_minor=None, sku="7002")
+    coffee = f.reward(db, prog, type="free_product", value_minor=None, sku="7002")
     assert coffee.sku == "7002"
-    styling = add_reward(
+    styling = f.reward(
         db,
         prog,
         type="experience",
@@ -184,29 +117,29 @@ def test_each_type_is_created_with_what_it_needs(db: Database) -> None:
 
 def test_codes_are_unique_per_programme(db: Database) -> None:
     prog, other = f.programme(db), f.programme(db)
-    add_reward(db, prog, code="coffee")
-    add_reward(db, other, code="coffee")
+    f.reward(db, prog, code="coffee")
+    f.reward(db, other, code="coffee")
     with pytest.raises(RewardExists):
-        add_reward(db, prog, code="coffee")
+        f.reward(db, prog, code="coffee")
 
 
 def test_references_are_checked_against_the_programme(db: Database) -> None:
     prog = f.programme(db)
     with pytest.raises(UnknownTier):
-        add_reward(db, prog, eligibility={"min_tier": "gold"})
+        f.reward(db, prog, eligibility={"min_tier": "gold"})
     with pytest.raises(Invalid, match="no charity"):
-        add_reward(db, prog, type="donation", value_minor=None, charity="nobody")
+        f.reward(db, prog, type="donation", value_minor=None, charity="nobody")
     with pytest.raises(Invalid, match="runs in EUR"):
-        add_reward(db, prog, currency="USD")
+        f.reward(db, prog, currency="USD")
 
 
 def test_restocking_moves_what_is_left_and_never_below_what_is_redeemed(db: Database) -> None:
     prog = f.programme(db)
-    reward = add_reward(db, prog, stock=3)
+    reward = f.reward(db, prog, stock=3)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 2000)
-    redeem(db, anna, reward)
-    redeem(db, anna, reward)
+    f.earn(db, prog, anna, 2000)
+    f.redeem(db, anna, reward)
+    f.redeem(db, anna, reward)
 
     def patch(**changes: Any) -> Reward:
         with db.unit_of_work() as session:
@@ -220,18 +153,18 @@ def test_restocking_moves_what_is_left_and_never_below_what_is_redeemed(db: Data
             return done
 
     patch(stock=10)
-    row = reward_row(db, reward)
+    row = f.reward_row(db, reward)
     assert (row.stock_total, row.stock_left) == (10, 8)
     patch(stock=2)
-    row = reward_row(db, reward)
+    row = f.reward_row(db, reward)
     assert (row.stock_total, row.stock_left) == (2, 0)
     with pytest.raises(StockBelowRedeemed):
         patch(stock=1)
     patch(points_cost=450, name={"de": "Gutschein", "en": "Voucher"})
-    row = reward_row(db, reward)
+    row = f.reward_row(db, reward)
     assert (row.points_cost, row.name["de"], row.stock_left) == (450, "Gutschein", 0)
     patch(stock=None)
-    row = reward_row(db, reward)
+    row = f.reward_row(db, reward)
     assert (row.stock_total, row.stock_left) == (None, None)
     with pytest.raises(StockModeChange):
         patch(stock=5)
@@ -243,19 +176,19 @@ def test_an_archived_reward_leaves_the_catalogue_but_its_coupons_stay_valid(
     db: Database,
 ) -> None:
     prog = f.programme(db)
-    reward = add_reward(db, prog)
+    reward = f.reward(db, prog)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    _, body = redeem(db, anna, reward)
+    f.earn(db, prog, anna, 1000)
+    _, body = f.redeem(db, anna, reward)
     with db.unit_of_work() as session:
         catalogue.archive(session, programme=prog, reward_id=reward.id, actor="test")
-    assert reward_row(db, reward).status == "archived"
+    assert f.reward_row(db, reward).status == "archived"
     with db.unit_of_work(write=False) as session:
         assert catalogue.all(session, programme=prog) == []
     assert listing(db, anna)["redeemable"] == []
     with pytest.raises(RewardNotFound):
-        redeem(db, anna, reward)
-    assert coupon_of(db, body).status == "active"
+        f.redeem(db, anna, reward)
+    assert f.coupon_of(db, body).status == "active"
 
 
 # --- what a member may redeem ----------------------------------------------------------------
@@ -264,16 +197,16 @@ def test_an_archived_reward_leaves_the_catalogue_but_its_coupons_stay_valid(
 def test_the_listing_says_what_is_redeemable_and_why_the_rest_is_locked(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog, enrolled_at=(T0 - timedelta(days=10)).isoformat())
-    earn(db, prog, anna, 740)
-    cheap = add_reward(db, prog, points_cost=500)
-    dear = add_reward(db, prog, points_cost=1000)
-    loyal = add_reward(db, prog, points_cost=100, eligibility={"min_membership_days": 30})
-    gone = add_reward(db, prog, points_cost=100, stock=0)
-    later = add_reward(db, prog, points_cost=100, valid_from=(T0 + timedelta(days=3)).isoformat())
-    over = add_reward(db, prog, points_cost=100, valid_until=(T0 - timedelta(days=1)).isoformat())
-    once = add_reward(db, prog, points_cost=100, per_member_limit=1)
-    redeem(db, anna, once)  # 640 left
-    add_reward(db, prog, points_cost=100, status="paused")  # listed to nobody
+    f.earn(db, prog, anna, 740)
+    cheap = f.reward(db, prog, points_cost=500)
+    dear = f.reward(db, prog, points_cost=1000)
+    loyal = f.reward(db, prog, points_cost=100, eligibility={"min_membership_days": 30})
+    gone = f.reward(db, prog, points_cost=100, stock=0)
+    later = f.reward(db, prog, points_cost=100, valid_from=(T0 + timedelta(days=3)).isoformat())
+    over = f.reward(db, prog, points_cost=100, valid_until=(T0 - timedelta(days=1)).isoformat())
+    once = f.reward(db, prog, points_cost=100, per_member_limit=1)
+    f.redeem(db, anna, once)  # 640 left
+    f.reward(db, prog, points_cost=100, status="paused")  # listed to nobody
 
     found = listing(db, anna)
     assert found["available_points"] == 640
@@ -304,15 +237,15 @@ def test_the_listing_says_what_is_redeemable_and_why_the_rest_is_locked(db: Data
 def test_a_blocked_member_sees_every_reward_locked(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    reward = add_reward(db, prog)
+    f.earn(db, prog, anna, 1000)
+    reward = f.reward(db, prog)
     with db.unit_of_work() as session:
         members.update(
             session, member=members.get(session, anna.id), data=MemberUpdate(status="blocked")
         )
     assert locked_codes(listing(db, anna), reward) == ["member_blocked"]
     with pytest.raises(RewardLocked) as refused:
-        redeem(db, anna, reward)
+        f.redeem(db, anna, reward)
     assert refused.value.extra["reasons"][0]["code"] == "member_blocked"
     assert available(db, anna) == 1000
 
@@ -320,14 +253,14 @@ def test_a_blocked_member_sees_every_reward_locked(db: Database) -> None:
 def test_a_closed_member_cannot_redeem(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    reward = add_reward(db, prog)
+    f.earn(db, prog, anna, 1000)
+    reward = f.reward(db, prog)
     with db.unit_of_work() as session:
         members.update(
             session, member=members.get(session, anna.id), data=MemberUpdate(status="closed")
         )
     with pytest.raises(MemberClosed):
-        redeem(db, anna, reward)
+        f.redeem(db, anna, reward)
 
 
 # --- redeeming ---------------------------------------------------------------------------------
@@ -336,12 +269,12 @@ def test_a_closed_member_cannot_redeem(db: Database) -> None:
 def test_redeeming_burns_points_earliest_expiry_first_and_issues_a_coupon(db: Database) -> None:
     prog = f.programme(db, expiry={"policy": "rolling", "months": 12})
     anna = f.member(db, prog)
-    earn(db, prog, anna, 300, at=T0 - timedelta(days=100))  # expires first
-    earn(db, prog, anna, 400, at=T0 - timedelta(days=200))  # expires even earlier
-    earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
-    reward = add_reward(db, prog, coupon_valid_days=14, stock=5)
+    f.earn(db, prog, anna, 300, at=T0 - timedelta(days=100))  # expires first
+    f.earn(db, prog, anna, 400, at=T0 - timedelta(days=200))  # expires even earlier
+    f.earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
+    reward = f.reward(db, prog, coupon_valid_days=14, stock=5)
 
-    status, body = redeem(db, anna, reward)
+    status, body = f.redeem(db, anna, reward)
     assert status == 201
     assert body["points"] == 500
     assert body["status"] == "redeemed"
@@ -365,8 +298,8 @@ def test_redeeming_burns_points_earliest_expiry_first_and_issues_a_coupon(db: Da
         assert posting.correlation_id == uuid.UUID(body["id"])
         assert render(posting.details, "de") == "Eingelöst: 5-€-Gutschein: -500"
     assert lots == {200: 0, 100: 200, 10: 300}
-    assert reward_row(db, reward).stock_left == 4
-    stored = coupon_of(db, body)
+    assert f.reward_row(db, reward).stock_left == 4
+    stored = f.coupon_of(db, body)
     assert (stored.status, stored.kind, stored.terms["value_minor"]) == (
         "active",
         "amount_discount",
@@ -380,34 +313,34 @@ def test_a_repeated_key_answers_the_same_and_another_reward_under_it_conflicts(
 ) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 2000)
-    reward, other = add_reward(db, prog, stock=10), add_reward(db, prog)
-    first = redeem(db, anna, reward, key="app-1")
-    again = redeem(db, anna, reward, key="app-1")
+    f.earn(db, prog, anna, 2000)
+    reward, other = f.reward(db, prog, stock=10), f.reward(db, prog)
+    first = f.redeem(db, anna, reward, key="app-1")
+    again = f.redeem(db, anna, reward, key="app-1")
     assert first[0] == 201
     assert again == (200, first[1])
     assert available(db, anna) == 1500
-    assert reward_row(db, reward).stock_left == 9
+    assert f.reward_row(db, reward).stock_left == 9
     with pytest.raises(IdempotencyKeyConflict):
-        redeem(db, anna, other, key="app-1")
+        f.redeem(db, anna, other, key="app-1")
     # The key is the member's own: another member may use the same string.
     bert = f.member(db, prog)
-    earn(db, prog, bert, 600)
-    assert redeem(db, bert, reward, key="app-1")[0] == 201
+    f.earn(db, prog, bert, 600)
+    assert f.redeem(db, bert, reward, key="app-1")[0] == 201
 
 
 def test_not_enough_points_changes_nothing(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 499)
-    reward = add_reward(db, prog, stock=1)
+    f.earn(db, prog, anna, 499)
+    reward = f.reward(db, prog, stock=1)
     with pytest.raises(InsufficientPoints) as refused:
-        redeem(db, anna, reward)
+        f.redeem(db, anna, reward)
     assert refused.value.extra["needed"] == 500
     assert refused.value.extra["available"] == 499
     assert refused.value.extra["reasons"][0]["params"]["missing_points"] == 1
     assert available(db, anna) == 499
-    assert reward_row(db, reward).stock_left == 1
+    assert f.reward_row(db, reward).stock_left == 1
     with db.unit_of_work(write=False) as session:
         assert session.scalar(select(func.count()).where(Redemption.member_id == anna.id)) == 0
 
@@ -415,25 +348,25 @@ def test_not_enough_points_changes_nothing(db: Database) -> None:
 def test_stock_and_the_per_member_limit_hold(db: Database) -> None:
     prog = f.programme(db)
     anna, bert = f.member(db, prog), f.member(db, prog)
-    earn(db, prog, anna, 5000)
-    earn(db, prog, bert, 5000)
-    reward = add_reward(db, prog, stock=3, per_member_limit=2)
-    redeem(db, anna, reward)
-    redeem(db, anna, reward)
+    f.earn(db, prog, anna, 5000)
+    f.earn(db, prog, bert, 5000)
+    reward = f.reward(db, prog, stock=3, per_member_limit=2)
+    f.redeem(db, anna, reward)
+    f.redeem(db, anna, reward)
     with pytest.raises(MemberLimitReached):
-        redeem(db, anna, reward)
-    redeem(db, bert, reward)
+        f.redeem(db, anna, reward)
+    f.redeem(db, bert, reward)
     with pytest.raises(OutOfStock):
-        redeem(db, bert, reward)
-    assert reward_row(db, reward).stock_left == 0
+        f.redeem(db, bert, reward)
+    assert f.reward_row(db, reward).stock_left == 0
     assert (available(db, anna), available(db, bert)) == (4000, 4500)
 
 
 def test_a_reward_is_redeemed_by_its_code_too(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    reward = add_reward(
+    f.earn(db, prog, anna, 1000)
+    reward = f.reward(
         db, prog, code="coffee-free", type="free_product", value_minor=None, sku="7002"
     )
     with db.unit_of_work() as session:
@@ -448,9 +381,9 @@ def test_a_reward_is_redeemed_by_its_code_too(db: Database) -> None:
 def test_a_reward_of_another_programme_is_not_found(db: Database) -> None:
     prog, other = f.programme(db), f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
+    f.earn(db, prog, anna, 1000)
     with pytest.raises(RewardNotFound):
-        redeem(db, anna, add_reward(db, other))
+        f.redeem(db, anna, f.reward(db, other))
 
 
 def test_an_experience_ticket_lasts_until_the_event_and_cannot_be_booked_after_it_began(
@@ -458,9 +391,9 @@ def test_an_experience_ticket_lasts_until_the_event_and_cannot_be_booked_after_i
 ) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 3000)
+    f.earn(db, prog, anna, 3000)
     starts = T0 + timedelta(days=5)
-    evening = add_reward(
+    evening = f.reward(
         db,
         prog,
         type="experience",
@@ -472,7 +405,7 @@ def test_an_experience_ticket_lasts_until_the_event_and_cannot_be_booked_after_i
         },
         stock=20,
     )
-    styling = add_reward(
+    styling = f.reward(
         db,
         prog,
         type="experience",
@@ -480,14 +413,14 @@ def test_an_experience_ticket_lasts_until_the_event_and_cannot_be_booked_after_i
         points_cost=1000,
         event={"starts_at": starts.isoformat()},  # no end: the end of that day in Berlin
     )
-    _, body = redeem(db, anna, evening)
+    _, body = f.redeem(db, anna, evening)
     assert body["coupon"]["expires_at"] == "2026-06-06T13:00:00Z"
-    _, body = redeem(db, anna, styling)
+    _, body = f.redeem(db, anna, styling)
     assert body["coupon"]["expires_at"] == "2026-06-06T22:00:00Z"
     found = listing(db, anna, now=starts + timedelta(minutes=1))
     assert locked_codes(found, evening) == ["no_longer_available"]
     with pytest.raises(RewardLocked):
-        redeem(db, anna, evening, now=starts + timedelta(minutes=1))
+        f.redeem(db, anna, evening, now=starts + timedelta(minutes=1))
 
 
 def test_a_donation_is_recorded_for_the_charity(db: Database) -> None:
@@ -496,12 +429,12 @@ def test_a_donation_is_recorded_for_the_charity(db: Database) -> None:
     prog = f.programme(db)
     charity = add_charity(db, prog)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    fixed = add_reward(db, prog, type="donation", value_minor=500, charity=charity)
-    at_value = add_reward(
+    f.earn(db, prog, anna, 1000)
+    fixed = f.reward(db, prog, type="donation", value_minor=500, charity=charity)
+    at_value = f.reward(
         db, prog, type="donation", value_minor=None, points_cost=250, charity=charity
     )
-    _, body = redeem(db, anna, fixed)
+    _, body = f.redeem(db, anna, fixed)
     assert body["coupon"] is None
     assert body["fulfilment"] == {
         "type": "donation",
@@ -509,7 +442,7 @@ def test_a_donation_is_recorded_for_the_charity(db: Database) -> None:
         "value_minor": 500,
         "currency": "EUR",
     }
-    _, second = redeem(db, anna, at_value)
+    _, second = f.redeem(db, anna, at_value)
     assert second["fulfilment"]["value_minor"] == 250  # 250 points at 1 cent each
     with db.unit_of_work(write=False) as session:
         donations = {
@@ -521,7 +454,7 @@ def test_a_donation_is_recorded_for_the_charity(db: Database) -> None:
         uuid.UUID(second["id"]): (250, 250),
     }
     with pytest.raises(RedemptionNotCancellable, match="fulfilled at once"):
-        cancel(db, body["id"])
+        f.cancel(db, body["id"])
     assert available(db, anna) == 250
 
 
@@ -530,14 +463,14 @@ def test_a_wallet_credit_is_booked(db: Database) -> None:
 
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    reward = add_reward(db, prog, type="wallet_credit", value_minor=1000, points_cost=1000)
-    _, body = redeem(db, anna, reward)
+    f.earn(db, prog, anna, 1000)
+    reward = f.reward(db, prog, type="wallet_credit", value_minor=1000, points_cost=1000)
+    _, body = f.redeem(db, anna, reward)
     assert body["fulfilment"] == {"type": "wallet_credit", "amount_minor": 1000, "currency": "EUR"}
     with db.unit_of_work(write=False) as session:
         assert wallet.balance(session, member_id=anna.id).balance_minor == 1000
     with pytest.raises(RedemptionNotCancellable):
-        cancel(db, body["id"])
+        f.cancel(db, body["id"])
 
 
 def add_charity(db: Database, prog: Programme, code: str = "tafel") -> str:
@@ -559,17 +492,17 @@ def add_charity(db: Database, prog: Programme, code: str = "tafel") -> str:
 def test_cancelling_gives_back_the_points_to_their_lots_and_the_stock(db: Database) -> None:
     prog = f.programme(db, expiry={"policy": "rolling", "months": 12})
     anna = f.member(db, prog)
-    earn(db, prog, anna, 300, at=T0 - timedelta(days=100))
-    earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
-    reward = add_reward(db, prog, stock=2)
-    _, body = redeem(db, anna, reward)
+    f.earn(db, prog, anna, 300, at=T0 - timedelta(days=100))
+    f.earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
+    reward = f.reward(db, prog, stock=2)
+    _, body = f.redeem(db, anna, reward)
     assert available(db, anna) == 100
-    done = cancel(db, body["id"], now=T0 + timedelta(days=1))
+    done = f.cancel(db, body["id"], now=T0 + timedelta(days=1))
     assert done.status == "cancelled"
     assert done.refund_posting_id is not None
     assert available(db, anna) == 600
-    assert reward_row(db, reward).stock_left == 2
-    assert coupon_of(db, body).status == "cancelled"
+    assert f.reward_row(db, reward).stock_left == 2
+    assert f.coupon_of(db, body).status == "cancelled"
     with db.unit_of_work(write=False) as session:
         lots = sorted(
             lot.remaining for lot in session.scalars(select(Lot).where(Lot.member_id == anna.id))
@@ -580,35 +513,33 @@ def test_cancelling_gives_back_the_points_to_their_lots_and_the_stock(db: Databa
     assert refund.explanation == "Refund: €5 voucher (cancelled): +500"
     assert render(refund.details, "de") == "Erstattung: 5-€-Gutschein (storniert): +500"
     # Cancelling again answers the same and changes nothing.
-    assert cancel(db, body["id"]).status == "cancelled"
+    assert f.cancel(db, body["id"]).status == "cancelled"
     assert available(db, anna) == 600
-    assert reward_row(db, reward).stock_left == 2
+    assert f.reward_row(db, reward).stock_left == 2
     assert f.verify(db, prog) == []
 
 
 def test_cancelling_without_a_refund_policy_keeps_the_points(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 500)
-    reward = add_reward(db, prog, stock=1, policies={"refund_on_cancel": False})
-    _, body = redeem(db, anna, reward)
-    done = cancel(db, body["id"])
+    f.earn(db, prog, anna, 500)
+    reward = f.reward(db, prog, stock=1, policies={"refund_on_cancel": False})
+    _, body = f.redeem(db, anna, reward)
+    done = f.cancel(db, body["id"])
     assert (done.status, done.refund_posting_id) == ("cancelled", None)
     assert available(db, anna) == 0
-    assert reward_row(db, reward).stock_left == 1
+    assert f.reward_row(db, reward).stock_left == 1
 
 
 def test_a_used_coupon_cannot_be_cancelled(db: Database) -> None:
-    from tests.rewards.test_coupons import use
-
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 500)
-    reward = add_reward(db, prog)
-    _, body = redeem(db, anna, reward)
-    use(db, prog, body["coupon"]["code"], "order-1", amount_minor=2000)
+    f.earn(db, prog, anna, 500)
+    reward = f.reward(db, prog)
+    _, body = f.redeem(db, anna, reward)
+    f.use_coupon(db, prog, body["coupon"]["code"], "order-1", amount_minor=2000)
     with pytest.raises(RedemptionNotCancellable, match="used"):
-        cancel(db, body["id"])
+        f.cancel(db, body["id"])
     assert available(db, anna) == 0
 
 
@@ -618,21 +549,21 @@ def test_unused_coupons_expire_with_stock_back_and_a_refund_where_the_reward_say
     db = fresh_db  # the job looks at every coupon: an empty database of its own
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    refunding = add_reward(
+    f.earn(db, prog, anna, 1000)
+    refunding = f.reward(
         db, prog, stock=5, coupon_valid_days=7, policies={"refund_on_expiry": True}
     )
-    keeping = add_reward(db, prog, stock=5, coupon_valid_days=7)
-    _, first = redeem(db, anna, refunding)
-    _, second = redeem(db, anna, keeping)
+    keeping = f.reward(db, prog, stock=5, coupon_valid_days=7)
+    _, first = f.redeem(db, anna, refunding)
+    _, second = f.redeem(db, anna, keeping)
     assert available(db, anna) == 0
     assert expire_coupons(db, now=T0 + timedelta(days=6)) == 0
     assert expire_coupons(db, now=T0 + timedelta(days=7, seconds=1)) == 2
     assert expire_coupons(db, now=T0 + timedelta(days=7, seconds=1)) == 0  # safe twice
-    assert (coupon_of(db, first).status, coupon_of(db, second).status) == ("expired", "expired")
+    assert (f.coupon_of(db, first).status, f.coupon_of(db, second).status) == ("expired", "expired")
     assert available(db, anna) == 500
-    assert reward_row(db, refunding).stock_left == 5
-    assert reward_row(db, keeping).stock_left == 5
+    assert f.reward_row(db, refunding).stock_left == 5
+    assert f.reward_row(db, keeping).stock_left == 5
     with db.unit_of_work(write=False) as session:
         states = {
             str(r.id): (r.status, r.refund_posting_id is not None)
@@ -640,7 +571,7 @@ def test_unused_coupons_expire_with_stock_back_and_a_refund_where_the_reward_say
         }
     assert states == {first["id"]: ("expired", True), second["id"]: ("expired", False)}
     with pytest.raises(RedemptionNotCancellable):
-        cancel(db, first["id"], now=T0 + timedelta(days=8))
+        f.cancel(db, first["id"], now=T0 + timedelta(days=8))
     # An expired redemption no longer counts against a per-member limit.
     assert f.verify(db, prog) == []
 
@@ -648,19 +579,19 @@ def test_unused_coupons_expire_with_stock_back_and_a_refund_where_the_reward_say
 def test_a_coupon_past_its_expiry_cannot_be_cancelled_before_the_job_ran(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 500)
-    _, body = redeem(db, anna, add_reward(db, prog, coupon_valid_days=1))
+    f.earn(db, prog, anna, 500)
+    _, body = f.redeem(db, anna, f.reward(db, prog, coupon_valid_days=1))
     with pytest.raises(RedemptionNotCancellable, match="no longer active"):
-        cancel(db, body["id"], now=T0 + timedelta(days=2))
+        f.cancel(db, body["id"], now=T0 + timedelta(days=2))
 
 
 def test_redemption_listings(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 5000)
-    reward = add_reward(db, prog)
-    made = [redeem(db, anna, reward)[1]["id"] for _ in range(5)]
-    cancel(db, made[0])
+    f.earn(db, prog, anna, 5000)
+    reward = f.reward(db, prog)
+    made = [f.redeem(db, anna, reward)[1]["id"] for _ in range(5)]
+    f.cancel(db, made[0])
     with db.unit_of_work(write=False) as session:
         page, cursor = redemptions.for_member(session, member_id=anna.id, limit=3)
         assert [str(r.id) for r, _ in page] == made[::-1][:3]
@@ -702,8 +633,8 @@ def test_a_reward_for_a_tier_and_above(db: Database) -> None:
     anna, bert, cleo = f.member(db, prog), f.member(db, prog), f.member(db, prog)
     f.ingest_one(db, f.purchase_payload(prog, anna, amount_minor=150_000, occurred_at=T0), now=T0)
     f.ingest_one(db, f.purchase_payload(prog, cleo, amount_minor=60_000, occurred_at=T0), now=T0)
-    earn(db, prog, bert, 5000)
-    evening = add_reward(db, prog, points_cost=100, eligibility={"min_tier": "silber"})
+    f.earn(db, prog, bert, 5000)
+    evening = f.reward(db, prog, points_cost=100, eligibility={"min_tier": "silber"})
 
     assert listing(db, anna)["tier"] == "gold"
     assert locked_codes(listing(db, anna), evening) == []
@@ -719,21 +650,21 @@ def test_a_reward_for_a_tier_and_above(db: Database) -> None:
         }
     ]
     with pytest.raises(RewardLocked):
-        redeem(db, bert, evening)
-    assert redeem(db, anna, evening)[0] == 201
+        f.redeem(db, bert, evening)
+    assert f.redeem(db, anna, evening)[0] == 201
     assert available(db, bert) == 5000
 
 
 def test_a_cancelled_redemption_no_longer_counts_against_the_limit(db: Database) -> None:
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 2000)
-    reward = add_reward(db, prog, per_member_limit=1)
-    _, body = redeem(db, anna, reward)
+    f.earn(db, prog, anna, 2000)
+    reward = f.reward(db, prog, per_member_limit=1)
+    _, body = f.redeem(db, anna, reward)
     with pytest.raises(MemberLimitReached):
-        redeem(db, anna, reward)
-    cancel(db, body["id"])
-    assert redeem(db, anna, reward)[0] == 201
+        f.redeem(db, anna, reward)
+    f.cancel(db, body["id"])
+    assert f.redeem(db, anna, reward)[0] == 201
 
 
 def test_the_expiry_job_is_registered_for_the_worker(fresh_db: Database) -> None:
@@ -743,8 +674,8 @@ def test_the_expiry_job_is_registered_for_the_worker(fresh_db: Database) -> None
     assert (job.unit, job.interval_setting) == ("coupons expired", "worker_coupons_every_seconds")
     prog = f.programme(fresh_db)
     anna = f.member(fresh_db, prog)
-    earn(fresh_db, prog, anna, 500)
-    redeem(fresh_db, anna, add_reward(fresh_db, prog, coupon_valid_days=1))
+    f.earn(fresh_db, prog, anna, 500)
+    f.redeem(fresh_db, anna, f.reward(fresh_db, prog, coupon_valid_days=1))
     assert run_job(fresh_db, "rewards.expire_coupons", now=T0) == 0  # not due yet
     assert run_job(fresh_db, "rewards.expire_coupons", now=T0 + timedelta(days=2)) == 1
 

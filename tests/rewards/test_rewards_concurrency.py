@@ -13,9 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tests import factories as f
-from tests.ledger.test_concurrency import in_parallel, postgres_only
-from tests.rewards.test_coupons import use
-from tests.rewards.test_rewards import T0, add_reward, coupon_of, earn, reward_row
+from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.errors import Busy
 from treu.ledger.errors import InsufficientPoints
@@ -29,6 +27,8 @@ from treu.rewards.errors import (
 from treu.rewards.models import Coupon, Redemption, Reward
 from treu.rewards.service import redemptions
 from treu.worker.jobs import expire_coupons
+
+T0 = f.REWARDS_T0
 
 
 def redeem_retrying(
@@ -58,8 +58,8 @@ def test_hundred_members_race_for_ten_units(db: Database, backend: str) -> None:
     prog = f.programme(db)
     people = [f.member(db, prog) for _ in range(100)]
     for who in people:
-        earn(db, prog, who, 1000)
-    reward = add_reward(db, prog, points_cost=500, stock=10)
+        f.earn(db, prog, who, 1000)
+    reward = f.reward(db, prog, points_cost=500, stock=10)
 
     results = in_parallel(100, lambda i: redeem_retrying(db, people[i], reward, f"k-{i}"))
     won = [i for i, r in enumerate(results) if isinstance(r, tuple)]
@@ -69,7 +69,7 @@ def test_hundred_members_race_for_ten_units(db: Database, backend: str) -> None:
     assert len(won) == 10
     assert all(results[i][0] == 201 for i in won)  # type: ignore[index]
     assert len(lost) == 90
-    assert reward_row(db, reward).stock_left == 0
+    assert f.reward_row(db, reward).stock_left == 0
     balances = [f.balance(db, who).available for who in people]
     assert sorted(balances) == [500] * 10 + [1000] * 90
     assert {i for i, b in enumerate(balances) if b == 500} == set(won)
@@ -82,9 +82,9 @@ def test_twenty_redemptions_with_points_for_five(db: Database, backend: str) -> 
     postgres_only(backend)
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 1000)
-    earn(db, prog, anna, 1500, at=T0 - timedelta(days=3))
-    reward = add_reward(db, prog, points_cost=500)  # unlimited stock
+    f.earn(db, prog, anna, 1000)
+    f.earn(db, prog, anna, 1500, at=T0 - timedelta(days=3))
+    reward = f.reward(db, prog, points_cost=500)  # unlimited stock
 
     results = in_parallel(20, lambda i: redeem_retrying(db, anna, reward, f"k-{i}"))
     won = [r for r in results if isinstance(r, tuple)]
@@ -103,15 +103,15 @@ def test_the_same_key_sent_ten_times_at_once_redeems_once(db: Database) -> None:
     """On both backends."""
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 5000)
-    reward = add_reward(db, prog, points_cost=500, stock=100)
+    f.earn(db, prog, anna, 5000)
+    reward = f.reward(db, prog, points_cost=500, stock=100)
     results = in_parallel(10, lambda _: redeem_retrying(db, anna, reward, "same-key"))
     assert [r for r in results if isinstance(r, BaseException)] == []
     answers = [r for r in results if isinstance(r, tuple)]
     assert sorted(status for status, _ in answers) == [200] * 9 + [201]
     assert all(body == answers[0][1] for _, body in answers)
     assert f.balance(db, anna).available == 4500
-    assert reward_row(db, reward).stock_left == 99
+    assert f.reward_row(db, reward).stock_left == 99
     assert count(db, Redemption, Redemption.member_id == anna.id) == 1
 
 
@@ -121,22 +121,22 @@ def test_a_coupon_used_for_two_orders_at_once_goes_to_exactly_one(
     postgres_only(backend)
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 50 * 500)
-    reward = add_reward(db, prog, points_cost=500)
+    f.earn(db, prog, anna, 50 * 500)
+    reward = f.reward(db, prog, points_cost=500)
     for round_ in range(25):
         _, body = redeem_retrying(db, anna, reward, f"k-{round_}")
         code = body["coupon"]["code"]
         orders = [f"order-{round_}-a", f"order-{round_}-b"]
         results = in_parallel(
             2,
-            lambda i, c=code, o=orders: use(db, prog, c, o[i]),  # type: ignore[misc]
+            lambda i, c=code, o=orders: f.use_coupon(db, prog, c, o[i]),  # type: ignore[misc]
         )
         won = [r for r in results if isinstance(r, tuple)]
         lost = [r for r in results if isinstance(r, BaseException)]
         assert len(won) == 1, results
         assert won[0][0] == 201
         assert [type(e) for e in lost] == [CouponAlreadyUsed]
-        stored = coupon_of(db, body)
+        stored = f.coupon_of(db, body)
         assert stored.status == "used"
         assert stored.order_id == won[0][1]["order_id"]
 
@@ -147,10 +147,10 @@ def test_the_same_order_sent_by_ten_tills_at_once_uses_the_coupon_once(
     postgres_only(backend)
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 500)
-    _, body = redeem_retrying(db, anna, add_reward(db, prog, points_cost=500), "k")
+    f.earn(db, prog, anna, 500)
+    _, body = redeem_retrying(db, anna, f.reward(db, prog, points_cost=500), "k")
     code = body["coupon"]["code"]
-    results = in_parallel(10, lambda _: use(db, prog, code, "order-1"))
+    results = in_parallel(10, lambda _: f.use_coupon(db, prog, code, "order-1"))
     assert [r for r in results if isinstance(r, BaseException)] == []
     answers = [r for r in results if isinstance(r, tuple)]
     assert sorted(status for status, _ in answers) == [200] * 9 + [201]
@@ -161,8 +161,8 @@ def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) ->
     postgres_only(backend)
     prog = f.programme(db)
     anna = f.member(db, prog)
-    earn(db, prog, anna, 20 * 500)
-    reward = add_reward(db, prog, points_cost=500, stock=100)
+    f.earn(db, prog, anna, 20 * 500)
+    reward = f.reward(db, prog, points_cost=500, stock=100)
     outcomes: Counter[str] = Counter()
     for round_ in range(20):
         _, body = redeem_retrying(db, anna, reward, f"k-{round_}")
@@ -174,7 +174,7 @@ def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) ->
                         session, redemption_id=uuid.UUID(body["id"]), actor="test", now=T0
                     )
                 return "cancelled"
-            use(db, prog, body["coupon"]["code"], f"order-{round_}")
+            f.use_coupon(db, prog, body["coupon"]["code"], f"order-{round_}")
             return "used"
 
         results = in_parallel(2, act)
@@ -186,10 +186,10 @@ def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) ->
             [CouponNotApplicable],
         )
         outcomes[done[0]] += 1
-        assert coupon_of(db, body).status == done[0]
+        assert f.coupon_of(db, body).status == done[0]
     # Every cancel gave 500 points and a unit back; every use kept them.
     assert f.balance(db, anna).available == outcomes["cancelled"] * 500
-    assert reward_row(db, reward).stock_left == 100 - outcomes["used"]
+    assert f.reward_row(db, reward).stock_left == 100 - outcomes["used"]
     assert f.verify(db, prog) == []
 
 
@@ -198,7 +198,7 @@ def test_two_expiry_runs_at_once_expire_and_refund_once(fresh_db: Database, back
     db = fresh_db
     prog = f.programme(db)
     people = [f.member(db, prog) for _ in range(30)]
-    reward = add_reward(
+    reward = f.reward(
         db,
         prog,
         points_cost=100,
@@ -207,13 +207,13 @@ def test_two_expiry_runs_at_once_expire_and_refund_once(fresh_db: Database, back
         policies={"refund_on_expiry": True},
     )
     for i, who in enumerate(people):
-        earn(db, prog, who, 100)
+        f.earn(db, prog, who, 100)
         redeem_retrying(db, who, reward, f"k-{i}")
     later = T0 + timedelta(days=2)
     results = in_parallel(2, lambda _: expire_coupons(db, now=later))
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert sum(r for r in results if isinstance(r, int)) == 30
     assert [f.balance(db, who).available for who in people] == [100] * 30
-    assert reward_row(db, reward).stock_left == 50
+    assert f.reward_row(db, reward).stock_left == 50
     assert count(db, Coupon, Coupon.reward_id == reward.id, Coupon.status == "expired") == 30
     assert f.verify(db, prog) == []

@@ -10,19 +10,13 @@ import pytest
 from sqlalchemy import select, update
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
-from tests.ledger.test_concurrency import in_parallel, postgres_only
-from tests.rewards.test_payments_concurrency import retrying
+from tests.api_helpers import Api
+from tests.support.concurrency import in_parallel, postgres_only, retrying
 from treu.db.session import Database
 from treu.members.models import Member
 from treu.programmes.models import Programme
 from treu.rewards.errors import CurrencyMismatch
 from treu.rewards.wallet import InsufficientWallet, Wallet, WalletEntry, wallet
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def credit(

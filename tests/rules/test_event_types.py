@@ -14,7 +14,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from tests import factories as f
-from tests.api_helpers import Api, make_api
+from tests.api_helpers import Api
 from treu.audit.models import AuditEvent
 from treu.db.session import Database
 from treu.errors import Invalid
@@ -517,11 +517,6 @@ def test_a_changed_schema_is_used_at_once(db: Database) -> None:
 
 
 # --- API -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
 
 
 def _problem(r: Any, status: int, code: str) -> dict[str, Any]:

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from tests import factories as f
-from tests.api_helpers import Api, make_api
-from tests.rules.test_rules_ingest import publish
-from tests.tiers.test_tiers import LADDER, tiered
+from tests.api_helpers import Api
 from treu.db.session import Database
 from treu.kit.time import utc_now
 
 
-@pytest.fixture
-def api(db: Database) -> Api:
-    return make_api(db)
-
-
 def test_postings_name_their_rule(api: Api, db: Database) -> None:
-    prog = tiered(db, ladder=[LADDER[1] | {"threshold": 0, "rank": 0}])  # everyone x1.25
-    organic = publish(
+    prog = f.tiered(db, ladder=[f.LADDER[1] | {"threshold": 0, "rank": 0}])  # everyone x1.25
+    organic = f.rule(
         db,
         prog,
         name="Organic x2",

@@ -28,14 +28,6 @@ from treu.rules.spec import RuleSpec
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)  # a Wednesday
 
 
-def publish(db: Database, prog: Programme, **spec: Any) -> Rule:
-    with db.unit_of_work() as session:
-        rule = rules.create(
-            session, programme=prog, spec=RuleSpec.model_validate(spec), actor="test"
-        )
-        return rules.publish(session, rule, actor="test")
-
-
 def review(prog: Programme, who: Member, at: datetime, **attributes: Any) -> dict[str, Any]:
     return {
         "id": f.unique("review"),
@@ -56,7 +48,7 @@ def postings_of(db: Database, who: Member) -> list[Posting]:
 
 def test_line_multiplier_credits_a_posting_per_rule(db: Database) -> None:
     prog = f.programme(db)
-    organic = publish(
+    organic = f.rule(
         db,
         prog,
         name="Organic x2",
@@ -82,7 +74,7 @@ def test_line_multiplier_credits_a_posting_per_rule(db: Database) -> None:
 
 def test_exclusive_line_rule_takes_lines_from_the_base_rate(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Organic 3 per euro",
@@ -102,7 +94,7 @@ def test_exclusive_line_rule_takes_lines_from_the_base_rate(db: Database) -> Non
 
 def test_daily_limit_stops_the_second_review_and_says_so(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Review bonus",
@@ -130,7 +122,7 @@ def test_daily_limit_stops_the_second_review_and_says_so(db: Database) -> None:
 
 def test_budget_caps_a_rule_across_members(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Launch bonus",
@@ -167,7 +159,7 @@ def test_budget_caps_a_rule_across_members(db: Database) -> None:
 
 def test_badge_is_awarded_once(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="First review",
@@ -208,7 +200,7 @@ def test_engagement_attributes_are_checked(db: Database) -> None:
 
 def test_partial_return_is_recomputed_under_the_recorded_rules(db: Database) -> None:
     prog = f.programme(db)
-    rule = publish(
+    rule = f.rule(
         db,
         prog,
         name="Organic x2",
@@ -241,7 +233,7 @@ def test_partial_return_is_recomputed_under_the_recorded_rules(db: Database) -> 
 
 def test_checkout_explains_and_hints(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="App weekend",
@@ -295,7 +287,7 @@ CART_LINES = st.lists(
 @pytest.fixture
 def ruled(db: Database) -> tuple[Programme, list[Member]]:
     prog = f.programme(db, rounding="half_up")
-    publish(
+    f.rule(
         db,
         prog,
         name="Organic x2",
@@ -303,7 +295,7 @@ def ruled(db: Database) -> tuple[Programme, list[Member]]:
         line_condition="'organic' in line.tags",
         effect={"type": "multiplier", "factor": "2", "scope": "lines"},
     )
-    publish(
+    f.rule(
         db,
         prog,
         name="Best before",
@@ -313,7 +305,7 @@ def ruled(db: Database) -> tuple[Programme, list[Member]]:
         stacking="exclusive",
         priority=5,
     )
-    publish(
+    f.rule(
         db,
         prog,
         name="Big basket",
@@ -322,7 +314,7 @@ def ruled(db: Database) -> tuple[Programme, list[Member]]:
         effect={"type": "fixed", "points": 25},
         limits=[{"per": "week", "max_count": 2}],
     )
-    publish(
+    f.rule(
         db,
         prog,
         name="Pantry bonus",
@@ -522,11 +514,11 @@ def test_unknown_rule_id_is_404(db: Database) -> None:
 
 
 def test_concurrent_reviews_respect_the_daily_cap(db: Database, backend: str) -> None:
-    from tests.ledger.test_concurrency import in_parallel, postgres_only
+    from tests.support.concurrency import in_parallel, postgres_only
 
     postgres_only(backend)
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Review bonus",
@@ -551,11 +543,11 @@ def test_concurrent_reviews_respect_the_daily_cap(db: Database, backend: str) ->
 
 
 def test_concurrent_budget_is_never_overspent(db: Database, backend: str) -> None:
-    from tests.ledger.test_concurrency import in_parallel, postgres_only
+    from tests.support.concurrency import in_parallel, postgres_only
 
     postgres_only(backend)
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Launch bonus",
@@ -588,7 +580,7 @@ def test_concurrent_budget_is_never_overspent(db: Database, backend: str) -> Non
 
 def test_return_does_not_let_a_rule_apply_that_did_not_apply_to_the_order(db: Database) -> None:
     prog = f.programme(db)
-    publish(
+    f.rule(
         db,
         prog,
         name="Small basket",

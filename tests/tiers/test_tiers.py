@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests import factories as f
-from tests.ledger.test_concurrency import in_parallel, postgres_only
+from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.events.checkout import CartIn, checkout
 from treu.events.service import Adjustment, adjustments
@@ -24,47 +24,11 @@ from treu.programmes.models import Programme
 from treu.programmes.schemas import TierSettingsPatch
 from treu.programmes.service import programmes
 from treu.tiers.models import MemberTier, TierActivity, TierHistory
-from treu.tiers.schemas import TierCreate, TierPatch
+from treu.tiers.schemas import TierPatch
 from treu.tiers.service import tiers
 from treu.worker.jobs import run_job
 
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
-
-LADDER: list[dict[str, Any]] = [
-    {"code": "bronze", "rank": 0, "name": {"en": "Bronze", "de": "Bronze"}, "threshold": 0},
-    {
-        "code": "silber",
-        "rank": 1,
-        "name": {"en": "Silver", "de": "Silber"},
-        "threshold": 10_000,
-        "multiplier": "1.25",
-    },
-    {
-        "code": "gold",
-        "rank": 2,
-        "name": {"en": "Gold", "de": "Gold"},
-        "threshold": 20_000,
-        "multiplier": "1.5",
-        "flags": ["free_shipping"],
-        "purchasable": True,
-    },
-]
-
-
-def tiered(
-    db: Database, *, ladder: list[dict[str, Any]] | None = None, **settings: Any
-) -> Programme:
-    prog = f.programme(
-        db,
-        tier_settings={"metric": "spend", "grace_days": 0, **settings},
-    )
-    with db.unit_of_work() as session:
-        attached = programmes.get(session, prog.id)
-        for spec in ladder or LADDER:
-            tiers.create(
-                session, programme=attached, data=TierCreate.model_validate(spec), actor="test"
-            )
-    return prog
 
 
 def reevaluate(db: Database, prog: Programme, now: datetime) -> int:
@@ -113,7 +77,7 @@ def membership(
 
 
 def test_a_purchase_crossing_a_threshold_upgrades_in_its_own_unit_of_work(db: Database) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     first = f.ingest_one(db, buy(prog, who, T0, 9_000), now=T0)
     assert first.body is not None
@@ -151,7 +115,7 @@ def test_a_purchase_crossing_a_threshold_upgrades_in_its_own_unit_of_work(db: Da
 
 
 def test_in_a_batch_the_next_purchase_earns_with_the_new_tier(db: Database) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     outcomes = f.ingest(
         db,
@@ -186,7 +150,7 @@ def test_in_a_batch_the_next_purchase_earns_with_the_new_tier(db: Database) -> N
 def test_returns_lower_qualifying_activity_and_recompute_with_the_recorded_tier(
     db: Database,
 ) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 20_000), now=T0)  # Gold
     lines = [
@@ -237,7 +201,7 @@ def test_returns_lower_qualifying_activity_and_recompute_with_the_recorded_tier(
 def test_points_metric_counts_earned_points_and_redeeming_never_lowers_a_tier(
     db: Database,
 ) -> None:
-    prog = tiered(
+    prog = f.tiered(
         db,
         metric="points",
         ladder=[
@@ -266,7 +230,7 @@ def test_points_metric_counts_earned_points_and_redeeming_never_lowers_a_tier(
 
 
 def test_purchases_metric_on_a_calendar_year_in_the_programme_time_zone(db: Database) -> None:
-    prog = tiered(
+    prog = f.tiered(
         db,
         metric="purchases",
         window="calendar_year",
@@ -293,7 +257,7 @@ def test_purchases_metric_on_a_calendar_year_in_the_programme_time_zone(db: Data
 
 
 def test_downgrade_waits_for_the_grace_period_and_drops_one_tier_at_a_time(db: Database) -> None:
-    prog = tiered(db, grace_days=10)
+    prog = f.tiered(db, grace_days=10)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 20_000), now=T0)  # Gold
     year_later = T0 + timedelta(days=366)
@@ -323,7 +287,7 @@ def test_downgrade_waits_for_the_grace_period_and_drops_one_tier_at_a_time(db: D
 
 
 def test_max_drop_and_a_lowered_threshold_upgrade_at_re_evaluation(db: Database) -> None:
-    prog = tiered(db, max_drop=2)
+    prog = f.tiered(db, max_drop=2)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 20_000), now=T0)
     assert reevaluate(db, prog, now=T0 + timedelta(days=366)) == 1
@@ -344,7 +308,7 @@ def test_max_drop_and_a_lowered_threshold_upgrade_at_re_evaluation(db: Database)
 
 
 def test_paid_membership_buy_renew_and_expire(db: Database) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 12_000), now=T0)  # Silber by spend
     bought = f.ingest_one(db, membership(prog, who, T0, "gold", 1), now=T0)
@@ -387,8 +351,8 @@ def test_paid_membership_buy_renew_and_expire(db: Database) -> None:
 
 
 def test_a_lower_paid_tier_cannot_cut_a_higher_one_short(db: Database) -> None:
-    ladder = [dict(t, purchasable=True) for t in LADDER]
-    prog = tiered(db, ladder=ladder)
+    ladder = [dict(t, purchasable=True) for t in f.LADDER]
+    prog = f.tiered(db, ladder=ladder)
     who = f.member(db, prog)
     f.ingest_one(db, membership(prog, who, T0, "gold", 12), now=T0)
     refused = f.ingest(
@@ -400,7 +364,7 @@ def test_a_lower_paid_tier_cannot_cut_a_higher_one_short(db: Database) -> None:
 
 
 def test_the_checkout_names_the_tier_and_promises_its_multiplier(db: Database) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 20_000), now=T0)
     cart = CartIn.model_validate(
@@ -434,7 +398,7 @@ def test_the_checkout_names_the_tier_and_promises_its_multiplier(db: Database) -
 def test_without_tiers_ingestion_reads_and_writes_no_tier_table(db: Database) -> None:
     plain = f.programme(db)
     who = f.member(db, plain)
-    with_tiers = tiered(db)
+    with_tiers = f.tiered(db)
     other = f.member(db, with_tiers)
     f.ingest_one(db, buy(with_tiers, other, T0, 100), now=T0)  # tiers cached
     f.ingest_one(db, buy(plain, who, T0, 100), now=T0)  # programme cached
@@ -463,7 +427,7 @@ def test_concurrent_purchases_crossing_a_threshold_upgrade_exactly_once(
     db: Database, backend: str
 ) -> None:
     postgres_only(backend)
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 9_000), now=T0)
     results = in_parallel(
@@ -481,7 +445,7 @@ def test_concurrent_purchases_crossing_a_threshold_upgrade_exactly_once(
 
 
 def test_settings_changes_apply_to_the_next_evaluation(db: Database) -> None:
-    prog = tiered(db, metric="spend")
+    prog = f.tiered(db, metric="spend")
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 10_000), now=T0)  # Silber by spend, 100 points
     with db.unit_of_work() as session:
@@ -504,7 +468,7 @@ def test_settings_changes_apply_to_the_next_evaluation(db: Database) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "de"])
 def test_status_says_what_is_missing_and_what_keeps_the_tier(db: Database, lang: str) -> None:
-    prog = tiered(db, window="calendar_year")
+    prog = f.tiered(db, window="calendar_year")
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 8_000), now=T0)
     with db.unit_of_work(write=False) as session:
@@ -522,7 +486,7 @@ def test_status_says_what_is_missing_and_what_keeps_the_tier(db: Database, lang:
 
 
 def test_the_job_runs_every_programme_and_twice_is_harmless(fresh_db: Database) -> None:
-    one, two = tiered(fresh_db), tiered(fresh_db)
+    one, two = f.tiered(fresh_db), f.tiered(fresh_db)
     people = [f.member(fresh_db, one), f.member(fresh_db, two), f.member(fresh_db, two)]
     for who in people:
         f.ingest_one(
@@ -535,7 +499,7 @@ def test_the_job_runs_every_programme_and_twice_is_harmless(fresh_db: Database) 
 
 
 def test_re_evaluation_walks_many_due_members_in_batches_once(db: Database) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     people = [f.member(db, prog) for _ in range(5)]
     f.ingest(db, *(buy(prog, who, T0, 20_000) for who in people), now=T0)
     later = T0 + timedelta(days=400)
@@ -567,7 +531,7 @@ def _tier_hints(db: Database, cart: CartIn, now: datetime) -> list[dict[str, str
 
 
 def test_the_checkout_says_what_is_missing_for_the_next_tier(db: Database) -> None:
-    prog = tiered(db)  # spend: Silver from €100, Gold from €200
+    prog = f.tiered(db)  # spend: Silver from €100, Gold from €200
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 18_200), now=T0)  # Silver, €18.00 short of Gold
     at = T0 + timedelta(hours=1)
@@ -594,7 +558,7 @@ def test_the_tier_hint_counts_the_carts_points_in_a_points_ladder(db: Database) 
         {"code": "silber", "rank": 1, "name": {"en": "Silver", "de": "Silber"}, "threshold": 100},
         {"code": "gold", "rank": 2, "name": {"en": "Gold", "de": "Gold"}, "threshold": 500},
     ]
-    prog = tiered(db, ladder=ladder, metric="points")  # 1 point per €1
+    prog = f.tiered(db, ladder=ladder, metric="points")  # 1 point per €1
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 11_000), now=T0)  # 110 points: Silver
     at = T0 + timedelta(hours=1)
@@ -612,7 +576,7 @@ def test_the_tier_hint_counts_the_carts_points_in_a_points_ladder(db: Database) 
 def test_a_membership_that_arrives_after_its_period_records_what_was_bought_then_its_end(
     db: Database,
 ) -> None:
-    prog = tiered(db)
+    prog = f.tiered(db)
     who = f.member(db, prog)
     f.ingest_one(db, buy(prog, who, T0, 12_000), now=T0)  # Silber by spend
     late = T0 + timedelta(days=45)  # the till sends a one-month purchase of 10 June now
