@@ -7,6 +7,7 @@ lifetime): the hot routes then take the lean path as they do in production (see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -37,3 +38,16 @@ def make_api(db: Database, *, key_cache_seconds: float = KEY_CACHE_SECONDS) -> A
             _, plaintext = api_keys.create(session, name=f"test-{scope}", scopes=[scope])
             keys[scope] = plaintext
     return Api(TestClient(app, raise_server_exceptions=False), keys)
+
+
+def assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
+    """``r`` is an RFC 9457 problem of ``status`` and ``code``; returns its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = dict(r.json())
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code)
+    assert body["title"]
+    assert body["detail"]
+    return body

@@ -9,6 +9,9 @@
 
 Tests isolate themselves by creating their own programme (``factories.programme``), so
 the shared databases need no cleaning between tests.
+
+Clients on the shared database: ``api`` (the real app over HTTP, a key per scope) and
+``runner`` (the ``treu`` command line).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from tests.api_helpers import Api, make_api
+from tests.support.cli import make_runner
 from treu.db.session import Database
 from treu.migrations import upgrade
 
@@ -191,3 +197,13 @@ def fresh_db(db_factory: DatabaseFactory, run_id: str) -> Iterator[Database]:
 def worker_id(request: pytest.FixtureRequest) -> str:
     """``gw0``… under pytest-xdist, ``main`` otherwise."""
     return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+@pytest.fixture
+def api(db: Database) -> Api:
+    return make_api(db)
+
+
+@pytest.fixture
+def runner(db: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    return make_runner(monkeypatch, db)

@@ -1,13 +1,24 @@
-"""Typed factories for tests: real rows through the real services, never mocks."""
+"""Typed factories for tests: real rows through the real services, never mocks.
+
+One per aggregate — ``programme``, ``member``, ``rule`` (published), ``tiered`` (a
+programme with a tier ladder), ``reward``, ``coupon`` (issued by redeeming a coupon
+reward), ``challenge`` (active), ``api_key`` — and the few actions and reads the tests
+of several features share (ingesting, earning, redeeming, using a coupon, balances).
+Test modules import these, never one another (``tests/test_layout.py``)."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from treu.auth.models import ApiKey
+from treu.auth.service import api_keys
+from treu.challenges.models import Challenge
+from treu.challenges.service import challenges
+from treu.challenges.spec import ChallengeSpec
 from treu.db.session import Database
 from treu.events.integrity import check_references
 from treu.events.schemas import event_adapter
@@ -20,6 +31,15 @@ from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
+from treu.rewards.coupons import Cart, CartLine, coupons
+from treu.rewards.models import Coupon, Redemption, Reward
+from treu.rewards.schemas import RewardIn
+from treu.rewards.service import catalogue, redemptions
+from treu.rules.models import Rule
+from treu.rules.service import rules
+from treu.rules.spec import RuleSpec
+from treu.tiers.schemas import TierCreate
+from treu.tiers.service import tiers
 
 _seq = itertools.count(1)
 
@@ -154,3 +174,231 @@ def verify(db: Database, prog: Programme) -> list[Any]:
         return ledger.verify(session, programme_id=prog.id) + check_references(
             session, programme_id=prog.id
         )
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def rule(db: Database, prog: Programme, **spec: Any) -> Rule:
+    """A rule created and published (version 1) from ``spec`` (a ``RuleSpec``)."""
+    with db.unit_of_work() as session:
+        created = rules.create(
+            session, programme=prog, spec=RuleSpec.model_validate(spec), actor="test"
+        )
+        return rules.publish(session, created, actor="test")
+
+
+# --- tiers ------------------------------------------------------------------------------------
+
+LADDER: list[dict[str, Any]] = [
+    {"code": "bronze", "rank": 0, "name": {"en": "Bronze", "de": "Bronze"}, "threshold": 0},
+    {
+        "code": "silber",
+        "rank": 1,
+        "name": {"en": "Silver", "de": "Silber"},
+        "threshold": 10_000,
+        "multiplier": "1.25",
+    },
+    {
+        "code": "gold",
+        "rank": 2,
+        "name": {"en": "Gold", "de": "Gold"},
+        "threshold": 20_000,
+        "multiplier": "1.5",
+        "flags": ["free_shipping"],
+        "purchasable": True,
+    },
+]
+
+
+def tiered(
+    db: Database, *, ladder: list[dict[str, Any]] | None = None, **settings: Any
+) -> Programme:
+    """A programme with a tier ladder (``LADDER`` unless given) on spend, no grace days."""
+    prog = programme(
+        db,
+        tier_settings={"metric": "spend", "grace_days": 0, **settings},
+    )
+    with db.unit_of_work() as session:
+        attached = programmes.get(session, prog.id)
+        for spec in ladder or LADDER:
+            tiers.create(
+                session, programme=attached, data=TierCreate.model_validate(spec), actor="test"
+            )
+    return prog
+
+
+# --- rewards and coupons ----------------------------------------------------------------------
+
+# The instant the rewards and coupon tests are written around: the actions below default
+# to it, so points earned, rewards redeemed and coupons used line up without a clock.
+REWARDS_T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+
+VOUCHER: dict[str, Any] = {
+    "code": "voucher-5",
+    "type": "amount_discount",
+    "name": {"de": "5-€-Gutschein", "en": "€5 voucher"},
+    "points_cost": 500,
+    "value_minor": 500,
+}
+
+
+def reward(db: Database, prog: Programme, **spec: Any) -> Reward:
+    """A catalogue reward (a €5 voucher unless ``spec`` says otherwise), detached."""
+    data = {**VOUCHER, "code": unique("r"), **spec}
+    with db.unit_of_work() as session:
+        created = catalogue.create(
+            session, programme=prog, data=RewardIn.model_validate(data), actor="test"
+        )
+        session.expunge(created)
+        return created
+
+
+def earn(
+    db: Database, prog: Programme, who: Member, points: int, at: datetime = REWARDS_T0
+) -> None:
+    """Points available at once, earned at ``at`` (expiring per the programme)."""
+    with db.unit_of_work() as session:
+        writer = ledger.writer(session, now=at)
+        writer.earn(
+            writer.account(who.id),
+            programme=prog,
+            points=points,
+            earned_at=at,
+            details={"template": "adjust", "params": {"reason": "test"}},
+            pending=False,
+        )
+        writer.flush()
+
+
+def redeem(
+    db: Database,
+    who: Member,
+    reward: Reward,
+    *,
+    key: str | None = None,
+    now: datetime = REWARDS_T0,
+) -> tuple[int, dict[str, Any]]:
+    with db.unit_of_work() as session:
+        return redemptions.redeem(
+            session, member_id=who.id, key=key or unique("k"), reward_id=reward.id, now=now
+        )
+
+
+def cancel(
+    db: Database, redemption_id: str | uuid.UUID, *, now: datetime = REWARDS_T0
+) -> Redemption:
+    with db.unit_of_work() as session:
+        done = redemptions.cancel(
+            session, redemption_id=uuid.UUID(str(redemption_id)), actor="test", now=now
+        )
+        session.expunge(done)
+        return done
+
+
+def reward_row(db: Database, reward: Reward) -> Reward:
+    with db.unit_of_work(write=False) as session:
+        return session.get_one(Reward, reward.id)
+
+
+def coupon_of(db: Database, body: dict[str, Any]) -> Coupon:
+    """The coupon a redemption's answer ``body`` issued."""
+    with db.unit_of_work(write=False) as session:
+        return session.get_one(Coupon, uuid.UUID(body["coupon"]["id"]))
+
+
+def coupon(
+    db: Database, prog: Programme, who: Member | None = None, **spec: Any
+) -> tuple[Member, Coupon]:
+    """A coupon issued the way members get one: ``who`` (a new member unless given) earns
+    the points and redeems a coupon reward (a €5 voucher unless ``spec`` says otherwise)."""
+    holder = who if who is not None else member(db, prog)
+    offer = reward(db, prog, **spec)
+    earn(db, prog, holder, offer.points_cost)
+    return holder, coupon_of(db, redeem(db, holder, offer)[1])
+
+
+def use_coupon(
+    db: Database,
+    prog: Programme,
+    code: str,
+    order_id: str,
+    *,
+    amount_minor: int | None = 2000,
+    lines: list[tuple[str, int, int]] | None = None,
+    now: Any = REWARDS_T0,
+) -> tuple[int, dict[str, Any]]:
+    """Use a coupon on an order: a cart of ``lines`` (sku, quantity, unit price), else one
+    line of ``amount_minor``, else no cart at all."""
+    basket = None
+    if lines is not None:
+        basket = _cart(*lines)
+    elif amount_minor is not None:
+        basket = _cart(("x", 1, amount_minor))
+    with db.unit_of_work() as session:
+        return coupons.redeem(
+            session,
+            code=code,
+            order_id=order_id,
+            programme=prog,
+            cart=basket,
+            actor="test",
+            now=now,
+        )
+
+
+def _cart(*lines: tuple[str, int, int]) -> Cart:
+    return Cart(
+        currency="EUR",
+        lines=tuple(CartLine(sku, quantity, price) for sku, quantity, price in lines),
+        member_id=None,
+    )
+
+
+# --- challenges -------------------------------------------------------------------------------
+
+# May 2026 in Berlin, [1 May 00:00, 1 June 00:00) local time: the challenge's default window.
+MAY = (
+    datetime(2026, 5, 1, tzinfo=UTC) - timedelta(hours=2),
+    datetime(2026, 6, 1, tzinfo=UTC) - timedelta(hours=2),
+)
+CHALLENGE_NAME = {"de": "3 Einkäufe im Mai", "en": "3 purchases in May"}
+
+
+def challenge(
+    db: Database,
+    prog: Programme,
+    *,
+    activate: bool = True,
+    now: datetime = datetime(2026, 4, 26, 10, 0, tzinfo=UTC),  # before MAY starts
+    **spec: Any,
+) -> Challenge:
+    """A challenge, activated unless ``activate=False``: three purchases in ``MAY`` for
+    300 points unless ``spec`` says otherwise."""
+    data: dict[str, Any] = {
+        "code": unique("c"),
+        "name": CHALLENGE_NAME,
+        "trigger": ["purchase"],
+        "goal": {"type": "count", "target": 3},
+        "window": {"type": "fixed", "starts_at": MAY[0].isoformat(), "ends_at": MAY[1].isoformat()},
+        "reward": {"points": 300},
+    }
+    data.update(spec)
+    with db.unit_of_work() as session:
+        created = challenges.create(
+            session, programme=prog, spec=ChallengeSpec.model_validate(data), actor="test"
+        )
+        if activate:
+            created = challenges.activate(session, created, actor="test", now=now)
+        return created
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def api_key(db: Database, *, scopes: list[str], name: str | None = None) -> tuple[ApiKey, str]:
+    """An API key with ``scopes``: the stored key and its plaintext (shown once)."""
+    with db.unit_of_work() as session:
+        key, plaintext = api_keys.create(session, name=name or unique("key"), scopes=scopes)
+        session.expunge(key)
+        return key, plaintext
