@@ -42,7 +42,7 @@ bench: install
 
 # Texts for members and cashiers (src/treu/kit/text.py): collect the English texts from the
 # code into the template, merge it into every language's catalogue, then translate what is
-# new or marked fuzzy (tests/test_texts.py fails until German is complete). The .po files
+# new or marked fuzzy (tests/kit/test_texts.py fails until German is complete). The .po files
 # are read at run time: nothing to compile.
 LOCALE := src/treu/locale
 texts: install

@@ -223,7 +223,7 @@ NO_LOGO = "data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E"
 def _redoc_script() -> bytes:
     """ReDoc's bundled script, except that its menu's "API docs by Redocly" logo is an
     empty picture instead of an image from Redocly's CDN: otherwise every reader of /redoc
-    would ask that host for it (found by the browser test, tests/test_docs_browser.py)."""
+    would ask that host for it (found by the browser test, tests/api/test_docs_browser.py)."""
     bundled = resources.files("fastapi_offline").joinpath("static", "redoc.standalone.js")
     script = bundled.read_bytes()
     if REDOC_LOGO.encode() not in script:  # a newer bundle: the browser test tells

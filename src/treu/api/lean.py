@@ -29,7 +29,7 @@ on unchanged, so those answers stay exactly FastAPI's and the problem handlers'.
 Supported endpoint parameters: the body, ``DB`` and one ``require(scope)`` dependency;
 a route with anything else keeps the standard path (checked at start-up). To tell that,
 ``_plan`` reads FastAPI's ``APIRoute.dependant`` (not a documented API: pyproject.toml
-bounds FastAPI below its next minor release, tests/test_library_hooks.py fails naming
+bounds FastAPI below its next minor release, tests/db/test_library_hooks.py fails naming
 what is gone, and without it the routes take the standard path with a warning).
 
 ``LeanApp`` also limits every request's body to ``TREU_MAX_BODY_BYTES``: a declared

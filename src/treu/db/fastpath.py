@@ -31,7 +31,7 @@ SQLAlchemy: ``SQLCompiler._bind_processors`` and ``._result_columns``,
 ``TypeEngine._cached_result_processor``, ``Connection._has_events`` and
 ``Engine._has_events``. psycopg: ``psycopg._queries.MAX_CACHED_STATEMENT_PARAMS``
 (``tune_psycopg``). pyproject.toml bounds both libraries below their next minor release;
-tests/test_library_hooks.py fails naming the internal that is gone. At run time the
+tests/db/test_library_hooks.py fails naming the internal that is gone. At run time the
 first PostgreSQL use checks them (``missing_hooks``): without SQLAlchemy's, ``fetch``
 and ``WriteBatch`` take SQLAlchemy's standard path on PostgreSQL too (same results,
 slower); without psycopg's, a small unit of work goes out as a pipeline instead of one
