@@ -13,11 +13,11 @@ from tests import factories as f
 from treu.db.base import WriteBatch
 from treu.db.session import Database
 from treu.errors import Invalid
-from treu.events.ingest import EventService, Outcome
+from treu.events.ingest import EventService
 from treu.events.models import Event
 from treu.events.reactions import REACTIONS
 from treu.events.schemas import AnyEvent, event_adapter
-from treu.events.seam import IngestRun, Item, ReactionRun
+from treu.events.seam import IngestRun, Item, Outcome, ReactionRun
 from treu.kit.time import utc_now
 from treu.members.models import Member
 from treu.programmes.models import Programme

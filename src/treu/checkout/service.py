@@ -19,8 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy.orm import Session
 
 from treu.events.errors import CurrencyMismatch, EventInFuture
-from treu.events.ingest import line_views, purchase_view
 from treu.events.schemas import EXAMPLE_LINES, LineIn
+from treu.events.views import line_views, purchase_view
 from treu.kit.money import format_money
 from treu.kit.text import N_, translate
 from treu.kit.time import CLOCK_SKEW, iso, utc_now

@@ -23,9 +23,8 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,14 +39,28 @@ from treu.events.errors import (
     IdempotencyConflict,
     MemberMismatch,
     OriginalEventNotFound,
-    ReturnExceedsPurchase,
 )
 from treu.events.models import Event, PurchaseLine
+from treu.events.returns import (
+    load_original_lines,
+    load_originals,
+    process_return,
+    write_originals,
+)
 from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
-from treu.events.seam import IngestRun, Item, Original, Reaction, ReactionRun, Tiers
+from treu.events.seam import (
+    DEFERRED,
+    IngestRun,
+    Item,
+    Original,
+    Outcome,
+    Reaction,
+    ReactionRun,
+    Tiers,
+)
+from treu.events.views import earn_basis, line_views, purchase_view
 from treu.kit import jsons
 from treu.kit.ids import new_id
-from treu.kit.money import Rounding, points_for_amount
 from treu.kit.time import CLOCK_SKEW, iso, local_date, utc_now
 from treu.ledger.service import (
     AccountState,
@@ -61,13 +74,11 @@ from treu.members.service import MemberKey, members
 from treu.outbox.events import BadgeAwarded
 from treu.outbox.service import outbox
 from treu.programmes.errors import ProgrammeNotFound
-from treu.programmes.models import Programme, RoundingScope
+from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.engine import (
     Evaluation,
     EventView,
-    LineView,
-    MemberView,
     RuleSet,
     reason_text,
 )
@@ -80,26 +91,6 @@ _STORED_EVENTS = lookup(
     ),
     Event.key,
 )
-
-
-DEFERRED = 0
-"""``Outcome.status`` of an event ``ingest(defer_locked=True)`` left for later."""
-
-
-@dataclass
-class Outcome:
-    """What happened to one event: ``status`` 201 (processed), 200 (replay), an error, or
-    ``DEFERRED``."""
-
-    index: int
-    event_id: str
-    status: int
-    body: dict[str, Any] | None = None
-    error: TreuError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.status != DEFERRED
 
 
 @dataclass
@@ -135,39 +126,6 @@ def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
     return stopped + capped
 
 
-def purchase_view(
-    programme: Programme,
-    *,
-    occurred_at: datetime,
-    currency: str,
-    lines: list[LineView],
-    channel: str | None,
-    store: str | None,
-) -> EventView:
-    return EventView.purchase(
-        occurred_at=occurred_at,
-        timezone=programme.timezone,
-        currency=currency,
-        lines=lines,
-        channel=channel,
-        store=store,
-    )
-
-
-def line_views(lines: list[Any]) -> list[LineView]:
-    return [
-        LineView.of(
-            line.sku,
-            unit_price_minor=line.unit_price_minor,
-            quantity=line.quantity,
-            name=line.name,
-            category=line.category,
-            tags=line.tags,
-        )
-        for line in lines
-    ]
-
-
 def payload_hash(event: AnyEvent) -> str:
     """SHA-256 of the event's canonical JSON (keys sorted at every level, UTF-8)."""
     return hashlib.sha256(jsons.dumps_sorted(event.model_dump(mode="json"))).hexdigest()
@@ -194,25 +152,6 @@ def badge_awarded(row: dict[str, Any]) -> BadgeAwarded:
         rule_id=str(row["rule_id"]),
         event_id=row["event_id"],
     )
-
-
-def earn_basis(programme: Programme) -> dict[str, str]:
-    """The rule that earned an order's points, recorded so a return months later is
-    computed the same way even if the programme's rate changed in between."""
-    return {
-        "rule": "base",
-        "rate": str(programme.points_per_currency_unit),
-        "rounding": programme.rounding,
-        "scope": programme.rounding_scope,
-    }
-
-
-def points_under_basis(basis: dict[str, str], currency: str, amounts: list[int]) -> int:
-    rate = Decimal(basis["rate"])
-    rounding = Rounding(basis["rounding"])
-    if basis["scope"] == RoundingScope.line.value:
-        return sum(points_for_amount(a, currency, rate, rounding) for a in amounts)
-    return points_for_amount(sum(amounts), currency, rate, rounding)
 
 
 class EventService:
@@ -307,7 +246,7 @@ class EventService:
             outcomes=outcomes,
         )
         resolved = run.members = self._resolve_members(run)
-        originals = run.originals = self._load_originals(run)
+        originals = run.originals = load_originals(run)
         member_ids = {m.id for m in resolved.values() if m is not None}
         member_ids |= {o.member_id for o in originals.values() if o.member_id is not None}
 
@@ -320,7 +259,7 @@ class EventService:
 
         # 4. lock accounts (id order), then read what returns need under the lock
         writer.lock(member_ids)  # those held already are skipped
-        self._load_original_lines(session, originals)
+        load_original_lines(session, originals)
         earning = self._earning(run)
         run.earning = earning
         runs: list[ReactionRun] = [reaction.start(run) for reaction in self.reactions]
@@ -372,7 +311,7 @@ class EventService:
                     if ref_member is not None and ref_member.id != original.member_id:
                         raise MemberMismatch("the purchase belongs to another member")
                     item.original = original
-                    row, lines, result = self._return(
+                    row, lines, result = process_return(
                         session, event, programme, original, writer, now
                     )
                 item.row, item.lines, item.result = row, lines, result
@@ -403,7 +342,7 @@ class EventService:
             # (a challenge's badges in these rows are reported by the challenge book)
             rule_badges = [row for row in context.badge_rows if row["rule_id"] is not None]
             outbox.add_to(batch, map(badge_awarded, rule_badges), now=now)
-        self._write_originals(batch, originals)
+        write_originals(batch, originals)
         outbox.drain(session, batch, now=now)
         batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
@@ -411,7 +350,7 @@ class EventService:
     # --- steps -------------------------------------------------------------------------
 
     def _fail(self, index: int, event: AnyEvent, error: TreuError) -> Outcome:
-        return Outcome(index, event.id, error.http_status, error=error)
+        return Outcome.failed(index, event, error)
 
     def _conflict(self, event: AnyEvent) -> IdempotencyConflict:
         return IdempotencyConflict(
@@ -543,90 +482,6 @@ class EventService:
             event = events[i]
             if i not in outcomes and (progs[event.programme].id, event.id) in deferred:
                 outcomes[i] = Outcome(i, event.id, DEFERRED)
-
-    def _load_originals(self, run: IngestRun) -> dict[tuple[uuid.UUID, str], Original]:
-        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
-        outcomes = run.outcomes
-        wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
-        batch_purchases: dict[tuple[uuid.UUID, str], int] = {}
-        for i in fresh:
-            if isinstance(events[i], PurchaseEvent):
-                batch_purchases.setdefault((progs[events[i].programme].id, events[i].id), i)
-        for i in fresh:
-            event = events[i]
-            if isinstance(event, ReturnEvent) and i not in outcomes:
-                wanted[progs[event.programme].id].add(event.original_event_id)
-        originals: dict[tuple[uuid.UUID, str], Original] = {}
-        for programme_id, keys in wanted.items():
-            for row in session.execute(
-                select(
-                    Event.id,
-                    Event.key,
-                    Event.member_id,
-                    Event.currency,
-                    Event.occurred_at,
-                    Event.channel,
-                    Event.store,
-                ).where(
-                    Event.programme_id == programme_id,
-                    Event.key.in_(keys),
-                    Event.type == "purchase",
-                )
-            ).all():
-                originals[(programme_id, row.key)] = Original(
-                    row.id,
-                    row.key,
-                    row.member_id,
-                    row.currency,
-                    {},
-                    occurred_at=row.occurred_at,
-                    channel=row.channel,
-                    store=row.store,
-                )
-        for i in fresh:
-            event = events[i]
-            if isinstance(event, ReturnEvent) and i not in outcomes:
-                key = (progs[event.programme].id, event.original_event_id)
-                if key not in originals:
-                    if batch_purchases.get(key, i) < i:
-                        continue  # bought earlier in this batch: ``_purchase`` adds it
-                    hint = " (it is later in this batch)" if key in batch_purchases else ""
-                    outcomes[i] = self._fail(
-                        i,
-                        event,
-                        OriginalEventNotFound(
-                            f"no purchase {event.original_event_id!r} to return against{hint}"
-                        ),
-                    )
-        return originals
-
-    def _load_original_lines(
-        self, session: Session, originals: dict[tuple[uuid.UUID, str], Original]
-    ) -> None:
-        if not originals:
-            return
-        by_id = {o.id: o for o in originals.values()}
-        for event_id, data in session.execute(
-            select(Event.id, Event.data).where(Event.id.in_(by_id))
-        ).all():
-            by_id[event_id].data = dict(data)
-        for row in session.execute(
-            select(
-                PurchaseLine.id,
-                PurchaseLine.event_id,
-                PurchaseLine.line_no,
-                PurchaseLine.sku,
-                PurchaseLine.name,
-                PurchaseLine.category,
-                PurchaseLine.tags,
-                PurchaseLine.quantity,
-                PurchaseLine.unit_price_minor,
-                PurchaseLine.returned_quantity,
-            )
-            .where(PurchaseLine.event_id.in_(by_id))
-            .order_by(PurchaseLine.event_id, PurchaseLine.line_no)
-        ).mappings():
-            by_id[row["event_id"]].lines.append(dict(row))
 
     def _check_engagement(
         self, session: Session, event: EngagementEvent, programme: Programme, now: datetime
@@ -819,7 +674,7 @@ class EventService:
             "type": event.type,
             "member_id": str(member.id),
             "points": {"earned": earned, "available": earned, "pending": 0, "reversed": 0},
-            "balance": self._balance(account),
+            "balance": None if account is None else account.brief(),
             "postings": postings,
         }
         if badges:
@@ -829,63 +684,6 @@ class EventService:
         if blocked:
             result["note"] = "member is blocked: the event is recorded without points"
         return row, [], result
-
-    def _kept_points(
-        self,
-        session: Session,
-        programme: Programme,
-        original: Original,
-        basis: dict[str, Any],
-        currency: str,
-        kept: list[int],
-    ) -> int:
-        """What the kept lines of a partly returned order earn under the rules the
-        purchase was evaluated with (each rule capped at what it gave then)."""
-        if "rules" not in basis:  # recorded before earning rules existed: the base rate
-            return points_under_basis(basis, currency, kept)
-        base = basis.get("base")
-        tier = basis.get("tier")
-        rule_set = rules.as_recorded(
-            session,
-            programme,
-            basis["rules"],
-            base=(Decimal(base[0]), str(base[1])) if base else None,
-            tier=(str(tier[0]), Decimal(tier[1])) if tier else None,
-        )
-        lines = [
-            LineView.of(
-                x["sku"],
-                unit_price_minor=x["unit_price_minor"],
-                quantity=x["quantity"] - x["returned_quantity"],
-                name=x.get("name"),
-                category=x.get("category"),
-                tags=x.get("tags") or (),
-            )
-            for x in original.lines
-            if x["quantity"] > x["returned_quantity"]
-        ]
-        if not lines:
-            return 0
-        occurred_at = original.occurred_at or utc_now()
-        view = purchase_view(
-            programme,
-            occurred_at=occurred_at,
-            currency=currency,
-            lines=lines,
-            channel=original.channel,
-            store=original.store,
-        )
-        snapshot = basis.get("member") or {}
-        mview = MemberView.of(at=occurred_at, timezone=programme.timezone)
-        mview = replace(
-            mview,
-            days_enrolled=int(snapshot.get("days_enrolled", 0)),
-            birthday_month=bool(snapshot.get("birthday_month", False)),
-            tier=snapshot.get("tier"),
-        )
-        awarded = {str(k): int(v) for k, v in (original.data.get("awards") or {}).items()}
-        result: Evaluation = rule_set.evaluate(view, mview, None, now=occurred_at, caps=awarded)
-        return result.points
 
     def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
         if event.currency != programme.currency:
@@ -1019,7 +817,7 @@ class EventService:
                 "pending": earned if lot_pending else 0,
                 "reversed": 0,
             },
-            "balance": self._balance(account),
+            "balance": None if account is None else account.brief(),
             "postings": postings,
         }
         if badges:
@@ -1095,123 +893,3 @@ class EventService:
             session.connection().execute(
                 delete(PurchaseLine).where(PurchaseLine.event_id.in_(event_ids))
             )
-
-    def _return(
-        self,
-        session: Session,
-        event: ReturnEvent,
-        programme: Programme,
-        original: Original,
-        writer: LedgerWriter,
-        now: datetime,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-        if event.occurred_at > now + CLOCK_SKEW:
-            raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
-        # Check every line before changing anything.
-        wanted: dict[str, int] = defaultdict(int)
-        for line in event.lines:
-            wanted[line.sku] += line.quantity
-        for sku, quantity in wanted.items():
-            open_qty = sum(
-                x["quantity"] - x["returned_quantity"] for x in original.lines if x["sku"] == sku
-            )
-            if quantity > open_qty:
-                raise ReturnExceedsPurchase(
-                    f"sku {sku!r}: {quantity} returned but only {open_qty} left on "
-                    f"purchase {original.key!r}",
-                    sku=sku,
-                )
-        basis = original.data.get("basis") or earn_basis(programme)
-        currency = original.currency or programme.currency
-        earned = int(original.data.get("earned", 0))
-        already = int(original.data.get("reversed", 0))
-        for sku, quantity in wanted.items():
-            left = quantity
-            for bought in original.lines:
-                if bought["sku"] != sku or left == 0:
-                    continue
-                take = min(bought["quantity"] - bought["returned_quantity"], left)
-                bought["returned_quantity"] += take
-                if bought.get("row") is not None:
-                    bought["row"]["returned_quantity"] = bought["returned_quantity"]
-                left -= take
-        kept = [
-            (x["quantity"] - x["returned_quantity"]) * x["unit_price_minor"] for x in original.lines
-        ]
-        kept_points = (
-            min(self._kept_points(session, programme, original, basis, currency, kept), earned)
-            if earned
-            else 0
-        )
-        account: AccountState | None = None
-        expired = 0
-        if original.member_id is not None:
-            account = writer.account(original.member_id)
-            stored = bool(original.lines) and original.lines[0]["id"] is not None
-            if earned and stored:
-                # Points that expired unused never benefited the member: not taken back.
-                expired = writer.expired_from_event(account, original.id)
-        to_reverse = max(max(earned - kept_points - expired, 0) - already, 0)
-        original.data["reversed"] = already + to_reverse
-        original.dirty = True
-        event_uuid = new_id()
-        postings: list[dict[str, Any]] = []
-        if account is not None:
-            if to_reverse > 0:
-                items = ", ".join(f"{q} x {sku}" for sku, q in wanted.items())
-                posting = writer.reverse(
-                    account,
-                    points=to_reverse,
-                    event_id=original.id,
-                    return_event_id=event_uuid,
-                    details={
-                        "template": "reverse.return",
-                        "params": {"items": items, "order": original.key, "points": to_reverse},
-                    },
-                )
-                postings.append(posting.public())
-        row = {
-            "id": event_uuid,
-            "programme_id": programme.id,
-            "key": event.id,
-            "type": "return",
-            "member_id": original.member_id,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "channel": event.channel.value if event.channel else None,
-            "store": event.store,
-            "currency": currency,
-            "total_minor": -sum(self._unit_price(original, sku) * q for sku, q in wanted.items()),
-            "original_event_id": original.id,
-            "data": {"lines": [line.model_dump() for line in event.lines], "reversed": to_reverse},
-        }
-        result: dict[str, Any] = {
-            "event_id": event.id,
-            "type": "return",
-            "member_id": str(original.member_id) if original.member_id else None,
-            "points": {"earned": 0, "available": 0, "pending": 0, "reversed": to_reverse},
-            "balance": self._balance(account),
-            "postings": postings,
-        }
-        return row, [], result
-
-    def _unit_price(self, original: Original, sku: str) -> int:
-        return next(int(x["unit_price_minor"]) for x in original.lines if x["sku"] == sku)
-
-    def _balance(self, account: AccountState | None) -> dict[str, int] | None:
-        if account is None:
-            return None
-        return {"available": account.available, "pending": account.pending}
-
-    def _write_originals(
-        self, batch: WriteBatch, originals: dict[tuple[uuid.UUID, str], Original]
-    ) -> None:
-        dirty = [o for o in originals.values() if o.dirty]
-        stored_lines = [
-            {"id": x["id"], "returned_quantity": x["returned_quantity"]}
-            for o in dirty
-            for x in o.lines
-            if x["id"] is not None
-        ]
-        batch.update(table_of(Event), [{"id": o.id, "data": o.data} for o in dirty])
-        batch.update(table_of(PurchaseLine), stored_lines)

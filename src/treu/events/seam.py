@@ -40,10 +40,34 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from treu.db.base import WriteBatch
+from treu.errors import TreuError
 from treu.events.schemas import AnyEvent
 from treu.ledger.service import LedgerWriter
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
+
+DEFERRED = 0
+"""``Outcome.status`` of an event ``ingest(defer_locked=True)`` left for later."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one event: ``status`` 201 (processed), 200 (replay), an error, or
+    ``DEFERRED``."""
+
+    index: int
+    event_id: str
+    status: int
+    body: dict[str, Any] | None = None
+    error: TreuError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status != DEFERRED
+
+    @classmethod
+    def failed(cls, index: int, event: AnyEvent, error: TreuError) -> Outcome:
+        return cls(index, event.id, error.http_status, error=error)
 
 
 @dataclass

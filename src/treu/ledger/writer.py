@@ -109,6 +109,10 @@ class AccountState:
     """Lots with points left, loaded only when an operation needs them."""
     dirty: bool = False
 
+    def brief(self) -> dict[str, int]:
+        """The balance as an answer shows it after a change."""
+        return {"available": self.available, "pending": self.pending}
+
 
 @dataclass
 class PostingRecord:
