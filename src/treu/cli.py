@@ -169,6 +169,9 @@ def serve(
         workers=workers or settings.workers,
         log_level=settings.log_level,
         access_log=False,
+        # "on", not uvicorn's "auto": an app that refuses to start (a middleware placed
+        # inside the lean path, say) stops the server instead of failing every request.
+        lifespan="on",
     )
 
 
