@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tests import factories as f
 from tests.api_helpers import Api, assert_problem
@@ -111,7 +112,10 @@ def test_member_tier_and_history(api: Api, db: Database) -> None:
     assert body["tier"] == {"code": "silber", "rank": 1, "name": "Silber"}
     assert body["paid"] is False
     assert (body["metric"], body["value"]) == ("spend", 12_000)
-    year = now.astimezone(UTC).year
+    # The qualification year is the programme's calendar year: on New Year's Eve after
+    # 23:00 UTC it is already next year in Berlin.
+    zone = api.client.get(f"/v1/programmes/{slug}", headers=api.headers("admin")).json()["timezone"]
+    year = now.astimezone(ZoneInfo(zone)).year
     assert body["next"]["missing"] == 8_000
     assert body["next"]["deadline"] == f"{year}-12-31"
     assert body["next"]["text"] == f"80,00\xa0€ Umsatz bis 31.12.{year} für Gold"
