@@ -21,15 +21,18 @@ run: install
 	$(BIN)/treu demo --if-empty
 	$(BIN)/treu serve
 
-# The suite runs three times: on today's clock, one year ahead, and on the leap-day
-# evening in Berlin (tests/clock.py), so that no test depends on the day it runs.
+# The suite runs four times: on today's clock, one year ahead, on the leap-day evening in
+# Berlin, and half an hour into a new year in Berlin, when UTC is still in the old year
+# (tests/clock.py), so that no test depends on the day it runs.
 PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup
 LEAP_EVENING := 2028-02-29T23:30 Europe/Berlin
+NEW_YEAR := 2027-01-01T00:30 Europe/Berlin
 
 test: install lint
 	$(PYTEST)
 	$(PYTEST) -q --now=+1y
 	$(PYTEST) -q --now="$(LEAP_EVENING)"
+	$(PYTEST) -q --now="$(NEW_YEAR)"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

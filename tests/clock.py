@@ -8,9 +8,10 @@ which read the time through ``treu.kit.time.utc_now``):
   session as if the wall clock read VALUE when it started; time then ticks on as usual.
   VALUE is an instant with a zone or offset, e.g. ``2028-02-29T23:30 Europe/Berlin`` or
   ``2027-12-06T10:00:00+00:00``, or a shift of the real clock, ``+1y``, ``+90d``,
-  ``-2h`` (units y, mo, d, h). ``make test`` runs the suite three times: on today's
-  clock, one year ahead and on the leap-day evening 2028-02-29 23:30 in Berlin, where the
-  UTC and local dates differ by the evening's last half hour.
+  ``-2h`` (units y, mo, d, h). ``make test`` runs the suite four times: on today's
+  clock, one year ahead, on the leap-day evening 2028-02-29 23:30 in Berlin and at 00:30
+  on 1 January 2027 in Berlin, when UTC is still in the old year (local date, month and
+  year all differ from UTC's).
 * **Tests written for a date.** A test whose dates are absolute (a fixed expiry at the
   end of 2026, a birthday in February) says when it pretends to run:
   ``@pytest.mark.now("2026-11-24T12:00:00Z")``; the clock travels there for that test
