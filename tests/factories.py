@@ -61,6 +61,16 @@ COFFEE: dict[str, Any] = {
 }
 
 
+ORGANIC_X2: dict[str, Any] = {
+    "name": "Organic x2",
+    "trigger": "purchase",
+    "line_condition": "'organic' in line.tags",
+    "effect": {"type": "multiplier", "factor": "2", "scope": "lines"},
+}
+"""An earning rule that doubles the points of organic lines (``rule(db, prog,
+**ORGANIC_X2)``): on the contract lines it adds 2 to the base rate's 11."""
+
+
 def contract_lines() -> list[dict[str, Any]]:
     """Fresh copies of the issue's contract example lines: 2 x 1.29 + 8.99 = 11.57 EUR,
     which earn 11 points at 1 point per EUR 1 (floor per order)."""

@@ -18,14 +18,7 @@ def test_every_aggregate_has_a_factory_that_stores_it(db: Database) -> None:
     anna = f.member(db, prog)
     assert anna.programme_id == prog.id
 
-    rule = f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    rule = f.rule(db, prog, **f.ORGANIC_X2)
     challenge = f.challenge(db, prog)
     reward = f.reward(db, prog)
     holder, coupon = f.coupon(db, prog, anna)

@@ -115,14 +115,7 @@ def test_a_read_only_unit_of_work_refuses_to_record(db: Database) -> None:
 
 def test_a_purchase_records_one_event_per_kind_and_a_replay_none(db: Database) -> None:
     prog = f.programme(db, pending_days=14)
-    f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    f.rule(db, prog, **f.ORGANIC_X2)
     who = f.member(db, prog)
     at = utc_now() - timedelta(hours=1)
     payload = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=at)

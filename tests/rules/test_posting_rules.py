@@ -13,14 +13,7 @@ from treu.kit.time import utc_now
 
 def test_postings_name_their_rule(api: Api, db: Database) -> None:
     prog = f.tiered(db, ladder=[f.LADDER[1] | {"threshold": 0, "rank": 0}])  # everyone x1.25
-    organic = f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    organic = f.rule(db, prog, **f.ORGANIC_X2)
     who = f.member(db, prog)
     at = utc_now() - timedelta(minutes=5)
     purchase = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=at)

@@ -48,14 +48,7 @@ def postings_of(db: Database, who: Member) -> list[Posting]:
 
 def test_line_multiplier_credits_a_posting_per_rule(db: Database) -> None:
     prog = f.programme(db)
-    organic = f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    organic = f.rule(db, prog, **f.ORGANIC_X2)
     who = f.member(db, prog)
     out = f.ingest_one(db, f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0))
     assert out.ok, out.error
@@ -200,14 +193,7 @@ def test_engagement_attributes_are_checked(db: Database) -> None:
 
 def test_partial_return_is_recomputed_under_the_recorded_rules(db: Database) -> None:
     prog = f.programme(db)
-    rule = f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    rule = f.rule(db, prog, **f.ORGANIC_X2)
     who = f.member(db, prog)
     bought = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0)
     assert f.ingest_one(db, bought).body["points"]["earned"] == 13  # type: ignore[index]
@@ -287,14 +273,7 @@ CART_LINES = st.lists(
 @pytest.fixture
 def ruled(db: Database) -> tuple[Programme, list[Member]]:
     prog = f.programme(db, rounding="half_up")
-    f.rule(
-        db,
-        prog,
-        name="Organic x2",
-        trigger="purchase",
-        line_condition="'organic' in line.tags",
-        effect={"type": "multiplier", "factor": "2", "scope": "lines"},
-    )
+    f.rule(db, prog, **f.ORGANIC_X2)
     f.rule(
         db,
         prog,
