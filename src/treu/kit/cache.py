@@ -75,9 +75,5 @@ class StampedCache(Generic[K, V]):
         with self._lock:
             self._entries.pop(key, None)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def __contains__(self, key: object) -> bool:
         return key in self._entries
