@@ -38,12 +38,12 @@ from treu.ledger.errors import (
     AccountNotFound,
 )
 from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
+from treu.ledger.records import LOT_VIEW, LotView
+from treu.ledger.records import AccountState as AccountState
+from treu.ledger.records import PostingRecord as PostingRecord
+from treu.ledger.records import rule_of as rule_of
 from treu.ledger.writer import EXPIRING_NOTICE_DAYS as EXPIRING_NOTICE_DAYS
-from treu.ledger.writer import LOT_VIEW, LotView
-from treu.ledger.writer import AccountState as AccountState
 from treu.ledger.writer import LedgerWriter as LedgerWriter
-from treu.ledger.writer import PostingRecord as PostingRecord
-from treu.ledger.writer import rule_of as rule_of
 from treu.outbox.events import (
     PointsExpiring,
 )
