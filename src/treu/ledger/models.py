@@ -160,10 +160,11 @@ class LedgerAdjustment(IdMixin, Base):
     so that a retried request never credits twice; ``result`` is the first answer, given
     again on a replay.
 
-    Its ``id`` is what its postings and lots carry in ``event_id``: ids are unique across
-    this table and ``events``, so ``event_id`` names one or the other. Until migration
-    0013 adjustments were rows of ``events`` (type ``adjustment``); the ledger, below the
-    events package, could not write them there itself."""
+    Its ``id`` is what its postings and lots carry in ``event_id``, as an event's id is
+    for an event's: both are new time-ordered UUIDs, so an ``event_id`` names a row of
+    one table or the other. Until migration 0013 adjustments were rows of ``events``
+    (type ``adjustment``), which kept their service in the events package, above the
+    ledger."""
 
     __tablename__ = "ledger_adjustments"
     __table_args__ = (UniqueConstraint("programme_id", "key"),)
