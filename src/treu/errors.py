@@ -4,15 +4,21 @@ The CLI prints the message and exits non-zero; the API renders RFC 9457 problem+
 
     TreuError
     ├── NotFound                  404  (programme_not_found, member_not_found, ...)
-    ├── Conflict                  409  (idempotency_conflict, identifier_taken, ...)
+    ├── Conflict                  409  (identifier_taken, ...)
+    │   └── IdempotencyConflict   409  idempotency_conflict
     ├── Invalid                   422  (validation_error, unknown_currency, ...)
-    │   └── InsufficientPoints    422  insufficient_points
+    │   ├── InsufficientPoints    422  insufficient_points
+    │   └── MemberClosed          422  member_closed
     ├── Unauthenticated           401  unauthenticated
     ├── Forbidden                 403  forbidden
     ├── PayloadTooLarge           413  payload_too_large
     └── Busy                      503  busy (a lock could not be taken in time)
 
-Feature packages subclass these in their own ``errors.py``.
+Feature packages subclass these in their own ``errors.py``. Two leaves live here instead,
+because packages on different layers raise them and a lower package may not import a
+higher one's errors: ``IdempotencyConflict`` (event ingestion, and the ledger's manual
+adjustments) and ``MemberClosed`` (the ledger, and the packages above the members
+package). ``treu.events.errors`` and ``treu.members.errors`` export them as before.
 """
 
 from __future__ import annotations
@@ -71,3 +77,13 @@ class Busy(TreuError):
     code = "busy"
     http_status = 503
     title = "Try again"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    title = "Event id reused with a different payload"
+
+
+class MemberClosed(Invalid):
+    code = "member_closed"
+    title = "Member is closed"

@@ -18,7 +18,8 @@ from tests import factories as f
 from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.errors import Busy, TreuError
-from treu.events.service import Adjustment, Outcome, adjustments
+from treu.events.service import Outcome
+from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import Lot, LotState, Posting, PostingLot
 from treu.ledger.service import ledger

@@ -1,4 +1,5 @@
-"""The ledger service: FIFO spending, balances, history, verify/repair, adjustments."""
+"""The ledger service: FIFO spending, balances, history, verify/repair (manual adjustments:
+``test_adjustments``)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,13 @@ import pytest
 from sqlalchemy import select, update
 
 from tests import factories as f
-from treu.audit.models import AuditEvent
 from treu.db.session import Database
-from treu.events.errors import IdempotencyConflict
-from treu.events.service import Adjustment, adjustments
 from treu.kit.pagination import encode_cursor
+from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.errors import AccountNotFound, InsufficientPoints
 from treu.ledger.models import Account, Lot, Posting, PostingKind
 from treu.ledger.service import ledger
-from treu.members.errors import MemberClosed
-from treu.members.models import Member, MemberStatus
-from treu.members.schemas import MemberUpdate
-from treu.members.service import members
+from treu.members.models import Member
 from treu.programmes.models import Programme
 
 T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
@@ -286,60 +282,3 @@ def test_database_refuses_a_lot_below_zero(db: Database) -> None:
     with pytest.raises(IntegrityError), db.unit_of_work() as session:
         session.execute(update(Lot).where(Lot.member_id == anna.id).values(remaining=6))
     assert lot_remaining(db, anna) == [5]
-
-
-# --- adjustments ------------------------------------------------------------------------
-
-
-def test_adjustment_with_a_key_is_applied_once(db: Database) -> None:
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    first = adjust(db, anna, 500, key="ticket-4711", reason="Goodwill: damaged parcel")
-    again = adjust(db, anna, 500, key="ticket-4711", reason="Goodwill: damaged parcel")
-    assert (first[0], again[0]) == (201, 200)
-    assert again[1] == first[1]
-    assert first[1]["posting"]["explanation"] == "Manual adjustment: Goodwill: damaged parcel"
-    assert first[1]["posting"]["actor"] == "admin@example.com"
-    with pytest.raises(IdempotencyConflict) as info:
-        adjust(db, anna, 50, key="ticket-4711", reason="Goodwill: damaged parcel")
-    assert info.value.http_status == 409
-    assert f.balance(db, anna).available == 500
-    with db.unit_of_work(write=False) as session:
-        entries = session.scalars(
-            select(AuditEvent).where(
-                AuditEvent.subject_id == str(anna.id), AuditEvent.action == "ledger.adjust"
-            )
-        ).all()
-    assert [(e.actor, e.data["points"], e.data["reason"]) for e in entries] == [
-        ("admin@example.com", 500, "Goodwill: damaged parcel")
-    ]
-
-
-def test_adjustments_without_a_key_are_independent(db: Database) -> None:
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    adjust(db, anna, 5)
-    adjust(db, anna, 5)
-    assert f.balance(db, anna).available == 10
-
-
-def test_goodwill_is_available_at_once_even_with_a_return_window(db: Database) -> None:
-    prog = f.programme(db, pending_days=30)
-    anna = f.member(db, prog)
-    adjust(db, anna, 25)
-    bal = f.balance(db, anna)
-    assert (bal.available, bal.pending) == (25, 0)
-
-
-def test_closed_member_cannot_be_adjusted(db: Database) -> None:
-    prog = f.programme(db)
-    anna = f.member(db, prog)
-    with db.unit_of_work() as session:
-        closed = members.update(
-            session,
-            member=members.get(session, anna.id),
-            data=MemberUpdate(status=MemberStatus.closed),
-        )
-    with pytest.raises(MemberClosed):
-        adjust(db, closed, 10)
-    assert f.balance(db, anna).available == 0

@@ -31,8 +31,8 @@ from sqlalchemy import func, select
 from tests import factories as f
 from treu.db.session import Database
 from treu.events.models import Event
-from treu.events.service import Adjustment, adjustments
 from treu.kit.money import Rounding, points_for_amount
+from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.errors import InsufficientPoints, RefundExceedsPosting
 from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind
 from treu.ledger.service import PostingRecord, ledger

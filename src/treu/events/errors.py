@@ -1,11 +1,7 @@
 from __future__ import annotations
 
-from treu.errors import Conflict, Invalid
-
-
-class IdempotencyConflict(Conflict):
-    code = "idempotency_conflict"
-    title = "Event id reused with a different payload"
+from treu.errors import IdempotencyConflict as IdempotencyConflict
+from treu.errors import Invalid
 
 
 class OriginalEventNotFound(Invalid):

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from treu.events.models import Event, PurchaseLine
-from treu.ledger.models import Lot, Posting
+from treu.ledger.models import LedgerAdjustment, Lot, Posting
 from treu.ledger.service import Discrepancy, counted, in_programme
 from treu.members.models import Member
 from treu.programmes.models import Programme
@@ -27,7 +27,9 @@ def check_references(
     carry no foreign key, migration 0007), and events, lines and postings whose
     parent row is missing (the rows a purchase writes carry no foreign keys,
     migration 0010): ``treu ledger verify`` checks them here (the ledger's own
-    references: ``LedgerService.check_references``)."""
+    references: ``LedgerService.check_references``). A posting's ``event_id`` names an
+    event or a manual adjustment (``ledger_adjustments``, which has no foreign keys
+    either)."""
     original = aliased(Event)
     event = aliased(Event)
 
@@ -71,9 +73,20 @@ def check_references(
             ),
             "posting's member or event missing": missing(
                 Posting,
-                or_(Member.id.is_(None), Posting.event_id.is_not(None) & event.id.is_(None)),
+                or_(
+                    Member.id.is_(None),
+                    Posting.event_id.is_not(None)
+                    & event.id.is_(None)
+                    & LedgerAdjustment.id.is_(None),
+                ),
                 (Member, Member.id == Posting.member_id),
                 (event, event.id == Posting.event_id),
+                (LedgerAdjustment, LedgerAdjustment.id == Posting.event_id),
+            ),
+            "adjustment's member missing or in another programme": missing(
+                LedgerAdjustment,
+                or_(Member.id.is_(None), Member.programme_id != LedgerAdjustment.programme_id),
+                (Member, Member.id == LedgerAdjustment.member_id),
             ),
             "lot's posting missing": missing(
                 Lot, Posting.id.is_(None), (Posting, Posting.id == Lot.posting_id)

@@ -12,12 +12,12 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 
 from treu.db.session import Database
-from treu.events.adjustments import Adjustment, AdjustmentService, adjustments
 from treu.events.ingest import EventService, legacy_payload_hash, payload_hash
 from treu.events.reactions import REACTIONS
 from treu.events.schemas import AnyEvent
 from treu.events.seam import DEFERRED, Outcome
 from treu.events.views import line_views, purchase_view
+from treu.ledger.adjustments import Adjustment, AdjustmentService, adjustments
 from treu.members.errors import IdentifierTaken
 
 __all__ = [

@@ -14,7 +14,8 @@ so per-member limits and budgets start at zero at ``from`` and count only the re
 Simplifications, reported in ``notes``:
 
 * returns are ignored (a purchase earns on all its lines, as it did on the day);
-* manual adjustments are not events of earning rules and are skipped;
+* manual adjustments (not events: ``ledger_adjustments``) are not replayed, only
+  counted by the time they were made;
 * members are taken as they are now (status, birthday, attributes); ``days_enrolled``
   and the birthday month are computed at each event's time; blocked and closed members
   earn nothing, nor do anonymous purchases;
@@ -40,6 +41,7 @@ from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
 from treu.events.service import line_views, purchase_view
 from treu.kit.time import iso
+from treu.ledger.models import LedgerAdjustment
 from treu.members.models import Member, MemberStatus
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
@@ -54,7 +56,7 @@ CHUNK = 2_000
 """Events read per query (with their lines and any members not seen yet)."""
 TOP_RULES = 10
 MAX_EXTRA_RULES = 50
-_NOT_EARNING = frozenset({"return", "adjustment"})
+_NOT_EARNING = frozenset({"return"})
 
 
 class SimulationIn(BaseModel):
@@ -374,6 +376,8 @@ def _load_members(
 def _ignored(
     session: Session, programme: Programme, start: datetime, end: datetime
 ) -> dict[str, int]:
+    """The period's events that are not replayed, by type, and its manual adjustments
+    (``adjustment``), which are no events."""
     rows = session.execute(
         select(Event.type, func.count())
         .where(
@@ -384,7 +388,14 @@ def _ignored(
         )
         .group_by(Event.type)
     ).all()
-    return {str(kind): int(count) for kind, count in rows}
+    adjusted = session.scalar(
+        select(func.count()).where(
+            LedgerAdjustment.programme_id == programme.id,
+            LedgerAdjustment.created_at >= start,
+            LedgerAdjustment.created_at < end,
+        )
+    )
+    return {str(kind): int(count) for kind, count in rows} | {"adjustment": int(adjusted or 0)}
 
 
 def simulate(session: Session, request: SimulationIn) -> dict[str, Any]:

@@ -7,6 +7,8 @@
   can be rebuilt from postings. Allocations are negative (what a posting took), except a
   ``refund``'s: it gives a spend's points back to the very lots they came from (positive,
   never more than that spend took from the lot, so ``remaining`` stays <= ``amount``).
+* ``ledger_adjustments`` remembers each manual adjustment under its idempotency key;
+  its postings and lots carry its id in ``event_id``, as an event's carry the event's.
 * ``accounts`` caches available/pending per member; it is updated in the same transaction
   as the postings and ``treu ledger verify`` recomputes it from postings and lots.
 
@@ -22,7 +24,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from treu.db.base import Base, IdMixin
@@ -151,3 +153,33 @@ class PostingLot(Base):
     member_id: Mapped[uuid.UUID]
     """The lot's member, copied (no foreign key of its own, see migration 0007)."""
     points: Mapped[int]
+
+
+class LedgerAdjustment(IdMixin, Base):
+    """A manual adjustment (``treu.ledger.adjustments``), stored once per (programme, key)
+    so that a retried request never credits twice; ``result`` is the first answer, given
+    again on a replay.
+
+    Its ``id`` is what its postings and lots carry in ``event_id``, as an event's id is
+    for an event's: both are new time-ordered UUIDs, so an ``event_id`` names a row of
+    one table or the other. Until migration 0013 adjustments were rows of ``events``
+    (type ``adjustment``), which kept their service in the events package, above the
+    ledger."""
+
+    __tablename__ = "ledger_adjustments"
+    __table_args__ = (UniqueConstraint("programme_id", "key"),)
+
+    programme_id: Mapped[uuid.UUID]
+    """With ``member_id``: no foreign key, like the postings' (migration 0010); ``treu
+    ledger verify`` reports an adjustment whose member is missing or in another
+    programme."""
+    member_id: Mapped[uuid.UUID]
+    key: Mapped[str] = mapped_column(String(200))
+    """``adjustment:`` and the request's Idempotency-Key (or a new id without one): the
+    member's history shows it as the postings' ``event_id``."""
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int]
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

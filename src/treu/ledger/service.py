@@ -37,13 +37,21 @@ from treu.kit.time import utc_now
 from treu.ledger.errors import (
     AccountNotFound,
 )
-from treu.ledger.models import Account, Lot, LotState, Posting, PostingKind, PostingLot
+from treu.ledger.models import (
+    Account,
+    LedgerAdjustment,
+    Lot,
+    LotState,
+    Posting,
+    PostingKind,
+    PostingLot,
+)
+from treu.ledger.records import LOT_VIEW, LotView
+from treu.ledger.records import AccountState as AccountState
+from treu.ledger.records import PostingRecord as PostingRecord
+from treu.ledger.records import rule_of as rule_of
 from treu.ledger.writer import EXPIRING_NOTICE_DAYS as EXPIRING_NOTICE_DAYS
-from treu.ledger.writer import LOT_VIEW, LotView
-from treu.ledger.writer import AccountState as AccountState
 from treu.ledger.writer import LedgerWriter as LedgerWriter
-from treu.ledger.writer import PostingRecord as PostingRecord
-from treu.ledger.writer import rule_of as rule_of
 from treu.outbox.events import (
     PointsExpiring,
 )
@@ -340,7 +348,9 @@ class LedgerService:
     ) -> list[Discrepancy]:
         """Rows whose copied member, programme or event ids disagree with the row they were
         copied from: those copies carry no foreign key (migration 0007), so this is the
-        check that they are right. ``cached`` counts the rows that disagree."""
+        check that they are right; and postings of a manual adjustment made for another
+        member or programme than the adjustment's. ``cached`` counts the rows that
+        disagree."""
         mine = in_programme(Account.programme_id, programme_id)
         checks = {
             "posting's programme": select(Posting.member_id, func.count())
@@ -364,6 +374,17 @@ class LedgerService:
             .join(Account, Account.member_id == Lot.member_id)
             .where(PostingLot.member_id != Lot.member_id, *mine)
             .group_by(Lot.member_id),
+            "posting's adjustment of another member": select(Posting.member_id, func.count())
+            .join(LedgerAdjustment, LedgerAdjustment.id == Posting.event_id)
+            .join(Account, Account.member_id == Posting.member_id)
+            .where(
+                or_(
+                    LedgerAdjustment.member_id != Posting.member_id,
+                    LedgerAdjustment.programme_id != Posting.programme_id,
+                ),
+                *mine,
+            )
+            .group_by(Posting.member_id),
         }
         return counted(session, checks)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from treu.errors import Conflict, Invalid, NotFound
+from treu.errors import MemberClosed as MemberClosed
 
 
 class MemberNotFound(NotFound):
@@ -16,8 +17,3 @@ class IdentifierTaken(Conflict):
 class IdentifierRequired(Invalid):
     code = "identifier_required"
     title = "An identifier is required"
-
-
-class MemberClosed(Invalid):
-    code = "member_closed"
-    title = "Member is closed"

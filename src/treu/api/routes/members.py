@@ -6,16 +6,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.events.models import Event
 from treu.events.schemas import BalanceAfter, PostingBrief
-from treu.events.service import Adjustment, adjustments
 from treu.kit.lang import member_language
 from treu.kit.pagination import InvalidCursor
+from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.explain import render
+from treu.ledger.models import LedgerAdjustment
 from treu.ledger.schemas import (
     AdjustmentIn,
     BalanceOut,
@@ -295,7 +296,17 @@ def _slugs(session: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
 
 
 def _event_keys(session: Any, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """The keys the callers gave the events and adjustments that postings name by id."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return dict(session.execute(select(Event.id, Event.key).where(Event.id.in_(wanted))).all())
+    return dict(
+        session.execute(
+            union_all(
+                select(Event.id, Event.key).where(Event.id.in_(wanted)),
+                select(LedgerAdjustment.id, LedgerAdjustment.key).where(
+                    LedgerAdjustment.id.in_(wanted)
+                ),
+            )
+        ).all()
+    )
