@@ -15,15 +15,17 @@ The engine in four modules (the expression language ``expr`` and the rule defini
   and the ``LimitView`` through which the caller reports limits.
 
 ``RuleSet.evaluate`` calls the trigger's generated function once, walks the rules in
-order (validity, exclusion, conditions, caps, limits), then applies the effects in pure
-integer arithmetic: every amount is an integer multiple of ``1 / scale``, where ``scale``
-is chosen per trigger so that rates, multiplier factors and percentages divide exactly
-(never a float, never an intermediate rounding). Each rule's award is rounded once, with
-the rule's rounding, per order (or per line with ``rounding_scope="line"``). The
-semantics, with worked examples, are in ``docs/rules.md``.
+order (validity window, exclusion, conditions, matching lines, caps, limits), then
+applies the effects in pure integer arithmetic: every amount is an integer multiple of
+``1 / scale``, where ``scale`` is chosen per trigger so that rates, multiplier factors
+and percentages divide exactly (never a float, never an intermediate rounding). Each
+rule's award is rounded once, with the rule's rounding, per order (or per line with
+``rounding_scope="line"``). The semantics, with worked examples, are in
+``docs/rules.md``.
 
-This is on the hot path of ingest, so it works on the compiled rules' plain attributes
-and on lists (one vector operation per rule over the lines it covers), never on specs.
+This runs on the hot path of ingest, so it reads what the compiler worked out ahead
+(``CompiledRule``'s plain attributes) and computes on lists: one vector operation per rule
+over the lines it covers.
 
 Everything other packages import from ``treu.rules.engine`` is still importable from
 here (the views, the results, ``CompiledRuleInput`` and the catalogue's ``reason_text``
@@ -66,17 +68,6 @@ from treu.rules.spec import RuleSetSettings
 from treu.rules.views import EventView, LineView, MemberView
 
 
-@dataclass(slots=True, eq=False)
-class _Applied:
-    """A rule that applies to this event, the lines it covers and its exact amounts."""
-
-    rule: CompiledRule
-    covered: Sequence[int]
-    cap: int | None
-    cap_reason: str | None
-    values: list[int] | None = None
-
-
 def compile_rule_set(
     rules: Sequence[CompiledRuleInput],
     settings: RuleSetSettings | None = None,
@@ -106,6 +97,17 @@ def compile_rule_set(
 
 
 # --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(slots=True, eq=False)
+class _Applied:
+    """A rule that applies to this event, the lines it covers and its exact amounts."""
+
+    rule: CompiledRule
+    covered: Sequence[int]
+    cap: int | None
+    cap_reason: str | None
+    values: list[int] | None = None
 
 
 def _order_parts(values: list[int], scale: int, mode: Rounding) -> tuple[int, list[int]]:

@@ -1,9 +1,9 @@
 """What conditions see: the event, its lines and the member, as frozen plain values.
 
 The functions the compiler generates (``treu.rules.compile``) read ``event.*``,
-``line.*`` and ``member.*`` straight off these objects as attributes, so each view holds
-exactly the fields the rule scope declares (``EVENT``, ``LINE`` and ``MEMBER`` in
-``treu.rules.spec``) and nothing needs looking up while a cart is evaluated.
+``line.*`` and ``member.*`` as plain attribute reads on these objects, so each view
+carries every field its record in the rule scope declares (``EVENT``, ``LINE`` and
+``MEMBER`` in ``treu.rules.spec``), already worked out.
 
 The callers build them (ingest, the checkout preview, returns, challenges) from whatever
 they have loaded; there is no database behind a view. Everything that depends on the
