@@ -112,7 +112,7 @@ def test_template_and_catalogues_match_the_code() -> None:
 def _stored_template_names() -> set[str]:
     """Template names the code writes into ``details``: ``{"template": "<name>"}`` and
     ``TEMPLATE = "<name>"`` in any module, and the earning rules' ``rules.<effect>``."""
-    from treu.rules.engine import _template
+    from treu.rules.awards import _template
     from treu.rules.spec import BadgeOnly, Fixed, Multiplier, PercentBonus, PointsPerUnit, RuleSpec
 
     names: set[str] = set()

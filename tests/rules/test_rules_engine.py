@@ -1219,3 +1219,28 @@ def test_amounts_are_exact(stacking: str) -> None:
         expected[rule_id] = floor(exact) if exact >= 0 else -floor(-exact)
     assert points_of(result) == expected
     check_sums(result)
+
+
+def test_engine_exports_what_it_did_as_one_module() -> None:
+    """``treu.rules.engine`` used to hold the views, results and compiler too; other
+    packages and integrators (``docs/rules.md``) import them from there."""
+    from treu.rules import engine
+
+    names = {
+        "Award",
+        "BadgeAward",
+        "CompiledRuleInput",
+        "Evaluation",
+        "EventView",
+        "Headroom",
+        "LimitView",
+        "LineView",
+        "MemberView",
+        "RuleSet",
+        "Skip",
+        "compile_rule_set",
+        "reason_text",
+        "render_explanation",
+    }
+    assert names <= set(engine.__all__)
+    assert all(hasattr(engine, name) for name in names)

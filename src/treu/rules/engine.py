@@ -1,517 +1,71 @@
 """The rule-set evaluator: what an event earns under a published rule set.
 
-``compile_rule_set`` runs once per publication. It sorts the rules by (priority, rule
-id), groups them by trigger and generates ONE Python function per trigger that
-evaluates every order condition once and every line condition once per line. A
-``purchase`` therefore costs one call of compiled code for all its conditions, and rules
-of other triggers cost nothing.
+The engine in four modules (the expression language ``expr`` and the rule definitions
+``spec`` underneath them):
 
-``RuleSet.evaluate`` then applies the effects in pure integer arithmetic: every amount is
-an integer multiple of ``1 / scale``, where ``scale`` is chosen per trigger so that rates,
-multiplier factors and percentages divide exactly (never a float, never an intermediate
-rounding). Each rule's award is rounded once, with the rule's rounding, per order (or per
-line with ``rounding_scope="line"``). The semantics, with worked examples, are in
+* ``treu.rules.views``: the event, its lines and the member as conditions see them,
+  built by the caller;
+* ``treu.rules.compile``: once per publication, each trigger's rules become one
+  generated Python function for all their conditions, plus the integer set-up of their
+  effects (why generated code: see that module);
+* this module: ``compile_rule_set``, which puts the compiled triggers in a ``RuleSet``,
+  and ``RuleSet.evaluate``, which runs for every ingested event and every checkout
+  preview;
+* ``treu.rules.awards``: what evaluation returns (``Evaluation``, ``Award``, ``Skip``)
+  and the ``LimitView`` through which the caller reports limits.
+
+``RuleSet.evaluate`` calls the trigger's generated function once, walks the rules in
+order (validity window, exclusion, conditions, matching lines, caps, limits), then
+applies the effects in pure integer arithmetic: every amount is an integer multiple of
+``1 / scale``, where ``scale`` is chosen per trigger so that rates, multiplier factors
+and percentages divide exactly (never a float, never an intermediate rounding). Each
+rule's award is rounded once, with the rule's rounding, per order (or per line with
+``rounding_scope="line"``). The semantics, with worked examples, are in
 ``docs/rules.md``.
+
+This runs on the hot path of ingest, so it reads what the compiler worked out ahead
+(``CompiledRule``'s plain attributes) and computes on lists: one vector operation per rule
+over the lines it covers.
+
+Everything other packages import from ``treu.rules.engine`` is still importable from
+here (the views, the results, ``CompiledRuleInput`` and the catalogue's ``reason_text``
+and ``render_explanation``): ``docs/rules.md`` shows integrators this import.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
 from operator import add, sub
-from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from treu.kit.explanations import reason_text, render_explanation
-from treu.kit.money import Rounding, currency_exponent
-from treu.rules.expr import runtime_globals, translate
-from treu.rules.spec import (
-    LINE_SCOPE,
-    ORDER_SCOPE,
-    Badge,
-    BadgeOnly,
-    Fixed,
-    Multiplier,
-    PercentBonus,
-    PointsPerUnit,
-    RuleSetSettings,
-    RuleSpec,
+from treu.kit.money import Rounding
+from treu.rules.awards import (
+    Award,
+    BadgeAward,
+    Evaluation,
+    Headroom,
+    LimitView,
+    Skip,
 )
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-# --------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True, slots=True)
-class LineView:
-    """One cart line as conditions see it (``line.*``)."""
-
-    sku: str
-    name: str | None
-    category: str | None
-    quantity: int
-    unit_price_minor: int
-    total_minor: int
-    tags: tuple[str, ...]
-
-    @classmethod
-    def of(
-        cls,
-        sku: str,
-        *,
-        unit_price_minor: int,
-        quantity: int = 1,
-        total_minor: int | None = None,
-        name: str | None = None,
-        category: str | None = None,
-        tags: Iterable[str] = (),
-    ) -> LineView:
-        """``total_minor`` defaults to quantity x unit price (what purchases earn on)."""
-        total = quantity * unit_price_minor if total_minor is None else total_minor
-        return cls(sku, name, category, quantity, unit_price_minor, total, tuple(tags))
-
-
-@dataclass(frozen=True, slots=True)
-class EventView:
-    """The event as conditions see it (``event.*``), plus its lines and time."""
-
-    type: str
-    channel: str | None
-    store: str | None
-    currency: str | None
-    total_minor: int
-    item_count: int
-    line_count: int
-    weekday: int
-    hour: int
-    date: dt.date
-    attrs: Mapping[str, Any]
-    lines: tuple[LineView, ...]
-    occurred_at: dt.datetime
-
-    @classmethod
-    def purchase(
-        cls,
-        *,
-        occurred_at: dt.datetime,
-        timezone: str,
-        currency: str,
-        lines: Sequence[LineView],
-        channel: str | None = None,
-        store: str | None = None,
-        attrs: Mapping[str, Any] | None = None,
-        type: str = "purchase",
-    ) -> EventView:
-        """A purchase (or a cart at the checkout): totals come from the lines, weekday,
-        hour and date from ``occurred_at`` in the programme's ``timezone``."""
-        local = _local(occurred_at, timezone)
-        return cls(
-            type=type,
-            channel=channel,
-            store=store,
-            currency=currency,
-            total_minor=sum(line.total_minor for line in lines),
-            item_count=sum(line.quantity for line in lines),
-            line_count=len(lines),
-            weekday=local.isoweekday(),
-            hour=local.hour,
-            date=local.date(),
-            attrs=attrs if attrs is not None else _EMPTY,
-            lines=tuple(lines),
-            occurred_at=occurred_at,
-        )
-
-    @classmethod
-    def engagement(
-        cls,
-        type: str,
-        *,
-        occurred_at: dt.datetime,
-        timezone: str,
-        attrs: Mapping[str, Any] | None = None,
-        channel: str | None = None,
-        store: str | None = None,
-    ) -> EventView:
-        """An engagement event (``review_submitted``, ...): no lines, no amount."""
-        local = _local(occurred_at, timezone)
-        return cls(
-            type=type,
-            channel=channel,
-            store=store,
-            currency=None,
-            total_minor=0,
-            item_count=0,
-            line_count=0,
-            weekday=local.isoweekday(),
-            hour=local.hour,
-            date=local.date(),
-            attrs=attrs if attrs is not None else _EMPTY,
-            lines=(),
-            occurred_at=occurred_at,
-        )
-
-    def with_lines(self, kept: Sequence[int]) -> EventView:
-        """The same event with only the lines at ``kept`` (indices into ``lines``):
-        what the kept part of a partly returned order would have earned."""
-        lines = tuple(self.lines[i] for i in kept)
-        removed = sum(line.total_minor for line in self.lines) - sum(
-            line.total_minor for line in lines
-        )
-        return EventView(
-            type=self.type,
-            channel=self.channel,
-            store=self.store,
-            currency=self.currency,
-            total_minor=self.total_minor - removed,
-            item_count=sum(line.quantity for line in lines),
-            line_count=len(lines),
-            weekday=self.weekday,
-            hour=self.hour,
-            date=self.date,
-            attrs=self.attrs,
-            lines=lines,
-            occurred_at=self.occurred_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    """The member as conditions see it (``member.*``)."""
-
-    tier: str | None
-    segments: frozenset[str]
-    days_enrolled: int
-    birthday_month: bool
-    language: str | None
-    channel: str | None
-    attrs: Mapping[str, Any]
-    known: bool
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        at: dt.datetime,
-        timezone: str,
-        enrolled_at: dt.datetime | None = None,
-        birthday: dt.date | None = None,
-        tier: str | None = None,
-        segments: Iterable[str] = (),
-        language: str | None = None,
-        channel: str | None = None,
-        attrs: Mapping[str, Any] | None = None,
-    ) -> MemberView:
-        """A known member as of ``at`` (the event time): days since enrolment and the
-        birthday month are counted in the programme's ``timezone``."""
-        local = _local(at, timezone).date()
-        days = 0
-        if enrolled_at is not None:
-            days = max((local - _local(enrolled_at, timezone).date()).days, 0)
-        return cls(
-            tier=tier,
-            segments=frozenset(segments),
-            days_enrolled=days,
-            birthday_month=birthday is not None and birthday.month == local.month,
-            language=language,
-            channel=channel,
-            attrs=attrs if attrs is not None else _EMPTY,
-            known=True,
-        )
-
-    @classmethod
-    def anonymous(cls) -> MemberView:
-        """A cart without a member (the checkout shows what it would earn)."""
-        return cls(None, frozenset(), 0, False, None, None, _EMPTY, False)
-
-
-def _local(at: dt.datetime, timezone: str) -> dt.datetime:
-    if at.tzinfo is None:
-        raise ValueError("datetime must carry a time zone")
-    return at.astimezone(ZoneInfo(timezone))
-
-
-# --------------------------------------------------------------------------- limits
-
-
-class Headroom(NamedTuple):
-    """What a rule may still award this member; None = unlimited. ``*_limit`` name the
-    binding limit ("day", "week", "month", "lifetime", "budget") when the caller knows."""
-
-    awards_left: int | None
-    points_left: int | None
-    awards_limit: str | None = None
-    points_limit: str | None = None
-
-
-class LimitView(Protocol):
-    """Implemented by the caller from its stored counters (per member and rule)."""
-
-    def headroom(self, rule_id: str) -> tuple[int | None, int | None] | Headroom:
-        """(awards left, points left) over all of the rule's per-member limits and its
-        budget combined; None = unlimited. Called only for rules that have limits and
-        whose conditions hold."""
-        ...
-
-
-# --------------------------------------------------------------------------- results
-# Texts (reasons, award explanations) come from the catalogue: ``treu.kit.explanations``.
-
-
-class Award:
-    """What one rule gives this event. ``line_points`` maps line index -> points and sums
-    to ``points`` for line-based effects; it is empty for fixed and badge_only awards.
-    ``amount_minor`` is the amount a points_per_unit rule earned on.
-
-    Read-only by convention; the per-line split is built when first read (the ingest
-    path only needs ``points``)."""
-
-    __slots__ = (
-        "_covered",
-        "_line_points",
-        "_parts",
-        "amount_minor",
-        "badge",
-        "currency",
-        "effect",
-        "limited_by",
-        "points",
-        "rule",
-        "rule_id",
-        "rule_name",
-        "version",
-    )
-
-    def __init__(
-        self,
-        rule_id: str,
-        version: int,
-        rule: RuleSpec,
-        points: int,
-        *,
-        currency: str,
-        limited_by: str | None = None,
-        amount_minor: int = 0,
-        covered: Sequence[int] = (),
-        parts: Sequence[int] = (),
-        line_points: Mapping[int, int] | None = None,
-    ) -> None:
-        self.rule_id = rule_id
-        self.version = version
-        self.rule = rule
-        self.rule_name = rule.name
-        self.effect = rule.effect.type
-        self.badge = rule.badge
-        self.points = points
-        self.currency = currency
-        self.limited_by = limited_by
-        self.amount_minor = amount_minor
-        self._covered = covered
-        self._parts = parts
-        self._line_points = dict(line_points) if line_points is not None else None
-
-    @property
-    def line_points(self) -> dict[int, int]:
-        if self._line_points is None:
-            self._line_points = {i: p for i, p in zip(self._covered, self._parts, strict=True) if p}
-        return self._line_points
-
-    def _key(self) -> tuple[Any, ...]:
-        return (
-            self.rule_id,
-            self.version,
-            self.points,
-            sorted(self.line_points.items()),
-            self.limited_by,
-            self.amount_minor,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Award) and self._key() == other._key()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return (
-            f"Award(rule_id={self.rule_id!r}, version={self.version}, effect={self.effect!r}, "
-            f"points={self.points}, line_points={self.line_points}, "
-            f"limited_by={self.limited_by!r})"
-        )
-
-    def remapped(self, index: Sequence[int]) -> Award:
-        """The same award with line ``j`` renamed ``index[j]``."""
-        return Award(
-            self.rule_id,
-            self.version,
-            self.rule,
-            self.points,
-            currency=self.currency,
-            limited_by=self.limited_by,
-            amount_minor=self.amount_minor,
-            line_points={index[i]: p for i, p in self.line_points.items()},
-        )
-
-    @property
-    def template(self) -> str:
-        return _template(self.rule)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The facts behind the explanation (JSON-ready)."""
-        spec = self.rule
-        effect = spec.effect
-        params: dict[str, Any] = {"name": spec.name, "points": self.points}
-        if isinstance(effect, PointsPerUnit):
-            params["rate"] = str(effect.rate)
-            params["currency"] = self.currency
-            params["amount_minor"] = self.amount_minor
-        elif isinstance(effect, Multiplier):
-            params["factor"] = str(effect.factor)
-        elif isinstance(effect, PercentBonus):
-            params["percent"] = str(effect.percent)
-        elif isinstance(effect, BadgeOnly) and spec.badge is not None:
-            params["badge"] = spec.badge.name.model_dump()
-        if self.limited_by is not None:
-            params["limited_by"] = self.limited_by
-        return params
-
-    def explanation(self, lang: str = "en") -> str:
-        return render_explanation(self.template, self.params, lang)
-
-    def details(self) -> dict[str, Any]:
-        """What to store with a posting to render the explanation again later."""
-        return {
-            "template": self.template,
-            "params": self.params,
-            "rule_id": self.rule_id,
-            "rule_version": self.version,
-        }
-
-
-class BadgeAward(NamedTuple):
-    rule_id: str
-    version: int
-    badge: Badge
-
-
-class Skip(NamedTuple):
-    """A rule of the trigger that gave nothing, and why (``reason`` is a code, see
-    ``reason_text``; ``by`` is the excluding rule's id for ``excluded``)."""
-
-    rule_id: str
-    version: int
-    rule_name: str
-    reason: str
-    by: str | None = None
-
-    def text(self, lang: str = "en") -> str:
-        return reason_text(self.reason, lang)
-
-
-@dataclass(slots=True)
-class Evaluation:
-    """The result: ``points`` == sum of the awards' points == sum of ``line_points`` +
-    the fixed awards. Awards are listed base first, then multipliers, percentage
-    bonuses, fixed points and badges (each group in rule order)."""
-
-    points: int
-    awards: tuple[Award, ...]
-    line_points: tuple[int, ...]
-    badges: tuple[BadgeAward, ...]
-    skipped: tuple[Skip, ...]
-
-    def explanations(self, lang: str = "en") -> list[str]:
-        return [award.explanation(lang) for award in self.awards]
-
-    def award_for(self, rule_id: str) -> Award | None:
-        return next((a for a in self.awards if a.rule_id == rule_id), None)
-
-    def skip_for(self, rule_id: str) -> Skip | None:
-        return next((s for s in self.skipped if s.rule_id == rule_id), None)
-
-    def applied_points(self) -> dict[str, int]:
-        """Points per rule that applied, including rules that applied but rounded to
-        nothing (their exact amounts still count for multipliers and bonuses). Store it
-        with the purchase and pass it as ``caps`` when recomputing after a return."""
-        applied = {award.rule_id: award.points for award in self.awards}
-        for skip in self.skipped:
-            if skip.reason in ("no_points", "outranked"):
-                applied[skip.rule_id] = 0
-        return applied
-
-
-# --------------------------------------------------------------------------- compilation
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRuleInput:
-    """One published rule as the caller loads it (paused rules are left out)."""
-
-    rule_id: str
-    version: int
-    spec: RuleSpec
-
-
-_PPU, _MULT, _PERCENT, _FIXED, _BADGE = range(5)
-_KIND = {
-    "points_per_unit": _PPU,
-    "multiplier": _MULT,
-    "percent_bonus": _PERCENT,
-    "fixed": _FIXED,
-    "badge_only": _BADGE,
-}
-
-
-@dataclass(slots=True, eq=False)
-class _Rule:
-    rule_id: str
-    version: int
-    spec: RuleSpec
-    kind: int
-    rounding: Rounding
-    exclusive: bool
-    lined: bool  # covers individual lines (exclusion blocks those lines only)
-    uses_lines: bool  # amount computed on lines (all effects but fixed and badge_only)
-    match: int  # index into the generated function's line matches, or -1
-    limited: bool
-    windowed: bool
-    ratio: tuple[int, int] = (0, 1)  # rate, factor or percent/100 as numerator, denominator
-    scaled_rate: int = 0
-    factor: Decimal = Decimal(0)
-    count_limit: str | None = None
-    points_limit: str | None = None
-    name: str = ""
-    effect: str = ""
-    fixed: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Applied:
-    """A rule that applies to this event, the lines it covers and its exact amounts."""
-
-    rule: _Rule
-    covered: Sequence[int]
-    cap: int | None
-    cap_reason: str | None
-    values: list[int] | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Program:
-    rules: tuple[_Rule, ...]
-    conditions: Callable[[EventView, MemberView, tuple[LineView, ...]], tuple[Any, Any]]
-    scale: int
-    source: str
-    has_multipliers: bool
-    has_percent: bool
-
-
-_NAMES = {"event": "e", "member": "m", "line": "ln"}
+from treu.rules.compile import (
+    BADGE,
+    FIXED,
+    MULT,
+    PERCENT,
+    PPU,
+    CompiledRule,
+    CompiledRuleInput,
+    Program,
+    compile_programs,
+)
+from treu.rules.spec import RuleSetSettings
+from treu.rules.views import EventView, LineView, MemberView
 
 
 def compile_rule_set(
@@ -531,17 +85,7 @@ def compile_rule_set(
     if rounding_scope not in ("order", "line"):
         raise ValueError(f"rounding_scope must be 'order' or 'line', not {rounding_scope!r}")
     ZoneInfo(timezone)  # fail now, not at the first event
-    ids = [r.rule_id for r in rules]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate rule ids")
-    by_trigger: dict[str, list[CompiledRuleInput]] = {}
-    for item in sorted(rules, key=lambda r: (r.spec.priority, r.rule_id)):
-        by_trigger.setdefault(item.spec.trigger, []).append(item)
-    exponent = currency_exponent(currency)
-    programs = {
-        trigger: _compile_trigger(trigger, items, rounding, exponent)
-        for trigger, items in by_trigger.items()
-    }
+    programs = compile_programs(rules, currency=currency, rounding=rounding)
     return RuleSet(
         programs,
         settings=settings,
@@ -552,115 +96,18 @@ def compile_rule_set(
     )
 
 
-def _compile_trigger(
-    trigger: str, items: list[CompiledRuleInput], rounding: Rounding, exponent: int
-) -> _Program:
-    constants: dict[str, object] = {}
-    order_lines: list[str] = []
-    line_lines: list[str] = []
-    flags: list[str] = []
-    matches: list[str] = []
-    compiled: list[_Rule] = []
-    rate_dens: list[int] = [1]
-    factor_product = 1
-    percent_dens: list[int] = [1]
-    for k, item in enumerate(items):
-        spec = item.spec
-        effect = spec.effect
-        kind = _KIND[effect.type]
-        flag = f"c{k}"
-        flags.append(flag)
-        if spec.condition is not None:
-            code = translate(spec.condition, ORDER_SCOPE, _NAMES, constants=constants)
-            order_lines.append(f"    {flag} = {code}")
-        else:
-            order_lines.append(f"    {flag} = True")
-        match = -1
-        if spec.line_condition is not None:
-            match = len(matches)
-            name = f"l{k}"
-            matches.append(name)
-            code = translate(spec.line_condition, LINE_SCOPE, _NAMES, constants=constants)
-            order_lines.append(f"    {name} = []")
-            line_lines.append(f"        if {flag} and {code}:\n            {name}.append(i)")
-        ratio = (0, 1)
-        factor = Decimal(0)
-        if isinstance(effect, PointsPerUnit):
-            ratio = effect.rate.as_integer_ratio()
-            rate_dens.append(ratio[1])
-        elif isinstance(effect, Multiplier):
-            ratio = effect.factor.as_integer_ratio()
-            factor_product *= ratio[1]
-            factor = effect.factor
-        elif isinstance(effect, PercentBonus):
-            numerator, denominator = effect.percent.as_integer_ratio()
-            ratio = (numerator, denominator * 100)
-            percent_dens.append(ratio[1])
-        lined = spec.line_scoped
-        count_limit, points_limit = _limit_names(spec)
-        compiled.append(
-            _Rule(
-                rule_id=item.rule_id,
-                version=item.version,
-                spec=spec,
-                kind=kind,
-                rounding=spec.rounding or rounding,
-                exclusive=spec.stacking == "exclusive",
-                lined=lined,
-                uses_lines=kind in (_PPU, _MULT, _PERCENT),
-                match=match,
-                limited=bool(spec.limits) or spec.budget_points is not None,
-                windowed=spec.valid_from is not None or spec.valid_until is not None,
-                ratio=ratio,
-                factor=factor,
-                count_limit=count_limit,
-                points_limit=points_limit,
-                name=spec.name,
-                effect=effect.type,
-                fixed=effect.points if isinstance(effect, Fixed) else 0,
-            )
-        )
-    # Every amount is an integer number of 1/scale points: rates divide 10**exponent *
-    # lcm(rate denominators); each multiplier divides by its denominator at most once;
-    # percentages divide by lcm(percent denominators).
-    scale = 10**exponent * math.lcm(*rate_dens) * factor_product * math.lcm(*percent_dens)
-    for rule in compiled:
-        if rule.kind == _PPU:
-            numerator, denominator = rule.ratio
-            rule.scaled_rate = numerator * (scale // (denominator * 10**exponent))
-    body = [f"def _conditions_{trigger}(e, m, lines):", *order_lines]
-    if line_lines:
-        any_flag = " or ".join(f"c{k}" for k, r in enumerate(compiled) if r.match >= 0)
-        body.append(f"    if {any_flag}:")
-        body.append("        for i, ln in enumerate(lines):")
-        body.extend("    " + text.replace("\n", "\n    ") for text in line_lines)
-    flag_tuple = "(" + "".join(f + ", " for f in flags) + ")"
-    match_tuple = "(" + "".join(m + ", " for m in matches) + ")"
-    body.append(f"    return {flag_tuple}, {match_tuple}")
-    source = "\n".join(body) + "\n"
-    namespace = runtime_globals(constants)
-    namespace["enumerate"] = enumerate
-    exec(compile(source, f"<rules:{trigger}>", "exec"), namespace)
-    return _Program(
-        rules=tuple(compiled),
-        conditions=namespace[f"_conditions_{trigger}"],
-        scale=scale,
-        source=source,
-        has_multipliers=factor_product > 1 or any(r.kind == _MULT for r in compiled),
-        has_percent=any(r.kind == _PERCENT for r in compiled),
-    )
-
-
-def _limit_names(spec: RuleSpec) -> tuple[str | None, str | None]:
-    """The reason code to report when a limit stops or caps the rule, if unambiguous."""
-    counts = [f"limit_{limit.per}" for limit in spec.limits if limit.max_count is not None]
-    points = [f"limit_{limit.per}" for limit in spec.limits if limit.max_points is not None]
-    if spec.budget_points is not None:
-        points.append("budget")
-    return (counts[0] if len(counts) == 1 else None), (points[0] if len(points) == 1 else None)
-
-
 # --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(slots=True, eq=False)
+class _Applied:
+    """A rule that applies to this event, the lines it covers and its exact amounts."""
+
+    rule: CompiledRule
+    covered: Sequence[int]
+    cap: int | None
+    cap_reason: str | None
+    values: list[int] | None = None
 
 
 def _order_parts(values: list[int], scale: int, mode: Rounding) -> tuple[int, list[int]]:
@@ -717,7 +164,7 @@ class RuleSet:
 
     def __init__(
         self,
-        programs: Mapping[str, _Program],
+        programs: Mapping[str, Program],
         *,
         settings: RuleSetSettings,
         currency: str,
@@ -869,7 +316,7 @@ class RuleSet:
 
     def _award(
         self,
-        program: _Program,
+        program: Program,
         lines: tuple[LineView, ...],
         applied: list[_Applied],
         skipped: list[Skip],
@@ -887,7 +334,7 @@ class RuleSet:
         for position, item in enumerate(applied):
             rule = item.rule
             phases[rule.kind].append(position)
-            if rule.kind == _PPU:
+            if rule.kind == PPU:
                 rate = rule.scaled_rate
                 covered = item.covered
                 if type(covered) is range:
@@ -899,11 +346,11 @@ class RuleSet:
                         base[i] += v
                 item.values = values
         extra: list[int] | None = None
-        if phases[_MULT]:
-            extra = self._multiply(applied, phases[_MULT], base)
-        if phases[_PERCENT]:
+        if phases[MULT]:
+            extra = self._multiply(applied, phases[MULT], base)
+        if phases[PERCENT]:
             earned = base if extra is None else list(map(add, base, extra))
-            for position in phases[_PERCENT]:
+            for position in phases[PERCENT]:
                 item = applied[position]
                 numerator, denominator = item.rule.ratio
                 if type(item.covered) is range:
@@ -923,9 +370,9 @@ class RuleSet:
                 spec = rule.spec
                 covered = item.covered
                 parts: list[int] = []
-                if rule.kind == _FIXED:
+                if rule.kind == FIXED:
                     points = rule.fixed
-                elif rule.kind == _BADGE:
+                elif rule.kind == BADGE:
                     points = 0
                 else:
                     exact = item.values
@@ -1040,7 +487,7 @@ class RuleSet:
 
 def _amount(kind: int, covered: Sequence[int], totals: list[int]) -> int:
     """What a points_per_unit rule earned on (for its explanation)."""
-    if kind != _PPU:
+    if kind != PPU:
         return 0
     if type(covered) is range:
         return sum(totals)
@@ -1053,13 +500,6 @@ def _named(room: tuple[Any, ...], index: int) -> str | None:
         name = str(room[index])
         return name if name in ("budget", "limit") or name.startswith("limit_") else f"limit_{name}"
     return None
-
-
-def _template(spec: RuleSpec) -> str:
-    effect = spec.effect
-    if isinstance(effect, PointsPerUnit):
-        return "rules.points_per_unit" if effect.scope == "order" else "rules.points_per_unit.lines"
-    return f"rules.{effect.type}"
 
 
 __all__ = [
