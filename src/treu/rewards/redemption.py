@@ -62,10 +62,12 @@ from treu.rewards.catalogue import VIEW_COLUMNS, RewardView, catalogue
 from treu.rewards.coupons import (
     Cart,
     Reason,
+    UsableCoupon,
     cart_discount,
     coupon_row,
     coupons,
     local_name,
+    problem_reasons,
     qr_path,
     reasons_out,
     summary,
@@ -97,8 +99,54 @@ from treu.rewards.payments import worth
 from treu.rewards.reversal import Reversals
 from treu.rewards.schemas import (
     DEFAULT_COUPON_DAYS,
+    EventInfo,
+    Keyed,
+    MemberRewardOut,
+    MemberRewardsOut,
+    RedemptionOut,
+    RedemptionResult,
 )
 from treu.rewards.wallet import wallet
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RewardOffer:
+    """A reward the member can redeem now, as the checkout offers it."""
+
+    id: uuid.UUID
+    code: str
+    type: str
+    name: str
+    summary: str
+    points_cost: int
+    discount_minor: int | None
+    """Discounts and free products: what the reward's coupon would take off the cart (0
+    when it would not apply); ``None`` for other rewards."""
+
+    def public(self) -> dict[str, Any]:
+        """As ``POST /v1/checkout/evaluate`` lists it (a JSON document: the checkout's
+        answer is encoded as it is built); ``discount_minor`` only for discounts."""
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "code": self.code,
+            "type": self.type,
+            "name": self.name,
+            "summary": self.summary,
+            "points_cost": self.points_cost,
+        }
+        if self.discount_minor is not None:
+            out["discount_minor"] = self.discount_minor
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutOffers:
+    coupons: list[UsableCoupon]
+    """The member's coupons usable on the cart, largest discount first."""
+    rewards: list[RewardOffer]
+
 
 # --- redemptions ----------------------------------------------------------------------------
 
@@ -188,7 +236,7 @@ class RedemptionService(Reversals):
         member_id: uuid.UUID,
         lang: str = "en",
         now: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> MemberRewardsOut:
         """What the member can redeem now and what is locked, with the reasons."""
         now = now or utc_now()
         member, programme = self._member(session, member_id)
@@ -203,34 +251,38 @@ class RedemptionService(Reversals):
             tier=member_tier(session, member.id, now) if tiers else None,
             held=self._held(session, member.id) if views else {},
         )
-        redeemable: list[dict[str, Any]] = []
-        locked: list[dict[str, Any]] = []
+        redeemable: list[MemberRewardOut] = []
+        locked: list[MemberRewardOut] = []
         for view in views:
             reasons = lock_reasons(view, facts, tiers, now, programme.timezone)
-            item = self._listed(view, programme, lang) | {"reasons": reasons_out(reasons, lang)}
+            item = self._listed(view, programme, lang, reasons)
             (locked if reasons else redeemable).append(item)
-        return {
-            "member_id": str(member.id),
-            "available_points": balance.available,
-            "tier": facts.tier,
-            "redeemable": redeemable,
-            "locked": locked,
-        }
+        return MemberRewardsOut(
+            member_id=member.id,
+            available_points=balance.available,
+            tier=facts.tier,
+            redeemable=redeemable,
+            locked=locked,
+        )
 
-    def _listed(self, view: RewardView, programme: Programme, lang: str) -> dict[str, Any]:
-        return {
-            "id": str(view.id),
-            "code": view.code,
-            "type": view.type,
-            "name": local_name(view.name, lang),
-            "description": local_name(view.description, lang) or None,
-            "summary": self._summary(view, programme, lang),
-            "image_url": view.image_url,
-            "points_cost": view.points_cost,
-            "valid_until": iso(view.available_until),
-            "stock_left": view.stock_left,
-            "event": view.event(),
-        }
+    def _listed(
+        self, view: RewardView, programme: Programme, lang: str, reasons: list[Reason]
+    ) -> MemberRewardOut:
+        event = view.event()
+        return MemberRewardOut(
+            id=view.id,
+            code=view.code,
+            type=RewardType(view.type),
+            name=local_name(view.name, lang),
+            description=local_name(view.description, lang) or None,
+            summary=self._summary(view, programme, lang),
+            image_url=view.image_url,
+            points_cost=view.points_cost,
+            valid_until=iso(view.available_until),
+            stock_left=view.stock_left,
+            event=EventInfo.model_validate(event) if event is not None else None,
+            reasons=reasons_out(reasons, lang),
+        )
 
     def checkout_offers(
         self,
@@ -245,7 +297,7 @@ class RedemptionService(Reversals):
         cart: Cart,
         lang: str,
         now: datetime,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> CheckoutOffers:
         """For ``POST /v1/checkout/evaluate``: the member's coupons usable on this cart
         (one query) and the rewards redeemable now (the cached catalogue; ``tier`` is
         what the checkout knows already; a count of held redemptions only if some reward
@@ -258,7 +310,7 @@ class RedemptionService(Reversals):
             if cached.has_discount_coupons
             else []
         )
-        offers: list[dict[str, Any]] = []
+        offers: list[RewardOffer] = []
         if cached.rewards:
             facts = MemberFacts(
                 member_id=member_id,
@@ -275,23 +327,26 @@ class RedemptionService(Reversals):
             for view in cached.rewards:
                 if lock_reasons(view, facts, cached.tiers, now, programme.timezone):
                     continue
-                offer = {
-                    "id": str(view.id),
-                    "code": view.code,
-                    "type": view.type,
-                    "name": local_name(view.name, lang),
-                    "summary": self._summary(view, programme, lang),
-                    "points_cost": view.points_cost,
-                }
+                discount = None
                 if view.type in (
                     RewardType.percent_discount,
                     RewardType.amount_discount,
                     RewardType.free_product,
                 ):
                     verdict = cart_discount(view.type, view.terms(programme.currency), cart)
-                    offer["discount_minor"] = verdict.discount_minor if verdict.applicable else 0
-                offers.append(offer)
-        return {"coupons": usable, "rewards": offers}
+                    discount = (verdict.discount_minor or 0) if verdict.applicable else 0
+                offers.append(
+                    RewardOffer(
+                        id=view.id,
+                        code=view.code,
+                        type=view.type,
+                        name=local_name(view.name, lang),
+                        summary=self._summary(view, programme, lang),
+                        points_cost=view.points_cost,
+                        discount_minor=discount,
+                    )
+                )
+        return CheckoutOffers(coupons=usable, rewards=offers)
 
     # --- redeem ---------------------------------------------------------------------------
 
@@ -306,9 +361,9 @@ class RedemptionService(Reversals):
         actor: str | None = None,
         now: datetime | None = None,
         optimistic: bool = False,
-    ) -> tuple[int, dict[str, Any]]:
-        """Redeem one reward for the member: 201 and the answer, or 200 and the stored
-        answer for a repeated Idempotency-Key (see the module docstring for the steps).
+    ) -> Keyed[RedemptionResult]:
+        """Redeem one reward for the member; a repeated Idempotency-Key replays the
+        stored answer (see the module docstring for the steps).
 
         ``optimistic``: do not look for an earlier request with this key first. A replay
         then either fails on the unique ``(member, key)`` constraint when the redemption
@@ -325,7 +380,7 @@ class RedemptionService(Reversals):
         if not optimistic:
             stored = self._stored(session, member_id, key, digest)  # 2. idempotency
             if stored is not None:
-                return 200, stored
+                return Keyed(stored, replayed=True)
         try:
             if member.status == MemberStatus.closed:
                 raise MemberClosed(f"member {member_id} is closed")
@@ -345,10 +400,10 @@ class RedemptionService(Reversals):
         except TreuError:
             stored = self._stored(session, member_id, key, digest) if optimistic else None
             if stored is not None:
-                return 200, stored
+                return Keyed(stored, replayed=True)
             raise
         # 4. points, redemption, coupon or fulfilment
-        body = self._book(session, writer, account, view, programme, member, key, digest, actor)
+        result = self._book(session, writer, account, view, programme, member, key, digest, actor)
         # 5. stock, last: the hot row is locked from here to the commit only
         if view.stock_total is not None:
             taken = cast(
@@ -357,9 +412,9 @@ class RedemptionService(Reversals):
             )
             if taken.rowcount != 1:
                 raise OutOfStock(
-                    "the reward sold out", reasons=reasons_out([Reason("out_of_stock")])
+                    "the reward sold out", reasons=problem_reasons([Reason("out_of_stock")])
                 )
-        return 201, body
+        return Keyed(result)
 
     def _lock(
         self,
@@ -389,7 +444,7 @@ class RedemptionService(Reversals):
 
     def _stored(
         self, session: Session, member_id: uuid.UUID, key: str, digest: str
-    ) -> dict[str, Any] | None:
+    ) -> RedemptionResult | None:
         """The answer to an earlier request with this key (under the account lock, so a
         concurrent first request has committed or rolled back by now)."""
         stored = (
@@ -403,7 +458,7 @@ class RedemptionService(Reversals):
             raise IdempotencyKeyConflict(
                 f"idempotency key {key!r} was already used for another redemption"
             )
-        return dict(stored.result)
+        return RedemptionResult.model_validate(stored.result)
 
     def _book(
         self,
@@ -416,7 +471,10 @@ class RedemptionService(Reversals):
         key: str,
         digest: str,
         actor: str | None,
-    ) -> dict[str, Any]:
+    ) -> RedemptionResult:
+        """4. Burn the points and write the redemption, its coupon or its fulfilment and
+        the outbox messages. The answer is stored with the redemption (``result``, for
+        replays) and validated from that stored document, as a replay is."""
         now = writer.now
         redemption_id = new_id()
         posting = writer.spend(
@@ -459,7 +517,7 @@ class RedemptionService(Reversals):
                 "amount_minor": view.value_minor,
                 "currency": view.currency or programme.currency,
             }
-        body = {
+        body: dict[str, Any] = {
             "id": str(redemption_id),
             "member_id": str(member.id),
             "reward": {"id": str(view.id), "code": view.code, "type": view.type, "name": view.name},
@@ -534,7 +592,7 @@ class RedemptionService(Reversals):
                 redemption_id=redemption_id,
                 now=now,
             )
-        return body
+        return RedemptionResult.model_validate(body)
 
     def _events(
         self,
@@ -653,12 +711,12 @@ class RedemptionService(Reversals):
         *,
         lang: str,
         timezone: str,
-    ) -> dict[str, Any]:
+    ) -> RedemptionOut:
         snapshot = redemption.reward
-        return {
-            "id": str(redemption.id),
-            "member_id": str(redemption.member_id),
-            "reward": {
+        return RedemptionOut(
+            id=redemption.id,
+            member_id=redemption.member_id,
+            reward={
                 "id": snapshot.get("id"),
                 "code": snapshot.get("code"),
                 "type": snapshot.get("type"),
@@ -667,14 +725,14 @@ class RedemptionService(Reversals):
                     str(snapshot.get("type")), dict(snapshot.get("terms", {})), lang, timezone
                 ),
             },
-            "points": redemption.points,
-            "status": redemption.status,
-            "created_at": iso(redemption.created_at),
-            "ended_at": iso(redemption.ended_at),
-            "coupon": (
+            points=redemption.points,
+            status=redemption.status,
+            created_at=iso(redemption.created_at),
+            ended_at=iso(redemption.ended_at),
+            coupon=(
                 coupons.public(coupon, lang=lang, timezone=timezone) if coupon is not None else None
             ),
-        }
+        )
 
 
 redemptions = RedemptionService()
