@@ -33,7 +33,7 @@ from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
 from treu.rewards.coupons import Cart, CartLine, coupons
 from treu.rewards.models import Coupon, Redemption, Reward
-from treu.rewards.schemas import RewardIn
+from treu.rewards.schemas import CouponUseOut, Keyed, RedemptionResult, RewardIn
 from treu.rewards.service import catalogue, redemptions
 from treu.rules.models import Rule
 from treu.rules.service import rules
@@ -288,7 +288,7 @@ def redeem(
     *,
     key: str | None = None,
     now: datetime = REWARDS_T0,
-) -> tuple[int, dict[str, Any]]:
+) -> Keyed[RedemptionResult]:
     with db.unit_of_work() as session:
         return redemptions.redeem(
             session, member_id=who.id, key=key or unique("k"), reward_id=reward.id, now=now
@@ -311,10 +311,11 @@ def reward_row(db: Database, reward: Reward) -> Reward:
         return session.get_one(Reward, reward.id)
 
 
-def coupon_of(db: Database, body: dict[str, Any]) -> Coupon:
-    """The coupon a redemption's answer ``body`` issued."""
+def coupon_of(db: Database, redeemed: Keyed[RedemptionResult]) -> Coupon:
+    """The coupon a redemption issued."""
+    assert redeemed.result.coupon is not None
     with db.unit_of_work(write=False) as session:
-        return session.get_one(Coupon, uuid.UUID(body["coupon"]["id"]))
+        return session.get_one(Coupon, redeemed.result.coupon.id)
 
 
 def coupon(
@@ -325,7 +326,7 @@ def coupon(
     holder = who if who is not None else member(db, prog)
     offer = reward(db, prog, **spec)
     earn(db, prog, holder, offer.points_cost)
-    return holder, coupon_of(db, redeem(db, holder, offer)[1])
+    return holder, coupon_of(db, redeem(db, holder, offer))
 
 
 def use_coupon(
@@ -337,7 +338,7 @@ def use_coupon(
     amount_minor: int | None = 2000,
     lines: list[tuple[str, int, int]] | None = None,
     now: Any = REWARDS_T0,
-) -> tuple[int, dict[str, Any]]:
+) -> Keyed[CouponUseOut]:
     """Use a coupon on an order: a cart of ``lines`` (sku, quantity, unit price), else one
     line of ``amount_minor``, else no cart at all."""
     basket = None

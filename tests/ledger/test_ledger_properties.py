@@ -595,7 +595,7 @@ def run_rewards(
                 lambda session, reward=reward, at=now: made.append(
                     redemptions.redeem(
                         session, member_id=who.id, key=f.unique("k"), reward_id=reward.id, now=at
-                    )[1]
+                    ).result.model_dump(mode="json")
                 )
             )
             after = check_invariants(db, prog, who)
@@ -673,7 +673,7 @@ def run_rewards(
                         partial=op[2],
                         actor="test",
                         now=at,
-                    )[1]
+                    ).result.model_dump(mode="json")
                 )
             )
             after = check_invariants(db, prog, who)
@@ -696,7 +696,7 @@ def run_rewards(
                         key=f.unique("refund"),
                         actor="test",
                         now=at,
-                    )[1]
+                    ).result.model_dump(mode="json")
                 )
             )
             after = check_invariants(db, prog, who)

@@ -193,10 +193,11 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
     assert kinds(db, who) == ["member.enrolled", "points.earned"]
     reward = f.reward(db, prog)
     with db.unit_of_work() as session:
-        code, body = redemptions.redeem(
+        redeemed = redemptions.redeem(
             session, member_id=who.id, key=f.unique("k"), reward_id=reward.id, now=now
         )
-    assert code == 201
+    assert not redeemed.replayed
+    body = redeemed.result.model_dump(mode="json")
     redeemed = messages(db, who, "points.redeemed", "reward.redeemed", "coupon.issued")
     assert [m.type for m in redeemed] == ["points.redeemed", "reward.redeemed", "coupon.issued"]
     assert redeemed[0].payload["points"] == -500
@@ -212,7 +213,7 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
     assert "code" not in redeemed[2].payload  # the code is the member's to show
     with db.unit_of_work() as session:
         coupon = session.get_one(Coupon, uuid.UUID(body["coupon"]["id"]))
-        status, _ = coupons.redeem(
+        used = coupons.redeem(
             session,
             code=coupon.code,
             order_id="order-1",
@@ -221,9 +222,9 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
             actor="test",
             now=now,
         )
-    assert status == 201
-    [used] = messages(db, who, "coupon.used")
-    assert used.payload["order_id"] == "order-1"
+    assert not used.replayed
+    [message] = messages(db, who, "coupon.used")
+    assert message.payload["order_id"] == "order-1"
     with db.unit_of_work() as session:
         adjustments.adjust(
             session,
@@ -235,12 +236,12 @@ def test_redemption_coupon_use_and_adjustment(db: Database) -> None:
     [adjusted] = messages(db, who, "points.adjusted")
     assert adjusted.payload["points"] == -100
     with db.unit_of_work() as session:
-        _, again = redemptions.redeem(
+        again = redemptions.redeem(
             session, member_id=who.id, key=f.unique("k"), reward_id=reward.id, now=now
-        )
-    f.cancel(db, again["id"], now=now)
+        ).result
+    f.cancel(db, again.id, now=now)
     [refunded] = messages(db, who, "points.refunded")
-    assert (refunded.payload["points"], refunded.payload["correlation_id"]) == (500, again["id"])
+    assert (refunded.payload["points"], refunded.payload["correlation_id"]) == (500, str(again.id))
 
 
 def test_tier_change_challenge_completion_and_badges(db: Database) -> None:

@@ -3,7 +3,6 @@ order again, another order, restoring on a full return, QR codes."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from treu.rewards.errors import (
     InvalidCouponCode,
 )
 from treu.rewards.models import RewardType
+from treu.rewards.schemas import CouponValidationOut, Keyed, RedemptionResult
 
 T0 = f.REWARDS_T0
 
@@ -36,7 +36,7 @@ def cart(*lines: tuple[str, int, int], currency: str = "EUR", member: Any = None
 
 def validate(
     db: Database, prog: Programme, code: str, basket: Cart, now: Any = T0
-) -> dict[str, Any]:
+) -> CouponValidationOut:
     with db.unit_of_work(write=False) as session:
         return coupons.validate(session, code=code, programme=prog, cart=basket, now=now)
 
@@ -105,46 +105,52 @@ def test_a_ticket_is_no_discount() -> None:
 # --- validate and redeem -------------------------------------------------------------------------
 
 
-def issued(db: Database, prog: Programme, **spec: Any) -> tuple[Any, dict[str, Any]]:
+def issued(db: Database, prog: Programme, **spec: Any) -> tuple[Any, Keyed[RedemptionResult]]:
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 10_000)
     reward = f.reward(db, prog, **spec)
-    return anna, f.redeem(db, anna, reward)[1]
+    return anna, f.redeem(db, anna, reward)
+
+
+def code_of(redeemed: Keyed[RedemptionResult]) -> str:
+    """The code of the coupon a redemption issued, as the member is shown it."""
+    assert redeemed.result.coupon is not None
+    return redeemed.result.coupon.code
 
 
 def test_validate_tells_the_discount_and_changes_nothing(db: Database) -> None:
     prog = f.programme(db)
     anna, body = issued(db, prog, type="percent_discount", value_minor=None, percent_bp=1000)
-    code = body["coupon"]["code"]
+    code = code_of(body)
     typed = code.lower().replace("-", " ")
     answer = validate(db, prog, typed, cart(("a", 2, 1005), member=anna.id))
-    assert answer["applicable"] is True
-    assert answer["discount_minor"] == 201
-    assert answer["reasons"] == []
-    assert answer["code"] == code
-    assert answer["coupon"]["status"] == "active"
+    assert answer.applicable is True
+    assert answer.discount_minor == 201
+    assert answer.reasons == []
+    assert answer.code == code
+    assert answer.coupon.status == "active"
     assert f.coupon_of(db, body).status == "active"
 
 
 def test_validate_explains_why_not(db: Database) -> None:
     prog = f.programme(db)
     _, body = issued(db, prog, min_order_minor=2000, coupon_valid_days=10)
-    code = body["coupon"]["code"]
+    code = code_of(body)
     bert = f.member(db, prog)
     small = validate(db, prog, code, cart(("a", 1, 1500)))
-    assert [r["code"] for r in small["reasons"]] == ["min_order_value"]
-    assert small["discount_minor"] is None
+    assert [r.code for r in small.reasons] == ["min_order_value"]
+    assert small.discount_minor is None
     theirs = validate(db, prog, code, cart(("a", 1, 5000), member=bert.id))
-    assert [r["code"] for r in theirs["reasons"]] == ["other_member"]
+    assert [r.code for r in theirs.reasons] == ["other_member"]
     late = validate(db, prog, code, cart(("a", 1, 5000)), now=T0 + timedelta(days=11))
-    assert [r["code"] for r in late["reasons"]] == ["coupon_expired"]
-    assert late["reasons"][0]["text"] == "Expired on 11 Jun 2026"
+    assert [r.code for r in late.reasons] == ["coupon_expired"]
+    assert late.reasons[0].text == "Expired on 11 Jun 2026"
 
 
 def test_codes_with_a_typo_or_of_another_programme_are_refused(db: Database) -> None:
     prog, other = f.programme(db), f.programme(db)
     _, body = issued(db, prog)
-    code = codes.normalise(body["coupon"]["code"])
+    code = codes.normalise(code_of(body))
     typo = code[:3] + ("A" if code[3] != "A" else "B") + code[4:]
     with pytest.raises(InvalidCouponCode):
         validate(db, prog, typo, cart(("a", 1, 5000)))
@@ -157,26 +163,27 @@ def test_codes_with_a_typo_or_of_another_programme_are_refused(db: Database) -> 
 def test_a_coupon_is_used_once_and_the_same_order_again_answers_the_same(db: Database) -> None:
     prog = f.programme(db)
     _, body = issued(db, prog)
-    code = body["coupon"]["code"]
+    code = code_of(body)
     first = f.use_coupon(db, prog, code, "order-1")
-    assert first[0] == 201
-    assert first[1]["discount_minor"] == 500
-    assert first[1]["order_id"] == "order-1"
-    assert first[1]["status"] == "used"
+    assert (first.replayed, first.http_status) == (False, 201)
+    assert first.result.discount_minor == 500
+    assert first.result.order_id == "order-1"
+    assert first.result.status == "used"
     again = f.use_coupon(db, prog, code.lower(), "order-1")
-    assert again == (200, first[1])
+    assert (again.replayed, again.http_status) == (True, 200)
+    assert again.result == first.result
     with pytest.raises(CouponAlreadyUsed):
         f.use_coupon(db, prog, code, "order-2")
     stored = f.coupon_of(db, body)
     assert (stored.status, stored.order_id, stored.discount_minor) == ("used", "order-1", 500)
     answer = validate(db, prog, code, cart(("a", 1, 5000)))
-    assert [r["code"] for r in answer["reasons"]] == ["coupon_used"]
+    assert [r.code for r in answer.reasons] == ["coupon_used"]
 
 
 def test_a_coupon_that_does_not_apply_is_not_used(db: Database) -> None:
     prog = f.programme(db)
     _, body = issued(db, prog, type="free_product", value_minor=None, sku="7002")
-    code = body["coupon"]["code"]
+    code = code_of(body)
     with pytest.raises(CouponNotApplicable) as refused:
         f.use_coupon(db, prog, code, "order-1", lines=[("4001", 1, 129)])
     assert refused.value.extra["reasons"][0]["code"] == "product_not_in_cart"
@@ -184,15 +191,15 @@ def test_a_coupon_that_does_not_apply_is_not_used(db: Database) -> None:
         f.use_coupon(db, prog, code, "order-1", amount_minor=None)
     assert refused.value.extra["reasons"][0]["code"] == "cart_required"
     assert f.coupon_of(db, body).status == "active"
-    status, used = f.use_coupon(db, prog, code, "order-1", lines=[("7002", 2, 899)])
-    assert (status, used["discount_minor"]) == (201, 899)
+    used = f.use_coupon(db, prog, code, "order-1", lines=[("7002", 2, 899)])
+    assert (used.replayed, used.result.discount_minor) == (False, 899)
 
 
 def test_an_expired_coupon_is_not_used(db: Database) -> None:
     prog = f.programme(db)
     _, body = issued(db, prog, coupon_valid_days=5)
     with pytest.raises(CouponNotApplicable) as refused:
-        f.use_coupon(db, prog, body["coupon"]["code"], "order-1", now=T0 + timedelta(days=5))
+        f.use_coupon(db, prog, code_of(body), "order-1", now=T0 + timedelta(days=5))
     assert refused.value.extra["reasons"][0]["code"] == "coupon_expired"
     assert f.coupon_of(db, body).status == "active"  # the job expires it, with its policy
 
@@ -206,8 +213,8 @@ def test_a_ticket_is_admitted_without_a_cart(db: Database) -> None:
         value_minor=None,
         event={"starts_at": (T0 + timedelta(days=3)).isoformat()},
     )
-    status, used = f.use_coupon(db, prog, body["coupon"]["code"], "door-1", amount_minor=None)
-    assert (status, used["discount_minor"], used["status"]) == (201, None, "used")
+    used = f.use_coupon(db, prog, code_of(body), "door-1", amount_minor=None)
+    assert (used.replayed, used.result.discount_minor, used.result.status) == (False, None, "used")
 
 
 # --- returns -----------------------------------------------------------------------------------
@@ -216,7 +223,7 @@ def test_a_ticket_is_admitted_without_a_cart(db: Database) -> None:
 def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Database) -> None:
     prog = f.programme(db)
     anna, body = issued(db, prog, coupon_valid_days=30)
-    code = body["coupon"]["code"]
+    code = code_of(body)
     lines = [
         {"sku": "a", "quantity": 2, "unit_price_minor": 1000},
         {"sku": "b", "quantity": 1, "unit_price_minor": 500},
@@ -243,18 +250,18 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
         now=T0,
     )
     assert rest.body is not None
-    assert rest.body["coupons_restored"] == [body["coupon"]["id"]]
+    assert rest.body["coupons_restored"] == [str(f.coupon_of(db, body).id)]
     stored = f.coupon_of(db, body)
     assert (stored.status, stored.order_id, stored.restore_count) == ("active", None, 1)
     assert stored.expires_at == T0 + timedelta(days=30)  # keeps its expiry
-    assert f.use_coupon(db, prog, code, "order-2")[0] == 201  # usable again
+    assert not f.use_coupon(db, prog, code, "order-2").replayed  # usable again
 
 
 def test_a_coupon_whose_reward_says_so_stays_used_after_a_return(db: Database) -> None:
     prog = f.programme(db)
     anna, body = issued(db, prog, policies={"restore_on_return": False})
     order = f.purchase_payload(prog, anna, amount_minor=3000, occurred_at=T0)
-    f.use_coupon(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
+    f.use_coupon(db, prog, code_of(body), order["id"], amount_minor=3000)
     f.ingest_one(db, order, now=T0)
     back = f.ingest_one(
         db,
@@ -272,7 +279,7 @@ def test_a_restored_coupon_past_its_expiry_expires_with_the_next_job_run(db: Dat
     prog = f.programme(db)
     anna, body = issued(db, prog, coupon_valid_days=2, policies={"refund_on_expiry": True})
     order = f.purchase_payload(prog, anna, amount_minor=3000, occurred_at=T0)
-    f.use_coupon(db, prog, body["coupon"]["code"], order["id"], amount_minor=3000)
+    f.use_coupon(db, prog, code_of(body), order["id"], amount_minor=3000)
     f.ingest_one(db, order, now=T0)
     later = T0 + timedelta(days=5)
     f.ingest_one(
@@ -308,17 +315,10 @@ def test_coupons_of_a_member_newest_first(db: Database) -> None:
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 10_000)
     reward = f.reward(db, prog)
-    made = [f.redeem(db, anna, reward)[1]["coupon"]["id"] for _ in range(3)]
-    f.use_coupon(db, prog, coupons_code(db, made[0]), "order-1")
+    made = [f.coupon_of(db, f.redeem(db, anna, reward)) for _ in range(3)]
+    f.use_coupon(db, prog, made[0].code, "order-1")
     with db.unit_of_work(write=False) as session:
         every, _ = coupons.for_member(session, member_id=anna.id)
         active, _ = coupons.for_member(session, member_id=anna.id, status="active")
-    assert [str(c.id) for c in every] == made[::-1]
-    assert [str(c.id) for c in active] == made[:0:-1]
-
-
-def coupons_code(db: Database, coupon_id: str) -> str:
-    from treu.rewards.models import Coupon
-
-    with db.unit_of_work(write=False) as session:
-        return session.get_one(Coupon, uuid.UUID(coupon_id)).code
+    assert [c.id for c in every] == [c.id for c in made[::-1]]
+    assert [c.id for c in active] == [c.id for c in made[:0:-1]]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -15,6 +13,7 @@ from treu.events.service import Adjustment, adjustments
 from treu.ledger.errors import InsufficientPoints
 from treu.members.models import Member
 from treu.rewards.payments import PointPayment, RefundExceedsPayment, payments
+from treu.rewards.schemas import Keyed, PaymentRefundOut, PointPaymentOut
 
 
 def credit(db: Database, who: Member, points: int) -> None:
@@ -22,7 +21,7 @@ def credit(db: Database, who: Member, points: int) -> None:
         adjustments.adjust(session, member=who, adjustment=Adjustment(points, "t"), actor="t")
 
 
-def pay(db: Database, who: Member, key: str, amount: int) -> tuple[int, dict[str, Any]]:
+def pay(db: Database, who: Member, key: str, amount: int) -> Keyed[PointPaymentOut]:
     return retrying(
         db,
         lambda session: payments.pay(
@@ -43,8 +42,8 @@ def test_twenty_concurrent_payments_never_overspend(db: Database, backend: str) 
     credit(db, anna, 1000)
     results = in_parallel(20, lambda i: pay(db, anna, f"pay-{i}", 100))
     kinds = Counter(type(r).__name__ for r in results)
-    assert kinds == {"tuple": 10, "InsufficientPoints": 10}, results
-    assert all(r[0] == 201 for r in results if isinstance(r, tuple))
+    assert kinds == {"Keyed": 10, "InsufficientPoints": 10}, results
+    assert all(not r.replayed for r in results if isinstance(r, Keyed))
     refused = [r for r in results if isinstance(r, InsufficientPoints)]
     assert all(r.extra["needed"] == 100 for r in refused)
     bal = f.balance(db, anna)
@@ -63,10 +62,10 @@ def test_one_key_sent_ten_times_concurrently_pays_once(db: Database) -> None:
     anna = f.member(db, prog)
     credit(db, anna, 1000)
     results = in_parallel(10, lambda _: pay(db, anna, "same-key", 300))
-    assert all(isinstance(r, tuple) for r in results), results
-    outcomes = [r for r in results if isinstance(r, tuple)]
-    assert sorted(code for code, _ in outcomes) == [200] * 9 + [201]
-    assert all(body == outcomes[0][1] for _, body in outcomes)
+    assert all(isinstance(r, Keyed) for r in results), results
+    outcomes = [r for r in results if isinstance(r, Keyed)]
+    assert sorted(r.http_status for r in outcomes) == [200] * 9 + [201]
+    assert all(r.result == outcomes[0].result for r in outcomes)
     assert f.balance(db, anna).available == 700
     assert f.verify(db, prog) == []
 
@@ -76,9 +75,9 @@ def test_concurrent_full_refunds_of_one_payment_refund_once(db: Database, backen
     prog = f.programme(db)
     anna = f.member(db, prog)
     credit(db, anna, 1000)
-    _, paid = pay(db, anna, "p", 600)
+    paid_id = pay(db, anna, "p", 600).result.id
 
-    def refund(i: int) -> tuple[int, dict[str, Any]]:
+    def refund(i: int) -> Keyed[PaymentRefundOut]:
         return retrying(
             db,
             lambda session: payments.refund(
@@ -86,10 +85,9 @@ def test_concurrent_full_refunds_of_one_payment_refund_once(db: Database, backen
             ),
         )
 
-    paid_id = uuid.UUID(paid["id"])
     results = in_parallel(10, refund)
     kinds = Counter(type(r).__name__ for r in results)
-    assert kinds == {"tuple": 1, "RefundExceedsPayment": 9}, results
-    assert all(isinstance(r, (tuple, RefundExceedsPayment)) for r in results)
+    assert kinds == {"Keyed": 1, "RefundExceedsPayment": 9}, results
+    assert all(isinstance(r, (Keyed, RefundExceedsPayment)) for r in results)
     assert f.balance(db, anna).available == 1000
     assert f.verify(db, prog) == []

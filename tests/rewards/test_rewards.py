@@ -39,7 +39,7 @@ from treu.rewards.errors import (
     UnknownTier,
 )
 from treu.rewards.models import Coupon, Redemption, Reward
-from treu.rewards.schemas import RewardIn, RewardPatch
+from treu.rewards.schemas import MemberRewardsOut, ReasonOut, RewardIn, RewardPatch
 from treu.rewards.service import catalogue, redemptions
 from treu.worker.jobs import expire_coupons
 
@@ -52,16 +52,16 @@ def available(db: Database, who: Member) -> int:
     return f.balance(db, who).available
 
 
-def listing(db: Database, who: Member, *, now: datetime = T0, lang: str = "en") -> dict[str, Any]:
+def listing(db: Database, who: Member, *, now: datetime = T0, lang: str = "en") -> MemberRewardsOut:
     with db.unit_of_work(write=False) as session:
         return redemptions.member_rewards(session, member_id=who.id, lang=lang, now=now)
 
 
-def locked_codes(found: dict[str, Any], reward: Reward) -> list[str]:
-    for item in found["locked"]:
-        if item["id"] == str(reward.id):
-            return [r["code"] for r in item["reasons"]]
-    assert any(item["id"] == str(reward.id) for item in found["redeemable"])
+def locked_codes(found: MemberRewardsOut, reward: Reward) -> list[str]:
+    for item in found.locked:
+        if item.id == reward.id:
+            return [r.code for r in item.reasons]
+    assert any(item.id == reward.id for item in found.redeemable)
     return []
 
 
@@ -179,16 +179,16 @@ def test_an_archived_reward_leaves_the_catalogue_but_its_coupons_stay_valid(
     reward = f.reward(db, prog)
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 1000)
-    _, body = f.redeem(db, anna, reward)
+    redeemed = f.redeem(db, anna, reward)
     with db.unit_of_work() as session:
         catalogue.archive(session, programme=prog, reward_id=reward.id, actor="test")
     assert f.reward_row(db, reward).status == "archived"
     with db.unit_of_work(write=False) as session:
         assert catalogue.all(session, programme=prog) == []
-    assert listing(db, anna)["redeemable"] == []
+    assert listing(db, anna).redeemable == []
     with pytest.raises(RewardNotFound):
         f.redeem(db, anna, reward)
-    assert f.coupon_of(db, body).status == "active"
+    assert f.coupon_of(db, redeemed).status == "active"
 
 
 # --- what a member may redeem ----------------------------------------------------------------
@@ -209,29 +209,29 @@ def test_the_listing_says_what_is_redeemable_and_why_the_rest_is_locked(db: Data
     f.reward(db, prog, points_cost=100, status="paused")  # listed to nobody
 
     found = listing(db, anna)
-    assert found["available_points"] == 640
-    assert [r["id"] for r in found["redeemable"]] == [str(cheap.id)]
-    assert found["redeemable"][0]["reasons"] == []
+    assert found.available_points == 640
+    assert [r.id for r in found.redeemable] == [cheap.id]
+    assert found.redeemable[0].reasons == []
     assert locked_codes(found, dear) == ["insufficient_points"]
-    item = next(i for i in found["locked"] if i["id"] == str(dear.id))
-    assert item["reasons"][0]["params"]["missing_points"] == 360
-    assert item["reasons"][0]["text"] == "360 more points needed"
+    item = next(i for i in found.locked if i.id == dear.id)
+    assert item.reasons[0].params["missing_points"] == 360
+    assert item.reasons[0].text == "360 more points needed"
     assert locked_codes(found, loyal) == ["membership_too_new"]
     assert locked_codes(found, gone) == ["out_of_stock"]
     assert locked_codes(found, later) == ["not_yet_available"]
     assert locked_codes(found, over) == ["no_longer_available"]
     assert locked_codes(found, once) == ["member_limit_reached"]
-    assert len(found["locked"]) == 6
+    assert len(found.locked) == 6
 
     german = listing(db, anna, lang="de")
-    texts = {i["id"]: [r["text"] for r in i["reasons"]] for i in german["locked"]}
-    assert texts[str(dear.id)] == ["Noch 360 Punkte nötig"]
-    assert texts[str(loyal.id)] == ["Ab 30 Tagen Mitgliedschaft, in 20 Tagen"]
-    assert texts[str(gone.id)] == ["Vergriffen"]
-    assert texts[str(later.id)] == ["Erhältlich ab 04.06.2026"]
-    assert texts[str(once.id)] == ["Limit erreicht: 1 pro Mitglied"]
-    assert german["redeemable"][0]["name"] == "5-€-Gutschein"
-    assert german["redeemable"][0]["summary"] == "5,00\xa0€ Rabatt"
+    texts = {i.id: [r.text for r in i.reasons] for i in german.locked}
+    assert texts[dear.id] == ["Noch 360 Punkte nötig"]
+    assert texts[loyal.id] == ["Ab 30 Tagen Mitgliedschaft, in 20 Tagen"]
+    assert texts[gone.id] == ["Vergriffen"]
+    assert texts[later.id] == ["Erhältlich ab 04.06.2026"]
+    assert texts[once.id] == ["Limit erreicht: 1 pro Mitglied"]
+    assert german.redeemable[0].name == "5-€-Gutschein"
+    assert german.redeemable[0].summary == "5,00\xa0€ Rabatt"
 
 
 def test_a_blocked_member_sees_every_reward_locked(db: Database) -> None:
@@ -274,32 +274,34 @@ def test_redeeming_burns_points_earliest_expiry_first_and_issues_a_coupon(db: Da
     f.earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
     reward = f.reward(db, prog, coupon_valid_days=14, stock=5)
 
-    status, body = f.redeem(db, anna, reward)
-    assert status == 201
-    assert body["points"] == 500
-    assert body["status"] == "redeemed"
-    assert body["balance"] == {"available": 500, "pending": 0}
-    assert body["posting"]["kind"] == "redeem"
-    assert body["posting"]["points"] == -500
-    assert body["posting"]["explanation"] == "Redeemed: €5 voucher: -500"
-    assert body["fulfilment"] is None
-    coupon = body["coupon"]
-    assert codes.is_valid(coupon["code"])
-    assert coupon["code"] == codes.format_code(coupon["code"])
-    assert coupon["expires_at"] == "2026-06-15T10:00:00Z"
-    assert coupon["qr_url"] == f"/v1/coupons/{coupon['code']}/qr.svg"
+    redeemed = f.redeem(db, anna, reward)
+    assert (redeemed.replayed, redeemed.http_status) == (False, 201)
+    body = redeemed.result
+    assert body.points == 500
+    assert body.status == "redeemed"
+    assert body.balance == {"available": 500, "pending": 0}
+    assert body.posting["kind"] == "redeem"
+    assert body.posting["points"] == -500
+    assert body.posting["explanation"] == "Redeemed: €5 voucher: -500"
+    assert body.fulfilment is None
+    coupon = body.coupon
+    assert coupon is not None
+    assert codes.is_valid(coupon.code)
+    assert coupon.code == codes.format_code(coupon.code)
+    assert coupon.expires_at == datetime(2026, 6, 15, 10, tzinfo=UTC)
+    assert coupon.qr_url == f"/v1/coupons/{coupon.code}/qr.svg"
 
     with db.unit_of_work(write=False) as session:
         lots = {
             (T0 - lot.earned_at).days: lot.remaining
             for lot in session.scalars(select(Lot).where(Lot.member_id == anna.id))
         }
-        posting = session.get_one(Posting, uuid.UUID(body["posting"]["id"]))
-        assert posting.correlation_id == uuid.UUID(body["id"])
+        posting = session.get_one(Posting, uuid.UUID(body.posting["id"]))
+        assert posting.correlation_id == body.id
         assert render(posting.details, "de") == "Eingelöst: 5-€-Gutschein: -500"
     assert lots == {200: 0, 100: 200, 10: 300}
     assert f.reward_row(db, reward).stock_left == 4
-    stored = f.coupon_of(db, body)
+    stored = f.coupon_of(db, redeemed)
     assert (stored.status, stored.kind, stored.terms["value_minor"]) == (
         "active",
         "amount_discount",
@@ -317,8 +319,8 @@ def test_a_repeated_key_answers_the_same_and_another_reward_under_it_conflicts(
     reward, other = f.reward(db, prog, stock=10), f.reward(db, prog)
     first = f.redeem(db, anna, reward, key="app-1")
     again = f.redeem(db, anna, reward, key="app-1")
-    assert first[0] == 201
-    assert again == (200, first[1])
+    assert (first.replayed, again.replayed, again.http_status) == (False, True, 200)
+    assert again.result == first.result
     assert available(db, anna) == 1500
     assert f.reward_row(db, reward).stock_left == 9
     with pytest.raises(IdempotencyKeyConflict):
@@ -326,7 +328,7 @@ def test_a_repeated_key_answers_the_same_and_another_reward_under_it_conflicts(
     # The key is the member's own: another member may use the same string.
     bert = f.member(db, prog)
     f.earn(db, prog, bert, 600)
-    assert f.redeem(db, bert, reward, key="app-1")[0] == 201
+    assert not f.redeem(db, bert, reward, key="app-1").replayed
 
 
 def test_not_enough_points_changes_nothing(db: Database) -> None:
@@ -370,10 +372,10 @@ def test_a_reward_is_redeemed_by_its_code_too(db: Database) -> None:
         db, prog, code="coffee-free", type="free_product", value_minor=None, sku="7002"
     )
     with db.unit_of_work() as session:
-        status, body = redemptions.redeem(
+        redeemed = redemptions.redeem(
             session, member_id=anna.id, key="k", reward_code="coffee-free", now=T0
         )
-    assert (status, body["reward"]["id"]) == (201, str(reward.id))
+    assert (redeemed.replayed, redeemed.result.reward.id) == (False, reward.id)
     with db.unit_of_work() as session, pytest.raises(RewardNotFound):
         redemptions.redeem(session, member_id=anna.id, key="k2", reward_code="nope", now=T0)
 
@@ -413,10 +415,12 @@ def test_an_experience_ticket_lasts_until_the_event_and_cannot_be_booked_after_i
         points_cost=1000,
         event={"starts_at": starts.isoformat()},  # no end: the end of that day in Berlin
     )
-    _, body = f.redeem(db, anna, evening)
-    assert body["coupon"]["expires_at"] == "2026-06-06T13:00:00Z"
-    _, body = f.redeem(db, anna, styling)
-    assert body["coupon"]["expires_at"] == "2026-06-06T22:00:00Z"
+    ticket = f.redeem(db, anna, evening).result.coupon
+    assert ticket is not None
+    assert ticket.expires_at == datetime(2026, 6, 6, 13, tzinfo=UTC)
+    ticket = f.redeem(db, anna, styling).result.coupon
+    assert ticket is not None
+    assert ticket.expires_at == datetime(2026, 6, 6, 22, tzinfo=UTC)
     found = listing(db, anna, now=starts + timedelta(minutes=1))
     assert locked_codes(found, evening) == ["no_longer_available"]
     with pytest.raises(RewardLocked):
@@ -434,27 +438,25 @@ def test_a_donation_is_recorded_for_the_charity(db: Database) -> None:
     at_value = f.reward(
         db, prog, type="donation", value_minor=None, points_cost=250, charity=charity
     )
-    _, body = f.redeem(db, anna, fixed)
-    assert body["coupon"] is None
-    assert body["fulfilment"] == {
+    body = f.redeem(db, anna, fixed).result
+    assert body.coupon is None
+    assert body.fulfilment == {
         "type": "donation",
         "charity": charity,
         "value_minor": 500,
         "currency": "EUR",
     }
-    _, second = f.redeem(db, anna, at_value)
-    assert second["fulfilment"]["value_minor"] == 250  # 250 points at 1 cent each
+    second = f.redeem(db, anna, at_value).result
+    assert second.fulfilment is not None
+    assert second.fulfilment["value_minor"] == 250  # 250 points at 1 cent each
     with db.unit_of_work(write=False) as session:
         donations = {
             d.redemption_id: (d.points, d.value_minor)
             for d in session.scalars(select(Donation).where(Donation.member_id == anna.id))
         }
-    assert donations == {
-        uuid.UUID(body["id"]): (500, 500),
-        uuid.UUID(second["id"]): (250, 250),
-    }
+    assert donations == {body.id: (500, 500), second.id: (250, 250)}
     with pytest.raises(RedemptionNotCancellable, match="fulfilled at once"):
-        f.cancel(db, body["id"])
+        f.cancel(db, body.id)
     assert available(db, anna) == 250
 
 
@@ -465,12 +467,12 @@ def test_a_wallet_credit_is_booked(db: Database) -> None:
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 1000)
     reward = f.reward(db, prog, type="wallet_credit", value_minor=1000, points_cost=1000)
-    _, body = f.redeem(db, anna, reward)
-    assert body["fulfilment"] == {"type": "wallet_credit", "amount_minor": 1000, "currency": "EUR"}
+    body = f.redeem(db, anna, reward).result
+    assert body.fulfilment == {"type": "wallet_credit", "amount_minor": 1000, "currency": "EUR"}
     with db.unit_of_work(write=False) as session:
         assert wallet.balance(session, member_id=anna.id).balance_minor == 1000
     with pytest.raises(RedemptionNotCancellable):
-        f.cancel(db, body["id"])
+        f.cancel(db, body.id)
 
 
 def add_charity(db: Database, prog: Programme, code: str = "tafel") -> str:
@@ -495,14 +497,14 @@ def test_cancelling_gives_back_the_points_to_their_lots_and_the_stock(db: Databa
     f.earn(db, prog, anna, 300, at=T0 - timedelta(days=100))
     f.earn(db, prog, anna, 300, at=T0 - timedelta(days=10))
     reward = f.reward(db, prog, stock=2)
-    _, body = f.redeem(db, anna, reward)
+    redeemed = f.redeem(db, anna, reward)
     assert available(db, anna) == 100
-    done = f.cancel(db, body["id"], now=T0 + timedelta(days=1))
+    done = f.cancel(db, redeemed.result.id, now=T0 + timedelta(days=1))
     assert done.status == "cancelled"
     assert done.refund_posting_id is not None
     assert available(db, anna) == 600
     assert f.reward_row(db, reward).stock_left == 2
-    assert f.coupon_of(db, body).status == "cancelled"
+    assert f.coupon_of(db, redeemed).status == "cancelled"
     with db.unit_of_work(write=False) as session:
         lots = sorted(
             lot.remaining for lot in session.scalars(select(Lot).where(Lot.member_id == anna.id))
@@ -513,7 +515,7 @@ def test_cancelling_gives_back_the_points_to_their_lots_and_the_stock(db: Databa
     assert refund.explanation == "Refund: €5 voucher (cancelled): +500"
     assert render(refund.details, "de") == "Erstattung: 5-€-Gutschein (storniert): +500"
     # Cancelling again answers the same and changes nothing.
-    assert f.cancel(db, body["id"]).status == "cancelled"
+    assert f.cancel(db, redeemed.result.id).status == "cancelled"
     assert available(db, anna) == 600
     assert f.reward_row(db, reward).stock_left == 2
     assert f.verify(db, prog) == []
@@ -524,8 +526,7 @@ def test_cancelling_without_a_refund_policy_keeps_the_points(db: Database) -> No
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 500)
     reward = f.reward(db, prog, stock=1, policies={"refund_on_cancel": False})
-    _, body = f.redeem(db, anna, reward)
-    done = f.cancel(db, body["id"])
+    done = f.cancel(db, f.redeem(db, anna, reward).result.id)
     assert (done.status, done.refund_posting_id) == ("cancelled", None)
     assert available(db, anna) == 0
     assert f.reward_row(db, reward).stock_left == 1
@@ -536,10 +537,10 @@ def test_a_used_coupon_cannot_be_cancelled(db: Database) -> None:
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 500)
     reward = f.reward(db, prog)
-    _, body = f.redeem(db, anna, reward)
-    f.use_coupon(db, prog, body["coupon"]["code"], "order-1", amount_minor=2000)
+    redeemed = f.redeem(db, anna, reward)
+    f.use_coupon(db, prog, f.coupon_of(db, redeemed).code, "order-1", amount_minor=2000)
     with pytest.raises(RedemptionNotCancellable, match="used"):
-        f.cancel(db, body["id"])
+        f.cancel(db, redeemed.result.id)
     assert available(db, anna) == 0
 
 
@@ -554,8 +555,8 @@ def test_unused_coupons_expire_with_stock_back_and_a_refund_where_the_reward_say
         db, prog, stock=5, coupon_valid_days=7, policies={"refund_on_expiry": True}
     )
     keeping = f.reward(db, prog, stock=5, coupon_valid_days=7)
-    _, first = f.redeem(db, anna, refunding)
-    _, second = f.redeem(db, anna, keeping)
+    first = f.redeem(db, anna, refunding)
+    second = f.redeem(db, anna, keeping)
     assert available(db, anna) == 0
     assert expire_coupons(db, now=T0 + timedelta(days=6)) == 0
     assert expire_coupons(db, now=T0 + timedelta(days=7, seconds=1)) == 2
@@ -566,12 +567,12 @@ def test_unused_coupons_expire_with_stock_back_and_a_refund_where_the_reward_say
     assert f.reward_row(db, keeping).stock_left == 5
     with db.unit_of_work(write=False) as session:
         states = {
-            str(r.id): (r.status, r.refund_posting_id is not None)
+            r.id: (r.status, r.refund_posting_id is not None)
             for r in session.scalars(select(Redemption).where(Redemption.member_id == anna.id))
         }
-    assert states == {first["id"]: ("expired", True), second["id"]: ("expired", False)}
+    assert states == {first.result.id: ("expired", True), second.result.id: ("expired", False)}
     with pytest.raises(RedemptionNotCancellable):
-        f.cancel(db, first["id"], now=T0 + timedelta(days=8))
+        f.cancel(db, first.result.id, now=T0 + timedelta(days=8))
     # An expired redemption no longer counts against a per-member limit.
     assert f.verify(db, prog) == []
 
@@ -580,9 +581,9 @@ def test_a_coupon_past_its_expiry_cannot_be_cancelled_before_the_job_ran(db: Dat
     prog = f.programme(db)
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 500)
-    _, body = f.redeem(db, anna, f.reward(db, prog, coupon_valid_days=1))
+    redeemed = f.redeem(db, anna, f.reward(db, prog, coupon_valid_days=1))
     with pytest.raises(RedemptionNotCancellable, match="no longer active"):
-        f.cancel(db, body["id"], now=T0 + timedelta(days=2))
+        f.cancel(db, redeemed.result.id, now=T0 + timedelta(days=2))
 
 
 def test_redemption_listings(db: Database) -> None:
@@ -590,19 +591,20 @@ def test_redemption_listings(db: Database) -> None:
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 5000)
     reward = f.reward(db, prog)
-    made = [f.redeem(db, anna, reward)[1]["id"] for _ in range(5)]
+    made = [f.redeem(db, anna, reward).result.id for _ in range(5)]
     f.cancel(db, made[0])
     with db.unit_of_work(write=False) as session:
         page, cursor = redemptions.for_member(session, member_id=anna.id, limit=3)
-        assert [str(r.id) for r, _ in page] == made[::-1][:3]
+        assert [r.id for r, _ in page] == made[::-1][:3]
         assert cursor is not None
         rest, end = redemptions.for_member(session, member_id=anna.id, limit=3, cursor=cursor)
-        assert [str(r.id) for r, _ in rest] == made[::-1][3:]
+        assert [r.id for r, _ in rest] == made[::-1][3:]
         assert end is None
         out = redemptions.public(rest[-1][0], rest[-1][1], lang="de", timezone=prog.timezone)
-    assert out["status"] == "cancelled"
-    assert out["coupon"]["status"] == "cancelled"
-    assert out["reward"]["summary"] == "5,00\xa0€ Rabatt"
+    assert out.status == "cancelled"
+    assert out.coupon is not None
+    assert out.coupon.status == "cancelled"
+    assert out.reward["summary"] == "5,00\xa0€ Rabatt"
 
 
 def test_a_reward_for_a_tier_and_above(db: Database) -> None:
@@ -636,22 +638,22 @@ def test_a_reward_for_a_tier_and_above(db: Database) -> None:
     f.earn(db, prog, bert, 5000)
     evening = f.reward(db, prog, points_cost=100, eligibility={"min_tier": "silber"})
 
-    assert listing(db, anna)["tier"] == "gold"
+    assert listing(db, anna).tier == "gold"
     assert locked_codes(listing(db, anna), evening) == []
     assert locked_codes(listing(db, cleo), evening) == []
     found = listing(db, bert, lang="de")
-    assert found["tier"] == "bronze"
-    item = next(i for i in found["locked"] if i["id"] == str(evening.id))
-    assert item["reasons"] == [
-        {
-            "code": "tier_required",
-            "text": "Für Mitglieder ab Silber",
-            "params": {"tier": "silber", "current_tier": "bronze"},
-        }
+    assert found.tier == "bronze"
+    item = next(i for i in found.locked if i.id == evening.id)
+    assert item.reasons == [
+        ReasonOut(
+            code="tier_required",
+            text="Für Mitglieder ab Silber",
+            params={"tier": "silber", "current_tier": "bronze"},
+        )
     ]
     with pytest.raises(RewardLocked):
         f.redeem(db, bert, evening)
-    assert f.redeem(db, anna, evening)[0] == 201
+    assert not f.redeem(db, anna, evening).replayed
     assert available(db, bert) == 5000
 
 
@@ -660,11 +662,11 @@ def test_a_cancelled_redemption_no_longer_counts_against_the_limit(db: Database)
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 2000)
     reward = f.reward(db, prog, per_member_limit=1)
-    _, body = f.redeem(db, anna, reward)
+    first = f.redeem(db, anna, reward)
     with pytest.raises(MemberLimitReached):
         f.redeem(db, anna, reward)
-    f.cancel(db, body["id"])
-    assert f.redeem(db, anna, reward)[0] == 201
+    f.cancel(db, first.result.id)
+    assert not f.redeem(db, anna, reward).replayed
 
 
 def test_the_expiry_job_is_registered_for_the_worker(fresh_db: Database) -> None:

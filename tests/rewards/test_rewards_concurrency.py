@@ -25,15 +25,14 @@ from treu.rewards.errors import (
     RedemptionNotCancellable,
 )
 from treu.rewards.models import Coupon, Redemption, Reward
+from treu.rewards.schemas import Keyed, RedemptionResult
 from treu.rewards.service import redemptions
 from treu.worker.jobs import expire_coupons
 
 T0 = f.REWARDS_T0
 
 
-def redeem_retrying(
-    db: Database, who: Member, reward: Reward, key: str
-) -> tuple[int, dict[str, Any]]:
+def redeem_retrying(db: Database, who: Member, reward: Reward, key: str) -> Keyed[RedemptionResult]:
     """What a client does: on 503 ``busy`` send the same request again with the same
     Idempotency-Key (safe: it redeems at most once)."""
     for attempt in range(5):
@@ -62,12 +61,12 @@ def test_hundred_members_race_for_ten_units(db: Database, backend: str) -> None:
     reward = f.reward(db, prog, points_cost=500, stock=10)
 
     results = in_parallel(100, lambda i: redeem_retrying(db, people[i], reward, f"k-{i}"))
-    won = [i for i, r in enumerate(results) if isinstance(r, tuple)]
+    won = [i for i, r in enumerate(results) if isinstance(r, Keyed)]
     lost = [r for r in results if isinstance(r, BaseException)]
     others = [repr(e) for e in lost if not isinstance(e, OutOfStock)][:3]
     assert others == []
     assert len(won) == 10
-    assert all(results[i][0] == 201 for i in won)  # type: ignore[index]
+    assert all(not results[i].replayed for i in won)  # type: ignore[union-attr]
     assert len(lost) == 90
     assert f.reward_row(db, reward).stock_left == 0
     balances = [f.balance(db, who).available for who in people]
@@ -87,13 +86,13 @@ def test_twenty_redemptions_with_points_for_five(db: Database, backend: str) -> 
     reward = f.reward(db, prog, points_cost=500)  # unlimited stock
 
     results = in_parallel(20, lambda i: redeem_retrying(db, anna, reward, f"k-{i}"))
-    won = [r for r in results if isinstance(r, tuple)]
+    won = [r for r in results if isinstance(r, Keyed)]
     refused = [r for r in results if isinstance(r, BaseException)]
     assert [repr(e) for e in refused if not isinstance(e, InsufficientPoints)][:3] == []
     assert len(won) == 5
     assert len(refused) == 15
     # Each success saw a different balance afterwards: 2000, 1500, ..., 0; never below.
-    assert sorted(body["balance"]["available"] for _, body in won) == [0, 500, 1000, 1500, 2000]
+    assert sorted(r.result.balance["available"] for r in won) == [0, 500, 1000, 1500, 2000]
     assert f.balance(db, anna).available == 0
     assert count(db, Redemption, Redemption.member_id == anna.id) == 5
     assert f.verify(db, prog) == []
@@ -107,9 +106,9 @@ def test_the_same_key_sent_ten_times_at_once_redeems_once(db: Database) -> None:
     reward = f.reward(db, prog, points_cost=500, stock=100)
     results = in_parallel(10, lambda _: redeem_retrying(db, anna, reward, "same-key"))
     assert [r for r in results if isinstance(r, BaseException)] == []
-    answers = [r for r in results if isinstance(r, tuple)]
-    assert sorted(status for status, _ in answers) == [200] * 9 + [201]
-    assert all(body == answers[0][1] for _, body in answers)
+    answers = [r for r in results if isinstance(r, Keyed)]
+    assert sorted(r.http_status for r in answers) == [200] * 9 + [201]
+    assert all(r.result == answers[0].result for r in answers)
     assert f.balance(db, anna).available == 4500
     assert f.reward_row(db, reward).stock_left == 99
     assert count(db, Redemption, Redemption.member_id == anna.id) == 1
@@ -124,21 +123,21 @@ def test_a_coupon_used_for_two_orders_at_once_goes_to_exactly_one(
     f.earn(db, prog, anna, 50 * 500)
     reward = f.reward(db, prog, points_cost=500)
     for round_ in range(25):
-        _, body = redeem_retrying(db, anna, reward, f"k-{round_}")
-        code = body["coupon"]["code"]
+        redeemed = redeem_retrying(db, anna, reward, f"k-{round_}")
+        code = f.coupon_of(db, redeemed).code
         orders = [f"order-{round_}-a", f"order-{round_}-b"]
         results = in_parallel(
             2,
             lambda i, c=code, o=orders: f.use_coupon(db, prog, c, o[i]),  # type: ignore[misc]
         )
-        won = [r for r in results if isinstance(r, tuple)]
+        won = [r for r in results if isinstance(r, Keyed)]
         lost = [r for r in results if isinstance(r, BaseException)]
         assert len(won) == 1, results
-        assert won[0][0] == 201
+        assert not won[0].replayed
         assert [type(e) for e in lost] == [CouponAlreadyUsed]
-        stored = f.coupon_of(db, body)
+        stored = f.coupon_of(db, redeemed)
         assert stored.status == "used"
-        assert stored.order_id == won[0][1]["order_id"]
+        assert stored.order_id == won[0].result.order_id
 
 
 def test_the_same_order_sent_by_ten_tills_at_once_uses_the_coupon_once(
@@ -148,13 +147,13 @@ def test_the_same_order_sent_by_ten_tills_at_once_uses_the_coupon_once(
     prog = f.programme(db)
     anna = f.member(db, prog)
     f.earn(db, prog, anna, 500)
-    _, body = redeem_retrying(db, anna, f.reward(db, prog, points_cost=500), "k")
-    code = body["coupon"]["code"]
+    redeemed = redeem_retrying(db, anna, f.reward(db, prog, points_cost=500), "k")
+    code = f.coupon_of(db, redeemed).code
     results = in_parallel(10, lambda _: f.use_coupon(db, prog, code, "order-1"))
     assert [r for r in results if isinstance(r, BaseException)] == []
-    answers = [r for r in results if isinstance(r, tuple)]
-    assert sorted(status for status, _ in answers) == [200] * 9 + [201]
-    assert all(answer == answers[0][1] for _, answer in answers)
+    answers = [r for r in results if isinstance(r, Keyed)]
+    assert sorted(r.http_status for r in answers) == [200] * 9 + [201]
+    assert all(r.result == answers[0].result for r in answers)
 
 
 def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) -> None:
@@ -165,16 +164,20 @@ def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) ->
     reward = f.reward(db, prog, points_cost=500, stock=100)
     outcomes: Counter[str] = Counter()
     for round_ in range(20):
-        _, body = redeem_retrying(db, anna, reward, f"k-{round_}")
+        redeemed = redeem_retrying(db, anna, reward, f"k-{round_}")
+        coupon = f.coupon_of(db, redeemed)
 
-        def act(i: int, body: dict[str, Any] = body, round_: int = round_) -> str:
+        def act(
+            i: int,
+            made: uuid.UUID = redeemed.result.id,
+            code: str = coupon.code,
+            round_: int = round_,
+        ) -> str:
             if i == 0:
                 with db.unit_of_work() as session:
-                    redemptions.cancel(
-                        session, redemption_id=uuid.UUID(body["id"]), actor="test", now=T0
-                    )
+                    redemptions.cancel(session, redemption_id=made, actor="test", now=T0)
                 return "cancelled"
-            f.use_coupon(db, prog, body["coupon"]["code"], f"order-{round_}")
+            f.use_coupon(db, prog, code, f"order-{round_}")
             return "used"
 
         results = in_parallel(2, act)
@@ -186,7 +189,7 @@ def test_cancel_and_use_at_once_never_both_happen(db: Database, backend: str) ->
             [CouponNotApplicable],
         )
         outcomes[done[0]] += 1
-        assert f.coupon_of(db, body).status == done[0]
+        assert f.coupon_of(db, redeemed).status == done[0]
     # Every cancel gave 500 points and a unit back; every use kept them.
     assert f.balance(db, anna).available == outcomes["cancelled"] * 500
     assert f.reward_row(db, reward).stock_left == 100 - outcomes["used"]

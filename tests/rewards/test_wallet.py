@@ -16,6 +16,7 @@ from treu.db.session import Database
 from treu.members.models import Member
 from treu.programmes.models import Programme
 from treu.rewards.errors import CurrencyMismatch
+from treu.rewards.schemas import Keyed, WalletDebitOut
 from treu.rewards.wallet import InsufficientWallet, Wallet, WalletEntry, wallet
 
 
@@ -222,7 +223,7 @@ def test_twenty_concurrent_debits_never_go_below_zero(db: Database, backend: str
     anna = f.member(db, prog)
     credit(db, anna, 1000)
 
-    def spend(i: int) -> tuple[int, dict[str, Any]]:
+    def spend(i: int) -> Keyed[WalletDebitOut]:
         return retrying(
             db,
             lambda session: wallet.debit(
@@ -237,7 +238,7 @@ def test_twenty_concurrent_debits_never_go_below_zero(db: Database, backend: str
 
     results = in_parallel(20, spend)
     assert Counter(type(r).__name__ for r in results) == {
-        "tuple": 10,
+        "Keyed": 10,
         "InsufficientWallet": 10,
     }, results
     with db.unit_of_work(write=False) as session:

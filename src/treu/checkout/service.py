@@ -222,20 +222,20 @@ class CheckoutService:
                 else 0
             ),
         }
-        body.update(  # the member's coupons usable on this cart, rewards redeemable now
-            redemptions.checkout_offers(
-                session,
-                programme=programme,
-                member_id=member.id,
-                member_status=member.status,
-                enrolled_at=member.enrolled_at,
-                tier=tier.code if tier is not None else None,
-                available_points=balance.available,
-                cart=coupon_cart(cart.currency, cart.lines),
-                lang=lang,
-                now=at,
-            )
+        offers = redemptions.checkout_offers(  # usable coupons, rewards redeemable now
+            session,
+            programme=programme,
+            member_id=member.id,
+            member_status=member.status,
+            enrolled_at=member.enrolled_at,
+            tier=tier.code if tier is not None else None,
+            available_points=balance.available,
+            cart=coupon_cart(cart.currency, cart.lines),
+            lang=lang,
+            now=at,
         )
+        body["coupons"] = [coupon.public() for coupon in offers.coupons]
+        body["rewards"] = [reward.public() for reward in offers.rewards]
         if member.birthday is not None and member.birthday.month == view.date.month:
             hints.append(self._hint("birthday_month", lang, N_("Birthday this month")))
         horizon = at + timedelta(days=EXPIRY_HINT_DAYS)

@@ -18,7 +18,6 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
     one redemption is cancelled. Runs after the events (members need points). Returns
     the number of redemptions."""
     import random as _random
-    import uuid
     from zoneinfo import ZoneInfo
 
     from sqlalchemy import select
@@ -27,7 +26,7 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
     from treu.ledger.models import Account
     from treu.rewards.coupons import Cart, CartLine, coupons
     from treu.rewards.donations import CharityNotFound, donations
-    from treu.rewards.schemas import RewardIn
+    from treu.rewards.schemas import RedemptionResult, RewardIn
     from treu.rewards.service import catalogue, redemptions
 
     with db.unit_of_work() as session:
@@ -174,12 +173,12 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
 
     rng = _random.Random(seed if seed is not None else 11)
     choices = list(made)
-    issued: list[dict[str, Any]] = []
+    issued: list[RedemptionResult] = []
     for n, member_id in enumerate(richest):
         code = choices[n % len(choices)] if n < len(choices) else rng.choice(choices)
         try:
             with db.unit_of_work() as session:
-                _, body = redemptions.redeem(
+                done = redemptions.redeem(
                     session,
                     member_id=member_id,
                     key=f"demo-{n}",
@@ -189,24 +188,24 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
                 )
         except TreuError:  # not enough points, not Gold, a limit: as in real life
             continue
-        issued.append(body)
+        issued.append(done.result)
     prices = {"cappuccino-gratis": ("7006", 290), "bio-tasche": ("9005", 499)}
-    kept: list[dict[str, Any]] = []
-    for n, body in enumerate(b for b in issued if b["coupon"] is not None):
+    kept: list[RedemptionResult] = []
+    for n, (body, issued_coupon) in enumerate((b, b.coupon) for b in issued if b.coupon):
         if n % 3 == 2:
             kept.append(body)  # a third of the coupons stay unused
             continue
-        reward_code = body["reward"]["code"]
+        reward_code = body.reward.code
         sku, price = prices.get(reward_code, ("7001", 1699))
         basket = Cart("EUR", (CartLine(sku, 1, price), CartLine("9003", 1, 5999)))
         try:
             with db.unit_of_work() as session:
                 coupons.redeem(
                     session,
-                    code=body["coupon"]["code"],
+                    code=issued_coupon.code,
                     order_id=f"demo-order-{n + 1}",
                     programme=programme,
-                    cart=None if body["coupon"]["kind"] == "experience" else basket,
+                    cart=None if issued_coupon.kind == "experience" else basket,
                     actor="demo",
                     now=now,
                 )
@@ -216,7 +215,7 @@ def demo_rewards(db: Database, programme_id: Any, *, now: datetime, seed: int | 
         with db.unit_of_work() as session:
             redemptions.cancel(
                 session,
-                redemption_id=uuid.UUID(kept[-1]["id"]),
+                redemption_id=kept[-1].id,
                 actor="demo",
                 reason="changed their mind",
                 now=now,
@@ -298,11 +297,11 @@ def demo_payments(db: Database, programme_id: Any, *, now: datetime, seed: int |
             done += 1
         except TreuError:  # the points went elsewhere meanwhile
             continue
-    paid: list[str] = []
+    paid: list[uuid.UUID] = []
     for n, member_id in enumerate(holders[30:50]):
         try:
             with db.unit_of_work() as session:
-                _, body = payments.pay(
+                payment = payments.pay(
                     session,
                     member_id=member_id,
                     key=f"demo-pay-{n}",
@@ -313,7 +312,7 @@ def demo_payments(db: Database, programme_id: Any, *, now: datetime, seed: int |
                     actor="demo",
                     now=now,
                 )
-            paid.append(body["id"])
+            paid.append(payment.result.id)
             done += 1
         except TreuError:
             continue
@@ -321,17 +320,17 @@ def demo_payments(db: Database, programme_id: Any, *, now: datetime, seed: int |
         with db.unit_of_work() as session:
             payments.refund(
                 session,
-                payment_id=uuid.UUID(paid[0]),
+                payment_id=paid[0],
                 key="demo-refund-0",
                 amount_minor=300,
                 actor="demo",
                 now=now,
             )
-    debits: list[str] = []
+    debits: list[uuid.UUID] = []
     for n, member_id in enumerate(with_credit[:5]):
         try:
             with db.unit_of_work() as session:
-                _, body = wallet.debit(
+                debit = wallet.debit(
                     session,
                     member_id=member_id,
                     key=f"demo-wallet-{n}",
@@ -342,13 +341,11 @@ def demo_payments(db: Database, programme_id: Any, *, now: datetime, seed: int |
                     actor="demo",
                     now=now,
                 )
-            debits.append(body["id"])
+            debits.append(debit.result.id)
             done += 1
         except TreuError:
             continue
     if debits:  # one of those orders was cancelled
         with db.unit_of_work() as session:
-            wallet.refund(
-                session, debit_id=uuid.UUID(debits[0]), key="demo-wallet-refund-0", now=now
-            )
+            wallet.refund(session, debit_id=debits[0], key="demo-wallet-refund-0", now=now)
     return done

@@ -56,6 +56,7 @@ from treu.rewards.errors import (
     InvalidCouponCode,
 )
 from treu.rewards.models import Coupon, CouponStatus, RewardType
+from treu.rewards.schemas import CouponOut, CouponUseOut, CouponValidationOut, Keyed, ReasonOut
 
 PERCENT_ROUNDING = Rounding.half_up
 """Percent discounts are rounded half-up ("kaufmännisch") to whole minor units."""
@@ -161,13 +162,19 @@ class Reason:
             values["tier"] = names.get(lang) or names.get("en") or values.get("tier")
         return translate(lang, msgid, **values)
 
-    def out(self, lang: str) -> dict[str, Any]:
+    def out(self, lang: str) -> ReasonOut:
         public = {k: v for k, v in self.params.items() if k != "tier_name"}
-        return {"code": self.code, "text": self.text(lang), "params": public}
+        return ReasonOut(code=self.code, text=self.text(lang), params=public)
 
 
-def reasons_out(reasons: list[Reason], lang: str = "en") -> list[dict[str, Any]]:
+def reasons_out(reasons: list[Reason], lang: str = "en") -> list[ReasonOut]:
     return [reason.out(lang) for reason in reasons]
+
+
+def problem_reasons(reasons: list[Reason], lang: str = "en") -> list[dict[str, Any]]:
+    """The reasons as the ``reasons`` member of an error's problem document (an error
+    carries JSON, which the API renders as it is)."""
+    return [reason.out(lang).model_dump() for reason in reasons]
 
 
 def local_name(names: Any, lang: str) -> str:
@@ -301,6 +308,33 @@ def qr_path(code: str) -> str:
     return f"/v1/coupons/{codes.format_code(code)}/qr.svg"
 
 
+@dataclass(frozen=True, slots=True)
+class UsableCoupon:
+    """One of the member's coupons that applies to a checkout cart."""
+
+    id: uuid.UUID
+    code: str
+    """Formatted in groups of four."""
+    kind: str
+    name: str
+    summary: str
+    discount_minor: int | None
+    expires_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """As ``POST /v1/checkout/evaluate`` lists it (a JSON document: the checkout's
+        answer is encoded as it is built)."""
+        return {
+            "id": str(self.id),
+            "code": self.code,
+            "kind": self.kind,
+            "name": self.name,
+            "summary": self.summary,
+            "discount_minor": self.discount_minor,
+            "expires_at": iso(self.expires_at),
+        }
+
+
 def coupon_row(
     *,
     coupon_id: uuid.UUID,
@@ -393,7 +427,7 @@ class CouponService:
         cart: Cart,
         lang: str = "en",
         now: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> CouponValidationOut:
         """Read-only: whether the coupon applies to ``cart`` and what it takes off."""
         now = now or utc_now()
         coupon = self.find(session, code, programme=programme)
@@ -401,14 +435,14 @@ class CouponService:
         if coupon.kind == RewardType.experience and verdict.applicable:
             # For a cart, a ticket is never a discount: say so rather than "0 off".
             verdict = Verdict(False, None, [Reason("not_a_discount")])
-        return {
-            "code": codes.format_code(coupon.code),
-            "applicable": verdict.applicable,
-            "discount_minor": verdict.discount_minor,
-            "currency": cart.currency,
-            "reasons": reasons_out(verdict.reasons, lang),
-            "coupon": self.public(coupon, lang=lang, timezone=programme.timezone),
-        }
+        return CouponValidationOut(
+            code=codes.format_code(coupon.code),
+            applicable=verdict.applicable,
+            discount_minor=verdict.discount_minor,
+            currency=cart.currency,
+            reasons=reasons_out(verdict.reasons, lang),
+            coupon=self.public(coupon, lang=lang, timezone=programme.timezone),
+        )
 
     def redeem(
         self,
@@ -421,9 +455,10 @@ class CouponService:
         actor: str | None,
         lang: str = "en",
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        """Use the coupon for ``order_id``: 201 the first time, 200 with the same answer
-        for the same order again, ``coupon_already_used`` for another order."""
+    ) -> Keyed[CouponUseOut]:
+        """Use the coupon for ``order_id``; the same order again is a replay with the
+        same answer, another order ``coupon_already_used``. The order id is the
+        idempotency key."""
         now = now or utc_now()
         coupon = self.find(session, code, programme=programme)
         if coupon.status == CouponStatus.used:
@@ -432,7 +467,7 @@ class CouponService:
         if not verdict.applicable:
             raise CouponNotApplicable(
                 "; ".join(r.text("en") for r in verdict.reasons),
-                reasons=reasons_out(verdict.reasons, lang),
+                reasons=problem_reasons(verdict.reasons, lang),
             )
         done = cast(
             CursorResult[Any],
@@ -462,7 +497,7 @@ class CouponService:
                 return self._replay(coupon, order_id, programme, lang)
             reasons = status_reasons(coupon, now, programme.timezone)
             raise CouponNotApplicable(
-                "; ".join(r.text("en") for r in reasons), reasons=reasons_out(reasons, lang)
+                "; ".join(r.text("en") for r in reasons), reasons=problem_reasons(reasons, lang)
             )
         session.refresh(coupon)
         outbox.record(
@@ -476,29 +511,29 @@ class CouponService:
                 discount_minor=verdict.discount_minor,
             ),
         )
-        return 201, self._used(coupon, programme, lang)
+        return Keyed(self._used(coupon, programme, lang))
 
     def _replay(
         self, coupon: Coupon, order_id: str, programme: Programme, lang: str
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Keyed[CouponUseOut]:
         if coupon.order_id != order_id:
             raise CouponAlreadyUsed(
                 "the coupon was used for another order", used_at=iso(coupon.used_at)
             )
-        return 200, self._used(coupon, programme, lang)
+        return Keyed(self._used(coupon, programme, lang), replayed=True)
 
-    def _used(self, coupon: Coupon, programme: Programme, lang: str) -> dict[str, Any]:
+    def _used(self, coupon: Coupon, programme: Programme, lang: str) -> CouponUseOut:
         """The answer to a successful redeem, built from the stored row only, so that a
         repeat for the same order is byte-for-byte the same."""
-        return {
-            "code": codes.format_code(coupon.code),
-            "order_id": coupon.order_id,
-            "status": coupon.status,
-            "discount_minor": coupon.discount_minor,
-            "currency": coupon.terms.get("currency") or programme.currency,
-            "used_at": iso(coupon.used_at),
-            "coupon": self.public(coupon, lang=lang, timezone=programme.timezone),
-        }
+        return CouponUseOut(
+            code=codes.format_code(coupon.code),
+            order_id=coupon.order_id,
+            status=coupon.status,
+            discount_minor=coupon.discount_minor,
+            currency=coupon.terms.get("currency") or programme.currency,
+            used_at=iso(coupon.used_at),
+            coupon=self.public(coupon, lang=lang, timezone=programme.timezone),
+        )
 
     def restore_for_order(
         self, session: Session, *, programme_id: uuid.UUID, order_id: str, now: datetime
@@ -540,7 +575,7 @@ class CouponService:
         programme: Programme,
         lang: str,
         now: datetime,
-    ) -> list[dict[str, Any]]:
+    ) -> list[UsableCoupon]:
         """The member's active coupons that apply to ``cart``, largest discount first
         (one indexed query; for the checkout)."""
         rows = session.execute(
@@ -558,17 +593,17 @@ class CouponService:
             if not verdict.applicable:
                 continue
             usable.append(
-                {
-                    "id": str(coupon_id),
-                    "code": codes.format_code(code),
-                    "kind": kind,
-                    "name": local_name(terms.get("name"), lang),
-                    "summary": summary(kind, terms, lang, programme.timezone),
-                    "discount_minor": verdict.discount_minor,
-                    "expires_at": iso(expires_at),
-                }
+                UsableCoupon(
+                    id=coupon_id,
+                    code=codes.format_code(code),
+                    kind=kind,
+                    name=local_name(terms.get("name"), lang),
+                    summary=summary(kind, terms, lang, programme.timezone),
+                    discount_minor=verdict.discount_minor,
+                    expires_at=expires_at,
+                )
             )
-        usable.sort(key=lambda c: -int(c["discount_minor"] or 0))
+        usable.sort(key=lambda c: -(c.discount_minor or 0))
         return usable
 
     def for_member(
@@ -593,23 +628,23 @@ class CouponService:
             next_cursor = encode_cursor({"before": str(rows[-1].id)})
         return rows, next_cursor
 
-    def public(self, coupon: Coupon, *, lang: str, timezone: str) -> dict[str, Any]:
-        return {
-            "id": str(coupon.id),
-            "code": codes.format_code(coupon.code),
-            "kind": coupon.kind,
-            "status": coupon.status,
-            "name": local_name(coupon.terms.get("name"), lang),
-            "summary": summary(coupon.kind, coupon.terms, lang, timezone),
-            "reward_id": str(coupon.reward_id) if coupon.reward_id else None,
-            "redemption_id": str(coupon.redemption_id) if coupon.redemption_id else None,
-            "issued_at": iso(coupon.issued_at),
-            "expires_at": iso(coupon.expires_at),
-            "used_at": iso(coupon.used_at),
-            "order_id": coupon.order_id,
-            "discount_minor": coupon.discount_minor,
-            "qr_url": qr_path(coupon.code),
-        }
+    def public(self, coupon: Coupon, *, lang: str, timezone: str) -> CouponOut:
+        return CouponOut(
+            id=coupon.id,
+            code=codes.format_code(coupon.code),
+            kind=RewardType(coupon.kind),
+            status=coupon.status,
+            name=local_name(coupon.terms.get("name"), lang),
+            summary=summary(coupon.kind, coupon.terms, lang, timezone),
+            reward_id=coupon.reward_id,
+            redemption_id=coupon.redemption_id,
+            issued_at=iso(coupon.issued_at),
+            expires_at=iso(coupon.expires_at),
+            used_at=iso(coupon.used_at),
+            order_id=coupon.order_id,
+            discount_minor=coupon.discount_minor,
+            qr_url=qr_path(coupon.code),
+        )
 
     def qr_svg(self, code: str, *, scale: int = 4) -> str:
         """The coupon code as a QR code (SVG). It encodes the printed form

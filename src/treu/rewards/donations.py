@@ -47,6 +47,7 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards._common import check_currency, check_member, digest, find_keyed
 from treu.rewards.payments import worth
+from treu.rewards.schemas import CharityOut, CharityRef, DonationOut, Keyed
 
 
 class CharityNotFound(NotFound):
@@ -120,30 +121,30 @@ def localised(value: dict[str, Any], lang: str) -> str:
     return str(value.get(lang) or value.get("en") or next(iter(value.values()), ""))
 
 
-def charity_out(charity: Charity) -> dict[str, Any]:
-    return {
-        "id": str(charity.id),
-        "code": charity.code,
-        "name": charity.name,
-        "description": charity.description,
-        "url": charity.url,
-        "active": charity.active,
-        "created_at": iso(charity.created_at),
-    }
+def charity_out(charity: Charity) -> CharityOut:
+    return CharityOut(
+        id=charity.id,
+        code=charity.code,
+        name=charity.name,
+        description=charity.description,
+        url=charity.url,
+        active=charity.active,
+        created_at=iso(charity.created_at),
+    )
 
 
-def donation_out(donation: Donation, charity: Charity) -> dict[str, Any]:
-    return {
-        "id": str(donation.id),
-        "member_id": str(donation.member_id),
-        "charity": {"code": charity.code, "name": charity.name},
-        "points": donation.points,
-        "value_minor": donation.value_minor,
-        "currency": donation.currency,
-        "redemption_id": str(donation.redemption_id) if donation.redemption_id else None,
-        "posting_id": str(donation.posting_id) if donation.posting_id else None,
-        "created_at": iso(donation.created_at),
-    }
+def donation_out(donation: Donation, charity: Charity) -> DonationOut:
+    return DonationOut(
+        id=donation.id,
+        member_id=donation.member_id,
+        charity=CharityRef(code=charity.code, name=charity.name),
+        points=donation.points,
+        value_minor=donation.value_minor,
+        currency=donation.currency,
+        redemption_id=donation.redemption_id,
+        posting_id=donation.posting_id,
+        created_at=iso(donation.created_at),
+    )
 
 
 class DonationService:
@@ -280,9 +281,9 @@ class DonationService:
         points: int,
         actor: str | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Keyed[DonationOut]:
         """Donate ``points`` to ``charity`` (its code): burn them FIFO and record the
-        donation. ``(201, donation)``, or ``(200, the first donation)`` on a replay."""
+        donation; a replay answers the first donation."""
         now = now or utc_now()
         member = members.get(session, member_id)
         writer = ledger.writer(session, now=now)
@@ -293,7 +294,8 @@ class DonationService:
             session, Donation, member_id=member.id, key=full_key, payload_hash=digest(payload)
         )
         if existing is not None:
-            return 200, donation_out(existing, session.get_one(Charity, existing.charity_id))
+            charity_row = session.get_one(Charity, existing.charity_id)
+            return Keyed(donation_out(existing, charity_row), replayed=True)
         check_member(member)
         if points <= 0:
             raise Invalid("points must be positive")
@@ -336,7 +338,7 @@ class DonationService:
         )
         session.add(donation)
         session.flush()
-        return 201, donation_out(donation, target)
+        return Keyed(donation_out(donation, target))
 
     def summary(
         self,

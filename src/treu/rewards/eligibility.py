@@ -16,7 +16,7 @@ from treu.rewards.catalogue import RewardView, TierInfo
 from treu.rewards.coupons import (
     Reason,
     local_day,
-    reasons_out,
+    problem_reasons,
 )
 from treu.rewards.errors import (
     MemberLimitReached,
@@ -114,7 +114,7 @@ def refusal(reasons: list[Reason], view: RewardView, facts: MemberFacts) -> Exce
     and every reason is listed."""
     codes = {r.code for r in reasons}
     detail = "; ".join(r.text("en") for r in reasons)
-    listed = reasons_out(reasons)
+    listed = problem_reasons(reasons)
     if codes <= {"insufficient_points"}:
         return InsufficientPoints(
             f"{view.points_cost} points needed, {max(facts.available_points, 0)} available",

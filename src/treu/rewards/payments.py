@@ -56,6 +56,13 @@ from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards._common import check_currency, check_member, digest, find_keyed
+from treu.rewards.schemas import (
+    Keyed,
+    PaymentRefundOut,
+    PointPaymentDetail,
+    PointPaymentOut,
+    RefundSummary,
+)
 
 
 class PointsHaveNoValue(Invalid):
@@ -169,7 +176,8 @@ class PointPayment(IdMixin, TimestampMixin, Base):
     refunded_points: Mapped[int] = mapped_column(default=0)
     actor: Mapped[str | None] = mapped_column(String(200))
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    """The answer given the first time, returned unchanged on a replay of the key."""
+    """The answer given the first time (a ``PointPaymentOut``), returned unchanged on a
+    replay of the key."""
 
 
 class PointPaymentRefund(IdMixin, Base):
@@ -214,10 +222,10 @@ class PaymentService:
         partial: bool = False,
         actor: str | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        """Pay up to ``amount_minor`` of order ``order_id`` with points, FIFO by expiry.
+    ) -> Keyed[PointPaymentOut]:
+        """Pay up to ``amount_minor`` of order ``order_id`` with points, FIFO by expiry;
+        a replay of ``key`` answers the first result.
 
-        Returns ``(201, result)``, or ``(200, the first result)`` for a replay of ``key``.
         Without ``partial`` the balance must cover the whole amount (``insufficient_points``
         otherwise); with it, as much as the balance covers."""
         now = now or utc_now()
@@ -235,7 +243,7 @@ class PaymentService:
         account = writer.account(member.id)  # locks first: a concurrent retry waits here
         replay = self._replay(session, PointPayment, member.id, key, digest(payload))
         if replay is not None:
-            return 200, replay
+            return Keyed(PointPaymentOut.model_validate(replay), replayed=True)
         check_member(member)
         check_currency(programme, currency)
         if amount_minor <= 0:
@@ -309,7 +317,7 @@ class PaymentService:
             )
         )
         session.flush()
-        return 201, result
+        return Keyed(PointPaymentOut.model_validate(result))
 
     def refund(
         self,
@@ -320,7 +328,7 @@ class PaymentService:
         amount_minor: int | None = None,
         actor: str | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Keyed[PaymentRefundOut]:
         """Refund ``amount_minor`` (default: all that is not refunded yet) of a payment:
         the points go back to the lots they were paid from (``LedgerWriter.refund``)."""
         now = now or utc_now()
@@ -334,7 +342,7 @@ class PaymentService:
         payload = {"payment_id": str(payment_id), "amount_minor": amount_minor}
         replay = self._replay(session, PointPaymentRefund, member_id, key, digest(payload))
         if replay is not None:
-            return 200, replay
+            return Keyed(PaymentRefundOut.model_validate(replay), replayed=True)
         # Read after the lock, so earlier refunds of this payment are seen.
         payment = session.scalars(
             select(PointPayment)
@@ -412,9 +420,9 @@ class PaymentService:
             )
         )
         session.flush()
-        return 201, result
+        return Keyed(PaymentRefundOut.model_validate(result))
 
-    def get(self, session: Session, payment_id: uuid.UUID) -> dict[str, Any]:
+    def get(self, session: Session, payment_id: uuid.UUID) -> PointPaymentDetail:
         """The payment as it stands now, with its refunds."""
         payment = session.get(PointPayment, payment_id)
         if payment is None:
@@ -424,29 +432,29 @@ class PaymentService:
             .where(PointPaymentRefund.payment_id == payment_id)
             .order_by(PointPaymentRefund.id)
         ).all()
-        return {
-            "id": str(payment.id),
-            "member_id": str(payment.member_id),
-            "order_id": payment.order_id,
-            "currency": payment.currency,
-            "amount_requested_minor": payment.amount_requested_minor,
-            "points_used": payment.points,
-            "amount_covered_minor": payment.amount_covered_minor,
-            "remaining_to_pay_minor": payment.amount_requested_minor - payment.amount_covered_minor,
-            "point_value_minor": str(payment.point_value_minor.normalize()),
-            "refunded_minor": payment.refunded_minor,
-            "refunded_points": payment.refunded_points,
-            "refunds": [
-                {
-                    "id": str(r.id),
-                    "amount_minor": r.amount_minor,
-                    "points": r.points,
-                    "created_at": iso(r.created_at),
-                }
+        return PointPaymentDetail(
+            id=payment.id,
+            member_id=payment.member_id,
+            order_id=payment.order_id,
+            currency=payment.currency,
+            amount_requested_minor=payment.amount_requested_minor,
+            points_used=payment.points,
+            amount_covered_minor=payment.amount_covered_minor,
+            remaining_to_pay_minor=payment.amount_requested_minor - payment.amount_covered_minor,
+            point_value_minor=str(payment.point_value_minor.normalize()),
+            refunded_minor=payment.refunded_minor,
+            refunded_points=payment.refunded_points,
+            refunds=[
+                RefundSummary(
+                    id=r.id,
+                    amount_minor=r.amount_minor,
+                    points=r.points,
+                    created_at=iso(r.created_at),
+                )
                 for r in refunds
             ],
-            "created_at": iso(payment.created_at),
-        }
+            created_at=iso(payment.created_at),
+        )
 
     def _replay(
         self,
@@ -456,6 +464,7 @@ class PaymentService:
         key: str,
         payload_hash: str,
     ) -> dict[str, Any] | None:
+        """The stored answer to an earlier request with ``key``, or ``None``."""
         row = find_keyed(
             session,
             model,

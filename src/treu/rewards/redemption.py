@@ -24,12 +24,9 @@ for the shortest time — from that UPDATE to the commit — which is what limit
 redemptions of one popular reward commit per second. Unlimited rewards never touch the
 reward row, so they do not contend at all.
 
-**Cancelling** gives the stock back and, where the reward's ``refund_on_cancel`` says so,
-the points (``LedgerWriter.refund``: to the very lots they came from). A used coupon
-cannot be cancelled: the coupon is set ``cancelled`` by a conditional UPDATE, which
-loses against a till using it at the same moment. **Expiry** (``expire_coupons``, job
-``rewards.expire_coupons``) does the same for unused coupons past their expiry, with the
-reward's ``refund_on_expiry``.
+**Cancelling** and **expiry** give stock and points back: ``treu.rewards.reversal``,
+whose ``Reversals`` this service inherits (``redemptions.cancel``,
+``redemptions.expire_coupons``).
 
 Rewards of type ``donation`` and ``wallet_credit`` are fulfilled inside the redemption
 (a donation record, a wallet credit: ``treu.rewards.donations``, ``treu.rewards.wallet``)
@@ -47,7 +44,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import CursorResult, String, Uuid, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from treu.audit.service import audit
 from treu.db.base import WriteBatch, table_of
 from treu.errors import TreuError
 from treu.kit.codes import format_code
@@ -66,10 +62,12 @@ from treu.rewards.catalogue import VIEW_COLUMNS, RewardView, catalogue
 from treu.rewards.coupons import (
     Cart,
     Reason,
+    UsableCoupon,
     cart_discount,
     coupon_row,
     coupons,
     local_name,
+    problem_reasons,
     qr_path,
     reasons_out,
     summary,
@@ -85,14 +83,12 @@ from treu.rewards.eligibility import (
 from treu.rewards.errors import (
     IdempotencyKeyConflict,
     OutOfStock,
-    RedemptionNotCancellable,
     RedemptionNotFound,
     RewardNotFound,
 )
 from treu.rewards.models import (
     COUPON_TYPES,
     Coupon,
-    CouponStatus,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -100,10 +96,57 @@ from treu.rewards.models import (
     RewardType,
 )
 from treu.rewards.payments import worth
+from treu.rewards.reversal import Reversals
 from treu.rewards.schemas import (
     DEFAULT_COUPON_DAYS,
+    EventInfo,
+    Keyed,
+    MemberRewardOut,
+    MemberRewardsOut,
+    RedemptionOut,
+    RedemptionResult,
 )
 from treu.rewards.wallet import wallet
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RewardOffer:
+    """A reward the member can redeem now, as the checkout offers it."""
+
+    id: uuid.UUID
+    code: str
+    type: str
+    name: str
+    summary: str
+    points_cost: int
+    discount_minor: int | None
+    """Discounts and free products: what the reward's coupon would take off the cart (0
+    when it would not apply); ``None`` for other rewards."""
+
+    def public(self) -> dict[str, Any]:
+        """As ``POST /v1/checkout/evaluate`` lists it (a JSON document: the checkout's
+        answer is encoded as it is built); ``discount_minor`` only for discounts."""
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "code": self.code,
+            "type": self.type,
+            "name": self.name,
+            "summary": self.summary,
+            "points_cost": self.points_cost,
+        }
+        if self.discount_minor is not None:
+            out["discount_minor"] = self.discount_minor
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutOffers:
+    coupons: list[UsableCoupon]
+    """The member's coupons usable on the cart, largest discount first."""
+    rewards: list[RewardOffer]
+
 
 # --- redemptions ----------------------------------------------------------------------------
 
@@ -160,7 +203,7 @@ _TAKE_STOCK = (
 """Take one unit; ``stock_left IS NULL``: the reward was made unlimited meanwhile."""
 
 
-class RedemptionService:
+class RedemptionService(Reversals):
     def _member(self, session: Session, member_id: uuid.UUID) -> tuple[_MemberRow, Programme]:
         row = session.execute(
             select(
@@ -193,7 +236,7 @@ class RedemptionService:
         member_id: uuid.UUID,
         lang: str = "en",
         now: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> MemberRewardsOut:
         """What the member can redeem now and what is locked, with the reasons."""
         now = now or utc_now()
         member, programme = self._member(session, member_id)
@@ -208,34 +251,38 @@ class RedemptionService:
             tier=member_tier(session, member.id, now) if tiers else None,
             held=self._held(session, member.id) if views else {},
         )
-        redeemable: list[dict[str, Any]] = []
-        locked: list[dict[str, Any]] = []
+        redeemable: list[MemberRewardOut] = []
+        locked: list[MemberRewardOut] = []
         for view in views:
             reasons = lock_reasons(view, facts, tiers, now, programme.timezone)
-            item = self._listed(view, programme, lang) | {"reasons": reasons_out(reasons, lang)}
+            item = self._listed(view, programme, lang, reasons)
             (locked if reasons else redeemable).append(item)
-        return {
-            "member_id": str(member.id),
-            "available_points": balance.available,
-            "tier": facts.tier,
-            "redeemable": redeemable,
-            "locked": locked,
-        }
+        return MemberRewardsOut(
+            member_id=member.id,
+            available_points=balance.available,
+            tier=facts.tier,
+            redeemable=redeemable,
+            locked=locked,
+        )
 
-    def _listed(self, view: RewardView, programme: Programme, lang: str) -> dict[str, Any]:
-        return {
-            "id": str(view.id),
-            "code": view.code,
-            "type": view.type,
-            "name": local_name(view.name, lang),
-            "description": local_name(view.description, lang) or None,
-            "summary": self._summary(view, programme, lang),
-            "image_url": view.image_url,
-            "points_cost": view.points_cost,
-            "valid_until": iso(view.available_until),
-            "stock_left": view.stock_left,
-            "event": view.event(),
-        }
+    def _listed(
+        self, view: RewardView, programme: Programme, lang: str, reasons: list[Reason]
+    ) -> MemberRewardOut:
+        event = view.event()
+        return MemberRewardOut(
+            id=view.id,
+            code=view.code,
+            type=RewardType(view.type),
+            name=local_name(view.name, lang),
+            description=local_name(view.description, lang) or None,
+            summary=self._summary(view, programme, lang),
+            image_url=view.image_url,
+            points_cost=view.points_cost,
+            valid_until=iso(view.available_until),
+            stock_left=view.stock_left,
+            event=EventInfo.model_validate(event) if event is not None else None,
+            reasons=reasons_out(reasons, lang),
+        )
 
     def checkout_offers(
         self,
@@ -250,7 +297,7 @@ class RedemptionService:
         cart: Cart,
         lang: str,
         now: datetime,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> CheckoutOffers:
         """For ``POST /v1/checkout/evaluate``: the member's coupons usable on this cart
         (one query) and the rewards redeemable now (the cached catalogue; ``tier`` is
         what the checkout knows already; a count of held redemptions only if some reward
@@ -263,7 +310,7 @@ class RedemptionService:
             if cached.has_discount_coupons
             else []
         )
-        offers: list[dict[str, Any]] = []
+        offers: list[RewardOffer] = []
         if cached.rewards:
             facts = MemberFacts(
                 member_id=member_id,
@@ -280,23 +327,26 @@ class RedemptionService:
             for view in cached.rewards:
                 if lock_reasons(view, facts, cached.tiers, now, programme.timezone):
                     continue
-                offer = {
-                    "id": str(view.id),
-                    "code": view.code,
-                    "type": view.type,
-                    "name": local_name(view.name, lang),
-                    "summary": self._summary(view, programme, lang),
-                    "points_cost": view.points_cost,
-                }
+                discount = None
                 if view.type in (
                     RewardType.percent_discount,
                     RewardType.amount_discount,
                     RewardType.free_product,
                 ):
                     verdict = cart_discount(view.type, view.terms(programme.currency), cart)
-                    offer["discount_minor"] = verdict.discount_minor if verdict.applicable else 0
-                offers.append(offer)
-        return {"coupons": usable, "rewards": offers}
+                    discount = (verdict.discount_minor or 0) if verdict.applicable else 0
+                offers.append(
+                    RewardOffer(
+                        id=view.id,
+                        code=view.code,
+                        type=view.type,
+                        name=local_name(view.name, lang),
+                        summary=self._summary(view, programme, lang),
+                        points_cost=view.points_cost,
+                        discount_minor=discount,
+                    )
+                )
+        return CheckoutOffers(coupons=usable, rewards=offers)
 
     # --- redeem ---------------------------------------------------------------------------
 
@@ -311,9 +361,9 @@ class RedemptionService:
         actor: str | None = None,
         now: datetime | None = None,
         optimistic: bool = False,
-    ) -> tuple[int, dict[str, Any]]:
-        """Redeem one reward for the member: 201 and the answer, or 200 and the stored
-        answer for a repeated Idempotency-Key (see the module docstring for the steps).
+    ) -> Keyed[RedemptionResult]:
+        """Redeem one reward for the member; a repeated Idempotency-Key replays the
+        stored answer (see the module docstring for the steps).
 
         ``optimistic``: do not look for an earlier request with this key first. A replay
         then either fails on the unique ``(member, key)`` constraint when the redemption
@@ -330,7 +380,7 @@ class RedemptionService:
         if not optimistic:
             stored = self._stored(session, member_id, key, digest)  # 2. idempotency
             if stored is not None:
-                return 200, stored
+                return Keyed(stored, replayed=True)
         try:
             if member.status == MemberStatus.closed:
                 raise MemberClosed(f"member {member_id} is closed")
@@ -350,10 +400,10 @@ class RedemptionService:
         except TreuError:
             stored = self._stored(session, member_id, key, digest) if optimistic else None
             if stored is not None:
-                return 200, stored
+                return Keyed(stored, replayed=True)
             raise
         # 4. points, redemption, coupon or fulfilment
-        body = self._book(session, writer, account, view, programme, member, key, digest, actor)
+        result = self._book(session, writer, account, view, programme, member, key, digest, actor)
         # 5. stock, last: the hot row is locked from here to the commit only
         if view.stock_total is not None:
             taken = cast(
@@ -362,9 +412,9 @@ class RedemptionService:
             )
             if taken.rowcount != 1:
                 raise OutOfStock(
-                    "the reward sold out", reasons=reasons_out([Reason("out_of_stock")])
+                    "the reward sold out", reasons=problem_reasons([Reason("out_of_stock")])
                 )
-        return 201, body
+        return Keyed(result)
 
     def _lock(
         self,
@@ -394,7 +444,7 @@ class RedemptionService:
 
     def _stored(
         self, session: Session, member_id: uuid.UUID, key: str, digest: str
-    ) -> dict[str, Any] | None:
+    ) -> RedemptionResult | None:
         """The answer to an earlier request with this key (under the account lock, so a
         concurrent first request has committed or rolled back by now)."""
         stored = (
@@ -408,7 +458,7 @@ class RedemptionService:
             raise IdempotencyKeyConflict(
                 f"idempotency key {key!r} was already used for another redemption"
             )
-        return dict(stored.result)
+        return RedemptionResult.model_validate(stored.result)
 
     def _book(
         self,
@@ -421,7 +471,10 @@ class RedemptionService:
         key: str,
         digest: str,
         actor: str | None,
-    ) -> dict[str, Any]:
+    ) -> RedemptionResult:
+        """4. Burn the points and write the redemption, its coupon or its fulfilment and
+        the outbox messages. The answer is stored with the redemption (``result``, for
+        replays) and validated from that stored document, as a replay is."""
         now = writer.now
         redemption_id = new_id()
         posting = writer.spend(
@@ -464,7 +517,7 @@ class RedemptionService:
                 "amount_minor": view.value_minor,
                 "currency": view.currency or programme.currency,
             }
-        body = {
+        body: dict[str, Any] = {
             "id": str(redemption_id),
             "member_id": str(member.id),
             "reward": {"id": str(view.id), "code": view.code, "type": view.type, "name": view.name},
@@ -539,7 +592,7 @@ class RedemptionService:
                 redemption_id=redemption_id,
                 now=now,
             )
-        return body
+        return RedemptionResult.model_validate(body)
 
     def _events(
         self,
@@ -610,154 +663,6 @@ class RedemptionService:
             end = min(end, now + timedelta(days=days))
         return end
 
-    # --- cancel and expiry --------------------------------------------------------------
-
-    def cancel(
-        self,
-        session: Session,
-        *,
-        redemption_id: uuid.UUID,
-        actor: str | None,
-        reason: str | None = None,
-        now: datetime | None = None,
-    ) -> Redemption:
-        """Cancel a redemption whose coupon is unused: stock back, points back if the
-        reward's ``refund_on_cancel`` says so. Cancelling again answers the cancelled
-        redemption unchanged."""
-        now = now or utc_now()
-        owner = session.scalar(select(Redemption.member_id).where(Redemption.id == redemption_id))
-        if owner is None:
-            raise RedemptionNotFound(f"no redemption {redemption_id}")
-        writer = ledger.writer(session, now=now)
-        account = writer.account(owner)  # the account first, always
-        redemption = session.scalar(
-            select(Redemption).where(Redemption.id == redemption_id).with_for_update()
-        )
-        assert redemption is not None
-        if redemption.status == RedemptionStatus.cancelled:
-            return redemption
-        if redemption.status == RedemptionStatus.expired:
-            raise RedemptionNotCancellable("its coupon expired; the redemption is closed")
-        kind = RewardType(redemption.reward["type"])
-        if kind not in COUPON_TYPES:
-            raise RedemptionNotCancellable(
-                f"a {kind.value} is fulfilled at once and cannot be cancelled"
-            )
-        cancelled = _run(
-            session,
-            update(Coupon)
-            .where(
-                Coupon.redemption_id == redemption.id,
-                Coupon.status == CouponStatus.active.value,
-                Coupon.expires_at > now,
-            )
-            .values(status=CouponStatus.cancelled.value, updated_at=now)
-            .execution_options(synchronize_session=False),
-        )
-        if cancelled.rowcount != 1:
-            state = session.scalar(
-                select(Coupon.status).where(Coupon.redemption_id == redemption.id)
-            )
-            what = "used" if state == CouponStatus.used else "no longer active"
-            raise RedemptionNotCancellable(f"the coupon is {what}", coupon_status=state)
-        if redemption.reward.get("policies", {}).get("refund_on_cancel", True):
-            refund = self._refund(writer, account, redemption, why="cancelled", actor=actor)
-            redemption.refund_posting_id = refund
-        writer.flush()
-        redemption.status = RedemptionStatus.cancelled.value
-        redemption.ended_at = now
-        redemption.end_reason = reason or "cancelled"
-        redemption.updated_at = now
-        session.flush()
-        _give_back_stock(session, {redemption.reward_id: 1})
-        audit.record(
-            session,
-            actor=actor or "system",
-            action="redemption.cancel",
-            subject_type="redemption",
-            subject_id=str(redemption.id),
-            programme_id=redemption.programme_id,
-            data={"reason": reason, "refunded": redemption.refund_posting_id is not None},
-        )
-        return redemption
-
-    def _refund(
-        self,
-        writer: LedgerWriter,
-        account: AccountState,
-        redemption: Redemption,
-        *,
-        why: str,
-        actor: str | None,
-    ) -> uuid.UUID:
-        posting = writer.refund(
-            account,
-            posting_id=redemption.posting_id,
-            details={
-                "template": "rewards.refund",
-                "params": {
-                    "reward": redemption.reward.get("name", {}),
-                    "points": redemption.points,
-                    "why": why,
-                },
-            },
-            correlation_id=redemption.id,
-            actor=actor,
-        )
-        return posting.id
-
-    def expire_coupons(self, session: Session, *, now: datetime, limit: int = 500) -> int:
-        """Expire unused coupons past their expiry (a batch of ``limit``): the stock goes
-        back, and the points too where the reward's ``refund_on_expiry`` says so. Safe to
-        run twice or concurrently: a coupon changes only by ``UPDATE … WHERE status =
-        'active'``, under its member's account lock."""
-        due = session.execute(
-            select(Coupon.id, Coupon.member_id)
-            .where(Coupon.status == CouponStatus.active.value, Coupon.expires_at <= now)
-            .order_by(Coupon.expires_at)
-            .limit(limit)
-        ).all()
-        if not due:
-            return 0
-        writer = ledger.writer(session, now=now)
-        writer.lock(sorted({member_id for _, member_id in due}))
-        expired = session.execute(
-            update(Coupon)
-            .where(
-                Coupon.id.in_([coupon_id for coupon_id, _ in due]),
-                Coupon.status == CouponStatus.active.value,
-                Coupon.expires_at <= now,
-            )
-            .values(status=CouponStatus.expired.value, updated_at=now)
-            .returning(Coupon.redemption_id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        redemption_ids = [row[0] for row in expired if row[0] is not None]
-        stock: dict[uuid.UUID, int] = {}
-        if redemption_ids:
-            for redemption in session.scalars(
-                select(Redemption)
-                .where(
-                    Redemption.id.in_(redemption_ids),
-                    Redemption.status == RedemptionStatus.redeemed.value,
-                )
-                .order_by(Redemption.member_id, Redemption.id)
-            ):
-                if redemption.reward.get("policies", {}).get("refund_on_expiry", False):
-                    account = writer.account(redemption.member_id)
-                    redemption.refund_posting_id = self._refund(
-                        writer, account, redemption, why="expired", actor="rewards.expire_coupons"
-                    )
-                redemption.status = RedemptionStatus.expired.value
-                redemption.ended_at = now
-                redemption.end_reason = "coupon expired unused"
-                redemption.updated_at = now
-                stock[redemption.reward_id] = stock.get(redemption.reward_id, 0) + 1
-        writer.flush()
-        session.flush()
-        _give_back_stock(session, stock)
-        return len(expired)
-
     # --- reading ----------------------------------------------------------------------------
 
     def get(self, session: Session, redemption_id: uuid.UUID) -> Redemption:
@@ -806,12 +711,12 @@ class RedemptionService:
         *,
         lang: str,
         timezone: str,
-    ) -> dict[str, Any]:
+    ) -> RedemptionOut:
         snapshot = redemption.reward
-        return {
-            "id": str(redemption.id),
-            "member_id": str(redemption.member_id),
-            "reward": {
+        return RedemptionOut(
+            id=redemption.id,
+            member_id=redemption.member_id,
+            reward={
                 "id": snapshot.get("id"),
                 "code": snapshot.get("code"),
                 "type": snapshot.get("type"),
@@ -820,29 +725,13 @@ class RedemptionService:
                     str(snapshot.get("type")), dict(snapshot.get("terms", {})), lang, timezone
                 ),
             },
-            "points": redemption.points,
-            "status": redemption.status,
-            "created_at": iso(redemption.created_at),
-            "ended_at": iso(redemption.ended_at),
-            "coupon": (
+            points=redemption.points,
+            status=redemption.status,
+            created_at=iso(redemption.created_at),
+            ended_at=iso(redemption.ended_at),
+            coupon=(
                 coupons.public(coupon, lang=lang, timezone=timezone) if coupon is not None else None
             ),
-        }
-
-
-def _run(session: Session, statement: Any) -> CursorResult[Any]:
-    """Execute a DML statement and keep its row count (typed)."""
-    return cast(CursorResult[Any], session.execute(statement))
-
-
-def _give_back_stock(session: Session, counts: dict[uuid.UUID, int]) -> None:
-    """Return units to limited rewards, in reward-id order (after the accounts)."""
-    for reward_id in sorted(counts):
-        session.execute(
-            update(Reward)
-            .where(Reward.id == reward_id, Reward.stock_left.is_not(None))
-            .values(stock_left=Reward.stock_left + counts[reward_id])
-            .execution_options(synchronize_session=False)
         )
 
 

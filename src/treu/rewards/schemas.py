@@ -1,15 +1,24 @@
-"""Request and response shapes of the rewards catalogue, redemptions and coupons.
+"""Request and response shapes of the rewards feature: the catalogue, redemptions,
+coupons, pay with points, the e-wallet and donations.
 
 ``RewardIn`` checks what a reward of each type needs (a percentage for a percentage
 discount, a SKU for a free product, an event time for an experience, …) so that a
 reward that could never be redeemed or used is never saved.
+
+The services answer with the response models below, the very ones the API routes
+declare, so a route hands on what a service returned and the API's JSON is this module's
+business. Instants go in as ``iso()`` strings where a service builds an answer: one
+spelling (UTC, ``Z``) whatever zone a caller's ``now`` had, as the answers always had.
+A request made with an Idempotency-Key answers a ``Keyed`` result: the first answer, or
+the stored answer of the first time, validated back into the same model.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -398,3 +407,179 @@ class RedemptionResult(BaseModel):
     )
     posting: dict[str, Any]
     balance: dict[str, int]
+
+
+class CouponValidationOut(BaseModel):
+    code: str
+    applicable: bool
+    discount_minor: int | None = Field(description="What the coupon takes off this cart")
+    currency: str
+    reasons: list[ReasonOut] = Field(description="Why not, when not applicable")
+    coupon: CouponOut
+
+
+class CouponUseOut(BaseModel):
+    code: str
+    order_id: str | None
+    status: str
+    discount_minor: int | None = Field(description="Granted on the order (null for a ticket)")
+    currency: str
+    used_at: str | None
+    coupon: CouponOut
+
+
+# --- pay with points -------------------------------------------------------------------
+
+
+class BalanceNow(BaseModel):
+    available: int
+    pending: int
+
+
+class PostingRef(BaseModel):
+    id: uuid.UUID
+    kind: str
+    points: int
+    explanation: str
+    correlation_id: uuid.UUID
+    created_at: datetime
+
+
+class PointPaymentOut(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    order_id: str
+    currency: str
+    amount_requested_minor: int
+    points_used: int = Field(description="Points burnt, earliest expiry first")
+    amount_covered_minor: int = Field(description="What those points paid")
+    remaining_to_pay_minor: int = Field(description="Still to pay another way")
+    point_value_minor: str = Field(description="Minor units per point (a decimal)")
+    posting: PostingRef
+    balance: BalanceNow
+    created_at: datetime
+
+
+class PaymentState(BaseModel):
+    points_used: int
+    amount_covered_minor: int
+    refunded_minor: int
+    refunded_points: int
+
+
+class PaymentRefundOut(BaseModel):
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    order_id: str
+    currency: str
+    amount_minor: int
+    points: int = Field(description="Points given back (to the lots they were paid from)")
+    points_expired: int = Field(
+        description="Of those, points whose lot was past its expiry: they expired at once"
+    )
+    posting: PostingRef | None
+    payment: PaymentState
+    balance: BalanceNow
+    created_at: datetime
+
+
+class RefundSummary(BaseModel):
+    id: uuid.UUID
+    amount_minor: int
+    points: int
+    created_at: datetime
+
+
+class PointPaymentDetail(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    order_id: str
+    currency: str
+    amount_requested_minor: int
+    points_used: int
+    amount_covered_minor: int
+    remaining_to_pay_minor: int
+    point_value_minor: str
+    refunded_minor: int
+    refunded_points: int
+    refunds: list[RefundSummary]
+    created_at: datetime
+
+
+# --- the e-wallet ----------------------------------------------------------------------
+
+
+class WalletEntryOut(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    kind: Literal["credit", "debit", "refund", "reversal"]
+    amount_minor: int = Field(description="Signed: credits and refunds add, debits take")
+    currency: str
+    balance_after_minor: int
+    requested_minor: int | None
+    order_id: str | None
+    redemption_id: uuid.UUID | None
+    debit_id: uuid.UUID | None = Field(description="A refund: the debit it gives back")
+    created_at: datetime
+
+
+class WalletDebitOut(WalletEntryOut):
+    debited_minor: int
+    remaining_to_pay_minor: int
+
+
+class WalletRefundOut(WalletEntryOut):
+    refunded_minor: int
+
+
+# --- charities and donations -----------------------------------------------------------
+
+
+class CharityOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: dict[str, str]
+    description: dict[str, str]
+    url: str | None
+    active: bool
+    created_at: datetime
+
+
+class CharityRef(BaseModel):
+    code: str
+    name: dict[str, str]
+
+
+class DonationOut(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    charity: CharityRef
+    points: int
+    value_minor: int = Field(description="What the points were worth (point value, rounded down)")
+    currency: str
+    redemption_id: uuid.UUID | None
+    posting_id: uuid.UUID | None = Field(description="The redeem posting that burnt the points")
+    created_at: datetime
+
+
+# --- requests with an Idempotency-Key --------------------------------------------------
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed(Generic[Answer]):
+    """The answer to a request made with an idempotency key: the first time
+    (``replayed`` false; the API says 201 Created) or, for a retry with the same key
+    and request, the first answer again (``replayed``; 200). One type for redemptions,
+    coupon use, points payments and their refunds, wallet debits and refunds and
+    donations, so every entry point tells a replay from a first answer the same way."""
+
+    result: Answer
+    replayed: bool = False
+
+    @property
+    def http_status(self) -> int:
+        """201 Created, or 200 for a replay (as ``TreuError.http_status``: what the
+        API answers, decided where the outcome is known)."""
+        return 200 if self.replayed else 201

@@ -1,5 +1,6 @@
 """The rewards services: the catalogue (``treu.rewards.catalogue``) and redemptions
-(``treu.rewards.redemption``); who may redeem what is ``treu.rewards.eligibility``."""
+(``treu.rewards.redemption``; cancelling and expiry: ``treu.rewards.reversal``); who may
+redeem what is ``treu.rewards.eligibility``."""
 
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ from treu.kit.time import iso, utc_now
 from treu.members.service import members
 from treu.programmes.service import programmes
 from treu.rewards._common import check_currency, check_member, digest, find_keyed
+from treu.rewards.schemas import Keyed, WalletDebitOut, WalletEntryOut, WalletRefundOut
 
 
 class EntryKind(enum.StrEnum):
@@ -138,19 +139,24 @@ class WalletDiscrepancy:
     rebuilt: int
 
 
-def entry_out(entry: WalletEntry) -> dict[str, Any]:
-    """An entry as the API shows it (also the answer to a replayed request)."""
+def entry_out(entry: WalletEntry) -> WalletEntryOut:
+    """An entry as the API shows it."""
+    return WalletEntryOut(**_entry_fields(entry))
+
+
+def _entry_fields(entry: WalletEntry) -> dict[str, Any]:
+    """What every answer about an entry says (a debit's and a refund's add to it)."""
     return {
-        "id": str(entry.id),
-        "member_id": str(entry.member_id),
+        "id": entry.id,
+        "member_id": entry.member_id,
         "kind": entry.kind,
         "amount_minor": entry.amount_minor,
         "currency": entry.currency,
         "balance_after_minor": entry.balance_after_minor,
         "requested_minor": entry.requested_minor,
         "order_id": entry.order_id,
-        "redemption_id": str(entry.redemption_id) if entry.redemption_id else None,
-        "debit_id": str(entry.debit_id) if entry.debit_id else None,
+        "redemption_id": entry.redemption_id,
+        "debit_id": entry.debit_id,
         "created_at": iso(entry.created_at),
     }
 
@@ -257,9 +263,9 @@ class WalletService:
         partial: bool = False,
         actor: str | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Keyed[WalletDebitOut]:
         """Pay ``amount_minor`` of an order from the wallet (with ``partial``: as much as
-        the balance covers). ``(201, entry)``, or ``(200, the first entry)`` on a replay."""
+        the balance covers); a replay answers the first debit."""
         now = now or utc_now()
         member = members.get(session, member_id)
         currency = currency.upper()
@@ -275,7 +281,7 @@ class WalletService:
             session, WalletEntry, member_id=member_id, key=full_key, payload_hash=digest(payload)
         )
         if existing is not None:
-            return 200, self._debit_out(existing)
+            return Keyed(self._debit_out(existing), replayed=True)
         check_member(member)
         check_currency(programmes.get(session, member.programme_id), currency)
         if amount_minor <= 0:
@@ -300,7 +306,7 @@ class WalletService:
             actor=actor,
             now=now,
         )
-        return 201, self._debit_out(entry)
+        return Keyed(self._debit_out(entry))
 
     def refund(
         self,
@@ -311,7 +317,7 @@ class WalletService:
         amount_minor: int | None = None,
         actor: str | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Keyed[WalletRefundOut]:
         """Give back ``amount_minor`` (default: all not refunded yet) of a debit."""
         now = now or utc_now()
         debit = session.get(WalletEntry, debit_id)
@@ -329,7 +335,7 @@ class WalletService:
             payload_hash=digest(payload),
         )
         if existing is not None:
-            return 200, self._refund_out(existing)
+            return Keyed(self._refund_out(existing), replayed=True)
         refundable = -debit.amount_minor - self._refunded(session, debit_id)
         amount = refundable if amount_minor is None else amount_minor
         if amount <= 0 or amount > refundable:
@@ -348,7 +354,7 @@ class WalletService:
             actor=actor,
             now=now,
         )
-        return 201, self._refund_out(entry)
+        return Keyed(self._refund_out(entry))
 
     # --- read side --------------------------------------------------------------------
 
@@ -485,15 +491,16 @@ class WalletService:
             or 0
         )
 
-    def _debit_out(self, entry: WalletEntry) -> dict[str, Any]:
+    def _debit_out(self, entry: WalletEntry) -> WalletDebitOut:
         requested = entry.requested_minor or -entry.amount_minor
-        return entry_out(entry) | {
-            "debited_minor": -entry.amount_minor,
-            "remaining_to_pay_minor": requested + entry.amount_minor,
-        }
+        return WalletDebitOut(
+            **_entry_fields(entry),
+            debited_minor=-entry.amount_minor,
+            remaining_to_pay_minor=requested + entry.amount_minor,
+        )
 
-    def _refund_out(self, entry: WalletEntry) -> dict[str, Any]:
-        return entry_out(entry) | {"refunded_minor": entry.amount_minor}
+    def _refund_out(self, entry: WalletEntry) -> WalletRefundOut:
+        return WalletRefundOut(**_entry_fields(entry), refunded_minor=entry.amount_minor)
 
 
 wallet = WalletService()

@@ -18,7 +18,7 @@ from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards.coupons import Cart, coupon_cart, coupons
-from treu.rewards.schemas import CouponOut, ReasonOut
+from treu.rewards.schemas import CouponOut, CouponUseOut, CouponValidationOut
 
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"], responses=PROBLEM_RESPONSES)
 
@@ -79,25 +79,6 @@ class CouponRedeemIn(BaseModel):
         return self
 
 
-class CouponValidationOut(BaseModel):
-    code: str
-    applicable: bool
-    discount_minor: int | None = Field(description="What the coupon takes off this cart")
-    currency: str
-    reasons: list[ReasonOut] = Field(description="Why not, when not applicable")
-    coupon: CouponOut
-
-
-class CouponUseOut(BaseModel):
-    code: str
-    order_id: str | None
-    status: str
-    discount_minor: int | None = Field(description="Granted on the order (null for a ticket)")
-    currency: str
-    used_at: str | None
-    coupon: CouponOut
-
-
 def _programme(session: Session, slug: str) -> Programme:
     found = programmes.cached_by_slug(session, {slug}).get(slug)
     if found is None:
@@ -114,7 +95,7 @@ def to_cart(session: Session, cart: CartIn, programme: Programme) -> Cart:
 
 
 @router.post("/validate", response_model=CouponValidationOut, responses=CODE_PROBLEMS)
-def validate(data: CouponValidateIn, db: DB, _key: CheckoutKey) -> dict[str, Any]:
+def validate(data: CouponValidateIn, db: DB, _key: CheckoutKey) -> CouponValidationOut:
     """Is this coupon applicable to this cart, for this member, and what does it take
     off? Read-only. `applicable: false` comes with `reasons` (`coupon_used`,
     `coupon_expired`, `min_order_value`, `product_not_in_cart`, `other_member`, …).
@@ -141,7 +122,7 @@ def validate(data: CouponValidateIn, db: DB, _key: CheckoutKey) -> dict[str, Any
         },
     },
 )
-def redeem(data: CouponRedeemIn, db: DB, key: EventsWrite, response: Response) -> dict[str, Any]:
+def redeem(data: CouponRedeemIn, db: DB, key: EventsWrite) -> Response:
     """Use the coupon for an order (events:write). A coupon is used once: of two tills
     racing, one wins and the other gets `coupon_already_used`. Sending the same order
     again answers 200 with the same body. If the order is later returned in full, the
@@ -149,7 +130,7 @@ def redeem(data: CouponRedeemIn, db: DB, key: EventsWrite, response: Response) -
     with db.unit_of_work() as session:
         programme = _programme(session, data.programme)
         cart = to_cart(session, data.cart, programme) if data.cart is not None else None
-        code, body = coupons.redeem(
+        done = coupons.redeem(
             session,
             code=data.code,
             order_id=data.order_id,
@@ -158,8 +139,12 @@ def redeem(data: CouponRedeemIn, db: DB, key: EventsWrite, response: Response) -
             actor=key.actor,
             lang=data.lang,
         )
-    response.status_code = code
-    return body
+    # Encoded here, once: the answer is the declared model already (a hot path).
+    return Response(
+        done.result.model_dump_json(),
+        status_code=done.http_status,
+        media_type="application/json",
+    )
 
 
 @router.get("/{code}", response_model=CouponOut, responses=CODE_PROBLEMS)
@@ -168,7 +153,7 @@ def get_coupon(
     db: DB,
     _key: CheckoutKey,
     requested: RequestedLang,
-) -> dict[str, Any]:
+) -> CouponOut:
     """A coupon by its code (any format: case, spaces and dashes do not matter)."""
     with db.unit_of_work(write=False) as session:
         coupon = coupons.by_code(session, code)

@@ -8,7 +8,7 @@ body is ``409 idempotency_conflict``.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -23,6 +23,16 @@ from treu.members.service import members
 from treu.programmes.service import programmes
 from treu.rewards.donations import charity_out, donations, localised
 from treu.rewards.payments import payments
+from treu.rewards.schemas import (
+    CharityOut,
+    DonationOut,
+    PaymentRefundOut,
+    PointPaymentDetail,
+    PointPaymentOut,
+    WalletDebitOut,
+    WalletEntryOut,
+    WalletRefundOut,
+)
 from treu.rewards.wallet import entry_out, wallet
 
 router = APIRouter(tags=["payments"], responses=PROBLEM_RESPONSES)
@@ -88,35 +98,6 @@ class PointPaymentIn(Money):
     )
 
 
-class BalanceNow(BaseModel):
-    available: int
-    pending: int
-
-
-class PostingRef(BaseModel):
-    id: uuid.UUID
-    kind: str
-    points: int
-    explanation: str
-    correlation_id: uuid.UUID
-    created_at: datetime
-
-
-class PointPaymentOut(BaseModel):
-    id: uuid.UUID
-    member_id: uuid.UUID
-    order_id: str
-    currency: str
-    amount_requested_minor: int
-    points_used: int = Field(description="Points burnt, earliest expiry first")
-    amount_covered_minor: int = Field(description="What those points paid")
-    remaining_to_pay_minor: int = Field(description="Still to pay another way")
-    point_value_minor: str = Field(description="Minor units per point (a decimal)")
-    posting: PostingRef
-    balance: BalanceNow
-    created_at: datetime
-
-
 class RefundIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"amount_minor": 500}, {}]}
@@ -125,52 +106,6 @@ class RefundIn(BaseModel):
     amount_minor: int | None = Field(
         default=None, gt=0, le=10**12, description="Omit to refund all that is not refunded yet"
     )
-
-
-class PaymentState(BaseModel):
-    points_used: int
-    amount_covered_minor: int
-    refunded_minor: int
-    refunded_points: int
-
-
-class PaymentRefundOut(BaseModel):
-    id: uuid.UUID
-    payment_id: uuid.UUID
-    order_id: str
-    currency: str
-    amount_minor: int
-    points: int = Field(description="Points given back (to the lots they were paid from)")
-    points_expired: int = Field(
-        description="Of those, points whose lot was past its expiry: they expired at once"
-    )
-    posting: PostingRef | None
-    payment: PaymentState
-    balance: BalanceNow
-    created_at: datetime
-
-
-class RefundSummary(BaseModel):
-    id: uuid.UUID
-    amount_minor: int
-    points: int
-    created_at: datetime
-
-
-class PointPaymentDetail(BaseModel):
-    id: uuid.UUID
-    member_id: uuid.UUID
-    order_id: str
-    currency: str
-    amount_requested_minor: int
-    points_used: int
-    amount_covered_minor: int
-    remaining_to_pay_minor: int
-    point_value_minor: str
-    refunded_minor: int
-    refunded_points: int
-    refunds: list[RefundSummary]
-    created_at: datetime
 
 
 @router.post(
@@ -186,13 +121,13 @@ def pay_with_points(
     key: Pay,
     idempotency_key: IdempotencyKey,
     response: Response,
-) -> dict[str, Any]:
+) -> PointPaymentOut:
     """Pay (part of) an order with points at the programme's point value. Points are
     burnt earliest expiry first; the member never pays more points than needed, and
     the covered amount is what those points are worth (`insufficient_points` when the
     balance cannot cover the amount and `partial` is false)."""
     with db.unit_of_work() as session:
-        code, result = payments.pay(
+        done = payments.pay(
             session,
             member_id=member_id,
             key=idempotency_key,
@@ -202,8 +137,8 @@ def pay_with_points(
             partial=data.partial,
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = done.http_status
+    return done.result
 
 
 @router.get(
@@ -211,7 +146,7 @@ def pay_with_points(
     response_model=PointPaymentDetail,
     responses={404: {"model": Problem, "description": "No such payment"}},
 )
-def get_point_payment(payment_id: uuid.UUID, db: DB, _key: Look) -> dict[str, Any]:
+def get_point_payment(payment_id: uuid.UUID, db: DB, _key: Look) -> PointPaymentDetail:
     """A points payment with what has been refunded of it."""
     with db.unit_of_work(write=False) as session:
         return payments.get(session, payment_id)
@@ -230,38 +165,24 @@ def refund_point_payment(
     key: Pay,
     idempotency_key: IdempotencyKey,
     response: Response,
-) -> dict[str, Any]:
+) -> PaymentRefundOut:
     """Refund a points payment, whole or in part by amount (a returned or cancelled
     order: the shop calls this for the part it pays back in points). The points go back
     to the lots they were paid from; points whose lot has expired meanwhile expire at
     once. Partial refunds add up to exactly the points paid."""
     with db.unit_of_work() as session:
-        code, result = payments.refund(
+        done = payments.refund(
             session,
             payment_id=payment_id,
             key=idempotency_key,
             amount_minor=data.amount_minor,
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = done.http_status
+    return done.result
 
 
 # --- wallet ---------------------------------------------------------------------------
-
-
-class WalletEntryOut(BaseModel):
-    id: uuid.UUID
-    member_id: uuid.UUID
-    kind: Literal["credit", "debit", "refund", "reversal"]
-    amount_minor: int = Field(description="Signed: credits and refunds add, debits take")
-    currency: str
-    balance_after_minor: int
-    requested_minor: int | None
-    order_id: str | None
-    redemption_id: uuid.UUID | None
-    debit_id: uuid.UUID | None = Field(description="A refund: the debit it gives back")
-    created_at: datetime
 
 
 class WalletOut(BaseModel):
@@ -284,15 +205,6 @@ class WalletDebitIn(Money):
     amount_minor: int = Field(gt=0, le=10**12)
     currency: str = Field(min_length=3, max_length=3)
     partial: bool = Field(default=False, description="Take as much as the wallet holds")
-
-
-class WalletDebitOut(WalletEntryOut):
-    debited_minor: int
-    remaining_to_pay_minor: int
-
-
-class WalletRefundOut(WalletEntryOut):
-    refunded_minor: int
 
 
 @router.get(
@@ -319,7 +231,7 @@ def get_wallet(
             member_id=member_id,
             currency=balance.currency,
             balance_minor=balance.balance_minor,
-            entries=[WalletEntryOut.model_validate(entry_out(e)) for e in page.items],
+            entries=[entry_out(e) for e in page.items],
             next_cursor=page.next_cursor,
         )
 
@@ -337,11 +249,11 @@ def debit_wallet(
     key: Pay,
     idempotency_key: IdempotencyKey,
     response: Response,
-) -> dict[str, Any]:
+) -> WalletDebitOut:
     """Pay (part of) an order from the wallet. The balance never goes below zero
     (`insufficient_wallet_balance`; with `partial`, as much as it holds)."""
     with db.unit_of_work() as session:
-        code, result = wallet.debit(
+        done = wallet.debit(
             session,
             member_id=member_id,
             key=idempotency_key,
@@ -351,8 +263,8 @@ def debit_wallet(
             partial=data.partial,
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = done.http_status
+    return done.result
 
 
 @router.post(
@@ -368,19 +280,19 @@ def refund_wallet_debit(
     key: Pay,
     idempotency_key: IdempotencyKey,
     response: Response,
-) -> dict[str, Any]:
+) -> WalletRefundOut:
     """Give back (part of) a wallet debit, e.g. for a returned order. Never more than
     was debited, over all refunds of the debit."""
     with db.unit_of_work() as session:
-        code, result = wallet.refund(
+        done = wallet.refund(
             session,
             debit_id=debit_id,
             key=idempotency_key,
             amount_minor=data.amount_minor,
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = done.http_status
+    return done.result
 
 
 # --- charities and donations ----------------------------------------------------------
@@ -425,16 +337,6 @@ class CharityPatch(BaseModel):
     active: bool | None = None
 
 
-class CharityOut(BaseModel):
-    id: uuid.UUID
-    code: str
-    name: dict[str, str]
-    description: dict[str, str]
-    url: str | None
-    active: bool
-    created_at: datetime
-
-
 class CharityList(BaseModel):
     items: list[CharityOut]
 
@@ -446,23 +348,6 @@ class DonationIn(BaseModel):
 
     charity: str = Field(min_length=1, max_length=64, description="The charity's code")
     points: int = Field(gt=0, le=10**9)
-
-
-class CharityRef(BaseModel):
-    code: str
-    name: dict[str, str]
-
-
-class DonationOut(BaseModel):
-    id: uuid.UUID
-    member_id: uuid.UUID
-    charity: CharityRef
-    points: int
-    value_minor: int = Field(description="What the points were worth (point value, rounded down)")
-    currency: str
-    redemption_id: uuid.UUID | None
-    posting_id: uuid.UUID | None = Field(description="The redeem posting that burnt the points")
-    created_at: datetime
 
 
 class CharityTotalOut(BaseModel):
@@ -499,7 +384,7 @@ def list_charities(
     with db.unit_of_work(write=False) as session:
         found = programmes.get(session, programme)
         rows = donations.charities(session, programme_id=found.id, active_only=bool(active))
-        return CharityList(items=[CharityOut.model_validate(charity_out(c)) for c in rows])
+        return CharityList(items=[charity_out(c) for c in rows])
 
 
 @router.post(
@@ -511,7 +396,7 @@ def list_charities(
         409: {"model": Problem, "description": "A charity with this code exists"},
     },
 )
-def add_charity(programme: str, data: CharityIn, db: DB, key: Admin) -> dict[str, Any]:
+def add_charity(programme: str, data: CharityIn, db: DB, key: Admin) -> CharityOut:
     """Add a charity (admin). Audit-logged."""
     from treu.audit.service import audit
 
@@ -543,9 +428,7 @@ def add_charity(programme: str, data: CharityIn, db: DB, key: Admin) -> dict[str
     response_model=CharityOut,
     responses={404: {"model": Problem, "description": "No such programme or charity"}},
 )
-def update_charity(
-    programme: str, code: str, data: CharityPatch, db: DB, key: Admin
-) -> dict[str, Any]:
+def update_charity(programme: str, code: str, data: CharityPatch, db: DB, key: Admin) -> CharityOut:
     """Rename, relink or (de)activate a charity (admin). An inactive charity keeps its
     donations and totals but takes no new ones. Audit-logged."""
     from treu.audit.service import audit
@@ -586,11 +469,11 @@ def donate_points(
     key: Pay,
     idempotency_key: IdempotencyKey,
     response: Response,
-) -> dict[str, Any]:
+) -> DonationOut:
     """Donate points to one of the programme's charities: the points are burnt
     (earliest expiry first) and the donation is recorded with what they were worth."""
     with db.unit_of_work() as session:
-        code, result = donations.donate(
+        done = donations.donate(
             session,
             member_id=member_id,
             key=idempotency_key,
@@ -598,8 +481,8 @@ def donate_points(
             points=data.points,
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = done.http_status
+    return done.result
 
 
 @router.get(

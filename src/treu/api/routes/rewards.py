@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang, require
@@ -23,7 +22,6 @@ from treu.rewards.models import CouponStatus, Redemption
 from treu.rewards.schemas import (
     CancelIn,
     CouponList,
-    CouponOut,
     MemberRewardsOut,
     RedemptionIn,
     RedemptionList,
@@ -156,7 +154,7 @@ def get_reward(reward_id: uuid.UUID, db: DB, _key: CatalogueRead) -> RewardOut:
 )
 def member_rewards(
     member_id: uuid.UUID, db: DB, _key: MembersRead, requested: RequestedLang
-) -> dict[str, Any]:
+) -> MemberRewardsOut:
     """What this member can redeem now (`redeemable`) and what is locked and why
     (`locked`, each with `reasons`: a machine `code`, a `text` in `lang` and the facts
     behind it, e.g. `{"code": "insufficient_points", "text": "Noch 260 Punkte nötig",
@@ -201,14 +199,14 @@ def redeem(
             "the same; another reward under the same key is a 409",
         ),
     ],
-) -> JSONResponse:
+) -> Response:
     """Redeem a reward: burn the points (earliest expiry first), take one unit of stock
     and issue the coupon (discounts, free products, tickets) or book the donation or
     wallet credit — in one transaction (members:write)."""
     # The first attempt does not look for an earlier request with this key: a replay
     # fails on the unique (member, key) constraint, and the next attempt finds it. (Or a
     # coupon code collision, about one in 2**74: a fresh code.)
-    code, body = db.retrying(
+    done = db.retrying(
         lambda session, attempt: redemptions.redeem(
             session,
             member_id=member_id,
@@ -220,7 +218,12 @@ def redeem(
         ),
         attempts=REDEEM_ATTEMPTS,
     )
-    return JSONResponse(body, status_code=code)
+    # Encoded here, once: the answer is the declared model already (a hot path).
+    return Response(
+        done.result.model_dump_json(),
+        status_code=done.http_status,
+        media_type="application/json",
+    )
 
 
 @router.get(
@@ -249,10 +252,7 @@ def member_redemptions(
         except (InvalidCursor, ValueError) as exc:
             raise _bad_cursor() from exc
         return RedemptionList(
-            items=[
-                RedemptionOut.model_validate(redemptions.public(r, c, lang=lang, timezone=timezone))
-                for r, c in rows
-            ],
+            items=[redemptions.public(r, c, lang=lang, timezone=timezone) for r, c in rows],
             next_cursor=next_cursor,
         )
 
@@ -290,10 +290,7 @@ def member_coupons(
         except (InvalidCursor, ValueError) as exc:
             raise _bad_cursor() from exc
         return CouponList(
-            items=[
-                CouponOut.model_validate(coupons.public(c, lang=lang, timezone=timezone))
-                for c in rows
-            ],
+            items=[coupons.public(c, lang=lang, timezone=timezone) for c in rows],
             next_cursor=next_cursor,
         )
 
@@ -352,6 +349,4 @@ def _redemption_out(
     lang = member_language(requested, members.get(session, redemption.member_id).language)
     coupon = redemptions.coupon_of(session, redemption.id)
     timezone = programmes.get(session, redemption.programme_id).timezone
-    return RedemptionOut.model_validate(
-        redemptions.public(redemption, coupon, lang=lang, timezone=timezone)
-    )
+    return redemptions.public(redemption, coupon, lang=lang, timezone=timezone)
