@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,24 @@ class Settings(BaseSettings):
     worker_coupons_every_seconds: int = 3600
     """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
     a popular reward's stock (and, per reward, the member's points) until this runs."""
+    env: Literal["production", "development"] = "production"
+    """``development`` (what ``make run`` sets) adds the development mailbox and lets
+    webhooks reach loopback and private addresses; never set it on a shared server."""
+    delivery_threads: int = 8
+    """Sends in flight at once per worker (they wait on the network, not on Python)."""
+    delivery_batch: int = 200
+    """Deliveries a worker claims per round."""
+    delivery_lease_seconds: float = 60.0
+    """How long a claimed delivery is the claiming worker's; a worker killed mid-send
+    leaves its claims to be sent again after this."""
+    delivery_max_attempts: int = 12
+    delivery_backoff_seconds: float = 10.0
+    """The first retry's wait; each further retry waits twice as long (with jitter)."""
+    delivery_backoff_cap_seconds: float = 3600.0
+    delivery_poll_seconds: float = 1.0
+    """How long an idle worker waits before looking at the outbox again."""
+    serve_worker: bool | None = None
+    """Run the worker's loops inside ``treu serve`` (default: in development only)."""
     batch_max_events: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
     """The largest request body the API reads (413 ``payload_too_large`` beyond it). A

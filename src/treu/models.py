@@ -7,6 +7,7 @@ def load_all() -> None:
     import treu.audit.models
     import treu.auth.models
     import treu.challenges.models
+    import treu.delivery.models
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
