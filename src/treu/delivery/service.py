@@ -311,13 +311,11 @@ class DeliveryService:
         undispatched, oldest = session.execute(
             select(func.count(), func.min(OutboxMessage.created_at)).where(_UNDISPATCHED_SQL)
         ).one()
-        counts = Counter(
-            dict(
-                session.execute(
-                    select(Delivery.status, func.count()).group_by(Delivery.status)
-                ).tuples()
-            )
-        )
+        counts: Counter[str] = Counter()
+        for status, count in session.execute(
+            select(Delivery.status, func.count()).group_by(Delivery.status)
+        ):
+            counts[status] = int(count)
         oldest_due = session.scalar(select(func.min(Delivery.next_attempt_at)).where(_DUE_SQL))
         return Depth(
             undispatched=int(undispatched),
