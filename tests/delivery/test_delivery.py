@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from tests import factories as f
 from treu.db.session import Database
 from treu.delivery.channel import Claimed, Outcome, Planned, SendFailed
-from treu.delivery.models import Delivery, DeliveryStatus
+from treu.delivery.models import Delivery
 from treu.delivery.service import Backoff, DeliveryNotDead, deliveries
 from treu.delivery.worker import Deliverer
 from treu.kit.time import utc_now
@@ -166,16 +166,21 @@ def test_planning_twice_writes_each_delivery_once(fresh_db: Database) -> None:
 def test_a_rolled_back_change_sends_nothing(fresh_db: Database) -> None:
     prog = f.programme(fresh_db)
     receiver = Receiver()
-    with pytest.raises(RuntimeError), fresh_db.unit_of_work() as session:
-        members.enrol(
-            session,
-            programme=prog,
-            data=MemberCreate.model_validate(
-                {"programme": prog.slug, "external_id": uuid.uuid4().hex}
-            ),
-            writer=ledger.writer(session),
-        )
-        raise RuntimeError("the caller changed its mind")
+
+    def enrol_then_fail() -> None:
+        with fresh_db.unit_of_work() as session:
+            members.enrol(
+                session,
+                programme=prog,
+                data=MemberCreate.model_validate(
+                    {"programme": prog.slug, "external_id": uuid.uuid4().hex}
+                ),
+                writer=ledger.writer(session),
+            )
+            raise RuntimeError("the caller changed its mind")
+
+    with pytest.raises(RuntimeError, match="changed its mind"):
+        enrol_then_fail()
     worker = deliverer(fresh_db, Enrolments(receiver, prog.id), Clock())
     try:
         assert not worker.run_once().busy

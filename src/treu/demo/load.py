@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from treu.db.session import Database
+from treu.delivery.service import deliveries
 from treu.demo.generate import generate
 from treu.demo.programme import (
     DEMO_SLUG,
@@ -29,7 +30,7 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.service import rules
 from treu.rules.spec import RuleSpec
-from treu.worker.jobs import activate_pending, expire_points
+from treu.worker.jobs import activate_pending, expire_points, warn_expiring
 
 BATCH_SIZE = 1000
 
@@ -169,6 +170,11 @@ def load_demo(
     summary.expired = expire_points(db, now=now)
     demo_rewards(db, programme.id, now=now, seed=seed)
     demo_payments(db, programme.id, now=now, seed=seed)
+    warn_expiring(db, now=now)
+    with db.unit_of_work() as session:
+        # A year of history is not news: nothing of it is e-mailed or sent to webhooks.
+        later = max(now, utc_now()) + timedelta(seconds=1)
+        deliveries.skip_history(session, before=later, now=now)
     report("ledger", 1, 1)
     count_features(db, programme.id, summary)
     summary.seconds = time.perf_counter() - started

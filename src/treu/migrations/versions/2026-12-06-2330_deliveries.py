@@ -1,4 +1,5 @@
-"""Delivery from the outbox: ``deliveries`` and the outbox's ``dispatched_at``.
+"""Delivery from the outbox (``deliveries``, the outbox's ``dispatched_at``) and the
+last run of each background job (``job_runs``).
 
 Revision ID: 0014
 Revises: 0012
@@ -61,9 +62,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_deliveries_channel_target", "deliveries", ["channel", "target", "id"])
     op.create_index("ix_deliveries_member", "deliveries", ["member_id", "id"])
+    op.create_table(
+        "job_runs",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("count", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_job_runs")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("job_runs")
     op.drop_index("ix_deliveries_member", table_name="deliveries")
     op.drop_index("ix_deliveries_channel_target", table_name="deliveries")
     op.drop_index("ix_deliveries_due", table_name="deliveries")
