@@ -18,7 +18,7 @@ from treu.kit.time import utc_now
 router = APIRouter(prefix="/v1/outbox", tags=["outbox"], responses=PROBLEM_RESPONSES)
 
 
-@router.get("", response_model=OutboxPageOut, responses={400: {"model": Problem}})
+@router.get("", response_model=OutboxPageOut)
 def list_outbox(
     db: DB,
     _key: Admin,
