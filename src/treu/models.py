@@ -18,4 +18,5 @@ def load_all() -> None:
     import treu.rewards.payments
     import treu.rewards.wallet
     import treu.rules.models
-    import treu.tiers.models  # noqa: F401
+    import treu.tiers.models
+    import treu.webhooks.models  # noqa: F401
