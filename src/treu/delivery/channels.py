@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from treu.config import Settings
 from treu.delivery.channel import Channel
+from treu.webhooks.channel import WebhookChannel
 
 
 def build_channels(settings: Settings) -> list[Channel]:
-    del settings
-    return []
+    return [
+        WebhookChannel(settings),
+    ]
