@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     delivery_backoff_cap_seconds: float = 3600.0
     delivery_poll_seconds: float = 1.0
     """How long an idle worker waits before looking at the outbox again."""
+    webhook_timeout_seconds: float = 10.0
+    """How long a webhook receiver may take to accept the connection, to take the
+    request and to answer (each); longer is a failed try."""
+    webhook_disable_after: int = 20
+    """Failed sends in a row after which a webhook endpoint is disabled."""
     serve_worker: bool | None = None
     """Run the worker's loops inside ``treu serve`` (default: in development only)."""
     batch_max_events: int = 1000

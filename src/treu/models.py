@@ -19,4 +19,5 @@ def load_all() -> None:
     import treu.rewards.wallet
     import treu.rules.models
     import treu.tiers.models
+    import treu.webhooks.models
     import treu.worker.models  # noqa: F401

@@ -34,6 +34,7 @@ from treu.api.routes import (
     rewards,
     rules,
     tiers,
+    webhooks,
 )
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
@@ -150,6 +151,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "rewards", "description": "Catalogue, redemptions, cancelling"},
             {"name": "coupons", "description": "Validate and use coupons; QR codes"},
             {"name": "payments", "description": "Pay with points, e-wallet, charity donations"},
+            {"name": "webhooks", "description": "Endpoints that receive events (signed)"},
+            {"name": "outbox", "description": "Delivery from the outbox: depth, failures, retries"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -171,6 +174,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(coupons.router)
     app.include_router(payments.router)
     app.include_router(outbox.router)
+    app.include_router(webhooks.router)
 
     _documentation(app)
 

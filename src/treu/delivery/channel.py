@@ -4,7 +4,7 @@ Delivery runs in two steps, each in its own short unit of work, so no row lock i
 held across the network:
 
 1. **Plan** (``Channel.plan``): the worker takes a batch of outbox rows not yet
-   dispatched and asks every channel, in the order of ``treu.delivery.channels.CHANNELS``,
+   dispatched and asks every channel, in the order of ``treu.worker.channels.build_channels``,
    which deliveries they mean: a webhook per subscribed endpoint, an e-mail per member
    with consent, … Each ``Planned`` has a ``dedupe_key``; a delivery is written once per
    key (``ON CONFLICT DO NOTHING``), so a plan repeated after a crash, or by two workers,

@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 
 from treu.config import Settings
 from treu.db.session import Database
-from treu.delivery.channels import build_channels
+from treu.worker.channels import build_channels
 from treu.delivery.service import Backoff
 from treu.delivery.worker import Deliverer
 from treu.kit.time import utc_now
