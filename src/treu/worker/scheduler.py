@@ -27,10 +27,10 @@ from sqlalchemy import select, text
 
 from treu.config import Settings
 from treu.db.session import Database
-from treu.worker.channels import build_channels
 from treu.delivery.service import Backoff
 from treu.delivery.worker import Deliverer
 from treu.kit.time import utc_now
+from treu.worker.channels import build_channels
 from treu.worker.jobs import JOBS, get_job
 from treu.worker.models import JobRun
 
