@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from treu.config import Settings
 from treu.delivery.channel import Channel
+from treu.messaging.channel import email_channels
 
 
 def build_channels(settings: Settings) -> list[Channel]:
-    del settings
-    return []
+    return [*email_channels(settings)]
