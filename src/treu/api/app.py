@@ -24,9 +24,11 @@ from treu.api import lean, problems, request_log
 from treu.api.routes import (
     challenges,
     checkout,
+    consents,
     coupons,
     event_types,
     events,
+    mailbox,
     members,
     payments,
     programmes,
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "rewards", "description": "Catalogue, redemptions, cancelling"},
             {"name": "coupons", "description": "Validate and use coupons; QR codes"},
             {"name": "payments", "description": "Pay with points, e-wallet, charity donations"},
+            {"name": "consents", "description": "Who may be contacted over which channel"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -145,6 +148,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(rewards.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
+    app.include_router(consents.router)
+    app.include_router(consents.settings_router)
+    app.include_router(consents.unsubscribe_router)
+    if settings.env == "development":
+        app.include_router(mailbox.router)
 
     _documentation(app)
 
