@@ -110,6 +110,7 @@ def test_a_tier_mail_goes_for_an_upgrade_only(db: Database) -> None:
     up = f.member(db, prog, language="de", first_name="Anna")
     down = f.member(db, prog, language="de")
     first = f.member(db, prog, language="en")
+    f.earn(db, prog, up, 1234, at=utc_now())
     record(
         db,
         _tier_change(prog.id, up, "silber", "gold"),
@@ -119,6 +120,7 @@ def test_a_tier_mail_goes_for_an_upgrade_only(db: Database) -> None:
     [upgrade] = plan(db, up, "tier.changed")
     assert upgrade.payload["subject"] == "Glückwunsch: Du bist jetzt Gold!"
     assert "(bisher Silber)" in upgrade.payload["text"]
+    assert "Dein Kontostand: 1.234 Punkte" in upgrade.payload["text"]
     assert plan(db, down, "tier.changed") == []
     [entered] = plan(db, first, "tier.changed")
     assert entered.payload["subject"] == "Congratulations: you're now Silver!"
@@ -136,6 +138,14 @@ def test_other_outbox_rows_and_closed_members_get_no_mail(db: Database) -> None:
             data=MemberUpdate.model_validate({"status": "closed"}),
         )
     assert plan(db, who) == []
+
+
+def test_members_imported_with_their_old_enrolment_get_no_welcome(db: Database) -> None:
+    prog = f.programme(db)
+    imported = f.member(db, prog, enrolled_at=(utc_now() - timedelta(days=400)).isoformat())
+    yesterday = f.member(db, prog, enrolled_at=(utc_now() - timedelta(hours=20)).isoformat())
+    assert plan(db, imported) == []
+    assert [p.target for p in plan(db, yesterday)] == [yesterday.email]
 
 
 def test_personal_data_in_html_is_escaped(db: Database) -> None:

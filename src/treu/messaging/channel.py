@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -32,8 +32,7 @@ from treu.delivery.channel import Channel, Outcome, Planned, Sender
 from treu.kit.lang import Lang, member_language
 from treu.kit.text import translate_plural
 from treu.kit.time import local_date
-from treu.ledger.errors import AccountNotFound
-from treu.ledger.service import ledger
+from treu.ledger.models import Account
 from treu.members.models import Member, MemberStatus
 from treu.messaging.consents import (
     ConsentState,
@@ -69,6 +68,8 @@ class Facts:
     programme: Programme
     lang: Lang
     coupons: Mapping[uuid.UUID, Coupon]
+    balance: int
+    """Available points now (at planning)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,18 @@ def points_label(programme: Programme, lang: str, count: int) -> str:
     return translate_plural(lang, "point", "points", count)
 
 
-def _welcome(facts: Facts) -> dict[str, Any]:
+WELCOME_WITHIN = timedelta(days=1)
+"""A member whose enrolment lies further back than this when it is recorded was imported
+with their original enrolment date (``enrolled_at``): they are not new, and a programme
+moving 100,000 members to Treu must not welcome each of them."""
+
+
+def _welcome(facts: Facts) -> dict[str, Any] | None:
+    enrolled_at = facts.message.payload.get("enrolled_at")
+    if enrolled_at is not None:
+        enrolled = datetime.fromisoformat(str(enrolled_at).replace("Z", "+00:00"))
+        if enrolled < facts.message.occurred_at - WELCOME_WITHIN:
+            return None
     return {"card_number": facts.member.card_number}
 
 
@@ -195,6 +207,13 @@ class EmailChannel:
             if coupon_ids
             else {}
         )
+        balances = dict(
+            session.execute(
+                select(Account.member_id, Account.available).where(
+                    Account.member_id.in_(member_ids)
+                )
+            ).all()
+        )
         planned: list[Planned] = []
         for message in wanted:
             member = found.get(message.member_id) if message.member_id else None
@@ -214,6 +233,7 @@ class EmailChannel:
                 programme=programme,
                 lang=member_language(None, member.language),
                 coupons=coupons,
+                balance=int(balances.get(member.id, 0)),
             )
             done = self._compose(spec, facts)
             if done is not None:
@@ -226,10 +246,7 @@ class EmailChannel:
             return None
         member, programme, lang = facts.member, facts.programme, facts.lang
         unsubscribe = self.unsubscribe_url(member.id)
-        try:
-            balance = ledger.balance(facts.session, member_id=member.id).available
-        except AccountNotFound:
-            balance = 0
+        balance = facts.balance
         variables = {
             "first_name": member.first_name,
             "programme_name": programme.name,
