@@ -27,6 +27,7 @@ from treu.messaging.consents import (
 )
 from treu.messaging.errors import InvalidLink
 from treu.messaging.models import Consent, ConsentChannel
+from treu.messaging.schemas import CONSENTS_EXAMPLE, ConsentsOut, MessagingSettingsOut
 from treu.outbox.service import outbox
 
 SETTINGS = Settings(secret_key=SECRET, public_url="https://treu.example")
@@ -101,6 +102,30 @@ def test_consents_are_put_and_read_with_their_history(db: Database, app_with: Ap
         ("email", False),
         ("email", True),
         ("sms", False),
+    ]
+
+
+def test_the_examples_are_what_the_api_answers(db: Database, app_with: AppFactory) -> None:
+    for model, example in (
+        (ConsentsOut, CONSENTS_EXAMPLE),
+        (MessagingSettingsOut, {"programme": "demo", "transactional_email": True}),
+    ):
+        assert model.model_validate(example).model_dump(mode="json") == example
+    app = app_with()
+    who = f.member(db, f.programme(db))
+    url = f"/v1/members/{who.id}/consents"
+    app.client.put(
+        url,
+        json={"email": {"granted": True, "source": "pos", "wording": "2026-11"}},
+        headers=app.headers("members:write"),
+    )
+    app.client.post(f"/u/{unsubscribe_token(SECRET.encode(), who.id, ConsentChannel.email)}")
+    real = app.client.get(url, headers=app.headers("members:read")).json()
+    assert set(real) == set(CONSENTS_EXAMPLE)
+    assert [set(h) for h in real["history"]] == [set(h) for h in CONSENTS_EXAMPLE["history"]]
+    assert [(h["granted"], h["source"]) for h in real["history"]] == [
+        (False, "unsubscribe"),
+        (True, "pos"),
     ]
 
 
