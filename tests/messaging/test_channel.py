@@ -6,17 +6,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from tests import factories as f
 from tests.messaging.conftest import SECRET
 from treu.config import Settings
 from treu.db.session import Database
 from treu.delivery.channel import Planned
+from treu.kit.ids import new_id
 from treu.kit.time import end_of_year, local_date, utc_now
 from treu.members.models import Member
 from treu.members.schemas import MemberUpdate
 from treu.members.service import members
 from treu.messaging.channel import EmailChannel
 from treu.outbox.events import DomainEvent, PointsExpiring, TierChanged
+from treu.outbox.models import OutboxMessage
 from treu.outbox.service import outbox
 
 NBSP = "\xa0"
@@ -146,6 +150,28 @@ def test_members_imported_with_their_old_enrolment_get_no_welcome(db: Database) 
     yesterday = f.member(db, prog, enrolled_at=(utc_now() - timedelta(hours=20)).isoformat())
     assert plan(db, imported) == []
     assert [p.target for p in plan(db, yesterday)] == [yesterday.email]
+
+
+def test_a_row_it_cannot_read_is_left_out_and_holds_up_nothing(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    prog = f.programme(db)
+    who = f.member(db, prog)
+    with db.unit_of_work() as session:
+        session.add(
+            OutboxMessage(
+                id=new_id(),
+                type="points.expiring",
+                programme_id=prog.id,
+                member_id=who.id,
+                payload={"points": "many"},
+                occurred_at=utc_now(),
+                created_at=utc_now(),
+            )
+        )
+    with caplog.at_level("ERROR", logger="treu.messaging"):
+        assert [p.event_type for p in plan(db, who)] == ["member.enrolled"]
+    assert "payload not understood" in caplog.text
 
 
 def test_personal_data_in_html_is_escaped(db: Database) -> None:

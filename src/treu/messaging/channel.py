@@ -241,7 +241,12 @@ class EmailChannel:
         return planned
 
     def _compose(self, spec: MessageSpec, facts: Facts) -> Planned | None:
-        own = spec.variables(facts)
+        try:
+            own = spec.variables(facts)
+        except (KeyError, TypeError, ValueError):
+            # A row this code cannot read must not hold up the outbox either.
+            log.exception("outbox row %s: no e-mail (payload not understood)", facts.message.id)
+            return None
         if own is None:
             return None
         member, programme, lang = facts.member, facts.programme, facts.lang
