@@ -11,6 +11,7 @@ def load_all() -> None:
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
+    import treu.messaging.models
     import treu.outbox.models
     import treu.programmes.models
     import treu.rewards.donations

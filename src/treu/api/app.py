@@ -24,9 +24,11 @@ from treu.api import lean, problems, request_log
 from treu.api.routes import (
     challenges,
     checkout,
+    consents,
     coupons,
     event_types,
     events,
+    mailbox,
     members,
     outbox,
     payments,
@@ -153,6 +155,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "payments", "description": "Pay with points, e-wallet, charity donations"},
             {"name": "webhooks", "description": "Endpoints that receive events (signed)"},
             {"name": "outbox", "description": "Delivery from the outbox: depth, failures, retries"},
+            {"name": "consents", "description": "Who may be contacted over which channel"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -175,6 +178,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(payments.router)
     app.include_router(outbox.router)
     app.include_router(webhooks.router)
+    app.include_router(consents.router)
+    app.include_router(consents.settings_router)
+    app.include_router(consents.unsubscribe_router)
+    if settings.env == "development":
+        app.include_router(mailbox.router)
 
     _documentation(app)
 

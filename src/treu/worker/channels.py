@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from treu.config import Settings
 from treu.delivery.channel import Channel
+from treu.messaging.channel import email_channels
 from treu.webhooks.channel import WebhookChannel
 
 
 def build_channels(settings: Settings) -> list[Channel]:
     return [
         WebhookChannel(settings),
+        *email_channels(settings),
     ]
