@@ -258,6 +258,7 @@ def demo(
         ("donations (points)", summary.points_donated),
         ("active challenges", summary.challenges_active),
         ("challenge completions", summary.challenge_completions),
+        ("members joining now (their welcome is delivered)", summary.showcase),
         ("events rejected", len(summary.rejected)),
     ):
         table.add_row(what, f"{value:,}")
