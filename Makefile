@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/treu migrate
 	$(BIN)/treu demo --if-empty
-	$(BIN)/treu serve
+	TREU_ENV=$${TREU_ENV:-development} $(BIN)/treu serve
 
 # The suite runs four times: on today's clock, one year ahead, on the leap-day evening in
 # Berlin, and half an hour into a new year in Berlin, when UTC is still in the old year

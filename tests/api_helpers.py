@@ -29,8 +29,11 @@ class Api:
 KEY_CACHE_SECONDS = Settings.model_fields["api_key_cache_seconds"].default
 
 
-def make_api(db: Database, *, key_cache_seconds: float = KEY_CACHE_SECONDS) -> Api:
-    settings = Settings(database_url=db.url, api_key_cache_seconds=key_cache_seconds)
+def make_api(
+    db: Database, *, key_cache_seconds: float = KEY_CACHE_SECONDS, **settings_: Any
+) -> Api:
+    """``settings_``: other settings of the app (e.g. ``env="development"``)."""
+    settings = Settings(database_url=db.url, api_key_cache_seconds=key_cache_seconds, **settings_)
     app = create_app(settings, database=db)
     keys: dict[str, str] = {}
     with db.unit_of_work() as session:

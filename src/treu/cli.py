@@ -258,6 +258,7 @@ def demo(
         ("donations (points)", summary.points_donated),
         ("active challenges", summary.challenges_active),
         ("challenge completions", summary.challenge_completions),
+        ("members joining now (their welcome is delivered)", summary.showcase),
         ("events rejected", len(summary.rejected)),
     ):
         table.add_row(what, f"{value:,}")
@@ -693,6 +694,57 @@ def jobs_list() -> None:
     for name, job in JOBS.items():
         table.add_row(name, job.description, f"{every[name]} s")
     console.print(table)
+
+
+@jobs_app.command("status")
+@friendly
+def jobs_status() -> None:
+    """Each job's last run, and how far the outbox's delivery is behind."""
+    from sqlalchemy import select
+
+    from treu.delivery.service import deliveries
+    from treu.kit.time import utc_now
+    from treu.worker.jobs import JOBS
+    from treu.worker.models import JobRun
+    from treu.worker.scheduler import intervals
+
+    db = open_database()
+    every = intervals(get_settings())
+    now = utc_now()
+    with db.unit_of_work(write=False) as session:
+        runs = {r.name: r for r in session.scalars(select(JobRun))}
+        depth = deliveries.depth(session)
+    table = Table(title="Jobs")
+    for column in ("name", "every", "last started", "took", "last count", "runs", "failures"):
+        table.add_column(column)
+    for name in JOBS:
+        run = runs.get(name)
+        if run is None:
+            table.add_row(name, f"{every[name]} s", "never", "", "", "0", "0")
+            continue
+        took = (
+            f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
+            if run.finished_at
+            else "[yellow]running[/]"
+        )
+        count = f"[red]{escape(run.error)}[/]" if run.error else f"{run.count:,}"
+        ago = f"{(now - run.started_at).total_seconds():,.0f} s ago"
+        table.add_row(
+            name, f"{every[name]} s", ago, took, count, f"{run.runs:,}", f"{run.failures:,}"
+        )
+    console.print(table)
+    outbox = Table(title="Outbox delivery")
+    for column in ("not planned yet", *depth.by_status, "lag"):
+        outbox.add_column(column, justify="right")
+    outbox.add_row(
+        f"{depth.undispatched:,}",
+        *(
+            f"[red]{n:,}[/]" if status == "dead" and n else f"{n:,}"
+            for status, n in depth.by_status.items()
+        ),
+        f"{depth.lag_seconds(now):,.0f} s",
+    )
+    console.print(outbox)
 
 
 @jobs_app.command("run")

@@ -7,9 +7,11 @@ def load_all() -> None:
     import treu.audit.models
     import treu.auth.models
     import treu.challenges.models
+    import treu.delivery.models
     import treu.events.models
     import treu.ledger.models
     import treu.members.models
+    import treu.messaging.models
     import treu.outbox.models
     import treu.programmes.models
     import treu.rewards.donations
@@ -17,4 +19,6 @@ def load_all() -> None:
     import treu.rewards.payments
     import treu.rewards.wallet
     import treu.rules.models
-    import treu.tiers.models  # noqa: F401
+    import treu.tiers.models
+    import treu.webhooks.models
+    import treu.worker.models  # noqa: F401

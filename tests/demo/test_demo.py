@@ -16,18 +16,23 @@ from tests.support.cli import make_runner
 from treu import cli
 from treu.auth.models import ApiKey
 from treu.challenges.models import Challenge, ChallengeCompletion
+from treu.config import Settings
 from treu.db.session import Database
+from treu.delivery.worker import Deliverer
 from treu.demo import CATALOGUE, STORES, generate
+from treu.demo.load import SHOWCASE
 from treu.events.models import Event, PurchaseLine
 from treu.kit.time import utc_now
 from treu.ledger.models import Account, Posting
 from treu.ledger.service import ledger
 from treu.members.models import Member
+from treu.messaging.models import DevMail
 from treu.programmes.models import Programme
 from treu.rewards.donations import Donation
 from treu.rewards.models import Coupon, Redemption
 from treu.rules.models import Rule
 from treu.tiers.models import MemberTier
+from treu.worker.channels import build_channels
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -181,7 +186,7 @@ def test_demo_command_loads_a_clean_ledger(
         assert (programme.expiry_policy, programme.expiry_months) == ("rolling", 24)
         assert programme.auto_enrol is False
         assert programme.points_name["de"]["other"] == "Treuepunkte"
-        assert session.scalar(select(func.count()).select_from(Member)) == 30
+        assert session.scalar(select(func.count()).select_from(Member)) == 30 + len(SHOWCASE)
         types = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
         assert types["purchase"] == 300
         assert 1 <= types["return"] <= 20
@@ -253,7 +258,30 @@ def test_demo_command_loads_a_clean_ledger(
     assert refused.exit_code == 1
     assert "exists already" in refused.stderr
     with fresh_db.unit_of_work(write=False) as session:
-        assert session.scalar(select(func.count()).select_from(Member)) == 30
+        assert session.scalar(select(func.count()).select_from(Member)) == 30 + len(SHOWCASE)
+
+
+def test_the_demo_history_is_not_delivered_but_the_members_joining_now_are(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = make_runner(monkeypatch, fresh_db)
+    result = runner.invoke(
+        cli.app, ["demo", "--members", "30", "--purchases", "300", "--seed", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    settings = Settings(_env_file=None, database_url=fresh_db.url, env="development")
+    worker = Deliverer(fresh_db, build_channels(settings))
+    try:
+        done = worker.run_once()
+    finally:
+        worker.close()
+    assert done.sent == len(SHOWCASE)
+    with fresh_db.unit_of_work(write=False) as session:
+        mails = session.execute(select(DevMail.recipient, DevMail.subject)).all()
+    assert sorted(mails) == [
+        ("lena.becker@example.com", "Willkommen bei Treu Demo!"),
+        ("sam.taylor@example.com", "Welcome to Treu Demo!"),
+    ]
 
 
 LEAP_EVENING = datetime(2028, 2, 29, 23, 30, tzinfo=ZoneInfo("Europe/Berlin"))

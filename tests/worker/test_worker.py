@@ -158,3 +158,44 @@ def test_scheduled_run_logs_and_survives_errors(
         assert run_scheduled(broken, "ledger.expire_points") is None
     assert "ledger.expire_points failed" in caplog.text
     broken.dispose()
+
+
+def test_each_run_is_kept_in_job_runs(fresh_db: Database, tmp_path: Path) -> None:
+    from treu.worker.models import JobRun
+
+    due_pending_lots(fresh_db, 1)
+    assert run_scheduled(fresh_db, "ledger.activate_pending") == 1
+    assert run_scheduled(fresh_db, "ledger.activate_pending") == 0
+    with fresh_db.unit_of_work(write=False) as session:
+        run = session.get_one(JobRun, "ledger.activate_pending")
+        assert (run.runs, run.failures, run.count, run.error) == (2, 0, 0, None)
+        assert run.finished_at is not None
+        assert run.finished_at >= run.started_at
+
+
+def test_a_job_another_worker_runs_is_skipped(
+    fresh_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    from treu.worker.scheduler import exclusive
+
+    if fresh_db.is_sqlite:
+        pytest.skip("SQLite runs one worker")
+    due_pending_lots(fresh_db, 1)
+    with exclusive(fresh_db, "ledger.activate_pending") as mine:
+        assert mine
+        with caplog.at_level(logging.INFO, logger="treu.worker"):
+            assert run_scheduled(fresh_db, "ledger.activate_pending") is None
+        assert "running in another worker, skipped" in caplog.text
+        with exclusive(fresh_db, "ledger.expire_points") as other:
+            assert other  # one lock per job
+    assert run_scheduled(fresh_db, "ledger.activate_pending") == 1
+
+
+def test_the_worker_starts_and_stops_its_threads(fresh_db: Database) -> None:
+    from treu.worker.scheduler import Worker
+
+    settings = Settings(_env_file=None, delivery_poll_seconds=0.05)
+    worker = Worker(fresh_db, settings, jobs=False)
+    worker.start()
+    worker.stop()
+    assert not worker._thread.is_alive()

@@ -5,7 +5,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -24,19 +24,26 @@ from treu.api import lean, problems, request_log
 from treu.api.routes import (
     challenges,
     checkout,
+    consents,
     coupons,
     event_types,
     events,
+    mailbox,
     members,
+    outbox,
     payments,
     programmes,
     rewards,
     rules,
     tiers,
+    webhooks,
 )
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 from treu.models import load_all
+
+if TYPE_CHECKING:
+    from treu.worker.scheduler import Worker
 
 DOCS_ASSETS = "/docs-assets"
 """Where the scripts, style sheet and icon of the API documentation pages are served."""
@@ -95,6 +102,22 @@ class TreuAPI(FastAPI):
         await request_log.logged(super().__call__, scope, receive, send)
 
 
+def _embedded_worker(db: Database, settings: Settings) -> Worker | None:
+    """In development (or with ``TREU_SERVE_WORKER=true``) ``treu serve`` runs the
+    worker's jobs and delivery loop itself, so that ``make run`` delivers the demo's
+    messages with no second process. In production run ``treu worker`` apart."""
+    wanted = settings.serve_worker
+    if wanted is None:
+        wanted = settings.env == "development"
+    if not wanted:
+        return None
+    from treu.worker.scheduler import Worker
+
+    worker = Worker(db, settings)
+    worker.start()
+    return worker
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> TreuAPI:
     settings = settings or get_settings()
     request_log.install()
@@ -104,8 +127,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
         tune_gc()
-        yield
-        lean.close_pool(_app)
+        worker = _embedded_worker(app.state.db, settings)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            lean.close_pool(_app)
 
     app = TreuAPI(
         title="Treu",
@@ -125,6 +153,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             {"name": "rewards", "description": "Catalogue, redemptions, cancelling"},
             {"name": "coupons", "description": "Validate and use coupons; QR codes"},
             {"name": "payments", "description": "Pay with points, e-wallet, charity donations"},
+            {"name": "webhooks", "description": "Endpoints that receive events (signed)"},
+            {"name": "outbox", "description": "Delivery from the outbox: depth, failures, retries"},
+            {"name": "consents", "description": "Who may be contacted over which channel"},
             {"name": "meta", "description": "Health"},
         ],
     )
@@ -145,6 +176,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(rewards.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
+    app.include_router(outbox.router)
+    app.include_router(webhooks.router)
+    app.include_router(consents.router)
+    app.include_router(consents.settings_router)
+    app.include_router(consents.unsubscribe_router)
+    if settings.env == "development":
+        app.include_router(mailbox.router)
 
     _documentation(app)
 

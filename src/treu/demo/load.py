@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from treu.db.session import Database
+from treu.delivery.service import deliveries
 from treu.demo.generate import generate
 from treu.demo.programme import (
     DEMO_SLUG,
@@ -29,9 +30,13 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.service import rules
 from treu.rules.spec import RuleSpec
-from treu.worker.jobs import activate_pending, expire_points
+from treu.worker.jobs import activate_pending, expire_points, warn_expiring
 
 BATCH_SIZE = 1000
+SHOWCASE = (
+    {"email": "lena.becker@example.com", "first_name": "Lena", "language": "de"},
+    {"email": "sam.taylor@example.com", "first_name": "Sam", "language": "en"},
+)
 
 Progress = Callable[[str, int, int], None]
 """``on_progress(stage, done, total)`` with stage ``members``, ``events`` or ``ledger``."""
@@ -62,6 +67,8 @@ class DemoSummary:
     points_donated: int = 0
     challenges_active: int = 0
     challenge_completions: int = 0
+    showcase: int = 0
+    """Members who join as the demo ends, so that their messages are delivered."""
     seconds: float = 0.0
 
 
@@ -169,8 +176,26 @@ def load_demo(
     summary.expired = expire_points(db, now=now)
     demo_rewards(db, programme.id, now=now, seed=seed)
     demo_payments(db, programme.id, now=now, seed=seed)
+    warn_expiring(db, now=now)
+    with db.unit_of_work() as session:
+        # A year of history is not news: nothing of it is e-mailed or sent to webhooks.
+        later = max(now, utc_now()) + timedelta(seconds=1)
+        deliveries.skip_history(session, before=later, now=now)
     report("ledger", 1, 1)
     count_features(db, programme.id, summary)
+    # Two members who join now (after the counts above, which are the history's) are
+    # news: their welcome e-mails, in German and in English, are what the development
+    # mailbox shows right after `make run`.
+    with db.unit_of_work() as session:
+        writer = ledger.writer(session, now=now)
+        for joining in SHOWCASE:
+            member_service.enrol(
+                session,
+                programme=programme,
+                data=MemberCreate.model_validate({"programme": slug, **joining}),
+                writer=writer,
+            )
+            summary.showcase += 1
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -13,8 +13,8 @@ from treu.db.base import Base
 class OutboxMessage(Base):
     """One domain event, written in the transaction of the change it reports.
 
-    Append-only. The delivery that reads it (e-mail, webhooks, inbox) comes with the
-    notifications feature; each message's ``id`` is the stable id receivers dedupe on.
+    Append-only but for ``dispatched_at``: ``treu.delivery`` reads it (e-mail, webhooks,
+    inbox), and every delivery made from a row has its own stable id.
     ``payload`` carries ids and amounts, never personal data (e-mail addresses, names,
     phone numbers live only in the member tables, so erasure is one place)."""
 
@@ -29,6 +29,13 @@ class OutboxMessage(Base):
             unique=True,
             postgresql_where=text("key IS NOT NULL"),
             sqlite_where=text("key IS NOT NULL"),
+        ),
+        # What the delivery has not planned yet: a small, moving set of recent rows.
+        Index(
+            "ix_outbox_undispatched",
+            "id",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
         ),
     )
 
@@ -46,3 +53,6 @@ class OutboxMessage(Base):
     key: Mapped[str | None] = mapped_column(String(200))
     """Set by producers that may record the same fact twice (a job run again): the
     second row is not written."""
+    dispatched_at: Mapped[datetime | None]
+    """When delivery planned this row's deliveries (``treu.delivery``); None until then.
+    The one column ever updated: the row's facts stay as written."""

@@ -1,0 +1,136 @@
+"""Delivery throughput with one worker (``make bench --only delivery``): webhooks to a
+local HTTP receiver (and e-mail to a local SMTP sink where that channel exists), from
+outbox events to recorded deliveries — planning, signing, sending on the worker's
+threads and recording included.
+
+Next to it, in the same run, the raw baseline: the same number of plain POSTs of the same
+size from the same number of threads, with no database and no signing. The ratio says
+what the delivery machinery costs over the network it cannot avoid.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from treu.config import Settings
+from treu.db.session import Database
+from treu.delivery.worker import Deliverer
+from treu.ledger.service import ledger
+from treu.members.schemas import MemberCreate
+from treu.members.service import members
+from treu.programmes.schemas import ProgrammeCreate
+from treu.programmes.service import programmes
+from treu.webhooks.channel import WebhookChannel
+from treu.webhooks.schemas import WebhookIn
+from treu.webhooks.service import webhooks
+
+THREADS = Settings.model_fields["delivery_threads"].default
+BATCH = Settings.model_fields["delivery_batch"].default
+
+
+@contextmanager
+def sink(kind: str) -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sinks", kind], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def enrol(db: Database, slug: str, count: int) -> None:
+    with db.unit_of_work() as session:
+        programme = programmes.get(session, slug)
+        writer = ledger.writer(session)
+        for _ in range(count):
+            members.enrol(
+                session,
+                programme=programme,
+                data=MemberCreate.model_validate(
+                    {"programme": slug, "external_id": uuid.uuid4().hex}
+                ),
+                writer=writer,
+            )
+
+
+def raw_posts(url: str, count: int, body: bytes) -> float:
+    """Plain POSTs from ``THREADS`` threads, one kept-alive client each: posts/s."""
+    left = iter(range(count))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client() as client:
+            while True:
+                with lock:
+                    if next(left, None) is None:
+                        return
+                client.post(url, content=body, headers={"content-type": "application/json"})
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return count / (time.perf_counter() - started)
+
+
+def webhooks_per_s(db: Database, count: int) -> dict[str, Any]:
+    slug = f"bench-hooks-{uuid.uuid4().hex[:6]}"
+    with db.unit_of_work() as session:
+        programmes.create(
+            session,
+            data=ProgrammeCreate.model_validate(
+                {"slug": slug, "name": "Webhooks", "currency": "EUR", "points_per_currency_unit": 1}
+            ),
+        )
+    settings = Settings(_env_file=None, database_url=db.url, env="development")
+    with sink("http") as port:
+        url = f"http://127.0.0.1:{port}/hooks"
+        with db.unit_of_work() as session:
+            webhooks.create(
+                session,
+                data=WebhookIn(url=url, events=["member.enrolled"], programme=slug),
+                actor="bench",
+                allow_private=True,
+            )
+        for offset in range(0, count, 1000):
+            enrol(db, slug, min(1000, count - offset))
+        worker = Deliverer(db, [WebhookChannel(settings, db=db)], threads=THREADS, batch=BATCH)
+        try:
+            started = time.perf_counter()
+            done = worker.run_once()
+            seconds = time.perf_counter() - started
+        finally:
+            worker.close()
+        arrived = int(httpx.get(f"http://127.0.0.1:{port}/count").text)
+        body = b'{"type":"member.enrolled","timestamp":"2026-12-06T12:00:00Z","data":{}}'
+        raw = raw_posts(url, count, body.ljust(240))
+    rate = done.sent / seconds
+    return {
+        "messages": count,
+        "sent": done.sent,
+        "arrived": arrived,
+        "seconds": round(seconds, 2),
+        "webhooks_per_s": round(rate),
+        "raw_posts_per_s": round(raw),
+        "ratio_to_raw": round(rate / raw, 3),
+        "threads": THREADS,
+        "batch": BATCH,
+    }
+
+
+def run(db: Database, *, quick: bool = False) -> dict[str, Any]:
+    return {"webhooks": webhooks_per_s(db, 1000 if quick else 5000)}

@@ -1,0 +1,319 @@
+"""The e-mail channel: which outbox rows become e-mails, to whom, saying what.
+
+Until journeys and editable templates come, the channel e-mails a member for four
+transactional outbox types (``CATALOGUE``): ``member.enrolled`` (welcome),
+``points.expiring`` (the points and date of the notice), ``coupon.issued`` (the code)
+and ``tier.changed`` (upgrades only). Whether a message goes is decided at planning by
+the rules of ``treu.messaging.consents``: the programme allows transactional e-mail,
+the member has an address, is not closed and has not withdrawn e-mail consent
+(marketing messages need consent granted).
+
+Everything is rendered at planning, in the member's language, into the delivery's
+payload (``to``, ``subject``, ``text``, ``html``, ``headers``, ``language``): a retry
+sends the same words, even after the member's name or the programme changed. The
+outbox row's payload has ids and amounts only; names and addresses are read from the
+member tables here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from treu.config import DEV_SMTP_FROM, Settings
+from treu.delivery.channel import Channel, Outcome, Planned, Sender
+from treu.kit.lang import Lang, member_language
+from treu.kit.text import translate_plural
+from treu.kit.time import local_date
+from treu.ledger.models import Account
+from treu.members.models import Member, MemberStatus
+from treu.messaging.consents import (
+    ConsentState,
+    Kind,
+    consents,
+    may_send,
+    policy,
+    unsubscribe_token,
+)
+from treu.messaging.email import SmtpConfig, SmtpSender
+from treu.messaging.errors import TemplateProblem
+from treu.messaging.mailbox import DevMailboxSender, mailbox
+from treu.messaging.models import ConsentChannel
+from treu.messaging.templates import format_day, format_number, render_message
+from treu.outbox.models import OutboxMessage
+from treu.programmes.models import Programme
+from treu.rewards.coupons import summary
+from treu.rewards.models import Coupon
+from treu.tiers.service import tiers
+
+log = logging.getLogger("treu.messaging")
+
+NAME = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a message's variables are made from (read once per planning round)."""
+
+    session: Session
+    message: OutboxMessage
+    member: Member
+    programme: Programme
+    lang: Lang
+    coupons: Mapping[uuid.UUID, Coupon]
+    balance: int
+    """Available points now (at planning)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """One kind of e-mail: its template, its kind, and its own variables (None from
+    ``variables``: this row calls for no e-mail, e.g. a tier downgrade)."""
+
+    template: str
+    variables: Callable[[Facts], dict[str, Any] | None]
+    kind: Kind = "transactional"
+
+
+def points_label(programme: Programme, lang: str, count: int) -> str:
+    """The programme's name for ``count`` points ("Punkte", "Sterne"), in ``lang``."""
+    name = (programme.points_name or {}).get(lang)
+    if isinstance(name, str):
+        return name
+    if isinstance(name, Mapping):
+        label = name.get("one" if count == 1 else "other")
+        if label:
+            return str(label)
+    return translate_plural(lang, "point", "points", count)
+
+
+WELCOME_WITHIN = timedelta(days=1)
+"""A member whose enrolment lies further back than this when it is recorded was imported
+with their original enrolment date (``enrolled_at``): they are not new, and a programme
+moving 100,000 members to Treu must not welcome each of them."""
+
+
+def _welcome(facts: Facts) -> dict[str, Any] | None:
+    enrolled_at = facts.message.payload.get("enrolled_at")
+    if enrolled_at is not None:
+        enrolled = datetime.fromisoformat(str(enrolled_at).replace("Z", "+00:00"))
+        if enrolled < facts.message.occurred_at - WELCOME_WITHIN:
+            return None
+    return {"card_number": facts.member.card_number}
+
+
+def _expiring(facts: Facts) -> dict[str, Any]:
+    payload = facts.message.payload
+    points = int(payload["points"])
+    expires_at = datetime.fromisoformat(str(payload["expires_at"]).replace("Z", "+00:00"))
+    day = local_date(expires_at, facts.programme.timezone)
+    return {
+        "points": format_number(points, facts.lang),
+        "points_label": points_label(facts.programme, facts.lang, points),
+        "expires_on": format_day(day, facts.lang),
+    }
+
+
+def _coupon(facts: Facts) -> dict[str, Any] | None:
+    coupon = facts.coupons.get(uuid.UUID(str(facts.message.payload["coupon_id"])))
+    if coupon is None:
+        return None
+    try:
+        offer: str | None = summary(coupon.kind, coupon.terms, facts.lang, facts.programme.timezone)
+    except (KeyError, TypeError, ValueError):  # terms of a kind the summary cannot say
+        offer = None
+    expires: date = local_date(coupon.expires_at, facts.programme.timezone)
+    return {
+        "coupon_code": coupon.code,
+        "coupon_offer": offer,
+        "coupon_expires_on": format_day(expires, facts.lang),
+    }
+
+
+def _upgrade(facts: Facts) -> dict[str, Any] | None:
+    payload = facts.message.payload
+    ladder = tiers.ladder(facts.session, facts.programme)
+    new = ladder.get(payload.get("to_tier"))
+    old = ladder.get(payload.get("from_tier"))
+    if new is None or (old is not None and old.rank >= new.rank):
+        return None
+    return {
+        "tier": new.label(facts.lang),
+        "previous_tier": old.label(facts.lang) if old is not None else None,
+    }
+
+
+CATALOGUE: dict[str, MessageSpec] = {
+    "member.enrolled": MessageSpec("welcome", _welcome),
+    "points.expiring": MessageSpec("points_expiring", _expiring),
+    "coupon.issued": MessageSpec("coupon_issued", _coupon),
+    "tier.changed": MessageSpec("tier_upgraded", _upgrade),
+}
+"""Outbox type -> the e-mail it calls for."""
+
+
+class EmailChannel:
+    """The ``Channel`` (``treu.delivery.channel``) of e-mail: over SMTP when
+    ``TREU_SMTP_HOST`` is set, else into the development mailbox."""
+
+    name = NAME
+
+    def __init__(
+        self, settings: Settings, *, catalogue: Mapping[str, MessageSpec] | None = None
+    ) -> None:
+        key = settings.signing_key()
+        if key is None:
+            raise ValueError("e-mail needs TREU_SECRET_KEY to sign its unsubscribe links")
+        self._key = key
+        self.public_url = settings.public_url
+        self.smtp = SmtpConfig.of(settings) if settings.smtp_host else None
+        self.from_address = settings.smtp_from or DEV_SMTP_FROM
+        self.catalogue = dict(CATALOGUE if catalogue is None else catalogue)
+
+    def unsubscribe_url(self, member_id: uuid.UUID) -> str:
+        return (
+            f"{self.public_url}/u/{unsubscribe_token(self._key, member_id, ConsentChannel.email)}"
+        )
+
+    def plan(
+        self, session: Session, messages: Sequence[OutboxMessage], *, now: datetime
+    ) -> list[Planned]:
+        wanted = [m for m in messages if m.type in self.catalogue and m.member_id is not None]
+        if not wanted:
+            return []
+        member_ids = list({m.member_id for m in wanted if m.member_id is not None})
+        found = {m.id: m for m in session.scalars(select(Member).where(Member.id.in_(member_ids)))}
+        programme_ids = {m.programme_id for m in found.values()}
+        programmes = {
+            p.id: p
+            for p in session.scalars(select(Programme).where(Programme.id.in_(programme_ids)))
+        }
+        allowed = policy.transactional_email(session, programme_ids)
+        states = consents.latest(session, member_ids, ConsentChannel.email)
+        coupon_ids = [
+            uuid.UUID(str(m.payload["coupon_id"]))
+            for m in wanted
+            if m.type == "coupon.issued" and m.payload.get("coupon_id")
+        ]
+        coupons = (
+            {c.id: c for c in session.scalars(select(Coupon).where(Coupon.id.in_(coupon_ids)))}
+            if coupon_ids
+            else {}
+        )
+        balances = dict(
+            session.execute(
+                select(Account.member_id, Account.available).where(
+                    Account.member_id.in_(member_ids)
+                )
+            ).all()
+        )
+        planned: list[Planned] = []
+        for message in wanted:
+            member = found.get(message.member_id) if message.member_id else None
+            if member is None or not member.email or member.status == MemberStatus.closed:
+                continue
+            spec = self.catalogue[message.type]
+            state: ConsentState | None = states.get(member.id, {}).get(ConsentChannel.email.value)
+            if spec.kind == "transactional" and not allowed.get(member.programme_id, True):
+                continue
+            if not may_send(spec.kind, state):
+                continue
+            programme = programmes[member.programme_id]
+            facts = Facts(
+                session=session,
+                message=message,
+                member=member,
+                programme=programme,
+                lang=member_language(None, member.language),
+                coupons=coupons,
+                balance=int(balances.get(member.id, 0)),
+            )
+            done = self._compose(spec, facts)
+            if done is not None:
+                planned.append(done)
+        return planned
+
+    def _compose(self, spec: MessageSpec, facts: Facts) -> Planned | None:
+        try:
+            own = spec.variables(facts)
+        except (KeyError, TypeError, ValueError):
+            # A row this code cannot read must not hold up the outbox either.
+            log.exception("outbox row %s: no e-mail (payload not understood)", facts.message.id)
+            return None
+        if own is None:
+            return None
+        member, programme, lang = facts.member, facts.programme, facts.lang
+        unsubscribe = self.unsubscribe_url(member.id)
+        balance = facts.balance
+        variables = {
+            "first_name": member.first_name,
+            "programme_name": programme.name,
+            "balance": format_number(balance, lang),
+            "balance_label": points_label(programme, lang, balance),
+            "points_name": points_label(programme, lang, 2),
+            "unsubscribe_url": unsubscribe,
+            **own,
+        }
+        try:
+            rendered = render_message(spec.template, variables, lang)
+        except TemplateProblem:
+            # A broken template must not hold up the outbox: this message is left out
+            # (and logged loudly), the others of the batch go.
+            log.exception(
+                "e-mail %s for outbox row %s not rendered", spec.template, facts.message.id
+            )
+            return None
+        assert member.email is not None
+        return Planned(
+            channel=NAME,
+            target=member.email,
+            dedupe_key=f"{NAME}:{facts.message.id}",
+            event_type=facts.message.type,
+            payload={
+                "to": member.email,
+                "subject": rendered.subject,
+                "text": rendered.text,
+                "html": rendered.html,
+                "headers": {
+                    "List-Unsubscribe": f"<{unsubscribe}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+                "language": lang,
+                "kind": spec.kind,
+                "template": spec.template,
+            },
+            programme_id=member.programme_id,
+            member_id=member.id,
+            outbox_id=facts.message.id,
+        )
+
+    def sender(self) -> Sender:
+        if self.smtp is not None:
+            return SmtpSender(self.smtp)
+        return DevMailboxSender(self.from_address)
+
+    def settle(self, session: Session, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+        if self.smtp is None:
+            mailbox.keep(session, outcomes, now=now, sender=self.from_address)
+
+
+_warned = False
+
+
+def email_channels(settings: Settings) -> list[Channel]:
+    """The e-mail channel this configuration has: SMTP, the development mailbox, or —
+    in production without ``TREU_SMTP_HOST`` — none (with a warning, once)."""
+    global _warned
+    if settings.smtp_host or settings.env == "development":
+        return [EmailChannel(settings)]
+    if not _warned:
+        _warned = True
+        log.warning("TREU_SMTP_HOST is not set: no e-mail is sent (docs/email.md)")
+    return []
