@@ -12,10 +12,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from treu.db.base import WriteBatch, lookup, table_of
+from treu.db.base import WriteBatch, table_of
 from treu.events.errors import (
     EventInFuture,
     OriginalEventNotFound,
@@ -38,13 +38,6 @@ from treu.rules.engine import (
     MemberView,
 )
 from treu.rules.service import rules
-
-_STORED_EVENTS = lookup(
-    lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
-        Event.programme_id == bindparam("programme_id", type_=Uuid()), condition
-    ),
-    Event.key,
-)
 
 
 def load_originals(run: IngestRun) -> dict[tuple[uuid.UUID, str], Original]:
