@@ -72,6 +72,7 @@ from treu.kit.time import utc_now
 from treu.ledger.service import LedgerWriter
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rules.badges import BadgeBook
 from treu.rules.errors import UnknownTrigger
 
 CACHE_SECONDS = 5.0
@@ -273,9 +274,10 @@ class ChallengeService:
         )
         return ActiveChallenges(challenges=[_compiled(row, programme.id) for row in rows])
 
-    def book(self, session: Session, writer: LedgerWriter) -> ChallengeBook:
-        """The progress keeper of one unit of work of event ingestion."""
-        return ChallengeBook(self, session, writer)
+    def book(self, session: Session, writer: LedgerWriter, badges: BadgeBook) -> ChallengeBook:
+        """The progress keeper of one unit of work of event ingestion; ``badges``: the
+        unit of work's, shared with the earning rules."""
+        return ChallengeBook(self, session, writer, badges)
 
     # --- the member's view --------------------------------------------------------------
 
