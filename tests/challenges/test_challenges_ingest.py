@@ -426,12 +426,26 @@ def test_conditions_see_the_members_tier(db: Database) -> None:
             tiers.create(
                 session, programme=attached, data=TierCreate.model_validate(spec), actor="test"
             )
-    challenge = f.challenge(db, prog, condition="member.tier == 'gold'")
+    challenge = f.challenge(
+        db, prog, condition="member.tier == 'gold'", goal={"type": "count", "target": 10}
+    )
     anna = f.member(db, prog)
     assert "challenges" not in buy(db, prog, anna, T0, amount=5_000)
     # This purchase lifts Anna to Gold: it counts, as do the later ones.
     assert buy(db, prog, anna, T0, amount=6_000)["challenges"][0]["change"] == 1
     assert buy(db, prog, anna, T0, amount=100)["challenges"][0]["change"] == 1
+    assert progress(db, challenge, anna) == {"window": (2, 0)}
+    # A return on its own (no earning event in its unit of work) sees the tier too: the
+    # purchase counted for a Gold member, so taking it back takes its progress back.
+    order = f.unique("order")
+    assert buy(db, prog, anna, T0, amount=300, event_id=order)["challenges"][0]["change"] == 1
+    back = f.ingest_one(
+        db,
+        f.return_payload(prog, order, [{"sku": "sku-1", "quantity": 1}], occurred_at=T0),
+        now=NOW,
+    )
+    assert back.body is not None
+    assert [(s.change, s.current) for s in back.body.challenges] == [(-1, 2)]
     assert progress(db, challenge, anna) == {"window": (2, 0)}
 
 
