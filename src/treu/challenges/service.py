@@ -14,8 +14,9 @@ dictionary look-up when the programme has no active challenge (the active set is
 per process for ``CACHE_SECONDS``, like the earning rules). The book does its work in
 ``flush``, when every event of the unit of work is known: it reads the progress rows of
 all members and periods at hand with ONE query, updates them in event order, awards the
-completions through the ingestion's ``LedgerWriter`` (points available at once) and adds
-its writes to the ingestion's ``WriteBatch``. Members' accounts are locked by then, so
+completions through the ingestion's ``LedgerWriter`` (points available at once) and its
+``BadgeBook`` (shared with the earning rules: a badge code once per member) and adds its
+writes to the ingestion's ``WriteBatch``. Members' accounts are locked by then, so
 two concurrent events of one member can never both complete a period.
 
 Returns: a return takes the returned lines' contribution off the progress of the
