@@ -52,7 +52,7 @@ def buy(
         now=now,
     )
     assert out.body is not None
-    return out.body
+    return out.body.public()
 
 
 def line(
@@ -178,7 +178,7 @@ def test_events_outside_the_window_or_with_a_false_condition_do_not_count(db: Da
         now=NOW,
     )
     assert out.body is not None
-    assert "challenges" not in out.body
+    assert out.body.challenges == ()
     # 1 May 00:00 in Berlin: the first instant of the window
     assert buy(db, prog, anna, MAY[0])["challenges"][0]["progress"]["current"] == 1
     assert "challenges" not in buy(db, prog, anna, MAY[1])  # the end is exclusive
@@ -213,12 +213,13 @@ def test_reviews_count_engagement_events(db: Database) -> None:
     anna = f.member(db, prog)
     low = f.ingest_one(db, review(prog, anna, T0, rating=1), now=NOW)
     assert low.body is not None
-    assert "challenges" not in low.body
+    assert low.body.challenges == ()
     f.ingest_one(db, review(prog, anna, T0 + timedelta(hours=1)), now=NOW)
     done = f.ingest_one(db, review(prog, anna, T0 + timedelta(hours=2)), now=NOW)
     assert done.body is not None
-    assert done.body["challenges"][0]["completed"] is True
-    assert done.body["balance"]["available"] == 100
+    assert done.body.challenges[0].completed is True
+    assert done.body.balance is not None
+    assert done.body.balance.available == 100
     # Purchases do not count for a review challenge.
     assert "challenges" not in buy(db, prog, anna, T0)
     assert progress(db, challenge, anna) == {"window": (2, 1)}
@@ -352,9 +353,9 @@ def test_weekly_repeat_with_max_completions(db: Database) -> None:
     assert first.body is not None
     assert second.body is not None
     assert third.body is not None
-    assert first.body["challenges"][0]["period"] == "week:2026-W19"
-    assert second.body["challenges"][0]["period"] == "week:2026-W20"
-    assert "challenges" not in third.body  # two completions are the cap
+    assert first.body.challenges[0].period == "week:2026-W19"
+    assert second.body.challenges[0].period == "week:2026-W20"
+    assert third.body.challenges == ()  # two completions are the cap
     assert progress(db, challenge, anna) == {
         "week:2026-W19": (1, 1),
         "week:2026-W20": (1, 1),
@@ -425,12 +426,26 @@ def test_conditions_see_the_members_tier(db: Database) -> None:
             tiers.create(
                 session, programme=attached, data=TierCreate.model_validate(spec), actor="test"
             )
-    challenge = f.challenge(db, prog, condition="member.tier == 'gold'")
+    challenge = f.challenge(
+        db, prog, condition="member.tier == 'gold'", goal={"type": "count", "target": 10}
+    )
     anna = f.member(db, prog)
     assert "challenges" not in buy(db, prog, anna, T0, amount=5_000)
     # This purchase lifts Anna to Gold: it counts, as do the later ones.
     assert buy(db, prog, anna, T0, amount=6_000)["challenges"][0]["change"] == 1
     assert buy(db, prog, anna, T0, amount=100)["challenges"][0]["change"] == 1
+    assert progress(db, challenge, anna) == {"window": (2, 0)}
+    # A return on its own (no earning event in its unit of work) sees the tier too: the
+    # purchase counted for a Gold member, so taking it back takes its progress back.
+    order = f.unique("order")
+    assert buy(db, prog, anna, T0, amount=300, event_id=order)["challenges"][0]["change"] == 1
+    back = f.ingest_one(
+        db,
+        f.return_payload(prog, order, [{"sku": "sku-1", "quantity": 1}], occurred_at=T0),
+        now=NOW,
+    )
+    assert back.body is not None
+    assert [(s.change, s.current) for s in back.body.challenges] == [(-1, 2)]
     assert progress(db, challenge, anna) == {"window": (2, 0)}
 
 
@@ -515,7 +530,7 @@ def test_several_events_of_one_member_in_one_batch(db: Database) -> None:
     ]
     outcomes = f.ingest(db, *payloads, now=NOW)
     assert all(o.ok for o in outcomes)
-    bodies = [o.body or {} for o in outcomes]
+    bodies = [o.body.public() if o.body else {} for o in outcomes]
     by_code = [{e["code"]: e for e in body["challenges"]} for body in bodies]
     assert by_code[2][count.code]["completed"] is True
     assert by_code[2][kinds.code]["progress"]["current"] == 1
@@ -608,7 +623,7 @@ def test_a_return_reduces_the_progress_of_an_open_period(db: Database) -> None:
         now=NOW,
     )
     assert out.body is not None
-    changes = {e["code"]: e["change"] for e in out.body["challenges"]}
+    changes = {e.code: e.change for e in out.body.challenges}
     assert changes == {spend.code: -300}
     # Return the rest: the purchase no longer counts; coffee is gone, dairy stays (other order).
     out = f.ingest_one(
@@ -622,7 +637,7 @@ def test_a_return_reduces_the_progress_of_an_open_period(db: Database) -> None:
         now=NOW,
     )
     assert out.body is not None
-    changes = {e["code"]: e["change"] for e in out.body["challenges"]}
+    changes = {e.code: e.change for e in out.body.challenges}
     assert changes == {count.code: -1, spend.code: -1200, kinds.code: -1}
     assert progress(db, count, anna) == {"window": (1, 0)}
     assert progress(db, spend, anna) == {"window": (100, 0)}
@@ -648,7 +663,7 @@ def test_a_return_never_undoes_a_completed_challenge(db: Database) -> None:
         now=NOW,
     )
     assert out.body is not None
-    assert "challenges" not in out.body
+    assert out.body.challenges == ()
     assert progress(db, challenge, anna) == {"window": (2, 1)}
     # The purchase's points are reversed; the challenge's 300 are kept.
     assert f.balance(db, anna).available == 10 + 300
@@ -671,8 +686,10 @@ def test_a_return_in_the_same_batch_as_its_purchase(db: Database) -> None:
         now=NOW,
     )
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
-    assert "challenges" not in (outcomes[1].body or {})
-    assert (outcomes[2].body or {})["challenges"][0]["change"] == -1
+    assert outcomes[1].body is not None
+    assert not outcomes[1].body.challenges
+    assert outcomes[2].body is not None
+    assert outcomes[2].body.challenges[0].change == -1
     assert progress(db, challenge, anna) == {"window": (0, 0)}
     with db.unit_of_work(write=False) as session:
         data = session.scalar(select(Event.data).where(Event.key == order))
@@ -695,7 +712,8 @@ def test_a_partial_return_rechecks_the_conditions(db: Database) -> None:
         f.return_payload(prog, order, [{"sku": "a", "quantity": 1}], occurred_at=T0),
         now=NOW,
     )
-    assert (out.body or {})["challenges"][0]["change"] == -1
+    assert out.body is not None
+    assert out.body.challenges[0].change == -1
     assert progress(db, challenge, anna) == {"window": (0, 0)}
 
 
@@ -713,7 +731,8 @@ def test_returns_of_purchases_before_the_challenge_change_nothing(db: Database) 
         ),
         now=NOW,
     )
-    assert "challenges" not in (out.body or {})
+    assert out.body is not None
+    assert not out.body.challenges
     assert progress(db, challenge, anna) == {"window": (1, 0)}
 
 
@@ -786,11 +805,9 @@ def test_many_concurrent_events_of_one_member_complete_once(db: Database, backen
     results = in_parallel(20, shop)
     assert [r for r in results if isinstance(r, BaseException)] == []
     outcomes = [r for r in results if isinstance(r, Outcome)]
-    completed = [
-        o for o in outcomes if any(e["completed"] for e in (o.body or {}).get("challenges", []))
-    ]
+    completed = [o for o in outcomes if o.body and any(e.completed for e in o.body.challenges)]
     assert len(completed) == 1
-    counted = [o for o in outcomes if (o.body or {}).get("challenges")]
+    counted = [o for o in outcomes if o.body and o.body.challenges]
     assert len(counted) == 3
     assert progress(db, challenge, anna) == {"window": (3, 1)}
     assert len(completions(db, challenge, anna)) == 1

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from tests import factories as f
 from treu.db.session import Database
 from treu.events.models import Event, PurchaseLine
+from treu.events.schemas import Balance
 from treu.events.service import Adjustment, Outcome, adjustments
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import Lot, Posting
@@ -87,7 +88,7 @@ def test_same_purchase_ten_times_is_credited_once(db: Database) -> None:
     assert [o.status for o in outcomes] == [201] + [200] * 9
     first = outcomes[0].body
     assert first is not None
-    assert first["points"]["earned"] == 42
+    assert first.points.earned == 42
     assert all(o.body == first for o in outcomes[1:])
     assert available_pending(db, anna) == (42, 0)
     assert rows(db, prog)["postings"] == 1
@@ -154,10 +155,10 @@ def test_contract_example(db: Database) -> None:
     sale = f.ingest_one(db, payload, now=bought + timedelta(minutes=1))
     assert sale.status == 201
     assert sale.body is not None
-    assert sale.body["member_id"] == str(anna.id)
-    assert sale.body["points"] == {"earned": 11, "available": 0, "pending": 11, "reversed": 0}
-    assert [p["kind"] for p in sale.body["postings"]] == ["earn"]
-    assert sale.body["postings"][0]["explanation"] == "1 point per €1 on €11.57: +11"
+    assert sale.body.member_id == anna.id
+    assert sale.body.points.public() == {"earned": 11, "available": 0, "pending": 11, "reversed": 0}
+    assert [p["kind"] for p in sale.body.postings] == ["earn"]
+    assert sale.body.postings[0]["explanation"] == "1 point per €1 on €11.57: +11"
     assert available_pending(db, anna) == (0, 11)
 
     returned = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -167,8 +168,8 @@ def test_contract_example(db: Database) -> None:
     ret["member"] = {"email": anna.email}
     back = f.ingest_one(db, ret, now=returned)
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 9
-    assert back.body["postings"][0]["points"] == -9
+    assert back.body.points.reversed == 9
+    assert back.body.postings[0]["points"] == -9
     bal = f.balance(db, anna)
     assert (bal.available, bal.pending) == (0, 2)
     assert [(e.points, e.expires_at) for e in bal.expiring] == [
@@ -196,8 +197,8 @@ def test_partial_return_after_partial_spend_goes_negative_then_settles(db: Datab
 
     back = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("tv", 1)]))
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 50
-    assert back.body["balance"] == {"available": -40, "pending": 0}
+    assert back.body.points.reversed == 50
+    assert back.body.balance == Balance(-40, 0)
     assert available_pending(db, anna) == (-40, 0)
     assert f.verify(db, prog) == []
     with pytest.raises(InsufficientPoints) as info:
@@ -250,12 +251,12 @@ def test_several_partial_returns_add_up_to_the_whole_order(db: Database) -> None
         db, f.purchase_payload(prog, anna, lines=[line("gum", 3, 99), line("mint", 1, 50)])
     )
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == 3
+    assert sale.body.points.earned == 3
     reversed_points = []
     for sku in ["gum", "gum", "mint", "gum"]:
         out = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret(sku, 1)]))
         assert out.body is not None
-        reversed_points.append(out.body["points"]["reversed"])
+        reversed_points.append(out.body.points.reversed)
     # kept 2.48 -> 2 (1 back); 1.49 -> 1 (1 back); 0.99 -> 0 (1 back); nothing -> 0
     assert reversed_points == [1, 1, 1, 0]
     assert available_pending(db, anna) == (0, 0)
@@ -325,8 +326,8 @@ def test_purchase_and_its_return_in_the_same_batch(db: Database) -> None:
     assert [o.status for o in outcomes] == [201, 201]
     assert outcomes[0].body is not None
     assert outcomes[1].body is not None
-    assert outcomes[0].body["points"]["earned"] == 25
-    assert outcomes[1].body["points"]["reversed"] == 10
+    assert outcomes[0].body.points.earned == 25
+    assert outcomes[1].body.points.reversed == 10
     assert available_pending(db, anna) == (15, 0)
     assert f.verify(db, prog) == []
     # The return was recorded against the purchase: only one more "a" can come back.
@@ -397,22 +398,22 @@ def test_unknown_member_with_auto_enrol_is_enrolled(
     payload["member"] = {kind: value}
     first = f.ingest_one(db, payload)
     assert first.body is not None
-    assert first.body["points"]["earned"] == 12
+    assert first.body.points.earned == 12
     with db.unit_of_work(write=False) as session:
         found = session.scalars(select(Member).where(Member.programme_id == prog.id)).all()
     assert len(found) == 1
     member = found[0]
     assert getattr(member, kind) == stored
     assert member.channel == "web"
-    assert str(member.id) == first.body["member_id"]
+    assert member.id == first.body.member_id
     assert available_pending(db, member) == (12, 0)
     # The next purchase finds the same member.
     second = f.purchase_payload(prog, None, amount_minor=1000)
     second["member"] = {kind: value}
     again = f.ingest_one(db, second)
     assert again.body is not None
-    assert again.body["member_id"] == str(member.id)
-    assert again.body["balance"] == {"available": 22, "pending": 0}
+    assert again.body.member_id == member.id
+    assert again.body.balance == Balance(22, 0)
     assert rows(db, prog)["members"] == 1
 
 
@@ -428,8 +429,8 @@ def test_auto_enrol_of_one_new_member_twice_in_a_batch(db: Database) -> None:
     assert rows(db, prog)["members"] == 1
     assert outcomes[0].body is not None
     assert outcomes[1].body is not None
-    assert outcomes[0].body["member_id"] == outcomes[1].body["member_id"]
-    assert outcomes[1].body["balance"] == {"available": 20, "pending": 0}
+    assert outcomes[0].body.member_id == outcomes[1].body.member_id
+    assert outcomes[1].body.balance == Balance(20, 0)
     assert f.verify(db, prog) == []
 
 
@@ -463,9 +464,9 @@ def test_blocked_member_earns_nothing_but_the_purchase_is_recorded(db: Database)
     sale = f.ingest_one(db, f.purchase_payload(prog, anna, lines=[line("a", 2, 1000)]))
     assert sale.status == 201
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == 0
-    assert sale.body["postings"] == []
-    assert "blocked" in sale.body["note"]
+    assert sale.body.points.earned == 0
+    assert sale.body.postings == ()
+    assert "blocked" in (sale.body.note or "")
     assert rows(db, prog) | {"members": 0} == {
         "events": 1,
         "lines": 1,
@@ -478,7 +479,7 @@ def test_blocked_member_earns_nothing_but_the_purchase_is_recorded(db: Database)
     set_status(db, anna, MemberStatus.active)
     back = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("a", 1)]))
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 0
+    assert back.body.points.reversed == 0
     assert available_pending(db, anna) == (0, 0)
     assert f.verify(db, prog) == []
 
@@ -499,13 +500,13 @@ def test_anonymous_purchase_is_recorded_without_points(db: Database) -> None:
     sale = f.ingest_one(db, f.purchase_payload(prog, None, lines=[line("a", 3, 1000)]))
     assert sale.status == 201
     assert sale.body is not None
-    assert sale.body["member_id"] is None
-    assert sale.body["points"]["earned"] == 0
-    assert sale.body["balance"] is None
+    assert sale.body.member_id is None
+    assert sale.body.points.earned == 0
+    assert sale.body.balance is None
     assert rows(db, prog) == {"events": 1, "lines": 1, "postings": 0, "lots": 0, "members": 0}
     back = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("a", 1)]))
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 0
+    assert back.body.points.reversed == 0
 
 
 # --- validation -------------------------------------------------------------------------
@@ -606,8 +607,8 @@ def test_floor_per_order_not_per_line(db: Database) -> None:
     lines = [line("a", 1, 99), line("b", 1, 99), line("c", 1, 99)]
     sale = f.ingest_one(db, f.purchase_payload(prog, anna, lines=lines))
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == 2  # floor(2.97), not 3 x ceil(0.99)
-    assert sale.body["postings"][0]["explanation"] == "1 point per €1 on €2.97: +2"
+    assert sale.body.points.earned == 2  # floor(2.97), not 3 x ceil(0.99)
+    assert sale.body.postings[0]["explanation"] == "1 point per €1 on €2.97: +2"
 
 
 @pytest.mark.parametrize(
@@ -629,7 +630,7 @@ def test_rounding_rule_and_scope(
     lines = [line("a", 1, 99), line("b", 1, 99), line("c", 1, 99)]
     sale = f.ingest_one(db, f.purchase_payload(prog, anna, lines=lines))
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == earned
+    assert sale.body.points.earned == earned
     f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("b", 1)]))
     assert available_pending(db, anna) == (after_return, 0)
     assert f.verify(db, prog) == []
@@ -643,11 +644,11 @@ def test_line_scope_with_quantities(db: Database) -> None:
         db, f.purchase_payload(prog, anna, lines=[line("a", 3, 333), line("b", 1, 70)])
     )
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == 15
+    assert sale.body.points.earned == 15
     # kept: 2 x 3.33 = 6.66 * 1.5 = 9.99 -> 9, plus 1 -> 10
     back = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("a", 1)]))
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 5
+    assert back.body.points.reversed == 5
 
 
 def test_returns_use_the_rate_the_purchase_earned_at(db: Database) -> None:
@@ -660,7 +661,7 @@ def test_returns_use_the_rate_the_purchase_earned_at(db: Database) -> None:
         current.points_per_currency_unit = 10  # type: ignore[assignment]
     back = f.ingest_one(db, f.return_payload(prog, sale.event_id, [line_ret("a", 1)]))
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 20
+    assert back.body.points.reversed == 20
     assert available_pending(db, anna) == (20, 0)
 
 
@@ -695,7 +696,7 @@ def test_returns_never_give_back_more_than_the_kept_lines_earn(
     lines = [line(f"sku{n}", q, p) for n, (q, p) in enumerate(bought)]
     sale = f.ingest_one(db, f.purchase_payload(prog, anna, lines=lines))
     assert sale.body is not None
-    earned = sale.body["points"]["earned"]
+    earned = sale.body.points.earned
     kept = {f"sku{n}": q for n, (q, _) in enumerate(bought)}
     returns = data.draw(st.integers(min_value=1, max_value=3), label="returns")
     for _ in range(returns):
@@ -714,7 +715,7 @@ def test_returns_never_give_back_more_than_the_kept_lines_earn(
     if kept_lines:
         only_kept = f.ingest_one(db, f.purchase_payload(prog, anna, lines=kept_lines))
         assert only_kept.body is not None
-        assert after == only_kept.body["points"]["earned"]
+        assert after == only_kept.body.points.earned
     else:
         assert after == 0
     assert f.verify(db, prog) == []

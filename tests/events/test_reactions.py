@@ -59,7 +59,8 @@ class _RecorderRun(ReactionRun):
     def react(self, item: Item) -> None:
         assert item.row is not None
         self.recorder.calls.append(("react", item.event.id))
-        item.result["recorded"] = item.row["type"]
+        assert item.answer is not None
+        item.answer.note = f"recorded {item.row['type']}"
 
     def flush(self, batch: WriteBatch) -> None:
         self.recorder.calls.append(("flush", None))
@@ -72,7 +73,7 @@ def ingest(db: Database, service: EventService, *payloads: dict[str, Any]) -> li
 
 
 def test_the_reactions_run_in_their_list_order() -> None:
-    assert [reaction.name for reaction in REACTIONS] == ["coupons", "tiers", "challenges"]
+    assert [reaction.name for reaction in REACTIONS] == ["coupons", "tiers", "badges", "challenges"]
 
 
 def test_a_reaction_sees_every_step_in_order_and_adds_to_the_answer(db: Database) -> None:
@@ -87,9 +88,9 @@ def test_a_reaction_sees_every_step_in_order_and_adds_to_the_answer(db: Database
     assert [o.status for o in outcomes] == [201, 422, 201]
     assert outcomes[1].error is not None
     assert outcomes[1].error.code == "refused_by_reaction"
-    assert [o.body["recorded"] for o in (outcomes[0], outcomes[2]) if o.body] == [
-        "purchase",
-        "purchase",
+    assert [o.body.note for o in (outcomes[0], outcomes[2]) if o.body] == [
+        "recorded purchase",
+        "recorded purchase",
     ]
     ids = [one["id"], refused["id"], two["id"]]
     assert recorder.calls == [
@@ -105,7 +106,7 @@ def test_a_reaction_sees_every_step_in_order_and_adds_to_the_answer(db: Database
     with db.unit_of_work(write=False) as session:
         stored = set(session.scalars(select(Event.key).where(Event.key.in_(ids))))
     assert stored == {ids[0], ids[2]}  # the refused event wrote nothing
-    earned = [o.body["points"]["earned"] for o in outcomes if o.body is not None]
+    earned = [o.body.points.earned for o in outcomes if o.body is not None]
     assert f.balance(db, who).available == sum(earned) > 0
 
 

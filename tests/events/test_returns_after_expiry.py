@@ -23,7 +23,7 @@ def test_expired_points_are_not_taken_back_twice(fresh_db: Database) -> None:
         db, f.purchase_payload(prog, who, lines=lines, occurred_at=bought), now=bought
     )
     assert sale.body is not None
-    assert sale.body["points"]["earned"] == 100
+    assert sale.body.points.earned == 100
     spent_at = datetime(2025, 12, 22, tzinfo=UTC)
     with db.unit_of_work() as session:
         adjustments.adjust(
@@ -44,7 +44,7 @@ def test_expired_points_are_not_taken_back_twice(fresh_db: Database) -> None:
         now=new_year,
     )
     assert first.body is not None
-    assert first.body["points"]["reversed"] == 0
+    assert first.body.points.reversed == 0
     # Everything back: the 30 points they spent are taken back, not the 70 that expired.
     second = f.ingest_one(
         db,
@@ -54,7 +54,7 @@ def test_expired_points_are_not_taken_back_twice(fresh_db: Database) -> None:
         now=new_year,
     )
     assert second.body is not None
-    assert second.body["points"]["reversed"] == 30
+    assert second.body.points.reversed == 30
     assert f.balance(db, who).available == -30
     assert f.verify(db, prog) == []
 
@@ -67,5 +67,5 @@ def test_return_before_expiry_reverses_in_full(db: Database) -> None:
         db, f.return_payload(prog, sale.event_id, [{"sku": "sku-1", "quantity": 1}])
     )
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 40
+    assert back.body.points.reversed == 40
     assert f.balance(db, who).available == 0

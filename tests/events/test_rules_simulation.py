@@ -65,7 +65,7 @@ def buy(
 ) -> dict[str, Any]:
     out = f.ingest_one(db, f.purchase_payload(prog, who, lines=lines, occurred_at=at), now=NOW)
     assert out.body is not None
-    return out.body
+    return out.body.public()
 
 
 def review(db: Database, prog: Programme, who: Member, at: datetime) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def review(db: Database, prog: Programme, who: Member, at: datetime) -> dict[str
     }
     out = f.ingest_one(db, payload, now=NOW)
     assert out.body is not None
-    return out.body
+    return out.body.public()
 
 
 def run(

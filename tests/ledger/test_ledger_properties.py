@@ -192,7 +192,7 @@ def run(db: Database, ops: list[tuple[Any, ...]], pending_days: int, months: int
             outcomes = f.ingest(db, *batch, now=now)
             assert [o.status for o in outcomes] == [201] * len(batch)
             assert outcomes[0].body is not None
-            assert outcomes[0].body["points"]["earned"] == earned
+            assert outcomes[0].body.points.earned == earned
             expected_total += earned
             after = check_invariants(db, prog, who)
             if len(batch) == 1:
@@ -201,7 +201,7 @@ def run(db: Database, ops: list[tuple[Any, ...]], pending_days: int, months: int
                 assert after.available == before.available + (0 if pending_now else earned)
             else:
                 assert outcomes[1].body is not None
-                assert outcomes[1].body["points"]["reversed"] == to_reverse
+                assert outcomes[1].body.points.reversed == to_reverse
                 expected_total -= to_reverse
         elif kind == "return":
             _, which, quantities = op
@@ -215,7 +215,7 @@ def run(db: Database, ops: list[tuple[Any, ...]], pending_days: int, months: int
                 db, f.return_payload(prog, sale.event_id, lines, occurred_at=now), now=now
             )
             assert out.body is not None
-            assert out.body["points"]["reversed"] == to_reverse
+            assert out.body.points.reversed == to_reverse
             expected_total -= to_reverse
             after = check_invariants(db, prog, who)
         elif kind in ("spend", "credit"):

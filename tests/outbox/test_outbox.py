@@ -122,9 +122,9 @@ def test_a_purchase_records_one_event_per_kind_and_a_replay_none(db: Database) -
     out = f.ingest_one(db, payload)
     assert out.body is not None
     [pending] = messages(db, who, "points.pending")
-    assert pending.payload["points"] == out.body["points"]["pending"] == 13
+    assert pending.payload["points"] == out.body.points.pending == 13
     assert [pending.payload["event_id"]] == event_ids(db, out.event_id)
-    assert len(out.body["postings"]) == 2  # the base rate and the rule: one event of the sum
+    assert len(out.body.postings) == 2  # the base rate and the rule: one event of the sum
     assert set(pending.payload) == {"points", "event_id", "available_at"}
     assert pending.payload["available_at"] is not None
     before = kinds(db, who)

@@ -237,7 +237,7 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
         now=T0,
     )
     assert partial.body is not None
-    assert "coupons_restored" not in partial.body
+    assert partial.body.coupons_restored == ()
     assert f.coupon_of(db, body).status == "used"
     rest = f.ingest_one(
         db,
@@ -250,7 +250,7 @@ def test_a_full_return_restores_the_coupon_and_a_partial_one_does_not(db: Databa
         now=T0,
     )
     assert rest.body is not None
-    assert rest.body["coupons_restored"] == [str(f.coupon_of(db, body).id)]
+    assert rest.body.coupons_restored == (f.coupon_of(db, body).id,)
     stored = f.coupon_of(db, body)
     assert (stored.status, stored.order_id, stored.restore_count) == ("active", None, 1)
     assert stored.expires_at == T0 + timedelta(days=30)  # keeps its expiry
@@ -269,7 +269,7 @@ def test_a_coupon_whose_reward_says_so_stays_used_after_a_return(db: Database) -
         now=T0,
     )
     assert back.body is not None
-    assert "coupons_restored" not in back.body
+    assert back.body.coupons_restored == ()
     assert f.coupon_of(db, body).status == "used"
 
 

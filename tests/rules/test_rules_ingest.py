@@ -55,8 +55,8 @@ def test_line_multiplier_credits_a_posting_per_rule(db: Database) -> None:
     body = out.body
     assert body is not None
     # base: floor(11.57) = 11; organic milk 2.58 x (2 - 1) = 2 extra (floor)
-    assert body["points"]["earned"] == 13
-    assert [p["points"] for p in body["postings"]] == [11, 2]
+    assert body.points.earned == 13
+    assert [p["points"] for p in body.postings] == [11, 2]
     stored = postings_of(db, who)
     assert [(p.rule_id, p.rule_version) for p in stored] == [(None, None), (organic.id, 1)]
     assert stored[1].explanation == "Organic x2 \u00d72: +2"
@@ -81,8 +81,8 @@ def test_exclusive_line_rule_takes_lines_from_the_base_rate(db: Database) -> Non
     out = f.ingest_one(db, f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0))
     assert out.body is not None
     # organic milk 2.58 x 3 = 7 (floor); the base rate covers only the coffee: 8
-    assert sorted(p["points"] for p in out.body["postings"]) == [7, 8]
-    assert out.body["points"]["earned"] == 15
+    assert sorted(p["points"] for p in out.body.postings) == [7, 8]
+    assert out.body.points.earned == 15
 
 
 def test_daily_limit_stops_the_second_review_and_says_so(db: Database) -> None:
@@ -106,10 +106,15 @@ def test_daily_limit_stops_the_second_review_and_says_so(db: Database) -> None:
     assert first.body is not None
     assert second.body is not None
     assert next_day.body is not None
-    assert first.body["points"] == {"earned": 50, "available": 50, "pending": 0, "reversed": 0}
-    assert second.body["points"]["earned"] == 0
-    assert second.body["limited"][0]["reason"] == "daily limit reached"
-    assert next_day.body["points"]["earned"] == 50
+    assert first.body.points.public() == {
+        "earned": 50,
+        "available": 50,
+        "pending": 0,
+        "reversed": 0,
+    }
+    assert second.body.points.earned == 0
+    assert second.body.public()["limited"][0]["reason"] == "daily limit reached"
+    assert next_day.body.points.earned == 50
     assert f.balance(db, who).available == 100
 
 
@@ -136,7 +141,7 @@ def test_budget_caps_a_rule_across_members(db: Database) -> None:
         }
         out = f.ingest_one(db, event, now=T0 + timedelta(minutes=1))
         assert out.body is not None
-        earned.append((out.body["points"]["earned"], out.body.get("limited")))
+        earned.append((out.body.points.earned, out.body.public().get("limited")))
     assert [e[0] for e in earned] == [40, 40, 20, 0]  # the third capped, the fourth: used up
     assert earned[2][1] == [
         {
@@ -165,8 +170,8 @@ def test_badge_is_awarded_once(db: Database) -> None:
     again = f.ingest_one(db, review(prog, who, T0 + timedelta(days=2)), now=T0 + timedelta(days=2))
     assert first.body is not None
     assert again.body is not None
-    assert first.body["badges"][0]["code"] == "reviewer"
-    assert "badges" not in again.body
+    assert first.body.public()["badges"][0]["code"] == "reviewer"
+    assert again.body.badges == ()
     with db.unit_of_work(write=False) as session:
         codes = session.scalars(select(MemberBadge.code).where(MemberBadge.member_id == who.id))
         assert list(codes) == ["reviewer"]
@@ -196,7 +201,7 @@ def test_partial_return_is_recomputed_under_the_recorded_rules(db: Database) -> 
     rule = f.rule(db, prog, **f.ORGANIC_X2)
     who = f.member(db, prog)
     bought = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0)
-    assert f.ingest_one(db, bought).body["points"]["earned"] == 13  # type: ignore[index]
+    assert f.ingest_one(db, bought).body.points.earned == 13  # type: ignore[union-attr]
     # The rule changes afterwards: the return still uses version 1.
     with db.unit_of_work() as session:
         current = rules.get(session, rule.id)
@@ -212,7 +217,7 @@ def test_partial_return_is_recomputed_under_the_recorded_rules(db: Database) -> 
     )
     assert back.body is not None
     # kept: coffee 8.99 -> 8 points; the organic bonus goes with the milk: 13 - 8 = 5
-    assert back.body["points"]["reversed"] == 5
+    assert back.body.points.reversed == 5
     assert f.balance(db, who).available == 8
     assert f.verify(db, prog) == []
 
@@ -336,8 +341,8 @@ def test_purchase_credits_what_checkout_promised(
         db, f.purchase_payload(prog, member, lines=lines, occurred_at=at, channel=channel)
     )
     assert out.body is not None, out.error
-    assert out.body["points"]["earned"] == promised["points"]["total"]
-    assert sorted(p["points"] for p in out.body["postings"]) == sorted(
+    assert out.body.points.earned == promised["points"]["total"]
+    assert sorted(p["points"] for p in out.body.postings) == sorted(
         r["points"] for r in promised["rules"] if r["points"] > 0
     )
 
@@ -418,7 +423,7 @@ def test_rules_api_draft_publish_pause(db: Database) -> None:
     who = f.member(db, prog)
     out = f.ingest_one(db, review(prog, who, datetime.now(UTC) - timedelta(minutes=1)))
     assert out.body is not None
-    assert out.body["points"]["earned"] == 0
+    assert out.body.points.earned == 0
     resumed = api.client.post(f"/v1/rules/{rid}/publish", headers=admin).json()
     assert resumed["status"] == "active"
     assert resumed["version"] == 2
@@ -480,7 +485,7 @@ def test_rule_set_uses_programme_rounding_and_rate(db: Database) -> None:
     who = f.member(db, prog)
     out = f.ingest_one(db, f.purchase_payload(prog, who, amount_minor=1001, occurred_at=T0))
     assert out.body is not None
-    assert out.body["points"]["earned"] == 6
+    assert out.body.points.earned == 6
 
 
 def test_unknown_rule_id_is_404(db: Database) -> None:
@@ -508,9 +513,7 @@ def test_concurrent_reviews_respect_the_daily_cap(db: Database, backend: str) ->
     who = f.member(db, prog)
     at = datetime.now(UTC) - timedelta(minutes=5)
     results = in_parallel(20, lambda i: f.ingest(db, review(prog, who, at))[0])
-    earned = [
-        r.body["points"]["earned"] for r in results if not isinstance(r, BaseException) and r.body
-    ]
+    earned = [r.body.points.earned for r in results if not isinstance(r, BaseException) and r.body]
     assert len(earned) == 20, results
     assert sorted(earned) == [0] * 19 + [50]
     assert f.balance(db, who).available == 50
@@ -548,7 +551,7 @@ def test_concurrent_budget_is_never_overspent(db: Database, backend: str) -> Non
         }
         body = f.ingest(db, event)[0].body
         assert body is not None
-        return int(body["points"]["earned"])
+        return body.points.earned
 
     earned = in_parallel(12, install)
     assert all(isinstance(e, int) for e in earned), earned
@@ -569,10 +572,10 @@ def test_return_does_not_let_a_rule_apply_that_did_not_apply_to_the_order(db: Da
     )
     who = f.member(db, prog)
     bought = f.purchase_payload(prog, who, lines=f.contract_lines(), occurred_at=T0)
-    assert f.ingest_one(db, bought).body["points"]["earned"] == 11  # type: ignore[index]
+    assert f.ingest_one(db, bought).body.points.earned == 11  # type: ignore[union-attr]
     back = f.ingest_one(db, f.return_payload(prog, bought["id"], [{"sku": "7002", "quantity": 1}]))
     assert back.body is not None
     # kept: the milk, 2.58 EUR -> 2 points; "Small basket" did not apply to the order and
     # does not apply to what is left of it either: 11 - 2 = 9 taken back
-    assert back.body["points"]["reversed"] == 9
+    assert back.body.points.reversed == 9
     assert f.balance(db, who).available == 2

@@ -81,10 +81,10 @@ def test_a_purchase_crossing_a_threshold_upgrades_in_its_own_unit_of_work(db: Da
     who = f.member(db, prog)
     first = f.ingest_one(db, buy(prog, who, T0, 9_000), now=T0)
     assert first.body is not None
-    assert "tier" not in first.body  # still Bronze
+    assert first.body.tier is None  # still Bronze
     second = f.ingest_one(db, buy(prog, who, T0 + timedelta(hours=1), 1_000), now=T0)
     assert second.body is not None
-    change = second.body["tier"]
+    change = second.body.public()["tier"]
     assert (change["from"], change["to"], change["reason"]) == ("bronze", "silber", "qualified")
     assert change["text"] == (
         "Upgrade to Silver: €100.00 spend in the last 12 months (€100.00 spend needed)"
@@ -127,10 +127,15 @@ def test_in_a_batch_the_next_purchase_earns_with_the_new_tier(db: Database) -> N
     )
     bodies = [o.body for o in outcomes]
     assert all(o.ok for o in outcomes)
-    assert [b["points"]["earned"] for b in bodies if b] == [100, 25, 100, 30]
-    assert [b.get("tier", {}).get("to") for b in bodies if b] == ["silber", None, "gold", None]
+    assert [b.points.earned for b in bodies if b] == [100, 25, 100, 30]
+    assert [b.tier.to_tier if b.tier else None for b in bodies if b] == [
+        "silber",
+        None,
+        "gold",
+        None,
+    ]
     assert bodies[1] is not None
-    assert [p["explanation"] for p in bodies[1]["postings"]] == [
+    assert [p["explanation"] for p in bodies[1].postings] == [
         "1 point per €1 on €20.00: +20",
         "Silver tier \u00d71.25: +5",
     ]
@@ -160,7 +165,7 @@ def test_returns_lower_qualifying_activity_and_recompute_with_the_recorded_tier(
     order = f.purchase_payload(prog, who, lines=lines, occurred_at=T0 + timedelta(days=1))
     bought = f.ingest_one(db, order, now=T0 + timedelta(days=1))
     assert bought.body is not None
-    assert bought.body["points"]["earned"] == 60  # 40 + Gold x1.5
+    assert bought.body.points.earned == 60  # 40 + Gold x1.5
     # the tier changes before the return: the return still uses the purchase's x1.5
     with db.unit_of_work() as session:
         tiers.update(
@@ -178,7 +183,7 @@ def test_returns_lower_qualifying_activity_and_recompute_with_the_recorded_tier(
         now=T0 + timedelta(days=2),
     )
     assert back.body is not None
-    assert back.body["points"]["reversed"] == 15  # 60 - (30 + 15)
+    assert back.body.points.reversed == 15  # 60 - (30 + 15)
     day = (T0 + timedelta(days=1)).date()
     with db.unit_of_work(write=False) as session:
         activity = session.get_one(TierActivity, (who.id, day))
@@ -212,7 +217,7 @@ def test_points_metric_counts_earned_points_and_redeeming_never_lowers_a_tier(
     who = f.member(db, prog)
     out = f.ingest_one(db, buy(prog, who, T0, 10_000), now=T0)  # 100 points
     assert out.body is not None
-    assert out.body["tier"]["to"] == "plus"
+    assert out.body.tier.to_tier == "plus"
     with db.unit_of_work() as session:  # spend every point
         adjustments.adjust(
             session,
@@ -245,12 +250,12 @@ def test_purchases_metric_on_a_calendar_year_in_the_programme_time_zone(db: Data
     f.ingest_one(db, buy(prog, who, new_year - timedelta(hours=2), 500), now=new_year)
     second = f.ingest_one(db, buy(prog, who, new_year, 500), now=new_year)
     assert second.body is not None
-    assert "tier" not in second.body
+    assert second.body.tier is None
     third = f.ingest_one(
         db, buy(prog, who, new_year + timedelta(days=3), 500), now=new_year + timedelta(days=3)
     )
     assert third.body is not None
-    assert third.body["tier"]["to"] == "two"
+    assert third.body.tier.to_tier == "two"
     stored = state(db, who)
     assert stored is not None
     assert str(stored.valid_until) == "2028-12-31"  # reached in 2027, kept through 2028
@@ -313,19 +318,19 @@ def test_paid_membership_buy_renew_and_expire(db: Database) -> None:
     f.ingest_one(db, buy(prog, who, T0, 12_000), now=T0)  # Silber by spend
     bought = f.ingest_one(db, membership(prog, who, T0, "gold", 1), now=T0)
     assert bought.body is not None
-    assert bought.body["tier"]["to"] == "gold"
-    assert bought.body["tier"]["paid_until"] == "2026-07-10T09:00:00Z"
+    assert bought.body.tier.to_tier == "gold"
+    assert bought.body.tier.paid_until == "2026-07-10T09:00:00Z"
     earned = f.ingest_one(
         db, buy(prog, who, T0 + timedelta(days=1), 2_000), now=T0 + timedelta(days=1)
     )
     assert earned.body is not None
-    assert earned.body["points"]["earned"] == 30  # Gold x1.5 while paid
+    assert earned.body.points.earned == 30  # Gold x1.5 while paid
     renewed = f.ingest_one(
         db, membership(prog, who, T0 + timedelta(days=5), "gold", 2), now=T0 + timedelta(days=5)
     )
     assert renewed.body is not None
-    assert renewed.body["tier"]["reason"] == "membership_renewed"
-    assert renewed.body["tier"]["paid_until"] == "2026-09-10T09:00:00Z"  # from the old end
+    assert renewed.body.tier.reason == "membership_renewed"
+    assert renewed.body.tier.paid_until == "2026-09-10T09:00:00Z"  # from the old end
     refused = f.ingest(
         db, membership(prog, who, T0 + timedelta(days=6), "silber", 1), now=T0 + timedelta(days=6)
     )[0]
@@ -392,7 +397,7 @@ def test_the_checkout_names_the_tier_and_promises_its_multiplier(db: Database) -
         db, buy(prog, who, T0 + timedelta(hours=1), 2_000), now=T0 + timedelta(hours=2)
     )
     assert purchase.body is not None
-    assert purchase.body["points"]["earned"] == body["points"]["total"]
+    assert purchase.body.points.earned == body["points"]["total"]
 
 
 def test_without_tiers_ingestion_reads_and_writes_no_tier_table(db: Database) -> None:
@@ -582,7 +587,7 @@ def test_a_membership_that_arrives_after_its_period_records_what_was_bought_then
     late = T0 + timedelta(days=45)  # the till sends a one-month purchase of 10 June now
     bought = f.ingest_one(db, membership(prog, who, T0, "gold", 1), now=late)
     assert bought.body is not None
-    tier = bought.body["tier"]
+    tier = bought.body.public()["tier"]
     assert (tier["from"], tier["to"], tier["reason"]) == ("gold", "silber", "membership_expired")
     assert tier["text"] == "Paid membership Gold ended on 10.07.2026; now Silver"
     entries = history(db, who)
@@ -599,4 +604,4 @@ def test_a_membership_that_arrives_after_its_period_records_what_was_bought_then
     assert (stored.tier, stored.paid_tier, stored.paid_until) == ("silber", None, None)
     earned = f.ingest_one(db, buy(prog, who, late, 2_000), now=late)
     assert earned.body is not None
-    assert earned.body["points"]["earned"] == 25  # Silber x1.25: Gold is over
+    assert earned.body.points.earned == 25  # Silber x1.25: Gold is over

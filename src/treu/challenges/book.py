@@ -30,12 +30,13 @@ from treu.kit.ids import new_id
 from treu.ledger.service import LedgerWriter
 from treu.members.schemas import MemberRef
 from treu.members.service import MemberKey, members
-from treu.outbox.events import BadgeAwarded, ChallengeCompleted, DomainEvent
+from treu.outbox.events import ChallengeCompleted, DomainEvent
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
+from treu.rules.badges import BadgeBook
 from treu.rules.engine import EventView, LineView, MemberView
-from treu.rules.models import MemberBadge
 from treu.rules.service import member_view
+from treu.rules.spec import Badge
 
 # --------------------------------------------------------------------------- the book
 
@@ -81,24 +82,87 @@ class ReturnedPurchase(Protocol):
     def lines(self) -> list[dict[str, Any]]: ...
 
 
-class BadgeSink(Protocol):
-    """Badges held and to be written in this unit of work, shared with the earning
-    rules so that a badge code is awarded once per member whoever awards it. (The
-    ingestion passes its earning context; if that has a ``tier_book`` with
-    ``tier_of(member_id)``, conditions see ``member.tier`` from it.)"""
+@dataclass(frozen=True, slots=True)
+class ChallengeReward:
+    """What completing a challenge gave."""
 
-    badges_held: dict[uuid.UUID, set[str]]
-    badge_rows: list[dict[str, Any]]
+    points: int
+    posting: dict[str, Any] | None = None
+    """The points' posting, as the ledger shows it in an answer (none for 0 points)."""
+    badge: Badge | None = None
+    """The challenge's badge, if the member did not hold it before."""
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"points": self.points}
+        if self.posting is not None:
+            out["posting"] = self.posting
+        if self.badge is not None:
+            out["badge"] = self.badge.model_dump(mode="json", exclude_none=True)
+        return out
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> ChallengeReward:
+        badge = data.get("badge")
+        return cls(
+            data["points"],
+            data.get("posting"),
+            None if badge is None else Badge.model_validate(badge),
+        )
 
 
-class TierSource(Protocol):
-    def tier_of(self, member_id: uuid.UUID) -> str | None: ...
+@dataclass(frozen=True, slots=True)
+class ChallengeStep:
+    """How an event moved one challenge (a return can move it back): what the event's
+    answer says (``public``; ``treu.events.schemas.ChallengeStep`` documents it)."""
+
+    challenge_id: uuid.UUID
+    code: str
+    period: str
+    current: int
+    target: int
+    change: int
+    reward: ChallengeReward | None = None
+    """Given when this event completed the challenge."""
+
+    @property
+    def completed(self) -> bool:
+        return self.reward is not None
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "challenge_id": str(self.challenge_id),
+            "code": self.code,
+            "period": self.period,
+            "progress": {"current": self.current, "target": self.target},
+            "change": self.change,
+            "completed": self.completed,
+        }
+        if self.reward is not None:
+            out["reward"] = self.reward.public()
+        return out
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> ChallengeStep:
+        reward = data.get("reward")
+        return cls(
+            uuid.UUID(data["challenge_id"]),
+            data["code"],
+            data["period"],
+            data["progress"]["current"],
+            data["progress"]["target"],
+            data["change"],
+            None if reward is None else ChallengeReward.from_public(reward),
+        )
 
 
 @dataclass
-class _OwnBadges:
-    badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
-    badge_rows: list[dict[str, Any]] = field(default_factory=list)
+class ChallengeAnswer:
+    """What the book adds to one event's answer, known after ``flush``."""
+
+    steps: tuple[ChallengeStep, ...] = ()
+    awarded: int = 0
+    """Points the book's awards credited to the member up to and including this event:
+    the answer showed the balance before them, as they are credited later."""
 
 
 @dataclass
@@ -120,8 +184,7 @@ class _Item:
     member_id: uuid.UUID
     member: MemberKey | None
     row: dict[str, Any]
-    result: dict[str, Any]
-    badges: BadgeSink | None
+    answer: ChallengeAnswer
     lines: list[dict[str, Any]] | None = None
     """A purchase or engagement event that may count: its purchase lines."""
     periods: list[tuple[CompiledChallenge, Period]] = field(default_factory=list)
@@ -204,15 +267,18 @@ class ChallengeBook:
     """Challenge progress of one unit of work of event ingestion (see the module
     docstring). Not thread-safe; one per unit of work."""
 
-    def __init__(self, service: Active, session: Session, writer: LedgerWriter) -> None:
+    def __init__(
+        self, service: Active, session: Session, writer: LedgerWriter, badges: BadgeBook
+    ) -> None:
         self.service = service
         self.session = session
         self.writer = writer
+        self.badges = badges
+        """Shared with the earning rules: each badge code once per member."""
         self._items: list[_Item] = []
         self._rows: dict[tuple[uuid.UUID, uuid.UUID, str], _Row] = {}
         self._completions: list[dict[str, Any]] = []
         self._events: list[DomainEvent] = []
-        self._own_badges = _OwnBadges()
         self._contributed: dict[uuid.UUID, dict[str, Any]] = {}
         self._awarded: dict[uuid.UUID, int] = defaultdict(int)
         self._members: dict[uuid.UUID, MemberKey | None] = {}
@@ -227,25 +293,23 @@ class ChallengeBook:
         member: MemberKey | None,
         row: dict[str, Any],
         lines: list[dict[str, Any]],
-        result: dict[str, Any],
         originals: Mapping[Any, ReturnedPurchase] | None = None,
-        badges: BadgeSink | None = None,
-    ) -> None:
-        """Note one processed event (its stored ``row``, purchase ``lines`` and the
-        ``result`` the client gets). Nothing happens when the programme has no active
-        challenge; the work is done in ``flush``."""
+        *,
+        tier: str | None = None,
+    ) -> ChallengeAnswer | None:
+        """Note one processed event (its stored ``row`` and purchase ``lines``; ``tier``:
+        the member's as the event left it). The work is done in ``flush``, which fills
+        the returned answer; None when the programme has no active challenge."""
         active = self.service.active(self.session, programme)
         if not active.challenges:
-            return
+            return None
         member_id = row.get("member_id")
         if member_id is None:
-            return
-        item = _Item(programme, active, member_id, member, row, result, badges)
+            return None
+        answer = ChallengeAnswer()
+        item = _Item(programme, active, member_id, member, row, answer, tier=tier)
         kind = row["type"]
         data = row.get("data") or {}
-        tier_book: TierSource | None = getattr(badges, "tier_book", None)
-        if tier_book is not None:
-            item.tier = tier_book.tier_of(member_id)
         if kind == "return":
             original = self._original(originals or {}, row.get("original_event_id"))
             if original is not None:
@@ -254,6 +318,7 @@ class ChallengeBook:
         elif kind in active.by_trigger and not data.get("blocked"):
             item.lines = lines
         self._items.append(item)  # others only keep the answer's balance right
+        return answer
 
     def _original(
         self, originals: Mapping[Any, ReturnedPurchase], event_id: Any
@@ -299,11 +364,7 @@ class ChallengeBook:
                 self._progress(item)
             elif item.original is not None:
                 self._return(item, item.original)
-            balance = item.result.get("balance")
-            awarded = self._awarded.get(item.member_id, 0)
-            if awarded and isinstance(balance, dict):
-                # The answer showed the balance before the book's (later) awards.
-                balance["available"] = int(balance["available"]) + awarded
+            item.answer.awarded = self._awarded.get(item.member_id, 0)
         self._write(batch)
 
     def _load(self, items: list[_Item]) -> None:
@@ -370,7 +431,7 @@ class ChallengeBook:
         return _member_view(member, item.programme, at, item.tier)
 
     def _progress(self, item: _Item) -> None:
-        entries: list[dict[str, Any]] = []
+        steps: list[ChallengeStep] = []
         contributed: dict[str, Any] = {}
         view: EventView | None = None
         mview: MemberView | None = None
@@ -399,17 +460,15 @@ class ChallengeBook:
             else:
                 record["n"] = amount
             contributed[str(challenge.id)] = record
-            entry = self._entry(challenge, period, state, state.current - before)
+            change, reward = state.current - before, None
             if state.current >= challenge.target:
-                entry["completed"] = True
-                entry["reward"] = self._complete(item, challenge, period, state, total, view)
-            entries.append(entry)
+                reward = self._complete(item, challenge, period, state, total, view)
+            steps.append(self._step(challenge, period.key, state, change, reward))
         if contributed and item.row["type"] == "purchase":
             # Kept with the purchase, so that a return knows what it counted for.
             self._contributed[item.row["id"]] = contributed
             item.row["data"]["challenges"] = contributed
-        if entries:
-            item.result["challenges"] = entries
+        item.answer.steps = tuple(steps)
 
     def _add(self, state: _Row, challenge: CompiledChallenge, amount: Contribution) -> None:
         if isinstance(amount, frozenset):
@@ -420,17 +479,17 @@ class ChallengeBook:
             state.current += amount
         state.dirty = True
 
-    def _entry(
-        self, challenge: CompiledChallenge, period: Period | str, state: _Row, change: int
-    ) -> dict[str, Any]:
-        return {
-            "challenge_id": str(challenge.id),
-            "code": challenge.code,
-            "period": period.key if isinstance(period, Period) else period,
-            "progress": {"current": state.current, "target": challenge.target},
-            "change": change,
-            "completed": False,
-        }
+    def _step(
+        self,
+        challenge: CompiledChallenge,
+        period: str,
+        state: _Row,
+        change: int,
+        reward: ChallengeReward | None = None,
+    ) -> ChallengeStep:
+        return ChallengeStep(
+            challenge.id, challenge.code, period, state.current, challenge.target, change, reward
+        )
 
     def _complete(
         self,
@@ -440,7 +499,7 @@ class ChallengeBook:
         state: _Row,
         total: _Row | None,
         view: EventView,
-    ) -> dict[str, Any]:
+    ) -> ChallengeReward:
         spec = challenge.spec
         at = view.occurred_at
         state.completions = 1
@@ -450,7 +509,7 @@ class ChallengeBook:
             total.completed_at = at
             total.dirty = True
         reward = spec.reward
-        out: dict[str, Any] = {"points": reward.points}
+        public: dict[str, Any] | None = None
         posting_id: uuid.UUID | None = None
         if reward.points > 0:
             account = self.writer.account(item.member_id)
@@ -469,47 +528,16 @@ class ChallengeBook:
             )
             posting_id = posting.id
             self._awarded[item.member_id] += reward.points
-            out["posting"] = posting.public()
-        badge_code: str | None = None
-        if reward.badge is not None:
-            sink = item.badges or self._own_badges
-            held = sink.badges_held.get(item.member_id)
-            if held is None:
-                held = set(
-                    self.session.scalars(
-                        select(MemberBadge.code).where(MemberBadge.member_id == item.member_id)
-                    )
-                )
-                sink.badges_held[item.member_id] = held
-            badge = reward.badge
-            if badge.code not in held:
-                held.add(badge.code)
-                data = badge.model_dump(mode="json", exclude_none=True)
-                sink.badge_rows.append(
-                    {
-                        "id": new_id(),
-                        "member_id": item.member_id,
-                        "programme_id": item.programme.id,
-                        "code": badge.code,
-                        "badge": data,
-                        "rule_id": None,
-                        "rule_version": None,
-                        "event_id": item.row["id"],
-                        "awarded_at": self.writer.now,
-                    }
-                )
-                badge_code = badge.code
-                out["badge"] = data
-                self._events.append(
-                    BadgeAwarded(
-                        programme_id=item.programme.id,
-                        member_id=item.member_id,
-                        occurred_at=self.writer.now,
-                        badge=badge.code,
-                        challenge_id=challenge.id,
-                        event_id=item.row["id"],
-                    )
-                )
+            public = posting.public()
+        badge = reward.badge
+        if badge is not None and not self.badges.award(
+            badge,
+            member_id=item.member_id,
+            programme_id=item.programme.id,
+            event_id=item.row["id"],
+            challenge_id=challenge.id,
+        ):
+            badge = None  # held already (from a rule, another challenge, earlier)
         self._completions.append(
             {
                 "id": new_id(),
@@ -521,7 +549,7 @@ class ChallengeBook:
                 "completed_at": at,
                 "points": reward.points,
                 "posting_id": posting_id,
-                "badge_code": badge_code,
+                "badge_code": None if badge is None else badge.code,
                 "created_at": self.writer.now,
             }
         )
@@ -537,7 +565,7 @@ class ChallengeBook:
                 event_id=item.row["id"],
             )
         )
-        return out
+        return ChallengeReward(reward.points, public, badge)
 
     def _return(self, item: _Item, original: ReturnedPurchase) -> None:
         """Take the returned lines' contribution off the open periods they counted in."""
@@ -551,7 +579,7 @@ class ChallengeBook:
             original.data["challenges"] = recorded
         at = original.occurred_at or item.row["occurred_at"]
         currency = original.currency or item.programme.currency
-        entries: list[dict[str, Any]] = []
+        steps: list[ChallengeStep] = []
         for key, record in recorded.items():
             challenge = item.active.by_id.get(uuid.UUID(key))
             if challenge is None:
@@ -582,11 +610,10 @@ class ChallengeBook:
                     state.current = max(state.current - taken, 0)
                     state.dirty = True
             if state.current != previous:
-                entries.append(
-                    self._entry(challenge, str(record["p"]), state, state.current - previous)
+                steps.append(
+                    self._step(challenge, str(record["p"]), state, state.current - previous)
                 )
-        if entries:
-            item.result["challenges"] = entries
+        item.answer.steps = tuple(steps)
 
     def _contribution(
         self,
@@ -638,10 +665,9 @@ class ChallengeBook:
         )
         batch.insert(table_of(ChallengeCompletion), self._completions)
         self._completions = []
-        batch.insert(table_of(MemberBadge), self._own_badges.badge_rows)
-        self._own_badges.badge_rows = []
         outbox.add_to(batch, self._events, now=now)
         self._events = []
+        self.badges.flush(batch)  # the challenges' badges
 
 
 def _amount(value: Contribution | None) -> int:

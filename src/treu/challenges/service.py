@@ -14,8 +14,9 @@ dictionary look-up when the programme has no active challenge (the active set is
 per process for ``CACHE_SECONDS``, like the earning rules). The book does its work in
 ``flush``, when every event of the unit of work is known: it reads the progress rows of
 all members and periods at hand with ONE query, updates them in event order, awards the
-completions through the ingestion's ``LedgerWriter`` (points available at once) and adds
-its writes to the ingestion's ``WriteBatch``. Members' accounts are locked by then, so
+completions through the ingestion's ``LedgerWriter`` (points available at once) and its
+``BadgeBook`` (shared with the earning rules: a badge code once per member) and adds its
+writes to the ingestion's ``WriteBatch``. Members' accounts are locked by then, so
 two concurrent events of one member can never both complete a period.
 
 Returns: a return takes the returned lines' contribution off the progress of the
@@ -72,6 +73,7 @@ from treu.kit.time import utc_now
 from treu.ledger.service import LedgerWriter
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rules.badges import BadgeBook
 from treu.rules.errors import UnknownTrigger
 
 CACHE_SECONDS = 5.0
@@ -273,9 +275,10 @@ class ChallengeService:
         )
         return ActiveChallenges(challenges=[_compiled(row, programme.id) for row in rows])
 
-    def book(self, session: Session, writer: LedgerWriter) -> ChallengeBook:
-        """The progress keeper of one unit of work of event ingestion."""
-        return ChallengeBook(self, session, writer)
+    def book(self, session: Session, writer: LedgerWriter, badges: BadgeBook) -> ChallengeBook:
+        """The progress keeper of one unit of work of event ingestion; ``badges``: the
+        unit of work's, shared with the earning rules."""
+        return ChallengeBook(self, session, writer, badges)
 
     # --- the member's view --------------------------------------------------------------
 

@@ -158,16 +158,17 @@ def load_demo(
             if outcome.error is not None:
                 summary.rejected.append((event["id"], outcome.error.detail))
                 continue
-            points = (outcome.body or {}).get("points", {})
+            assert outcome.body is not None
+            points = outcome.body.points
             if event["type"] == "return":
                 summary.returns += 1
-                summary.points_reversed += int(points.get("reversed", 0))
+                summary.points_reversed += points.reversed
             else:
                 if event["type"] == "purchase":
                     summary.purchases += 1
                 else:
                     summary.engagement += 1
-                summary.points_earned += int(points.get("earned", 0))
+                summary.points_earned += points.earned
         report("events", min(offset + BATCH_SIZE, total), total)
 
     db.analyze(EVENT_TABLES)

@@ -23,8 +23,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from treu.db.base import COPY_THRESHOLD, WriteBatch, lookup, table_of
 from treu.errors import Invalid, TreuError
+from treu.events.earning import Earning, limited, load_earning
 from treu.events.errors import (
     CurrencyMismatch,
     EventInFuture,
@@ -47,7 +47,15 @@ from treu.events.returns import (
     process_return,
     write_originals,
 )
-from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, ReturnEvent
+from treu.events.schemas import (
+    AnyEvent,
+    Balance,
+    EngagementEvent,
+    EventAnswer,
+    Points,
+    PurchaseEvent,
+    ReturnEvent,
+)
 from treu.events.seam import (
     DEFERRED,
     IngestRun,
@@ -56,34 +64,22 @@ from treu.events.seam import (
     Outcome,
     Reaction,
     ReactionRun,
-    Tiers,
 )
 from treu.events.views import earn_basis, line_views, purchase_view
 from treu.kit import jsons
 from treu.kit.ids import new_id
-from treu.kit.time import CLOCK_SKEW, iso, local_date, utc_now
-from treu.ledger.service import (
-    AccountState,
-    LedgerWriter,
-    ledger,
-)
+from treu.kit.time import CLOCK_SKEW, iso, utc_now
+from treu.ledger.service import AccountState, ledger
 from treu.members.errors import MemberClosed, MemberNotFound
 from treu.members.models import MemberStatus
 from treu.members.schemas import MemberCreate
 from treu.members.service import MemberKey, members
-from treu.outbox.events import BadgeAwarded
 from treu.outbox.service import outbox
 from treu.programmes.errors import ProgrammeNotFound
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
-from treu.rules.engine import (
-    Evaluation,
-    EventView,
-    RuleSet,
-    reason_text,
-)
-from treu.rules.models import MemberBadge
-from treu.rules.service import BASE_ID, Usage, award_details, is_tier_rule, member_view, rules
+from treu.rules.engine import EventView
+from treu.rules.service import BASE_ID, is_tier_rule
 
 _STORED_EVENTS = lookup(
     lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
@@ -91,39 +87,6 @@ _STORED_EVENTS = lookup(
     ),
     Event.key,
 )
-
-
-@dataclass
-class _Earning:
-    """A programme's compiled rules and the limit counters of this unit of work."""
-
-    programme: Programme
-    rule_set: RuleSet
-    usage: Usage
-    now: datetime = field(default_factory=utc_now)
-    badges_held: dict[uuid.UUID, set[str]] = field(default_factory=dict)
-    badge_rows: list[dict[str, Any]] = field(default_factory=list)
-    tier_book: Tiers | None = None
-    """The unit of work's tier state (``member.tier`` for the rules)."""
-
-
-def _limited(evaluation: Evaluation) -> list[dict[str, Any]]:
-    """Rules a limit or budget stopped or capped: the answer says so."""
-    stopped = [
-        {"rule_id": skip.rule_id, "rule": skip.rule_name, "reason": skip.text("en")}
-        for skip in evaluation.skipped
-        if skip.reason.startswith("limit") or skip.reason == "budget"
-    ]
-    capped = [
-        {
-            "rule_id": award.rule_id,
-            "rule": award.rule_name,
-            "reason": f"capped: {reason_text(award.limited_by)}",
-        }
-        for award in evaluation.awards
-        if award.limited_by
-    ]
-    return stopped + capped
 
 
 def payload_hash(event: AnyEvent) -> str:
@@ -140,18 +103,6 @@ def legacy_payload_hash(event: AnyEvent) -> str:
 
 def same_payload(known_hash: str, event: AnyEvent, digest: str) -> bool:
     return known_hash == digest or known_hash == legacy_payload_hash(event)
-
-
-def badge_awarded(row: dict[str, Any]) -> BadgeAwarded:
-    """The domain event of a ``member_badges`` row an earning rule gave."""
-    return BadgeAwarded(
-        programme_id=row["programme_id"],
-        member_id=row["member_id"],
-        occurred_at=row["awarded_at"],
-        badge=row["code"],
-        rule_id=str(row["rule_id"]),
-        event_id=row["event_id"],
-    )
 
 
 class EventService:
@@ -211,7 +162,7 @@ class EventService:
             if key in stored:
                 known_hash, result = stored[key]
                 if same_payload(known_hash, event, hashes[i]):
-                    outcomes[i] = Outcome(i, event.id, 200, body=result)
+                    outcomes[i] = Outcome(i, event.id, 200, body=EventAnswer.from_public(result))
                 else:
                     outcomes[i] = self._fail(i, event, self._conflict(event))
             elif key in first_in_batch:
@@ -260,8 +211,7 @@ class EventService:
         # 4. lock accounts (id order), then read what returns need under the lock
         writer.lock(member_ids)  # those held already are skipped
         load_original_lines(session, originals)
-        earning = self._earning(run)
-        run.earning = earning
+        earning = load_earning(run)
         runs: list[ReactionRun] = [reaction.start(run) for reaction in self.reactions]
         for context in earning.values():
             context.tier_book = run.tiers
@@ -269,7 +219,8 @@ class EventService:
         # 5. process in order
         event_rows: list[dict[str, Any]] = []
         line_rows: list[dict[str, Any]] = []
-        processed: dict[tuple[uuid.UUID, str], tuple[str, dict[str, Any]]] = {}
+        answers: list[EventAnswer] = []
+        processed: dict[tuple[uuid.UUID, str], tuple[str, EventAnswer]] = {}
         for i in fresh:
             if i in outcomes:
                 continue
@@ -277,30 +228,21 @@ class EventService:
             programme = progs[event.programme]
             key = (programme.id, event.id)
             if key in processed:  # a second copy in the same batch
-                known_hash, result = processed[key]
+                known_hash, first = processed[key]
                 outcomes[i] = (
-                    Outcome(i, event.id, 200, body=result)
+                    Outcome(i, event.id, 200, body=first)
                     if known_hash == hashes[i]
                     else self._fail(i, event, self._conflict(event))
                 )
                 continue
-            item = Item(i, event, programme, resolved.get(i), earning=earning.get(programme.id))
+            item = Item(i, event, programme, resolved.get(i))
             try:
                 for reaction_run in runs:
                     reaction_run.check(item)
                 if isinstance(event, PurchaseEvent):
-                    row, lines, result = self._purchase(
-                        run,
-                        event,
-                        programme,
-                        resolved.get(i),
-                        earning.get(programme.id),
-                        early.get(i),
-                    )
+                    self._purchase(run, item, event, earning.get(programme.id), early.get(i))
                 elif isinstance(event, EngagementEvent):
-                    row, lines, result = self._engagement(
-                        event, programme, resolved.get(i), writer, earning
-                    )
+                    self._engagement(run, item, event, earning[programme.id])
                 else:
                     original = originals.get((programme.id, event.original_event_id))
                     if original is None:  # its purchase, earlier in this batch, failed
@@ -311,22 +253,24 @@ class EventService:
                     if ref_member is not None and ref_member.id != original.member_id:
                         raise MemberMismatch("the purchase belongs to another member")
                     item.original = original
-                    row, lines, result = process_return(
+                    item.row, item.answer = process_return(
                         session, event, programme, original, writer, now
                     )
-                item.row, item.lines, item.result = row, lines, result
                 for reaction_run in runs:
                     reaction_run.react(item)
             except TreuError as error:
                 outcomes[i] = self._fail(i, event, error)
                 continue
+            row, answer = item.row, item.answer
+            assert row is not None
+            assert answer is not None
             row["payload_hash"] = hashes[i]
-            row["result"] = result
             event_rows.append(row)
+            answers.append(answer)
             if i not in early:  # else written before the locks
-                line_rows.extend(lines)
-            processed[key] = (hashes[i], result)
-            outcomes[i] = Outcome(i, event.id, 201, body=result)
+                line_rows.extend(item.lines)
+            processed[key] = (hashes[i], answer)
+            outcomes[i] = Outcome(i, event.id, 201, body=answer)
 
         # 6. write
         self._drop_lines(session, [early[i][0] for i in early if outcomes[i].status != 201])
@@ -338,12 +282,10 @@ class EventService:
         writer.flush(batch)
         for context in earning.values():
             context.usage.flush(batch)
-            batch.insert(table_of(MemberBadge), context.badge_rows)
-            # (a challenge's badges in these rows are reported by the challenge book)
-            rule_badges = [row for row in context.badge_rows if row["rule_id"] is not None]
-            outbox.add_to(batch, map(badge_awarded, rule_badges), now=now)
         write_originals(batch, originals)
         outbox.drain(session, batch, now=now)
+        for row, answer in zip(event_rows, answers, strict=True):
+            row["result"] = answer.public()  # complete now: reactions' flushes add to it
         batch.flush(session.connection())
         return [outcomes[i] for i in range(len(events))]
 
@@ -498,122 +440,10 @@ class EventService:
             store=event.store,
         )
 
-    def _earning(self, run: IngestRun) -> dict[uuid.UUID, _Earning]:
-        """Compiled rules per programme, and the limit counters of the members at hand
-        (budgeted rules' rows locked, after the accounts: always in that order)."""
-        session, events, fresh, progs = run.session, run.events, run.fresh, run.programmes
-        outcomes, resolved, now = run.outcomes, run.members, run.now
-        earning: dict[uuid.UUID, _Earning] = {}
-        dates: dict[uuid.UUID, list[tuple[uuid.UUID, date]]] = defaultdict(list)
-        for i in fresh:
-            event = events[i]
-            if i in outcomes or isinstance(event, ReturnEvent):
-                continue
-            programme = progs[event.programme]
-            if programme.id not in earning:
-                active = rules.active(session, programme)
-                earning[programme.id] = _Earning(
-                    programme, active.rule_set, Usage(session, dict(active.limited)), now=now
-                )
-            member = resolved.get(i)
-            if member is not None:
-                local = local_date(event.occurred_at, programme.timezone)
-                dates[programme.id].append((member.id, local))
-        for programme_id, context in earning.items():
-            if context.usage.specs:
-                context.usage.load(dates[programme_id])
-        return earning
-
-    def _credit(
-        self,
-        evaluation: Evaluation,
-        context: _Earning,
-        writer: LedgerWriter,
-        account: AccountState,
-        earned_at: datetime,
-        event_id: uuid.UUID,
-        *,
-        pending: bool,
-    ) -> list[dict[str, Any]]:
-        """One ``earn`` posting per rule that gave points, and the limit counters."""
-        programme = context.programme
-        postings: list[dict[str, Any]] = []
-        day = local_date(earned_at, programme.timezone)
-        for award in evaluation.awards:
-            if award.rule_id != BASE_ID:
-                context.usage.record(account.member_id, day, award.rule_id, award.points)
-            if award.points <= 0:
-                continue
-            if award.rule_id == BASE_ID or is_tier_rule(award.rule_id):
-                details = award_details(award, programme)
-                rule_id, version = None, None
-            else:
-                details = award.details()
-                rule_id, version = uuid.UUID(award.rule_id), award.version
-            posting = writer.earn(
-                account,
-                programme=programme,
-                points=award.points,
-                earned_at=earned_at,
-                event_id=event_id,
-                details=details,
-                pending=pending,
-                rule_id=rule_id,
-                rule_version=version,
-            )
-            postings.append(posting.public())
-        return postings
-
-    def _award_badges(
-        self,
-        evaluation: Evaluation,
-        context: _Earning,
-        member_id: uuid.UUID,
-        event_id: uuid.UUID,
-        local: date,
-    ) -> list[dict[str, Any]]:
-        """Badges the member does not hold yet (each badge code once per member)."""
-        if not evaluation.badges:
-            return []
-        held = context.badges_held.get(member_id)
-        if held is None:
-            held = set(
-                context.usage.session.scalars(
-                    select(MemberBadge.code).where(MemberBadge.member_id == member_id)
-                )
-            )
-            context.badges_held[member_id] = held
-        new: list[dict[str, Any]] = []
-        for award in evaluation.badges:
-            badge = award.badge
-            if badge.code in held:
-                continue
-            held.add(badge.code)
-            data = badge.model_dump(mode="json", exclude_none=True)
-            context.badge_rows.append(
-                {
-                    "id": new_id(),
-                    "member_id": member_id,
-                    "programme_id": context.programme.id,
-                    "code": badge.code,
-                    "badge": data,
-                    "rule_id": uuid.UUID(award.rule_id),
-                    "rule_version": award.version,
-                    "event_id": event_id,
-                    "awarded_at": context.now,
-                }
-            )
-            new.append(data)
-        return new
-
     def _engagement(
-        self,
-        event: EngagementEvent,
-        programme: Programme,
-        member: MemberKey | None,
-        writer: LedgerWriter,
-        earning: dict[uuid.UUID, _Earning],
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        self, run: IngestRun, item: Item, event: EngagementEvent, context: Earning
+    ) -> None:
+        member, programme, writer = item.member, item.programme, run.writer
         if member is None:  # resolution failed and was reported already
             raise MemberNotFound("engagement events need a member")
         if member.status == MemberStatus.closed.value:
@@ -621,10 +451,8 @@ class EventService:
         blocked = member.status == MemberStatus.blocked.value
         account = writer.account(member.id)
         event_uuid = new_id()
-        context = earning[programme.id]
         earned = 0
         postings: list[dict[str, Any]] = []
-        badges: list[dict[str, Any]] = []
         awarded: dict[str, int] = {}
         if not blocked:
             view = EventView.engagement(
@@ -635,21 +463,15 @@ class EventService:
                 channel=event.channel.value if event.channel else None,
                 store=event.store,
             )
-            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
-            evaluation = context.rule_set.evaluate(
-                view,
-                member_view(member, programme, event.occurred_at, tier=tier),
-                context.usage.view(member.id, view.date),
-            )
+            evaluation, _, _ = context.evaluate(view, member, event.occurred_at)
+            item.evaluation = evaluation
             earned = evaluation.points
             # Engagement has no return window: its points are available at once.
-            postings = self._credit(
-                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=False
+            postings = context.credit(
+                evaluation, writer, account, event.occurred_at, event_uuid, pending=False
             )
-            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
             awarded = {a.rule_id: a.points for a in evaluation.awards}
-            limited = _limited(evaluation)
-        row = {
+        item.row = {
             "id": event_uuid,
             "programme_id": programme.id,
             "key": event.id,
@@ -669,21 +491,16 @@ class EventService:
                 "blocked": blocked,
             },
         }
-        result: dict[str, Any] = {
-            "event_id": event.id,
-            "type": event.type,
-            "member_id": str(member.id),
-            "points": {"earned": earned, "available": earned, "pending": 0, "reversed": 0},
-            "balance": None if account is None else account.brief(),
-            "postings": postings,
-        }
-        if badges:
-            result["badges"] = badges
-        if not blocked and limited:
-            result["limited"] = limited
-        if blocked:
-            result["note"] = "member is blocked: the event is recorded without points"
-        return row, [], result
+        item.answer = EventAnswer(
+            event.id,
+            event.type,
+            member.id,
+            Points(earned, earned, 0, 0),
+            None if account is None else Balance(account.available, account.pending),
+            tuple(postings),
+            limited=() if item.evaluation is None else limited(item.evaluation),
+            note="member is blocked: the event is recorded without points" if blocked else None,
+        )
 
     def _check_purchase(self, event: PurchaseEvent, programme: Programme, now: datetime) -> None:
         if event.currency != programme.currency:
@@ -697,16 +514,16 @@ class EventService:
     def _purchase(
         self,
         run: IngestRun,
+        item: Item,
         event: PurchaseEvent,
-        programme: Programme,
-        member: MemberKey | None,
-        context: _Earning | None,
+        context: Earning | None,
         prepared: tuple[uuid.UUID, list[dict[str, Any]]] | None = None,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    ) -> None:
         """``context``: the programme's earning rules (None when no event of the
         programme can earn); ``prepared``: the event id and line rows ``_lines_first``
         wrote already."""
         writer, now, originals = run.writer, run.now, run.originals
+        member, programme = item.member, item.programme
         if member is not None and member.status == MemberStatus.closed.value:
             raise MemberClosed(f"member {member.id} is closed")
         amounts = [line.quantity * line.unit_price_minor for line in event.lines]
@@ -716,8 +533,6 @@ class EventService:
         blocked = member is not None and member.status == MemberStatus.blocked.value
         earned = 0
         postings: list[dict[str, Any]] = []
-        badges: list[dict[str, Any]] = []
-        limited: list[dict[str, Any]] = []
         awarded: dict[str, int] = {}
         account: AccountState | None = None
         lot_pending = False
@@ -733,18 +548,13 @@ class EventService:
                 channel=event.channel.value,
                 store=event.store,
             )
-            tier = context.tier_book.tier_of(member.id) if context.tier_book else None
-            mview = member_view(member, programme, event.occurred_at, tier=tier)
-            evaluation = context.rule_set.evaluate(
-                view, mview, context.usage.view(member.id, view.date)
-            )
+            evaluation, mview, tier = context.evaluate(view, member, event.occurred_at)
+            item.evaluation = evaluation
             earned = evaluation.points
-            postings = self._credit(
-                evaluation, context, writer, account, event.occurred_at, event_uuid, pending=True
+            postings = context.credit(
+                evaluation, writer, account, event.occurred_at, event_uuid, pending=True
             )
-            badges = self._award_badges(evaluation, context, member.id, event_uuid, view.date)
             awarded = evaluation.applied_points()
-            limited = _limited(evaluation)
             versions = {a.rule_id: a.version for a in evaluation.awards}
             versions.update(
                 {x.rule_id: x.version for x in evaluation.skipped if x.rule_id in awarded}
@@ -768,7 +578,8 @@ class EventService:
             lot_pending = earned > 0 and (
                 programmes.available_at(programme, event.occurred_at) > now
             )
-        row = {
+        data = {"basis": basis, "earned": earned, "awards": awarded, "reversed": 0}
+        item.row = {
             "id": event_uuid,
             "programme_id": programme.id,
             "key": event.id,
@@ -781,52 +592,32 @@ class EventService:
             "currency": event.currency,
             "total_minor": total,
             "original_event_id": None,
-            "data": {
-                "basis": basis,
-                "earned": earned,
-                "awards": awarded,
-                "reversed": 0,
-                "blocked": blocked,
-            },
+            "data": {**data, "blocked": blocked},
         }
+        item.lines = lines
         # A return later in this batch may name this purchase.
         originals[(programme.id, event.id)] = Original(
             event_uuid,
             event.id,
             member.id if member else None,
             event.currency,
-            {
-                "basis": basis,
-                "earned": earned,
-                "awards": awarded,
-                "reversed": 0,
-                "blocked": blocked,
-            },
+            {**data, "blocked": blocked},
             occurred_at=event.occurred_at,
             channel=event.channel.value,
             store=event.store,
             new_rows=lines,
         )
-        result = {
-            "event_id": event.id,
-            "type": "purchase",
-            "member_id": str(member.id) if member else None,
-            "points": {
-                "earned": earned,
-                "available": 0 if lot_pending else earned,
-                "pending": earned if lot_pending else 0,
-                "reversed": 0,
-            },
-            "balance": None if account is None else account.brief(),
-            "postings": postings,
-        }
-        if badges:
-            result["badges"] = badges
-        if limited:
-            result["limited"] = limited
-        if blocked:
-            result["note"] = "member is blocked: the purchase is recorded without points"
-        return row, lines, result
+        pending = earned if lot_pending else 0
+        item.answer = EventAnswer(
+            event.id,
+            "purchase",
+            member.id if member else None,
+            Points(earned, earned - pending, pending, 0),
+            None if account is None else Balance(account.available, account.pending),
+            tuple(postings),
+            limited=() if item.evaluation is None else limited(item.evaluation),
+            note="member is blocked: the purchase is recorded without points" if blocked else None,
+        )
 
     def _lines(
         self, event: PurchaseEvent, programme: Programme, member: MemberKey | None

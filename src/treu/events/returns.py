@@ -12,17 +12,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from treu.db.base import WriteBatch, lookup, table_of
+from treu.db.base import WriteBatch, table_of
 from treu.events.errors import (
     EventInFuture,
     OriginalEventNotFound,
     ReturnExceedsPurchase,
 )
 from treu.events.models import Event, PurchaseLine
-from treu.events.schemas import PurchaseEvent, ReturnEvent
+from treu.events.schemas import Balance, EventAnswer, Points, PurchaseEvent, ReturnEvent
 from treu.events.seam import IngestRun, Original, Outcome
 from treu.events.views import earn_basis, points_under_basis, purchase_view
 from treu.kit.ids import new_id
@@ -38,13 +38,6 @@ from treu.rules.engine import (
     MemberView,
 )
 from treu.rules.service import rules
-
-_STORED_EVENTS = lookup(
-    lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
-        Event.programme_id == bindparam("programme_id", type_=Uuid()), condition
-    ),
-    Event.key,
-)
 
 
 def load_originals(run: IngestRun) -> dict[tuple[uuid.UUID, str], Original]:
@@ -195,7 +188,8 @@ def process_return(
     original: Original,
     writer: LedgerWriter,
     now: datetime,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[dict[str, Any], EventAnswer]:
+    """The return's event row and answer; ``original`` records what came back."""
     if event.occurred_at > now + CLOCK_SKEW:
         raise EventInFuture(f"occurred_at {iso(event.occurred_at)} lies in the future")
     # Check every line before changing anything.
@@ -276,15 +270,15 @@ def process_return(
         "original_event_id": original.id,
         "data": {"lines": [line.model_dump() for line in event.lines], "reversed": to_reverse},
     }
-    result: dict[str, Any] = {
-        "event_id": event.id,
-        "type": "return",
-        "member_id": str(original.member_id) if original.member_id else None,
-        "points": {"earned": 0, "available": 0, "pending": 0, "reversed": to_reverse},
-        "balance": None if account is None else account.brief(),
-        "postings": postings,
-    }
-    return row, [], result
+    answer = EventAnswer(
+        event.id,
+        "return",
+        original.member_id,
+        Points(0, 0, 0, to_reverse),
+        None if account is None else Balance(account.available, account.pending),
+        tuple(postings),
+    )
+    return row, answer
 
 
 def unit_price(original: Original, sku: str) -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,9 +16,12 @@ from pydantic import (
     field_validator,
 )
 
+from treu.challenges import book as challenges_book
 from treu.ledger.schemas import PostingRule
 from treu.members.models import Channel
 from treu.members.schemas import MemberRef
+from treu.rules.spec import Badge
+from treu.tiers import book as tiers_book
 
 EventKey = Annotated[
     str,
@@ -355,3 +360,111 @@ class EventResult(BaseModel):
         description="Returns: ids of coupons usable again because their order came back in full",
     )
     note: str | None = None
+
+
+# --- the answer in memory: ``EventResult`` is its JSON (``public``) ------------------
+# Dataclasses, not the models above: building and dumping those cost 25-40 µs an event,
+# 4-7 % of a batch's CPU; these cost about 2 µs. tests/events/test_answers.py checks
+# that ``public`` is what the models describe.
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    earned: int
+    available: int
+    pending: int
+    reversed: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "earned": self.earned,
+            "available": self.available,
+            "pending": self.pending,
+            "reversed": self.reversed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    available: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """An earning rule a limit or budget stopped or capped (``LimitedRule``)."""
+
+    rule_id: str
+    rule: str
+    reason: str
+
+    def public(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "rule": self.rule, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class EventAnswer:
+    """What ingesting one event answers: the core fills the first fields, reactions add
+    theirs (``tier``, ``challenges``, …). ``public()`` is the JSON stored with the event
+    and answered again on a replay (``from_public``); what is empty is left out."""
+
+    event_id: str
+    type: str
+    member_id: uuid.UUID | None
+    points: Points
+    balance: Balance | None
+    """The member's balance after the event."""
+    postings: tuple[dict[str, Any], ...]
+    """As the ledger shows postings in an answer (``PostingBrief``)."""
+    badges: tuple[Badge, ...] = ()
+    limited: tuple[Limited, ...] = ()
+    note: str | None = None
+    coupons_restored: tuple[uuid.UUID, ...] = ()
+    tier: tiers_book.TierChange | None = None
+    challenges: tuple[challenges_book.ChallengeStep, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        balance = self.balance
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "type": self.type,
+            "member_id": None if self.member_id is None else str(self.member_id),
+            "points": self.points.public(),
+            "balance": None
+            if balance is None
+            else {"available": balance.available, "pending": balance.pending},
+            "postings": list(self.postings),
+        }
+        if self.badges:
+            out["badges"] = [b.model_dump(mode="json", exclude_none=True) for b in self.badges]
+        if self.limited:
+            out["limited"] = [x.public() for x in self.limited]
+        if self.note is not None:
+            out["note"] = self.note
+        if self.coupons_restored:
+            out["coupons_restored"] = [str(x) for x in self.coupons_restored]
+        if self.tier is not None:
+            out["tier"] = self.tier.public()
+        if self.challenges:
+            out["challenges"] = [x.public() for x in self.challenges]
+        return out
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> EventAnswer:
+        member_id, balance, tier = data["member_id"], data["balance"], data.get("tier")
+        return cls(
+            data["event_id"],
+            data["type"],
+            None if member_id is None else uuid.UUID(member_id),
+            Points(**data["points"]),
+            None if balance is None else Balance(balance["available"], balance["pending"]),
+            tuple(data["postings"]),
+            tuple(Badge.model_validate(x) for x in data.get("badges") or ()),
+            tuple(Limited(**x) for x in data.get("limited") or ()),
+            data.get("note"),
+            tuple(uuid.UUID(x) for x in data.get("coupons_restored") or ()),
+            None if tier is None else tiers_book.TierChange.from_public(tier),
+            tuple(
+                challenges_book.ChallengeStep.from_public(x) for x in data.get("challenges") or ()
+            ),
+        )

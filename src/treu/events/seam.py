@@ -1,11 +1,12 @@
 """The seam between the ingest and what reacts to ingested events.
 
-The ingest core (``treu.events.service``) validates events, resolves and locks their
+The ingest core (``treu.events.ingest``) validates events, resolves and locks their
 members, earns their points by the earning rules and writes the ledger. Everything else
-that follows from an event — tiers counting activity, challenges counting progress,
-coupons coming back with a returned order, and next campaigns, journeys and
-notifications — is a ``Reaction``: one small module in ``treu.events.reactions`` and one
-line in its ordered list ``REACTIONS``. The core names no feature.
+that follows from an event — the rules' badges, tiers counting activity, challenges
+counting progress, coupons coming back with a returned order, and next campaigns,
+journeys and notifications — is a ``Reaction``: one small module in
+``treu.events.reactions`` and one line in its ordered list ``REACTIONS``. The core names
+no feature.
 
 A reaction's life in one unit of work of ingestion (a single event or a batch):
 
@@ -16,16 +17,20 @@ A reaction's life in one unit of work of ingestion (a single event or a batch):
    loaded: read what the whole batch needs, in one query where it can (``run.open()``
    lists the events still to process). Returns the reaction's state for this unit of work.
    A reaction that knows members' tiers sets ``run.tiers``: the earning rules read it.
+   The one that keeps the badges sets ``run.badges``: whoever awards a badge awards it
+   there, so that a member holds each badge code once.
 3. ``check(item)`` — before each event is processed (``item.row`` is None yet): raise a
    ``TreuError`` to refuse that event.
 4. ``react(item)`` — after each event is processed, in order: ``item.row`` is what will be
-   stored, ``item.result`` the answer (a reaction may add a key of its own to it).
-   A ``TreuError`` here fails the event.
+   stored, ``item.answer`` the answer (a reaction fills its own field of it),
+   ``item.evaluation`` what the earning rules gave. A ``TreuError`` here fails the event.
 5. ``flush(batch)`` — once, in list order, before the ledger writer's own flush (so a
    reaction may still credit points through ``run.writer``): add the writes to ``batch``.
+   A reaction may still complete its items' answers here: they are stored after it.
 
 Reactions run in the order of ``REACTIONS``; a later one may rely on an earlier one's
-state (the challenges read the tier the tiers reaction keeps).
+state (the challenges read the tier the tiers reaction keeps and award badges through the
+badges reaction's book).
 """
 
 from __future__ import annotations
@@ -41,10 +46,12 @@ from sqlalchemy.orm import Session
 
 from treu.db.base import WriteBatch
 from treu.errors import TreuError
-from treu.events.schemas import AnyEvent
+from treu.events.schemas import AnyEvent, EventAnswer
 from treu.ledger.service import LedgerWriter
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
+from treu.rules.badges import BadgeBook
+from treu.rules.engine import Evaluation
 
 DEFERRED = 0
 """``Outcome.status`` of an event ``ingest(defer_locked=True)`` left for later."""
@@ -58,7 +65,7 @@ class Outcome:
     index: int
     event_id: str
     status: int
-    body: dict[str, Any] | None = None
+    body: EventAnswer | None = None
     error: TreuError | None = None
 
     @property
@@ -117,21 +124,12 @@ class Original:
 
 
 class Tiers(Protocol):
-    """Members' tiers as this unit of work knows them (for the earning rules)."""
+    """Members' tiers as this unit of work knows them (``member.tier`` for the earning
+    rules and challenges, and the tier multiplier a purchase records)."""
 
     def tier_of(self, member_id: uuid.UUID) -> str | None: ...
 
     def multiplier_of(self, member_id: uuid.UUID) -> Decimal | None: ...
-
-
-class Earning(Protocol):
-    """A programme's earning context in this unit of work, as reactions see it: the
-    badges its rules hold and award (so a badge code is awarded once per member, whoever
-    awards it) and the tiers it reads."""
-
-    badges_held: dict[uuid.UUID, set[str]]
-    badge_rows: list[dict[str, Any]]
-    tier_book: Tiers | None
 
 
 @dataclass
@@ -153,9 +151,8 @@ class IngestRun:
     """The events' members, once resolved (None: anonymous or not found)."""
     originals: dict[tuple[uuid.UUID, str], Original] = field(default_factory=dict)
     """The purchases returns refer to, by (programme id, your event id)."""
-    earning: Mapping[uuid.UUID, Earning] = field(default_factory=dict)
-    """By programme id."""
     tiers: Tiers | None = None
+    badges: BadgeBook | None = None
 
     def open(self) -> Iterator[tuple[int, AnyEvent, Programme]]:
         """The events still to process, in order."""
@@ -179,11 +176,13 @@ class Item:
     row: dict[str, Any] | None = None
     """The stored event (None in ``check``); ``row["data"]`` is the event's record."""
     lines: list[dict[str, Any]] = field(default_factory=list)
-    result: dict[str, Any] = field(default_factory=dict)
-    """The answer for this event."""
+    answer: EventAnswer | None = None
+    """The answer for this event (None in ``check``)."""
     original: Original | None = None
     """For a return: the purchase."""
-    earning: Earning | None = None
+    evaluation: Evaluation | None = None
+    """What the earning rules gave (None: not evaluated — a return, an anonymous or a
+    blocked member's event)."""
 
 
 class ReactionRun:

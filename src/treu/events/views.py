@@ -7,22 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, select
-
-from treu.db.base import lookup
-from treu.events.models import Event
 from treu.kit.money import Rounding, points_for_amount
 from treu.programmes.models import Programme, RoundingScope
 from treu.rules.engine import (
     EventView,
     LineView,
-)
-
-_STORED_EVENTS = lookup(
-    lambda condition: select(Event.key, Event.payload_hash, Event.result).where(
-        Event.programme_id == bindparam("programme_id", type_=Uuid()), condition
-    ),
-    Event.key,
 )
 
 

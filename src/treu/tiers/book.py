@@ -169,6 +169,54 @@ def _names(ladder: Ladder, code: str | None) -> dict[str, str] | None:
     return dict(tier.name) if tier is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class TierChange:
+    """The member's tier changed with an event or a re-evaluation: what the event's
+    answer says (``public``; ``treu.events.schemas.TierChange`` documents it)."""
+
+    from_tier: str | None
+    to_tier: str | None
+    rank: int | None
+    name: dict[str, str] | None
+    """The new tier's name by language."""
+    flags: tuple[str, ...]
+    reason: str
+    text: str
+    """Why, in English."""
+    since: str | None
+    """In the tier since (UTC, ISO 8601)."""
+    paid_until: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "from": self.from_tier,
+            "to": self.to_tier,
+            "rank": self.rank,
+            "name": self.name,
+            "flags": list(self.flags),
+            "reason": self.reason,
+            "text": self.text,
+            "since": self.since,
+        }
+        if self.paid_until is not None:
+            out["paid_until"] = self.paid_until
+        return out
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> TierChange:
+        return cls(
+            data["from"],
+            data["to"],
+            data["rank"],
+            data["name"],
+            tuple(data["flags"]),
+            data["reason"],
+            data["text"],
+            data["since"],
+            data.get("paid_until"),
+        )
+
+
 class Ladders(Protocol):
     """Where a book gets a programme's tiers (``TierService``)."""
 
@@ -283,7 +331,7 @@ class TierBook:
         spend_minor: int = 0,
         purchases: int = 0,
         event_id: uuid.UUID | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> TierChange | None:
         """Count a purchase's or an engagement event's activity on its day and upgrade
         at once if a threshold is crossed. Returns the change (for the event's result)."""
         tracked = self._members.get(member_id)
@@ -355,7 +403,7 @@ class TierBook:
         at: datetime,
         *,
         event_id: uuid.UUID | None = None,
-    ) -> dict[str, Any]:
+    ) -> TierChange:
         """A bought tier for ``months`` from the event's time; buying the running tier
         again extends it from its current end. Call ``check_buy`` first."""
         tracked = self._members[member_id]
@@ -381,7 +429,7 @@ class TierBook:
             return change
         return self._expire_paid(tracked) or change
 
-    def _expire_paid(self, tracked: _Tracked) -> dict[str, Any] | None:
+    def _expire_paid(self, tracked: _Tracked) -> TierChange | None:
         """End a bought tier whose period is over; the change when the tier changed."""
         state = tracked.state
         if state.paid_tier is None or state.paid_until is None or state.paid_until > self.now:
@@ -404,7 +452,7 @@ class TierBook:
 
     # --- re-evaluation ----------------------------------------------------------------
 
-    def reevaluate(self, member_id: uuid.UUID) -> dict[str, Any] | None:
+    def reevaluate(self, member_id: uuid.UUID) -> TierChange | None:
         """The daily look at one member: upgrades missed (thresholds lowered), the grace
         period, and downgrades of at most ``tier_max_drop`` tiers."""
         tracked = self._members[member_id]
@@ -466,7 +514,7 @@ class TierBook:
         reason: str,
         params: dict[str, Any],
         event_id: uuid.UUID | None,
-    ) -> dict[str, Any] | None:
+    ) -> TierChange | None:
         """Move the member to the higher of the qualified and a running bought tier, and
         write history if that changed."""
         state = tracked.state
@@ -484,7 +532,7 @@ class TierBook:
         reason: str,
         params: dict[str, Any],
         event_id: uuid.UUID | None,
-    ) -> dict[str, Any]:
+    ) -> TierChange:
         state = tracked.state
         ladder = tracked.ladder
         previous = state.tier
@@ -511,17 +559,17 @@ class TierBook:
             state.since = at
         tracked.dirty = True
         tier = ladder.get(new)
-        return {
-            "from": previous,
-            "to": new,
-            "rank": tier.rank if tier is not None else None,
-            "name": dict(tier.name) if tier is not None else None,
-            "flags": list(tier.flags) if tier is not None else [],
-            "reason": reason,
-            "text": text,
-            "since": iso(state.since),
-            **({"paid_until": iso(state.paid_until)} if state.paid_until else {}),
-        }
+        return TierChange(
+            previous,
+            new,
+            tier.rank if tier is not None else None,
+            dict(tier.name) if tier is not None else None,
+            tuple(tier.flags) if tier is not None else (),
+            reason,
+            text,
+            iso(state.since),
+            iso(state.paid_until) if state.paid_until else None,
+        )
 
     # --- writing ----------------------------------------------------------------------
 

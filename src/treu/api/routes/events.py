@@ -65,7 +65,8 @@ def post_event(
     outcome = ingest_with_retry(db, [event])[0]
     if outcome.error is not None:
         raise outcome.error
-    return JSONBody(outcome.body, status_code=outcome.status)
+    assert outcome.body is not None
+    return JSONBody(outcome.body.public(), status_code=outcome.status)
 
 
 class BatchIn(BaseModel):
@@ -169,7 +170,8 @@ def post_batch(batch: BatchIn, db: DB, _key: EventsWrite) -> JSONResponse:
         if outcome.error is not None:
             item["problem"] = error_body(outcome.error)
         else:
-            item["result"] = outcome.body
+            assert outcome.body is not None
+            item["result"] = outcome.body.public()
         results[index] = item
     done = [r for r in results if r is not None]
     summary = {

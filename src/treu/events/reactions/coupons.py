@@ -39,5 +39,5 @@ class _Restore(ReactionRun):
             order_id=original.key,
             now=self.run.now,
         )
-        if restored:
-            item.result["coupons_restored"] = [str(coupon_id) for coupon_id in restored]
+        if restored and item.answer is not None:
+            item.answer.coupons_restored = tuple(restored)

@@ -3,8 +3,6 @@ memberships, and tell the earning rules each member's tier."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from treu.db.base import WriteBatch
@@ -12,7 +10,7 @@ from treu.events.schemas import AnyEvent, EngagementEvent, PurchaseEvent, Return
 from treu.events.seam import IngestRun, Item, ReactionRun
 from treu.kit.time import local_date
 from treu.programmes.models import Programme
-from treu.tiers.book import TierBook
+from treu.tiers.book import TierBook, TierChange
 from treu.tiers.common import MEMBERSHIP_EVENT
 from treu.tiers.service import tiers
 
@@ -62,12 +60,13 @@ class _Activity(ReactionRun):
     def react(self, item: Item) -> None:
         """What the event counts towards tiers, and the upgrade it causes (``tier`` in
         the result). Blocked members' events count nothing, as they earn nothing."""
-        row, event, book = item.row, item.event, self.book
+        row, event, book, answer = item.row, item.event, self.book, item.answer
         assert row is not None
+        assert answer is not None
         member_id = row["member_id"]
         if member_id is None or not book.tracks(member_id):
             return
-        change: dict[str, Any] | None = None
+        change: TierChange | None = None
         data = row["data"]
         if isinstance(event, ReturnEvent):
             original = item.original
@@ -106,7 +105,7 @@ class _Activity(ReactionRun):
                 if own is not None:
                     own.data["tiers"] = True
         if change is not None:
-            item.result["tier"] = change
+            answer.tier = change
 
     def flush(self, batch: WriteBatch) -> None:
         self.book.flush(batch)
