@@ -1,5 +1,5 @@
 """Delivery throughput with one worker (``make bench --only delivery``): webhooks to a
-local HTTP receiver (and e-mail to a local SMTP sink where that channel exists), from
+local HTTP receiver and e-mail to a local SMTP sink, from
 outbox events to recorded deliveries — planning, signing, sending on the worker's
 threads and recording included.
 
@@ -10,6 +10,7 @@ what the delivery machinery costs over the network it cannot avoid.
 
 from __future__ import annotations
 
+import smtplib
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from treu.delivery.worker import Deliverer
 from treu.ledger.service import ledger
 from treu.members.schemas import MemberCreate
 from treu.members.service import members
+from treu.messaging.channel import EmailChannel
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
 from treu.webhooks.channel import WebhookChannel
@@ -50,17 +53,19 @@ def sink(kind: str) -> Iterator[int]:
         process.wait(10)
 
 
-def enrol(db: Database, slug: str, count: int) -> None:
+def enrol(db: Database, slug: str, count: int, *, email: bool = False) -> None:
     with db.unit_of_work() as session:
         programme = programmes.get(session, slug)
         writer = ledger.writer(session)
-        for _ in range(count):
+        for i in range(count):
+            ref = uuid.uuid4().hex
+            data: dict[str, Any] = {"programme": slug, "external_id": ref}
+            if email:
+                data |= {"email": f"m{ref[:12]}@example.com", "language": "de" if i % 2 else "en"}
             members.enrol(
                 session,
                 programme=programme,
-                data=MemberCreate.model_validate(
-                    {"programme": slug, "external_id": uuid.uuid4().hex}
-                ),
+                data=MemberCreate.model_validate(data),
                 writer=writer,
             )
 
@@ -132,5 +137,78 @@ def webhooks_per_s(db: Database, count: int) -> dict[str, Any]:
     }
 
 
+def raw_smtp(port: int, count: int, message: EmailMessage) -> float:
+    """Plain SMTP sends from ``THREADS`` threads, one connection each: messages/s."""
+    left = iter(range(count))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            while True:
+                with lock:
+                    if next(left, None) is None:
+                        return
+                smtp.send_message(message)
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return count / (time.perf_counter() - started)
+
+
+def emails_per_s(db: Database, count: int) -> dict[str, Any]:
+    """Welcome e-mails of ``count`` members, rendered from the templates at planning and
+    sent over SMTP to a local sink."""
+    slug = f"bench-mail-{uuid.uuid4().hex[:6]}"
+    with db.unit_of_work() as session:
+        programmes.create(
+            session,
+            data=ProgrammeCreate.model_validate(
+                {"slug": slug, "name": "Mail", "currency": "EUR", "points_per_currency_unit": 1}
+            ),
+        )
+    with sink("smtp") as port:
+        settings = Settings(
+            _env_file=None,
+            database_url=db.url,
+            env="development",
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_starttls=False,
+            smtp_from="Treu Bench <bench@example.com>",
+        )
+        for offset in range(0, count, 1000):
+            enrol(db, slug, min(1000, count - offset), email=True)
+        worker = Deliverer(db, [EmailChannel(settings)], threads=THREADS, batch=BATCH)
+        try:
+            started = time.perf_counter()
+            done = worker.run_once()
+            seconds = time.perf_counter() - started
+        finally:
+            worker.close()
+        message = EmailMessage()
+        message["From"] = "bench@example.com"
+        message["To"] = "someone@example.com"
+        message["Subject"] = "Willkommen bei Treu!"
+        message.set_content("Hallo,\n\n" + "schön, dass du dabei bist. " * 20)
+        message.add_alternative("<p>" + "schön, dass du dabei bist. " * 40 + "</p>", "html")
+        raw = raw_smtp(port, count, message)
+    rate = done.sent / seconds
+    return {
+        "messages": count,
+        "sent": done.sent,
+        "seconds": round(seconds, 2),
+        "emails_per_s": round(rate),
+        "raw_smtp_per_s": round(raw),
+        "ratio_to_raw": round(rate / raw, 3),
+        "threads": THREADS,
+        "batch": BATCH,
+    }
+
+
 def run(db: Database, *, quick: bool = False) -> dict[str, Any]:
-    return {"webhooks": webhooks_per_s(db, 1000 if quick else 5000)}
+    count = 1000 if quick else 5000
+    return {"webhooks": webhooks_per_s(db, count), "email": emails_per_s(db, count)}

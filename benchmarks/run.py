@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
 SQLite and PostgreSQL, and rule evaluation alone.
 
-Three parts (``--only`` picks some):
+Five parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -23,6 +23,11 @@ Three parts (``--only`` picks some):
   reward with a small stock. The run checks that the stock consumed equals the
   redemptions answered 201 and stored, that no balance is negative and that the ledger
   verifies.
+
+* ``delivery``, for each backend: webhooks to a local HTTP receiver and e-mails to a local
+  SMTP sink (both in processes of their own) with one worker, from outbox events to
+  recorded deliveries, next to raw POSTs and raw SMTP sends from as many threads
+  (``benchmarks.delivery``).
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -84,7 +89,7 @@ from treu.migrations import upgrade
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 BENCH_DATABASE = "treu_bench"
-PARTS = ("rules_eval", "ingest", "checkout", "redeem")
+PARTS = ("rules_eval", "ingest", "checkout", "redeem", "delivery")
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -113,6 +118,22 @@ TARGETS = [
         "redemptions at saturation, one hot reward, zero oversell",
         "redemptions/s",
         300,
+        True,
+    ),
+    (
+        "webhooks_per_s",
+        "postgresql",
+        "webhooks to a local receiver, one worker",
+        "webhooks/s",
+        500,
+        True,
+    ),
+    (
+        "emails_per_s",
+        "postgresql",
+        "e-mails to a local SMTP sink, one worker",
+        "e-mails/s",
+        200,
         True,
     ),
     (
@@ -427,6 +448,13 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
 
     if ingest:
         ingest_check(out, db, fixture, tally, server)
+    if "delivery" in params.only:
+        from benchmarks import delivery
+
+        console.print("delivery: webhooks and e-mail with one worker, next to raw sends")
+        out["delivery"] = delivery.run(db, quick=params.quick)
+        for channel, figures in out["delivery"].items():
+            console.print(f"  {channel}: {figures}", highlight=False)
     db.dispose()
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -889,6 +917,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "redeem_per_s": data.get("redeem", {})
                 .get("saturation_best", {})
                 .get("redemptions_per_s"),
+                "webhooks_per_s": data.get("delivery", {})
+                .get("webhooks", {})
+                .get("webhooks_per_s"),
+                "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
             }[key]
         met = (
             None
@@ -1296,7 +1328,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     try:
         for backend in (
-            params.backends if {"ingest", "checkout", "redeem"} & set(params.only) else []
+            params.backends
+            if {"ingest", "checkout", "redeem", "delivery"} & set(params.only)
+            else []
         ):
             if backend == "sqlite":
                 url = f"sqlite:///{workdir / 'bench.db'}"

@@ -69,9 +69,12 @@ def smtp() -> None:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             return "250 OK"
 
-    controller = Controller(Sink(), hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:  # aiosmtpd cannot be told port 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
     controller.start()
-    print(controller.server.sockets[0].getsockname()[1], flush=True)
+    print(port, flush=True)
     asyncio.run(asyncio.Event().wait())
 
 
