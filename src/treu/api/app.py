@@ -28,6 +28,7 @@ from treu.api.routes import (
     coupons,
     event_types,
     events,
+    inbox,
     mailbox,
     members,
     outbox,
@@ -35,6 +36,7 @@ from treu.api.routes import (
     programmes,
     rewards,
     rules,
+    templates,
     tiers,
     webhooks,
 )
@@ -181,6 +183,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(consents.router)
     app.include_router(consents.settings_router)
     app.include_router(consents.unsubscribe_router)
+    app.include_router(templates.router)
+    app.include_router(inbox.router)
     if settings.env == "development":
         app.include_router(mailbox.router)
 

@@ -34,6 +34,7 @@ from treu.kit.text import translate_plural
 from treu.kit.time import local_date
 from treu.ledger.models import Account
 from treu.members.models import Member, MemberStatus
+from treu.messaging import stored
 from treu.messaging.consents import (
     ConsentState,
     Kind,
@@ -46,7 +47,7 @@ from treu.messaging.email import SmtpConfig, SmtpSender
 from treu.messaging.errors import TemplateProblem
 from treu.messaging.mailbox import DevMailboxSender, mailbox
 from treu.messaging.models import ConsentChannel
-from treu.messaging.templates import format_day, format_number, render_message
+from treu.messaging.templates import Rendered, format_day, format_number, render_message
 from treu.outbox.models import OutboxMessage
 from treu.programmes.models import Programme
 from treu.rewards.coupons import summary
@@ -164,6 +165,8 @@ class EmailChannel:
     ``TREU_SMTP_HOST`` is set, else into the development mailbox."""
 
     name = NAME
+    consent_channel = ConsentChannel.email
+    """The consent that lets a message go (the inbox channel reuses this planning)."""
 
     def __init__(
         self, settings: Settings, *, catalogue: Mapping[str, MessageSpec] | None = None
@@ -179,7 +182,7 @@ class EmailChannel:
 
     def unsubscribe_url(self, member_id: uuid.UUID) -> str:
         return (
-            f"{self.public_url}/u/{unsubscribe_token(self._key, member_id, ConsentChannel.email)}"
+            f"{self.public_url}/u/{unsubscribe_token(self._key, member_id, self.consent_channel)}"
         )
 
     def plan(
@@ -195,8 +198,8 @@ class EmailChannel:
             p.id: p
             for p in session.scalars(select(Programme).where(Programme.id.in_(programme_ids)))
         }
-        allowed = policy.transactional_email(session, programme_ids)
-        states = consents.latest(session, member_ids, ConsentChannel.email)
+        allowed = self.allowed(session, programme_ids)
+        states = consents.latest(session, member_ids, self.consent_channel)
         coupon_ids = [
             uuid.UUID(str(m.payload["coupon_id"]))
             for m in wanted
@@ -217,10 +220,10 @@ class EmailChannel:
         planned: list[Planned] = []
         for message in wanted:
             member = found.get(message.member_id) if message.member_id else None
-            if member is None or not member.email or member.status == MemberStatus.closed:
+            if member is None or not self.reaches(member):
                 continue
             spec = self.catalogue[message.type]
-            state: ConsentState | None = states.get(member.id, {}).get(ConsentChannel.email.value)
+            state: ConsentState | None = states.get(member.id, {}).get(self.consent_channel.value)
             if spec.kind == "transactional" and not allowed.get(member.programme_id, True):
                 continue
             if not may_send(spec.kind, state):
@@ -262,7 +265,15 @@ class EmailChannel:
             **own,
         }
         try:
-            rendered = render_message(spec.template, variables, lang)
+            # A programme's stored template of this message replaces the files.
+            rendered = stored.render_stored(
+                facts.session,
+                member=member,
+                programme=programme,
+                key=spec.template,
+                lang=lang,
+                variables=variables,
+            ) or render_message(spec.template, variables, lang)
         except TemplateProblem:
             # A broken template must not hold up the outbox: this message is left out
             # (and logged loudly), the others of the batch go.
@@ -270,6 +281,23 @@ class EmailChannel:
                 "e-mail %s for outbox row %s not rendered", spec.template, facts.message.id
             )
             return None
+        return self.planned(spec, facts, rendered, unsubscribe)
+
+    # --- what the inbox channel (``treu.messaging.inbox``) overrides ---------------------
+
+    def reaches(self, member: Member) -> bool:
+        """Whether this channel can reach ``member`` at all."""
+        return bool(member.email) and member.status != MemberStatus.closed
+
+    def allowed(self, session: Session, programme_ids: set[uuid.UUID]) -> Mapping[uuid.UUID, bool]:
+        """Per programme: whether it sends transactional messages over this channel."""
+        return policy.transactional_email(session, programme_ids)
+
+    def planned(
+        self, spec: MessageSpec, facts: Facts, rendered: Rendered, unsubscribe: str
+    ) -> Planned:
+        """The delivery of a rendered message."""
+        member, lang = facts.member, facts.lang
         assert member.email is not None
         return Planned(
             channel=NAME,

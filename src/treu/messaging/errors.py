@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from treu.errors import Invalid, NotFound, TreuError
+from treu.errors import Conflict, Invalid, NotFound, TreuError
 
 
 class InvalidLink(TreuError):
@@ -30,3 +30,18 @@ class TemplateProblem(Invalid):
 class MailNotFound(NotFound):
     code = "mail_not_found"
     title = "No such message in the development mailbox"
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+    title = "No such template"
+
+
+class TemplateExists(Conflict):
+    code = "template_exists"
+    title = "The programme has this template in this language already"
+
+
+class InboxMessageNotFound(NotFound):
+    code = "inbox_message_not_found"
+    title = "No such message in the member's inbox"

@@ -5,10 +5,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from treu.db.base import Base, IdMixin
+from treu.db.base import Base, IdMixin, TimestampMixin
 from treu.kit.time import utc_now
 
 
@@ -68,3 +68,41 @@ class DevMail(IdMixin, Base):
     html: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict[str, Any]]
     sent_at: Mapped[datetime]
+
+
+class MessageTemplate(IdMixin, TimestampMixin, Base):
+    """A programme's own wording of one message in one language: it replaces the shipped
+    files ``templates/<lang>/<key>.*`` for that programme (the layout stays: footer and
+    unsubscribe link are not the programme's to drop). Saved only once it renders
+    (``treu.messaging.stored``)."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("programme_id", "key", "lang"),)
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    """The message it words: ``welcome``, ``points_expiring``, … (the file names)."""
+    lang: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(default=1)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class InboxMessage(Base):
+    """A message in a member's in-app inbox. Its id is the delivery's: written in the
+    unit of work that marks the delivery delivered, once (``treu.messaging.inbox``)."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (Index("ix_inbox_messages_member", "member_id", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    programme_id: Mapped[uuid.UUID]
+    member_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(998))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None]

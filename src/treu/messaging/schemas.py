@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from treu.messaging.consents import ConsentState
-from treu.messaging.models import ConsentChannel, DevMail
+from treu.messaging.models import ConsentChannel, DevMail, InboxMessage, MessageTemplate
 
 
 class ConsentIn(BaseModel):
@@ -191,3 +191,134 @@ class MailOut(BaseModel):
             headers=mail.headers,
             sent_at=mail.sent_at,
         )
+
+
+# --- stored templates --------------------------------------------------------------------
+
+_TEMPLATE_EXAMPLE: dict[str, Any] = {
+    "programme": "demo",
+    "key": "welcome",
+    "lang": "de",
+    "subject": "Willkommen, {{ first_name }}!",
+    "text": "Hallo {{ first_name }},\n\ndein Kontostand: {{ balance }} {{ balance_label }}.",
+    "html": "<p>Hallo {{ first_name }},</p><p>dein Kontostand: {{ balance }}.</p>",
+}
+
+
+class TemplateParts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=2000, description="Jinja2; one line")
+    text: str = Field(min_length=1, max_length=100_000, description="Jinja2: the text body")
+    html: str = Field(min_length=1, max_length=200_000, description="Jinja2: the HTML body")
+
+
+class TemplateIn(TemplateParts):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_TEMPLATE_EXAMPLE]})
+
+    programme: str = Field(description="Slug or id")
+    key: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The message it words: welcome, points_expiring, coupon_issued, "
+        "tier_upgraded, …",
+    )
+    lang: Literal["de", "en"]
+
+
+class TemplateOut(BaseModel):
+    id: uuid.UUID
+    programme_id: uuid.UUID
+    key: str
+    lang: str
+    subject: str
+    text: str
+    html: str
+    version: int
+    updated_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: MessageTemplate) -> TemplateOut:
+        return cls(
+            id=row.id,
+            programme_id=row.programme_id,
+            key=row.key,
+            lang=row.lang,
+            subject=row.subject,
+            text=row.text,
+            html=row.html,
+            version=row.version,
+            updated_by=row.updated_by,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]
+    next_cursor: str | None
+
+
+class TemplateVariable(BaseModel):
+    name: str
+    description: str
+
+
+class TemplateVariables(BaseModel):
+    keys: list[str] = Field(description="The messages a template can word")
+    variables: list[TemplateVariable]
+    filters: list[str] = Field(description="number, money('EUR') (minor units), date")
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: uuid.UUID
+
+
+class PreviewOut(BaseModel):
+    member_id: uuid.UUID
+    lang: str
+    subject: str
+    text: str
+    html: str
+
+
+# --- the in-app inbox --------------------------------------------------------------------
+
+
+class InboxMessageOut(BaseModel):
+    id: uuid.UUID
+    event_type: str
+    title: str
+    text: str
+    html: str
+    created_at: datetime
+    read_at: datetime | None
+
+    @classmethod
+    def of(cls, row: InboxMessage) -> InboxMessageOut:
+        return cls(
+            id=row.id,
+            event_type=row.event_type,
+            title=row.title,
+            text=row.body_text,
+            html=row.body_html,
+            created_at=row.created_at,
+            read_at=row.read_at,
+        )
+
+
+class InboxOut(BaseModel):
+    member_id: uuid.UUID
+    unread: int = Field(description="Unread messages in the whole inbox")
+    items: list[InboxMessageOut]
+    next_cursor: str | None
+
+
+class InboxReadAll(BaseModel):
+    member_id: uuid.UUID
+    marked: int = Field(description="How many were unread")
+    unread: int

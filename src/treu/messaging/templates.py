@@ -228,18 +228,45 @@ class Rendered:
     html: str
 
 
-def render_message(name: str, variables: Mapping[str, Any], lang: str) -> Rendered:
-    """A shipped message in ``lang``: subject (one line), text and HTML, each body in
-    its layout."""
+@dataclass(frozen=True, slots=True)
+class TemplateSource:
+    """The three parts of a message that are not a shipped file: a programme's stored
+    template (``treu.messaging.stored``). ``origin`` names it in errors."""
+
+    subject: str
+    text: str
+    html: str
+    origin: str = "stored"
+
+
+def trusted_html(fragment: str) -> str:
+    """``fragment`` marked safe for an HTML part (it is inserted as it is): only for
+    markup Treu made itself, such as a QR code's SVG."""
+    return Markup(fragment)
+
+
+def render_message(
+    name: str,
+    variables: Mapping[str, Any],
+    lang: str,
+    *,
+    stored: TemplateSource | None = None,
+) -> Rendered:
+    """A message in ``lang``: subject (one line), text and HTML, each body in its
+    layout. The bodies are the shipped files of ``name``, or ``stored`` when given (the
+    layout is always the shipped one)."""
+    if stored is not None:
+        where = f"{stored.origin} {lang}/{name}"
+        parts = {"subject": stored.subject, "text": stored.text, "html": stored.html}
+        names = {part: f"{where} {part}" for part in parts}
+    else:
+        parts = {part: source(name, part, lang) for part in ("subject", "text", "html")}
+        names = {part: f"{lang}/{name}{SUFFIX[part]}" for part in parts}  # type: ignore[index]
     subject = " ".join(
-        renderer.render(
-            source(name, "subject", lang), variables, lang, name=f"{lang}/{name}.subject.txt"
-        ).split()
+        renderer.render(parts["subject"], variables, lang, name=names["subject"]).split()
     )
-    text = renderer.render(source(name, "text", lang), variables, lang, name=f"{lang}/{name}.txt")
-    html = renderer.render(
-        source(name, "html", lang), variables, lang, html=True, name=f"{lang}/{name}.html"
-    )
+    text = renderer.render(parts["text"], variables, lang, name=names["text"])
+    html = renderer.render(parts["html"], variables, lang, html=True, name=names["html"])
     framed = {**variables, "subject": subject}
     return Rendered(
         subject=subject,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from treu.config import Settings
 from treu.delivery.channel import Channel
 from treu.messaging.channel import email_channels
+from treu.messaging.inbox import inbox_channels
 from treu.webhooks.channel import WebhookChannel
 
 
@@ -14,4 +15,5 @@ def build_channels(settings: Settings) -> list[Channel]:
     return [
         WebhookChannel(settings),
         *email_channels(settings),
+        *inbox_channels(settings),
     ]
