@@ -28,6 +28,7 @@ from treu.api.routes import (
     coupons,
     event_types,
     events,
+    journeys,
     mailbox,
     members,
     outbox,
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(consents.router)
     app.include_router(consents.settings_router)
     app.include_router(consents.unsubscribe_router)
+    app.include_router(journeys.router)
     if settings.env == "development":
         app.include_router(mailbox.router)
 
