@@ -3,9 +3,12 @@
 Until journeys and editable templates come, the channel e-mails a member for four
 transactional outbox types (``CATALOGUE``): ``member.enrolled`` (welcome),
 ``points.expiring`` (the points and date of the notice), ``coupon.issued`` (the code)
-and ``tier.changed`` (upgrades only). Whether a message goes is decided at planning by
-the rules of ``treu.messaging.consents``: the programme allows transactional e-mail,
-the member has an address, is not closed and has not withdrawn e-mail consent
+and ``tier.changed`` (upgrades only), and ``campaign.message`` (a journey's message,
+naming its template and kind; docs/journeys.md) — a type an enabled journey owns is left
+to the journey. Marketing messages are capped per member and 7 days (counted from the
+deliveries) and wait out quiet hours (``not_before``). Whether a message goes is
+decided at planning by the rules of ``treu.messaging.consents``: the programme allows
+transactional e-mail, the member has an address, is not closed and has not withdrawn e-mail consent
 (marketing messages need consent granted).
 
 Everything is rendered at planning, in the member's language, into the delivery's
