@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     """``tiers.reevaluate``: a daily job in effect (each member is due once a day at
     most); running it hourly picks up a new day soon after midnight."""
     worker_coupons_every_seconds: int = 3600
+    worker_journeys_every_seconds: int = 3600
+    """How often ``journeys.daily`` runs (birthdays, inactivity, expiring points)."""
     """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
     a popular reward's stock (and, per reward, the member's points) until this runs."""
     env: Literal["production", "development"] = "production"
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
     """The sender, e.g. ``Treu Demo <hallo@example.com>``; required with ``smtp_host`` in
     production."""
     smtp_timeout_seconds: float = 30.0
+    marketing_cap_per_7_days: int = 3
+    """Marketing e-mails a member gets in any 7 days at most; more are not sent."""
     secret_key: SecretStr | None = None
     """Signs unsubscribe links (HMAC). Required in production when ``smtp_host`` is set;
     development mode falls back to a fixed key. Changing it breaks links already sent."""

@@ -9,6 +9,7 @@ def load_all() -> None:
     import treu.challenges.models
     import treu.delivery.models
     import treu.events.models
+    import treu.journeys.models
     import treu.ledger.models
     import treu.members.models
     import treu.messaging.models

@@ -48,7 +48,7 @@ def overdue_lots(db: Database, count: int) -> Programme:
 def test_registry_names_the_two_ledger_jobs() -> None:
     assert {"ledger.activate_pending", "ledger.expire_points", "tiers.reevaluate"} <= set(JOBS)
     assert get_job("ledger.expire_points").unit == "lots expired"
-    with pytest.raises(UnknownJob, match=r"known jobs: ledger\.activate_pending"):
+    with pytest.raises(UnknownJob, match=r"known jobs: .*ledger\.activate_pending"):
         get_job("ledger.nope")
 
 

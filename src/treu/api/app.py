@@ -29,6 +29,7 @@ from treu.api.routes import (
     event_types,
     events,
     inbox,
+    journeys,
     mailbox,
     members,
     outbox,
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(consents.unsubscribe_router)
     app.include_router(templates.router)
     app.include_router(inbox.router)
+    app.include_router(journeys.router)
     if settings.env == "development":
         app.include_router(mailbox.router)
 

@@ -22,6 +22,8 @@ from treu.demo.rewards import demo_payments, demo_rewards
 from treu.events.schemas import event_adapter
 from treu.events.service import ingest_with_retry
 from treu.imports import EVENT_TABLES, MEMBER_TABLES
+from treu.journeys.models import JourneyKind
+from treu.journeys.service import journeys
 from treu.kit.time import utc_now
 from treu.ledger.service import ledger
 from treu.members.schemas import MemberCreate
@@ -188,6 +190,10 @@ def load_demo(
     # news: their welcome e-mails, in German and in English, are what the development
     # mailbox shows right after `make run`.
     with db.unit_of_work() as session:
+        # Journeys run from now on (the history above fired none): the welcome, birthday
+        # greetings and warnings of points about to expire (docs/journeys.md).
+        for kind in (JourneyKind.welcome, JourneyKind.birthday, JourneyKind.points_expiring):
+            journeys.put(session, programme, kind, enabled=True)
         writer = ledger.writer(session, now=now)
         for joining in SHOWCASE:
             member_service.enrol(

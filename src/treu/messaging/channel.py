@@ -3,9 +3,12 @@
 Until journeys and editable templates come, the channel e-mails a member for four
 transactional outbox types (``CATALOGUE``): ``member.enrolled`` (welcome),
 ``points.expiring`` (the points and date of the notice), ``coupon.issued`` (the code)
-and ``tier.changed`` (upgrades only). Whether a message goes is decided at planning by
-the rules of ``treu.messaging.consents``: the programme allows transactional e-mail,
-the member has an address, is not closed and has not withdrawn e-mail consent
+and ``tier.changed`` (upgrades only), and ``campaign.message`` (a journey's message,
+naming its template and kind; docs/journeys.md) — a type an enabled journey owns is left
+to the journey. Marketing messages are capped per member and 7 days (counted from the
+deliveries) and wait out quiet hours (``not_before``). Whether a message goes is
+decided at planning by the rules of ``treu.messaging.consents``: the programme allows
+transactional e-mail, the member has an address, is not closed and has not withdrawn e-mail consent
 (marketing messages need consent granted).
 
 Everything is rendered at planning, in the member's language, into the delivery's
@@ -24,11 +27,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from treu.config import DEV_SMTP_FROM, Settings
 from treu.delivery.channel import Channel, Outcome, Planned, Sender
+from treu.delivery.models import Delivery
 from treu.kit.lang import Lang, member_language
 from treu.kit.text import translate_plural
 from treu.kit.time import local_date
@@ -151,13 +155,80 @@ def _upgrade(facts: Facts) -> dict[str, Any] | None:
     }
 
 
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _campaign(facts: Facts) -> dict[str, Any]:
+    """A journey's or campaign's message (``campaign.message``): every variable any of
+    their templates uses, empty where this occasion has none."""
+    payload = facts.message.payload
+    lang, programme = facts.lang, facts.programme
+    out: dict[str, Any] = {
+        "card_number": facts.member.card_number,
+        "points": None,
+        "points_label": None,
+        "expires_on": None,
+        "tier": None,
+        "previous_tier": None,
+        "missing": None,
+        "until": None,
+        "coupon_code": None,
+        "coupon_offer": None,
+        "coupon_expires_on": None,
+    }
+    if payload.get("points") is not None:
+        points = int(payload["points"])
+        out["points"] = format_number(points, lang)
+        out["points_label"] = points_label(programme, lang, points)
+    expires_at = _when(payload.get("expires_at"))
+    if expires_at is not None:
+        out["expires_on"] = format_day(local_date(expires_at, programme.timezone), lang)
+    until = _when(payload.get("until"))
+    if until is not None:
+        out["until"] = format_day(local_date(until, programme.timezone), lang)
+    if payload.get("missing") is not None:
+        out["missing"] = format_number(int(payload["missing"]), lang)
+    if payload.get("tier") or payload.get("previous_tier"):
+        ladder = tiers.ladder(facts.session, programme)
+        for name in ("tier", "previous_tier"):
+            tier = ladder.get(payload.get(name))
+            out[name] = tier.label(lang) if tier is not None else None
+    if payload.get("coupon_id"):
+        coupon = _coupon(facts)
+        if coupon is not None:
+            out.update(coupon)
+    return out
+
+
+CAMPAIGN = "campaign.message"
+MARKETING_WINDOW = timedelta(days=7)
+
+
 CATALOGUE: dict[str, MessageSpec] = {
     "member.enrolled": MessageSpec("welcome", _welcome),
     "points.expiring": MessageSpec("points_expiring", _expiring),
     "coupon.issued": MessageSpec("coupon_issued", _coupon),
     "tier.changed": MessageSpec("tier_upgraded", _upgrade),
+    CAMPAIGN: MessageSpec("(the payload's template)", _campaign),
 }
-"""Outbox type -> the e-mail it calls for."""
+"""Outbox type -> the e-mail it calls for (a ``campaign.message`` names its template and
+kind in its payload)."""
+
+Owned = Callable[[Session, set[uuid.UUID]], set[tuple[uuid.UUID, str]]]
+"""Which (programme, outbox type) pairs an enabled journey replaces the built-in mail
+of (``treu.journeys.service.JourneyService.owned_types``, given by the worker)."""
+
+
+def _spec(spec: MessageSpec, message: OutboxMessage) -> MessageSpec:
+    if message.type != CAMPAIGN:
+        return spec
+    kind: Kind = (
+        "marketing" if message.payload.get("message_kind") == "marketing" else ("transactional")
+    )
+    return MessageSpec(str(message.payload["template"]), spec.variables, kind)
 
 
 class EmailChannel:
@@ -169,7 +240,11 @@ class EmailChannel:
     """The consent that lets a message go (the inbox channel reuses this planning)."""
 
     def __init__(
-        self, settings: Settings, *, catalogue: Mapping[str, MessageSpec] | None = None
+        self,
+        settings: Settings,
+        *,
+        catalogue: Mapping[str, MessageSpec] | None = None,
+        owned: Owned | None = None,
     ) -> None:
         key = settings.signing_key()
         if key is None:
@@ -179,6 +254,8 @@ class EmailChannel:
         self.smtp = SmtpConfig.of(settings) if settings.smtp_host else None
         self.from_address = settings.smtp_from or DEV_SMTP_FROM
         self.catalogue = dict(CATALOGUE if catalogue is None else catalogue)
+        self.owned = owned
+        self.marketing_cap = settings.marketing_cap_per_7_days
 
     def unsubscribe_url(self, member_id: uuid.UUID) -> str:
         return (
@@ -203,7 +280,7 @@ class EmailChannel:
         coupon_ids = [
             uuid.UUID(str(m.payload["coupon_id"]))
             for m in wanted
-            if m.type == "coupon.issued" and m.payload.get("coupon_id")
+            if m.type in ("coupon.issued", CAMPAIGN) and m.payload.get("coupon_id")
         ]
         coupons = (
             {c.id: c for c in session.scalars(select(Coupon).where(Coupon.id.in_(coupon_ids)))}
@@ -217,12 +294,16 @@ class EmailChannel:
                 )
             ).all()
         )
+        owned = self.owned(session, programme_ids) if self.owned is not None else set()
+        sent = self._marketing_sent(session, wanted, now)
         planned: list[Planned] = []
         for message in wanted:
             member = found.get(message.member_id) if message.member_id else None
             if member is None or not self.reaches(member):
                 continue
-            spec = self.catalogue[message.type]
+            if (message.programme_id, message.type) in owned:
+                continue
+            spec = _spec(self.catalogue[message.type], message)
             state: ConsentState | None = states.get(member.id, {}).get(self.consent_channel.value)
             if spec.kind == "transactional" and not allowed.get(member.programme_id, True):
                 continue
@@ -238,10 +319,41 @@ class EmailChannel:
                 coupons=coupons,
                 balance=int(balances.get(member.id, 0)),
             )
+            if spec.kind == "marketing":
+                if sent.get(member.id, 0) >= self.marketing_cap:
+                    log.info("outbox row %s: over the marketing cap, not sent", message.id)
+                    continue
             done = self._compose(spec, facts)
             if done is not None:
                 planned.append(done)
+                if spec.kind == "marketing":
+                    sent[member.id] = sent.get(member.id, 0) + 1
         return planned
+
+    def _marketing_sent(
+        self, session: Session, messages: Sequence[OutboxMessage], now: datetime
+    ) -> dict[uuid.UUID, int]:
+        """Marketing e-mails planned per member in the last 7 days (the frequency cap),
+        for the members of this batch's marketing messages: one query."""
+        member_ids = {
+            m.member_id
+            for m in messages
+            if m.type == CAMPAIGN and m.member_id and m.payload.get("message_kind") == "marketing"
+        }
+        if not member_ids:
+            return {}
+        rows = session.execute(
+            select(Delivery.member_id, func.count())
+            .where(
+                Delivery.member_id.in_(member_ids),
+                Delivery.channel == NAME,
+                Delivery.event_type == CAMPAIGN,
+                Delivery.created_at > now - MARKETING_WINDOW,
+                Delivery.dedupe_key.like(f"{NAME}:marketing:%"),
+            )
+            .group_by(Delivery.member_id)
+        ).all()
+        return {member_id: int(count) for member_id, count in rows if member_id is not None}
 
     def _compose(self, spec: MessageSpec, facts: Facts) -> Planned | None:
         try:
@@ -299,10 +411,11 @@ class EmailChannel:
         """The delivery of a rendered message."""
         member, lang = facts.member, facts.lang
         assert member.email is not None
+        marketing = "marketing:" if spec.kind == "marketing" else ""
         return Planned(
             channel=NAME,
             target=member.email,
-            dedupe_key=f"{NAME}:{facts.message.id}",
+            dedupe_key=f"{NAME}:{marketing}{facts.message.id}",
             event_type=facts.message.type,
             payload={
                 "to": member.email,
@@ -320,6 +433,9 @@ class EmailChannel:
             programme_id=member.programme_id,
             member_id=member.id,
             outbox_id=facts.message.id,
+            not_before=_when(facts.message.payload.get("not_before"))
+            if facts.message.type == CAMPAIGN
+            else None,
         )
 
     def sender(self) -> Sender:
@@ -335,12 +451,12 @@ class EmailChannel:
 _warned = False
 
 
-def email_channels(settings: Settings) -> list[Channel]:
+def email_channels(settings: Settings, *, owned: Owned | None = None) -> list[Channel]:
     """The e-mail channel this configuration has: SMTP, the development mailbox, or —
     in production without ``TREU_SMTP_HOST`` — none (with a warning, once)."""
     global _warned
     if settings.smtp_host or settings.env == "development":
-        return [EmailChannel(settings)]
+        return [EmailChannel(settings, owned=owned)]
     if not _warned:
         _warned = True
         log.warning("TREU_SMTP_HOST is not set: no e-mail is sent (docs/email.md)")

@@ -32,7 +32,7 @@ from treu.delivery.channel import Channel, Claimed, Outcome, Planned, Sender
 from treu.errors import Invalid
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.members.models import Member, MemberStatus
-from treu.messaging.channel import EmailChannel, Facts, MessageSpec
+from treu.messaging.channel import EmailChannel, Facts, MessageSpec, Owned
 from treu.messaging.errors import InboxMessageNotFound
 from treu.messaging.models import ConsentChannel, InboxMessage
 from treu.messaging.templates import Rendered
@@ -200,12 +200,12 @@ inbox = Inbox()
 _warned = False
 
 
-def inbox_channels(settings: Settings) -> list[Channel]:
+def inbox_channels(settings: Settings, *, owned: Owned | None = None) -> list[Channel]:
     """The inbox channel, or — without a key to sign its unsubscribe links
     (``TREU_SECRET_KEY``; development has a fixed one) — none, with a warning, once."""
     global _warned
     if settings.signing_key() is not None:
-        return [InboxChannel(settings)]
+        return [InboxChannel(settings, owned=owned)]
     if not _warned:
         _warned = True
         log.warning("TREU_SECRET_KEY is not set: no in-app inbox messages (docs/email.md)")

@@ -220,6 +220,43 @@ class BadgeAwarded(DomainEvent):
     event_id: uuid.UUID | None = None
 
 
+# --- journeys and campaigns ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignMessage(DomainEvent):
+    """A journey (or a campaign) reached a member on one occasion: the channels say it
+    with ``template``. Recorded once per ``dedupe_key`` (``journey:<programme>:birthday:
+    2027:<member>``), so a job run twice, or by two workers at once, records one."""
+
+    type: ClassVar[str] = "campaign.message"
+    source: str
+    """``journey`` or ``campaign``."""
+    source_id: uuid.UUID
+    kind: str
+    """The journey's kind (``birthday``, ``inactivity``, …) or the campaign's code."""
+    step: int
+    occasion: str
+    template: str
+    message_kind: str
+    """``transactional`` or ``marketing``: which consent and pressure rules apply."""
+    dedupe_key: str
+    not_before: datetime | None = None
+    """Quiet hours: deliver no earlier than this."""
+    reward_id: uuid.UUID | None = None
+    coupon_id: uuid.UUID | None = None
+    points: int | None = None
+    expires_at: datetime | None = None
+    tier: str | None = None
+    previous_tier: str | None = None
+    missing: int | None = None
+    """What a tier at risk still needs (in the tier metric's unit)."""
+    until: datetime | None = None
+
+    def key(self) -> str:
+        return self.dedupe_key
+
+
 TYPES: dict[str, type[DomainEvent]] = {
     cls.type: cls
     for cls in (
@@ -240,6 +277,7 @@ TYPES: dict[str, type[DomainEvent]] = {
         CouponUsed,
         ChallengeCompleted,
         BadgeAwarded,
+        CampaignMessage,
     )
 }
 """Every type an outbox row can have."""

@@ -144,6 +144,16 @@ def expire_coupons(
     return drain(db, _expire_coupons, now=now, on_batch=on_batch)
 
 
+def journeys_daily(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Birthdays, inactivity (both steps) and expiring points: each member once per
+    occasion, however often this runs (treu.journeys)."""
+    from treu.journeys.daily import run_daily
+
+    return run_daily(db, now=now, on_batch=on_batch)
+
+
 class JobFunc(Protocol):
     def __call__(
         self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
@@ -198,6 +208,13 @@ JOBS: dict[str, Job] = {
             unit="coupons expired",
             run=expire_coupons,
             interval_setting="worker_coupons_every_seconds",
+        ),
+        Job(
+            name="journeys.daily",
+            description="Journeys due today: birthdays, inactivity, expiring points",
+            unit="members reached",
+            run=journeys_daily,
+            interval_setting="worker_journeys_every_seconds",
         ),
     )
 }
