@@ -4,6 +4,7 @@ Adding a reaction is one module here and one line in ``REACTIONS``."""
 
 from __future__ import annotations
 
+from treu.events.reactions.campaigns import CampaignReaction
 from treu.events.reactions.challenges import ChallengeReaction
 from treu.events.reactions.coupons import CouponReaction
 from treu.events.reactions.tiers import TierReaction
@@ -13,4 +14,5 @@ REACTIONS: tuple[Reaction, ...] = (
     CouponReaction(),  # a fully returned order's coupons are usable again
     TierReaction(),  # activity towards tiers, upgrades, bought tiers (feeds member.tier)
     ChallengeReaction(),  # progress, completions, their points and badges
+    CampaignReaction(),  # who was treated or held out by a running campaign (exposures)
 )
