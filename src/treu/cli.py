@@ -258,6 +258,8 @@ def demo(
         ("donations (points)", summary.points_donated),
         ("active challenges", summary.challenges_active),
         ("challenge completions", summary.challenge_completions),
+        ("active campaigns", summary.campaigns_active),
+        ("members in campaigns (treated or held out)", summary.campaign_members),
         ("events rejected", len(summary.rejected)),
     ):
         table.add_row(what, f"{value:,}")

@@ -185,3 +185,18 @@ def test_the_documented_examples_are_valid() -> None:
     for example in (EXAMPLE_CAMPAIGN, EXAMPLE_WEEKEND, EXAMPLE_BEST_BEFORE):
         spec = parse_spec({k: v for k, v in example.items() if k != "programme"})
         assert spec.rule_spec(uuid.uuid4()).trigger == "purchase"
+
+
+def test_the_campaign_rule_changes_only_with_its_campaign(api: Api, db: Database) -> None:
+    prog = f.programme(db)
+    admin = api.headers("admin")
+    created = create(api, prog)
+    url = f"/v1/rules/{created['rule_id']}"
+    for response in (
+        api.client.patch(url, json={"condition": None}, headers=admin),
+        api.client.post(f"{url}/publish", headers=admin),
+        api.client.post(f"{url}/pause", headers=admin),
+    ):
+        problem = assert_problem(response, 409, "rule_managed_by_campaign")
+        assert problem["campaign_id"] == created["id"]
+    assert api.client.get(url, headers=admin).json()["status"] == "draft"

@@ -34,3 +34,11 @@ class CampaignWindowOver(Invalid):
 class UnknownTier(Invalid):
     code = "unknown_tier"
     title = "No such tier in the programme"
+
+
+class RuleManagedByCampaign(Conflict):
+    """The rule gives a campaign's points: editing, publishing or pausing it directly
+    would take it out of step with the campaign (its window, audience, control group)."""
+
+    code = "rule_managed_by_campaign"
+    title = "The rule belongs to a campaign: change it through /v1/campaigns"

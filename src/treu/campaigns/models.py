@@ -57,6 +57,9 @@ class Campaign(IdMixin, TimestampMixin, Base):
     spec: Mapped[dict[str, Any]]
     """The ``CampaignSpec`` as JSON."""
     rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), unique=True)
+    budget_points: Mapped[int | None]
+    """The spec's budget, copied: the cache of running campaigns compares it with the
+    rule's ``budget_used`` in its stamp query, so a spent campaign stops recording."""
     revision: Mapped[int] = mapped_column(default=1)
     activated_at: Mapped[datetime | None]
     """First activation: from then on the control group (holdout, code) cannot change."""

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
@@ -36,6 +36,7 @@ from treu.campaigns.errors import (
     CampaignNotFound,
     CampaignStatusConflict,
     CampaignWindowOver,
+    RuleManagedByCampaign,
     UnknownTier,
 )
 from treu.campaigns.models import Arm, Campaign, CampaignStatus
@@ -70,7 +71,6 @@ class LiveCampaign:
     ends_at: datetime
     tiers: frozenset[str] | None
     members: frozenset[uuid.UUID] | None
-    budget: int | None
 
     def holds(self, member_id: uuid.UUID, tier: str | None) -> bool:
         """The audience holds the member (whatever the arm)."""
@@ -135,6 +135,7 @@ class CampaignService:
             status=CampaignStatus.draft.value,
             spec=self._json(spec),
             rule_id=rule.id,
+            budget_points=spec.budget_points,
             revision=1,
         )
         session.add(campaign)
@@ -180,6 +181,7 @@ class CampaignService:
         campaign.spec = self._json(spec)
         campaign.code = spec.code
         campaign.name = spec.name
+        campaign.budget_points = spec.budget_points
         campaign.revision += 1
         session.flush()
         self._audit(session, campaign, actor, "campaign.update", {"spec": campaign.spec})
@@ -265,6 +267,17 @@ class CampaignService:
             query = query.where(Campaign.status == status)
         return list(session.scalars(query.order_by(Campaign.created_at, Campaign.id)))
 
+    def refuse_managed(self, session: Session, rule: Rule) -> None:
+        """Raise ``RuleManagedByCampaign`` if ``rule`` is a campaign's (for the rules API:
+        such a rule changes only with its campaign)."""
+        owner = session.scalar(select(Campaign.id).where(Campaign.rule_id == rule.id))
+        if owner is not None:
+            raise RuleManagedByCampaign(
+                f"rule {str(rule.id)!r} gives the points of campaign {str(owner)!r}: change, "
+                "activate or pause the campaign instead",
+                campaign_id=str(owner),
+            )
+
     def spec_of(self, campaign: Campaign) -> CampaignSpec:
         return CampaignSpec.model_validate(campaign.spec)
 
@@ -291,13 +304,19 @@ class CampaignService:
         self._cache.invalidate(programme_id)
 
     def live(self, session: Session, programme: Programme) -> tuple[LiveCampaign, ...]:
-        """The programme's active campaigns (cached per process for ``CACHE_SECONDS``;
-        after that one light query tells whether they changed)."""
+        """The programme's running campaigns: active, budget not spent (cached per
+        process for ``CACHE_SECONDS``; after that one light query tells whether they, or
+        whether their budgets are spent, changed). The window is the caller's to check."""
         return self._cache.get(
             programme.id,
             stamp=lambda: tuple(
                 session.execute(
-                    select(Campaign.id, Campaign.revision)
+                    select(
+                        Campaign.id,
+                        Campaign.revision,
+                        case((Rule.budget_used >= Campaign.budget_points, True), else_=False),
+                    )
+                    .join(Rule, Rule.id == Campaign.rule_id)
                     .where(
                         Campaign.programme_id == programme.id,
                         Campaign.status == CampaignStatus.active.value,
@@ -305,7 +324,7 @@ class CampaignService:
                     .order_by(Campaign.id)
                 ).all()
             ),
-            build=lambda stamp: self._live(session, [row[0] for row in stamp or ()]),
+            build=lambda stamp: self._live(session, [row[0] for row in stamp or () if not row[2]]),
         )
 
     def _live(self, session: Session, ids: list[uuid.UUID]) -> tuple[LiveCampaign, ...]:
@@ -326,7 +345,6 @@ class CampaignService:
                     ends_at=spec.window.ends_at,
                     tiers=frozenset(audience.tiers) if audience.tiers else None,
                     members=frozenset(audience.members) if audience.members else None,
-                    budget=spec.budget_points,
                 )
             )
         return tuple(out)

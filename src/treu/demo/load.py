@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from treu.db.session import Database
+from treu.demo.campaigns import demo_campaigns
 from treu.demo.generate import generate
 from treu.demo.programme import (
     DEMO_SLUG,
@@ -62,6 +63,9 @@ class DemoSummary:
     points_donated: int = 0
     challenges_active: int = 0
     challenge_completions: int = 0
+    campaigns_active: int = 0
+    campaign_members: int = 0
+    """Members recorded in a campaign (treated or held out)."""
     seconds: float = 0.0
 
 
@@ -128,6 +132,7 @@ def load_demo(
             summary.rules += 1
         demo_tiers(session, programme, now=now)
         demo_challenges(session, programme, now=now)
+        demo_campaigns(session, programme, now=now)
         writer = ledger.writer(session, now=now)
         for number, person in enumerate(data.members, start=1):
             member_service.enrol(
@@ -181,6 +186,7 @@ def count_features(db: Database, programme_id: Any, summary: DemoSummary) -> Non
     change them, and the summary should show what a user then finds)."""
     from sqlalchemy import func, select
 
+    from treu.campaigns.models import Campaign, CampaignExposure, CampaignStatus
     from treu.challenges.models import Challenge, ChallengeCompletion, ChallengeStatus
     from treu.members.models import Member
     from treu.rewards.donations import Donation
@@ -223,3 +229,5 @@ def count_features(db: Database, programme_id: Any, summary: DemoSummary) -> Non
             Challenge, Challenge.status == ChallengeStatus.active.value
         )
         summary.challenge_completions = count(ChallengeCompletion)
+        summary.campaigns_active = count(Campaign, Campaign.status == CampaignStatus.active.value)
+        summary.campaign_members = count(CampaignExposure)

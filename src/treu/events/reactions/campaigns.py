@@ -8,9 +8,11 @@ member and campaign, with the event and when it occurred. Held-out members are r
 exactly like treated ones, which is what makes the two arms comparable.
 
 A campaign whose budget is spent has stopped: its rule gives nothing more, and members
-seen after that are not recorded (the budget is read once per unit of work, after the
-ingest has locked the budgeted rules, and followed through the batch's own awards).
-Returns and blocked members' events record nothing.
+seen after that are not recorded. This process learns it from the event the budget
+capped or stopped (the answer's ``limited``: only its budget limits a campaign's rule),
+other processes within ``CACHE_SECONDS`` (``treu.campaigns.service``: the cache's stamp
+query compares budget and budget used). Returns and blocked members' events record
+nothing.
 
 Cost: while a programme runs no campaign, a dictionary look-up per unit of work (the
 running campaigns are cached per process, ``treu.campaigns.service``); with campaigns, a
@@ -23,7 +25,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,6 @@ from treu.db.base import WriteBatch, table_of
 from treu.events.schemas import AnyEvent, ReturnEvent
 from treu.events.seam import IngestRun, Item, ReactionRun
 from treu.programmes.models import Programme
-from treu.rules.models import Rule
 
 _TABLE = table_of(CampaignExposure)
 
@@ -51,32 +51,23 @@ class CampaignReaction:
                 live[programme.id] = campaigns.live(run.session, programme)
         if not any(live.values()):
             return _NOTHING
-        budgeted = [c.rule_id for found in live.values() for c in found if c.budget is not None]
-        used: dict[str, int] = {}
-        if budgeted:
-            rows = run.session.execute(
-                select(Rule.id, Rule.budget_used).where(
-                    Rule.id.in_([uuid.UUID(r) for r in budgeted])
-                )
-            )
-            used = {str(rule_id): int(spent) for rule_id, spent in rows}
-        return _Exposures(run, live, used)
+        return _Exposures(run, live)
 
 
 _NOTHING = ReactionRun()
+_INSERT = {
+    name: dialect.insert(_TABLE).on_conflict_do_nothing(index_elements=["campaign_id", "member_id"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+"""Built once: the statement is the same for every unit of work."""
 
 
 class _Exposures(ReactionRun):
-    def __init__(
-        self,
-        run: IngestRun,
-        live: dict[uuid.UUID, tuple[LiveCampaign, ...]],
-        used: dict[str, int],
-    ) -> None:
+    def __init__(self, run: IngestRun, live: dict[uuid.UUID, tuple[LiveCampaign, ...]]) -> None:
         self.run = run
         self.live = live
-        self.used = used
         self.seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self.spent: set[uuid.UUID] = set()
         self.rows: list[dict[str, Any]] = []
 
     def react(self, item: Item) -> None:
@@ -89,46 +80,40 @@ class _Exposures(ReactionRun):
         at = item.event.occurred_at
         tier: str | None = None
         tier_known = False
-        awards: dict[str, Any] = row["data"].get("awards") or {}
+        limited = item.result.get("limited")
         for campaign in found:
-            if not campaign.starts_at <= at < campaign.ends_at:
-                continue
-            if (
-                campaign.budget is not None
-                and self.used.get(campaign.rule_id, 0) >= campaign.budget
-            ):
-                continue
             key = (campaign.id, member.id)
-            if key not in self.seen:
-                if campaign.tiers is not None and not tier_known:
-                    books = self.run.tiers
-                    tier, tier_known = (books.tier_of(member.id) if books else None), True
-                if not campaign.holds(member.id, tier):
+            if not campaign.starts_at <= at < campaign.ends_at or campaign.id in self.spent:
+                continue
+            if limited and any(entry["rule_id"] == campaign.rule_id for entry in limited):
+                # Only its budget limits a campaign's rule: spent now (capped: this member
+                # still got the rest) or before (nothing given).
+                self.spent.add(campaign.id)
+                campaigns.invalidate(item.programme.id)
+                if campaign.rule_id not in (row["data"].get("awards") or {}):
                     continue
-                self.seen.add(key)
-                self.rows.append(
-                    {
-                        "campaign_id": campaign.id,
-                        "member_id": member.id,
-                        "programme_id": item.programme.id,
-                        "arm": campaign.arm(member.id).value,
-                        "first_seen_at": at,
-                        "event_id": row["id"],
-                        "recorded_at": self.run.now,
-                    }
-                )
-            if campaign.budget is not None:
-                self.used[campaign.rule_id] = self.used.get(campaign.rule_id, 0) + int(
-                    awards.get(campaign.rule_id, 0)
-                )
+            if key in self.seen:
+                continue
+            if campaign.tiers is not None and not tier_known:
+                books = self.run.tiers
+                tier, tier_known = (books.tier_of(member.id) if books else None), True
+            if not campaign.holds(member.id, tier):
+                continue
+            self.seen.add(key)
+            self.rows.append(
+                {
+                    "campaign_id": campaign.id,
+                    "member_id": member.id,
+                    "programme_id": item.programme.id,
+                    "arm": campaign.arm(member.id).value,
+                    "first_seen_at": at,
+                    "event_id": row["id"],
+                    "recorded_at": self.run.now,
+                }
+            )
 
     def flush(self, batch: WriteBatch) -> None:
-        if not self.rows:
-            return
-        connection = self.run.session.connection()
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(_TABLE).on_conflict_do_nothing(
-            index_elements=["campaign_id", "member_id"]
-        )
-        connection.execute(statement, self.rows)
-        self.rows = []
+        if self.rows:
+            connection = self.run.session.connection()
+            connection.execute(_INSERT[connection.dialect.name], self.rows)
+            self.rows = []

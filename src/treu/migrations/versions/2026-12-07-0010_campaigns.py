@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("spec", _json(), nullable=False),
         sa.Column("rule_id", sa.Uuid(), nullable=False),
+        sa.Column("budget_points", sa.BigInteger(), nullable=True),
         sa.Column("revision", sa.BigInteger(), nullable=False),
         sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
