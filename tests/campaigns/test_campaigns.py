@@ -95,6 +95,11 @@ def test_the_boost_applies_inside_the_window_and_not_outside(db: Database) -> No
     assert after["points"]["earned"] == BASE
     # Recorded once, when the first event processed in the window occurred.
     assert exposures(db, found)[who.id].first_seen_at == first
+    with db.unit_of_work(write=False) as session:
+        stats = campaign_stats(session, campaigns.get(session, found.id), now=utc_now())
+    assert stats.points_issued == 2 * BOOST
+    assert (stats.budget.points, stats.budget.used, stats.budget.left) == (None, 2 * BOOST, None)
+    assert (stats.treated, stats.held_out, stats.arms["treated"].purchases) == (1, 0, 2)
 
 
 def test_held_out_members_get_nothing_and_are_recorded_as_held_out(db: Database) -> None:

@@ -262,7 +262,10 @@ class CampaignOut(BaseModel):
         description="The earning rule the campaign manages (its postings name it)"
     )
     running: bool = Field(description="Active, inside its window and with budget left")
-    budget_used: int = Field(description="Points the campaign has given")
+    budget_used: int = Field(
+        description="Points counted against the budget (0 for a campaign without one; "
+        "its points issued are in the statistics)"
+    )
     activated_at: datetime | None
     paused_at: datetime | None
     ended_at: datetime | None
@@ -297,7 +300,7 @@ class MessageStats(BaseModel):
 
 class BudgetStats(BaseModel):
     points: int | None = Field(description="The budget; null: no budget")
-    used: int
+    used: int = Field(description="Counted against the budget; without one, the points issued")
     left: int | None = Field(description="null: no budget")
 
 

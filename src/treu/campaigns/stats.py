@@ -110,7 +110,8 @@ def campaign_stats(session: Session, campaign: Campaign, *, now: datetime) -> Ca
         redeemed[arm] = int(count)
 
     budget = spec.budget_points
-    used = rule.budget_used
+    issued = sum(points.values())
+    used = rule.budget_used if budget is not None else issued  # counted only with a budget
     treated, held_out = members[Arm.treated.value], members[Arm.held_out.value]
     return CampaignStats(
         campaign_id=campaign.id,
@@ -123,7 +124,7 @@ def campaign_stats(session: Session, campaign: Campaign, *, now: datetime) -> Ca
         treated=treated,
         held_out=held_out,
         messages=MessageStats(tracked=False),
-        points_issued=sum(points.values()),
+        points_issued=issued,
         budget=BudgetStats(
             points=budget, used=used, left=max(budget - used, 0) if budget is not None else None
         ),
