@@ -45,10 +45,10 @@ class CampaignReaction:
         return None
 
     def start(self, run: IngestRun) -> ReactionRun:
-        live: dict[uuid.UUID, tuple[LiveCampaign, ...]] = {}
-        for _, _, programme in run.open():
-            if programme.id not in live:
-                live[programme.id] = campaigns.live(run.session, programme)
+        live = {  # the unit of work's programmes, not its events: a few, not a thousand
+            programme.id: campaigns.live(run.session, programme)
+            for programme in run.programmes.values()
+        }
         if not any(live.values()):
             return _NOTHING
         return _Exposures(run, live)
