@@ -2,8 +2,9 @@
 
 One per aggregate — ``programme``, ``member``, ``rule`` (published), ``tiered`` (a
 programme with a tier ladder), ``reward``, ``coupon`` (issued by redeeming a coupon
-reward), ``challenge`` (active), ``api_key`` — and the few actions and reads the tests
-of several features share (ingesting, earning, redeeming, using a coupon, balances).
+reward), ``challenge`` (active), ``campaign`` (active), ``api_key`` — and the few
+actions and reads the tests of several features share (ingesting, earning, redeeming,
+using a coupon, balances).
 Test modules import these, never one another (``tests/test_layout.py``)."""
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 from treu.auth.models import ApiKey
 from treu.auth.service import api_keys
+from treu.campaigns.models import Arm, Campaign
+from treu.campaigns.schemas import CampaignSpec
+from treu.campaigns.service import arm_of, campaigns
 from treu.challenges.models import Challenge
 from treu.challenges.service import challenges
 from treu.challenges.spec import ChallengeSpec
@@ -402,6 +406,62 @@ def challenge(
         if activate:
             created = challenges.activate(session, created, actor="test", now=now)
         return created
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+
+def campaign_window(days_before: int = 1, days_after: int = 6) -> dict[str, str]:
+    """A campaign window around the test clock's now."""
+    now = utc_now()
+    return {
+        "starts_at": (now - timedelta(days=days_before)).isoformat(),
+        "ends_at": (now + timedelta(days=days_after)).isoformat(),
+    }
+
+
+BIO_WOCHE: dict[str, Any] = {
+    "name": "Bio-Woche",
+    "boost": {"type": "multiplier", "factor": "3", "line_condition": "'organic' in line.tags"},
+}
+"""A campaign tripling the base points of organic lines (``campaign(db, prog, **BIO_WOCHE)``)."""
+
+
+def campaign(db: Database, prog: Programme, *, activate: bool = True, **spec: Any) -> Campaign:
+    """A campaign, activated unless ``activate=False``: ``BIO_WOCHE`` in a window from a
+    day ago to six days ahead with a 10 % holdout unless ``spec`` says otherwise."""
+    data: dict[str, Any] = {"code": unique("cmp"), "window": campaign_window(), **BIO_WOCHE}
+    data.update(spec)
+    with db.unit_of_work() as session:
+        created = campaigns.create(
+            session,
+            programme=programmes.get(session, prog.id),  # current: tiers added since count
+            spec=CampaignSpec.model_validate(data),
+            actor="test",
+        )
+        if activate:
+            created = campaigns.activate(session, created, actor="test")
+        session.expunge(created)
+        return created
+
+
+def members_in_arms(
+    db: Database, prog: Programme, found: Campaign, *, treated: int, held_out: int
+) -> tuple[list[Member], list[Member]]:
+    """Enrol members until there are ``treated`` and ``held_out`` ones in the campaign's
+    arms (its holdout must be above 0 for held-out ones)."""
+    holdout = int(found.spec.get("holdout_percent", 10))
+    arms: tuple[list[Member], list[Member]] = ([], [])
+    for _ in range(2_000):
+        if len(arms[0]) >= treated and len(arms[1]) >= held_out:
+            return arms
+        who = member(db, prog)
+        if arm_of(found.id, who.id, holdout) is Arm.held_out:
+            if len(arms[1]) < held_out:
+                arms[1].append(who)
+        elif len(arms[0]) < treated:
+            arms[0].append(who)
+    raise AssertionError("could not fill the arms")
 
 
 # --- API keys ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 def load_all() -> None:
     import treu.audit.models
     import treu.auth.models
+    import treu.campaigns.models
     import treu.challenges.models
     import treu.delivery.models
     import treu.events.models

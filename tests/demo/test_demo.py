@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from tests.support.cli import make_runner
 from treu import cli
 from treu.auth.models import ApiKey
+from treu.campaigns.models import Campaign, CampaignExposure
 from treu.challenges.models import Challenge, ChallengeCompletion
 from treu.config import Settings
 from treu.db.session import Database
@@ -166,6 +167,7 @@ def test_demo_command_loads_a_clean_ledger(
         "donations (points)",
         "active challenges",
         "challenge completions",
+        "active campaigns",
     ):
         assert counts[row] > 0, row
     assert counts["coupons used"] <= counts["redemptions"]
@@ -239,6 +241,13 @@ def test_demo_command_loads_a_clean_ledger(
         )
         assert counts["challenge completions"] == session.scalar(
             select(func.count()).select_from(ChallengeCompletion)
+        )
+        assert counts["active campaigns"] == 1
+        bio_woche = session.scalar(select(Campaign).where(Campaign.code == "bio-woche"))
+        assert bio_woche is not None
+        assert bio_woche.status == "active"
+        assert counts["members in campaigns (treated or held out)"] == session.scalar(
+            select(func.count()).select_from(CampaignExposure)
         )
         in_gold = session.scalar(
             select(func.count()).select_from(MemberTier).where(MemberTier.tier == "gold")

@@ -73,7 +73,13 @@ def ingest(db: Database, service: EventService, *payloads: dict[str, Any]) -> li
 
 
 def test_the_reactions_run_in_their_list_order() -> None:
-    assert [reaction.name for reaction in REACTIONS] == ["coupons", "tiers", "badges", "challenges"]
+    assert [reaction.name for reaction in REACTIONS] == [
+        "coupons",
+        "tiers",
+        "badges",
+        "challenges",
+        "campaigns",
+    ]
 
 
 def test_a_reaction_sees_every_step_in_order_and_adds_to_the_answer(db: Database) -> None:

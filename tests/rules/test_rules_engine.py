@@ -975,8 +975,12 @@ def test_input_order_does_not_matter() -> None:
         ({"condition": "event.type == 1"}, "cannot compare str with int"),
         ({"condition": "line.sku == 'a'"}, "unknown name 'line'"),
         (
+            {"line_condition": "'a' in line.tags", "effect": {"type": "badge_only"}},
+            "line_condition needs a points_per_unit, multiplier, percent_bonus or fixed effect",
+        ),
+        (
             {"line_condition": "'a' in line.tags", "effect": {"type": "fixed", "points": 1}},
-            "line_condition needs a points_per_unit, multiplier or percent_bonus effect",
+            'line_condition needs the effect\'s scope to be "lines"',
         ),
         ({"line_condition": "'a' in line.tags"}, 'scope to be "lines"'),
         (

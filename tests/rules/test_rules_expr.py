@@ -480,7 +480,7 @@ def test_compiled_condition_runs_without_builtins() -> None:
     assert condition.source == "len(line.tags) == 2"
     assert condition.python.startswith("def _condition(event, member, line):")
     assert set(RUNTIME) >= {f"_rt_{name}" for name in ("lower", "upper", "has_any", "has_all")}
-    assert len(FUNCTIONS) == 10
+    assert len(FUNCTIONS) == 11
 
 
 def test_plain_comparison_chains_stay_chains() -> None:

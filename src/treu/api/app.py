@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from treu import __version__
 from treu.api import lean, problems, request_log
 from treu.api.routes import (
+    campaigns,
     challenges,
     checkout,
     consents,
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(rules.router)
     app.include_router(tiers.router)
     app.include_router(challenges.router)
+    app.include_router(campaigns.router)
     app.include_router(rewards.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)

@@ -265,6 +265,8 @@ def demo(
         ("donations (points)", summary.points_donated),
         ("active challenges", summary.challenges_active),
         ("challenge completions", summary.challenge_completions),
+        ("active campaigns", summary.campaigns_active),
+        ("members in campaigns (treated or held out)", summary.campaign_members),
         ("members joining now (their welcome is delivered)", summary.showcase),
         ("events rejected", len(summary.rejected)),
     ):

@@ -10,6 +10,7 @@ from typing import Any
 
 from treu.db.session import Database
 from treu.delivery.service import deliveries
+from treu.demo.campaigns import demo_campaigns
 from treu.demo.generate import generate
 from treu.demo.programme import (
     DEMO_SLUG,
@@ -71,6 +72,9 @@ class DemoSummary:
     challenge_completions: int = 0
     showcase: int = 0
     """Members who join as the demo ends, so that their messages are delivered."""
+    campaigns_active: int = 0
+    campaign_members: int = 0
+    """Members recorded in a campaign (treated or held out)."""
     seconds: float = 0.0
 
 
@@ -137,6 +141,7 @@ def load_demo(
             summary.rules += 1
         demo_tiers(session, programme, now=now)
         demo_challenges(session, programme, now=now)
+        demo_campaigns(session, programme, now=now)
         writer = ledger.writer(session, now=now)
         for number, person in enumerate(data.members, start=1):
             member_service.enrol(
@@ -213,6 +218,7 @@ def count_features(db: Database, programme_id: Any, summary: DemoSummary) -> Non
     change them, and the summary should show what a user then finds)."""
     from sqlalchemy import func, select
 
+    from treu.campaigns.models import Campaign, CampaignExposure, CampaignStatus
     from treu.challenges.models import Challenge, ChallengeCompletion, ChallengeStatus
     from treu.members.models import Member
     from treu.rewards.donations import Donation
@@ -255,3 +261,5 @@ def count_features(db: Database, programme_id: Any, summary: DemoSummary) -> Non
             Challenge, Challenge.status == ChallengeStatus.active.value
         )
         summary.challenge_completions = count(ChallengeCompletion)
+        summary.campaigns_active = count(Campaign, Campaign.status == CampaignStatus.active.value)
+        summary.campaign_members = count(CampaignExposure)

@@ -169,7 +169,7 @@ def points_kept(
         store=original.store,
     )
     snapshot = basis.get("member") or {}
-    mview = MemberView.of(at=occurred_at, timezone=programme.timezone)
+    mview = MemberView.of(at=occurred_at, timezone=programme.timezone, id=original.member_id)
     mview = replace(
         mview,
         days_enrolled=int(snapshot.get("days_enrolled", 0)),

@@ -78,7 +78,7 @@ class CompiledRule:
     rounding: Rounding
     exclusive: bool
     lined: bool  # covers individual lines (exclusion blocks those lines only)
-    uses_lines: bool  # amount computed on lines (all effects but fixed and badge_only)
+    uses_lines: bool  # amount computed on lines (all but badge_only and per-event fixed)
     match: int  # index into the generated function's line matches, or -1
     limited: bool
     windowed: bool
@@ -146,11 +146,15 @@ def _compile_trigger(
         kind = _KIND[effect.type]
         flag = f"c{k}"
         flags.append(flag)
+        code = "True"
         if spec.condition is not None:
             code = translate(spec.condition, ORDER_SCOPE, _NAMES, constants=constants)
-            order_lines.append(f"    {flag} = {code}")
-        else:
-            order_lines.append(f"    {flag} = True")
+        if spec.members is not None:
+            # A member list: one hash look-up, before the condition.
+            listed = f"_members{k}"
+            constants[listed] = frozenset(str(member) for member in spec.members)
+            code = f"m.id in {listed}" if code == "True" else f"m.id in {listed} and {code}"
+        order_lines.append(f"    {flag} = {code}")
         match = -1
         if spec.line_condition is not None:
             match = len(matches)
@@ -183,7 +187,7 @@ def _compile_trigger(
                 rounding=spec.rounding or rounding,
                 exclusive=spec.stacking == "exclusive",
                 lined=lined,
-                uses_lines=kind in (PPU, MULT, PERCENT),
+                uses_lines=kind in (PPU, MULT, PERCENT) or (kind == FIXED and lined),
                 match=match,
                 limited=bool(spec.limits) or spec.budget_points is not None,
                 windowed=spec.valid_from is not None or spec.valid_until is not None,

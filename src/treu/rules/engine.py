@@ -371,7 +371,11 @@ class RuleSet:
                 covered = item.covered
                 parts: list[int] = []
                 if rule.kind == FIXED:
-                    points = rule.fixed
+                    if rule.lined:  # the same points on each covered line
+                        parts = [rule.fixed] * len(covered)
+                        points = sum(parts)
+                    else:
+                        points = rule.fixed
                 elif rule.kind == BADGE:
                     points = 0
                 else:

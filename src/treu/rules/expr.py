@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import io
 import re
 import tokenize
@@ -336,6 +337,26 @@ def _rt_max(*values: int | Decimal) -> int | Decimal:
     return best
 
 
+BUCKETS = 100
+
+
+def bucket_of(value: str, salt: str) -> int:
+    """``value``'s bucket under ``salt``: 0..99, the same in every process and release.
+
+    The first eight bytes of SHA-256 over ``salt:value``, modulo 100 (the bias of 2**64
+    modulo 100 is below 10**-17). Python's ``hash`` would not do: it is salted per
+    process. A campaign's control group is ``bucket_of(member id, 'campaign:<id>') <
+    holdout``, so a member stays in the same arm whatever process sees the event."""
+    digest = hashlib.sha256(f"{salt}:{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def _rt_bucket(value: Any, salt: Any) -> int | None:
+    if not isinstance(value, str) or not isinstance(salt, str):
+        return None
+    return bucket_of(value, salt)
+
+
 RUNTIME: Mapping[str, Any] = {
     "_rt_D": Decimal,
     "_rt_date": date,
@@ -360,6 +381,7 @@ RUNTIME: Mapping[str, Any] = {
     "_rt_abs": _rt_abs,
     "_rt_min": _rt_min,
     "_rt_max": _rt_max,
+    "_rt_bucket": _rt_bucket,
 }
 """Everything generated code may refer to besides the caller's variables and hoisted
 constants. Generated code runs with ``{"__builtins__": {}}`` plus these names."""
@@ -387,6 +409,7 @@ FUNCTIONS = (
     "endswith",
     "has_any",
     "has_all",
+    "bucket",
 )
 
 _FORBIDDEN: dict[type[ast.AST], str] = {
@@ -994,6 +1017,14 @@ class _Checker:
 
     def call_has_all(self, node: ast.Call) -> _Value:
         return self._has(node, "all")
+
+    def call_bucket(self, node: ast.Call) -> _Value:
+        """``bucket(member.id, 'campaign:…')``: a stable 0..99 per value and salt (None
+        for a missing value, so every comparison with it is false)."""
+        self._arity(node, 2)
+        value = self._string(node.args[0], "bucket()")
+        salt = self._string(node.args[1], "bucket()")
+        return _Value(f"_rt_bucket({value.code}, {salt.code})", optional(INT), simple=False)
 
 
 _OP_TEXT: dict[type[ast.cmpop], str] = {

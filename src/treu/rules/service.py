@@ -139,6 +139,7 @@ def member_view(
     return MemberView.of(
         at=at,
         timezone=programme.timezone,
+        id=member.id,
         tier=tier,
         enrolled_at=member.enrolled_at,
         birthday=member.birthday,

@@ -9,6 +9,7 @@ in ``ctx``. ``treu.rules.engine`` turns published specs into executable rule set
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -70,9 +71,11 @@ MEMBER = Record(
         "channel": optional(STR),
         "attrs": MAP,
         "known": BOOL,
+        "id": optional(STR),
     },
-    "The member: known is False for an anonymous cart; birthday_month is True when the "
-    "member's birthday falls in the event's month; channel is the enrolment channel.",
+    "The member: id is the member's id (None for an anonymous cart), known is False for "
+    "an anonymous cart; birthday_month is True when the member's birthday falls in the "
+    "event's month; channel is the enrolment channel.",
 )
 LINE = Record(
     "line",
@@ -130,10 +133,15 @@ class Multiplier(_Model):
 
 
 class Fixed(_Model):
-    """A fixed number of points per event (50 points for a review)."""
+    """A fixed number of points per event (50 points for a review) or, with
+    ``scope="lines"``, per purchase line matching ``line_condition`` (50 points on each
+    line tagged ``near_best_before``, whatever its quantity)."""
 
     type: Literal["fixed"] = "fixed"
     points: int = Field(ge=0, le=1_000_000_000)
+    scope: Literal["order", "lines"] | None = Field(
+        default=None, description='"lines": per matching line; omitted: once per event'
+    )
 
 
 class PercentBonus(_Model):
@@ -154,7 +162,7 @@ Effect = Annotated[
     PointsPerUnit | Multiplier | Fixed | PercentBonus | BadgeOnly, Field(discriminator="type")
 ]
 
-LINE_EFFECTS = ("points_per_unit", "multiplier", "percent_bonus")
+LINE_EFFECTS = ("points_per_unit", "multiplier", "percent_bonus", "fixed")
 
 
 class LocalizedText(_Model):
@@ -204,6 +212,11 @@ class Limit(_Model):
         if self.max_count is None and self.max_points is None:
             raise PydanticCustomError("limit_empty", "a limit needs max_count or max_points")
         return self
+
+
+MAX_MEMBERS = 10_000
+"""The longest member list a rule may name (``RuleSpec.members``); larger audiences are
+segments (to come)."""
 
 
 class RuleSetSettings(_Model):
@@ -258,6 +271,14 @@ class RuleSpec(_Model):
     budget_points: int | None = Field(default=None, ge=1, le=10**15)
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
+    members: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        description="Only these members (ids), e.g. a campaign's member list; omit for "
+        "everybody. Part of the published version, so a return is recomputed with the "
+        "list as it was.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -266,6 +287,12 @@ class RuleSpec(_Model):
         if not value:
             raise PydanticCustomError("blank", "name must not be blank")
         return value
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: list[uuid.UUID] | None) -> list[uuid.UUID] | None:
+        # Sorted and without duplicates: one list is one version, whatever the order.
+        return sorted(set(value)) if value is not None else None
 
     @field_validator("condition")
     @classmethod
@@ -284,11 +311,11 @@ class RuleSpec(_Model):
             if effect.type not in LINE_EFFECTS:
                 raise PydanticCustomError(
                     "line_condition_effect",
-                    "line_condition needs a points_per_unit, multiplier or percent_bonus effect "
-                    "(a {effect} effect applies to the whole event)",
+                    "line_condition needs a points_per_unit, multiplier, percent_bonus or "
+                    "fixed effect (a {effect} effect applies to the whole event)",
                     {"effect": effect.type},
                 )
-            if isinstance(effect, PointsPerUnit | Multiplier) and effect.scope != "lines":
+            if isinstance(effect, PointsPerUnit | Multiplier | Fixed) and effect.scope != "lines":
                 raise PydanticCustomError(
                     "line_condition_scope",
                     'line_condition needs the effect\'s scope to be "lines"',
@@ -316,7 +343,7 @@ class RuleSpec(_Model):
     def line_scoped(self) -> bool:
         """True if the rule covers individual lines (it may exclude them)."""
         effect = self.effect
-        if isinstance(effect, PointsPerUnit | Multiplier):
+        if isinstance(effect, PointsPerUnit | Multiplier | Fixed):
             return effect.scope == "lines"
         return self.line_condition is not None
 

@@ -16,6 +16,7 @@ earns the same points at the checkout and when the purchase arrives.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -169,6 +170,8 @@ class MemberView:
     channel: str | None
     attrs: Mapping[str, Any]
     known: bool
+    id: str | None = None
+    """The member's id as text (``bucket(member.id, …)``, member lists)."""
 
     @classmethod
     def of(
@@ -176,6 +179,7 @@ class MemberView:
         *,
         at: dt.datetime,
         timezone: str,
+        id: uuid.UUID | str | None = None,
         enrolled_at: dt.datetime | None = None,
         birthday: dt.date | None = None,
         tier: str | None = None,
@@ -199,6 +203,7 @@ class MemberView:
             channel=channel,
             attrs=attrs if attrs is not None else _EMPTY,
             known=True,
+            id=str(id) if id is not None else None,
         )
 
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from treu.api.deps import DB, Admin, require
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.auth.service import Principal
+from treu.campaigns.service import campaigns
 from treu.errors import Invalid
 from treu.events.simulation import SimulationIn, simulate
 from treu.programmes.models import Programme
@@ -204,7 +205,15 @@ def get_rule(rule_id: str, db: DB, _key: RulesRead) -> RuleOut:
         return _out(session, rule, programmes.get(session, rule.programme_id))
 
 
-@router.patch("/{rule_id}", response_model=RuleOut, responses=NOT_FOUND)
+MANAGED: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": Problem,
+        "description": "rule_managed_by_campaign: the rule belongs to a campaign",
+    }
+}
+
+
+@router.patch("/{rule_id}", response_model=RuleOut, responses={**NOT_FOUND, **MANAGED})
 def patch_rule(
     rule_id: str,
     changes: dict[str, Any],
@@ -228,6 +237,7 @@ def patch_rule(
             ) from None
     with db.unit_of_work() as session:
         rule = rules.get(session, rule_id)
+        campaigns.refuse_managed(session, rule)
         merged = {**rule.draft, **changes}
         merged = {k: v for k, v in merged.items() if v is not None}
         merged.pop("programme", None)
@@ -241,20 +251,28 @@ def patch_rule(
     response_model=RuleOut,
     responses={
         **NOT_FOUND,
-        409: {"model": Problem, "description": "Nothing changed since the last publication"},
+        409: {
+            "model": Problem,
+            "description": "Nothing changed since the last publication; "
+            "rule_managed_by_campaign: the rule belongs to a campaign",
+        },
     },
 )
 def publish_rule(rule_id: str, db: DB, key: Admin) -> RuleOut:
     """Freeze the draft as the next version and apply it to new events (on every server
     process within 5 seconds). Publishing a paused rule's unchanged draft resumes it."""
     with db.unit_of_work() as session:
-        rule = rules.publish(session, rules.get(session, rule_id), actor=key.actor)
+        rule = rules.get(session, rule_id)
+        campaigns.refuse_managed(session, rule)
+        rule = rules.publish(session, rule, actor=key.actor)
         return _out(session, rule, programmes.get(session, rule.programme_id))
 
 
-@router.post("/{rule_id}/pause", response_model=RuleOut, responses=NOT_FOUND)
+@router.post("/{rule_id}/pause", response_model=RuleOut, responses={**NOT_FOUND, **MANAGED})
 def pause_rule(rule_id: str, db: DB, key: Admin) -> RuleOut:
     """Stop applying the rule to new events until it is published again."""
     with db.unit_of_work() as session:
-        rule = rules.pause(session, rules.get(session, rule_id), actor=key.actor)
+        rule = rules.get(session, rule_id)
+        campaigns.refuse_managed(session, rule)
+        rule = rules.pause(session, rule, actor=key.actor)
         return _out(session, rule, programmes.get(session, rule.programme_id))

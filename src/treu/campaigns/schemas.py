@@ -1,0 +1,323 @@
+"""A campaign as marketing staff write it (``CampaignSpec``), the earning rule it becomes,
+and what the API answers.
+
+A campaign is a boost on the earning rules, so it is written as one: its window becomes
+the rule's validity, its boost the rule's effect (with the boost's own conditions), its
+audience and control group the rule's condition and member list, its budget the rule's
+budget. ``CampaignSpec.rule_spec`` is that translation, and the only place that knows it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from treu.rules.expr import BOOL, ExpressionError, Scope, translate
+from treu.rules.spec import (
+    LINE_SCOPE,
+    MAX_MEMBERS,
+    ORDER_SCOPE,
+    Fixed,
+    Multiplier,
+    RuleSpec,
+)
+
+CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+TIER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+MAX_HOLDOUT = 90
+MAX_CONDITION_CHARS = 1_000
+"""A boost's condition; the rule's condition adds the audience and the control group to
+it and must stay within the expression language's 2,000 characters."""
+CAMPAIGN_PRIORITY = 50
+"""Before the programme's own rules (100): only matters for exclusive rules, which a
+campaign never is."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _expression(value: str | None, scope: Scope, field: str) -> str | None:
+    """A condition that compiles, or a pydantic error carrying its line and column (as
+    ``RuleSpec`` reports them)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        translate(value, scope, {root: root for root in scope.roots}, result=BOOL)
+    except ExpressionError as exc:
+        raise PydanticCustomError(
+            "expression",
+            "{message} (line {line}, column {column})",
+            {"field": field, **exc.to_dict()},
+        ) from None
+    return value
+
+
+class Window(_Model):
+    """When the campaign runs: from ``starts_at`` up to (not including) ``ends_at``."""
+
+    starts_at: AwareDatetime = Field(examples=["2026-05-04T00:00:00+02:00"])
+    ends_at: AwareDatetime = Field(examples=["2026-05-11T00:00:00+02:00"])
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError("window", "ends_at must be after starts_at")
+        return self
+
+    def contains(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+
+class _Boost(_Model):
+    condition: str | None = Field(
+        default=None,
+        max_length=MAX_CONDITION_CHARS,
+        description="Expression over event and member (docs/rules.md): only purchases "
+        "where it holds are boosted",
+        examples=["event.weekday in [6, 7]", "event.channel == 'app'"],
+    )
+    line_condition: str | None = Field(
+        default=None,
+        max_length=MAX_CONDITION_CHARS,
+        description="Expression over event, member and line: only these lines are boosted",
+        examples=["'organic' in line.tags"],
+    )
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        return _expression(value, ORDER_SCOPE, "boost.condition")
+
+    @field_validator("line_condition")
+    @classmethod
+    def _line_condition(cls, value: str | None) -> str | None:
+        return _expression(value, LINE_SCOPE, "boost.line_condition")
+
+
+class MultiplierBoost(_Boost):
+    """x ``factor`` on the base points of the purchase (or of the lines matching
+    ``line_condition``): x2 at the weekend, x3 on organic lines, x1.5 in the app."""
+
+    type: Literal["multiplier"] = "multiplier"
+    factor: Decimal = Field(gt=1, le=100, decimal_places=4, examples=["3", "1.5"])
+
+
+class PointsBoost(_Boost):
+    """``points`` per purchase or, with ``line_condition``, per matching line (+50 on
+    each line tagged ``near_best_before``)."""
+
+    type: Literal["points"] = "points"
+    points: int = Field(ge=1, le=1_000_000, examples=[50])
+
+
+Boost = Annotated[MultiplierBoost | PointsBoost, Field(discriminator="type")]
+
+
+class Audience(_Model):
+    """Who the campaign is for; every field left out means everybody. Segments will
+    come with the segments feature."""
+
+    tiers: list[Annotated[str, Field(pattern=TIER_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=20, examples=[["silber", "gold"]]
+    )
+    members: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        description=f"A member list (ids, at most {MAX_MEMBERS:,})",
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, value: list[str] | None) -> list[str] | None:
+        return sorted(set(value)) if value is not None else None
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: list[uuid.UUID] | None) -> list[uuid.UUID] | None:
+        return sorted(set(value)) if value is not None else None
+
+
+class CampaignSpec(_Model):
+    """One bonus campaign. See docs/campaigns.md."""
+
+    code: str = Field(pattern=CODE_PATTERN, examples=["bio-woche"])
+    name: str = Field(
+        min_length=1,
+        max_length=120,
+        description="Shown in explanations: “Bio-Woche \u00d73: +24”",
+        examples=["Bio-Woche"],
+    )
+    description: str | None = Field(default=None, max_length=2_000)
+    window: Window
+    boost: Boost
+    audience: Audience = Field(default_factory=Audience)
+    holdout_percent: int = Field(
+        default=10,
+        ge=0,
+        le=MAX_HOLDOUT,
+        description="The control group: this share of the audience gets nothing from the "
+        "campaign, chosen by a stable hash of member and campaign (0 to 90)",
+    )
+    budget_points: int | None = Field(
+        default=None,
+        ge=1,
+        le=10**15,
+        description="The campaign stops when it has given this many points",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise PydanticCustomError("blank", "name must not be blank")
+        return value
+
+    def rule_spec(self, campaign_id: uuid.UUID) -> RuleSpec:
+        """The earning rule that gives the campaign's points. Held-out members fail its
+        condition (``bucket(member.id, salt) >= holdout``), so they get nothing."""
+        boost = self.boost
+        lined = boost.line_condition is not None
+        effect: Multiplier | Fixed
+        if isinstance(boost, MultiplierBoost):
+            effect = Multiplier(factor=boost.factor, scope="lines" if lined else "order")
+        else:
+            effect = Fixed(points=boost.points, scope="lines" if lined else None)
+        parts: list[str] = []
+        if self.audience.tiers:
+            parts.append(f"member.tier in [{', '.join(repr(t) for t in self.audience.tiers)}]")
+        if boost.condition is not None:
+            parts.append(f"({boost.condition}\n)")  # the line break ends a trailing comment
+        if self.holdout_percent > 0:
+            parts.append(f"bucket(member.id, {salt(campaign_id)!r}) >= {self.holdout_percent}")
+        return RuleSpec(
+            name=self.name,
+            description=f"Campaign {self.code} (managed through /v1/campaigns)",
+            trigger="purchase",
+            condition=" and ".join(parts) if parts else None,
+            line_condition=boost.line_condition,
+            effect=effect,
+            priority=CAMPAIGN_PRIORITY,
+            budget_points=self.budget_points,
+            valid_from=self.window.starts_at,
+            valid_until=self.window.ends_at,
+            members=self.audience.members,
+        )
+
+
+def salt(campaign_id: uuid.UUID) -> str:
+    """The control group's hash salt: the campaign's own, so that a member's arm in one
+    campaign says nothing about the next."""
+    return f"campaign:{campaign_id}"
+
+
+EXAMPLE_CAMPAIGN: dict[str, Any] = {
+    "programme": "demo",
+    "code": "bio-woche",
+    "name": "Bio-Woche",
+    "description": "Dreifache Punkte auf Bio-Produkte, eine Woche lang.",
+    "window": {"starts_at": "2026-05-04T00:00:00+02:00", "ends_at": "2026-05-11T00:00:00+02:00"},
+    "boost": {"type": "multiplier", "factor": "3", "line_condition": "'organic' in line.tags"},
+    "holdout_percent": 10,
+    "budget_points": 250000,
+}
+EXAMPLE_WEEKEND: dict[str, Any] = {
+    "programme": "demo",
+    "code": "wochenende-x2",
+    "name": "Wochenende \u00d72",
+    "window": {"starts_at": "2026-06-01T00:00:00+02:00", "ends_at": "2026-07-01T00:00:00+02:00"},
+    "boost": {"type": "multiplier", "factor": "2", "condition": "event.weekday in [6, 7]"},
+    "audience": {"tiers": ["silber", "gold"]},
+    "holdout_percent": 10,
+}
+EXAMPLE_BEST_BEFORE: dict[str, Any] = {
+    "programme": "demo",
+    "code": "kurz-vor-mhd",
+    "name": "Retten statt wegwerfen",
+    "window": {"starts_at": "2026-06-01T00:00:00+02:00", "ends_at": "2026-06-15T00:00:00+02:00"},
+    "boost": {"type": "points", "points": 50, "line_condition": "'near_best_before' in line.tags"},
+    "holdout_percent": 20,
+    "budget_points": 100000,
+}
+
+# --------------------------------------------------------------------------- answers
+
+
+class CampaignOut(BaseModel):
+    id: uuid.UUID
+    programme: str
+    code: str
+    name: str
+    status: str = Field(description="draft, active, paused or ended")
+    spec: dict[str, Any] = Field(description="The campaign's specification")
+    revision: int = Field(description="Goes up with every change")
+    rule_id: uuid.UUID = Field(
+        description="The earning rule the campaign manages (its postings name it)"
+    )
+    running: bool = Field(description="Active, inside its window and with budget left")
+    budget_used: int = Field(
+        description="Points counted against the budget (0 for a campaign without one; "
+        "its points issued are in the statistics)"
+    )
+    activated_at: datetime | None
+    paused_at: datetime | None
+    ended_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignList(BaseModel):
+    items: list[CampaignOut]
+
+
+class ArmStats(BaseModel):
+    """One arm of the experiment over the campaign's window."""
+
+    members: int = Field(description="Members recorded in this arm (exposures)")
+    points: int = Field(description="Points the campaign gave them (0 for the held-out arm)")
+    purchases: int
+    revenue_minor: int = Field(description="Purchases minus returns in the window, in minor units")
+    purchases_per_member: Decimal = Field(description="Rounded to 2 decimal places")
+    revenue_per_member_minor: int = Field(description="Rounded half up to whole minor units")
+    redemptions: int = Field(description="Rewards redeemed in the window")
+
+
+class MessageStats(BaseModel):
+    tracked: bool = Field(
+        description="False until journeys and message delivery exist: the counts are 0"
+    )
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+
+
+class BudgetStats(BaseModel):
+    points: int | None = Field(description="The budget; null: no budget")
+    used: int = Field(description="Counted against the budget; without one, the points issued")
+    left: int | None = Field(description="null: no budget")
+
+
+class CampaignStats(BaseModel):
+    campaign_id: uuid.UUID
+    code: str
+    status: str
+    currency: str
+    window: Window
+    audience: int = Field(description="Active members the audience holds now")
+    exposed: int = Field(description="Members recorded in either arm")
+    treated: int
+    held_out: int
+    messages: MessageStats
+    points_issued: int = Field(
+        description="Points the campaign's rule credited (returns are not attributed to a rule)"
+    )
+    budget: BudgetStats
+    redemptions: int = Field(description="Rewards redeemed by exposed members in the window")
+    arms: dict[str, ArmStats] = Field(description="treated and held_out")
