@@ -21,6 +21,7 @@ which read the time through ``treu.kit.time.utc_now``):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -79,10 +80,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "('2028-02-29T23:30 Europe/Berlin', '+1y'; default: $TREU_TEST_NOW, else the real "
         "clock)",
     )
+    parser.addoption(
+        "--shard",
+        default=None,
+        help="K/N: run only the K-th of N shares of the tests. The shares change every "
+        "week (their salt is the real clock's ISO week, or --shard-salt), so that over the "
+        "weeks every test meets every shifted clock of `make test`",
+    )
+    parser.addoption("--shard-salt", default=None, help="the salt of --shard's shares")
 
 
 _traveller: time_machine.travel | None = None
 _label = "real clock"
+_shard_label = ""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,6 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "now(instant): the test's dates are absolute; run it with the clock at INSTANT "
         "(same formats as --now, shifts excluded)",
     )
+    _configure_shard(config)
     value = config.getoption("--now") or os.environ.get("TREU_TEST_NOW")
     if not value:
         return
@@ -114,7 +125,47 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"test clock: {_label}"
+    return f"test clock: {_label}{_shard_label}"
+
+
+_shard: tuple[int, int, str] | None = None
+
+
+def _configure_shard(config: pytest.Config) -> None:
+    """Read ``--shard`` before the clock travels: the salt is the real week."""
+    global _shard, _shard_label
+    value = config.getoption("--shard")
+    if not value:
+        return
+    try:
+        k, n = (int(part) for part in value.split("/"))
+        if not 1 <= k <= n:
+            raise ValueError(value)
+    except ValueError:
+        raise pytest.UsageError(f"--shard takes K/N with 1 <= K <= N, not {value!r}") from None
+    year, week, _ = datetime.now(UTC).isocalendar()
+    salt = config.getoption("--shard-salt") or f"{year}-W{week:02d}"
+    _shard = (k, n, salt)
+    _shard_label = f"; share {k}/{n} of the tests (salt {salt})"
+
+
+def share_of(nodeid: str, salt: str, n: int) -> int:
+    """Which of ``n`` shares (1..n) a test is in, for this salt."""
+    digest = hashlib.sha256(f"{salt}:{nodeid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n + 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _shard is None:
+        return
+    k, n, salt = _shard
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (kept if share_of(item.nodeid, salt, n) == k else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)

@@ -56,3 +56,16 @@ def test_a_marked_test_runs_at_its_instant() -> None:
     assert datetime(2026, 12, 31, 22, 30, tzinfo=UTC) <= now
     assert now < datetime(2026, 12, 31, 22, 40, tzinfo=UTC)  # the clock ticks on from there
     assert date.today() == date(2026, 12, 31)  # noqa: DTZ011 - time-machine moves it too
+
+
+def test_the_shares_split_the_tests_and_change_with_the_salt() -> None:
+    from tests.clock import share_of
+
+    ids = [f"tests/x/test_{i}.py::test_{i}[sqlite]" for i in range(3000)]
+    this_week = [share_of(i, "2026-W49", 3) for i in ids]
+    assert set(this_week) == {1, 2, 3}
+    assert all(900 < this_week.count(k) < 1100 for k in (1, 2, 3))
+    assert this_week == [share_of(i, "2026-W49", 3) for i in ids]  # the same every time
+    next_week = [share_of(i, "2026-W50", 3) for i in ids]
+    moved = sum(a != b for a, b in zip(this_week, next_week, strict=True))
+    assert 1800 < moved < 2200  # about two in three tests meet another clock
