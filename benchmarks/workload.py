@@ -706,10 +706,10 @@ def cross_check_checkout(
     db: Database, *, port: int, token: str, bodies: list[bytes]
 ) -> CheckoutCheck:
     """Send each cart to the running server and evaluate the same cart in-process with
-    ``checkout.evaluate``: the answers must be identical (``occurred_at`` is in the cart,
-    and checkouts change nothing, so nothing else can differ). Also checks that
-    ``points.total`` is the sum of the per-rule points (and of the per-line points when
-    no order-level rule applied)."""
+    ``checkout.evaluate`` (the ``public()`` of its answer): the answers must be identical
+    (``occurred_at`` is in the cart, and checkouts change nothing, so nothing else can
+    differ). Also checks that ``points.total`` is the sum of the per-rule points (and of
+    the per-line points when no order-level rule applied)."""
     import http.client
 
     from treu.checkout.service import CartIn, checkout
@@ -731,9 +731,8 @@ def cross_check_checkout(
                 continue
             remote = json.loads(raw)
             with db.unit_of_work(write=False) as session:
-                local = json.loads(
-                    json.dumps(checkout.evaluate(session, CartIn.model_validate_json(body)))
-                )
+                answer = checkout.evaluate(session, CartIn.model_validate_json(body))
+                local = json.loads(json.dumps(answer.public()))
             if remote == local:
                 result.identical += 1
             else:

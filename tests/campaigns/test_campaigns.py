@@ -251,9 +251,9 @@ def test_checkout_shows_the_campaign_and_explains_it(db: Database) -> None:
     found = f.campaign(db, prog, holdout_percent=50)
     (treated,), (held,) = f.members_in_arms(db, prog, found, treated=1, held_out=1)
     with db.unit_of_work(write=False) as session:
-        preview = checkout.evaluate(session, cart(prog, treated))
-        german = checkout.evaluate(session, cart(prog, treated, "de"))
-        other = checkout.evaluate(session, cart(prog, held))
+        preview = checkout.evaluate(session, cart(prog, treated)).public()
+        german = checkout.evaluate(session, cart(prog, treated, "de")).public()
+        other = checkout.evaluate(session, cart(prog, held)).public()
     assert preview["points"]["total"] == BASE + BOOST
     award = next(r for r in preview["rules"] if r["rule_id"] == str(found.rule_id))
     assert (award["name"], award["effect"], award["points"]) == ("Bio-Woche", "multiplier", 24)

@@ -23,8 +23,9 @@ from treu.events import errors as event_errors
 from treu.events import service as events_service
 from treu.events.models import Event
 from treu.events.simulation import SimulationIn, simulate
+from treu.kit.results import Keyed
 from treu.ledger import adjustments as module
-from treu.ledger.adjustments import Adjustment, adjustments
+from treu.ledger.adjustments import AdjustedBalance, Adjustment, AdjustmentResult, adjustments
 from treu.ledger.models import LedgerAdjustment, Posting
 from treu.members import errors as member_errors
 from treu.members.models import Member, MemberStatus
@@ -38,7 +39,7 @@ REASON = "Goodwill: damaged parcel"
 
 def adjust(
     db: Database, who: Member, points: int, *, at: datetime = T0, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
+) -> Keyed[AdjustmentResult]:
     reason = kwargs.pop("reason", "ledger test")
     with db.unit_of_work() as session:
         return adjustments.adjust(
@@ -76,11 +77,13 @@ def test_replay_returns_the_stored_answer_and_credits_once(db: Database) -> None
     anna = f.member(db, prog)
     first = adjust(db, anna, 500, key="adjustment:ticket-4711", reason=REASON)
     again = adjust(db, anna, 500, key="adjustment:ticket-4711", reason=REASON, at=T0 + timedelta(1))
-    assert (first[0], again[0]) == (201, 200)
-    assert again[1] == first[1]
-    assert first[1]["posting"]["explanation"] == f"Manual adjustment: {REASON}"
-    assert first[1]["posting"]["actor"] == "admin@example.com"
-    assert first[1]["balance"] == {"available": 500, "pending": 0}
+    assert (first.http_status, again.http_status) == (201, 200)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.result == first.result  # read back from the stored JSON
+    assert first.result.member_id == anna.id
+    assert first.result.posting["explanation"] == f"Manual adjustment: {REASON}"
+    assert first.result.posting["actor"] == "admin@example.com"
+    assert first.result.balance == AdjustedBalance(available=500, pending=0)
     assert f.balance(db, anna).available == 500
     [posting] = postings(db, anna)
     [record] = records(db, anna)
@@ -91,7 +94,11 @@ def test_replay_returns_the_stored_answer_and_credits_once(db: Database) -> None
         500,
     )
     assert (record.reason, record.actor, record.created_at) == (REASON, "admin@example.com", T0)
-    assert record.result == first[1]
+    assert record.result == first.result.public()
+    # PostgreSQL's jsonb stores keys in an order of its own; the replay answers in the
+    # first answer's order.
+    assert list(again.result.public()) == ["member_id", "posting", "balance"]
+    assert list(again.result.posting) == list(first.result.posting)
     with db.unit_of_work(write=False) as session:
         assert session.scalar(select(func.count()).where(Event.id == record.id)) == 0
         entries = session.scalars(
@@ -134,7 +141,7 @@ def test_a_key_is_the_programmes_not_the_members(db: Database) -> None:
     adjust(db, anna, 10, key="adjustment:shared")
     with pytest.raises(IdempotencyConflict):
         adjust(db, ben, 10, key="adjustment:shared")
-    assert adjust(db, cleo, 10, key="adjustment:shared")[0] == 201
+    assert adjust(db, cleo, 10, key="adjustment:shared").http_status == 201
     assert [f.balance(db, m).available for m in (anna, ben, cleo)] == [10, 0, 10]
 
 
@@ -210,7 +217,7 @@ def test_concurrent_retries_credit_once(db: Database) -> None:
     anna = f.member(db, prog)
     key = f"adjustment:{f.unique('retry')}"
 
-    def send(_: int) -> tuple[int, dict[str, Any]]:
+    def send(_: int) -> Keyed[AdjustmentResult]:
         return retrying(
             db,
             lambda session: adjustments.adjust(
@@ -224,9 +231,9 @@ def test_concurrent_retries_credit_once(db: Database) -> None:
     results = in_parallel(8, send)
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
-    answers = [r for r in results if isinstance(r, tuple)]
-    assert sorted(code for code, _ in answers) == [200] * 7 + [201]
-    assert all(body == answers[0][1] for _, body in answers)
+    answers = [r for r in results if isinstance(r, Keyed)]
+    assert sorted(a.http_status for a in answers) == [200] * 7 + [201]
+    assert all(a.result == answers[0].result for a in answers)
     assert f.balance(db, anna).available == 250
     assert len(postings(db, anna)) == 1
     assert len(records(db, anna)) == 1

@@ -19,7 +19,8 @@ from tests.support.concurrency import in_parallel, postgres_only
 from treu.db.session import Database
 from treu.errors import Busy, TreuError
 from treu.events.service import Outcome
-from treu.ledger.adjustments import Adjustment, adjustments
+from treu.kit.results import Keyed
+from treu.ledger.adjustments import Adjustment, AdjustmentResult, adjustments
 from treu.ledger.errors import InsufficientPoints
 from treu.ledger.models import Lot, LotState, Posting, PostingLot
 from treu.ledger.service import ledger
@@ -28,7 +29,7 @@ from treu.members.models import Member
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def spend(db: Database, who: Member, points: int, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+def spend(db: Database, who: Member, points: int, **kwargs: Any) -> Keyed[AdjustmentResult]:
     for attempt in range(3):
         try:
             with db.unit_of_work() as session:
@@ -46,7 +47,7 @@ def spend(db: Database, who: Member, points: int, **kwargs: Any) -> tuple[int, d
     raise AssertionError("unreachable")
 
 
-def credit(db: Database, who: Member, points: int, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+def credit(db: Database, who: Member, points: int, **kwargs: Any) -> Keyed[AdjustmentResult]:
     with db.unit_of_work() as session:
         return adjustments.adjust(
             session,
@@ -93,15 +94,15 @@ def test_fifty_concurrent_spends_against_two_hundred_points(db: Database, backen
     anna = f.member(db, prog)
     credit(db, anna, 200)
     results = in_parallel(50, lambda _: spend(db, anna, 10))
-    succeeded = [r for r in results if isinstance(r, tuple)]
+    succeeded = [r for r in results if isinstance(r, Keyed)]
     refused = [r for r in results if isinstance(r, InsufficientPoints)]
     assert len(succeeded) == 20
     assert len(refused) == 30
     assert {e.code for e in refused} == {"insufficient_points"}
     assert {e.http_status for e in refused} == {422}
-    assert all(status == 201 for status, _ in succeeded)
+    assert all(a.http_status == 201 for a in succeeded)
     # Every successful answer saw a different balance: 190, 180, ..., 0.
-    assert sorted(body["balance"]["available"] for _, body in succeeded) == list(range(0, 200, 10))
+    assert sorted(a.result.balance.available for a in succeeded) == list(range(0, 200, 10))
     bal = f.balance(db, anna)
     assert (bal.available, bal.pending) == (0, 0)
     assert posting_count(db, anna) == 1 + 20
@@ -177,10 +178,10 @@ def test_concurrent_adjustments_with_one_idempotency_key(db: Database, backend: 
     prog = f.programme(db)
     anna = f.member(db, prog)
     results = in_parallel(8, lambda _: credit(db, anna, 50, key="goodwill-ticket-1"))
-    answers = [r for r in results if isinstance(r, tuple)]
+    answers = [r for r in results if isinstance(r, Keyed)]
     assert len(answers) == 8, results
-    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
-    assert all(body == answers[0][1] for _, body in answers)
+    assert sorted(a.http_status for a in answers) == [200] * 7 + [201]
+    assert all(a.result == answers[0].result for a in answers)
     assert f.balance(db, anna).available == 50
     assert f.verify(db, prog) == []
 

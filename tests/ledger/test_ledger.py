@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from tests import factories as f
 from treu.db.session import Database
 from treu.kit.pagination import encode_cursor
-from treu.ledger.adjustments import Adjustment, adjustments
+from treu.kit.results import Keyed
+from treu.ledger.adjustments import AdjustedBalance, Adjustment, AdjustmentResult, adjustments
 from treu.ledger.errors import AccountNotFound, InsufficientPoints
 from treu.ledger.models import Account, Lot, Posting, PostingKind
 from treu.ledger.service import ledger
@@ -25,7 +26,7 @@ T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
 
 def adjust(
     db: Database, who: Member, points: int, *, at: datetime = T0, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
+) -> Keyed[AdjustmentResult]:
     reason = kwargs.pop("reason", "ledger test")
     with db.unit_of_work() as session:
         return adjustments.adjust(
@@ -103,9 +104,9 @@ def test_allow_negative_debit_is_settled_by_the_next_credit(db: Database) -> Non
     prog = f.programme(db)
     anna = f.member(db, prog)
     adjust(db, anna, 10)
-    status, body = adjust(db, anna, -25, allow_negative=True, reason="chargeback")
-    assert status == 201
-    assert body["balance"] == {"available": -15, "pending": 0}
+    answer = adjust(db, anna, -25, allow_negative=True, reason="chargeback")
+    assert answer.http_status == 201
+    assert answer.result.balance == AdjustedBalance(available=-15, pending=0)
     assert lot_remaining(db, anna) == [0]
     assert f.verify(db, prog) == []
     adjust(db, anna, 20)

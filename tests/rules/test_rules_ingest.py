@@ -245,19 +245,20 @@ def test_checkout_explains_and_hints(db: Database) -> None:
     )
     with db.unit_of_work(write=False) as session:
         anonymous = checkout.evaluate(session, cart, now=saturday)
-    assert anonymous["points"]["total"] == 16  # 11 + 11 x 0.5 = 5.5 -> 5
-    assert anonymous["member"] is None
-    assert anonymous["hints"][0]["code"] == "not_a_member"
-    assert "16 Punkte" in anonymous["hints"][0]["text"]
+    assert anonymous.points.total == 16  # 11 + 11 x 0.5 = 5.5 -> 5
+    assert (anonymous.member, anonymous.balance) == (None, None)
+    assert anonymous.hints[0].code == "not_a_member"
+    assert "16 Punkte" in anonymous.hints[0].text
 
     who = f.member(db, prog, birthday="1990-06-01")
     cart = CartIn.model_validate({**cart.model_dump(mode="json"), "member": f.member_ref(who)})
     with db.unit_of_work(write=False) as session:
         known = checkout.evaluate(session, cart, now=saturday)
-    assert [r["points"] for r in known["rules"]] == [11, 5]
-    assert known["rules"][1]["explanation"].startswith("App weekend")
-    assert {h["code"] for h in known["hints"]} == {"birthday_month"}
-    assert known["balance"]["available"] == 0
+    assert [r.points for r in known.rules] == [11, 5]
+    assert known.rules[1].explanation.startswith("App weekend")
+    assert {h.code for h in known.hints} == {"birthday_month"}
+    assert known.balance is not None
+    assert known.balance.available == 0
 
 
 CART_LINES = st.lists(
@@ -341,9 +342,9 @@ def test_purchase_credits_what_checkout_promised(
         db, f.purchase_payload(prog, member, lines=lines, occurred_at=at, channel=channel)
     )
     assert out.body is not None, out.error
-    assert out.body.points.earned == promised["points"]["total"]
+    assert out.body.points.earned == promised.points.total
     assert sorted(p["points"] for p in out.body.postings) == sorted(
-        r["points"] for r in promised["rules"] if r["points"] > 0
+        r.points for r in promised.rules if r.points > 0
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select
 
 from tests import factories as f
 from tests.support.concurrency import in_parallel, postgres_only
+from treu.checkout.schemas import CartTier, Hint
 from treu.checkout.service import CartIn, checkout
 from treu.db.session import Database
 from treu.events.service import Adjustment, adjustments
@@ -384,20 +385,21 @@ def test_the_checkout_names_the_tier_and_promises_its_multiplier(db: Database) -
         }
     )
     with db.unit_of_work(write=False) as session:
-        body = checkout.evaluate(session, cart, now=T0 + timedelta(hours=1))
-    assert body["tier"] == {
+        answer = checkout.evaluate(session, cart, now=T0 + timedelta(hours=1))
+    assert answer.tier == CartTier("gold", 2, "Gold", ("free_shipping",), paid=False)
+    assert answer.public()["tier"] == {
         "code": "gold",
         "rank": 2,
         "name": "Gold",
         "flags": ["free_shipping"],
         "paid": False,
     }
-    assert body["points"]["total"] == 30
+    assert answer.points.total == 30
     purchase = f.ingest_one(
         db, buy(prog, who, T0 + timedelta(hours=1), 2_000), now=T0 + timedelta(hours=2)
     )
     assert purchase.body is not None
-    assert purchase.body.points.earned == body["points"]["total"]
+    assert purchase.body.points.earned == answer.points.total
 
 
 def test_without_tiers_ingestion_reads_and_writes_no_tier_table(db: Database) -> None:
@@ -529,10 +531,10 @@ def _cart(prog: Programme, who: Member, at: datetime, amount: int, lang: str) ->
     )
 
 
-def _tier_hints(db: Database, cart: CartIn, now: datetime) -> list[dict[str, str]]:
+def _tier_hints(db: Database, cart: CartIn, now: datetime) -> list[Hint]:
     with db.unit_of_work(write=False) as session:
-        body = checkout.evaluate(session, cart, now=now)
-    return [h for h in body["hints"] if h["code"].startswith("tier_")]
+        answer = checkout.evaluate(session, cart, now=now)
+    return [h for h in answer.hints if h.code.startswith("tier_")]
 
 
 def test_the_checkout_says_what_is_missing_for_the_next_tier(db: Database) -> None:
@@ -541,16 +543,16 @@ def test_the_checkout_says_what_is_missing_for_the_next_tier(db: Database) -> No
     f.ingest_one(db, buy(prog, who, T0, 18_200), now=T0)  # Silver, €18.00 short of Gold
     at = T0 + timedelta(hours=1)
     assert _tier_hints(db, _cart(prog, who, at, 500, "en"), at) == [
-        {"code": "tier_progress", "text": "€13.00 more to reach Gold"}
+        Hint("tier_progress", "€13.00 more to reach Gold")
     ]
     assert _tier_hints(db, _cart(prog, who, at, 500, "de"), at) == [
-        {"code": "tier_progress", "text": "Noch 13,00\xa0€ bis Gold"}
+        Hint("tier_progress", "Noch 13,00\xa0€ bis Gold")
     ]
     assert _tier_hints(db, _cart(prog, who, at, 1_800, "de"), at) == [
-        {"code": "tier_reached_with_cart", "text": "Mit diesem Einkauf: Gold!"}
+        Hint("tier_reached_with_cart", "Mit diesem Einkauf: Gold!")
     ]
     assert _tier_hints(db, _cart(prog, who, at, 2_500, "en"), at) == [
-        {"code": "tier_reached_with_cart", "text": "With this purchase: Gold!"}
+        Hint("tier_reached_with_cart", "With this purchase: Gold!")
     ]
     f.ingest_one(db, buy(prog, who, at, 2_000), now=at)  # Gold: the top, nothing to say
     later = at + timedelta(hours=1)
@@ -568,13 +570,13 @@ def test_the_tier_hint_counts_the_carts_points_in_a_points_ladder(db: Database) 
     f.ingest_one(db, buy(prog, who, T0, 11_000), now=T0)  # 110 points: Silver
     at = T0 + timedelta(hours=1)
     assert _tier_hints(db, _cart(prog, who, at, 0, "de"), at) == [
-        {"code": "tier_progress", "text": "Noch 390 Punkte bis Gold"}
+        Hint("tier_progress", "Noch 390 Punkte bis Gold")
     ]
     assert _tier_hints(db, _cart(prog, who, at, 4_000, "en"), at) == [
-        {"code": "tier_progress", "text": "350 points more to reach Gold"}
+        Hint("tier_progress", "350 points more to reach Gold")
     ]
     assert _tier_hints(db, _cart(prog, who, at, 39_000, "en"), at) == [
-        {"code": "tier_reached_with_cart", "text": "With this purchase: Gold!"}
+        Hint("tier_reached_with_cart", "With this purchase: Gold!")
     ]
 
 

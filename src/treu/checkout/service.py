@@ -18,12 +18,23 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
+from treu.checkout.schemas import (
+    CartBalance,
+    CartMember,
+    CartPoints,
+    CartTier,
+    CheckoutAnswer,
+    Hint,
+    LinePoints,
+    RuleApplied,
+    RuleNotApplied,
+)
 from treu.events.errors import CurrencyMismatch, EventInFuture
 from treu.events.schemas import EXAMPLE_LINES, LineIn
 from treu.events.views import line_views, purchase_view
 from treu.kit.money import format_money
 from treu.kit.text import N_, translate
-from treu.kit.time import CLOCK_SKEW, iso, utc_now
+from treu.kit.time import CLOCK_SKEW, utc_now
 from treu.ledger.explain import render
 from treu.ledger.service import ledger
 from treu.members.errors import MemberNotFound
@@ -93,7 +104,8 @@ def check_cart_currency(cart: CartIn, programme: Programme) -> None:
 class CheckoutService:
     def evaluate(
         self, session: Session, cart: CartIn, *, now: datetime | None = None
-    ) -> dict[str, Any]:
+    ) -> CheckoutAnswer:
+        """What ``cart`` earns now; ``public()`` of the answer is the API's JSON."""
         now = now or utc_now()
         at = cart.occurred_at or now
         programme = programmes.cached_by_slug(session, {cart.programme}).get(cart.programme)
@@ -127,64 +139,49 @@ class CheckoutService:
         )
         points = 0 if blocked else evaluation.points
         lang = cart.lang
-        body: dict[str, Any] = {
-            "programme": programme.slug,
-            "member": (
-                {"id": str(member.id), "status": member.status} if member is not None else None
-            ),
-            "points": {
-                "total": points,
-                "pending_until": (
-                    iso(programmes.available_at(programme, at))
-                    if points and programme.pending_days
-                    else None
-                ),
-            },
-            "lines": [
-                {"index": i, "sku": line.sku, "points": 0 if blocked else evaluation.line_points[i]}
+        cart_member = None if member is None else CartMember(member.id, member.status)
+        cart_points = CartPoints(
+            points,
+            programmes.available_at(programme, at) if points and programme.pending_days else None,
+        )
+        lines = tuple(
+            [
+                LinePoints(i, line.sku, 0 if blocked else evaluation.line_points[i])
                 for i, line in enumerate(cart.lines)
-            ],
-            "rules": [
-                {
-                    "rule_id": award.rule_id,
-                    "version": award.version,
-                    "name": award.rule_name,
-                    "effect": award.effect,
-                    "points": award.points,
-                    "explanation": self._explain(award, programme, lang),
-                    **({"limited_by": award.limited_by} if award.limited_by else {}),
-                }
-                for award in evaluation.awards
-                if not blocked
-            ],
-            "not_applied": [
-                {
-                    "rule_id": skip.rule_id,
-                    "name": skip.rule_name,
-                    "reason": skip.reason,
-                    "text": skip.text(lang),
-                }
+            ]
+        )
+        applied = (
+            ()
+            if blocked
+            else tuple(
+                [
+                    RuleApplied(
+                        award.rule_id,
+                        award.version,
+                        award.rule_name,
+                        award.effect,
+                        award.points,
+                        self._explain(award, programme, lang),
+                        award.limited_by,
+                    )
+                    for award in evaluation.awards
+                ]
+            )
+        )
+        not_applied = tuple(
+            [
+                RuleNotApplied(skip.rule_id, skip.rule_name, skip.reason, skip.text(lang))
                 for skip in evaluation.skipped
                 if skip.reason != "condition_false" and skip.reason != "no_matching_lines"
-            ],
-            "badges": [
-                award.badge.model_dump(mode="json", exclude_none=True)
-                for award in evaluation.badges
-            ],
-            "balance": None,
-            "hints": [],
-            "coupons": [],
-            "rewards": [],
-        }
-        if tier is not None:  # for the shop: free shipping and the like
-            body["tier"] = {
-                "code": tier.code,
-                "rank": tier.rank,
-                "name": tier.label(lang),
-                "flags": list(tier.flags),
-                "paid": tier.paid,
-            }
-        hints: list[dict[str, str]] = body["hints"]
+            ]
+        )
+        badges = tuple([award.badge for award in evaluation.badges])
+        cart_tier = (  # for the shop: free shipping and the like
+            None
+            if tier is None
+            else CartTier(tier.code, tier.rank, tier.label(lang), tuple(tier.flags), tier.paid)
+        )
+        hints: list[Hint] = []
         if member is None:
             hints.append(
                 self._hint(
@@ -194,7 +191,17 @@ class CheckoutService:
                     points=evaluation.points,
                 )
             )
-            return body
+            return CheckoutAnswer(
+                programme.slug,
+                None,
+                cart_points,
+                lines,
+                applied,
+                not_applied,
+                badges,
+                None,
+                tuple(hints),
+            )
         if blocked:
             hints.append(
                 self._hint(
@@ -209,19 +216,11 @@ class CheckoutService:
             available=0 if blocked else balance.available,
             amount_minor=sum(line.quantity * line.unit_price_minor for line in cart.lines),
         )
-        body["balance"] = {
-            "available": balance.available,
-            "pending": balance.pending,
-            "expiring": [
-                {"points": e.points, "expires_at": iso(e.expires_at)} for e in balance.expiring[:3]
-            ],
-            "pay_with_points": {"points": can_pay.points, "amount_minor": can_pay.amount_minor},
-            "wallet_minor": (
-                wallet.balance_minor(session, member_id=member.id)
-                if catalogue.cached(session, programme.id).has_wallet_credit
-                else 0
-            ),
-        }
+        wallet_minor = (
+            wallet.balance_minor(session, member_id=member.id)
+            if catalogue.cached(session, programme.id).has_wallet_credit
+            else 0
+        )
         offers = redemptions.checkout_offers(  # usable coupons, rewards redeemable now
             session,
             programme=programme,
@@ -234,8 +233,6 @@ class CheckoutService:
             lang=lang,
             now=at,
         )
-        body["coupons"] = [coupon.public() for coupon in offers.coupons]
-        body["rewards"] = [reward.public() for reward in offers.rewards]
         if member.birthday is not None and member.birthday.month == view.date.month:
             hints.append(self._hint("birthday_month", lang, N_("Birthday this month")))
         horizon = at + timedelta(days=EXPIRY_HINT_DAYS)
@@ -268,7 +265,26 @@ class CheckoutService:
                         reason=skip.text(lang),
                     )
                 )
-        return body
+        return CheckoutAnswer(
+            programme.slug,
+            cart_member,
+            cart_points,
+            lines,
+            applied,
+            not_applied,
+            badges,
+            CartBalance(
+                balance.available,
+                balance.pending,
+                tuple(balance.expiring[:3]),
+                can_pay,
+                wallet_minor,
+            ),
+            tuple(hints),
+            tuple(offers.coupons),
+            tuple(offers.rewards),
+            cart_tier,
+        )
 
     def resolve_member(
         self, session: Session, programme: Programme, ref: MemberRef | None
@@ -307,7 +323,7 @@ class CheckoutService:
         view: EventView,
         at: datetime,
         lang: str,
-    ) -> dict[str, str] | None:
+    ) -> Hint | None:
         """ "€18.00 more to reach Gold" (what is still missing once this cart counts), or
         "With this purchase: Gold!" when the cart itself gets the member there. The cart
         counts as the ingest will count it: its points, its total, one purchase."""
@@ -331,8 +347,8 @@ class CheckoutService:
             "tier_progress", lang, N_("{amount} more to reach {tier}"), amount=amount, tier=name
         )
 
-    def _hint(self, code: str, lang: str, msgid: str, **params: object) -> dict[str, str]:
-        return {"code": code, "text": translate(lang, msgid, **params)}
+    def _hint(self, code: str, lang: str, msgid: str, **params: object) -> Hint:
+        return Hint(code, translate(lang, msgid, **params))
 
     def _date(self, day: date, lang: str) -> str:
         return f"{day.day:02d}.{day.month:02d}." if lang == "de" else f"{day:%d %b}"

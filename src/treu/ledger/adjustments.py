@@ -2,7 +2,8 @@
 
 An adjustment is stored under its idempotency key in ``ledger_adjustments``, so a
 retried request never credits twice; the posting names who made it and why, and the
-audit log records it.
+audit log records it. It answers a ``Keyed[AdjustmentResult]``, as the rewards package
+answers its keyed requests; a replay reads the stored JSON back into the same type.
 
 The ledger sits below the members package (import-linter's layers), so the member
 arrives as an ``AccountHolder``: ``treu.members.models.Member`` is one."""
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from treu.audit.service import audit
 from treu.errors import IdempotencyConflict, MemberClosed
 from treu.kit.ids import new_id
+from treu.kit.results import Keyed
 from treu.kit.time import utc_now
 from treu.ledger.models import LedgerAdjustment, PostingKind
 from treu.ledger.service import ledger
@@ -53,6 +55,59 @@ class Adjustment:
     allow_negative: bool = False
 
 
+POSTING_KEYS = (
+    "id",
+    "kind",
+    "points",
+    "explanation",
+    "rule",
+    "correlation_id",
+    "created_at",
+    "reason",
+    "actor",
+)
+"""The order of a posting's keys in the first answer (``PostingRecord.public()``, then who
+and why). PostgreSQL's ``jsonb`` keeps keys in an order of its own, so a replay puts
+them back in this one: the same document, and the same bytes, as the first time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustedBalance:
+    available: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentResult:
+    """What an adjustment answers (``AdjustmentOut`` in the API); ``public()`` is that
+    JSON, stored in ``ledger_adjustments.result`` and read back by ``from_public``."""
+
+    member_id: uuid.UUID
+    posting: dict[str, Any]
+    """The ledger's public posting (``PostingRecord.public()``) with ``reason`` and
+    ``actor``: the shape every answer that shows a posting uses, kept as that JSON."""
+    balance: AdjustedBalance
+    """The member's balance after the adjustment."""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "member_id": str(self.member_id),
+            "posting": dict(self.posting),
+            "balance": {"available": self.balance.available, "pending": self.balance.pending},
+        }
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> AdjustmentResult:
+        balance, stored = data["balance"], data["posting"]
+        posting = {key: stored[key] for key in POSTING_KEYS if key in stored}
+        posting.update(stored)  # keys not listed above, if the ledger ever adds one
+        return cls(
+            uuid.UUID(data["member_id"]),
+            posting,
+            AdjustedBalance(balance["available"], balance["pending"]),
+        )
+
+
 class AdjustmentService:
     """Manual goodwill credits and corrections, audit-logged with who and why."""
 
@@ -64,9 +119,9 @@ class AdjustmentService:
         adjustment: Adjustment,
         actor: str,
         now: datetime | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        """Post ``adjustment`` to the member's account: 201 and the answer; or, for a
-        key used before with the same request, 200 and the answer given then."""
+    ) -> Keyed[AdjustmentResult]:
+        """Post ``adjustment`` to the member's account; for a key used before with the
+        same request, the answer given then (``replayed``)."""
         now = now or utc_now()
         payload = {
             "member_id": str(member.id),
@@ -91,7 +146,7 @@ class AdjustmentService:
                 raise IdempotencyConflict(
                     f"idempotency key {key!r} was already used for another request"
                 )
-            return 200, dict(existing.result)
+            return Keyed(AdjustmentResult.from_public(existing.result), replayed=True)
         programme = programmes.get(session, member.programme_id)
         adjustment_id = new_id()
         details = {"template": "adjust", "params": {"reason": adjustment.reason}}
@@ -129,11 +184,11 @@ class AdjustmentService:
             programme_id=member.programme_id,
             data={"points": adjustment.points, "reason": adjustment.reason, "key": key},
         )
-        result = {
-            "member_id": str(member.id),
-            "posting": posting.public() | {"reason": adjustment.reason, "actor": actor},
-            "balance": {"available": account.available, "pending": account.pending},
-        }
+        result = AdjustmentResult(
+            member.id,
+            posting.public() | {"reason": adjustment.reason, "actor": actor},
+            AdjustedBalance(account.available, account.pending),
+        )
         session.execute(
             insert(LedgerAdjustment).values(
                 id=adjustment_id,
@@ -144,11 +199,11 @@ class AdjustmentService:
                 points=adjustment.points,
                 reason=adjustment.reason,
                 actor=actor,
-                result=result,
+                result=result.public(),
                 created_at=now,
             )
         )
-        return 201, result
+        return Keyed(result)
 
 
 adjustments = AdjustmentService()

@@ -10,18 +10,20 @@ declare, so a route hands on what a service returned and the API's JSON is this 
 business. Instants go in as ``iso()`` strings where a service builds an answer: one
 spelling (UTC, ``Z``) whatever zone a caller's ``now`` had, as the answers always had.
 A request made with an Idempotency-Key answers a ``Keyed`` result: the first answer, or
-the stored answer of the first time, validated back into the same model.
+the stored answer of the first time, validated back into the same model. ``Keyed`` lives
+in ``treu.kit.results`` (the ledger's adjustments answer it too) and is importable from
+here as before.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from treu.kit.results import Keyed as Keyed  # re-exported: the rewards services import it here
 from treu.rewards.models import COUPON_TYPES, DISCOUNT_TYPES, RewardType
 
 Lang = Literal["de", "en"]
@@ -560,26 +562,3 @@ class DonationOut(BaseModel):
     redemption_id: uuid.UUID | None
     posting_id: uuid.UUID | None = Field(description="The redeem posting that burnt the points")
     created_at: datetime
-
-
-# --- requests with an Idempotency-Key --------------------------------------------------
-
-Answer = TypeVar("Answer", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class Keyed(Generic[Answer]):
-    """The answer to a request made with an idempotency key: the first time
-    (``replayed`` false; the API says 201 Created) or, for a retry with the same key
-    and request, the first answer again (``replayed``; 200). One type for redemptions,
-    coupon use, points payments and their refunds, wallet debits and refunds and
-    donations, so every entry point tells a replay from a first answer the same way."""
-
-    result: Answer
-    replayed: bool = False
-
-    @property
-    def http_status(self) -> int:
-        """201 Created, or 200 for a replay (as ``TreuError.http_status``: what the
-        API answers, decided where the outcome is known)."""
-        return 200 if self.replayed else 201

@@ -87,4 +87,4 @@ def evaluate(cart: CartIn, db: DB, _key: CheckoutKey) -> JSONResponse:
     effects; the later `purchase` event for the same cart credits exactly these points
     (unless a limit is used up or a rule is published in between)."""
     with db.unit_of_work(write=False) as session:
-        return JSONBody(checkout.evaluate(session, cart))
+        return JSONBody(checkout.evaluate(session, cart).public())

@@ -272,7 +272,7 @@ def adjust_points(
     change is audit-logged with the API key that made it."""
     with db.unit_of_work() as session:
         member = members.get(session, member_id)
-        code, result = adjustments.adjust(
+        answer = adjustments.adjust(
             session,
             member=member,
             adjustment=Adjustment(
@@ -283,8 +283,8 @@ def adjust_points(
             ),
             actor=key.actor,
         )
-    response.status_code = code
-    return result
+    response.status_code = answer.http_status
+    return answer.result.public()
 
 
 def _slugs(session: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
