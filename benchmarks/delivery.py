@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,7 +26,9 @@ import httpx
 
 from treu.config import Settings
 from treu.db.session import Database
+from treu.delivery.service import deliveries
 from treu.delivery.worker import Deliverer
+from treu.kit.time import utc_now
 from treu.ledger.service import ledger
 from treu.members.schemas import MemberCreate
 from treu.members.service import members
@@ -211,4 +214,9 @@ def emails_per_s(db: Database, count: int) -> dict[str, Any]:
 
 def run(db: Database, *, quick: bool = False) -> dict[str, Any]:
     count = 1000 if quick else 5000
+    # The other parts' purchases are in the outbox too: history to this benchmark, which
+    # measures its own messages only.
+    with db.unit_of_work() as session:
+        now = utc_now()
+        deliveries.skip_history(session, before=now + timedelta(seconds=1), now=now)
     return {"webhooks": webhooks_per_s(db, count), "email": emails_per_s(db, count)}
