@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -73,18 +73,21 @@ def enrol(db: Database, slug: str, count: int, *, email: bool = False) -> None:
             )
 
 
-def raw_posts(url: str, count: int, body: bytes) -> float:
-    """Plain POSTs from ``THREADS`` threads, one kept-alive client each: posts/s."""
+def raw_sends(
+    count: int, connect: Callable[[], AbstractContextManager[Any]], send: Callable[[Any], Any]
+) -> float:
+    """``count`` plain sends from ``THREADS`` threads, one connection each (``connect``
+    opens it, ``send`` sends one message over it): sends/s."""
     left = iter(range(count))
     lock = threading.Lock()
 
     def work() -> None:
-        with httpx.Client() as client:
+        with connect() as connection:
             while True:
                 with lock:
                     if next(left, None) is None:
                         return
-                client.post(url, content=body, headers={"content-type": "application/json"})
+                send(connection)
 
     threads = [threading.Thread(target=work) for _ in range(THREADS)]
     started = time.perf_counter()
@@ -125,7 +128,10 @@ def webhooks_per_s(db: Database, count: int) -> dict[str, Any]:
             worker.close()
         arrived = int(httpx.get(f"http://127.0.0.1:{port}/count").text)
         body = b'{"type":"member.enrolled","timestamp":"2026-12-06T12:00:00Z","data":{}}'
-        raw = raw_posts(url, count, body.ljust(240))
+        payload, json_type = body.ljust(240), {"content-type": "application/json"}
+        raw = raw_sends(
+            count, httpx.Client, lambda client: client.post(url, content=payload, headers=json_type)
+        )
     rate = done.sent / seconds
     return {
         "messages": count,
@@ -138,28 +144,6 @@ def webhooks_per_s(db: Database, count: int) -> dict[str, Any]:
         "threads": THREADS,
         "batch": BATCH,
     }
-
-
-def raw_smtp(port: int, count: int, message: EmailMessage) -> float:
-    """Plain SMTP sends from ``THREADS`` threads, one connection each: messages/s."""
-    left = iter(range(count))
-    lock = threading.Lock()
-
-    def work() -> None:
-        with smtplib.SMTP("127.0.0.1", port) as smtp:
-            while True:
-                with lock:
-                    if next(left, None) is None:
-                        return
-                smtp.send_message(message)
-
-    threads = [threading.Thread(target=work) for _ in range(THREADS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return count / (time.perf_counter() - started)
 
 
 def emails_per_s(db: Database, count: int) -> dict[str, Any]:
@@ -198,7 +182,9 @@ def emails_per_s(db: Database, count: int) -> dict[str, Any]:
         message["Subject"] = "Willkommen bei Treu!"
         message.set_content("Hallo,\n\n" + "schön, dass du dabei bist. " * 20)
         message.add_alternative("<p>" + "schön, dass du dabei bist. " * 40 + "</p>", "html")
-        raw = raw_smtp(port, count, message)
+        raw = raw_sends(
+            count, lambda: smtplib.SMTP("127.0.0.1", port), lambda smtp: smtp.send_message(message)
+        )
     rate = done.sent / seconds
     return {
         "messages": count,

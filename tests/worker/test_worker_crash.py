@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests import factories as f
+from tests.support.delivery import enrol
 from tests.support.receiver import Receiver, running_receiver
 from treu.db.session import Database
 from treu.delivery.models import Delivery
-from treu.ledger.service import ledger
-from treu.members.schemas import MemberCreate
-from treu.members.service import members
 from treu.webhooks.schemas import WebhookIn
 from treu.webhooks.service import webhooks
 
@@ -89,17 +86,7 @@ def test_a_killed_worker_loses_nothing_and_resends_only_what_was_in_flight(
                 actor="test",
                 allow_private=True,
             )
-        with fresh_db.unit_of_work() as session:
-            writer = ledger.writer(session)
-            for _ in range(MESSAGES):
-                members.enrol(
-                    session,
-                    programme=prog,
-                    data=MemberCreate.model_validate(
-                        {"programme": prog.slug, "external_id": uuid.uuid4().hex}
-                    ),
-                    writer=writer,
-                )
+        enrol(fresh_db, prog, MESSAGES)
 
         with worker_process(fresh_db, log) as first:
             assert wait_for(lambda: len(receiver.requests) >= MESSAGES // 3, 120), log.read_text()
