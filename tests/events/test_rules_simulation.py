@@ -94,7 +94,7 @@ def run(
         {"programme": prog.slug, "from": start, "until": end, **extra}
     )
     with db.unit_of_work(write=False) as session:
-        return simulate(session, request)
+        return simulate(session, request).model_dump(mode="json")
 
 
 def by_rule(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:

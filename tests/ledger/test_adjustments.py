@@ -339,6 +339,6 @@ def test_the_simulation_counts_the_periods_adjustments(db: Database) -> None:
         {"programme": prog.slug, "from": T0, "until": T0 + timedelta(days=10)}
     )
     with db.unit_of_work(write=False) as session:
-        result = simulate(session, request)
+        result = simulate(session, request).model_dump(mode="json")
     assert result["events"]["adjustments_ignored"] == 2
     assert result["events"]["returns_ignored"] == 0

@@ -99,6 +99,48 @@ class SimulationIn(BaseModel):
     )
 
 
+# --------------------------------------------------------------------------- the answer
+
+
+class SimulatedRule(BaseModel):
+    rule_id: str = Field(description="Rule id, 'base', 'new-1', ... or 'others'")
+    name: str
+    points: int
+    awards: int = Field(description="Events the rule gave an award for (badges included)")
+    members: int
+    liability_minor: int
+
+
+class SimulationSummary(BaseModel):
+    points: int
+    members: int = Field(description="Distinct members who earned more than 0 points")
+    liability_minor: int = Field(
+        description="points x the programme's point value, rounded half-up to minor units"
+    )
+    currency: str
+    by_rule: list[SimulatedRule] = Field(description="Top 10 by points, then 'others'")
+
+
+class SimulationDifference(BaseModel):
+    points: int
+    liability_minor: int
+    members: int
+
+
+class SimulationOut(BaseModel):
+    programme: str
+    period: dict[str, str]
+    events: dict[str, int] = Field(
+        description="purchases, engagement, anonymous, members_not_earning, "
+        "returns_ignored, adjustments_ignored"
+    )
+    published: SimulationSummary
+    draft: SimulationSummary
+    difference: SimulationDifference = Field(description="draft minus published")
+    notes: list[str]
+    seconds: float = Field(description="Time the simulation took")
+
+
 # --------------------------------------------------------------------------- tallies
 
 
@@ -141,40 +183,40 @@ class _Side:
             self.points += evaluation.points
             self.members.add(member_id)
 
-    def summary(self, programme: Programme) -> dict[str, Any]:
+    def summary(self, programme: Programme) -> SimulationSummary:
         value = programme.point_value_minor
         ranked = sorted(self.by_rule.items(), key=lambda kv: (-kv[1].points, -kv[1].awards, kv[0]))
         by_rule = [
-            {
-                "rule_id": rule_id,
-                "name": tally.name,
-                "points": tally.points,
-                "awards": tally.awards,
-                "members": len(tally.members),
-                "liability_minor": liability_minor(tally.points, value),
-            }
+            SimulatedRule(
+                rule_id=rule_id,
+                name=tally.name,
+                points=tally.points,
+                awards=tally.awards,
+                members=len(tally.members),
+                liability_minor=liability_minor(tally.points, value),
+            )
             for rule_id, tally in ranked[:TOP_RULES]
         ]
         rest = [tally for _, tally in ranked[TOP_RULES:]]
         if rest:
             points = sum(t.points for t in rest)
             by_rule.append(
-                {
-                    "rule_id": "others",
-                    "name": f"{len(rest)} other rules",
-                    "points": points,
-                    "awards": sum(t.awards for t in rest),
-                    "members": len(set().union(*(t.members for t in rest))),
-                    "liability_minor": liability_minor(points, value),
-                }
+                SimulatedRule(
+                    rule_id="others",
+                    name=f"{len(rest)} other rules",
+                    points=points,
+                    awards=sum(t.awards for t in rest),
+                    members=len(set().union(*(t.members for t in rest))),
+                    liability_minor=liability_minor(points, value),
+                )
             )
-        return {
-            "points": self.points,
-            "members": len(self.members),
-            "liability_minor": liability_minor(self.points, value),
-            "currency": programme.currency,
-            "by_rule": by_rule,
-        }
+        return SimulationSummary(
+            points=self.points,
+            members=len(self.members),
+            liability_minor=liability_minor(self.points, value),
+            currency=programme.currency,
+            by_rule=by_rule,
+        )
 
 
 # --------------------------------------------------------------------------- rule sets
@@ -398,7 +440,7 @@ def _ignored(
     return {str(kind): int(count) for kind, count in rows} | {"adjustment": int(adjusted or 0)}
 
 
-def simulate(session: Session, request: SimulationIn) -> dict[str, Any]:
+def simulate(session: Session, request: SimulationIn) -> SimulationOut:
     """Replay the period's events through the published and the draft rule set; see the
     module docstring. Reads only: run it in a read-only unit of work."""
     started = time.perf_counter()
@@ -456,26 +498,24 @@ def simulate(session: Session, request: SimulationIn) -> dict[str, Any]:
 
     ignored = _ignored(session, programme, start, end)
     before, after = published.summary(programme), draft.summary(programme)
-    return {
-        "programme": programme.slug,
-        "period": {
-            "from": iso(start),
-            "until": iso(end),
-            "timezone": programme.timezone,
-        },
-        "events": {
+    return SimulationOut(
+        programme=programme.slug,
+        period={"from": iso(start), "until": iso(end), "timezone": programme.timezone},
+        events={
             **counts,
             "returns_ignored": ignored.get("return", 0),
             "adjustments_ignored": ignored.get("adjustment", 0),
         },
-        "published": before,
-        "draft": after,
-        "difference": {
-            key: after[key] - before[key] for key in ("points", "liability_minor", "members")
-        },
-        "notes": _notes(programme, drafts),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+        published=before,
+        draft=after,
+        difference=SimulationDifference(
+            points=after.points - before.points,
+            liability_minor=after.liability_minor - before.liability_minor,
+            members=after.members - before.members,
+        ),
+        notes=_notes(programme, drafts),
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def _notes(programme: Programme, drafts: _DraftSet) -> list[str]:

@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from treu.api.deps import DB, Admin, require
@@ -13,7 +12,7 @@ from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.auth.service import Principal
 from treu.campaigns.service import campaigns
 from treu.errors import Invalid
-from treu.events.simulation import SimulationIn, simulate
+from treu.events.simulation import SimulationIn, SimulationOut, simulate
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.models import Rule, RuleStatus
@@ -142,45 +141,6 @@ def create_rule(
         return _out(session, rule, programme)
 
 
-class SimulatedRule(BaseModel):
-    rule_id: str = Field(description="Rule id, 'base', 'new-1', ... or 'others'")
-    name: str
-    points: int
-    awards: int = Field(description="Events the rule gave an award for (badges included)")
-    members: int
-    liability_minor: int
-
-
-class SimulationSummary(BaseModel):
-    points: int
-    members: int = Field(description="Distinct members who earned more than 0 points")
-    liability_minor: int = Field(
-        description="points x the programme's point value, rounded half-up to minor units"
-    )
-    currency: str
-    by_rule: list[SimulatedRule] = Field(description="Top 10 by points, then 'others'")
-
-
-class SimulationDifference(BaseModel):
-    points: int
-    liability_minor: int
-    members: int
-
-
-class SimulationOut(BaseModel):
-    programme: str
-    period: dict[str, str]
-    events: dict[str, int] = Field(
-        description="purchases, engagement, anonymous, members_not_earning, "
-        "returns_ignored, adjustments_ignored"
-    )
-    published: SimulationSummary
-    draft: SimulationSummary
-    difference: SimulationDifference = Field(description="draft minus published")
-    notes: list[str]
-    seconds: float = Field(description="Time the simulation took")
-
-
 @router.post(
     "/simulate",
     response_model=SimulationOut,
@@ -189,13 +149,13 @@ class SimulationOut(BaseModel):
         422: {"model": Problem, "description": "Bad period, rule or excluded id"},
     },
 )
-def simulate_rules(request: SimulationIn, db: DB, _key: Admin) -> JSONResponse:
+def simulate_rules(request: SimulationIn, db: DB, _key: Admin) -> SimulationOut:
     """What a draft rule set would have cost: replay the recorded purchases and
     engagement events of a period (at most 366 days) through the drafts of the active
     and never-published rules (plus `rules`, minus `exclude`) and through the published
     rules, side by side. No side effects: nothing is saved or counted."""
     with db.unit_of_work(write=False) as session:
-        return JSONResponse(simulate(session, request))
+        return simulate(session, request)
 
 
 @router.get("/{rule_id}", response_model=RuleOut, responses=NOT_FOUND)
