@@ -55,6 +55,14 @@ class Hint(BaseModel):
     text: str
 
 
+class CheckoutTier(BaseModel):
+    code: str
+    rank: int = Field(description="0 for the base tier, higher is better")
+    name: str
+    flags: list[str] = Field(description="The tier's benefits as flags, e.g. free_shipping")
+    paid: bool = Field(description="Held by a paid membership")
+
+
 class CheckoutOut(BaseModel):
     programme: str
     member: dict[str, Any] | None
@@ -73,6 +81,9 @@ class CheckoutOut(BaseModel):
     rewards: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Rewards the member can redeem now (discounts: discount_minor on this cart)",
+    )
+    tier: CheckoutTier | None = Field(
+        default=None, description="The member's tier; absent for anonymous carts and no tiers"
     )
 
 
