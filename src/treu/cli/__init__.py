@@ -48,11 +48,13 @@ import_app = typer.Typer(help="Import members (CSV) or events (JSON Lines).", no
 ledger_app = typer.Typer(help="Check the points ledger.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Run background jobs now.", no_args_is_help=True)
 donations_app = typer.Typer(help="Charity donations of points.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts of the admin console.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(donations_app, name="donations")
+app.add_typer(staff_app, name="staff")
 
 # soft_wrap: sentences are never broken at the terminal width (tables still fit it).
 console = Console(soft_wrap=True)
@@ -313,4 +315,4 @@ if __name__ == "__main__":
 
 
 # The commands of the other modules register themselves on ``app`` when imported.
-from treu.cli import admin, jobs  # noqa: E402, F401
+from treu.cli import admin, jobs, staff  # noqa: E402, F401

@@ -1,0 +1,44 @@
+"""Staff accounts of the admin console.
+
+Revision ID: 0021
+Revises: 0020
+Create Date: 2026-12-07 02:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0021"
+down_revision: str | Sequence[str] | None = "0020"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "staff_users",
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("must_change_password", sa.Boolean(), nullable=False),
+        sa.Column("totp_secret", sa.String(length=64), nullable=True),
+        sa.Column("totp_enabled", sa.Boolean(), nullable=False),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
+        sa.Column("failed_attempts", sa.BigInteger(), nullable=False),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_users")),
+        sa.UniqueConstraint("email", name=op.f("uq_staff_users_email")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("staff_users")

@@ -1,0 +1,1 @@
+"""Staff accounts of the admin console: roles, passwords (argon2), optional TOTP."""
