@@ -45,13 +45,13 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks.run
 
-# Texts for members and cashiers (src/treu/kit/text.py): collect the English texts from the
-# code into the template, merge it into every language's catalogue, then translate what is
+# Texts for members, cashiers and staff (src/treu/kit/text.py): collect the English texts from
+# the code and the web pages' templates (babel.cfg) into the template, merge it into every language's catalogue, then translate what is
 # new or marked fuzzy (tests/kit/test_texts.py fails until German is complete). The .po files
 # are read at run time: nothing to compile.
 LOCALE := src/treu/locale
 texts: install
-	$(BIN)/pybabel extract --no-wrap --add-location=file --project=Treu \
+	$(BIN)/pybabel extract -F babel.cfg --no-wrap --add-location=file --project=Treu \
 		--copyright-holder="Treu contributors" \
 		-k translate:2 -k translate_plural:2,3 -c TRANSLATORS: -o $(LOCALE)/treu.pot src/treu
 	$(BIN)/pybabel update --no-wrap --ignore-pot-creation-date --ignore-obsolete -D treu \

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +118,31 @@ def browser_page(base_url: str) -> Iterator[tuple[Any, PageLog]]:
             yield page, log
         finally:
             browser.close()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+"""Screenshots of the main pages, for people to look at (not committed)."""
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot of ``page`` as ``test-artifacts/<name>.png``."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """What axe-core (the copy inside the ``axe-playwright-python`` wheel: nothing is
+    fetched) finds on ``page`` at ``impacts``: one line per violation and element."""
+    import axe_playwright_python
+
+    script = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+    page.evaluate(script)
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {node['target']}"
+        for v in results["violations"]
+        if v["impact"] in impacts
+        for node in v["nodes"]
+    ]

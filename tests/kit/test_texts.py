@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 import treu
@@ -24,6 +25,7 @@ from treu.tiers.texts import history_text
 
 SRC = Path(treu.__file__).parent
 MAKEFILE = Path(__file__).resolve().parents[2] / "Makefile"
+MAPPING = Path(__file__).resolve().parents[2] / "babel.cfg"
 POT = SRC / "locale" / "treu.pot"
 TRANSLATED = [lang for lang in LANGUAGES if lang != "en"]
 
@@ -42,7 +44,11 @@ def _keywords() -> dict[str, Any]:
 def _in_code() -> dict[Msgid, str]:
     """Every text the code marks for the catalogue -> the first file it is in."""
     found: dict[Msgid, str] = {}
-    for filename, _, message, _, _ in extract_from_dir(SRC, keywords=_keywords()):
+    with MAPPING.open() as mapping:
+        method_map, options_map = parse_mapping_cfg(mapping)
+    for filename, _, message, _, _ in extract_from_dir(
+        SRC, method_map=method_map, options_map=options_map, keywords=_keywords()
+    ):
         key: Msgid = (message[0], message[1]) if isinstance(message, tuple) else message
         found.setdefault(key, filename)
     return found

@@ -45,6 +45,7 @@ from treu.api.routes import (
 from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 from treu.models import load_all
+from treu.web import app as web
 
 if TYPE_CHECKING:
     from treu.worker.scheduler import Worker
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(journeys.router)
     if settings.env == "development":
         app.include_router(mailbox.router)
+    web.install(app)
 
     _documentation(app)
 

@@ -1,4 +1,4 @@
-"""Staff accounts of the admin console.
+"""Staff accounts of the admin console, and browser sessions (console and portal).
 
 Revision ID: 0021
 Revises: 0020
@@ -38,7 +38,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_users")),
         sa.UniqueConstraint("email", name=op.f("uq_staff_users_email")),
     )
+    op.create_table(
+        "web_sessions",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("subject_id", sa.Uuid(), nullable=False),
+        sa.Column("csrf", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_web_sessions_token_hash")),
+    )
+    op.create_index("ix_web_sessions_subject", "web_sessions", ["kind", "subject_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_web_sessions_subject", table_name="web_sessions")
+    op.drop_table("web_sessions")
     op.drop_table("staff_users")

@@ -1,0 +1,18 @@
+"""The admin console (``/admin``): staff sign in and run the programme.
+
+A page is one small module here that adds its routes to ``router`` with the permission it
+needs (``need("members.read")``), plus a template under ``templates/admin/``; importing
+the module below registers it. Handlers call the same services as the API in one unit of
+work; they decide nothing a service does not.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from treu.web.security import WebRoute
+
+router = APIRouter(prefix="/admin", route_class=WebRoute, include_in_schema=False)
+
+# The pages register themselves on ``router`` when imported.
+from treu.web.admin import home, signin, staff_list  # noqa: E402, F401

@@ -1,0 +1,83 @@
+"""Who is signed in to the console, and the permission checks every page makes.
+
+``need(permission)`` is a page's dependency: it finds the session from the cookie (else
+sends the browser to sign in), loads the staff account (a disabled account's sessions
+end at once), sends a user who still has a one-time password to choose their own, and
+refuses (403) a role without ``permission`` — on the server, for GET and POST alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from treu.auth.sessions import Current, web_sessions
+from treu.db.session import Database
+from treu.staff.models import StaffUser
+from treu.staff.roles import allows, require
+from treu.web.security import SignInRequired
+
+COOKIE = "treu_admin"
+SIGN_IN = "/admin/sign-in"
+PASSWORD = "/admin/password"
+
+
+@dataclass(frozen=True, slots=True)
+class Staff:
+    """The signed-in staff member, as pages and templates need them."""
+
+    id: uuid.UUID
+    email: str
+    role: str
+    must_change_password: bool
+    session: Current
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf
+
+    def may(self, permission: str) -> bool:
+        return allows(self.role, permission)
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def current_staff(request: Request) -> Staff | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    with database(request).unit_of_work() as session:
+        found = web_sessions.resolve(session, token, kind="staff")
+        if found is None:
+            return None
+        user = session.get(StaffUser, found.subject_id)
+        if user is None or user.disabled_at is not None:
+            web_sessions.end(session, found.id)
+            return None
+        return Staff(user.id, user.email, user.role, user.must_change_password, found)
+
+
+def signed_in(request: Request) -> Staff:
+    staff = current_staff(request)
+    if staff is None:
+        raise SignInRequired("sign in first", sign_in=SIGN_IN)
+    return staff
+
+
+def need(permission: str) -> Callable[[Request], Staff]:
+    """The dependency of a page that needs ``permission``."""
+
+    def check(request: Request) -> Staff:
+        staff = signed_in(request)
+        if staff.must_change_password:
+            raise SignInRequired("choose your own password first", sign_in=PASSWORD)
+        require(staff.role, permission)
+        return staff
+
+    return check

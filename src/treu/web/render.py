@@ -1,0 +1,88 @@
+"""Rendering pages: one Jinja2 environment over ``treu/web/templates``, the text
+catalogue as ``_`` and locale-aware formatting.
+
+Texts in templates are English message ids marked ``_("…")`` (or ``_("{n} members",
+n=…)`` with placeholders): ``make texts`` extracts them with the Python ones
+(``babel.cfg``), so pages, API texts and e-mails share one catalogue and German stays
+complete (``tests/kit/test_texts.py``). Autoescaping is on, undefined variables are an
+error (a misspelt name fails its test instead of rendering nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from treu.kit.lang import LANGUAGES, Lang
+from treu.kit.text import translate
+
+DEFAULT_LANG: Lang = "de"
+"""Pages are German unless the user chose English (the retailer's staff and members)."""
+LANG_COOKIE = "treu_lang"
+STATIC = "/static"
+
+_env = Environment(
+    loader=PackageLoader("treu.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@cache
+def static_url(path: str) -> str:
+    """``/static/<path>?v=<hash of the file>``: cached for a year by browsers, and a new
+    release's file has a new address."""
+    data = resources.files("treu.web").joinpath("static", path).read_bytes()
+    return f"{STATIC}/{path}?v={hashlib.sha256(data).hexdigest()[:12]}"
+
+
+def language(request: Request) -> Lang:
+    chosen = request.cookies.get(LANG_COOKIE)
+    for lang in LANGUAGES:
+        if chosen == lang:
+            return lang
+    return DEFAULT_LANG
+
+
+def _locale(lang: str) -> str:
+    return "de_DE" if lang == "de" else "en_GB"
+
+
+def render(
+    request: Request, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    lang = language(request)
+
+    def _(msgid: str, **params: object) -> str:
+        return translate(lang, msgid, **params)
+
+    def number(value: int | float) -> str:
+        return format_decimal(value, locale=_locale(lang))
+
+    def when(value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        return format_datetime(value, "short", tzinfo=value.tzinfo, locale=_locale(lang))
+
+    page = _env.get_template(template).render(
+        request=request,
+        lang=lang,
+        _=_,
+        number=number,
+        when=when,
+        static=static_url,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(page, status_code=status_code)

@@ -1,0 +1,104 @@
+"""What every page gets: security headers, CSRF checks, and errors as pages.
+
+``WebRoute`` is the route class of every web router: each answer — page, redirect or
+error — carries ``HEADERS`` (a Content-Security-Policy without inline scripts or styles,
+so an injected ``<script>`` does not run; no framing; no sniffing; the path only as
+referrer) and HSTS over TLS. A ``TreuError`` raised by a handler or a dependency becomes
+the error page with its status (or, for ``SignInRequired``, a redirect to the sign-in
+page) instead of a problem+json document.
+
+CSRF: every form carries the session's token (``csrf`` in ``treu.auth.sessions``) in a
+hidden ``csrf`` field, compared in constant time before any POST does anything. The
+sign-in form has no session yet; it carries a token that is also in a short-lived cookie
+(double submit). The session cookies are ``SameSite=Lax`` besides, so another site's
+form cannot post with them at all in current browsers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+
+from treu.errors import Forbidden, TreuError
+
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+PRE_CSRF_COOKIE = "treu_csrf"
+
+
+class SignInRequired(TreuError):
+    """Not signed in (or the session ended): the page sends the browser to sign in."""
+
+    code = "sign_in_required"
+    http_status = 401
+    title = "Sign in first"
+
+    def __init__(self, detail: str, *, sign_in: str) -> None:
+        super().__init__(detail)
+        self.sign_in = sign_in
+
+
+class CsrfRefused(Forbidden):
+    code = "csrf_refused"
+    title = "The form has expired; reload the page and send it again"
+
+
+def secure_headers(request: Request, response: Response) -> Response:
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.url.scheme == "https":
+        response.headers["Strict-Transport-Security"] = HSTS
+    return response
+
+
+def check_csrf(sent: str | None, expected: str | None) -> None:
+    if not sent or not expected or not secrets.compare_digest(sent, expected):
+        raise CsrfRefused("the form has expired; reload the page and send it again")
+
+
+def new_pre_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def error_page(request: Request, error: TreuError) -> Response:
+    from treu.web.render import render
+
+    if isinstance(error, SignInRequired):
+        return RedirectResponse(f"{error.sign_in}?next={quote(request.url.path)}", status_code=303)
+    return render(
+        request,
+        "error.html",
+        status_code=error.http_status,
+        title=error.title,
+        detail=error.detail,
+    )
+
+
+class WebRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except TreuError as error:
+                response = error_page(request, error)
+            return secure_headers(request, response)
+
+        return route

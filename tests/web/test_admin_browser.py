@@ -1,0 +1,67 @@
+"""The admin console in a real headless Chromium: the first sign-in with a one-time
+password, choosing a password, finding a member; no request leaves the machine, no
+script error, no serious accessibility violation (axe-core), German and English."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from tests import factories as f
+from tests.browser import axe_violations, browser_page, screenshot, serving
+from tests.support.admin import PASSWORD, staff_account
+from treu.api.app import create_app
+from treu.config import Settings
+from treu.db.session import Database
+
+
+def test_first_sign_in_then_find_a_member(db: Database) -> None:
+    prog = f.programme(db)
+    member = f.member(db, prog, first_name="Lena")
+    email, once = staff_account(db, "support")
+    app: FastAPI = create_app(Settings(database_url=db.url), database=db)
+    with serving(app) as base, browser_page(base) as (page, log):
+        page.goto(base + "/admin")
+        page.wait_for_url("**/admin/sign-in?next=/admin")
+        assert page.locator("html").get_attribute("lang") == "de"
+        assert axe_violations(page) == []
+        screenshot(page, "admin-sign-in")
+        page.get_by_label("E-Mail").fill(email)
+        page.get_by_label("Passwort", exact=True).fill(once)
+        page.get_by_role("button", name="Anmelden").click()
+
+        page.wait_for_url("**/admin/password")
+        page.get_by_label("Bisheriges Passwort").fill(once)
+        page.get_by_label("Neues Passwort", exact=True).fill(PASSWORD)
+        page.get_by_label("Neues Passwort wiederholen").fill(PASSWORD)
+        assert axe_violations(page) == []
+        page.get_by_role("button", name="Passwort speichern").click()
+
+        page.wait_for_url(base + "/admin")
+        search = page.get_by_test_id("member-search")
+        search.fill(member.card_number)
+        search.press("Enter")
+        page.get_by_test_id("member-row").wait_for()
+        row = page.get_by_test_id("member-row")
+        assert row.count() == 1
+        assert member.card_number in row.inner_text()
+        assert "Lena" in row.inner_text()
+        assert axe_violations(page) == []
+        screenshot(page, "admin-members-de")
+
+        # Keyboard: from the top of the page the skip link is the first stop.
+        page.goto(base + "/admin")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"
+        assert page.locator(".skip").is_visible()
+
+        page.get_by_role("link", name="English").click()
+        page.wait_for_selector("html[lang=en]")
+        assert page.get_by_role("heading", name="Find a member").is_visible()
+        assert axe_violations(page) == []
+        screenshot(page, "admin-members-en")
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/admin/sign-in")
+        assert log.outside == []
+        assert log.errors == []
+        assert log.console == []
