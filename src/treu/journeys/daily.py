@@ -15,7 +15,6 @@ import calendar
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, exists, extract, func, literal, or_, select
@@ -52,7 +51,7 @@ ENGAGEMENT = timedelta(days=90)
 """The window the thank-you journey counts a member's events in."""
 
 
-def first_purchases(programme_id: uuid.UUID, now: datetime) -> Select[Any]:
+def first_purchases(programme_id: uuid.UUID, now: datetime) -> Select[uuid.UUID, uuid.UUID]:
     """Purchases of open members of the programme within ``FIRST_PURCHASE_WITHIN``
     before ``now`` with no purchase of the same member before them (the same instant:
     the smaller id is first), as ``(member_id, event_id)``: at most one a
@@ -67,7 +66,7 @@ def first_purchases(programme_id: uuid.UUID, now: datetime) -> Select[Any]:
         ),
     )
     return (
-        select(Event.member_id, Event.id)
+        select(Member.id, Event.id)
         .join(Member, Member.id == Event.member_id)
         .where(
             Event.programme_id == programme_id,
