@@ -144,6 +144,20 @@ def purchase_payload(
     return payload
 
 
+def membership_payload(
+    prog: Programme, who: Member, at: datetime, tier: str, months: int
+) -> dict[str, Any]:
+    """A bought tier (``membership_purchased``) for ``months`` from ``at``."""
+    return {
+        "id": unique("membership"),
+        "type": "membership_purchased",
+        "programme": prog.slug,
+        "member": member_ref(who),
+        "occurred_at": at.isoformat(),
+        "attributes": {"tier": tier, "months": months, "amount_minor": 4900, "currency": "EUR"},
+    }
+
+
 def member_ref(who: Member) -> dict[str, str]:
     return {"member_id": str(who.id)}
 

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     most); running it hourly picks up a new day soon after midnight."""
     worker_coupons_every_seconds: int = 3600
     worker_journeys_every_seconds: int = 3600
-    """How often ``journeys.daily`` runs (birthdays, inactivity, expiring points)."""
+    """How often ``journeys.daily`` runs (birthdays, inactivity, expiring points, tiers at
+    risk, the monthly thank-you, first purchases that earned nothing)."""
     """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
     a popular reward's stock (and, per reward, the member's points) until this runs."""
     env: Literal["production", "development"] = "production"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 import time_machine
@@ -14,71 +13,20 @@ from sqlalchemy import select
 
 from tests import factories as f
 from tests.messaging.conftest import SECRET
+from tests.support.journeys import consent, enable, exposures, mails, messages
 from treu.config import Settings
 from treu.db.session import Database
-from treu.delivery.channel import Planned
-from treu.delivery.service import deliveries
 from treu.journeys.daily import run_daily
-from treu.journeys.models import JourneyExposure, JourneyKind
-from treu.journeys.reactor import JourneyReactor
+from treu.journeys.models import JourneyKind
 from treu.journeys.service import bucket, journeys, quiet_until
 from treu.kit.time import utc_now
 from treu.ledger.models import Lot, Posting
 from treu.ledger.service import ledger
-from treu.members.models import Member
 from treu.messaging.channel import EmailChannel
-from treu.messaging.consents import consents
-from treu.outbox.models import OutboxMessage
 from treu.outbox.service import outbox
-from treu.programmes.models import Programme
 from treu.rewards.models import Coupon
 
 BERLIN = "Europe/Berlin"
-CHANNEL = EmailChannel(
-    Settings(secret_key=SECRET, public_url="https://treu.example"), owned=journeys.owned_types
-)
-
-
-def enable(db: Database, prog: Programme, kind: JourneyKind, **options: Any) -> None:
-    with db.unit_of_work() as session:
-        journeys.put(session, prog, kind, enabled=True, **options)
-
-
-def consent(db: Database, who: Member, granted: bool = True) -> None:
-    with db.unit_of_work() as session:
-        consents.record(session, member=who, channel="email", granted=granted, source="test")
-
-
-def messages(db: Database, who: Member) -> list[OutboxMessage]:
-    with db.unit_of_work(write=False) as session:
-        return outbox.messages(session, member_id=who.id, types=["campaign.message"])
-
-
-def mails(
-    db: Database, who: Member, now: datetime | None = None, *, every: bool = False
-) -> list[Planned]:
-    """Plan the member's journey messages (``every``: all their outbox rows), the
-    reactor first as in the worker, and write the deliveries (the cap counts them)."""
-    now = now or utc_now()
-    with db.unit_of_work() as session:
-        JourneyReactor().plan(session, outbox.messages(session, member_id=who.id), now=now)
-    with db.unit_of_work() as session:
-        rows = outbox.messages(
-            session, member_id=who.id, types=None if every else ["campaign.message"]
-        )
-        planned = CHANNEL.plan(session, rows, now=now)
-        deliveries.add(session, planned, now=now)
-        return planned
-
-
-def exposures(db: Database, who: Member) -> list[JourneyExposure]:
-    with db.unit_of_work(write=False) as session:
-        found = session.scalars(
-            select(JourneyExposure)
-            .where(JourneyExposure.member_id == who.id)
-            .order_by(JourneyExposure.at, JourneyExposure.step)
-        )
-        return list(found)
 
 
 # --- pure rules ----------------------------------------------------------------------------

@@ -4,8 +4,7 @@ and what the checkout tells the shop."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from sqlalchemy import event, func, select
 
 from tests import factories as f
 from tests.support.concurrency import in_parallel, postgres_only
+from tests.support.tiers import reevaluate
 from treu.checkout.schemas import CartTier, Hint
 from treu.checkout.service import CartIn, checkout
 from treu.db.session import Database
@@ -30,20 +30,6 @@ from treu.tiers.service import tiers
 from treu.worker.jobs import run_job
 
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
-
-
-def reevaluate(db: Database, prog: Programme, now: datetime) -> int:
-    """The job's work for one programme (the shared test database holds many)."""
-    total = 0
-    after: tuple[date, uuid.UUID] | None = None
-    while True:
-        with db.unit_of_work() as session:
-            done, after = tiers.reevaluate_batch(
-                session, programme=programmes.get(session, prog.id), now=now, after=after, limit=2
-            )
-        if done == 0:
-            return total
-        total += done
 
 
 def buy(prog: Programme, who: Member, at: datetime, amount: int) -> dict[str, Any]:

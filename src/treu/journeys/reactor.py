@@ -1,4 +1,5 @@
-"""The event-triggered journeys (welcome, tier upgrade), reacting to the outbox.
+"""The event-triggered journeys (welcome, first purchase, tier upgrade), reacting to the
+outbox.
 
 ``JourneyReactor`` plugs into delivery planning as a channel that plans no deliveries:
 the delivery worker already reads every committed outbox row once (``dispatched_at``,
@@ -6,7 +7,13 @@ the delivery worker already reads every committed outbox row once (``dispatched_
 its own, and nothing in the ingest. What it fires is recorded as ``campaign.message``
 rows in the planning's own unit of work; they are planned in a later round like any
 other row. History loaded by the demo or an import is marked dispatched, so it fires
-nothing."""
+nothing.
+
+The first purchase reacts to the points a purchase earned (``points.earned``,
+``points.pending``: their ``event_id`` names the purchase): one query per planning batch
+keeps the purchases that are their member's first and happened within
+``FIRST_PURCHASE_WITHIN`` (an imported purchase from last year is history). A purchase
+that earned nothing records no such row; ``journeys.daily`` catches those."""
 
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from treu.delivery.channel import Claimed, Outcome, Planned, Sender
+from treu.events.models import Event
+from treu.journeys.daily import FIRST, first_purchases
 from treu.journeys.models import Journey, JourneyKind
 from treu.journeys.service import Target, journeys
 from treu.outbox.models import OutboxMessage
@@ -33,6 +42,8 @@ back than this is not new."""
 TRIGGERS: dict[str, JourneyKind] = {
     "member.enrolled": JourneyKind.welcome,
     "tier.changed": JourneyKind.tier_upgrade,
+    "points.earned": JourneyKind.first_purchase,
+    "points.pending": JourneyKind.first_purchase,
 }
 
 
@@ -68,14 +79,28 @@ class JourneyReactor:
         if not live:
             return []
         targets: dict[uuid.UUID, list[Target]] = defaultdict(list)
+        purchases: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         for message in wanted:
             journey = live.get((message.programme_id, TRIGGERS[message.type]))
             if journey is None or message.member_id is None:
+                continue
+            if journey.kind == JourneyKind.first_purchase:
+                event_id = message.payload.get("event_id")
+                if event_id is not None:
+                    purchases[journey.id].add(uuid.UUID(str(event_id)))
                 continue
             target = self._target(session, journey, message)
             if target is not None:
                 targets[journey.id].append(target)
         by_id = {j.id: j for j in live.values()}
+        for journey_id, event_ids in purchases.items():
+            query = first_purchases(by_id[journey_id].programme_id, now).where(
+                Event.id.in_(sorted(event_ids))
+            )
+            targets[journey_id].extend(
+                Target(member_id, FIRST)
+                for member_id in sorted({r[0] for r in session.execute(query)})
+            )
         for journey_id, found in targets.items():
             journey = by_id[journey_id]
             programme = session.get_one(Programme, journey.programme_id)

@@ -57,6 +57,7 @@ from treu.programmes.models import Programme
 from treu.rewards.coupons import summary
 from treu.rewards.models import Coupon
 from treu.tiers.service import tiers
+from treu.tiers.texts import quantity
 
 log = logging.getLogger("treu.messaging")
 
@@ -190,7 +191,14 @@ def _campaign(facts: Facts) -> dict[str, Any]:
     if until is not None:
         out["until"] = format_day(local_date(until, programme.timezone), lang)
     if payload.get("missing") is not None:
-        out["missing"] = format_number(int(payload["missing"]), lang)
+        # in the tier metric's unit, as the tier page says it ("€120.00 spend")
+        out["missing"] = quantity(
+            programme.tier_metric,
+            int(payload["missing"]),
+            currency=programme.currency,
+            points_name=programme.points_name,
+            lang=lang,
+        )
     if payload.get("tier") or payload.get("previous_tier"):
         ladder = tiers.ladder(facts.session, programme)
         for name in ("tier", "previous_tier"):
