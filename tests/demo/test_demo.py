@@ -32,6 +32,7 @@ from treu.programmes.models import Programme
 from treu.rewards.donations import Donation
 from treu.rewards.models import Coupon, Redemption
 from treu.rules.models import Rule
+from treu.staff.service import staff
 from treu.tiers.models import MemberTier
 from treu.worker.channels import build_channels
 
@@ -176,6 +177,11 @@ def test_demo_command_loads_a_clean_ledger(
     assert tried is not None, result.stdout
     sample_email, sample_card = tried.groups()
     assert f"identifier={quote(sample_email)}" in result.stdout
+    console = re.search(r"sign in as (\S+) with the one-time password (\S+) ", result.stdout)
+    assert console is not None, result.stdout
+    with fresh_db.unit_of_work() as session:
+        admin = staff.authenticate(session, email=console[1], password=console[2]).check()
+        assert (admin.role, admin.must_change_password) == ("admin", True)
 
     with fresh_db.unit_of_work(write=False) as session:
         programme = session.scalar(select(Programme).where(Programme.slug == "demo"))

@@ -289,8 +289,34 @@ def demo(
             highlight=False,
             markup=False,
         )
+    _demo_admin(db)
     if summary.rejected:
         raise typer.Exit(EXIT_FAILED)
+
+
+DEMO_ADMIN = "admin@demo.example"
+
+
+def _demo_admin(db: Database) -> None:
+    """An admin account for the console, so that ``make run`` can be looked at: its
+    one-time password is printed once (``treu staff reset-password`` gives another)."""
+    from treu.staff.errors import EmailTaken
+    from treu.staff.service import staff as staff_accounts
+
+    try:
+        with db.unit_of_work() as session:
+            _, password = staff_accounts.create(
+                session, email=DEMO_ADMIN, role="admin", actor="demo"
+            )
+    except EmailTaken:
+        return
+    console.print(
+        f"Admin console: http://127.0.0.1:8000/admin — sign in as {DEMO_ADMIN} with the "
+        f"one-time password {password} (shown only once; you choose your own at the "
+        "first sign-in).",
+        highlight=False,
+        markup=False,
+    )
 
 
 def main() -> None:
