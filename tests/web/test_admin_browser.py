@@ -48,6 +48,19 @@ def test_first_sign_in_then_find_a_member(db: Database) -> None:
         assert axe_violations(page) == []
         screenshot(page, "admin-members-de")
 
+        # Member 360: the balance, then a goodwill credit with its reason.
+        row.get_by_role("link").click()
+        page.wait_for_url(f"**/admin/members/{member.id}")
+        assert page.get_by_test_id("balance").inner_text() == "0"
+        assert axe_violations(page) == []
+        page.get_by_label("Punkte (negativ zum Abziehen)").fill("1500")
+        page.get_by_label("Grund (steht im Prüfprotokoll)").fill("Geburtstagsüberraschung")
+        page.get_by_role("button", name="Korrektur buchen").click()
+        page.get_by_text("Die Korrektur wurde gebucht.").wait_for()
+        assert page.get_by_test_id("balance").inner_text() == "1.500"
+        assert "Geburtstagsüberraschung" in page.get_by_test_id("posting").first.inner_text()
+        screenshot(page, "admin-member-360")
+
         # Keyboard: from the top of the page the skip link is the first stop.
         page.goto(base + "/admin")
         page.keyboard.press("Tab")

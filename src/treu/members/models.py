@@ -58,3 +58,17 @@ class Member(IdMixin, TimestampMixin, Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     channel: Mapped[str] = mapped_column(String(16), default=Channel.other.value)
     enrolled_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class MemberNote(IdMixin, Base):
+    """A staff note on a member ("called about the missing points of 3 May"): what the
+    next person who helps them should know. Written by support in the console; never
+    shown to the member, part of their data export (it is about them)."""
+
+    __tablename__ = "member_notes"
+    __table_args__ = (Index("ix_member_notes_member", "member_id", "created_at"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    author: Mapped[str] = mapped_column(String(254))
+    text: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -11,12 +11,13 @@ error (a misspelt name fails its test instead of rendering nothing).
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -60,9 +61,17 @@ def _locale(lang: str) -> str:
 
 
 def render(
-    request: Request, template: str, *, status_code: int = 200, **context: Any
+    request: Request,
+    template: str,
+    *,
+    status_code: int = 200,
+    timezone: str = "UTC",
+    **context: Any,
 ) -> HTMLResponse:
+    """``template`` rendered in the user's language; instants are shown in ``timezone``
+    (the programme's, where the page is about one)."""
     lang = language(request)
+    zone = ZoneInfo(timezone)
 
     def _(msgid: str, **params: object) -> str:
         return translate(lang, msgid, **params)
@@ -73,7 +82,12 @@ def render(
     def when(value: datetime | None) -> str:
         if value is None:
             return "—"
-        return format_datetime(value, "short", tzinfo=value.tzinfo, locale=_locale(lang))
+        return format_datetime(value, "short", tzinfo=zone, locale=_locale(lang))
+
+    def day(value: date | datetime) -> str:
+        if isinstance(value, datetime):
+            value = value.date()
+        return format_date(value, "medium", locale=_locale(lang))
 
     page = _env.get_template(template).render(
         request=request,
@@ -81,6 +95,7 @@ def render(
         _=_,
         number=number,
         when=when,
+        day=day,
         static=static_url,
         path=request.url.path,
         **context,

@@ -1,4 +1,5 @@
-"""Staff accounts of the admin console, and browser sessions (console and portal).
+"""Staff accounts of the admin console, browser sessions (console and portal), and staff
+notes on members.
 
 Revision ID: 0021
 Revises: 0020
@@ -53,9 +54,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_web_sessions_token_hash")),
     )
     op.create_index("ix_web_sessions_subject", "web_sessions", ["kind", "subject_id"])
+    op.create_table(
+        "member_notes",
+        sa.Column("member_id", sa.Uuid(), nullable=False),
+        sa.Column("author", sa.String(length=254), nullable=False),
+        sa.Column("text", sa.String(length=2000), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_member_notes_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_notes")),
+    )
+    op.create_index("ix_member_notes_member", "member_notes", ["member_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_member_notes_member", table_name="member_notes")
+    op.drop_table("member_notes")
     op.drop_index("ix_web_sessions_subject", table_name="web_sessions")
     op.drop_table("web_sessions")
     op.drop_table("staff_users")

@@ -1,0 +1,157 @@
+"""Member 360: everything about one member on one page — profile, balance, tier, ledger
+with its explanations, tier history, coupons, redemptions, messages sent, staff notes —
+and the two things support does there: a note, and a goodwill adjustment with its
+mandatory reason (audit-logged under the staff member's name).
+
+A fixed number of queries whatever the member's history: each list is one query with a
+limit (a test counts them)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from treu.delivery.models import Delivery
+from treu.errors import TreuError
+from treu.kit.codes import format_code
+from treu.kit.ids import new_id
+from treu.ledger.adjustments import Adjustment, adjustments
+from treu.ledger.explain import render as explain
+from treu.ledger.service import ledger
+from treu.members.notes import notes
+from treu.members.service import members
+from treu.programmes.service import programmes
+from treu.rewards.models import Coupon, Redemption
+from treu.tiers.service import tiers
+from treu.web.admin import router
+from treu.web.admin.context import Staff, database, need
+from treu.web.render import language, render
+from treu.web.security import check_csrf
+
+LIST = 10
+LEDGER = 20
+MAX_ADJUSTMENT = 1_000_000
+
+
+def _page(
+    request: Request,
+    staff: Staff,
+    member_id: uuid.UUID,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    done: str | None = None,
+) -> Response:
+    lang = language(request)
+    with database(request).unit_of_work(write=False) as session:
+        member = members.get(session, member_id)
+        programme = programmes.get(session, member.programme_id)
+        balance = ledger.balance(session, member_id=member_id)
+        tier = tiers.status(session, member=member, lang=lang)
+        history, _ = tiers.history(session, member_id=member_id, limit=LIST, lang=lang)
+        postings = ledger.history(session, member_id=member_id, limit=LEDGER).items
+        coupons = session.scalars(
+            select(Coupon)
+            .where(Coupon.member_id == member_id)
+            .order_by(Coupon.issued_at.desc())
+            .limit(LIST)
+        ).all()
+        redeemed = session.scalars(
+            select(Redemption)
+            .where(Redemption.member_id == member_id)
+            .order_by(Redemption.created_at.desc())
+            .limit(LIST)
+        ).all()
+        messages = session.scalars(
+            select(Delivery)
+            .where(Delivery.member_id == member_id, Delivery.channel != "webhook")
+            .order_by(Delivery.id.desc())
+            .limit(LIST)
+        ).all()
+        written = notes.recent(session, member_id)
+        ledger_rows = [
+            (p.created_at, p.kind, p.points, explain(p.details, lang), p.reason, p.actor)
+            for p in postings
+        ]
+        return render(
+            request,
+            "admin/member.html",
+            status_code=status_code,
+            timezone=programme.timezone,
+            staff=staff,
+            member=member,
+            programme=programme,
+            balance=balance,
+            tier=tier,
+            tier_history=history,
+            ledger=ledger_rows,
+            coupons=[(c, format_code(c.code)) for c in coupons],
+            redemptions=redeemed,
+            messages=messages,
+            notes=written,
+            error=error,
+            done=done,
+            adjust_key=str(new_id()),
+        )
+
+
+@router.get("/members/{member_id}")
+def member_page(
+    request: Request,
+    member_id: uuid.UUID,
+    staff: Annotated[Staff, Depends(need("members.read"))],
+) -> Response:
+    return _page(request, staff, member_id, done=request.query_params.get("done"))
+
+
+@router.post("/members/{member_id}/notes")
+def add_note(
+    request: Request,
+    member_id: uuid.UUID,
+    staff: Annotated[Staff, Depends(need("members.note"))],
+    csrf: Annotated[str, Form(max_length=100)],
+    text: Annotated[str, Form(max_length=4000)],
+) -> Response:
+    check_csrf(csrf, staff.csrf)
+    try:
+        with database(request).unit_of_work() as session:
+            members.get(session, member_id)
+            notes.add(session, member_id=member_id, author=staff.email, text=text)
+    except TreuError as error:
+        return _page(request, staff, member_id, status_code=422, error=error.detail)
+    return RedirectResponse(f"/admin/members/{member_id}?done=note", status_code=303)
+
+
+@router.post("/members/{member_id}/adjust")
+def adjust(
+    request: Request,
+    member_id: uuid.UUID,
+    staff: Annotated[Staff, Depends(need("members.adjust"))],
+    csrf: Annotated[str, Form(max_length=100)],
+    points: Annotated[int, Form(ge=-MAX_ADJUSTMENT, le=MAX_ADJUSTMENT)],
+    reason: Annotated[str, Form(max_length=500)],
+    key: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """A goodwill credit or a correction. ``key`` comes with the form, so sending it twice
+    (a double click, a reload) posts once."""
+    check_csrf(csrf, staff.csrf)
+    if not reason.strip():
+        return _page(request, staff, member_id, status_code=422, error="reason")
+    if points == 0:
+        return _page(request, staff, member_id, status_code=422, error="points")
+    try:
+        with database(request).unit_of_work() as session:
+            member = members.get(session, member_id)
+            adjustments.adjust(
+                session,
+                member=member,
+                adjustment=Adjustment(points=points, reason=reason.strip(), key=f"console:{key}"),
+                actor=f"staff:{staff.email}",
+            )
+    except TreuError as error:
+        return _page(request, staff, member_id, status_code=422, error=error.detail)
+    return RedirectResponse(f"/admin/members/{member_id}?done=adjusted", status_code=303)

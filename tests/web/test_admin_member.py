@@ -1,0 +1,136 @@
+"""Member 360 in the console: what it shows, notes, goodwill adjustments with their
+reason, the roles that may do either, and a fixed number of queries per page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, select
+
+from tests import factories as f
+from tests.support.admin import csrf_of, signed_in
+from treu.audit.models import AuditEvent
+from treu.db.session import Database
+from treu.members.models import Member
+
+
+def _balance_shown(html: str) -> int:
+    found = re.search(r'data-testid="balance">([^<]+)<', html)
+    assert found is not None
+    return int(found.group(1).replace(".", "").replace(",", ""))
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    engines = {db.write_engine, db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+
+
+def _member_with_history(db: Database, purchases: int) -> Member:
+    prog = f.programme(db)
+    who = f.member(db, prog, first_name="Mia")
+    f.ingest(db, *(f.purchase_payload(prog, who, amount_minor=1000 + i) for i in range(purchases)))
+    return who
+
+
+def test_the_page_shows_what_the_api_knows(db: Database) -> None:
+    who = _member_with_history(db, 3)
+    web, _ = signed_in(db, "analyst")
+    page = web.get(f"/admin/members/{who.id}")
+    assert page.status_code == 200
+    assert _balance_shown(page.text) == f.balance(db, who).available > 0
+    assert page.text.count('data-testid="posting"') == 3
+    assert who.card_number in page.text
+    assert "Mia" in page.text
+    # the analyst reads; the forms are not offered
+    assert "/adjust" not in page.text
+    assert "/notes" not in page.text
+    # and refused on the server too
+    refused = web.post(
+        f"/admin/members/{who.id}/notes", data={"csrf": csrf_of(page.text), "text": "hello"}
+    )
+    assert refused.status_code == 403
+
+
+def test_support_writes_notes_and_posts_goodwill_with_a_reason(db: Database) -> None:
+    who = _member_with_history(db, 1)
+    before = f.balance(db, who).available
+    web, email = signed_in(db, "support")
+    page = web.get(f"/admin/members/{who.id}")
+    token = csrf_of(page.text)
+    key = re.search(r'name="key" value="([^"]+)"', page.text)
+    assert key is not None
+
+    noted = web.post(
+        f"/admin/members/{who.id}/notes",
+        data={"csrf": token, "text": "Called about a missing receipt"},
+        follow_redirects=True,
+    )
+    assert noted.status_code == 200
+    assert "Called about a missing receipt" in noted.text
+    assert email in noted.text
+
+    no_reason = web.post(
+        f"/admin/members/{who.id}/adjust",
+        data={"csrf": token, "points": "50", "reason": "  ", "key": key.group(1)},
+    )
+    assert no_reason.status_code == 422
+    assert "braucht einen Grund" in no_reason.text
+    assert f.balance(db, who).available == before
+
+    form = {"csrf": token, "points": "50", "reason": "Parcel arrived damaged", "key": key.group(1)}
+    done = web.post(f"/admin/members/{who.id}/adjust", data=form, follow_redirects=True)
+    assert done.status_code == 200
+    assert _balance_shown(done.text) == before + 50
+    assert "Parcel arrived damaged" in done.text
+    # the same form sent again (a reload, a double click) posts once
+    web.post(f"/admin/members/{who.id}/adjust", data=form)
+    assert f.balance(db, who).available == before + 50
+    with db.unit_of_work(write=False) as session:
+        logged = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "ledger.adjust", AuditEvent.actor == f"staff:{email}"
+            )
+        ).all()
+    assert len(logged) == 1
+    assert logged[0].data["reason"] == "Parcel arrived damaged"
+
+
+def test_marketing_may_not_post_goodwill(db: Database) -> None:
+    who = _member_with_history(db, 1)
+    web, _ = signed_in(db, "marketing")
+    page = web.get(f"/admin/members/{who.id}")
+    refused = web.post(
+        f"/admin/members/{who.id}/adjust",
+        data={"csrf": csrf_of(page.text), "points": "500", "reason": "x", "key": "k1"},
+    )
+    assert refused.status_code == 403
+    assert f.balance(db, who).available == _balance_shown(page.text)
+
+
+def test_the_page_costs_the_same_queries_whatever_the_history(db: Database) -> None:
+    short = _member_with_history(db, 1)
+    long = _member_with_history(db, 40)
+    web, _ = signed_in(db, "support")
+    web.get(f"/admin/members/{short.id}")  # warm the caches (programme, ladder)
+    web.get(f"/admin/members/{long.id}")
+    counts = []
+    for who in (short, long):
+        with _statements(db) as seen:
+            assert web.get(f"/admin/members/{who.id}").status_code == 200
+        counts.append(len(seen))
+    assert counts[0] == counts[1]
+    assert counts[0] <= 20
