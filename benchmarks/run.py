@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
 SQLite and PostgreSQL, and rule evaluation alone.
 
-Five parts (``--only`` picks some):
+Seven parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -28,6 +28,13 @@ Five parts (``--only`` picks some):
   SMTP sink (both in processes of their own) with one worker, from outbox events to
   recorded deliveries, next to raw POSTs and raw SMTP sends from as many threads
   (``benchmarks.delivery``).
+* ``ingest_campaign``, for each backend, against the same server: single events at
+  saturation on a plain programme and on one with an active bonus campaign and a webhook
+  subscription, alternated A, B, A, B, with no delivery worker running; then the outbox
+  is drained and every webhook must have arrived (``benchmarks.campaign``).
+* ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
+  programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
+  database (``benchmarks.journeys``).
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -206,6 +213,7 @@ class Params:
     redeem_flash_concurrency: int = 32
     redeem_flash_seconds: float = 5.0
     journey_members: int = 100_000
+    journey_limit: float = 600.0
     campaign_concurrency: int = 16
     campaign_seconds: float = 20.0
     campaign_rounds: int = 2
@@ -544,7 +552,9 @@ def bench_journeys(backend: str, params: Params, workdir: Path) -> dict[str, Any
         try:
             if params.wait_quiet:
                 wait_for_quiet(params.wait_quiet)
-            out = journeys.run(db, members=params.journey_members, console=console)
+            out = journeys.run(
+                db, members=params.journey_members, console=console, limit=params.journey_limit
+            )
         finally:
             db.dispose()
         out["postgres"] = postgres_info(url) if backend == "postgresql" else None
@@ -1398,7 +1408,13 @@ def print_journeys(report: dict[str, Any]) -> None:
         table,
         report,
         [
-            ("seconds", lambda d: f"{d['journeys']['seconds']:,.1f}"),
+            (
+                "seconds",
+                lambda d: (
+                    f"{d['journeys']['seconds']:,.1f}"
+                    + (" (stopped)" if d["journeys"]["stopped_after_limit"] else "")
+                ),
+            ),
             (
                 "raw baseline s (scan + insert)",
                 lambda d: "{scan_seconds} + {insert_seconds}".format(**d["journeys"]["baseline"]),
@@ -1408,7 +1424,11 @@ def print_journeys(report: dict[str, Any]) -> None:
             ("outbox rows written", lambda d: f"{d['journeys']['outbox_rows']:,}"),
             (
                 "second run reached",
-                lambda d: str(d["journeys"]["correctness"]["second_run_reached"]),
+                lambda d: (
+                    str(d["journeys"]["correctness"]["second_run_reached"] or 0)
+                    if not d["journeys"]["stopped_after_limit"]
+                    else "—"
+                ),
             ),
             (
                 "correct",
@@ -1590,6 +1610,13 @@ def parse_args(argv: list[str] | None) -> Params:
         default=100_000,
         help="members of the journeys programme (the target is for 100,000)",
     )
+    parser.add_argument(
+        "--journey-limit",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop the daily journeys run after this long (it has missed its target)",
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
     args = parser.parse_args(argv)
     params = Params(
@@ -1623,6 +1650,7 @@ def parse_args(argv: list[str] | None) -> Params:
         redeem_hot_stock=args.redeem_hot_stock,
         redeem_flash_stock=args.redeem_flash_stock,
         journey_members=args.journey_members,
+        journey_limit=args.journey_limit,
         campaign_concurrency=args.campaign_concurrency,
         campaign_seconds=args.campaign_seconds,
         campaign_rounds=args.campaign_rounds,
