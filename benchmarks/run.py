@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
 SQLite and PostgreSQL, and rule evaluation alone.
 
-Five parts (``--only`` picks some):
+Seven parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -28,6 +28,13 @@ Five parts (``--only`` picks some):
   SMTP sink (both in processes of their own) with one worker, from outbox events to
   recorded deliveries, next to raw POSTs and raw SMTP sends from as many threads
   (``benchmarks.delivery``).
+* ``ingest_campaign``, for each backend, against the same server: single events at
+  saturation on a plain programme and on one with an active bonus campaign and a webhook
+  subscription, alternated A, B, A, B, with no delivery worker running; then the outbox
+  is drained and every webhook must have arrived (``benchmarks.campaign``).
+* ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
+  programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
+  database (``benchmarks.journeys``).
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -38,6 +45,7 @@ See ``docs/performance.md`` for what is measured and why, and the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -89,7 +97,10 @@ from treu.migrations import upgrade
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 BENCH_DATABASE = "treu_bench"
-PARTS = ("rules_eval", "ingest", "checkout", "redeem", "delivery")
+PARTS = ("rules_eval", "ingest", "ingest_campaign", "checkout", "redeem", "delivery", "journeys")
+SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "delivery")
+"""Parts that share one database (and the server) per backend; ``journeys`` has its own."""
+JOURNEYS_SUFFIX = "_journeys"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -135,6 +146,22 @@ TARGETS = [
         "e-mails/s",
         200,
         True,
+    ),
+    (
+        "campaign_ingest_ratio",
+        "postgresql",
+        "single events with a bonus campaign + webhook ÷ without (same run)",
+        "x",
+        0.85,
+        True,
+    ),
+    (
+        "journeys_seconds",
+        "postgresql",
+        "daily journeys over the whole programme (first run)",
+        "s",
+        60,
+        False,
     ),
     (
         "rules_eval_carts_per_s",
@@ -185,6 +212,13 @@ class Params:
     redeem_flash_stock: int = 500
     redeem_flash_concurrency: int = 32
     redeem_flash_seconds: float = 5.0
+    journey_members: int = 100_000
+    journey_limit: float = 600.0
+    campaign_concurrency: int = 16
+    campaign_seconds: float = 20.0
+    campaign_rounds: int = 2
+    campaign_worker_phase: bool = True
+    database: str = BENCH_DATABASE
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -256,8 +290,8 @@ def describe(result: loadgen.Result, use: CpuUse, *, unit: str = "event") -> dic
 # --- databases ---------------------------------------------------------------------------
 
 
-def postgres_database(admin_url: str) -> str | None:
-    """Drop and recreate ``treu_bench``; None when no PostgreSQL server answers."""
+def postgres_database(admin_url: str, name: str = BENCH_DATABASE) -> str | None:
+    """Drop and recreate ``name``; None when no PostgreSQL server answers."""
     import psycopg
 
     url = make_url(admin_url)
@@ -266,17 +300,17 @@ def postgres_database(admin_url: str) -> str | None:
     )
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
     except psycopg.OperationalError as exc:
         console.print(f"[bold red]PostgreSQL is not reachable ({exc}); skipping it.[/]")
         return None
-    return url.set(drivername="postgresql+psycopg", database=BENCH_DATABASE).render_as_string(
+    return url.set(drivername="postgresql+psycopg", database=name).render_as_string(
         hide_password=False
     )
 
 
-def drop_postgres_database(admin_url: str) -> None:
+def drop_postgres_database(admin_url: str, name: str = BENCH_DATABASE) -> None:
     import psycopg
 
     conninfo = (
@@ -285,7 +319,7 @@ def drop_postgres_database(admin_url: str) -> None:
         .render_as_string(hide_password=False)
     )
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def postgres_info(url: str) -> dict[str, Any]:
@@ -354,6 +388,13 @@ class Phases:
 
 
 def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:  # processes that live as long as the backend's run
+        return _bench_backend(backend, url, params, workdir, stack)
+
+
+def _bench_backend(
+    backend: str, url: str, params: Params, workdir: Path, stack: contextlib.ExitStack[Any]
+) -> dict[str, Any]:
     out: dict[str, Any] = {"url": make_url(url).render_as_string(hide_password=True)}
     console.rule(f"[bold]{backend}")
     started = time.perf_counter()
@@ -413,7 +454,31 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
             f"({params.redeem_flash_stock:,} units), in {redeem_fixture.setup_seconds:.1f} s"
         )
 
+    campaign_fixture = None
+    if "ingest_campaign" in params.only:
+        from benchmarks import campaign, delivery
+
+        sink_port = stack.enter_context(delivery.sink("http"))
+        campaign_fixture = campaign.prepare_campaign(
+            db, members_count=params.members, sink_port=sink_port
+        )
+        out["ingest_campaign"] = {
+            "setup": {
+                "members_per_programme": params.members,
+                "campaign": "x3 on lines tagged organic, audience all, "
+                f"holdout {campaign.HOLDOUT} %, budget {campaign.BUDGET:,} points",
+                "webhook": "one subscription to points.earned (local receiver)",
+                "setup_seconds": round(campaign_fixture.setup_seconds, 2),
+            }
+        }
+        console.print(
+            f"campaign ingest: two programmes of {params.members:,} members, one with an "
+            f"active bonus campaign and a webhook subscription, in "
+            f"{campaign_fixture.setup_seconds:.1f} s"
+        )
+
     dbname = make_url(url).database if backend == "postgresql" else None
+    campaign_tallies: dict[str, Tally] = {}
     if ingest:
         # Raw baselines (before the server starts, so nothing else competes).
         out["baselines"] = baselines(url, params, dbname)
@@ -443,11 +508,19 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
             out["redeem"].update(
                 redeem_phases(server, dbname, redeem_fixture, params, db=db, port=port)
             )
+        if campaign_fixture is not None:
+            out["ingest_campaign"].update(
+                campaign_phases(
+                    server, dbname, campaign_fixture, params, url=url, tallies=campaign_tallies
+                )
+            )
     finally:
         server.stop()
 
     if ingest:
         ingest_check(out, db, fixture, tally, server)
+    if campaign_fixture is not None:
+        campaign_check(out["ingest_campaign"], db, campaign_fixture, campaign_tallies, server)
     if "delivery" in params.only:
         from benchmarks import delivery
 
@@ -457,6 +530,37 @@ def bench_backend(backend: str, url: str, params: Params, workdir: Path) -> dict
             console.print(f"  {channel}: {figures}", highlight=False)
     db.dispose()
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def bench_journeys(backend: str, params: Params, workdir: Path) -> dict[str, Any] | None:
+    """The daily journeys on a database of their own (``benchmarks.journeys``); None
+    when PostgreSQL is not reachable."""
+    from benchmarks import journeys
+
+    console.rule(f"[bold]{backend}: daily journeys")
+    if backend == "sqlite":
+        url = f"sqlite:///{workdir / 'journeys.db'}"
+    else:
+        maybe = postgres_database(params.postgres_url, params.database + JOURNEYS_SUFFIX)
+        if maybe is None:
+            return None
+        url = maybe
+    try:
+        upgrade(url)
+        db = Database(url)
+        try:
+            if params.wait_quiet:
+                wait_for_quiet(params.wait_quiet)
+            out = journeys.run(
+                db, members=params.journey_members, console=console, limit=params.journey_limit
+            )
+        finally:
+            db.dispose()
+        out["postgres"] = postgres_info(url) if backend == "postgresql" else None
+    finally:
+        if backend == "postgresql":
+            drop_postgres_database(params.postgres_url, params.database + JOURNEYS_SUFFIX)
     return out
 
 
@@ -624,6 +728,129 @@ def ingest_check(
         "saturation_vs_sqlalchemy": round(sat_eps / core, 3) if core else None,
         "batch_vs_driver": round(batch_eps / driver, 3) if driver else None,
     }
+
+
+def campaign_phases(
+    server: Server,
+    dbname: str | None,
+    fixture: Any,
+    params: Params,
+    *,
+    url: str,
+    tallies: dict[str, Tally],
+) -> dict[str, Any]:
+    """Single events at saturation on the plain programme (A) and on the one with the
+    campaign and the webhook (B), alternated A, B, A, B; no delivery worker runs. Then,
+    as information, B once more with a delivery worker draining meanwhile."""
+    from benchmarks import campaign
+
+    loads: dict[str, tuple[loadgen.Client, Purchases]] = {}
+    stamp = int(time.time())
+    for name, fx in ((campaign.PLAIN, fixture.plain), (campaign.BONUS, fixture.bonus)):
+        tallies[name] = Tally()
+        loads[name] = (
+            loadgen.Client("127.0.0.1", server.port, fx.token),
+            Purchases(fx, run_id=f"{name}-{stamp}"),
+        )
+        # Warm-up: each programme's rules (and the campaign) cached in both workers.
+        client, purchases = loads[name]
+        tallies[name].add(
+            loadgen.run(
+                loadgen.closed_loop(
+                    client, "/v1/events", purchases.single, concurrency=4, warmup=0, duration=3
+                )
+            )
+        )
+
+    def saturate(name: str) -> Callable[[], Coroutine[Any, Any, loadgen.Result]]:
+        client, purchases = loads[name]
+        return lambda: loadgen.closed_loop(
+            client,
+            "/v1/events",
+            purchases.single,
+            concurrency=params.campaign_concurrency,
+            warmup=params.saturation_warmup,
+            duration=params.campaign_seconds,
+        )
+
+    phases: list[dict[str, Any]] = []
+    for n in range(params.campaign_rounds):
+        for name in (campaign.PLAIN, campaign.BONUS):
+            sat, use, attempts = Phases(server, dbname, tallies[name], params).run(saturate(name))
+            item = {"programme": name, "round": n + 1, **describe(sat, use), "attempts": attempts}
+            phases.append(item)
+            console.print(
+                f"{name} ({'campaign + webhook' if name == campaign.BONUS else 'plain'}), "
+                f"round {n + 1}: {item['events_per_s']:,.0f} events/s, "
+                f"p99 {item['latency_ms']['p99']} ms, server "
+                f"{item['cpu'].get('ms_per_event', {}).get('server')} ms/event, "
+                f"other work {item['cpu']['other_cores']} cores"
+            )
+
+    def mean(name: str, key: Callable[[dict[str, Any]], float]) -> float:
+        values = [key(p) for p in phases if p["programme"] == name]
+        return sum(values) / len(values) if values else 0.0
+
+    plain = mean(campaign.PLAIN, lambda p: p["events_per_s"])
+    bonus = mean(campaign.BONUS, lambda p: p["events_per_s"])
+    cpu_plain = mean(campaign.PLAIN, lambda p: p["cpu"].get("ms_per_event", {}).get("server", 0))
+    cpu_bonus = mean(campaign.BONUS, lambda p: p["cpu"].get("ms_per_event", {}).get("server", 0))
+    out: dict[str, Any] = {
+        "concurrency": params.campaign_concurrency,
+        "seconds_per_phase": params.campaign_seconds,
+        "order": [f"{p['programme']} {p['round']}" for p in phases],
+        "delivery_worker_during_measurement": False,
+        "phases": phases,
+        "plain_events_per_s": round(plain, 1),
+        "campaign_events_per_s": round(bonus, 1),
+        "ratio": round(bonus / plain, 3) if plain else None,
+        "server_ms_per_event": {"plain": round(cpu_plain, 3), "campaign": round(cpu_bonus, 3)},
+    }
+    console.print(
+        f"campaign + webhook ÷ plain: {out['ratio']} "
+        f"({bonus:,.0f} ÷ {plain:,.0f} events/s, no delivery worker running)"
+    )
+    if params.campaign_worker_phase:
+        with campaign.ConcurrentWorker(url), cpu_meter(server, dbname) as cpu:
+            sat = loadgen.run(saturate(campaign.BONUS)())
+        tallies[campaign.BONUS].add(sat)
+        item = {"programme": campaign.BONUS, **describe(sat, cpu[0])}
+        item["ratio_to_plain"] = round(item["events_per_s"] / plain, 3) if plain else None
+        out["campaign_with_worker"] = item
+        console.print(
+            f"{campaign.BONUS} with a delivery worker draining meanwhile (information): "
+            f"{item['events_per_s']:,.0f} events/s, ÷ plain {item['ratio_to_plain']}"
+        )
+    return out
+
+
+def campaign_check(
+    out: dict[str, Any], db: Database, fixture: Any, tallies: dict[str, Tally], server: Server
+) -> None:
+    from benchmarks import campaign
+
+    console.print("campaign ingest: draining the outbox with one delivery worker")
+    found = campaign.check(db, fixture, answered={name: t.accepted for name, t in tallies.items()})
+    errors = {
+        name: {"server_errors": t.server_errors, "client_errors": t.client_errors}
+        for name, t in tallies.items()
+    }
+    found["errors"] = errors
+    found["ok"] = found["ok"] and not any(
+        e["server_errors"] or e["client_errors"] for e in errors.values()
+    )
+    out["correctness"] = found
+    if found["ok"]:
+        console.print(
+            f"[green]campaign ingest correct:[/] purchases stored = 201 answers "
+            f"{found['purchases_in_db']}, exposures {found['exposures']} = buyers "
+            f"{found['bonus_buyers']:,}, {found['campaign_points']:,} campaign points, "
+            f"{found['webhooks_arrived']:,} webhooks arrived = points.earned rows "
+            f"(drain {found['drain']['seconds']} s)"
+        )
+    else:
+        console.print(f"[bold red]campaign ingest check failed:[/] {found}")
+        console.print(server.log_tail())
 
 
 def checkout_phases(
@@ -921,6 +1148,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 .get("webhooks", {})
                 .get("webhooks_per_s"),
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
+                "journeys_seconds": data.get("journeys", {}).get("seconds"),
+                "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
             }[key]
         met = (
             None
@@ -1100,7 +1329,114 @@ def print_report(report: dict[str, Any]) -> None:
         print_redeem(report)
     if any("saturation_best" in d for d in backends.values()):
         print_ingest(report)
+    if any("ingest_campaign" in d for d in backends.values()):
+        print_campaign(report)
+    if any("journeys" in d for d in backends.values()):
+        print_journeys(report)
     print_targets(report)
+
+
+def print_campaign(report: dict[str, Any]) -> None:
+    def phase(d: dict[str, Any], programme: str, n: int) -> str:
+        found = [
+            p
+            for p in d["ingest_campaign"].get("phases", [])
+            if p["programme"] == programme and p["round"] == n
+        ]
+        return f"{found[0]['events_per_s']:,.0f}" if found else "—"
+
+    def worker(d: dict[str, Any]) -> str:
+        item = d["ingest_campaign"].get("campaign_with_worker")
+        return f"{item['events_per_s']:,.0f} (÷ A {item['ratio_to_plain']})" if item else "—"
+
+    rounds = report["parameters"]["campaign_rounds"]
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = []
+
+    def cell(programme: str, n: int) -> Callable[[dict[str, Any]], str]:
+        return lambda d: phase(d, programme, n)
+
+    for n in range(1, rounds + 1):
+        rows.append((f"A plain, round {n}: events/s", cell("bench-plain", n)))
+        rows.append((f"B campaign + webhook, round {n}", cell("bench-bonus", n)))
+    rows += [
+        ("B ÷ A (target ≥ 0.85)", lambda d: f"{d['ingest_campaign']['ratio']}"),
+        (
+            "server CPU ms/event A / B",
+            lambda d: "{plain} / {campaign}".format(**d["ingest_campaign"]["server_ms_per_event"]),
+        ),
+        ("B with a delivery worker draining (info)", worker),
+        (
+            "webhooks arrived / points.earned",
+            lambda d: "{:,} / {:,}".format(
+                d["ingest_campaign"]["correctness"]["webhooks_arrived"],
+                d["ingest_campaign"]["correctness"]["points_earned_outbox_rows"],
+            ),
+        ),
+        (
+            "correct",
+            lambda d: (
+                "[green]yes[/]" if d["ingest_campaign"]["correctness"]["ok"] else "[red]NO[/]"
+            ),
+        ),
+    ]
+    table = _table(
+        "Single events with and without a bonus campaign + webhook, no worker draining",
+        report,
+    )
+    _fill(table, report, rows)
+    console.print(table)
+
+
+def print_journeys(report: dict[str, Any]) -> None:
+    def kind(name: str) -> Callable[[dict[str, Any]], str]:
+        def cell(d: dict[str, Any]) -> str:
+            arms = d["journeys"]["reached_per_kind"].get(name)
+            return f"{arms['treated']:,} / {arms['held_out']:,}" if arms else "0"
+
+        return cell
+
+    names = sorted(
+        {
+            name
+            for d in report["backends"].values()
+            for name in d.get("journeys", {}).get("reached_per_kind", {})
+        }
+    )
+    members = report["parameters"]["journey_members"]
+    table = _table(f"Daily journeys over {members:,} members, first run, one process", report)
+    _fill(
+        table,
+        report,
+        [
+            (
+                "seconds",
+                lambda d: (
+                    f"{d['journeys']['seconds']:,.1f}"
+                    + (" (stopped)" if d["journeys"]["stopped_after_limit"] else "")
+                ),
+            ),
+            (
+                "raw baseline s (scan + insert)",
+                lambda d: "{scan_seconds} + {insert_seconds}".format(**d["journeys"]["baseline"]),
+            ),
+            ("  run ÷ baseline", lambda d: f"{d['journeys']['ratio_to_baseline']}"),
+            *((f"{name}: treated / held out", kind(name)) for name in names),
+            ("outbox rows written", lambda d: f"{d['journeys']['outbox_rows']:,}"),
+            (
+                "second run reached",
+                lambda d: (
+                    str(d["journeys"]["correctness"]["second_run_reached"] or 0)
+                    if not d["journeys"]["stopped_after_limit"]
+                    else "—"
+                ),
+            ),
+            (
+                "correct",
+                lambda d: "[green]yes[/]" if d["journeys"]["correctness"]["ok"] else "[red]NO[/]",
+            ),
+        ],
+    )
+    console.print(table)
 
 
 def print_ingest(report: dict[str, Any]) -> None:
@@ -1199,6 +1535,12 @@ def parse_args(argv: list[str] | None) -> Params:
         help=f"server to create the '{BENCH_DATABASE}' database on",
     )
     parser.add_argument(
+        "--database",
+        default=BENCH_DATABASE,
+        help="name of the PostgreSQL database to drop and recreate (the journeys part "
+        f"uses it + '{JOURNEYS_SUFFIX}'); another name keeps out of a run already going",
+    )
+    parser.add_argument(
         "--profile",
         type=float,
         default=0.0,
@@ -1245,6 +1587,36 @@ def parse_args(argv: list[str] | None) -> Params:
     parser.add_argument(
         "--redeem-flash-stock", type=int, default=500, help="units of the flash-sale reward"
     )
+    parser.add_argument(
+        "--campaign-concurrency",
+        type=int,
+        default=16,
+        help="connections of the campaign ingest's saturation phases",
+    )
+    parser.add_argument(
+        "--campaign-seconds", type=float, default=20.0, help="each campaign ingest phase"
+    )
+    parser.add_argument(
+        "--campaign-rounds", type=int, default=2, help="A, B pairs of the campaign ingest"
+    )
+    parser.add_argument(
+        "--no-campaign-worker-phase",
+        action="store_true",
+        help="skip the campaign ingest's extra phase with a delivery worker draining",
+    )
+    parser.add_argument(
+        "--journey-members",
+        type=int,
+        default=100_000,
+        help="members of the journeys programme (the target is for 100,000)",
+    )
+    parser.add_argument(
+        "--journey-limit",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop the daily journeys run after this long (it has missed its target)",
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
     args = parser.parse_args(argv)
     params = Params(
@@ -1277,6 +1649,13 @@ def parse_args(argv: list[str] | None) -> Params:
         redeem_seconds=args.redeem_seconds,
         redeem_hot_stock=args.redeem_hot_stock,
         redeem_flash_stock=args.redeem_flash_stock,
+        journey_members=args.journey_members,
+        journey_limit=args.journey_limit,
+        campaign_concurrency=args.campaign_concurrency,
+        campaign_seconds=args.campaign_seconds,
+        campaign_rounds=args.campaign_rounds,
+        campaign_worker_phase=not args.no_campaign_worker_phase,
+        database=args.database,
     )
     if args.quick:
         params.members = min(params.members, 1000)
@@ -1295,6 +1674,8 @@ def parse_args(argv: list[str] | None) -> Params:
         params.redeem_concurrency = params.redeem_concurrency[-1:]
         params.redeem_seconds = 5
         params.redeem_flash_seconds = 3
+        params.journey_members = min(params.journey_members, 10_000)
+        params.campaign_seconds = 5
     unknown = set(params.backends) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -1327,29 +1708,38 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:
-        for backend in (
-            params.backends
-            if {"ingest", "checkout", "redeem", "delivery"} & set(params.only)
-            else []
-        ):
-            if backend == "sqlite":
-                url = f"sqlite:///{workdir / 'bench.db'}"
-            else:
-                maybe = postgres_database(params.postgres_url)
-                if maybe is None:
+        for backend in params.backends if {*SERVER_PARTS, "journeys"} & set(params.only) else []:
+            data = {}
+            if set(SERVER_PARTS) & set(params.only):
+                if backend == "sqlite":
+                    url = f"sqlite:///{workdir / 'bench.db'}"
+                else:
+                    maybe = postgres_database(params.postgres_url, params.database)
+                    if maybe is None:
+                        report["backends"][backend] = {"skipped": "PostgreSQL not reachable"}
+                        continue
+                    url = maybe
+                    report["machine"]["postgres"] = postgres_info(url)
+                try:
+                    data = bench_backend(backend, url, params, workdir)
+                finally:
+                    if backend == "postgresql":
+                        drop_postgres_database(params.postgres_url, params.database)
+            if "journeys" in params.only:
+                found = bench_journeys(backend, params, workdir)
+                if found is None:
                     report["backends"][backend] = {"skipped": "PostgreSQL not reachable"}
                     continue
-                url = maybe
-                report["machine"]["postgres"] = postgres_info(url)
-            try:
-                data = bench_backend(backend, url, params, workdir)
-            finally:
                 if backend == "postgresql":
-                    drop_postgres_database(params.postgres_url)
+                    report["machine"].setdefault("postgres", found.pop("postgres"))
+                found.pop("postgres", None)
+                data["journeys"] = found
             report["backends"][backend] = data
+            ok = ok and data.get("journeys", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("checkout", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
+            ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["targets"] = targets(report)

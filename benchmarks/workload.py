@@ -72,27 +72,36 @@ class Fixture:
     """Pre-serialised member references: half ``member_id``, half ``card_number``."""
     token: str
     setup_seconds: float
+    slug: str = PROGRAMME
 
 
-def prepare(db: Database, *, members_count: int, seed: int = 7) -> Fixture:
-    """Create the programme, ``members_count`` members and an events:write API key."""
+def prepare(
+    db: Database,
+    *,
+    members_count: int,
+    seed: int = 7,
+    slug: str = PROGRAMME,
+    pending_days: int = 14,
+) -> Fixture:
+    """Create the programme ``slug``, ``members_count`` members and an events:write API
+    key."""
     started = time.perf_counter()
     with db.unit_of_work() as session:
         programme = programmes.create(
             session,
             data=ProgrammeCreate.model_validate(
                 {
-                    "slug": PROGRAMME,
+                    "slug": slug,
                     "name": "Benchmark",
                     "currency": "EUR",
                     "points_per_currency_unit": 1,
-                    "pending_days": 14,
+                    "pending_days": pending_days,
                     "expiry": {"policy": "rolling", "months": 24},
                 }
             ),
         )
         programme_id = programme.id
-        _, token = api_keys.create(session, name="bench", scopes=["events:write"])
+        _, token = api_keys.create(session, name=slug, scopes=["events:write"])
     # Members in bulk: the enrolment service costs ~3 ms per member (four statements
     # through the ORM), which would make the set-up longer than the measurement. The rows
     # are what ``members.enrol`` writes (a member and an empty points account), and
@@ -103,7 +112,7 @@ def prepare(db: Database, *, members_count: int, seed: int = 7) -> Fixture:
         json.dumps({"member_id": str(mid)} if rng.random() < 0.5 else {"card_number": card})
         for mid, card in found
     ]
-    return Fixture(str(programme_id), refs, token, time.perf_counter() - started)
+    return Fixture(str(programme_id), refs, token, time.perf_counter() - started, slug)
 
 
 def _insert_members(
@@ -177,6 +186,7 @@ class Purchases:
         self.refs = fixture.member_refs
         self.rng = random.Random(seed)
         self.prefix = f"bench-{run_id}-"
+        self.programme = fixture.slug
         self.seq = 0
         self.lines = [
             [
@@ -203,7 +213,7 @@ class Purchases:
         lines = ",".join(p[rng.randrange(3)] for p in picks)
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return (
-            f'{{"id":"{self.prefix}{self.seq}","type":"purchase","programme":"{PROGRAMME}",'
+            f'{{"id":"{self.prefix}{self.seq}","type":"purchase","programme":"{self.programme}",'
             f'"member":{rng.choice(self.refs)},"occurred_at":"{now}","channel":"pos",'
             f'"store":"berlin-0{rng.randrange(1, 10)}","currency":"EUR","lines":[{lines}]}}'
         )
