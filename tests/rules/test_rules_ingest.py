@@ -17,12 +17,15 @@ from sqlalchemy import select
 from tests import factories as f
 from treu.checkout.service import CartIn, checkout
 from treu.db.session import Database
+from treu.events.schemas import AnyEvent
+from treu.events.service import events_service
 from treu.ledger.explain import render
 from treu.ledger.models import Posting
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rules.errors import BudgetRace
 from treu.rules.models import MemberBadge, Rule
-from treu.rules.service import rules
+from treu.rules.service import Usage, rules
 from treu.rules.spec import RuleSpec
 
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)  # a Wednesday
@@ -523,6 +526,76 @@ def test_concurrent_reviews_respect_the_daily_cap(db: Database, backend: str) ->
 
         usage = session.scalars(select(RuleUsage).where(RuleUsage.member_id == who.id)).all()
         assert [(u.count, u.points) for u in usage] == [(1, 50)]
+
+
+def _install(prog: Programme, who: Member) -> dict[str, Any]:
+    return {
+        "id": f.unique("install"),
+        "type": "app_installed",
+        "programme": prog.slug,
+        "member": {"member_id": str(who.id)},
+        "occurred_at": T0.isoformat(),
+        "attributes": {"platform": "ios"},
+    }
+
+
+def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
+    db: Database,
+) -> None:
+    """Budgets are read without a lock and added to last (``Usage.settle``); a unit that
+    reaches the budget's edge on that figure, or whose guarded addition finds the budget
+    spent meanwhile, raises ``BudgetRace`` and changes nothing."""
+    prog = f.programme(db)
+    rule = f.rule(
+        db,
+        prog,
+        name="Launch bonus",
+        trigger="app_installed",
+        effect={"type": "fixed", "points": 40},
+        budget_points=100,
+    )
+    first, second, third = (f.member(db, prog) for _ in range(3))
+    at = T0 + timedelta(minutes=1)
+    assert f.ingest_one(db, _install(prog, first), now=at).body.points.earned == 40  # type: ignore[union-attr]
+
+    # Far from the edge: the optimistic unit settles by itself.
+    with db.unit_of_work() as session:
+        [done] = events_service.ingest(
+            session, [_event(_install(prog, second))], now=at, optimistic_budgets=True
+        )
+        assert done.body is not None
+        assert done.body.points.earned == 40
+    with db.unit_of_work(write=False) as session:
+        assert session.get_one(Rule, rule.id).budget_used == 80
+
+    # At the edge (20 left for 40): the optimistic unit gives up, nothing is written …
+    event = _install(prog, third)
+    with pytest.raises(BudgetRace), db.unit_of_work() as session:
+        events_service.ingest(session, [_event(event)], now=at, optimistic_budgets=True)
+    assert f.balance(db, third).available == 0
+    # … and the locked retry gives exactly what is left.
+    assert f.ingest_one(db, event, now=at).body.points.earned == 20  # type: ignore[union-attr]
+
+    # A race lost: the unit read 100 left, but the budget was spent before it settled.
+    with db.unit_of_work() as session:
+        usage = Usage(session, {str(rule.id): rules_spec(db, rule)}, optimistic=True)
+        usage.budget_read[str(rule.id)] = 0
+        usage.budget_used[str(rule.id)] = 0
+        usage.record(third.id, T0.date(), str(rule.id), 40)
+        with pytest.raises(BudgetRace):
+            usage.settle(session.connection())
+    with db.unit_of_work(write=False) as session:
+        assert session.get_one(Rule, rule.id).budget_used == 100
+
+
+def rules_spec(db: Database, rule: Rule) -> RuleSpec:
+    with db.unit_of_work(write=False) as session:
+        stored = session.get_one(Rule, rule.id)
+        return RuleSpec.model_validate(stored.draft)
+
+
+def _event(payload: dict[str, Any]) -> AnyEvent:
+    return f.event_adapter.validate_python(payload)
 
 
 def test_concurrent_budget_is_never_overspent(db: Database, backend: str) -> None:

@@ -81,7 +81,7 @@ class Earning:
         return postings
 
 
-def load_earning(run: IngestRun) -> dict[uuid.UUID, Earning]:
+def load_earning(run: IngestRun, *, optimistic_budgets: bool = False) -> dict[uuid.UUID, Earning]:
     """Compiled rules per programme, and the limit counters of the members at hand
     (budgeted rules' rows locked, after the accounts: always in that order)."""
     session, events, progs, resolved = run.session, run.events, run.programmes, run.members
@@ -95,7 +95,9 @@ def load_earning(run: IngestRun) -> dict[uuid.UUID, Earning]:
         if programme.id not in earning:
             active = rules.active(session, programme)
             earning[programme.id] = Earning(
-                programme, active.rule_set, Usage(session, dict(active.limited))
+                programme,
+                active.rule_set,
+                Usage(session, dict(active.limited), optimistic=optimistic_budgets),
             )
         member = resolved.get(i)
         if member is not None:

@@ -121,6 +121,7 @@ class EventService:
         now: datetime | None = None,
         optimistic: bool = False,
         defer_locked: bool = False,
+        optimistic_budgets: bool = False,
     ) -> list[Outcome]:
         """Process ``events`` in the caller's unit of work.
 
@@ -134,7 +135,11 @@ class EventService:
         runs them in a unit of work of their own after this one has committed
         (``ingest_with_retry`` does). Concurrent batches that share members then do not
         queue behind each other's account locks for the whole batch, only for the shared
-        members' events."""
+        members' events.
+
+        ``optimistic_budgets``: read rule budgets without locking their rows and add to
+        them last, guarded (``rules.service.Usage``); ``BudgetRace`` when that does not
+        fit, and the caller runs the events again without (``ingest_with_retry`` does)."""
         now = now or utc_now()
         outcomes: dict[int, Outcome] = {}
         hashes = [payload_hash(e) for e in events]
@@ -211,7 +216,7 @@ class EventService:
         # 4. lock accounts (id order), then read what returns need under the lock
         writer.lock(member_ids)  # those held already are skipped
         load_original_lines(session, originals)
-        earning = load_earning(run)
+        earning = load_earning(run, optimistic_budgets=optimistic_budgets)
         runs: list[ReactionRun] = [reaction.start(run) for reaction in self.reactions]
         for context in earning.values():
             context.tier_book = run.tiers
@@ -287,6 +292,8 @@ class EventService:
         for row, answer in zip(event_rows, answers, strict=True):
             row["result"] = answer.public()  # complete now: reactions' flushes add to it
         batch.flush(session.connection())
+        for programme_id in sorted(earning):  # budgets last: their rows are hot
+            earning[programme_id].usage.settle(session.connection())
         return [outcomes[i] for i in range(len(events))]
 
     # --- steps -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from treu.events.seam import DEFERRED, Outcome
 from treu.events.views import line_views, purchase_view
 from treu.ledger.adjustments import Adjustment, AdjustmentService, adjustments
 from treu.members.errors import IdentifierTaken
+from treu.rules.errors import BudgetRace
 
 __all__ = [
     "DEFER_FROM",
@@ -80,7 +81,9 @@ def _ingest_unit(
             now=now,
             optimistic=attempt == 0 and len(events) == 1,
             defer_locked=defer_locked,
+            optimistic_budgets=attempt == 0,
         ),
         attempts=attempts,
-        retry_on=(IntegrityError, IdentifierTaken),  # enrol turns IntegrityError into this
+        # enrol turns IntegrityError into IdentifierTaken; BudgetRace: again, budgets locked
+        retry_on=(IntegrityError, IdentifierTaken, BudgetRace),
     )

@@ -21,3 +21,9 @@ class UnknownTrigger(Invalid):
 class NothingToPublish(Conflict):
     code = "nothing_to_publish"
     title = "The draft equals the published version"
+
+
+class BudgetRace(Exception):
+    """An optimistic unit of work met a budget at its edge, or lost a race for its last
+    points (``Usage.settle``): roll back and process again with the budget rows locked
+    (``ingest_with_retry`` does). Not a user's error: never leaves the ingest."""

@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Connection, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
@@ -44,7 +44,13 @@ from treu.rules.engine import (
     RuleSet,
     compile_rule_set,
 )
-from treu.rules.errors import NothingToPublish, RuleNotFound, StaleRevision, UnknownTrigger
+from treu.rules.errors import (
+    BudgetRace,
+    NothingToPublish,
+    RuleNotFound,
+    StaleRevision,
+    UnknownTrigger,
+)
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
 from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
 from treu.tiers.common import RULE_PREFIX, tier_award_details
@@ -490,6 +496,12 @@ _BUDGETS_LOCKED = Query(
     )
 )
 
+_ADD_TO_BUDGET = (
+    update(Rule)
+    .where(Rule.id == bindparam("rule"), Rule.budget_used + bindparam("given") <= bindparam("cap"))
+    .values(budget_used=Rule.budget_used + bindparam("given"))
+)
+
 
 @dataclass
 class _Counter:
@@ -503,14 +515,28 @@ class _Counter:
 class Usage:
     """The limit counters of one unit of work: loaded once for the members and rules at
     hand, consulted by the engine (``view``), advanced by ``record`` and written by
-    ``flush``. Per-member counters are safe because the member's account is locked;
-    budgets because the budgeted rules' rows are locked (``load``)."""
+    ``flush``. Per-member counters are safe because the member's account is locked.
+
+    Budgets are one row per rule that every event drawing on it must change, so they
+    are the hot row of a campaign. Locked (``load(lock_budgets=True)``), the row is held
+    from the start of the unit of work to its commit and every purchase of the campaign
+    waits for the one before. ``optimistic`` units read it without a lock instead and,
+    after their other writes, add what they gave with one guarded
+    ``UPDATE … SET budget_used = budget_used + :given WHERE budget_used + :given <=
+    budget`` (``settle``): the row is held from there to the commit only. Budgets only
+    grow, so a figure read without the lock is never above the truth; a unit whose awards
+    the budget capped or stopped (it reached the edge on that figure) or whose guarded
+    update finds the budget spent meanwhile raises ``BudgetRace``, and the caller
+    processes it again with the rows locked. The budget still stops exactly when spent."""
 
     session: Session
     specs: dict[str, RuleSpec]
     counters: dict[tuple[str, uuid.UUID, str], _Counter] = field(default_factory=dict)
     budget_used: dict[str, int] = field(default_factory=dict)
     budget_dirty: set[str] = field(default_factory=set)
+    optimistic: bool = False
+    budget_read: dict[str, int] = field(default_factory=dict)
+    """What ``load`` read of each budget (optimistic units: without a lock)."""
 
     def load(
         self,
@@ -539,11 +565,12 @@ class Usage:
                 )
         budgeted = sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
         if budgeted and pairs:
-            query = _BUDGETS_LOCKED if lock_budgets else _BUDGETS
+            query = _BUDGETS_LOCKED if lock_budgets and not self.optimistic else _BUDGETS
             for rule_id, used in query.rows(
                 self.session.connection(), rules=[uuid.UUID(r) for r in budgeted]
             ):
                 self.budget_used[str(rule_id)] = used
+                self.budget_read[str(rule_id)] = used
 
     def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
         return _LimitView(self, member_id, local_date)
@@ -577,11 +604,34 @@ class Usage:
             counter.stored, counter.dirty = True, False
         batch.insert(table_of(RuleUsage), inserts)
         batch.update(table_of(RuleUsage), updates, key=("rule_id", "member_id", "period"))
+        if self.optimistic:
+            return  # settle() adds to the budgets, last
         budgets = [
             {"id": uuid.UUID(rid), "budget_used": self.budget_used[rid]}
             for rid in sorted(self.budget_dirty)
         ]
         batch.update(table_of(Rule), budgets)
+        self.budget_dirty.clear()
+
+    def settle(self, connection: Connection) -> None:
+        """Optimistic units: add what this unit gave to each budget, guarded, in rule id
+        order (``BudgetRace`` when a budget was at its edge or is spent meanwhile).
+        Call it after the unit's other writes, just before the commit."""
+        if not self.optimistic:
+            return
+        for rid in sorted(self.budget_dirty):
+            cap = self.specs[rid].budget_points
+            read = self.budget_read.get(rid, 0)
+            given = self.budget_used[rid] - read
+            if cap is None or given <= 0:
+                continue
+            if read + given >= cap:
+                raise BudgetRace(f"rule {rid}: the budget is at its edge")
+            done = connection.execute(
+                _ADD_TO_BUDGET, {"rule": uuid.UUID(rid), "given": given, "cap": cap}
+            )
+            if getattr(done, "rowcount", 0) != 1:
+                raise BudgetRace(f"rule {rid}: the budget was spent meanwhile")
         self.budget_dirty.clear()
 
 
