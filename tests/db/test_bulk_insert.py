@@ -256,3 +256,61 @@ def test_large_batch_with_a_return_of_its_own_purchase_keeps_the_returned_quanti
         )
     assert returned == 1
     assert f.verify(db, prog) == []
+
+
+def test_skip_existing_inserts_leave_present_rows_alone_on_every_path(
+    db: Database, monkeypatch: Any
+) -> None:
+    """``WriteBatch.insert(skip_existing=True)``: one statement (small units), the
+    pipeline (large ones: COPY cannot skip, so they are plain INSERTs) and the Core path
+    all write the new rows and leave the present ones as they were."""
+    from treu.campaigns.models import CampaignExposure
+    from treu.db import fastpath
+
+    prog = f.programme(db)
+    campaign = f.campaign(db, prog, activate=False)
+    table = table_of(CampaignExposure)
+    now = utc_now()
+
+    def rows(members: list[Member], arm: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "campaign_id": campaign.id,
+                "member_id": m.id,
+                "programme_id": prog.id,
+                "arm": arm,
+                "first_seen_at": now,
+                "event_id": None,
+                "recorded_at": now,
+            }
+            for m in members
+        ]
+
+    def arms() -> dict[Any, str]:
+        with db.unit_of_work(write=False) as session:
+            found = session.execute(
+                select(CampaignExposure.member_id, CampaignExposure.arm).where(
+                    CampaignExposure.campaign_id == campaign.id
+                )
+            ).all()
+        return dict(found)
+
+    everyone = [f.member(db, prog) for _ in range(COPY_THRESHOLD + 4)]
+    written: list[Member] = []
+    for size, combine in ((2, True), (COPY_THRESHOLD + 2, True), (COPY_THRESHOLD + 4, False)):
+        monkeypatch.setattr(fastpath, "_combine", combine)
+        batch = WriteBatch()
+        # the first ``len(written)`` are there as "treated": sent again as "held_out"
+        batch.insert(table, rows(everyone[:size], "held_out"), skip_existing=True)
+        with db.unit_of_work() as session:
+            batch.flush(session.connection())
+        found = arms()
+        assert len(found) == size
+        assert all(found[m.id] == "treated" for m in written)
+        written = everyone[:size]
+        with db.unit_of_work() as session:  # mark them, to see the next round keep them
+            session.execute(
+                update(CampaignExposure)
+                .where(CampaignExposure.campaign_id == campaign.id)
+                .values(arm="treated")
+            )

@@ -49,7 +49,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, ColumnElement, Integer, Table, bindparam, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.sqltypes import NullType
@@ -353,9 +353,14 @@ class WriteBatch:
     def __init__(self) -> None:
         self._ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]] = []
 
-    def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def insert(
+        self, table: Table, rows: list[dict[str, Any]], *, skip_existing: bool = False
+    ) -> None:
+        """``skip_existing``: ``INSERT … ON CONFLICT DO NOTHING`` (a row whose key is
+        there already is left as it is), for records written once whoever comes first,
+        such as a campaign's exposures."""
         if rows:
-            self._ops.append(("insert", table, rows, ()))
+            self._ops.append(("insert_ignore" if skip_existing else "insert", table, rows, ()))
 
     def update(
         self, table: Table, rows: list[dict[str, Any]], *, key: str | tuple[str, ...] = "id"
@@ -371,6 +376,9 @@ class WriteBatch:
             for kind, table, rows, key in ops:
                 if kind == "insert":
                     connection.execute(table.insert(), rows)
+                elif kind == "insert_ignore":
+                    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+                    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
                 else:
                     columns = [c for c in rows[0] if c not in key]
                     connection.execute(
@@ -400,9 +408,10 @@ def _pg_statement(kind: str, table: Table, columns: tuple[str, ...], key: tuple[
         return f"COPY {_quote(table.name)} ({names}) FROM STDIN (FORMAT BINARY)"
     if kind == "insert_head":
         return f"INSERT INTO {_quote(table.name)} ({names}) VALUES "
-    if kind == "insert":
+    if kind in ("insert", "insert_ignore"):
         marks = ", ".join(["%s"] * len(columns))
-        return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks})"
+        tail = " ON CONFLICT DO NOTHING" if kind == "insert_ignore" else ""
+        return f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}){tail}"
     if kind == "update_from_json":
         # The same, with the rows as one JSON text: psycopg builds array parameters
         # element by element in Python (with a regular expression per element to decide
@@ -465,7 +474,9 @@ def _json_columns(table: Table, columns: tuple[str, ...]) -> frozenset[str]:
 
 def _columns(kind: str, rows: list[dict[str, Any]], key: tuple[str, ...]) -> tuple[str, ...]:
     """The columns an insert writes, or an update sets (its key columns go in WHERE)."""
-    return tuple(rows[0]) if kind == "insert" else tuple(c for c in rows[0] if c not in key)
+    if kind in ("insert", "insert_ignore"):
+        return tuple(rows[0])
+    return tuple(c for c in rows[0] if c not in key)
 
 
 def _values(row: dict[str, Any], columns: tuple[str, ...], jsons: frozenset[str]) -> list[Any]:
@@ -524,10 +535,10 @@ def _flush_postgresql(
                     copy.set_types(types)
                     for values in _copy_rows(rows, columns, json_columns):
                         copy.write_row(values)
-            elif kind == "insert":
+            elif kind in ("insert", "insert_ignore"):  # COPY cannot skip existing rows
                 pending.append(
                     (
-                        _pg_statement("insert", table, columns, ()),
+                        _pg_statement(kind, table, columns, ()),
                         [_values(row, columns, jsons) for row in rows],
                     )
                 )
@@ -607,7 +618,7 @@ def _combined(
                     return None
                 seen.add(values)
     for kind, table, rows, _key in ops:
-        if kind == "insert" and table.name in updated:
+        if kind in ("insert", "insert_ignore") and table.name in updated:
             keys = [k for k in rows[0] if k in table.primary_key.columns]
             if not keys:
                 return None
@@ -622,7 +633,7 @@ def _combined(
         jsons = _json_columns(table, columns)
         for row in rows:
             params.extend(_values(row, columns, jsons))
-            if kind != "insert":
+            if kind not in ("insert", "insert_ignore"):
                 params.extend(row[k] for k in key)
     if len(params) > COMBINE_MAX_PARAMS:
         return None
@@ -638,10 +649,11 @@ def _combined_sql(
     worker's CPU at single-event saturation."""
     parts: list[str] = []
     for kind, table, columns, key, count in shape:
-        if kind == "insert":
+        if kind in ("insert", "insert_ignore"):
             head = _pg_statement("insert_head", table, columns, ())
             marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            parts.append(head + ", ".join([marks] * count))
+            tail = " ON CONFLICT DO NOTHING" if kind == "insert_ignore" else ""
+            parts.append(head + ", ".join([marks] * count) + tail)
         else:
             parts.extend([_pg_statement("update", table, columns, key)] * count)
     if len(parts) == 1:

@@ -19,6 +19,7 @@ effect at once in the process that made it and within that time in the others.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import Query, WriteBatch, one_by_id, table_of
+from treu.db.base import Query, WriteBatch, fetch, one_by_id, table_of
 from treu.kit.cache import StampedCache
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
@@ -499,8 +500,39 @@ _BUDGETS_LOCKED = Query(
 _ADD_TO_BUDGET = (
     update(Rule)
     .where(Rule.id == bindparam("rule"), Rule.budget_used + bindparam("given") <= bindparam("cap"))
-    .values(budget_used=Rule.budget_used + bindparam("given"))
+    # updated_at stays: it tells when the rule was edited, not when it last gave points
+    .values(budget_used=Rule.budget_used + bindparam("given"), updated_at=Rule.updated_at)
+    .returning(Rule.budget_used)
 )
+
+BUDGET_SEEN_SECONDS = 1.0
+
+
+class _BudgetsSeen:
+    """The last ``budget_used`` this process read or wrote per rule, for optimistic units
+    to start from without a query. A budget only grows, so a figure from a second ago is
+    at most too low: the guarded addition (``Usage.settle``) then still refuses to
+    overspend, and near the end the unit goes again with the row locked."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def fresh(self, rule_ids: Iterable[str]) -> dict[str, int]:
+        now = time.monotonic()
+        found = {}
+        for rid in rule_ids:
+            seen = self._seen.get(rid)
+            if seen is not None and now - seen[1] < BUDGET_SEEN_SECONDS:
+                found[rid] = seen[0]
+        return found
+
+    def saw(self, rule_id: str, used: int) -> None:
+        seen = self._seen.get(rule_id)
+        if seen is None or used >= seen[0]:
+            self._seen[rule_id] = (used, time.monotonic())
+
+
+_budgets_seen = _BudgetsSeen()
 
 
 @dataclass
@@ -520,7 +552,8 @@ class Usage:
     Budgets are one row per rule that every event drawing on it must change, so they
     are the hot row of a campaign. Locked (``load(lock_budgets=True)``), the row is held
     from the start of the unit of work to its commit and every purchase of the campaign
-    waits for the one before. ``optimistic`` units read it without a lock instead and,
+    waits for the one before. ``optimistic`` units read it without a lock instead (or
+    take what this process saw of it in the last second, ``_BudgetsSeen``) and,
     after their other writes, add what they gave with one guarded
     ``UPDATE … SET budget_used = budget_used + :given WHERE budget_used + :given <=
     budget`` (``settle``): the row is held from there to the commit only. Budgets only
@@ -565,12 +598,19 @@ class Usage:
                 )
         budgeted = sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
         if budgeted and pairs:
-            query = _BUDGETS_LOCKED if lock_budgets and not self.optimistic else _BUDGETS
-            for rule_id, used in query.rows(
-                self.session.connection(), rules=[uuid.UUID(r) for r in budgeted]
-            ):
-                self.budget_used[str(rule_id)] = used
-                self.budget_read[str(rule_id)] = used
+            if self.optimistic:
+                known = _budgets_seen.fresh(budgeted)
+                self.budget_used.update(known)
+                self.budget_read.update(known)
+                budgeted = [rid for rid in budgeted if rid not in known]
+            if budgeted:
+                query = _BUDGETS_LOCKED if lock_budgets and not self.optimistic else _BUDGETS
+                for rule_id, used in query.rows(
+                    self.session.connection(), rules=[uuid.UUID(r) for r in budgeted]
+                ):
+                    self.budget_used[str(rule_id)] = used
+                    self.budget_read[str(rule_id)] = used
+                    _budgets_seen.saw(str(rule_id), used)
 
     def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
         return _LimitView(self, member_id, local_date)
@@ -627,11 +667,12 @@ class Usage:
                 continue
             if read + given >= cap:
                 raise BudgetRace(f"rule {rid}: the budget is at its edge")
-            done = connection.execute(
-                _ADD_TO_BUDGET, {"rule": uuid.UUID(rid), "given": given, "cap": cap}
+            added = fetch(
+                connection, _ADD_TO_BUDGET, {"rule": uuid.UUID(rid), "given": given, "cap": cap}
             )
-            if getattr(done, "rowcount", 0) != 1:
+            if not added:
                 raise BudgetRace(f"rule {rid}: the budget was spent meanwhile")
+            _budgets_seen.saw(rid, int(added[0][0]))
         self.budget_dirty.clear()
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from treu.campaigns.models import CampaignExposure
@@ -55,11 +54,6 @@ class CampaignReaction:
 
 
 _NOTHING = ReactionRun()
-_INSERT = {
-    name: dialect.insert(_TABLE).on_conflict_do_nothing(index_elements=["campaign_id", "member_id"])
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-"""Built once: the statement is the same for every unit of work."""
 
 
 class _Exposures(ReactionRun):
@@ -113,7 +107,7 @@ class _Exposures(ReactionRun):
             )
 
     def flush(self, batch: WriteBatch) -> None:
-        if self.rows:
-            connection = self.run.session.connection()
-            connection.execute(_INSERT[connection.dialect.name], self.rows)
-            self.rows = []
+        # With the unit's other writes (one round trip); a member seen before keeps the
+        # row written then.
+        batch.insert(_TABLE, self.rows, skip_existing=True)
+        self.rows = []
