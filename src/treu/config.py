@@ -41,10 +41,10 @@ class Settings(BaseSettings):
     """``tiers.reevaluate``: a daily job in effect (each member is due once a day at
     most); running it hourly picks up a new day soon after midnight."""
     worker_coupons_every_seconds: int = 3600
-    """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
-    a popular reward's stock (and, per reward, the member's points) until this runs."""
     worker_journeys_every_seconds: int = 3600
     """How often ``journeys.daily`` runs (birthdays, inactivity, expiring points)."""
+    """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
+    a popular reward's stock (and, per reward, the member's points) until this runs."""
     worker_offers_every_seconds: int = 60
     """``campaigns.offers``: gives activated offers whose window has started (an offer
     activated inside its window is given by the activation itself; this finishes one
