@@ -459,6 +459,33 @@ def campaign(db: Database, prog: Programme, *, activate: bool = True, **spec: An
         return created
 
 
+HERBST: dict[str, Any] = {
+    "kind": "offer",
+    "name": "Herbst-Geschenk",
+    "offer": {"points": 200},
+    "holdout_percent": 0,
+}
+"""An offer of 200 points to everybody, without a control group."""
+
+
+def offer(db: Database, prog: Programme, *, activate: bool = True, **spec: Any) -> Campaign:
+    """A targeted offer (``HERBST`` unless ``spec`` says otherwise), activated — but not
+    given: ``treu.campaigns.offers.offers.give`` gives it — unless ``activate=False``."""
+    data: dict[str, Any] = {"code": unique("offer"), "window": campaign_window(), **HERBST}
+    data.update(spec)
+    with db.unit_of_work() as session:
+        created = campaigns.create(
+            session,
+            programme=programmes.get(session, prog.id),
+            spec=CampaignSpec.model_validate(data),
+            actor="test",
+        )
+        if activate:
+            created = campaigns.activate(session, created, actor="test")
+        session.expunge(created)
+        return created
+
+
 def members_in_arms(
     db: Database, prog: Programme, found: Campaign, *, treated: int, held_out: int
 ) -> tuple[list[Member], list[Member]]:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     risk, the monthly thank-you, first purchases that earned nothing)."""
     """``rewards.expire_coupons``: coupons expire after days, but an expired coupon holds
     a popular reward's stock (and, per reward, the member's points) until this runs."""
+    worker_offers_every_seconds: int = 60
+    """``campaigns.offers``: gives activated offers whose window has started (an offer
+    activated inside its window is given by the activation itself; this finishes one
+    that was interrupted)."""
     env: Literal["production", "development"] = "production"
     """``development`` (what ``make run`` sets) adds the development mailbox and lets
     webhooks reach loopback and private addresses; never set it on a shared server."""

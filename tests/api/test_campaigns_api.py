@@ -93,7 +93,15 @@ def test_create_activate_pause_end_and_stats(api: Api, db: Database) -> None:
     data = stats.json()
     assert data["exposed"] == 1
     assert data["treated"] + data["held_out"] == 1
-    assert data["messages"] == {"tracked": False, "sent": 0, "delivered": 0, "failed": 0}
+    assert data["messages"] == {
+        "tracked": True,
+        "sent": 0,
+        "delivered": 0,
+        "failed": 0,
+        "pending": 0,
+        "by_channel": {},
+    }
+    assert (data["offer"], created["kind"]) == (None, "bonus")
     assert data["budget"]["points"] == 9_000
     assert data["budget"]["left"] == 9_000 - data["points_issued"]
     assert set(data["arms"]) == {"treated", "held_out"}
@@ -179,10 +187,15 @@ def test_a_tier_audience_is_checked_against_the_ladder(api: Api, db: Database) -
 
 
 def test_the_documented_examples_are_valid() -> None:
-    from treu.campaigns.schemas import EXAMPLE_BEST_BEFORE, EXAMPLE_CAMPAIGN, EXAMPLE_WEEKEND
+    from treu.campaigns.schemas import (
+        EXAMPLE_BEST_BEFORE,
+        EXAMPLE_CAMPAIGN,
+        EXAMPLE_OFFER,
+        EXAMPLE_WEEKEND,
+    )
     from treu.campaigns.service import parse_spec
 
-    for example in (EXAMPLE_CAMPAIGN, EXAMPLE_WEEKEND, EXAMPLE_BEST_BEFORE):
+    for example in (EXAMPLE_CAMPAIGN, EXAMPLE_WEEKEND, EXAMPLE_BEST_BEFORE, EXAMPLE_OFFER):
         spec = parse_spec({k: v for k, v in example.items() if k != "programme"})
         assert spec.rule_spec(uuid.uuid4()).trigger == "purchase"
 
@@ -200,3 +213,75 @@ def test_the_campaign_rule_changes_only_with_its_campaign(api: Api, db: Database
         problem = assert_problem(response, 409, "rule_managed_by_campaign")
         assert problem["campaign_id"] == created["id"]
     assert api.client.get(url, headers=admin).json()["status"] == "draft"
+
+
+def offer_body(prog: Programme, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "programme": prog.slug,
+        "kind": "offer",
+        "code": f.unique("offer"),
+        "name": "Herbst-Geschenk",
+        "window": f.campaign_window(),
+        "offer": {"points": 200},
+        "holdout_percent": 0,
+    }
+    data.update(overrides)
+    return data
+
+
+def test_an_offer_is_given_when_it_is_activated(api: Api, db: Database) -> None:
+    prog = f.programme(db)
+    admin = api.headers("admin")
+    people = [f.member(db, prog) for _ in range(2)]
+    created = api.client.post("/v1/campaigns", json=offer_body(prog), headers=admin)
+    assert created.status_code == 201, created.text
+    offer = created.json()
+    assert (offer["kind"], offer["status"], offer["given_at"]) == ("offer", "draft", None)
+    url = f"/v1/campaigns/{offer['id']}"
+
+    active = api.client.post(f"{url}/activate", headers=admin)
+    assert active.status_code == 200, active.text
+    assert active.json()["given_at"] is not None
+    assert active.json()["running"] is False  # given: nothing left to do
+    for who in people:
+        balance = api.client.get(f"/v1/members/{who.id}/balance", headers=admin).json()
+        assert balance["available"] == 200
+    # The offer's rule is never published: no purchase earns from it.
+    rule = api.client.get(f"/v1/rules/{offer['rule_id']}", headers=admin).json()
+    assert rule["status"] == "draft"
+
+    data = api.client.get(f"{url}/stats", headers=admin).json()
+    assert (data["treated"], data["held_out"], data["points_issued"]) == (2, 0, 400)
+    assert data["offer"]["points"] == 400
+    assert data["offer"]["coupons"] == 0
+    assert data["messages"]["tracked"] is True
+
+    # Paused and activated again, it gives nobody anything twice.
+    api.client.post(f"{url}/pause", headers=admin)
+    again = api.client.post(f"{url}/activate", headers=admin)
+    assert again.status_code == 200, again.text
+    data = api.client.get(f"{url}/stats", headers=admin).json()
+    assert data["points_issued"] == 400
+
+
+def test_what_an_offer_cannot_be(api: Api, db: Database) -> None:
+    prog = f.programme(db)
+    admin = api.headers("admin")
+
+    def post(**overrides: Any) -> Any:
+        return api.client.post("/v1/campaigns", json=offer_body(prog, **overrides), headers=admin)
+
+    problem = assert_problem(post(offer={"template": "offer"}), 422, "validation_error")
+    assert "points, a reward_id, or both" in problem["errors"][0]["message"]
+    problem = assert_problem(post(offer={"points": 5, "template": "nope"}), 422, "validation_error")
+    assert problem["errors"][0]["field"] == "offer.template"
+    assert_problem(
+        post(boost={"type": "points", "points": 5}), 422, "validation_error"
+    )  # an offer has no boost
+    assert_problem(post(kind="bonus"), 422, "validation_error")  # a bonus needs a boost
+    elsewhere = f.reward(db, f.programme(db))
+    problem = assert_problem(post(offer={"reward_id": str(elsewhere.id)}), 422, "validation_error")
+    assert problem["errors"][0]["field"] == "offer.reward_id"
+    credit = f.reward(db, prog, type="wallet_credit", value_minor=1500, points_cost=100)
+    problem = assert_problem(post(offer={"reward_id": str(credit.id)}), 422, "validation_error")
+    assert problem["errors"] == [{"field": "offer.reward_id", "message": "not a coupon reward"}]

@@ -325,7 +325,15 @@ def test_stats_compare_the_treated_with_the_held_out(db: Database) -> None:
     assert stats.audience == enrolled
     assert stats.points_issued == 3 * BOOST
     assert (stats.budget.used, stats.budget.left) == (3 * BOOST, 1_000 - 3 * BOOST)
-    assert stats.messages.model_dump() == {"tracked": False, "sent": 0, "delivered": 0, "failed": 0}
+    assert stats.messages.model_dump() == {
+        "tracked": True,
+        "sent": 0,
+        "delivered": 0,
+        "failed": 0,
+        "pending": 0,
+        "by_channel": {},
+    }  # a bonus campaign sends no message
+    assert stats.offer is None
     assert stats.redemptions == 0
     t, h = stats.arms["treated"], stats.arms["held_out"]
     assert (t.members, t.points, t.purchases) == (2, 72, 3)

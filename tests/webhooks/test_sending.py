@@ -192,7 +192,21 @@ def test_failures_are_retried_with_the_same_id_and_the_same_body(hooks: Hooks) -
         3,
         None,
     )
+    assert delivered["last_status"] == 200  # the answer of the try that arrived
     assert hooks.endpoint(webhook)["consecutive_failures"] == 0  # an arrival resets it
+
+
+def test_a_delivered_webhook_shows_the_receivers_status(hooks: Hooks) -> None:
+    webhook = hooks.register()
+    hooks.receiver.answer(202)
+    hooks.purchase()
+    assert hooks.deliver().sent == 1
+    [delivered] = hooks.deliveries(webhook)
+    assert (delivered["status"], delivered["last_status"], delivered["last_error"]) == (
+        "delivered",
+        202,
+        None,
+    )
 
 
 def test_an_endpoint_failing_in_a_row_is_disabled_and_can_be_enabled_again(

@@ -10,7 +10,10 @@
   first time an event of the member falls in the window while the audience holds it
   (the campaigns reaction of the ingest), never changed afterwards. The experiments work
   reads it. ``member_id`` and ``event_id`` carry no foreign keys, like the other tables
-  the ingest writes (migration 0010).
+  the ingest writes (migration 0010). An offer writes its rows when it gives
+  (``treu.campaigns.offers``): ``first_seen_at`` is then that moment, ``event_id`` null,
+  and ``coupon_id`` the coupon a treated member got. The primary key is what makes an
+  offer reach each member once, however often and by however many workers it runs.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class Campaign(IdMixin, TimestampMixin, Base):
     """First activation: from then on the control group (holdout, code) cannot change."""
     paused_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    given_at: Mapped[datetime | None]
+    """An offer: when it had reached its whole audience, or its budget ran out (the
+    worker's job looks no further at it)."""
 
 
 class CampaignExposure(Base):
@@ -78,5 +84,7 @@ class CampaignExposure(Base):
     first_seen_at: Mapped[datetime]
     """When the member's first event in the window occurred (of those processed first)."""
     event_id: Mapped[uuid.UUID | None]
-    """Treu's id of that event."""
+    """Treu's id of that event (null for an offer's exposure)."""
+    coupon_id: Mapped[uuid.UUID | None]
+    """The coupon an offer gave the member (treated, with a reward)."""
     recorded_at: Mapped[datetime] = mapped_column(default=utc_now)

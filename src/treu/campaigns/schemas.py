@@ -1,10 +1,17 @@
 """A campaign as marketing staff write it (``CampaignSpec``), the earning rule it becomes,
 and what the API answers.
 
-A campaign is a boost on the earning rules, so it is written as one: its window becomes
-the rule's validity, its boost the rule's effect (with the boost's own conditions), its
-audience and control group the rule's condition and member list, its budget the rule's
-budget. ``CampaignSpec.rule_spec`` is that translation, and the only place that knows it.
+A **bonus** campaign (the default ``kind``) is a boost on the earning rules, so it is
+written as one: its window becomes the rule's validity, its boost the rule's effect
+(with the boost's own conditions), its audience and control group the rule's condition
+and member list, its budget the rule's budget. ``CampaignSpec.rule_spec`` is that
+translation, and the only place that knows it.
+
+A targeted **offer** (``kind: "offer"``) gives points, a reward's coupon or both to its
+audience once, with a message (``treu.campaigns.offers``). It manages a rule too, but
+one that is never published: the rule names the offer's points in the ledger (its
+postings carry the rule's id, as a bonus campaign's do) and holds its budget
+(``budget_used``), so statistics and budgets read the same columns for both kinds.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from treu.rules.spec import (
 )
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+TEMPLATE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+OFFER_TEMPLATE = "offer"
+"""The built-in template of an offer's message (``treu/messaging/templates/*/offer.*``)."""
 TIER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 MAX_HOLDOUT = 90
 MAX_CONDITION_CHARS = 1_000
@@ -119,6 +129,30 @@ class PointsBoost(_Boost):
 Boost = Annotated[MultiplierBoost | PointsBoost, Field(discriminator="type")]
 
 
+class Offer(_Model):
+    """What a targeted offer gives each treated member of its audience, once: ``points``
+    (credited at once, not pending), a coupon of ``reward_id`` (a reward that issues
+    coupons), or both; and the message that says so."""
+
+    points: int | None = Field(default=None, ge=1, le=1_000_000, examples=[200])
+    reward_id: uuid.UUID | None = Field(
+        default=None, description="A reward of the programme that issues a coupon"
+    )
+    template: str = Field(
+        default=OFFER_TEMPLATE,
+        pattern=TEMPLATE_PATTERN,
+        description="The message: a built-in template, or one the programme stored under "
+        "this key (/v1/templates)",
+        examples=["offer"],
+    )
+
+    @model_validator(mode="after")
+    def _gives_something(self) -> Offer:
+        if self.points is None and self.reward_id is None:
+            raise PydanticCustomError("offer", "an offer gives points, a reward_id, or both")
+        return self
+
+
 class Audience(_Model):
     """Who the campaign is for; every field left out means everybody. Segments will
     come with the segments feature."""
@@ -145,8 +179,14 @@ class Audience(_Model):
 
 
 class CampaignSpec(_Model):
-    """One bonus campaign. See docs/campaigns.md."""
+    """One campaign: a bonus (``boost``) or a targeted offer (``offer``). See
+    docs/campaigns.md."""
 
+    kind: Literal["bonus", "offer"] = Field(
+        default="bonus",
+        description="bonus: a boost on purchases in the window; offer: points, a coupon or "
+        "both, given to the audience once, with a message",
+    )
     code: str = Field(pattern=CODE_PATTERN, examples=["bio-woche"])
     name: str = Field(
         min_length=1,
@@ -156,7 +196,8 @@ class CampaignSpec(_Model):
     )
     description: str | None = Field(default=None, max_length=2_000)
     window: Window
-    boost: Boost
+    boost: Boost | None = Field(default=None, description="A bonus campaign's boost")
+    offer: Offer | None = Field(default=None, description="What an offer gives")
     audience: Audience = Field(default_factory=Audience)
     holdout_percent: int = Field(
         default=10,
@@ -180,10 +221,44 @@ class CampaignSpec(_Model):
             raise PydanticCustomError("blank", "name must not be blank")
         return value
 
+    @model_validator(mode="after")
+    def _kind(self) -> CampaignSpec:
+        if self.kind == "bonus":
+            if self.boost is None:
+                raise PydanticCustomError("boost", "a bonus campaign needs a boost")
+            if self.offer is not None:
+                raise PydanticCustomError("offer", 'an offer needs "kind": "offer"')
+        else:
+            if self.offer is None:
+                raise PydanticCustomError("offer", "an offer campaign needs an offer")
+            if self.boost is not None:
+                raise PydanticCustomError("boost", "an offer campaign has no boost")
+        return self
+
+    @property
+    def is_offer(self) -> bool:
+        return self.kind == "offer"
+
     def rule_spec(self, campaign_id: uuid.UUID) -> RuleSpec:
         """The earning rule that gives the campaign's points. Held-out members fail its
-        condition (``bucket(member.id, salt) >= holdout``), so they get nothing."""
+        condition (``bucket(member.id, salt) >= holdout``), so they get nothing. An
+        offer's rule is never published and could award nothing if it were (its
+        condition is ``False``): it names the offer's postings and holds its budget."""
+        if self.offer is not None:
+            return RuleSpec(
+                name=self.name,
+                description=f"Offer {self.code} (managed through /v1/campaigns; its points "
+                "are given by the offer, never by an event)",
+                trigger="purchase",
+                condition="False",
+                effect=Fixed(points=self.offer.points or 0),
+                priority=CAMPAIGN_PRIORITY,
+                budget_points=self.budget_points,
+                valid_from=self.window.starts_at,
+                valid_until=self.window.ends_at,
+            )
         boost = self.boost
+        assert boost is not None  # a bonus campaign has one (``_kind``)
         lined = boost.line_condition is not None
         effect: Multiplier | Fixed
         if isinstance(boost, MultiplierBoost):
@@ -237,6 +312,17 @@ EXAMPLE_WEEKEND: dict[str, Any] = {
     "audience": {"tiers": ["silber", "gold"]},
     "holdout_percent": 10,
 }
+EXAMPLE_OFFER: dict[str, Any] = {
+    "programme": "demo",
+    "kind": "offer",
+    "code": "herbst-geschenk",
+    "name": "Herbst-Geschenk",
+    "window": {"starts_at": "2026-10-01T00:00:00+02:00", "ends_at": "2026-10-31T00:00:00+01:00"},
+    "offer": {"points": 200},
+    "audience": {"tiers": ["gold"]},
+    "holdout_percent": 10,
+    "budget_points": 100000,
+}
 EXAMPLE_BEST_BEFORE: dict[str, Any] = {
     "programme": "demo",
     "code": "kurz-vor-mhd",
@@ -253,6 +339,7 @@ EXAMPLE_BEST_BEFORE: dict[str, Any] = {
 class CampaignOut(BaseModel):
     id: uuid.UUID
     programme: str
+    kind: str = Field(description="bonus or offer")
     code: str
     name: str
     status: str = Field(description="draft, active, paused or ended")
@@ -269,6 +356,10 @@ class CampaignOut(BaseModel):
     activated_at: datetime | None
     paused_at: datetime | None
     ended_at: datetime | None
+    given_at: datetime | None = Field(
+        default=None,
+        description="An offer: when it had reached its whole audience (or its budget ran out)",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -290,12 +381,34 @@ class ArmStats(BaseModel):
 
 
 class MessageStats(BaseModel):
-    tracked: bool = Field(
-        description="False until journeys and message delivery exist: the counts are 0"
+    """The deliveries made of the campaign's ``campaign.message`` outbox rows to its
+    members (e-mail and inbox; webhooks are not messages to members)."""
+
+    tracked: bool = Field(description="True: the counts come from the deliveries")
+    sent: int = Field(
+        default=0,
+        description="Deliveries planned (one per channel that carries the message), in any state",
     )
-    sent: int = 0
-    delivered: int = 0
-    failed: int = 0
+    delivered: int = Field(default=0, description="Deliveries that arrived")
+    failed: int = Field(
+        default=0, description="Deliveries dead, or failing now (a failing one is retried)"
+    )
+    pending: int = Field(default=0, description="Deliveries not tried yet")
+    by_channel: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description='Per channel, deliveries per state: {"email": {"delivered": 90, …}}',
+    )
+
+
+class OfferStats(BaseModel):
+    """What an offer gave."""
+
+    points: int = Field(description="Points credited to treated members")
+    members_with_points: int
+    coupons: int = Field(description="Coupons issued to treated members")
+    given_at: datetime | None = Field(
+        description="When the offer had reached its whole audience (or its budget ran out)"
+    )
 
 
 class BudgetStats(BaseModel):
@@ -320,4 +433,5 @@ class CampaignStats(BaseModel):
     )
     budget: BudgetStats
     redemptions: int = Field(description="Rewards redeemed by exposed members in the window")
+    offer: OfferStats | None = Field(default=None, description="An offer's gifts; null: bonus")
     arms: dict[str, ArmStats] = Field(description="treated and held_out")

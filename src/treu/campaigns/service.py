@@ -15,6 +15,11 @@ day, for the checkout and for the purchase. The campaigns reaction of the ingest
 (``treu.events.reactions.campaigns``) records who was in which arm; it reads the running
 campaigns through ``live``, cached per process like the earning rules, which costs a
 dictionary look-up per unit of work while a programme runs no campaign.
+
+An **offer** (``spec.kind == "offer"``) goes through the same life, but its rule is never
+published (it names the offer's postings and holds its budget) and it is not among the
+running campaigns the ingest records exposures for: an offer records its exposures
+when it gives (``treu.campaigns.offers``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 from treu.members.models import Member
 from treu.programmes.models import Programme
+from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
+from treu.rewards.models import COUPON_TYPES, Reward, RewardType
 from treu.rules.errors import NothingToPublish
 from treu.rules.expr import bucket_of
 from treu.rules.models import Rule, RuleStatus
@@ -123,6 +130,7 @@ class CampaignService:
     ) -> Campaign:
         self._check_code_free(session, programme.id, spec.code)
         self._check_audience(session, programme, spec)
+        self._check_offer(session, programme, spec)
         campaign_id = new_id()
         rule = rules.create(
             session, programme=programme, spec=spec.rule_spec(campaign_id), actor=actor
@@ -161,7 +169,7 @@ class CampaignService:
         if campaign.activated_at is not None:
             changed = [
                 name
-                for name in ("code", "holdout_percent")
+                for name in ("kind", "code", "holdout_percent")
                 if getattr(spec, name) != getattr(current, name)
             ]
             if changed:
@@ -174,14 +182,19 @@ class CampaignService:
         if spec.code != campaign.code:
             self._check_code_free(session, programme.id, spec.code)
         self._check_audience(session, programme, spec)
+        self._check_offer(session, programme, spec)
         rule = rules.get(session, campaign.rule_id)
         rules.update(session, rule, spec=spec.rule_spec(campaign.id), actor=actor)
-        if campaign.status == CampaignStatus.active.value:
+        if campaign.status == CampaignStatus.active.value and not spec.is_offer:
             self._publish(session, rule, actor=actor, now=now)
         campaign.spec = self._json(spec)
         campaign.code = spec.code
         campaign.name = spec.name
         campaign.budget_points = spec.budget_points
+        if spec.is_offer:
+            # A larger budget or a wider audience: the offer goes on with the members it
+            # has not reached (exposures keep anyone from getting it twice).
+            campaign.given_at = None
         campaign.revision += 1
         session.flush()
         self._audit(session, campaign, actor, "campaign.update", {"spec": campaign.spec})
@@ -206,7 +219,10 @@ class CampaignService:
             )
         programme = session.get_one(Programme, campaign.programme_id)
         self._check_audience(session, programme, spec)  # a tier may be gone since
-        self._publish(session, rules.get(session, campaign.rule_id), actor=actor, now=now)
+        if spec.is_offer:
+            self._check_offer(session, programme, spec)  # the reward may be gone since
+        else:
+            self._publish(session, rules.get(session, campaign.rule_id), actor=actor, now=now)
         campaign.status = CampaignStatus.active.value
         campaign.activated_at = campaign.activated_at or now
         campaign.paused_at = None
@@ -226,7 +242,8 @@ class CampaignService:
         if campaign.status != CampaignStatus.active.value:
             raise CampaignStatusConflict(f"a {campaign.status} campaign cannot be paused")
         now = now or utc_now()
-        rules.pause(session, rules.get(session, campaign.rule_id), actor=actor, now=now)
+        if not self.spec_of(campaign).is_offer:
+            rules.pause(session, rules.get(session, campaign.rule_id), actor=actor, now=now)
         campaign.status = CampaignStatus.paused.value
         campaign.paused_at = now
         campaign.revision += 1
@@ -290,8 +307,9 @@ class CampaignService:
         return {by_rule[rule_id]: used for rule_id, used in rows}
 
     def running(self, campaign: Campaign, *, budget_used: int, now: datetime) -> bool:
-        """Active, inside its window, and with budget left."""
-        if campaign.status != CampaignStatus.active.value:
+        """Active, inside its window, and with budget left (an offer: and not given to
+        its whole audience yet)."""
+        if campaign.status != CampaignStatus.active.value or campaign.given_at is not None:
             return False
         spec = self.spec_of(campaign)
         if not spec.window.contains(now):
@@ -334,6 +352,8 @@ class CampaignService:
         out = []
         for campaign in sorted(found, key=lambda c: c.id):
             spec = self.spec_of(campaign)
+            if spec.is_offer:
+                continue  # an offer records its exposures when it gives
             audience = spec.audience
             out.append(
                 LiveCampaign(
@@ -404,6 +424,24 @@ class CampaignService:
                         for m in missing[:10]
                     ],
                 )
+
+    def _check_offer(self, session: Session, programme: Programme, spec: CampaignSpec) -> None:
+        """An offer's reward is the programme's and issues a coupon."""
+        offer = spec.offer
+        if offer is None or offer.reward_id is None:
+            return
+        row = session.execute(select(*VIEW_COLUMNS).where(Reward.id == offer.reward_id)).first()
+        reward = RewardView(*row) if row is not None else None
+        if reward is None or reward.programme_id != programme.id:
+            raise Invalid(
+                f"programme {programme.slug!r} has no reward {str(offer.reward_id)!r}",
+                errors=[{"field": "offer.reward_id", "message": "no such reward"}],
+            )
+        if RewardType(reward.type) not in COUPON_TYPES:
+            raise Invalid(
+                f"reward {str(offer.reward_id)!r} issues no coupon: an offer gives a coupon",
+                errors=[{"field": "offer.reward_id", "message": "not a coupon reward"}],
+            )
 
     def _lock_row(self, session: Session, campaign: Campaign) -> None:
         session.refresh(campaign, with_for_update=True)

@@ -11,8 +11,12 @@ The events table is named here as a Core table of the four columns read (as migr
 name tables): the events package sits above this one (its campaigns reaction imports
 it), so its model cannot be imported.
 
-Messages are counted once journeys and message delivery exist; until then ``tracked`` is
-false and the counts are 0.
+Messages are the deliveries made of the campaign's ``campaign.message`` outbox rows (an
+offer's messages): the treated members' deliveries of that type (``deliveries`` has a
+member index) whose outbox row's payload names the campaign as its ``source_id``. Only
+the channels that reach members count (e-mail, inbox); a webhook subscriber's copy is
+not a message sent. The same query runs on SQLite and PostgreSQL (``JSON_EXTRACT`` and
+``->>``, as SQLAlchemy's JSON type writes them).
 """
 
 from __future__ import annotations
@@ -26,10 +30,19 @@ from sqlalchemy import Integer, String, Uuid, and_, case, column, func, select, 
 from sqlalchemy.orm import Session
 
 from treu.campaigns.models import Arm, Campaign, CampaignExposure
-from treu.campaigns.schemas import ArmStats, BudgetStats, CampaignSpec, CampaignStats, MessageStats
+from treu.campaigns.schemas import (
+    ArmStats,
+    BudgetStats,
+    CampaignSpec,
+    CampaignStats,
+    MessageStats,
+    OfferStats,
+)
 from treu.db.base import UTCDateTime
+from treu.delivery.models import Delivery, DeliveryStatus
 from treu.ledger.models import Posting, PostingKind
 from treu.members.models import Member, MemberStatus
+from treu.outbox.models import OutboxMessage
 from treu.programmes.models import Programme
 from treu.rewards.models import Redemption, RedemptionStatus
 from treu.rules.models import Rule
@@ -37,6 +50,9 @@ from treu.tiers.models import MemberTier
 from treu.tiers.service import tiers
 
 _CHUNK = 1_000
+MESSAGE_TYPE = "campaign.message"
+MESSAGE_CHANNELS = ("email", "inbox")
+"""The channels whose deliveries are messages to members (``treu.messaging``'s names)."""
 
 _EVENTS = table(
     "events",
@@ -63,13 +79,18 @@ def campaign_stats(session: Session, campaign: Campaign, *, now: datetime) -> Ca
         members[arm] = int(count)
 
     points: dict[str, int] = defaultdict(int)
-    for arm, total in session.execute(
-        select(exposed.arm, func.coalesce(func.sum(Posting.points), 0))
+    credited: dict[str, int] = defaultdict(int)
+    for arm, total, count in session.execute(
+        select(
+            exposed.arm,
+            func.coalesce(func.sum(Posting.points), 0),
+            func.count(func.distinct(Posting.member_id)),
+        )
         .join(Posting, Posting.member_id == exposed.member_id)
         .where(mine, Posting.rule_id == campaign.rule_id, Posting.kind == PostingKind.earn.value)
         .group_by(exposed.arm)
     ):
-        points[arm] = int(total)
+        points[arm], credited[arm] = int(total), int(count)
 
     events = _EVENTS.c
     purchases: dict[str, int] = defaultdict(int)
@@ -123,12 +144,13 @@ def campaign_stats(session: Session, campaign: Campaign, *, now: datetime) -> Ca
         exposed=treated + held_out,
         treated=treated,
         held_out=held_out,
-        messages=MessageStats(tracked=False),
+        messages=message_stats(session, campaign),
         points_issued=issued,
         budget=BudgetStats(
             points=budget, used=used, left=max(budget - used, 0) if budget is not None else None
         ),
         redemptions=sum(redeemed.values()),
+        offer=_offer(session, campaign, points, credited) if spec.is_offer else None,
         arms={
             arm.value: _arm(
                 members[arm.value],
@@ -139,6 +161,58 @@ def campaign_stats(session: Session, campaign: Campaign, *, now: datetime) -> Ca
             )
             for arm in Arm
         },
+    )
+
+
+def message_stats(session: Session, campaign: Campaign) -> MessageStats:
+    """Deliveries of the campaign's messages, per channel and state (module docstring)."""
+    exposed = CampaignExposure
+    rows = session.execute(
+        select(Delivery.channel, Delivery.status, func.count())
+        .select_from(exposed)
+        .join(
+            Delivery,
+            and_(Delivery.member_id == exposed.member_id, Delivery.event_type == MESSAGE_TYPE),
+        )
+        .join(OutboxMessage, OutboxMessage.id == Delivery.outbox_id)
+        .where(
+            exposed.campaign_id == campaign.id,
+            exposed.arm == Arm.treated.value,
+            Delivery.channel.in_(MESSAGE_CHANNELS),
+            OutboxMessage.payload["source_id"].as_string() == str(campaign.id),
+        )
+        .group_by(Delivery.channel, Delivery.status)
+    ).all()
+    by_channel: dict[str, dict[str, int]] = {}
+    states: dict[str, int] = defaultdict(int)
+    for channel, state, count in rows:
+        by_channel.setdefault(str(channel), {s.value: 0 for s in DeliveryStatus})[state] = int(
+            count
+        )
+        states[str(state)] += int(count)
+    return MessageStats(
+        tracked=True,
+        sent=sum(states.values()),
+        delivered=states[DeliveryStatus.delivered.value],
+        failed=states[DeliveryStatus.failed.value] + states[DeliveryStatus.dead.value],
+        pending=states[DeliveryStatus.pending.value],
+        by_channel=by_channel,
+    )
+
+
+def _offer(
+    session: Session, campaign: Campaign, points: dict[str, int], credited: dict[str, int]
+) -> OfferStats:
+    coupons = session.scalar(
+        select(func.count()).where(
+            CampaignExposure.campaign_id == campaign.id, CampaignExposure.coupon_id.is_not(None)
+        )
+    )
+    return OfferStats(
+        points=points[Arm.treated.value],
+        members_with_points=credited[Arm.treated.value],
+        coupons=int(coupons or 0),
+        given_at=campaign.given_at,
     )
 
 

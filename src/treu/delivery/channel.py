@@ -88,13 +88,18 @@ class Outcome:
     """None when it arrived."""
     dead: bool = False
     """True when this failure was the last try."""
+    status: int | None = None
+    """The receiver's answer to an arrival (a webhook's HTTP status), where the channel
+    has one; a failure's is ``error.status``."""
 
 
 class Sender(Protocol):
     """Sends one channel's deliveries; one per worker thread (it may keep a connection)."""
 
-    def send(self, delivery: Claimed) -> None:
-        """Deliver or raise ``SendFailed``."""
+    def send(self, delivery: Claimed) -> int | None:
+        """Deliver or raise ``SendFailed``; the receiver's status when it answers with
+        one (a webhook's HTTP status), else None. It is kept as the delivery's
+        ``last_status``."""
         ...
 
     def close(self) -> None: ...

@@ -194,11 +194,19 @@ class DeliveryService:
             for row in rows
         ]
 
-    def outcome(self, delivery: Claimed, error: Exception | None, *, backoff: Backoff) -> Outcome:
+    def outcome(
+        self,
+        delivery: Claimed,
+        error: Exception | None,
+        *,
+        backoff: Backoff,
+        status: int | None = None,
+    ) -> Outcome:
+        """What a send came to; ``status``: the receiver's answer to an arrival."""
         from treu.delivery.channel import SendFailed
 
         if error is None:
-            return Outcome(delivery, None)
+            return Outcome(delivery, None, status=status)
         failed = error if isinstance(error, SendFailed) else SendFailed(_describe(error))
         dead = not failed.retry or delivery.attempt >= backoff.max_attempts
         return Outcome(delivery, failed, dead=dead)
@@ -229,7 +237,7 @@ class DeliveryService:
                     last_status=bindparam("b_status"),
                 ),
                 [
-                    {"b_id": o.delivery.id, "b_attempt": o.delivery.attempt, "b_status": None}
+                    {"b_id": o.delivery.id, "b_attempt": o.delivery.attempt, "b_status": o.status}
                     for o in delivered
                 ],
             )

@@ -82,10 +82,10 @@ class Deliverer:
             )
         if not claimed:
             return Round()
-        errors = list(self._pool.map(self._send, claimed))
+        sent = list(self._pool.map(self._send, claimed))
         outcomes = [
-            deliveries.outcome(d, e, backoff=self.backoff)
-            for d, e in zip(claimed, errors, strict=True)
+            deliveries.outcome(d, e, backoff=self.backoff, status=status)
+            for d, (e, status) in zip(claimed, sent, strict=True)
         ]
         now = self.clock()
         by_channel: dict[str, list[Outcome]] = defaultdict(list)
@@ -170,9 +170,10 @@ class Deliverer:
                 self._senders.append(sender)
         return sender
 
-    def _send(self, delivery: Claimed) -> Exception | None:
+    def _send(self, delivery: Claimed) -> tuple[Exception | None, int | None]:
+        """The send's error, or None and the receiver's status."""
         try:
-            self._sender(delivery.channel).send(delivery)
+            status = self._sender(delivery.channel).send(delivery)
         except Exception as exc:
-            return exc
-        return None
+            return exc, None
+        return None, status

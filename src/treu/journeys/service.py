@@ -18,9 +18,8 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,7 +29,7 @@ from treu.db.base import table_of
 from treu.journeys.errors import InvalidJourney
 from treu.journeys.models import Arm, Journey, JourneyExposure, JourneyKind, JourneyProgramme
 from treu.kit.ids import new_id
-from treu.kit.time import utc_now
+from treu.kit.time import QUIET_END, QUIET_START, quiet_until, time_of_day, utc_now
 from treu.outbox.events import CampaignMessage
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
@@ -82,8 +81,6 @@ OWNS: dict[JourneyKind, str] = {
 """The e-mail channel's built-in transactional mail an enabled journey replaces: while
 the journey runs, its message is the one mail (no double welcome)."""
 
-QUIET_START, QUIET_END = "21:00", "08:00"
-
 _EXPOSURES = table_of(JourneyExposure)
 _COUPONS = table_of(Coupon)
 DEFAULT_COUPON_DAYS = 30
@@ -97,32 +94,6 @@ def bucket(member_id: uuid.UUID, journey_id: uuid.UUID) -> int:
 
 def held_out(member_id: uuid.UUID, journey: Journey) -> bool:
     return bucket(member_id, journey.id) < journey.holdout_pct
-
-
-def _clock(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
-
-
-def quiet_until(now: datetime, tz: str, start: str, end: str) -> datetime | None:
-    """The end of the quiet period ``now`` falls in (the programme's local time), or
-    None outside it. A period may span midnight (21:00 to 08:00)."""
-    zone = ZoneInfo(tz)
-    local = now.astimezone(zone)
-    begin, finish = _clock(start), _clock(end)
-    at = local.time()
-    if begin == finish:
-        return None
-    if begin < finish:
-        inside = begin <= at < finish
-        day = local.date()
-    else:
-        inside = at >= begin or at < finish
-        day = local.date() + timedelta(days=1) if at >= begin else local.date()
-    if not inside:
-        return None
-    wake = datetime(day.year, day.month, day.day, finish.hour, finish.minute, tzinfo=zone)
-    return wake.astimezone(ZoneInfo("UTC"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +232,7 @@ class JourneyService:
     ) -> JourneyProgramme:
         for value in (start, end):
             try:
-                _clock(value)
+                time_of_day(value)
             except ValueError:
                 raise InvalidJourney(f"{value!r} is not a time of day (HH:MM)") from None
         row = session.get(JourneyProgramme, programme_id, with_for_update=True)

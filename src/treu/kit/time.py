@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import overload
 from zoneinfo import ZoneInfo
 
@@ -87,3 +87,35 @@ def end_of_year(year: int, tz: str) -> datetime:
 
 def local_date(value: datetime, tz: str) -> date:
     return value.astimezone(ZoneInfo(tz)).date()
+
+
+QUIET_START, QUIET_END = "21:00", "08:00"
+"""Marketing quiet hours of a programme that set none (its local time)."""
+
+
+def time_of_day(text: str) -> time:
+    """``"21:00"`` as a time of day (``ValueError`` for anything else)."""
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def quiet_until(now: datetime, tz: str, start: str, end: str) -> datetime | None:
+    """The end of the quiet period ``now`` falls in (the programme's local time), or
+    None outside it. A period may span midnight (21:00 to 08:00). Journeys and offers
+    delay marketing messages to it."""
+    zone = ZoneInfo(tz)
+    local = now.astimezone(zone)
+    begin, finish = time_of_day(start), time_of_day(end)
+    at = local.time()
+    if begin == finish:
+        return None
+    if begin < finish:
+        inside = begin <= at < finish
+        day = local.date()
+    else:
+        inside = at >= begin or at < finish
+        day = local.date() + timedelta(days=1) if at >= begin else local.date()
+    if not inside:
+        return None
+    wake = datetime(day.year, day.month, day.day, finish.hour, finish.minute, tzinfo=zone)
+    return wake.astimezone(UTC)

@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from treu.campaigns.models import Campaign
 from treu.config import DEV_SMTP_FROM, Settings
 from treu.delivery.channel import Channel, Outcome, Planned, Sender
 from treu.delivery.models import Delivery
@@ -76,6 +77,8 @@ class Facts:
     coupons: Mapping[uuid.UUID, Coupon]
     balance: int
     """Available points now (at planning)."""
+    campaigns: Mapping[uuid.UUID, str] = field(default_factory=dict)
+    """The names of the campaigns whose messages (``source: campaign``) are planned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,10 @@ def _campaign(facts: Facts) -> dict[str, Any]:
         "coupon_code": None,
         "coupon_offer": None,
         "coupon_expires_on": None,
+        "campaign": None,
     }
+    if payload.get("source") == "campaign" and payload.get("source_id"):
+        out["campaign"] = facts.campaigns.get(uuid.UUID(str(payload["source_id"])))
     if payload.get("points") is not None:
         points = int(payload["points"])
         out["points"] = format_number(points, lang)
@@ -302,6 +308,20 @@ class EmailChannel:
                 )
             ).all()
         )
+        campaign_ids = {
+            uuid.UUID(str(m.payload["source_id"]))
+            for m in wanted
+            if m.type == CAMPAIGN and m.payload.get("source") == "campaign"
+        }
+        names: dict[uuid.UUID, str] = (
+            dict(
+                session.execute(
+                    select(Campaign.id, Campaign.name).where(Campaign.id.in_(campaign_ids))
+                ).all()
+            )
+            if campaign_ids
+            else {}
+        )
         owned = self.owned(session, programme_ids) if self.owned is not None else set()
         sent = self._marketing_sent(session, wanted, now)
         planned: list[Planned] = []
@@ -326,6 +346,7 @@ class EmailChannel:
                 lang=member_language(None, member.language),
                 coupons=coupons,
                 balance=int(balances.get(member.id, 0)),
+                campaigns=names,
             )
             if spec.kind == "marketing":
                 if sent.get(member.id, 0) >= self.marketing_cap:

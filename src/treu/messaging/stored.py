@@ -64,7 +64,8 @@ VARIABLES: dict[str, str] = {
     "points_name": "The programme's name for points, plural",
     "unsubscribe_url": "The member's one-click unsubscribe link",
     "card_number": "The member's card number",
-    "points": "Points of the expiry notice, else of the member's next expiry (may be empty)",
+    "points": "Points of the expiry notice or of an offer, else of the member's next expiry "
+    "(may be empty)",
     "points_label": "The programme's name for that many points",
     "expires_on": "Their expiry date, by locale (31.12.2026; may be empty)",
     "tier": "The member's tier (the new one in an upgrade; may be empty)",
@@ -76,6 +77,7 @@ VARIABLES: dict[str, str] = {
     "coupon_expires_on": "The coupon's last day, by locale",
     "coupon_qr": "The coupon code as a QR code, inline SVG (HTML part)",
     "reward": "The reward the coupon is for (may be empty)",
+    "campaign": "The campaign's name, in a campaign's message (may be empty)",
     "lang": "The language (de, en)",
 }
 """What a stored template may name (and ``GET /v1/templates/variables`` lists)."""
@@ -121,6 +123,7 @@ def sample_variables(lang: str) -> dict[str, Any]:
         "coupon_expires_on": day,
         "coupon_qr": trusted_html("<svg></svg>"),
         "reward": "Gutschein" if lang == "de" else "Voucher",
+        "campaign": "Herbst-Geschenk",
     }
 
 
@@ -199,6 +202,7 @@ def member_variables(
         "coupon_expires_on": None,
         "coupon_qr": None,
         "reward": None,
+        "campaign": None,
     }
     if balance > 0:
         expiring = ledger.balance(session, member_id=member.id, expiring_limit=1).expiring

@@ -127,7 +127,8 @@ class WebhookSender:
         self._seen[endpoint_id] = (clock, endpoint)
         return endpoint
 
-    def send(self, delivery: Claimed) -> None:
+    def send(self, delivery: Claimed) -> int:
+        """POST the delivery; the receiver's (2xx) status, or ``SendFailed``."""
         now = utc_now()
         endpoint = self._endpoint(uuid.UUID(delivery.target), now)
         if endpoint is None:
@@ -166,6 +167,7 @@ class WebhookSender:
             if excerpt:
                 text += f": {excerpt}"
             raise SendFailed(text, status=status)
+        return status
 
     def close(self) -> None:
         self.client.close()

@@ -154,6 +154,16 @@ def journeys_daily(
     return run_daily(db, now=now, on_batch=on_batch)
 
 
+def give_offers(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Targeted offers whose window has started: each member of the audience once, a
+    page per unit of work (treu.campaigns.offers)."""
+    from treu.campaigns.offers import offers
+
+    return offers.give_due(db, now=now)
+
+
 class JobFunc(Protocol):
     def __call__(
         self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
@@ -215,6 +225,13 @@ JOBS: dict[str, Job] = {
             unit="members reached",
             run=journeys_daily,
             interval_setting="worker_journeys_every_seconds",
+        ),
+        Job(
+            name="campaigns.offers",
+            description="Give activated offers whose window has started to their audience",
+            unit="members reached",
+            run=give_offers,
+            interval_setting="worker_offers_every_seconds",
         ),
     )
 }

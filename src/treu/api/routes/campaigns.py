@@ -9,18 +9,22 @@ from treu.api.deps import DB, Admin, require
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.auth.service import Principal
 from treu.campaigns.models import Campaign, CampaignStatus
+from treu.campaigns.offers import offers
 from treu.campaigns.schemas import (
     EXAMPLE_BEST_BEFORE,
     EXAMPLE_CAMPAIGN,
+    EXAMPLE_OFFER,
     EXAMPLE_WEEKEND,
     CampaignList,
     CampaignOut,
+    CampaignSpec,
     CampaignStats,
 )
 from treu.campaigns.service import campaigns, parse_spec
 from treu.campaigns.stats import campaign_stats
 from treu.errors import Invalid
 from treu.kit.time import utc_now
+from treu.messaging.stored import message_keys
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 
@@ -41,6 +45,23 @@ STATUS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _spec(data: dict[str, Any]) -> CampaignSpec:
+    """A valid specification whose offer names a message Treu has (the templates live in
+    the messaging package, above the campaigns)."""
+    spec = parse_spec(data)
+    if spec.offer is not None and spec.offer.template not in message_keys():
+        raise Invalid(
+            f"no message template {spec.offer.template!r}",
+            errors=[
+                {
+                    "field": "offer.template",
+                    "message": f"one of {', '.join(sorted(message_keys()))}",
+                }
+            ],
+        )
+    return spec
+
+
 def _out(
     session: Session, campaign: Campaign, programme: Programme, used: int | None = None
 ) -> CampaignOut:
@@ -49,6 +70,7 @@ def _out(
     return CampaignOut(
         id=campaign.id,
         programme=programme.slug,
+        kind=str(campaign.spec.get("kind", "bonus")),
         code=campaign.code,
         name=campaign.name,
         status=campaign.status,
@@ -60,6 +82,7 @@ def _out(
         activated_at=campaign.activated_at,
         paused_at=campaign.paused_at,
         ended_at=campaign.ended_at,
+        given_at=campaign.given_at,
         created_at=campaign.created_at,
         updated_at=campaign.updated_at,
     )
@@ -117,6 +140,10 @@ def create_campaign(
                     "summary": "+50 on each line near its best-before date",
                     "value": EXAMPLE_BEST_BEFORE,
                 },
+                "offer": {
+                    "summary": "An offer: 200 points to Gold members, with a message",
+                    "value": EXAMPLE_OFFER,
+                },
             },
         ),
     ],
@@ -129,7 +156,7 @@ def create_campaign(
     programme_ref = payload.pop("programme", None)
     if not isinstance(programme_ref, str) or not programme_ref:
         raise Invalid("name the programme", errors=[{"field": "programme", "message": "required"}])
-    spec = parse_spec(payload)
+    spec = _spec(payload)
     with db.unit_of_work() as session:
         found = programmes.get(session, programme_ref)
         campaign = campaigns.create(session, programme=found, spec=spec, actor=key.actor)
@@ -174,7 +201,7 @@ def patch_campaign(
     `code` cannot change (**409** `campaign_locked`)."""
     with db.unit_of_work() as session:
         campaign = campaigns.get(session, campaign_id)
-        spec = parse_spec({**campaign.spec, **changes})
+        spec = _spec({**campaign.spec, **changes})
         campaign = campaigns.update(session, campaign, spec=spec, actor=key.actor)
         return _with(session, campaign)
 
@@ -193,10 +220,18 @@ def patch_campaign(
 )
 def activate_campaign(campaign_id: str, db: DB, key: Admin) -> CampaignOut:
     """Start the campaign (or resume a paused one): its rule is published, at once in
-    this server process and within 5 seconds in the others."""
+    this server process and within 5 seconds in the others. An **offer** inside its
+    window is given to its audience before the answer (a page of 1,000 members at a
+    time, each committed on its own; one that starts later is given by the worker)."""
     with db.unit_of_work() as session:
         campaign = campaigns.activate(session, campaigns.get(session, campaign_id), actor=key.actor)
-        return _with(session, campaign)
+        given = campaign.id if campaigns.spec_of(campaign).is_offer else None
+        answer = _with(session, campaign)
+    if given is None:
+        return answer
+    offers.give(db, given)
+    with db.unit_of_work(write=False) as session:
+        return _with(session, campaigns.get(session, given))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut, responses={**NOT_FOUND, **STATUS})
