@@ -1,9 +1,9 @@
 """Targeted offers: when an offer had reached its audience, and the coupon each exposure
 got.
 
-Revision ID: 0021
-Revises: 0020
-Create Date: 2026-12-07 00:50:00
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-12-07 02:10:00
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021"
-down_revision: str | Sequence[str] | None = "0020"
+revision: str = "0022"
+down_revision: str | Sequence[str] | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
