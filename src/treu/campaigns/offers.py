@@ -33,7 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, Uuid, column, select, table, update
@@ -54,8 +54,8 @@ from treu.outbox.events import CampaignMessage
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
-from treu.rewards.coupons import coupon_row
-from treu.rewards.models import Coupon, Reward
+from treu.rewards.coupons import gift_coupons
+from treu.rewards.models import Reward
 from treu.rules.models import Rule
 from treu.tiers.models import MemberTier
 from treu.tiers.service import tiers
@@ -63,11 +63,9 @@ from treu.tiers.service import tiers
 PAGE = 1_000
 MAX_PAGES = 100_000
 """A guard against a loop that keeps finding work it cannot finish."""
-DEFAULT_COUPON_DAYS = 30
 OCCASION = "offer"
 
 _EXPOSURES = table_of(CampaignExposure)
-_COUPONS = table_of(Coupon)
 _QUIET = table(
     "journey_programmes",
     column("programme_id", Uuid()),
@@ -429,28 +427,15 @@ class OfferService:
         *,
         now: datetime,
     ) -> int:
-        if reward is None or not treated:
+        if reward is None:
             return 0
-        days = reward.coupon_valid_days or DEFAULT_COUPON_DAYS
-        session.connection().execute(
-            _COUPONS.insert(),
-            [
-                coupon_row(
-                    coupon_id=w.coupon_id,
-                    programme_id=programme.id,
-                    member_id=w.member_id,
-                    reward_id=reward.id,
-                    redemption_id=None,
-                    kind=reward.type,
-                    terms=reward.terms(programme.currency),
-                    restore_on_return=False,
-                    issued_at=now,
-                    expires_at=now + timedelta(days=days),
-                )
-                for w in treated
-            ],
+        return gift_coupons(
+            session,
+            programme=programme,
+            reward=reward,
+            gifts=[(w.coupon_id, w.member_id) for w in treated],
+            now=now,
         )
-        return len(treated)
 
     def _messages(
         self,

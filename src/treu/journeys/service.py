@@ -18,7 +18,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,8 +34,8 @@ from treu.outbox.events import CampaignMessage
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
 from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
-from treu.rewards.coupons import coupon_row
-from treu.rewards.models import COUPON_TYPES, Coupon, Reward, RewardType
+from treu.rewards.coupons import gift_coupons
+from treu.rewards.models import COUPON_TYPES, Reward, RewardType
 
 MARKETING = frozenset(
     {
@@ -82,8 +82,6 @@ OWNS: dict[JourneyKind, str] = {
 the journey runs, its message is the one mail (no double welcome)."""
 
 _EXPOSURES = table_of(JourneyExposure)
-_COUPONS = table_of(Coupon)
-DEFAULT_COUPON_DAYS = 30
 
 
 def bucket(member_id: uuid.UUID, journey_id: uuid.UUID) -> int:
@@ -306,25 +304,13 @@ class JourneyService:
         )
         written = session.connection().execute(statement, rows).all()
         treated = [w for w in written if w.arm == Arm.treated.value]
-        if reward is not None and treated:
-            days = reward.coupon_valid_days or DEFAULT_COUPON_DAYS
-            session.connection().execute(
-                _COUPONS.insert(),
-                [
-                    coupon_row(
-                        coupon_id=w.coupon_id,
-                        programme_id=programme.id,
-                        member_id=w.member_id,
-                        reward_id=reward.id,
-                        redemption_id=None,
-                        kind=reward.type,
-                        terms=reward.terms(programme.currency),
-                        restore_on_return=False,
-                        issued_at=now,
-                        expires_at=now + timedelta(days=days),
-                    )
-                    for w in treated
-                ],
+        if reward is not None:
+            gift_coupons(
+                session,
+                programme=programme,
+                reward=reward,
+                gifts=[(w.coupon_id, w.member_id) for w in treated],
+                now=now,
             )
         not_before = None
         message_kind = "marketing" if kind in MARKETING else "transactional"

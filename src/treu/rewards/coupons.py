@@ -33,14 +33,15 @@ import io
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from treu.db.base import table_of
 from treu.kit import codes
 from treu.kit.money import Rounding, format_money, round_points
 from treu.kit.pagination import decode_cursor, encode_cursor
@@ -56,7 +57,17 @@ from treu.rewards.errors import (
     InvalidCouponCode,
 )
 from treu.rewards.models import Coupon, CouponStatus, RewardType
-from treu.rewards.schemas import CouponOut, CouponUseOut, CouponValidationOut, Keyed, ReasonOut
+from treu.rewards.schemas import (
+    DEFAULT_COUPON_DAYS,
+    CouponOut,
+    CouponUseOut,
+    CouponValidationOut,
+    Keyed,
+    ReasonOut,
+)
+
+if TYPE_CHECKING:
+    from treu.rewards.catalogue import RewardView
 
 PERCENT_ROUNDING = Rounding.half_up
 """Percent discounts are rounded half-up ("kaufmännisch") to whole minor units."""
@@ -659,3 +670,37 @@ class CouponService:
 
 
 coupons = CouponService()
+
+
+def gift_coupons(
+    session: Session,
+    *,
+    programme: Programme,
+    reward: RewardView,
+    gifts: Iterable[tuple[uuid.UUID, uuid.UUID]],
+    now: datetime,
+) -> int:
+    """Coupons of ``reward`` given, not redeemed (a journey's birthday present, a
+    targeted offer): one per ``(coupon id, member id)``, valid for the reward's
+    ``coupon_valid_days`` (default ``DEFAULT_COUPON_DAYS``), no points burnt, no stock
+    taken, no ``coupon.issued`` event (the message that brings the gift names the
+    coupon), never restored on a return. One multi-row insert."""
+    days = reward.coupon_valid_days or DEFAULT_COUPON_DAYS
+    rows = [
+        coupon_row(
+            coupon_id=coupon_id,
+            programme_id=programme.id,
+            member_id=member_id,
+            reward_id=reward.id,
+            redemption_id=None,
+            kind=reward.type,
+            terms=reward.terms(programme.currency),
+            restore_on_return=False,
+            issued_at=now,
+            expires_at=now + timedelta(days=days),
+        )
+        for coupon_id, member_id in gifts
+    ]
+    if rows:
+        session.connection().execute(table_of(Coupon).insert(), rows)
+    return len(rows)

@@ -34,6 +34,21 @@ def _next(value: str | None) -> str:
     return HOME
 
 
+def _with_session(request: Request, response: Response, token: str) -> Response:
+    """The session cookie: HTTP only, SameSite=Lax, Secure over TLS, the console's
+    paths only, for as long as a staff session can last."""
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(POLICIES["staff"].lifetime.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/admin",
+    )
+    return response
+
+
 def _sign_in_page(
     request: Request, *, error: str | None = None, email: str = "", status_code: int = 200
 ) -> Response:
@@ -90,16 +105,7 @@ def sign_in(
         assert isinstance(error, TreuError)
         return _sign_in_page(request, error=error.code, email=email, status_code=401)
     target = PASSWORD if must_change else _next(next)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=int(POLICIES["staff"].lifetime.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/admin",
-    )
+    response = _with_session(request, RedirectResponse(target, status_code=303), token)
     response.delete_cookie(PRE_CSRF_COOKIE, path=SIGN_IN)
     return response
 
@@ -146,17 +152,7 @@ def change_password(
         return render(
             request, "admin/password.html", status_code=422, staff=staff, error=error.code
         )
-    response = RedirectResponse(HOME, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=int(POLICIES["staff"].lifetime.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/admin",
-    )
-    return response
+    return _with_session(request, RedirectResponse(HOME, status_code=303), token)
 
 
 @router.get("/lang/{lang}")
