@@ -61,6 +61,18 @@ def test_first_sign_in_then_find_a_member(db: Database) -> None:
         assert "Geburtstagsüberraschung" in page.get_by_test_id("posting").first.inner_text()
         screenshot(page, "admin-member-360")
 
+        # The dashboard: charts are SVG, with their figures as a table.
+        page.get_by_role("link", name="Übersicht").click()
+        page.wait_for_url("**/admin/dashboard")
+        page.get_by_label("Programm").select_option(prog.slug)
+        page.get_by_role("button", name="Anzeigen").click()
+        page.wait_for_url(f"**/admin/dashboard?programme={prog.slug}*")
+        assert page.get_by_test_id("chart").count() == 2
+        assert page.get_by_test_id("tile-members").inner_text() == "1"
+        assert page.get_by_test_id("tile-outstanding").inner_text() == "1.500"
+        assert axe_violations(page) == []
+        screenshot(page, "admin-dashboard")
+
         # Keyboard: from the top of the page the skip link is the first stop.
         page.goto(base + "/admin")
         page.keyboard.press("Tab")

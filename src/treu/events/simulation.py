@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
 from treu.events.service import line_views, purchase_view
+from treu.kit.money import liability_minor as liability_minor  # its home; imported here by tests
 from treu.kit.time import iso
 from treu.ledger.models import LedgerAdjustment
 from treu.members.models import Member, MemberStatus
@@ -142,12 +143,6 @@ class SimulationOut(BaseModel):
 
 
 # --------------------------------------------------------------------------- tallies
-
-
-def liability_minor(points: int, point_value_minor: Decimal) -> int:
-    """What ``points`` are worth in minor units, rounded half-up to a whole unit."""
-    value = Decimal(points) * Decimal(point_value_minor)
-    return int(value.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass

@@ -121,3 +121,9 @@ Rate = Annotated[Decimal, PlainSerializer(format_rate, return_type=str, when_use
 """A multiplier or earn rate in an answer: one spelling, as given and without the
 database's trailing zeros ("1.5", never "1.5000"); texts for people use the locale's
 decimal sign ("x1,5")."""
+
+
+def liability_minor(points: int, point_value_minor: Decimal) -> int:
+    """What ``points`` are worth in minor units, rounded half-up to a whole unit."""
+    value = Decimal(points) * Decimal(point_value_minor)
+    return int(value.to_integral_value(rounding=ROUND_HALF_UP))

@@ -11,6 +11,7 @@ error (a misspelt name fails its test instead of rendering nothing).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
@@ -56,6 +57,15 @@ def language(request: Request) -> Lang:
     return DEFAULT_LANG
 
 
+def translate_for(lang: str) -> Callable[..., str]:
+    """The ``_`` of ``lang``: ``_("{n} members", n=3)``."""
+
+    def _(msgid: str, **params: object) -> str:
+        return translate(lang, msgid, **params)
+
+    return _
+
+
 def _locale(lang: str) -> str:
     return "de_DE" if lang == "de" else "en_GB"
 
@@ -73,8 +83,7 @@ def render(
     lang = language(request)
     zone = ZoneInfo(timezone)
 
-    def _(msgid: str, **params: object) -> str:
-        return translate(lang, msgid, **params)
+    _ = translate_for(lang)
 
     def number(value: int | float) -> str:
         return format_decimal(value, locale=_locale(lang))
