@@ -195,6 +195,9 @@ class StaffService:
         session.flush()
         return SignIn(user)
 
+    def password_matches(self, user: StaffUser, password: str) -> bool:
+        return bool(_hasher.verify(password, user.password_hash))
+
     def change_password(self, session: Session, user: StaffUser, *, current: str, new: str) -> None:
         """Change the password; the current one (the one-time one at first) proves it is
         the user."""

@@ -15,4 +15,11 @@ from treu.web.security import WebRoute
 router = APIRouter(prefix="/admin", route_class=WebRoute, include_in_schema=False)
 
 # The pages register themselves on ``router`` when imported.
-from treu.web.admin import dashboard, home, member, signin, staff_list  # noqa: E402, F401
+from treu.web.admin import (  # noqa: E402, F401
+    account,
+    dashboard,
+    home,
+    member,
+    signin,
+    staff_list,
+)

@@ -70,6 +70,14 @@ def signed_in(request: Request) -> Staff:
     return staff
 
 
+def need_no_permission(request: Request) -> Staff:
+    """Signed in, with a password of their own: pages about one's own account."""
+    staff = signed_in(request)
+    if staff.must_change_password:
+        raise SignInRequired("choose your own password first", sign_in=PASSWORD)
+    return staff
+
+
 def need(permission: str) -> Callable[[Request], Staff]:
     """The dependency of a page that needs ``permission``."""
 
