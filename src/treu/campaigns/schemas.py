@@ -24,7 +24,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from treu.rules.expr import BOOL, ExpressionError, Scope, translate
 from treu.rules.spec import (
     LINE_SCOPE,
     MAX_MEMBERS,
@@ -32,6 +31,7 @@ from treu.rules.spec import (
     Fixed,
     Multiplier,
     RuleSpec,
+    checked_condition,
 )
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -50,22 +50,6 @@ campaign never is."""
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _expression(value: str | None, scope: Scope, field: str) -> str | None:
-    """A condition that compiles, or a pydantic error carrying its line and column (as
-    ``RuleSpec`` reports them)."""
-    if value is None or not value.strip():
-        return None
-    try:
-        translate(value, scope, {root: root for root in scope.roots}, result=BOOL)
-    except ExpressionError as exc:
-        raise PydanticCustomError(
-            "expression",
-            "{message} (line {line}, column {column})",
-            {"field": field, **exc.to_dict()},
-        ) from None
-    return value
 
 
 class Window(_Model):
@@ -102,12 +86,12 @@ class _Boost(_Model):
     @field_validator("condition")
     @classmethod
     def _condition(cls, value: str | None) -> str | None:
-        return _expression(value, ORDER_SCOPE, "boost.condition")
+        return checked_condition(value, ORDER_SCOPE, "boost.condition")
 
     @field_validator("line_condition")
     @classmethod
     def _line_condition(cls, value: str | None) -> str | None:
-        return _expression(value, LINE_SCOPE, "boost.line_condition")
+        return checked_condition(value, LINE_SCOPE, "boost.line_condition")
 
 
 class MultiplierBoost(_Boost):

@@ -37,7 +37,6 @@ from pydantic_core import PydanticCustomError
 
 from treu.rules.engine import EventView, LineView, MemberView
 from treu.rules.expr import (
-    BOOL,
     Condition,
     ExpressionError,
     Scope,
@@ -46,7 +45,15 @@ from treu.rules.expr import (
     runtime_globals,
     translate,
 )
-from treu.rules.spec import LINE_SCOPE, ORDER_SCOPE, Badge, LocalizedText, Trigger
+from treu.rules.spec import (
+    LINE_SCOPE,
+    ORDER_SCOPE,
+    Badge,
+    LocalizedText,
+    Trigger,
+    checked_condition,
+    expression_error,
+)
 
 MAX_TARGET = 10**12
 FIXED_PERIOD = "window"
@@ -152,24 +159,6 @@ class Reward(_Model):
 # --------------------------------------------------------------------------- spec
 
 
-def _expression_error(field: str, exc: ExpressionError) -> PydanticCustomError:
-    return PydanticCustomError(
-        "expression",
-        "{message} (line {line}, column {column})",
-        {"field": field, **exc.to_dict()},
-    )
-
-
-def _condition(value: str | None, scope: Scope, field: str) -> str | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        translate(value, scope, {root: root for root in scope.roots}, result=BOOL)
-    except ExpressionError as exc:
-        raise _expression_error(field, exc) from None
-    return value
-
-
 def value_scope(source: str, *, lines_allowed: bool) -> tuple[Scope, bool]:
     """The scope a goal ``value`` is evaluated in: per event, or per line when it
     mentions ``line``. Raises ``ExpressionError`` (of the scope the author meant)."""
@@ -243,12 +232,12 @@ class ChallengeSpec(_Model):
     @field_validator("condition")
     @classmethod
     def _check_condition(cls, value: str | None) -> str | None:
-        return _condition(value, ORDER_SCOPE, "condition")
+        return checked_condition(value, ORDER_SCOPE, "condition")
 
     @field_validator("line_condition")
     @classmethod
     def _check_line_condition(cls, value: str | None) -> str | None:
-        return _condition(value, LINE_SCOPE, "line_condition")
+        return checked_condition(value, LINE_SCOPE, "line_condition")
 
     @model_validator(mode="after")
     def _consistent(self) -> ChallengeSpec:
@@ -274,7 +263,7 @@ class ChallengeSpec(_Model):
                     scope, _ = value_scope(source, lines_allowed=purchases_only)
                     kind = check(source, scope).kind
                 except ExpressionError as exc:
-                    raise _expression_error("goal.value", exc) from None
+                    raise expression_error("goal.value", exc) from None
                 allowed = _SUMMABLE if isinstance(goal, SumGoal) else _DISTINCT
                 if kind not in allowed:
                     raise PydanticCustomError(

@@ -229,17 +229,25 @@ class RuleSetSettings(_Model):
 # --------------------------------------------------------------------------- rule
 
 
-def _expression(value: str | None, scope: Scope, field: str) -> str | None:
+def expression_error(field: str, exc: ExpressionError) -> PydanticCustomError:
+    """A pydantic error for an expression that does not compile, with its line and
+    column (what the API shows in place)."""
+    return PydanticCustomError(
+        "expression",
+        "{message} (line {line}, column {column})",
+        {"field": field, **exc.to_dict()},
+    )
+
+
+def checked_condition(value: str | None, scope: Scope, field: str) -> str | None:
+    """A condition that compiles to a boolean in ``scope`` (None when blank), or an
+    ``expression_error``. Rules, challenges and campaigns check theirs with it."""
     if value is None or not value.strip():
         return None
     try:
         translate(value, scope, {root: root for root in scope.roots}, result=BOOL)
     except ExpressionError as exc:
-        raise PydanticCustomError(
-            "expression",
-            "{message} (line {line}, column {column})",
-            {"field": field, **exc.to_dict()},
-        ) from None
+        raise expression_error(field, exc) from None
     return value
 
 
@@ -297,12 +305,12 @@ class RuleSpec(_Model):
     @field_validator("condition")
     @classmethod
     def _condition(cls, value: str | None) -> str | None:
-        return _expression(value, ORDER_SCOPE, "condition")
+        return checked_condition(value, ORDER_SCOPE, "condition")
 
     @field_validator("line_condition")
     @classmethod
     def _line_condition(cls, value: str | None) -> str | None:
-        return _expression(value, LINE_SCOPE, "line_condition")
+        return checked_condition(value, LINE_SCOPE, "line_condition")
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSpec:
