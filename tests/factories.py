@@ -28,6 +28,7 @@ from treu.events.integrity import check_references
 from treu.events.schemas import event_adapter
 from treu.events.service import Outcome, ingest_with_retry
 from treu.kit.time import utc_now
+from treu.ledger.adjustments import Adjustment, AdjustmentResult, adjustments
 from treu.ledger.service import Balance, ledger
 from treu.members.models import Member
 from treu.members.schemas import MemberCreate
@@ -280,6 +281,24 @@ def reward(db: Database, prog: Programme, **spec: Any) -> Reward:
         )
         session.expunge(created)
         return created
+
+
+LEDGER_T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+
+
+def adjust(
+    db: Database, who: Member, points: int, *, at: datetime = LEDGER_T0, **kwargs: Any
+) -> Keyed[AdjustmentResult]:
+    """A manual adjustment of ``points`` (reason "ledger test" unless given), at ``at``."""
+    reason = kwargs.pop("reason", "ledger test")
+    with db.unit_of_work() as session:
+        return adjustments.adjust(
+            session,
+            member=who,
+            adjustment=Adjustment(points, reason, **kwargs),
+            actor="admin@example.com",
+            now=at,
+        )
 
 
 def earn(

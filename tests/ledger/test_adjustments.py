@@ -5,7 +5,7 @@ verify``."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -33,22 +33,11 @@ from treu.members.schemas import MemberUpdate
 from treu.members.service import members
 from treu.outbox.service import outbox
 
-T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+T0 = f.LEDGER_T0
 REASON = "Goodwill: damaged parcel"
 
 
-def adjust(
-    db: Database, who: Member, points: int, *, at: datetime = T0, **kwargs: Any
-) -> Keyed[AdjustmentResult]:
-    reason = kwargs.pop("reason", "ledger test")
-    with db.unit_of_work() as session:
-        return adjustments.adjust(
-            session,
-            member=who,
-            adjustment=Adjustment(points, reason, **kwargs),
-            actor="admin@example.com",
-            now=at,
-        )
+adjust = f.adjust
 
 
 def records(db: Database, who: Member) -> list[LedgerAdjustment]:

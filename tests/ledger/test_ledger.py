@@ -13,29 +13,17 @@ from sqlalchemy import select, update
 from tests import factories as f
 from treu.db.session import Database
 from treu.kit.pagination import encode_cursor
-from treu.kit.results import Keyed
-from treu.ledger.adjustments import AdjustedBalance, Adjustment, AdjustmentResult, adjustments
+from treu.ledger.adjustments import AdjustedBalance
 from treu.ledger.errors import AccountNotFound, InsufficientPoints
 from treu.ledger.models import Account, Lot, Posting, PostingKind
 from treu.ledger.service import ledger
 from treu.members.models import Member
 from treu.programmes.models import Programme
 
-T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+T0 = f.LEDGER_T0
 
 
-def adjust(
-    db: Database, who: Member, points: int, *, at: datetime = T0, **kwargs: Any
-) -> Keyed[AdjustmentResult]:
-    reason = kwargs.pop("reason", "ledger test")
-    with db.unit_of_work() as session:
-        return adjustments.adjust(
-            session,
-            member=who,
-            adjustment=Adjustment(points, reason, **kwargs),
-            actor="admin@example.com",
-            now=at,
-        )
+adjust = f.adjust
 
 
 def lot_remaining(db: Database, who: Member) -> list[int]:
