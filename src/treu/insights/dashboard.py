@@ -10,6 +10,7 @@ members (distinct members cannot be added up across days)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -193,8 +194,6 @@ def _name(value: object) -> str:
     """A reward snapshot's name: a JSON text of the names per language, or a name."""
     text = str(value or "")
     if text.startswith("{"):
-        import json
-
         names = json.loads(text)
         return str(names.get("de") or names.get("en") or next(iter(names.values()), ""))
     return text

@@ -201,10 +201,10 @@ class StaffService:
     def change_password(self, session: Session, user: StaffUser, *, current: str, new: str) -> None:
         """Change the password; the current one (the one-time one at first) proves it is
         the user."""
-        if not _hasher.verify(current, user.password_hash):
+        if not self.password_matches(user, current):
             raise SignInFailed("the current password is not right")
         check_password(new, email=user.email)
-        if _hasher.verify(new, user.password_hash):
+        if self.password_matches(user, new):
             raise WeakPassword("choose a password other than the current one")
         user.password_hash = _hasher.hash(new)
         user.must_change_password = False

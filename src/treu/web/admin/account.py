@@ -93,11 +93,9 @@ def disable_totp(
     check_csrf(csrf, staff.csrf)
     with database(request).unit_of_work() as session:
         user = session.get_one(StaffUser, staff.id)
-        if not staff_accounts.password_matches(user, password):
-            refused = True
-        else:
-            refused = False
+        matches = staff_accounts.password_matches(user, password)
+        if matches:
             staff_accounts.disable_totp(session, user, actor=staff.email)
-    if refused:
+    if not matches:
         return _page(request, staff, error="password", status_code=422)
     return RedirectResponse(f"{PAGE}?done=disabled", status_code=303)
