@@ -1,4 +1,5 @@
-"""Puts the web next to the API: the console's routes and the static files."""
+"""Puts the web next to the API: the console's and the portal's routes and the static
+files."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     from treu.web.admin import router as admin
+    from treu.web.portal import router as portal
 
     app.include_router(admin)
+    app.include_router(portal)
     directory = str(resources.files("treu.web").joinpath("static"))
     app.mount(STATIC, _Static(directory=directory), name="static")

@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from treu.kit.lang import LANGUAGES, Lang
 from treu.kit.text import translate
+from treu.web.nav import ADMIN, PORTAL
 
 DEFAULT_LANG: Lang = "de"
 """Pages are German unless the user chose English (the retailer's staff and members)."""
@@ -39,6 +40,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_env.globals["admin_nav"] = ADMIN.visible
+_env.globals["portal_nav"] = PORTAL.visible
 
 
 @cache

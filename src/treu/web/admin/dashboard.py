@@ -11,12 +11,16 @@ from sqlalchemy import select
 
 from treu.insights.dashboard import dashboard
 from treu.kit.money import format_money
+from treu.kit.text import N_
 from treu.kit.time import utc_now
 from treu.programmes.models import Programme
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
 from treu.web.charts import Series, bar_chart
+from treu.web.nav import ADMIN
 from treu.web.render import language, render, translate_for
+
+ADMIN.link("/admin/dashboard", N_("Dashboard"), order=20, permission="dashboard.read")
 
 DEFAULT_WEEKS = 12
 

@@ -8,12 +8,16 @@ from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from treu.kit.text import N_
 from treu.members.models import Member
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
+from treu.web.nav import ADMIN
 from treu.web.render import render
+
+ADMIN.link("/admin", N_("Members"), order=10, permission="members.read")
 
 
 @router.get("")

@@ -7,11 +7,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from treu.kit.text import N_
 from treu.staff.roles import PERMISSIONS, Role
 from treu.staff.service import staff as staff_accounts
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
+from treu.web.nav import ADMIN
 from treu.web.render import render
+
+ADMIN.link("/admin/staff", N_("Staff"), order=120, permission="staff.manage")
 
 
 @router.get("/staff")
