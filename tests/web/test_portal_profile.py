@@ -73,7 +73,8 @@ def test_the_card_asks_one_field_at_a_time_and_giving_it_earns_once(db: Database
     page = web.get(PROFILE)
     assert page.status_code == 200
     assert "Mia" in page.text
-    assert who.email is not None and who.email in page.text
+    assert who.email is not None
+    assert who.email in page.text
     assert _asked(page.text) == "birthday"
     assert _ask_points(page.text) == 200
 
@@ -146,7 +147,9 @@ def test_removing_and_giving_a_field_again_earns_nothing_more(db: Database) -> N
     page = web.get(PROFILE)
     assert _asked(page.text) == "birthday"
     assert _ask_points(page.text) is None  # it was rewarded before
-    web.post(f"{PROFILE}/ask", data=_form(page, field="birthday", birthday="1985-02-02"))
+    again = web.post(f"{PROFILE}/ask", data=_form(page, field="birthday", birthday="1985-02-02"))
+    assert again.status_code == 303
+    assert again.headers["location"].endswith("earned=0")
     assert f.balance(db, who).available == 30
 
 

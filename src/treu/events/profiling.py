@@ -152,8 +152,21 @@ class ProfilingService:
         before = set(missing(member))
         members.update(session, member=member, data=data)
         completed = tuple(f for f in FIELDS if f in before and f not in missing(member))
+        # A field removed and given again was rewarded before: its event is stored, and
+        # sending it again (with another time) would be refused as a different payload.
+        rewarded = set(
+            session.scalars(
+                select(Event.key).where(
+                    Event.programme_id == programme.id,
+                    Event.key.in_([event_key(member, f) for f in completed]),
+                )
+            )
+            if completed
+            else ()
+        )
         earned = 0
-        if completed:
+        fresh = [f for f in completed if event_key(member, f) not in rewarded]
+        if fresh:
             events = [
                 EngagementEvent(
                     id=event_key(member, field),
@@ -164,7 +177,7 @@ class ProfilingService:
                     channel=EVENT_CHANNEL,
                     attributes={"field": field},
                 )
-                for field in completed
+                for field in fresh
             ]
             for outcome in events_service.ingest(session, list(events), now=now):
                 if outcome.error is not None:
