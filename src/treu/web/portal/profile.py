@@ -15,9 +15,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from treu.errors import TreuError
-from treu.events.profiling import FIELDS, PREFERENCES, SIZES, profiling
+from treu.events.profiling import FIELDS, PREFERENCES, SIZES, Saved, profiling
 from treu.kit.text import N_
 from treu.members.errors import IdentifierTaken
 from treu.members.models import Member
@@ -102,11 +104,16 @@ def _save(
         data = MemberUpdate.model_validate(changes)
     except ValidationError as exc:
         return _errors(exc)
+
+    def work(session: Session, _attempt: int) -> Saved:
+        member = members.get(session, signed.id)
+        programme = programmes.get(session, member.programme_id)
+        return profiling.save(session, member=member, programme=programme, data=data)
+
     try:
-        with database(request).unit_of_work() as session:
-            member = members.get(session, signed.id)
-            programme = programmes.get(session, member.programme_id)
-            saved = profiling.save(session, member=member, programme=programme, data=data)
+        # Two tabs giving the same field at once: the second's event meets the first's
+        # (unique key) and, run again, finds the field given and earns nothing.
+        saved = database(request).retrying(work, retry_on=(IntegrityError,))
     except IdentifierTaken as exc:
         return {str(exc.extra.get("field") or "form"): "taken"}
     return saved.earned, saved.completed
