@@ -15,6 +15,7 @@ def load_all() -> None:
     import treu.members.models
     import treu.messaging.models
     import treu.outbox.models
+    import treu.privacy.models
     import treu.programmes.models
     import treu.rewards.donations
     import treu.rewards.models

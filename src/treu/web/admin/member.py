@@ -1,7 +1,7 @@
 """Member 360: everything about one member on one page — profile, balance, tier, ledger
-with its explanations, tier history, coupons, redemptions, messages sent, staff notes —
-and the two things support does there: a note, and a goodwill adjustment with its
-mandatory reason (audit-logged under the staff member's name).
+with its explanations, tier history, coupons, redemptions, messages sent, staff notes, an
+open deletion request — and the two things support does there: a note, and a goodwill
+adjustment with its mandatory reason (audit-logged under the staff member's name).
 
 A fixed number of queries whatever the member's history: each list is one query with a
 limit (a test counts them)."""
@@ -24,6 +24,7 @@ from treu.ledger.explain import render as explain
 from treu.ledger.service import ledger
 from treu.members.notes import notes
 from treu.members.service import members
+from treu.privacy.service import privacy
 from treu.programmes.service import programmes
 from treu.rewards.models import Coupon, Redemption
 from treu.tiers.service import tiers
@@ -73,6 +74,7 @@ def _page(
             .limit(LIST)
         ).all()
         written = notes.recent(session, member_id)
+        deletion = privacy.open_request(session, member_id)
         ledger_rows = [
             (p.created_at, p.kind, p.points, explain(p.details, lang), p.reason, p.actor)
             for p in postings
@@ -93,6 +95,7 @@ def _page(
             redemptions=redeemed,
             messages=messages,
             notes=written,
+            deletion=deletion,
             error=error,
             done=done,
             adjust_key=str(new_id()),
