@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import unicodedata
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import segno
@@ -83,8 +85,28 @@ CARD_SIZE = (1012, 638)
 """An ID-1 card's proportions (85.6 by 54 mm) at about 300 dpi."""
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+FONTS = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "NotoSans-Regular.ttf")
+"""Fonts with umlauts looked for among the system's fonts (Pillow searches the usual
+font folders); Pillow's built-in font, the fallback, has ASCII only."""
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, bool]:
+    """A font of ``size`` and whether it has more than ASCII."""
+    for name in FONTS:
+        try:
+            return ImageFont.truetype(name, size), True
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size), False
+
+
+def _text(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, size: int) -> None:
+    font, wide = _font(size)
+    if not wide:  # "Bäckerei" as "Backerei" rather than a missing glyph
+        folded = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in folded if ord(c) < 128)
+    draw.text(at, text, fill="black", font=font)
 
 
 def card_png(*, programme: str, name: str | None, card_number: str) -> bytes:
@@ -94,9 +116,9 @@ def card_png(*, programme: str, name: str | None, card_number: str) -> bytes:
     draw = ImageDraw.Draw(image)
     width, height = CARD_SIZE
     draw.rectangle((0, 0, width - 1, height - 1), outline="black", width=4)
-    draw.text((40, 32), programme, fill="black", font=_font(44))
+    _text(draw, (40, 32), programme, 44)
     if name:
-        draw.text((40, 92), name, fill="black", font=_font(32))
+        _text(draw, (40, 92), name, 32)
     qr = _qr(card_number)
     matrix = list(qr.matrix_iter(scale=1, border=2))
     cell = 250 // len(matrix)
@@ -120,9 +142,8 @@ def card_png(*, programme: str, name: str | None, card_number: str) -> bytes:
         if bit == "1":
             draw.rectangle((start + i * bar, 380, start + (i + 1) * bar - 1, 540), fill="black")
     text = grouped(card_number)
-    font = _font(40)
-    box = draw.textbbox((0, 0), text, font=font)
-    draw.text(((width - (box[2] - box[0])) // 2, 560), text, fill="black", font=font)
+    box = draw.textbbox((0, 0), text, font=_font(40)[0])
+    _text(draw, (int(width - (box[2] - box[0])) // 2, 560), text, 40)
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
     return out.getvalue()
