@@ -226,3 +226,14 @@ def _withdraw_email(db: Database, who: Member) -> None:
         headers={"Authorization": f"Bearer {key}"},
     )
     assert answer.status_code == 200, answer.text
+
+
+def test_the_programme_of_the_link_is_remembered_for_the_language_switch(db: Database) -> None:
+    prog = f.programme(db)
+    f.programme(db)  # several programmes
+    web = _client(db)
+    assert web.get(f"/portal/sign-in?programme={prog.slug}").status_code == 200
+    switched = web.get("/portal/lang/en?next=/portal/sign-in", follow_redirects=True)
+    assert switched.status_code == 200
+    assert f'name="programme" value="{prog.slug}"' in switched.text
+    assert "Sign in to your member account" in switched.text

@@ -83,17 +83,35 @@ def _unknown_programme(request: Request) -> Response:
     )
 
 
+PROGRAMME_COOKIE = "treu_programme"
+"""The programme of the retailer's link, remembered on this browser: the language switch
+and signing out lead back to ``/portal/sign-in`` without ``?programme=``."""
+
+
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> Response:
     if current_member(request) is not None:
         return RedirectResponse(HOME, status_code=303)
-    slug = request.query_params.get("programme", "")[:64]
+    slug = (request.query_params.get("programme") or request.cookies.get(PROGRAMME_COOKIE) or "")[
+        :64
+    ]
     with database(request).unit_of_work(write=False) as session:
         if codes.programme_for(session, slug) is None:
             return _unknown_programme(request)
-    return _page(
+    response = _page(
         request, "portal/sign_in.html", programme=slug, next=request.query_params.get("next", "")
     )
+    if slug:
+        response.set_cookie(
+            PROGRAMME_COOKIE,
+            slug,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/portal",
+        )
+    return response
 
 
 @router.post("/sign-in")
