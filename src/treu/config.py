@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     development mode falls back to a fixed key. Changing it breaks links already sent."""
     public_url: str = "http://127.0.0.1:8000"
     """Where members reach this server: the base of unsubscribe links in e-mails."""
+    wallet_cert: Path | None = None
+    """Apple Wallet: the pass type certificate (PEM). With ``wallet_key``,
+    ``wallet_pass_type_id`` and ``wallet_team_id`` the portal offers a signed ``.pkpass``
+    of the member's card; without them a PNG card image (docs/portal.md)."""
+    wallet_key: Path | None = None
+    """The certificate's private key (PEM)."""
+    wallet_key_password: SecretStr | None = None
+    wallet_pass_type_id: str | None = None
+    """e.g. ``pass.com.example.loyalty``."""
+    wallet_team_id: str | None = None
+    wallet_wwdr: Path | None = None
+    """Apple's WWDR intermediate certificate (PEM), included in each pass's signature."""
     serve_worker: bool | None = None
     """Run the worker's loops inside ``treu serve`` (default: in development only)."""
     batch_max_events: int = 1000
@@ -132,6 +144,15 @@ class Settings(BaseSettings):
                 "e.g. TREU_SMTP_FROM='Treu Demo <hallo@example.com>'"
             )
         return self
+
+    def wallet_ready(self) -> bool:
+        """Whether Apple Wallet passes can be signed."""
+        return bool(
+            self.wallet_cert
+            and self.wallet_key
+            and self.wallet_pass_type_id
+            and self.wallet_team_id
+        )
 
     def signing_key(self) -> bytes | None:
         """The key of signed links: ``secret_key``, else in development a fixed one,

@@ -60,6 +60,8 @@ from treu.outbox.service import outbox
 _BALANCE = select(Account.available, Account.pending, Account.lifetime_earned).where(
     Account.member_id == bindparam("member_id", type_=Uuid())
 )
+
+
 def _next_by(column: Any, *condition: Any) -> Any:
     """The open points of a member per instant of ``column``, soonest first, as many
     instants as ``n`` (index ``ix_lots_member_open`` or the few pending lots): the work

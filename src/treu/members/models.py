@@ -72,3 +72,20 @@ class MemberNote(IdMixin, Base):
     author: Mapped[str] = mapped_column(String(254))
     text: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class SignInCode(Base):
+    """A member's current portal sign-in code (one row per member: a new code replaces
+    the old; ``treu.members.codes``). Only an HMAC of the code is kept; ``tries`` counts
+    wrong entries of this code; ``window_started_at``/``window_count`` count the codes
+    sent in the current hour (the rate limit). ``code_hash`` is None once it was used."""
+
+    __tablename__ = "sign_in_codes"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    tries: Mapped[int] = mapped_column(default=0)
+    window_started_at: Mapped[datetime]
+    window_count: Mapped[int] = mapped_column(default=0)

@@ -79,6 +79,8 @@ class Facts:
     """Available points now (at planning)."""
     campaigns: Mapping[uuid.UUID, str] = field(default_factory=dict)
     """The names of the campaigns whose messages (``source: campaign``) are planned."""
+    key: bytes = b""
+    """The server's signing key (a sign-in code is derived from it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,11 @@ class MessageSpec:
     template: str
     variables: Callable[[Facts], dict[str, Any] | None]
     kind: Kind = "transactional"
+    inbox: bool = True
+    """Also in the in-app inbox (a sign-in code is not: it is for this browser, now)."""
+    stored: bool = True
+    """A programme's stored template may word it (not a sign-in code: the code must be
+    in it, and a stored template cannot name it)."""
 
 
 def points_label(programme: Programme, lang: str, count: int) -> str:
@@ -217,6 +224,19 @@ def _campaign(facts: Facts) -> dict[str, Any]:
     return out
 
 
+def _sign_in_code(facts: Facts) -> dict[str, Any] | None:
+    """The code is derived from the row's nonce with the server's key: it is in no row."""
+    from treu.members.codes import VALID_FOR, derive
+
+    payload = facts.message.payload
+    if not facts.key or not payload.get("nonce"):
+        return None
+    return {
+        "code": derive(facts.key, facts.member.id, str(payload["nonce"])),
+        "minutes": int(VALID_FOR.total_seconds() // 60),
+    }
+
+
 CAMPAIGN = "campaign.message"
 MARKETING_WINDOW = timedelta(days=7)
 
@@ -226,6 +246,9 @@ CATALOGUE: dict[str, MessageSpec] = {
     "points.expiring": MessageSpec("points_expiring", _expiring),
     "coupon.issued": MessageSpec("coupon_issued", _coupon),
     "tier.changed": MessageSpec("tier_upgraded", _upgrade),
+    "member.sign_in_code": MessageSpec(
+        "sign_in_code", _sign_in_code, kind="requested", inbox=False, stored=False
+    ),
     CAMPAIGN: MessageSpec("(the payload's template)", _campaign),
 }
 """Outbox type -> the e-mail it calls for (a ``campaign.message`` names its template and
@@ -347,6 +370,7 @@ class EmailChannel:
                 coupons=coupons,
                 balance=int(balances.get(member.id, 0)),
                 campaigns=names,
+                key=self._key,
             )
             if spec.kind == "marketing":
                 if sent.get(member.id, 0) >= self.marketing_cap:
@@ -407,13 +431,16 @@ class EmailChannel:
         }
         try:
             # A programme's stored template of this message replaces the files.
-            rendered = stored.render_stored(
-                facts.session,
-                member=member,
-                programme=programme,
-                key=spec.template,
-                lang=lang,
-                variables=variables,
+            rendered = (
+                spec.stored
+                and stored.render_stored(
+                    facts.session,
+                    member=member,
+                    programme=programme,
+                    key=spec.template,
+                    lang=lang,
+                    variables=variables,
+                )
             ) or render_message(spec.template, variables, lang)
         except TemplateProblem:
             # A broken template must not hold up the outbox: this message is left out

@@ -36,7 +36,9 @@ from treu.members.models import Member
 from treu.messaging.errors import InvalidLink
 from treu.messaging.models import Consent, ConsentChannel, ProgrammeMessaging
 
-Kind = Literal["transactional", "marketing"]
+Kind = Literal["transactional", "marketing", "requested"]
+"""``requested``: the member asked for this message just now (a sign-in code); it goes
+whatever their consents and the programme's e-mail switch say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ def may_send(kind: Kind, state: ConsentState | None) -> bool:
     """Whether a message of ``kind`` may go to a member whose consent is ``state``."""
     if kind == "marketing":
         return state is not None and state.granted
+    if kind == "requested":
+        return True
     return state is None or state.granted
 
 

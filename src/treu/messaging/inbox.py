@@ -59,6 +59,16 @@ class InboxChannel(EmailChannel):
     name = NAME
     consent_channel = ConsentChannel.inbox
 
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalogue: Mapping[str, MessageSpec] | None = None,
+        owned: Owned | None = None,
+    ) -> None:
+        super().__init__(settings, catalogue=catalogue, owned=owned)
+        self.catalogue = {t: spec for t, spec in self.catalogue.items() if spec.inbox}
+
     def reaches(self, member: Member) -> bool:
         return member.status != MemberStatus.closed
 

@@ -72,6 +72,17 @@ class MemberUpdated(DomainEvent):
     """The names of the fields that changed (their values stay in the member row)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignInCodeSent(DomainEvent):
+    """A member asked for a portal sign-in code. The code itself is in no row: it is
+    derived from ``nonce`` with the server's key (``treu.auth.codes.derive``) by the
+    e-mail channel, so neither the outbox nor a webhook receiver can read it."""
+
+    type: ClassVar[str] = "member.sign_in_code"
+    nonce: str
+    expires_at: datetime
+
+
 # --- points ----------------------------------------------------------------------------
 
 
@@ -262,6 +273,7 @@ TYPES: dict[str, type[DomainEvent]] = {
     for cls in (
         MemberEnrolled,
         MemberUpdated,
+        SignInCodeSent,
         PointsEarned,
         PointsPending,
         PointsActivated,
