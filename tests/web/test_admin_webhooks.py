@@ -133,6 +133,19 @@ def test_a_url_that_is_not_public_is_refused_in_place(db: Database) -> None:
     )
     assert none.status_code == 422
     assert "mindestens ein Ereignis" in none.text
+    blank = web.post(
+        "/admin/webhooks",
+        data={"csrf": csrf_of(refused.text), "url": " ", "events": ["points.earned"]},
+    )
+    assert blank.status_code == 422
+    assert "die die Ereignisse empfangen soll" in blank.text
+    # a forged form the input model refuses is shown as a refusal, not a crash
+    flood = web.post(
+        "/admin/webhooks",
+        data={"csrf": csrf_of(refused.text), "url": PUBLIC, "events": ["points.earned"] * 101},
+    )
+    assert flood.status_code == 422
+    assert "events" in flood.text
 
 
 def test_edit_disable_enable_and_rotate(db: Database) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from treu.config import Settings
 from treu.delivery.models import DeliveryStatus
@@ -49,6 +50,16 @@ def _private(request: Request) -> bool:
     """Loopback and private receivers in development mode only (as the API)."""
     settings: Settings = request.app.state.settings
     return settings.env == "development"
+
+
+def _reason(error: TreuError | ValidationError) -> str:
+    """What to show on the form: the service's sentence, or the first thing the input
+    model refused (a forged or truncated form)."""
+    if isinstance(error, TreuError):
+        return error.detail
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"
 
 
 def _actor(staff: Staff) -> str:
@@ -107,6 +118,8 @@ def create_webhook(
         "programme": programme,
         "events": chosen,
     }
+    if not url.strip():
+        return _list_page(request, staff, status_code=422, error="url", form=form)
     if not chosen:
         return _list_page(request, staff, status_code=422, error="events", form=form)
     try:
@@ -123,8 +136,8 @@ def create_webhook(
                 allow_private=_private(request),
             )
             endpoint_id = str(endpoint.id)
-    except TreuError as error:
-        return _list_page(request, staff, status_code=422, error=error.detail, form=form)
+    except (TreuError, ValidationError) as error:
+        return _list_page(request, staff, status_code=422, error=_reason(error), form=form)
     answer = RedirectResponse(f"/admin/webhooks/{endpoint_id}?done=created", status_code=303)
     return keep(request, answer, staff, Revealed("webhook", endpoint_id, secret))
 
@@ -198,8 +211,8 @@ def edit_webhook(
                 allow_private=_private(request),
                 now=utc_now(),
             )
-    except TreuError as error:
-        return _detail_page(request, staff, endpoint_id, status_code=422, error=error.detail)
+    except (TreuError, ValidationError) as error:
+        return _detail_page(request, staff, endpoint_id, status_code=422, error=_reason(error))
     return _back(endpoint_id, "updated")
 
 
