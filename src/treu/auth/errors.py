@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from treu.errors import Forbidden, Invalid, Unauthenticated
+from treu.errors import Forbidden, Invalid, NotFound, Unauthenticated
 
 
 class InvalidApiKey(Unauthenticated):
@@ -16,3 +16,8 @@ class MissingScope(Forbidden):
 class UnknownScope(Invalid):
     code = "unknown_scope"
     title = "Unknown scope"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    title = "API key not found"

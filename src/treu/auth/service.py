@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from treu.auth.errors import InvalidApiKey, MissingScope, UnknownScope
+from treu.audit.service import audit
+from treu.auth.errors import ApiKeyNotFound, InvalidApiKey, MissingScope, UnknownScope
 from treu.auth.models import ApiKey
+from treu.kit.text import N_
 from treu.kit.time import utc_now
 
 PREFIX = "treu_"
@@ -27,11 +29,12 @@ LOOKUP_LENGTH = 12
 SECRET_LENGTH = 32
 SCOPES = ("events:write", "members:read", "members:write", "admin")
 SCOPE_HELP = {
-    "events:write": "send purchase, return and other events (POS, web shop, app)",
-    "members:read": "look up members, balances and ledgers",
-    "members:write": "enrol members and update their profile",
-    "admin": "everything, including programmes and manual adjustments",
+    "events:write": N_("send purchase, return and other events (POS, web shop, app)"),
+    "members:read": N_("look up members, balances and ledgers"),
+    "members:write": N_("enrol members and update their profile"),
+    "admin": N_("everything, including programmes and manual adjustments"),
 }
+"""What each scope allows (English message ids: the console shows them translated)."""
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -79,8 +82,11 @@ class ApiKeyService:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
-    def create(self, session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
-        """Returns the stored key and the plaintext key (shown once, never stored)."""
+    def create(
+        self, session: Session, *, name: str, scopes: list[str], actor: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Returns the stored key and the plaintext key (shown once, never stored). With
+        an ``actor`` (the console, the CLI) the creation is in the audit log."""
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
             raise UnknownScope(
@@ -95,9 +101,19 @@ class ApiKeyService:
         )
         session.add(key)
         session.flush()
+        if actor is not None:
+            audit.record(
+                session,
+                actor=actor,
+                action="apikey.created",
+                subject_type="api_key",
+                subject_id=f"{PREFIX}{lookup}",
+                data={"name": name, "scopes": key.scopes},
+            )
         return key, plaintext
 
-    def revoke(self, session: Session, *, lookup: str) -> bool:
+    def revoke(self, session: Session, *, lookup: str, actor: str | None = None) -> bool:
+        """Whether an active key was revoked (with an ``actor``, audit-logged)."""
         result = session.execute(
             update(ApiKey)
             .where(ApiKey.lookup == lookup, ApiKey.revoked_at.is_(None))
@@ -105,7 +121,27 @@ class ApiKeyService:
         )
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != lookup}
-        return bool(getattr(result, "rowcount", 0))
+        revoked = bool(getattr(result, "rowcount", 0))
+        if revoked and actor is not None:
+            name = session.scalar(select(ApiKey.name).where(ApiKey.lookup == lookup))
+            audit.record(
+                session,
+                actor=actor,
+                action="apikey.revoked",
+                subject_type="api_key",
+                subject_id=f"{PREFIX}{lookup}",
+                data={"name": name},
+            )
+        return revoked
+
+    def active(self, session: Session, *, lookup: str) -> ApiKey:
+        """The key with this lookup prefix, unless revoked (``ApiKeyNotFound``)."""
+        row = session.scalar(
+            select(ApiKey).where(ApiKey.lookup == lookup, ApiKey.revoked_at.is_(None))
+        )
+        if row is None:
+            raise ApiKeyNotFound(f"no active API key {PREFIX}{lookup[:LOOKUP_LENGTH]}")
+        return row
 
     def list(self, session: Session) -> list[ApiKey]:
         return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))

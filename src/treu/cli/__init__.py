@@ -190,7 +190,7 @@ def _create_key(db: Database, name: str, scopes: list[str]) -> None:
     from treu.auth.service import api_keys
 
     with db.unit_of_work() as session:
-        key, plaintext = api_keys.create(session, name=name, scopes=scopes)
+        key, plaintext = api_keys.create(session, name=name, scopes=scopes, actor="cli")
         scopes_text = ", ".join(key.scopes)
     console.print(f"API key [bold]{escape(name)}[/] ({scopes_text}):", highlight=False)
     console.print(plaintext, highlight=False)

@@ -89,7 +89,7 @@ def apikey_revoke(
 
     value = lookup.strip().removeprefix(PREFIX)[:LOOKUP_LENGTH]
     with cli.open_database().unit_of_work() as session:
-        revoked = api_keys.revoke(session, lookup=value)
+        revoked = api_keys.revoke(session, lookup=value, actor="cli")
     if not revoked:
         raise fail(f"no active API key with lookup prefix {lookup!r} (see `treu apikey list`)")
     cli.console.print(f"Revoked API key {PREFIX}{value}.", highlight=False, markup=False)

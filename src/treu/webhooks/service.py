@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
@@ -249,6 +249,28 @@ class WebhookService:
         )
         return _page(rows, limit)
 
+    def latest(
+        self, session: Session, endpoint_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Delivery]:
+        """Each endpoint's newest delivery (its last status at a glance), in one query
+        for a page of endpoints."""
+        if not endpoint_ids:
+            return {}
+        targets = [str(i) for i in endpoint_ids]
+        rank = (
+            func.row_number()
+            .over(partition_by=Delivery.target, order_by=Delivery.id.desc())
+            .label("rank")
+        )
+        ranked = (
+            select(Delivery.id, rank)
+            .where(Delivery.channel == CHANNEL, Delivery.target.in_(targets))
+            .subquery()
+        )
+        newest = select(ranked.c.id).where(ranked.c.rank == 1)
+        rows = session.scalars(select(Delivery).where(Delivery.id.in_(newest)))
+        return {uuid.UUID(row.target): row for row in rows}
+
     def delivery_out(self, row: Delivery) -> WebhookDeliveryOut:
         return WebhookDeliveryOut(
             id=row.id,
@@ -270,10 +292,12 @@ class WebhookService:
         endpoint_id: uuid.UUID,
         delivery_id: uuid.UUID,
         now: datetime,
+        actor: str | None = None,
     ) -> Delivery:
         """Send a delivery again now, under the same ``webhook-id`` (it is the same
         message): a dead or failed one with a fresh count of tries, a delivered one as
-        if it had not been (the receiver lost it, or wants it again)."""
+        if it had not been (the receiver lost it, or wants it again). With an ``actor``
+        the redelivery is in the audit log."""
         endpoint = self.get(session, endpoint_id)
         row = session.scalars(
             select(Delivery)
@@ -294,6 +318,16 @@ class WebhookService:
             )
         if row.status == DeliveryStatus.pending.value:
             raise DeliveryPending(f"delivery {delivery_id} is pending: it will be sent")
+        if actor is not None:
+            self._audit(
+                session,
+                endpoint,
+                actor,
+                "webhook.redelivered",
+                delivery_id=str(row.id),
+                message_id=signing.message_id(row.id),
+                status=row.status,
+            )
         if row.status != DeliveryStatus.delivered.value:
             return deliveries.retry(session, delivery_id, now=now)
         row.status = DeliveryStatus.pending.value

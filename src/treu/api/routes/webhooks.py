@@ -169,12 +169,16 @@ def list_deliveries(
     },
 )
 def redeliver(
-    webhook_id: uuid.UUID, delivery_id: uuid.UUID, db: DB, _key: Admin
+    webhook_id: uuid.UUID, delivery_id: uuid.UUID, db: DB, key: Admin
 ) -> WebhookDeliveryOut:
     """Send a delivery again, now, with the same `webhook-id` (admin): a dead or failed
     one with a fresh count of tries, a delivered one once more."""
     with db.unit_of_work() as session:
         row = webhooks.redeliver(
-            session, endpoint_id=webhook_id, delivery_id=delivery_id, now=utc_now()
+            session,
+            endpoint_id=webhook_id,
+            delivery_id=delivery_id,
+            now=utc_now(),
+            actor=key.actor,
         )
         return webhooks.delivery_out(row)
