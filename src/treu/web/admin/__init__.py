@@ -17,9 +17,12 @@ router = APIRouter(prefix="/admin", route_class=WebRoute, include_in_schema=Fals
 # The pages register themselves on ``router`` when imported.
 from treu.web.admin import (  # noqa: E402, F401
     account,
+    campaigns,
     dashboard,
     home,
+    journeys,
     member,
     signin,
     staff_list,
+    templates_page,
 )
