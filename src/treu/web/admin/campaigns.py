@@ -472,7 +472,7 @@ def campaign_action(
     campaign_id: uuid.UUID,
     action: str,
     staff: Annotated[Staff, Depends(need("campaigns.write"))],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Activate, pause or end; an offer activated inside its window is given at once,
     as the API does."""

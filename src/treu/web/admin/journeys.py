@@ -213,7 +213,7 @@ def switch_journey(
     request: Request,
     kind: JourneyKind,
     staff: Annotated[Staff, Depends(need("journeys.write"))],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
     enabled: Annotated[str, Form(max_length=5)] = "",
     programme: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:

@@ -246,7 +246,7 @@ def reset_template(
     key: str,
     lang: Lang,
     staff: Annotated[Staff, Depends(need("templates.write"))],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
     programme: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     """Delete the stored wording: the shipped files word the message again."""
