@@ -9,6 +9,7 @@ import html
 import re
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests import factories as f
@@ -39,6 +40,18 @@ def _srcdoc(page: str, lang: str) -> str:
     return html.unescape(found.group(1))
 
 
+def _frame(web: TestClient, prog: Programme, lang: str) -> str:
+    """The preview frame's document, checked for the policy that keeps it harmless."""
+    answer = web.get(f"/admin/templates/welcome/{lang}/frame?programme={prog.slug}")
+    assert answer.status_code == 200
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "sandbox" in policy
+    assert "script-src" not in policy
+    assert answer.headers["x-frame-options"] == "SAMEORIGIN"
+    return answer.text
+
+
 def test_previews_in_german_and_english_with_a_demo_members_data(db: Database) -> None:
     prog = f.programme(db, name="Treu Markt")
     f.member(db, prog, first_name="Lena")
@@ -48,7 +61,10 @@ def test_previews_in_german_and_english_with_a_demo_members_data(db: Database) -
     assert listing.text.count('data-testid="template-row"') >= 9
     page = web.get(f"/admin/templates/welcome?programme={prog.slug}")
     assert page.status_code == 200
-    de, en = _srcdoc(page.text, "de"), _srcdoc(page.text, "en")
+    for lang in ("de", "en"):
+        frame = f"/admin/templates/welcome/{lang}/frame?programme={prog.slug}"
+        assert f'<iframe class="mail" sandbox src="{frame}"' in page.text
+    de, en = _frame(web, prog, "de"), _frame(web, prog, "en")
     assert "Lena" in de
     assert "Lena" in en
     assert "Treu Markt" in de
@@ -56,7 +72,8 @@ def test_previews_in_german_and_english_with_a_demo_members_data(db: Database) -
     assert 'data-testid="side-de"' in page.text
     assert 'data-testid="side-en"' in page.text
     # the analyst reads: no form to change the wording
-    assert "/admin/templates/welcome/de" not in page.text
+    assert f"/admin/templates/welcome/de?programme={prog.slug}" not in page.text
+    assert 'name="action"' not in page.text
     assert web.get("/admin/templates/no-such-message").status_code == 404
 
 
@@ -104,7 +121,8 @@ def test_marketing_edits_a_template_and_sees_it_previewed(db: Database) -> None:
     assert (row.subject, row.version) == ("Moin {{ first_name }}", 2)
     page = web.get(f"/admin/templates/welcome?programme={prog.slug}")
     assert re.search(r'preview-subject-de">Moin Lena<', page.text)
-    assert "Lena" in _srcdoc(page.text, "en")  # English keeps the shipped wording
+    assert "Lena" in _frame(web, prog, "en")  # English keeps the shipped wording
+    assert "Willkommen, <b>Lena</b>" in _frame(web, prog, "de")
 
     reset = web.post(
         f"/admin/templates/welcome/de/reset?programme={prog.slug}",

@@ -4,8 +4,12 @@ German and English previews side by side.
 
 The previews are rendered by the delivery's renderer (``treu.messaging.stored.
 preview_message``: the sandbox, the shipped layout, a demo member's data). The HTML part
-is shown in an ``<iframe sandbox srcdoc=…>``: a frame with no permissions runs no script
-and reaches nothing of the console, and the attribute value is escaped like any other.
+is shown in an ``<iframe sandbox>`` — a frame with no permissions runs no script and
+reaches nothing of the console. The saved (or shipped) wording is loaded from
+``…/frame``, which answers the mail alone under its own policy (no script at all, the
+mail's inline styles allowed, framed only by the console), so it looks as members see
+it. An unsaved preview is put in the frame's ``srcdoc`` (escaped like any attribute);
+it inherits the console's policy, so the mail's inline styles are not applied there.
 Saving goes through ``stored_templates`` (checked in both languages, audit-logged);
 "Preview" renders what was typed without saving it."""
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,6 +41,12 @@ from treu.web.security import check_csrf
 ADMIN.link("/admin/templates", N_("Messages"), order=85, permission="campaigns.read")
 
 MAX_PART = 100_000
+FRAME_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "sandbox; frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+"""The frame of a mail preview: no script, no requests; the mail's inline styles apply."""
 
 
 class TemplateForm(BaseModel):
@@ -185,6 +195,31 @@ def template_page(
     programme: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     return _editor(request, staff, programme, key, done=request.query_params.get("done"))
+
+
+@router.get("/templates/{key}/{lang}/frame")
+def template_frame(
+    request: Request,
+    key: str,
+    lang: Lang,
+    staff: Annotated[Staff, Depends(need("campaigns.read"))],
+    programme: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """The HTML part of the current wording's preview, alone, for the page's frame."""
+    _known(key)
+    with database(request).unit_of_work(write=False) as session:
+        _, chosen = choose_programme(session, programme)
+        if chosen is None:
+            return PlainTextResponse("no programme", status_code=404, headers=FRAME_HEADERS)
+        row = _stored(session, chosen, key).get(lang)
+        wording = TemplateSource(row.subject, row.text, row.html) if row is not None else None
+        try:
+            rendered = preview_message(
+                session, programme=chosen, key=key, lang=lang, stored=wording
+            )
+        except TemplateProblem as problem:
+            return PlainTextResponse(problem.detail, status_code=422, headers=FRAME_HEADERS)
+    return HTMLResponse(rendered.html, headers=FRAME_HEADERS)
 
 
 @router.post("/templates/{key}/{lang}")
