@@ -15,10 +15,14 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from treu.campaigns.models import Arm, Campaign, CampaignStatus
+from treu.campaigns.schemas import CampaignSpec, CampaignStats
+from treu.campaigns.stats import campaign_stats
 from treu.events.models import Event
 from treu.kit.money import liability_minor
 from treu.ledger.models import Account, Posting, PostingKind
@@ -28,6 +32,8 @@ from treu.rewards.models import Redemption, RedemptionStatus
 
 MAX_DAYS = 400
 TOP_REWARDS = 5
+MAX_CAMPAIGNS = 12
+"""Campaign results on the dashboard: the latest this many overlapping the range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +203,98 @@ def _name(value: object) -> str:
         names = json.loads(text)
         return str(names.get("de") or names.get("en") or next(iter(names.values()), ""))
     return text
+
+
+# --- campaign results -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Uplift:
+    """What the treated arm did beyond the control group, per member over the window.
+
+    ``purchases`` and ``revenue_minor`` are differences (treated minus held out) of the
+    per-member figures; ``revenue_percent`` is the treated revenue per member relative to
+    the control group's, in per cent (``None`` without a control group or control
+    revenue: there is nothing to compare with). Whether a difference is more than chance
+    is the experiments work's to say."""
+
+    purchases: Decimal | None
+    revenue_minor: int | None
+    revenue_percent: Decimal | None
+
+
+def uplift(stats: CampaignStats) -> Uplift:
+    treated = stats.arms[Arm.treated.value]
+    control = stats.arms[Arm.held_out.value]
+    if not treated.members or not control.members:
+        return Uplift(None, None, None)
+    percent = None
+    if control.revenue_per_member_minor > 0:
+        percent = (
+            Decimal(treated.revenue_per_member_minor - control.revenue_per_member_minor)
+            * 100
+            / control.revenue_per_member_minor
+        ).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    return Uplift(
+        purchases=treated.purchases_per_member - control.purchases_per_member,
+        revenue_minor=treated.revenue_per_member_minor - control.revenue_per_member_minor,
+        revenue_percent=percent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    id: uuid.UUID
+    code: str
+    name: str
+    kind: str
+    status: str
+    treated: int
+    held_out: int
+    points: int
+    delivered: int
+    revenue_treated_minor: int
+    """Revenue per member of each arm over the window."""
+    revenue_control_minor: int
+    uplift: Uplift
+
+
+def campaign_results(
+    session: Session, programme: Programme, *, start: date, end: date, now: datetime
+) -> list[CampaignResult]:
+    """The campaigns (not drafts) whose window overlaps ``start``..``end`` (whole UTC
+    days), latest window first, at most ``MAX_CAMPAIGNS``, with their statistics."""
+    if end < start:
+        start, end = end, start
+    since, until = _instant(start), _instant(end + timedelta(days=1))
+    found = []
+    for campaign in session.scalars(
+        select(Campaign).where(
+            Campaign.programme_id == programme.id,
+            Campaign.status != CampaignStatus.draft.value,
+        )
+    ):
+        window = CampaignSpec.model_validate(campaign.spec).window
+        if window.starts_at < until and window.ends_at > since:
+            found.append((window.starts_at, campaign))
+    found.sort(key=lambda pair: (pair[0], pair[1].id), reverse=True)
+    results = []
+    for _, campaign in found[:MAX_CAMPAIGNS]:
+        stats = campaign_stats(session, campaign, now=now)
+        results.append(
+            CampaignResult(
+                id=campaign.id,
+                code=campaign.code,
+                name=campaign.name,
+                kind=str(campaign.spec.get("kind", "bonus")),
+                status=campaign.status,
+                treated=stats.treated,
+                held_out=stats.held_out,
+                points=stats.points_issued,
+                delivered=stats.messages.delivered,
+                revenue_treated_minor=stats.arms[Arm.treated.value].revenue_per_member_minor,
+                revenue_control_minor=stats.arms[Arm.held_out.value].revenue_per_member_minor,
+                uplift=uplift(stats),
+            )
+        )
+    return results

@@ -37,7 +37,7 @@ from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import local_date, utc_now
 from treu.ledger.models import Account
 from treu.ledger.service import ledger
-from treu.members.models import Member
+from treu.members.models import Member, MemberStatus
 from treu.messaging.errors import TemplateExists, TemplateNotFound
 from treu.messaging.models import MessageTemplate
 from treu.messaging.templates import (
@@ -432,6 +432,48 @@ def preview(
         template.subject, template.text, template.html, origin=f"stored template {template.id}"
     )
     return render_message(template.key, values, lang, stored=source)
+
+
+def preview_message(
+    session: Session,
+    *,
+    programme: Programme,
+    key: str,
+    lang: Lang,
+    stored: TemplateSource | None,
+    now: datetime | None = None,
+) -> Rendered:
+    """The message ``key`` in ``lang`` as the delivery renders it — the wording
+    ``stored`` (saved or not) or, without it, the shipped files, in the shipped layout —
+    for the console's preview: with the data of the programme's first active member
+    (a sample coupon code when they have none), and sample values wherever that member
+    has none (no expiry, no tier) or the programme has no member yet, so that every
+    part of the template shows. A template that does not render raises
+    ``TemplateProblem`` with its part and line."""
+    _known_key(key)
+    values: dict[str, Any] = {
+        **sample_variables(lang),
+        "missing": "100 Punkte" if lang == "de" else "100 points",
+        "until": format_day(date(2026, 12, 31), lang),
+    }
+    member = session.scalars(
+        select(Member)
+        .where(Member.programme_id == programme.id, Member.status == MemberStatus.active.value)
+        .order_by(Member.enrolled_at, Member.id)
+        .limit(1)
+    ).first()
+    if member is not None:
+        real = member_variables(
+            session,
+            member=member,
+            programme=programme,
+            lang=lang,
+            unsubscribe_url=values["unsubscribe_url"],
+            now=now or utc_now(),
+            sample_coupon=True,
+        )
+        values.update({name: value for name, value in real.items() if value is not None})
+    return render_message(key, values, lang, stored=stored)
 
 
 stored_templates = StoredTemplates()

@@ -19,10 +19,13 @@ from treu.web.admin import (  # noqa: E402, F401
     account,
     api_keys,
     audit,
+    campaigns,
     dashboard,
     home,
+    journeys,
     member,
     signin,
     staff_list,
+    templates_page,
     webhooks,
 )

@@ -1,4 +1,5 @@
-"""The dashboard: tiles and weekly charts for a programme and a date range."""
+"""The dashboard: tiles and weekly charts for a programme and a date range, and the
+results of the campaigns that ran in it (treated members, points, messages, uplift)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from treu.insights.dashboard import dashboard
+from treu.insights.dashboard import campaign_results, dashboard
 from treu.kit.money import format_money
 from treu.kit.text import N_
 from treu.kit.time import utc_now
@@ -51,6 +52,11 @@ def dashboard_page(
         if chosen is None and all_programmes:
             chosen = all_programmes[0]
         figures = dashboard(session, chosen, start=since, end=until) if chosen is not None else None
+        results = (
+            campaign_results(session, chosen, start=since, end=until, now=utc_now())
+            if chosen is not None
+            else []
+        )
     charts = []
     if figures is not None:
         labels = [w.start.strftime("%d.%m.") if lang == "de" else w.start.strftime("%d %b")
@@ -73,6 +79,18 @@ def dashboard_page(
             ),
         ):
             charts.append((title, labels, series))
+    campaign_chart = None
+    if figures is not None and results:
+        currency = figures.currency
+        campaign_chart = bar_chart(
+            _("Revenue per member: treated and control group"),
+            [r.code for r in results],
+            [
+                Series(_("treated"), [r.revenue_treated_minor for r in results]),
+                Series(_("control group"), [r.revenue_control_minor for r in results]),
+            ],
+            number=lambda minor: format_money(minor, currency, lang),
+        )
     return render(
         request,
         "admin/dashboard.html",
@@ -83,6 +101,8 @@ def dashboard_page(
         since=since,
         until=until,
         charts=charts,
+        results=results,
+        campaign_chart=campaign_chart,
         bar_chart=bar_chart,
         money=lambda minor, currency: format_money(minor, currency, lang),
     )
