@@ -20,6 +20,8 @@ from treu.web.admin import (  # noqa: E402, F401
     dashboard,
     home,
     member,
+    rules,
     signin,
     staff_list,
+    tiers,
 )
