@@ -31,7 +31,7 @@ from treu.tiers.texts import quantity
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
 from treu.web.nav import ADMIN
-from treu.web.render import language, render
+from treu.web.render import language, render, translate_for
 from treu.web.security import check_csrf
 
 ADMIN.link("/admin/tiers", N_("Tiers"), order=40, permission="programme.read")
@@ -166,9 +166,11 @@ def _editor(
         tier=tier,
         form=form,
         problems=problems or {},
-        unit={"spend": programme.currency, "points": "points", "purchases": "purchases"}.get(
-            programme.tier_metric, programme.tier_metric
-        ),
+        unit={
+            "spend": programme.currency,
+            "points": translate_for(language(request))("points"),
+            "purchases": translate_for(language(request))("purchases"),
+        }.get(programme.tier_metric, programme.tier_metric),
     )
 
 
