@@ -174,8 +174,9 @@ def test_saving_updates_the_draft_and_refuses_a_stale_revision(db: Database) -> 
             revision="1",
             name="Weekend basket",
             valid_from="2027-01-01T00:00",
-            limit_per=["week", ""],
+            limit_per=["week", "lifetime"],
             limit_count=["2", ""],
+            limit_points=["", "500"],
             budget_points="10000",
         ),
         follow_redirects=False,
@@ -185,7 +186,10 @@ def test_saving_updates_the_draft_and_refuses_a_stale_revision(db: Database) -> 
     assert stored.name == "Weekend basket"
     assert stored.draft_revision == 2
     assert stored.draft["valid_from"] == "2027-01-01T00:00:00+01:00"  # Berlin's midnight
-    assert stored.draft["limits"] == [{"per": "week", "max_count": 2}]
+    assert stored.draft["limits"] == [
+        {"per": "week", "max_count": 2},
+        {"per": "lifetime", "max_points": 500},
+    ]
     assert stored.draft["budget_points"] == 10000
     again = web.get(f"/admin/rules/{rule.id}")
     assert 'value="2027-01-01T00:00"' in again.text

@@ -54,7 +54,6 @@ def test_marketing_writes_simulates_and_publishes_a_bonus_rule(db: Database) -> 
         assert page.locator("html").get_attribute("lang") == "de"
         assert page.get_by_role("heading", level=1).inner_text() == "Punkteregeln"
         assert axe_violations(page) == []
-        screenshot(page, "admin-rules")
 
         # A bonus of 100 points on purchases of €50 or more, first with a syntax error.
         page.get_by_test_id("new-rule").click()
@@ -116,6 +115,12 @@ def test_marketing_writes_simulates_and_publishes_a_bonus_rule(db: Database) -> 
             )
             assert small.status_code in (200, 201), small.text
             assert api.get(f"/v1/members/{carla.id}/balance").json()["lifetime_earned"] == 170
+
+        page.goto(f"{base}/admin/rules?programme={prog.slug}")
+        assert "Veröffentlicht" in page.get_by_test_id("rule-row").inner_text()
+        assert "+100 Punkte pro Ereignis" in page.get_by_test_id("rule-row").inner_text()
+        assert axe_violations(page) == []
+        screenshot(page, "admin-rules")
 
         # Tiers, then both languages.
         page.get_by_role("link", name="Stufen").click()

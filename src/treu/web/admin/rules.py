@@ -19,9 +19,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from babel.numbers import format_decimal
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -31,7 +33,7 @@ from sqlalchemy.orm import Session
 from treu.campaigns.service import campaigns
 from treu.errors import TreuError
 from treu.events.simulation import RuleReplay, SimulationIn, simulate_in_full
-from treu.kit.money import format_money, format_rate, liability_minor
+from treu.kit.money import format_money, liability_minor
 from treu.kit.text import N_
 from treu.kit.time import local_date, utc_now
 from treu.programmes.models import Programme
@@ -51,6 +53,7 @@ ADMIN.link("/admin/rules", N_("Rules"), order=30, permission="programme.read")
 
 EFFECTS = ("points_per_unit", "multiplier", "fixed", "percent_bonus")
 LIMIT_ROWS = 2
+MAX_LIMITS = 4  # RuleSpec.limits: a draft from the API may have more rows than the blank form
 DEFAULT_DAYS = 28
 TEXT = 4000
 SHORT = 200
@@ -68,8 +71,13 @@ def _programme(session: Session, slug: str) -> tuple[list[Programme], Programme 
     return every, chosen if chosen is not None or not every else every[0]
 
 
-def summary(spec: RuleSpec, currency: str, _: Callable[..., str]) -> str:
+def summary(spec: RuleSpec, currency: str, lang: str) -> str:
     """The rule in one sentence, for the list ("2 times the points on matching lines")."""
+    _ = translate_for(lang)
+
+    def format_rate(value: Decimal) -> str:
+        return format_decimal(value.normalize(), locale="de_DE" if lang == "de" else "en_GB")
+
     effect = spec.effect
     lines = getattr(effect, "scope", None) == "lines" or spec.line_condition is not None
     if effect.type == "points_per_unit":
@@ -330,7 +338,6 @@ def rules_page(
     programme: Annotated[str, Query(max_length=64)] = "",
     status: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
-    _ = translate_for(language(request))
     wanted = status if status in {s.value for s in RuleStatus} else None
     with database(request).unit_of_work(write=False) as session:
         every, chosen = _programme(session, programme)
@@ -345,7 +352,7 @@ def rules_page(
                     RuleRow(
                         rule,
                         shown,
-                        summary(shown, chosen.currency, _),
+                        summary(shown, chosen.currency, language(request)),
                         rule.id not in published or published[rule.id] != draft,
                     )
                 )
@@ -387,7 +394,6 @@ def _editor(
     period: tuple[date, date, str] | None = None,
 ) -> Response:
     lang = language(request)
-    _ = translate_for(lang)
     with database(request).unit_of_work(write=False) as session:
         triggers = _triggers(session, programme, lang)
         published = rules.published_spec(session, rule) if rule is not None else None
@@ -412,7 +418,7 @@ def _editor(
         triggers=triggers,
         effects=EFFECTS,
         published=published,
-        published_summary=summary(published, programme.currency, _) if published else None,
+        published_summary=summary(published, programme.currency, lang) if published else None,
         changed=changed,
         since=since,
         until=until,
@@ -437,7 +443,7 @@ def new_rule(
     return _editor(request, staff, programme=chosen, rule=None, form=_to_form(BLANK, "UTC"))
 
 
-LimitList = Annotated[list[str], Form(max_length=LIMIT_ROWS)]
+LimitList = Annotated[list[str], Form(max_length=MAX_LIMITS)]
 
 
 @router.post("/rules/new")

@@ -45,7 +45,7 @@ class TierRow:
     tier: Tier
     name: str
     threshold: str
-    multiplier: str
+    multiplier: Decimal
     benefits: list[str]
     members: int
 
@@ -105,7 +105,7 @@ def tiers_page(
                             points_name=chosen.points_name,
                             lang=lang,
                         ),
-                        format_rate(tier.multiplier),
+                        tier.multiplier.normalize(),
                         [_name(b, lang) for b in tier.benefits],
                         counts.get(tier.code, 0),
                     )
