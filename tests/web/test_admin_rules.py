@@ -348,3 +348,23 @@ def _audit(db: Database, rule_id: uuid.UUID) -> list[AuditEvent]:
                 .order_by(AuditEvent.created_at, AuditEvent.id)
             )
         )
+
+
+@pytest.mark.parametrize("role", ["admin", "marketing"])
+def test_admins_and_marketing_open_every_rules_and_tiers_page(db: Database, role: str) -> None:
+    prog = f.tiered(db)
+    rule = draft(db, prog, BIG_BASKET)
+    web, _ = signed_in(db, role)
+    for path in (
+        f"/admin/rules?programme={prog.slug}",
+        f"/admin/rules/new?programme={prog.slug}",
+        f"/admin/rules/{rule.id}",
+        f"/admin/rules/{rule.id}/simulation",
+        f"/admin/tiers?programme={prog.slug}",
+        f"/admin/tiers/{prog.slug}/new",
+        f"/admin/tiers/{prog.slug}/gold",
+    ):
+        answer = web.get(path)
+        assert answer.status_code == 200, path
+        assert 'href="/admin/rules"' in answer.text  # the menu offers both pages
+        assert 'href="/admin/tiers"' in answer.text
