@@ -29,7 +29,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -151,6 +151,27 @@ class _RuleTally:
     points: int = 0
     awards: int = 0
     members: set[uuid.UUID] = field(default_factory=set)
+    days: dict[date, int] = field(default_factory=lambda: defaultdict(int))
+    """Points per day of the event in the programme's time zone (the console's chart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleReplay:
+    """One rule of the draft set in a replay, in full: the API's ``by_rule`` keeps the
+    top ten only, and has no days; the console shows one rule's awards over time."""
+
+    name: str
+    points: int
+    awards: int
+    members: int
+    days: dict[date, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    out: SimulationOut
+    draft_rules: dict[str, RuleReplay]
+    """Every rule of the draft set that awarded something, by rule id (``new-1``, ...)."""
 
 
 @dataclass
@@ -174,6 +195,7 @@ class _Side:
             tally.points += award.points
             tally.awards += 1
             tally.members.add(member_id)
+            tally.days[view.date] += award.points
         if evaluation.points > 0:
             self.points += evaluation.points
             self.members.add(member_id)
@@ -438,6 +460,11 @@ def _ignored(
 def simulate(session: Session, request: SimulationIn) -> SimulationOut:
     """Replay the period's events through the published and the draft rule set; see the
     module docstring. Reads only: run it in a read-only unit of work."""
+    return simulate_in_full(session, request).out
+
+
+def simulate_in_full(session: Session, request: SimulationIn) -> Simulated:
+    """``simulate``, plus every draft rule's awards with its points per day."""
     started = time.perf_counter()
     start, end = request.from_, request.until
     check_period(start, end)
@@ -493,7 +520,7 @@ def simulate(session: Session, request: SimulationIn) -> SimulationOut:
 
     ignored = _ignored(session, programme, start, end)
     before, after = published.summary(programme), draft.summary(programme)
-    return SimulationOut(
+    out = SimulationOut(
         programme=programme.slug,
         period={"from": iso(start), "until": iso(end), "timezone": programme.timezone},
         events={
@@ -510,6 +537,15 @@ def simulate(session: Session, request: SimulationIn) -> SimulationOut:
         ),
         notes=_notes(programme, drafts),
         seconds=round(time.perf_counter() - started, 3),
+    )
+    return Simulated(
+        out,
+        {
+            rule_id: RuleReplay(
+                tally.name, tally.points, tally.awards, len(tally.members), dict(tally.days)
+            )
+            for rule_id, tally in draft.by_rule.items()
+        },
     )
 
 

@@ -277,6 +277,19 @@ class RuleService:
         row = session.get_one(RuleVersion, (rule.id, rule.version))
         return RuleSpec.model_validate(row.spec)
 
+    def published_specs(self, session: Session, found: Sequence[Rule]) -> dict[uuid.UUID, RuleSpec]:
+        """The latest published specification of each of ``found`` that has one, in one
+        query (a list of rules shows them all)."""
+        keys = [(rule.id, rule.version) for rule in found if rule.version is not None]
+        if not keys:
+            return {}
+        rows = session.execute(
+            select(RuleVersion.rule_id, RuleVersion.spec).where(
+                tuple_(RuleVersion.rule_id, RuleVersion.version).in_(keys)
+            )
+        ).all()
+        return {rule_id: RuleSpec.model_validate(spec) for rule_id, spec in rows}
+
     def draft_spec(self, rule: Rule) -> RuleSpec:
         return RuleSpec.model_validate(rule.draft)
 

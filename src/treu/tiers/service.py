@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from treu.db.base import WriteBatch
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import local_date, utc_now
 from treu.ledger.models import Account
-from treu.members.models import Member
+from treu.members.models import Member, MemberStatus
 from treu.programmes.models import Programme, TierMetric, TierWindow
 from treu.programmes.schemas import TierSettingsPatch
 from treu.programmes.service import programmes
@@ -590,6 +590,47 @@ class TierService:
         last_day, last_id = due[-1]
         assert last_day is not None  # review_on <= today
         return len(ids), (last_day, last_id)
+
+    def members_per_tier(
+        self, session: Session, programme: Programme, *, now: datetime | None = None
+    ) -> dict[str | None, int]:
+        """How many members (not closed) hold each tier now, by code (None: no tier), as
+        ``current`` decides it — the higher of the qualified and a still-valid bought tier,
+        the base tier without a tier row — in ONE grouped query."""
+        now = now or utc_now()
+        ladder = self.ladder(session, programme)
+        no_row = MemberTier.member_id.is_(None)
+        rows = session.execute(
+            select(
+                no_row,
+                MemberTier.qualified_tier,
+                MemberTier.paid_tier,
+                func.count(),
+                func.count().filter(MemberTier.paid_until > now),
+            )
+            .select_from(Member)
+            .outerjoin(MemberTier, MemberTier.member_id == Member.id)
+            .where(
+                Member.programme_id == programme.id,
+                Member.status != MemberStatus.closed.value,
+            )
+            .group_by(no_row, MemberTier.qualified_tier, MemberTier.paid_tier)
+        ).all()
+        counts: dict[str | None, int] = {}
+
+        def add(code: str | None, count: int) -> None:
+            if count:
+                code = code if ladder.get(code) is not None else None
+                counts[code] = counts.get(code, 0) + count
+
+        base = ladder.base
+        for without_row, qualified, paid, count, paid_valid in rows:
+            if without_row:
+                add(base.code if base is not None else None, int(count))
+                continue
+            add(ladder.higher(qualified, paid), int(paid_valid))
+            add(qualified, int(count) - int(paid_valid))
+        return counts
 
     def programmes_with_tiers(self, session: Session) -> list[Programme]:
         return list(

@@ -24,8 +24,10 @@ from treu.web.admin import (  # noqa: E402, F401
     home,
     journeys,
     member,
+    rules,
     signin,
     staff_list,
     templates_page,
+    tiers,
     webhooks,
 )
