@@ -19,4 +19,11 @@ from treu.web.security import WebRoute
 router = APIRouter(prefix="/portal", route_class=WebRoute, include_in_schema=False)
 
 # The pages register themselves on ``router`` when imported.
-from treu.web.portal import session_pages  # noqa: E402, F401
+from treu.web.portal import (  # noqa: E402, F401
+    challenges,
+    coupons,
+    history,
+    inbox,
+    rewards,
+    session_pages,
+)
