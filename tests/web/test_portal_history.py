@@ -52,7 +52,7 @@ def _points(html: str) -> list[str]:
 
 
 def test_newest_first_explained_and_pending_until_released(db: Database) -> None:
-    prog, who = _shopper(db, 2, pending_days=14)
+    _, who = _shopper(db, 2, pending_days=14)
     f.adjust(db, who, 25, at=utc_now(), reason="Entschuldigung")
     web = signed_in(client(db), db, who)
     page = web.get("/portal/history")
