@@ -64,6 +64,8 @@ def test_locked_rewards_say_why(db: Database) -> None:
     rival = f.member(db, prog)
     f.earn(db, prog, rival, 100, at=utc_now() - timedelta(hours=1))
     f.redeem(db, rival, gone, now=utc_now())
+    f.reward(db, prog, code="few", points_cost=100, stock=3)
+    f.reward(db, prog, code="plenty", points_cost=100, stock=500)
     once = f.reward(db, prog, code="once", points_cost=10, per_member_limit=1)
     f.redeem(db, who, once, now=utc_now())
 
@@ -71,7 +73,10 @@ def test_locked_rewards_say_why(db: Database) -> None:
     assert page.status_code == 200
     assert _shown(page.text, "balance") == 290
     cards = _cards(page.text)
-    assert set(cards) == {"cheap", "dear", "gold-only", "soon", "gone", "once"}
+    assert set(cards) == {"cheap", "dear", "gold-only", "soon", "gone", "once", "few", "plenty"}
+    assert "Nur noch 3 verfügbar" in cards["few"]
+    assert 'data-testid="stock"' not in cards["plenty"]
+    assert 'data-testid="stock"' not in cards["gone"]
     assert 'data-testid="redeem"' in cards["cheap"]
     assert _reasons(cards["cheap"]) == []
     assert _reasons(cards["dear"]) == [("insufficient_points", "Noch 710 Punkte nötig")]
