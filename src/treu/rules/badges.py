@@ -117,6 +117,7 @@ class EarnedBadge:
     description: str | None
     icon: str
     awarded_at: datetime
+    rule_id: uuid.UUID | None
 
 
 def badges_of(session: Session, *, member_id: uuid.UUID, lang: str) -> list[EarnedBadge]:
@@ -140,6 +141,7 @@ def badges_of(session: Session, *, member_id: uuid.UUID, lang: str) -> list[Earn
             description=text(row.badge.get("description")),
             icon=str(row.badge.get("icon", "")),
             awarded_at=row.awarded_at,
+            rule_id=row.rule_id,
         )
         for row in rows
     ]
