@@ -48,7 +48,7 @@ def _shopper(db: Database, purchases: int, **programme: object) -> tuple[Program
 
 
 def _points(html: str) -> list[str]:
-    return re.findall(r'class="points [a-z]+">([^<]+)<', html)
+    return re.findall(r'class="entry-points [a-z]+">([^<]+)<', html)
 
 
 def test_newest_first_explained_and_pending_until_released(db: Database) -> None:
