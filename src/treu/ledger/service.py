@@ -114,6 +114,21 @@ class LedgerPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """A posting as the member's own history shows it: with when its points become
+    available (``pending_until``; ``None`` when they are available, or it spent points)."""
+
+    posting: Posting
+    pending_until: datetime | None
+
+
+@dataclass
+class Statement:
+    items: list[StatementLine]
+    next_cursor: str | None
+
+
 @dataclass
 class Discrepancy:
     member_id: uuid.UUID | None
@@ -193,6 +208,46 @@ class LedgerService:
             rows = rows[:limit]
             next_cursor = encode_cursor({"before": str(rows[-1].id)})
         return LedgerPage(items=rows, next_cursor=next_cursor)
+
+    def statement(
+        self,
+        session: Session,
+        *,
+        member_id: uuid.UUID,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Statement:
+        """The member's history as the portal shows it: postings newest first (no
+        ``settle`` postings, which move no points), each with when its still-pending
+        points become available. One statement per page whatever the history's length:
+        the release date is a correlated look-up in the member's open lots
+        (``ix_lots_member_open``), not a query per posting."""
+        released = (
+            select(func.max(Lot.available_at))
+            .where(
+                Lot.member_id == member_id,
+                Lot.posting_id == Posting.id,
+                Lot.state == LotState.pending.value,
+                Lot.remaining > 0,
+            )
+            .correlate(Posting)
+            .scalar_subquery()
+        )
+        query = select(Posting, released).where(
+            Posting.member_id == member_id, Posting.kind != PostingKind.settle.value
+        )
+        if cursor:
+            key = decode_cursor(cursor)
+            query = query.where(Posting.id < uuid.UUID(str(key.get("before"))))
+        rows = session.execute(query.order_by(Posting.id.desc()).limit(limit + 1)).all()
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor({"before": str(rows[-1][0].id)})
+        return Statement(
+            items=[StatementLine(posting, until) for posting, until in rows],
+            next_cursor=next_cursor,
+        )
 
     def activate_due(
         self, session: Session, *, now: datetime | None = None, limit: int = 500

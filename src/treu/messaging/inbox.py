@@ -172,13 +172,19 @@ class Inbox:
             or 0
         )
 
+    def get(self, session: Session, *, member_id: uuid.UUID, message_id: uuid.UUID) -> InboxMessage:
+        """One of the member's messages; another member's is not found (not forbidden:
+        its existence is not theirs to learn)."""
+        found = session.get(InboxMessage, message_id)
+        if found is None or found.member_id != member_id:
+            raise InboxMessageNotFound(f"no message {message_id} in this member's inbox")
+        return found
+
     def mark_read(
         self, session: Session, *, member_id: uuid.UUID, message_id: uuid.UUID, now: datetime
     ) -> InboxMessage:
         """Read once: reading it again keeps the first time."""
-        found = session.get(InboxMessage, message_id)
-        if found is None or found.member_id != member_id:
-            raise InboxMessageNotFound(f"no message {message_id} in this member's inbox")
+        found = self.get(session, member_id=member_id, message_id=message_id)
         if found.read_at is None:
             found.read_at = now
             session.flush()

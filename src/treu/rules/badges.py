@@ -9,6 +9,7 @@ event as a rule that gives the same badge therefore reports no badge of its own.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,3 +106,42 @@ class BadgeBook:
         batch.insert(table_of(MemberBadge), self._rows)
         outbox.add_to(batch, self._events, now=self.now)
         self._rows, self._events = [], []
+
+
+@dataclass(frozen=True, slots=True)
+class EarnedBadge:
+    """A badge the member holds, named in one language."""
+
+    code: str
+    name: str
+    description: str | None
+    icon: str
+    awarded_at: datetime
+    rule_id: uuid.UUID | None
+
+
+def badges_of(session: Session, *, member_id: uuid.UUID, lang: str) -> list[EarnedBadge]:
+    """The member's badges, oldest first, named in ``lang`` (else English): what
+    ``GET /v1/members/{id}/badges`` lists and the portal shows. One query."""
+
+    def text(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        return str(value.get(lang) or value.get("en") or "") or None
+
+    rows = session.scalars(
+        select(MemberBadge)
+        .where(MemberBadge.member_id == member_id)
+        .order_by(MemberBadge.awarded_at, MemberBadge.id)
+    ).all()
+    return [
+        EarnedBadge(
+            code=row.code,
+            name=text(row.badge.get("name")) or row.code,
+            description=text(row.badge.get("description")),
+            icon=str(row.badge.get("icon", "")),
+            awarded_at=row.awarded_at,
+            rule_id=row.rule_id,
+        )
+        for row in rows
+    ]

@@ -137,32 +137,21 @@ def get_badges(
     requested: RequestedLang,
 ) -> BadgeList:
     """Badges the member was awarded (by earning rules), oldest first."""
-    from treu.rules.models import MemberBadge
+    from treu.rules.badges import badges_of
 
     with db.unit_of_work(write=False) as session:
         lang = member_language(requested, members.get(session, member_id).language)
-        rows = session.scalars(
-            select(MemberBadge)
-            .where(MemberBadge.member_id == member_id)
-            .order_by(MemberBadge.awarded_at, MemberBadge.id)
-        ).all()
-
-        def text(value: Any) -> str | None:
-            if not isinstance(value, dict):
-                return None
-            return str(value.get(lang) or value.get("en") or "") or None
-
         return BadgeList(
             items=[
                 BadgeOut(
-                    code=row.code,
-                    name=text(row.badge.get("name")) or row.code,
-                    description=text(row.badge.get("description")),
-                    icon=str(row.badge.get("icon", "")),
-                    awarded_at=row.awarded_at,
-                    rule_id=row.rule_id,
+                    code=b.code,
+                    name=b.name,
+                    description=b.description,
+                    icon=b.icon,
+                    awarded_at=b.awarded_at,
+                    rule_id=b.rule_id,
                 )
-                for row in rows
+                for b in badges_of(session, member_id=member_id, lang=lang)
             ]
         )
 

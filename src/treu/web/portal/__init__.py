@@ -21,9 +21,14 @@ router = APIRouter(prefix="/portal", route_class=WebRoute, include_in_schema=Fal
 # The pages register themselves on ``router`` when imported.
 from treu.web.portal import (  # noqa: E402, F401
     card,
+    challenges,
+    coupons,
+    history,
     home,
+    inbox,
     privacy,
     profile,
+    rewards,
     session_pages,
     signin,
 )
