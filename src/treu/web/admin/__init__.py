@@ -17,9 +17,11 @@ router = APIRouter(prefix="/admin", route_class=WebRoute, include_in_schema=Fals
 # The pages register themselves on ``router`` when imported.
 from treu.web.admin import (  # noqa: E402, F401
     account,
+    challenges,
     dashboard,
     home,
     member,
+    rewards,
     signin,
     staff_list,
 )
