@@ -143,6 +143,8 @@ def test_a_reward_with_stock_and_picture_then_a_challenge(db: Database) -> None:
         # English.
         page.get_by_role("link", name="English").click()
         page.wait_for_selector("html[lang=en]")
+        # the language link keeps the path, not the query: choose the programme again
+        page.goto(f"{base}/admin/challenges?programme={prog.slug}")
         assert page.get_by_role("heading", name="Challenges").is_visible()
         assert "active" in page.get_by_test_id("challenge-row").first.inner_text()
         assert axe_violations(page) == []

@@ -122,7 +122,7 @@ def test_the_list_shows_stock_limits_tier_validity_and_redemptions(db: Database)
     assert f"/admin/rewards/{unlimited.id}/status" not in page.text
 
 
-def test_the_list_costs_three_queries_however_long(db: Database) -> None:
+def test_the_list_costs_the_same_queries_however_long(db: Database) -> None:
     from tests.web.test_admin_member import _statements
 
     prog = f.programme(db)

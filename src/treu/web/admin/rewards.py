@@ -4,8 +4,8 @@ served by Treu itself (``treu.media``), topping up its stock, pausing and resumi
 
 Everything goes through ``treu.rewards.catalogue`` — the API's service — in one unit
 of work: a picture is stored in the same transaction as the reward that shows it, so a
-refused reward leaves no orphan image. The list is three queries whatever its length
-(the programmes, the rewards, the redemption counts grouped by reward).
+refused reward leaves no orphan image. The list is four queries whatever its length
+(the programmes, the rewards, the redemption counts grouped by reward, the tiers).
 """
 
 from __future__ import annotations
