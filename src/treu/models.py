@@ -12,6 +12,7 @@ def load_all() -> None:
     import treu.events.models
     import treu.journeys.models
     import treu.ledger.models
+    import treu.media.models
     import treu.members.models
     import treu.messaging.models
     import treu.outbox.models

@@ -864,3 +864,26 @@ def test_the_demo_has_three_challenges_with_progress(fresh_db: Database) -> None
         )
         assert open_
         assert ledger.verify(session) == []
+
+
+def test_participants_and_completions_per_challenge(db: Database) -> None:
+    """What the console's list shows: members with progress (in any period) and
+    completions, one grouped query each."""
+    prog = f.programme(db)
+    monthly = f.challenge(
+        db, prog, window={"type": "repeating", "every": "month"}, max_completions=None,
+        goal={"type": "count", "target": 1},
+    )  # fmt: skip
+    untouched = f.challenge(db, prog)
+    anna, ben = f.member(db, prog), f.member(db, prog)
+    buy(db, prog, anna, T0)
+    buy(db, prog, anna, T0 + timedelta(days=31))  # June: a second period
+    buy(db, prog, ben, T0)
+    with db.unit_of_work(write=False) as session:
+        ids = [monthly.id, untouched.id]
+        people = challenges.participant_counts(session, ids)
+        done = challenges.completion_counts(session, ids)
+        assert challenges.participant_counts(session, []) == {}
+    # every purchase also counted for the 3-in-May challenge: 2 participants, no completion
+    assert people == {monthly.id: 2, untouched.id: 2}
+    assert done == {monthly.id: 3}

@@ -719,3 +719,46 @@ def test_the_demo_has_rewards_redemptions_and_used_coupons(fresh_db: Database) -
             if reward.stock_total is not None:
                 assert reward.stock_left == reward.stock_total - int(held or 0)
         assert ledger.verify(session) == []
+
+
+# --- the console's needs: topping up stock, counts per reward ------------------------------
+
+
+def test_add_stock_moves_total_and_left_and_never_below_redeemed(db: Database) -> None:
+    from treu.rewards.errors import StockBelowRedeemed, StockModeChange
+
+    prog = f.programme(db)
+    limited = f.reward(db, prog, stock=4)
+    who = f.member(db, prog)
+    f.earn(db, prog, who, 5000)
+    f.redeem(db, who, limited)
+    with db.unit_of_work() as session:
+        topped = catalogue.add_stock(
+            session, programme=prog, reward_id=limited.id, units=6, actor="test"
+        )
+        assert (topped.stock_total, topped.stock_left) == (10, 9)
+    with db.unit_of_work() as session, pytest.raises(StockBelowRedeemed):
+        catalogue.add_stock(session, programme=prog, reward_id=limited.id, units=-10, actor="t")
+    with db.unit_of_work() as session:
+        taken = catalogue.add_stock(
+            session, programme=prog, reward_id=limited.id, units=-9, actor="test"
+        )
+        assert (taken.stock_total, taken.stock_left) == (1, 0)
+    unlimited = f.reward(db, prog)
+    with db.unit_of_work() as session, pytest.raises(StockModeChange):
+        catalogue.add_stock(session, programme=prog, reward_id=unlimited.id, units=5, actor="t")
+
+
+def test_redemption_counts_per_reward(db: Database) -> None:
+    prog = f.programme(db)
+    one, two, none = f.reward(db, prog), f.reward(db, prog), f.reward(db, prog)
+    who = f.member(db, prog)
+    f.earn(db, prog, who, 5000)
+    first = f.redeem(db, who, one)
+    f.redeem(db, who, one)
+    f.redeem(db, who, two)
+    f.cancel(db, first.result.id)
+    with db.unit_of_work(write=False) as session:
+        counts = catalogue.redemption_counts(session, [one.id, two.id, none.id])
+        assert catalogue.redemption_counts(session, []) == {}
+    assert counts == {one.id: (2, 1), two.id: (1, 1)}

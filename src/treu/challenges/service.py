@@ -235,6 +235,23 @@ class ChallengeService:
         ).all()
         return {challenge_id: int(count) for challenge_id, count in rows}
 
+    def participant_counts(
+        self, session: Session, challenge_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """Per challenge: the members with progress in any period (one grouped query)."""
+        ids = list(challenge_ids)
+        if not ids:
+            return {}
+        rows = session.execute(
+            select(
+                ChallengeProgress.challenge_id,
+                func.count(func.distinct(ChallengeProgress.member_id)),
+            )
+            .where(ChallengeProgress.challenge_id.in_(ids))
+            .group_by(ChallengeProgress.challenge_id)
+        ).all()
+        return {challenge_id: int(count) for challenge_id, count in rows}
+
     # --- the active set -----------------------------------------------------------------
 
     def invalidate(self, programme_id: uuid.UUID) -> None:

@@ -4,11 +4,12 @@ the checkout (``CatalogueService``)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,8 @@ from treu.rewards.errors import (
 )
 from treu.rewards.models import (
     COUPON_TYPES,
+    Redemption,
+    RedemptionStatus,
     Reward,
     RewardStatus,
     RewardType,
@@ -274,6 +277,58 @@ class CatalogueService:
         )
         self.invalidate(session, programme.id)
         return reward
+
+    def add_stock(
+        self,
+        session: Session,
+        *,
+        programme: Programme,
+        reward_id: uuid.UUID,
+        units: int,
+        actor: str,
+    ) -> Reward:
+        """Top up a limited reward by ``units`` (negative: take units out, never below
+        what is redeemed). Relative to the locked row, so two top-ups at once both count
+        and a redemption in flight is not overwritten."""
+        reward = session.scalar(
+            select(Reward)
+            .where(Reward.id == reward_id, Reward.programme_id == programme.id)
+            .with_for_update()
+        )
+        if reward is None or reward.status == RewardStatus.archived:
+            raise RewardNotFound(f"no reward {reward_id} in programme {programme.slug!r}")
+        if reward.stock_total is None:
+            raise StockModeChange("an unlimited reward has no stock to top up", field="stock")
+        before = reward.stock_total
+        self._restock(reward, before + units)
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="reward.update",
+            subject_type="reward",
+            subject_id=str(reward.id),
+            programme_id=programme.id,
+            data={"changes": {"stock": reward.stock_total}, "added": units},
+        )
+        self.invalidate(session, programme.id)
+        return reward
+
+    def redemption_counts(
+        self, session: Session, reward_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[int, int]]:
+        """Per reward: redemptions in all, and those still holding a unit (redeemed, not
+        cancelled or expired). One grouped query."""
+        ids = list(reward_ids)
+        if not ids:
+            return {}
+        holding = func.sum(case((Redemption.status == RedemptionStatus.redeemed.value, 1), else_=0))
+        rows = session.execute(
+            select(Redemption.reward_id, func.count(), holding)
+            .where(Redemption.reward_id.in_(ids))
+            .group_by(Redemption.reward_id)
+        ).all()
+        return {reward_id: (int(total), int(held or 0)) for reward_id, total, held in rows}
 
     def _restock(self, reward: Reward, stock: int | None) -> None:
         if stock is None:

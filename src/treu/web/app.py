@@ -27,9 +27,11 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     from treu.web.admin import router as admin
+    from treu.web.media import router as media
     from treu.web.portal import router as portal
 
     app.include_router(admin)
     app.include_router(portal)
+    app.include_router(media)
     directory = str(resources.files("treu.web").joinpath("static"))
     app.mount(STATIC, _Static(directory=directory), name="static")
