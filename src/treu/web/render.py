@@ -110,6 +110,7 @@ def render(
         day=day,
         static=static_url,
         path=request.url.path,
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **context,
     )
     return HTMLResponse(page, status_code=status_code)
