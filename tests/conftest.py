@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -32,8 +34,14 @@ from tests.api_helpers import Api, make_api
 from tests.support.cli import make_runner
 from treu.db.session import Database
 from treu.migrations import upgrade
+from treu.staff import service as staff_service
 
 pytest_plugins = ["tests.clock"]
+
+# Staff passwords are hashed with argon2, slow on purpose (about 0.1 s a hash or a check,
+# its memory cost is the defence). The suite signs staff in hundreds of times, so it uses
+# argon2's lowest costs; a hash carries its own parameters, so checking works the same.
+staff_service._hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
 
 BACKENDS = ["sqlite", "postgresql"]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -4,13 +4,12 @@ reason, the roles that may do either, and a fixed number of queries per page."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from tests import factories as f
 from tests.support.admin import csrf_of, signed_in
+from tests.support.queries import statements
 from treu.audit.models import AuditEvent
 from treu.db.session import Database
 from treu.members.models import Member
@@ -20,23 +19,6 @@ def _balance_shown(html: str) -> int:
     found = re.search(r'data-testid="balance">([^<]+)<', html)
     assert found is not None
     return int(found.group(1).replace(".", "").replace(",", ""))
-
-
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    engines = {db.write_engine, db.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
 
 
 def _member_with_history(db: Database, purchases: int) -> Member:
@@ -129,7 +111,7 @@ def test_the_page_costs_the_same_queries_whatever_the_history(db: Database) -> N
     web.get(f"/admin/members/{long.id}")
     counts = []
     for who in (short, long):
-        with _statements(db) as seen:
+        with statements(db) as seen:
             assert web.get(f"/admin/members/{who.id}").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1]

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from tests import factories as f
 from tests.support.admin import csrf_of, signed_in
+from tests.support.queries import statements
 from treu.audit.models import AuditEvent
 from treu.db.session import Database
 from treu.kit.time import utc_now
@@ -123,17 +124,16 @@ def test_the_list_shows_stock_limits_tier_validity_and_redemptions(db: Database)
 
 
 def test_the_list_costs_the_same_queries_however_long(db: Database) -> None:
-    from tests.web.test_admin_member import _statements
 
     prog = f.programme(db)
     for _i in range(3):
         f.reward(db, prog)
     web, _email = signed_in(db, "marketing")
-    with _statements(db) as few:
+    with statements(db) as few:
         web.get(f"/admin/rewards?programme={prog.slug}")
     for _i in range(5):
         f.reward(db, prog)
-    with _statements(db) as more:
+    with statements(db) as more:
         assert web.get(f"/admin/rewards?programme={prog.slug}").text.count("reward-row") == 8
     assert len(more) == len(few)
 

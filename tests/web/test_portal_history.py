@@ -5,36 +5,16 @@ history's length."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-
-from sqlalchemy import event
 
 from tests import factories as f
 from tests.support.admin import client
 from tests.support.portal import signed_in
+from tests.support.queries import statements
 from treu.db.session import Database
 from treu.kit.time import utc_now
 from treu.members.models import Member
 from treu.programmes.models import Programme
-
-
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    engines = {db.write_engine, db.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
 
 
 def _shopper(db: Database, purchases: int, **programme: object) -> tuple[Programme, Member]:
@@ -79,7 +59,7 @@ def test_older_pages_and_a_fixed_number_of_queries(db: Database) -> None:
     for who in (few, many):
         web = signed_in(client(db), db, who)
         web.get("/portal/history")  # warm caches
-        with _statements(db) as seen:
+        with statements(db) as seen:
             assert web.get("/portal/history").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1]

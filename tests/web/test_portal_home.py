@@ -5,16 +5,14 @@ fixed number of queries whatever the member's history."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from tests import factories as f
 from tests.support.portal import signed_in
+from tests.support.queries import statements
 from treu.api.app import create_app
 from treu.config import Settings
 from treu.db.session import Database
@@ -94,23 +92,6 @@ def test_pending_points_are_shown_apart(db: Database) -> None:
     assert "tier-progress" not in html  # no ladder, no tier box
 
 
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    engines = {db.write_engine, db.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-
-
 def test_the_home_page_costs_the_same_queries_for_3_and_300_postings(db: Database) -> None:
     prog = f.tiered(db, metric="points")
     with db.unit_of_work() as session:
@@ -133,7 +114,7 @@ def test_the_home_page_costs_the_same_queries_for_3_and_300_postings(db: Databas
         )
         web = signed_in(_client(db), db, who)
         assert web.get("/portal").status_code == 200  # warm the caches
-        with _statements(db) as seen:
+        with statements(db) as seen:
             assert web.get("/portal").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1]
