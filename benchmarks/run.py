@@ -97,8 +97,17 @@ from treu.migrations import upgrade
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 BENCH_DATABASE = "treu_bench"
-PARTS = ("rules_eval", "ingest", "ingest_campaign", "checkout", "redeem", "delivery", "journeys")
-SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "delivery")
+PARTS = (
+    "rules_eval",
+    "ingest",
+    "ingest_campaign",
+    "checkout",
+    "redeem",
+    "pages",
+    "delivery",
+    "journeys",
+)
+SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
 JOURNEYS_SUFFIX = "_journeys"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
@@ -155,6 +164,24 @@ TARGETS = [
         0.85,
         True,
     ),
+    (
+        "portal_home_ratio",
+        "postgresql",
+        "portal home ÷ balance endpoint, 20 users (same run)",
+        "x",
+        0.5,
+        True,
+    ),
+    ("portal_home_p95_ms", "postgresql", "portal home p95, 20 users", "ms", 50, False),
+    (
+        "member_360_ratio",
+        "postgresql",
+        "console member 360 ÷ balance endpoint, 20 users (same run)",
+        "x",
+        0.5,
+        True,
+    ),
+    ("member_360_p95_ms", "postgresql", "console member 360 p95, 20 users", "ms", 50, False),
     (
         "journeys_seconds",
         "postgresql",
@@ -219,6 +246,8 @@ class Params:
     campaign_rounds: int = 2
     campaign_worker_phase: bool = True
     database: str = BENCH_DATABASE
+    pages_seconds: float = 8.0
+    pages_rounds: int = 2
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -477,6 +506,29 @@ def _bench_backend(
             f"{campaign_fixture.setup_seconds:.1f} s"
         )
 
+    pages_fixture = None
+    if "pages" in params.only:
+        from benchmarks import pages
+
+        pages_fixture = pages.prepare_pages(db)
+        out["pages"] = {
+            "setup": {
+                "programme": "the demo (treu demo: 1,000 members, 20,000 purchases)",
+                "users": pages.USERS,
+                "postings_per_member": [
+                    min(pages_fixture.postings_per_member),
+                    max(pages_fixture.postings_per_member),
+                ],
+                "setup_seconds": round(pages_fixture.setup_seconds, 2),
+            }
+        }
+        console.print(
+            f"pages: the demo programme and {pages.USERS} signed-in members "
+            f"({min(pages_fixture.postings_per_member)} to "
+            f"{max(pages_fixture.postings_per_member)} postings each) in "
+            f"{pages_fixture.setup_seconds:.1f} s"
+        )
+
     dbname = make_url(url).database if backend == "postgresql" else None
     campaign_tallies: dict[str, Tally] = {}
     if ingest:
@@ -508,6 +560,8 @@ def _bench_backend(
             out["redeem"].update(
                 redeem_phases(server, dbname, redeem_fixture, params, db=db, port=port)
             )
+        if pages_fixture is not None:
+            out["pages"].update(pages_phases(server, dbname, pages_fixture, params))
         if campaign_fixture is not None:
             out["ingest_campaign"].update(
                 campaign_phases(
@@ -821,6 +875,67 @@ def campaign_phases(
             f"{campaign.BONUS} with a delivery worker draining meanwhile (information): "
             f"{item['events_per_s']:,.0f} events/s, ÷ plain {item['ratio_to_plain']}"
         )
+    return out
+
+
+def pages_phases(
+    server: Server, dbname: str | None, fixture: Any, params: Params
+) -> dict[str, Any]:
+    """The balance endpoint, the portal home and member 360, each a closed loop of 20
+    users, alternated twice (``benchmarks.pages``)."""
+    from benchmarks import pages
+
+    clients = pages.clients(fixture, server.port)
+    tally = Tally()
+    for client in clients.values():  # warm-up: templates compiled, caches filled
+        tally.add(
+            loadgen.run(
+                loadgen.closed_loop(
+                    client, "", bytes, concurrency=4, warmup=0, duration=2, accepted=pages.ok
+                )
+            )
+        )
+    phases: list[dict[str, Any]] = []
+    for n in range(params.pages_rounds):
+        for name in pages.PAGES:
+            client = clients[name]
+            sat, use, attempts = Phases(server, dbname, tally, params).run(
+                lambda client=client: loadgen.closed_loop(  # type: ignore[misc]
+                    client,
+                    "",
+                    bytes,
+                    concurrency=pages.CONCURRENCY,
+                    warmup=params.saturation_warmup,
+                    duration=params.pages_seconds,
+                    accepted=pages.ok,
+                )
+            )
+            item = {"page": name, "round": n + 1, **describe(sat, use, unit="request")}
+            item["p95_ms"] = ms(sat.percentile(95))
+            item["attempts"] = attempts
+            phases.append(item)
+            console.print(
+                f"{name}, round {n + 1}: {item['events_per_s']:,.0f} pages/s (200 answers), "
+                f"p95 {item['p95_ms']} ms, statuses {item['statuses']}"
+            )
+    out: dict[str, Any] = {"concurrency": pages.CONCURRENCY, "phases": phases}
+    for name in pages.PAGES:
+        mine = [p for p in phases if p["page"] == name]
+        out[name] = {
+            "requests_per_s": round(sum(p["events_per_s"] for p in mine) / len(mine), 1),
+            "p95_ms": max(p["p95_ms"] or 0.0 for p in mine),
+        }
+    balance = out["balance"]["requests_per_s"]
+    for name in ("portal_home", "member_360"):
+        out[name]["ratio"] = round(out[name]["requests_per_s"] / balance, 3) if balance else None
+        console.print(
+            f"{name}: {out[name]['requests_per_s']:,.0f}/s ÷ balance {balance:,.0f}/s = "
+            f"{out[name]['ratio']}, p95 {out[name]['p95_ms']} ms"
+        )
+    refused = sum(
+        p["requests"] - sum(v for k, v in p["statuses"].items() if k == "200") for p in phases
+    )
+    out["correctness"] = {"ok": refused == 0, "answers_other_than_200": refused}
     return out
 
 
@@ -1150,6 +1265,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
                 "journeys_seconds": data.get("journeys", {}).get("seconds"),
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
+                "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
+                "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
+                "member_360_ratio": data.get("pages", {}).get("member_360", {}).get("ratio"),
+                "member_360_p95_ms": data.get("pages", {}).get("member_360", {}).get("p95_ms"),
             }[key]
         met = (
             None
@@ -1617,6 +1736,8 @@ def parse_args(argv: list[str] | None) -> Params:
         metavar="SECONDS",
         help="stop the daily journeys run after this long (it has missed its target)",
     )
+    parser.add_argument("--pages-seconds", type=float, default=8.0)
+    parser.add_argument("--pages-rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
     args = parser.parse_args(argv)
     params = Params(
@@ -1656,6 +1777,8 @@ def parse_args(argv: list[str] | None) -> Params:
         campaign_rounds=args.campaign_rounds,
         campaign_worker_phase=not args.no_campaign_worker_phase,
         database=args.database,
+        pages_seconds=args.pages_seconds,
+        pages_rounds=args.pages_rounds,
     )
     if args.quick:
         params.members = min(params.members, 1000)
@@ -1676,6 +1799,8 @@ def parse_args(argv: list[str] | None) -> Params:
         params.redeem_flash_seconds = 3
         params.journey_members = min(params.journey_members, 10_000)
         params.campaign_seconds = 5
+        params.pages_seconds = 3
+        params.pages_rounds = 1
     unknown = set(params.backends) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -1740,6 +1865,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("checkout", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
+            ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["targets"] = targets(report)
