@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
 SQLite and PostgreSQL, and rule evaluation alone.
 
-Seven parts (``--only`` picks some):
+Eight parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -24,6 +24,10 @@ Seven parts (``--only`` picks some):
   redemptions answered 201 and stored, that no balance is negative and that the ledger
   verifies.
 
+* ``pages``, for each backend, against the same server: the demo programme loaded into the
+  database; the portal's home page and the console's member 360 under 20 concurrent users
+  next to ``GET /v1/members/{id}/balance``, alternated twice; every answer must be 200
+  (``benchmarks.pages``).
 * ``delivery``, for each backend: webhooks to a local HTTP receiver and e-mails to a local
   SMTP sink (both in processes of their own) with one worker, from outbox events to
   recorded deliveries, next to raw POSTs and raw SMTP sends from as many threads
