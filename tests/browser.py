@@ -8,7 +8,6 @@ none, browser tests are skipped with a loud message; ``.ci/run`` sets
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
@@ -79,65 +78,46 @@ class PageLog:
     failed: list[str] = field(default_factory=list)
 
 
-_BROWSER: list[Any] = []
-"""One Chromium per test process, started by the first browser test (starting Playwright's
-driver and Chromium costs a second or two; each test still gets a context of its own:
-no cookie, storage or cache is shared between tests)."""
-
-
-def _browser() -> Any:
-    if not _BROWSER:
-        from playwright.sync_api import sync_playwright
-
-        executable = chromium_path()
-        playwright = sync_playwright().start()
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-
-        def stop() -> None:
-            browser.close()
-            playwright.stop()
-
-        atexit.register(stop)
-        _BROWSER.append(browser)
-    return _BROWSER[0]
-
-
 @contextmanager
 def browser_page(base_url: str) -> Iterator[tuple[Any, PageLog]]:
-    """A fresh Chromium page, in a context of its own, that may only talk to
-    ``base_url``: any other request is aborted and recorded, so a page that needs the
-    internet fails its test."""
-    chromium_path()  # skips (or fails) before anything starts when there is no browser
+    """A fresh Chromium page that may only talk to ``base_url``: any other request is
+    aborted and recorded, so a page that needs the internet fails its test."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
     log = PageLog()
-    context = _browser().new_context()
-    try:
-        page = context.new_page()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
 
-        def route(route: Any) -> None:
-            url = route.request.url
-            if url.startswith(base_url + "/") or url == base_url:
-                route.continue_()
-            else:
-                log.outside.append(url)
-                route.abort()
+            def route(route: Any) -> None:
+                url = route.request.url
+                if url.startswith(base_url + "/") or url == base_url:
+                    route.continue_()
+                else:
+                    log.outside.append(url)
+                    route.abort()
 
-        page.route("**/*", route)
-        page.on("pageerror", lambda error: log.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: log.console.append(message.text) if message.type == "error" else None,
-        )
-        page.on(
-            "response",
-            lambda response: (
-                log.failed.append(f"{response.status} {response.url}")
-                if response.status >= 400
-                else None
-            ),
-        )
-        yield page, log
-    finally:
-        context.close()
+            page.route("**/*", route)
+            page.on("pageerror", lambda error: log.errors.append(str(error)))
+            page.on(
+                "console",
+                lambda message: (
+                    log.console.append(message.text) if message.type == "error" else None
+                ),
+            )
+            page.on(
+                "response",
+                lambda response: (
+                    log.failed.append(f"{response.status} {response.url}")
+                    if response.status >= 400
+                    else None
+                ),
+            )
+            yield page, log
+        finally:
+            browser.close()
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
