@@ -155,18 +155,21 @@ def test_a_signed_wallet_pass_with_a_configured_certificate(db: Database, tmp_pa
 
 
 def _verify_with_openssl(folder: Path, manifest: bytes, signature: bytes, cert: Path) -> None:
-    """The signature is a valid detached signature of the manifest (openssl checks it)."""
+    """The signature is a valid detached signature of the manifest (openssl checks it).
+    openssl runs on the machine's real clock, so it is told the test's time (``-attime``):
+    under a shifted clock the certificate made in the test starts in openssl's future."""
     try:
         subprocess.run(["openssl", "version"], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no openssl to check the signature with")
+    attime = str(int(utc_now().timestamp()))
     (folder / "manifest.json").write_bytes(manifest)
     (folder / "signature").write_bytes(signature)
     done = subprocess.run(
         [
             "openssl", "smime", "-verify", "-binary", "-inform", "DER",
             "-in", str(folder / "signature"), "-content", str(folder / "manifest.json"),
-            "-CAfile", str(cert), "-purpose", "any", "-out", "/dev/null",
+            "-CAfile", str(cert), "-purpose", "any", "-out", "/dev/null", "-attime", attime,
         ],
         capture_output=True,
         text=True,
@@ -178,7 +181,7 @@ def _verify_with_openssl(folder: Path, manifest: bytes, signature: bytes, cert: 
         [
             "openssl", "smime", "-verify", "-binary", "-inform", "DER",
             "-in", str(folder / "signature"), "-content", str(tampered),
-            "-CAfile", str(cert), "-purpose", "any", "-out", "/dev/null",
+            "-CAfile", str(cert), "-purpose", "any", "-out", "/dev/null", "-attime", attime,
         ],
         capture_output=True,
     )  # fmt: skip
