@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Uuid, bindparam, func, literal, or_, select, union_all, update
+from sqlalchemy import Uuid, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from treu.db.base import fetch
@@ -62,31 +62,11 @@ _BALANCE = select(Account.available, Account.pending, Account.lifetime_earned).w
 )
 
 
-def _next_by(column: Any, *condition: Any) -> Any:
-    """The open points of a member per instant of ``column``, soonest first, as many
-    instants as ``n`` (index ``ix_lots_member_open`` or the few pending lots): the work
-    stays small however long the member's history."""
-    return (
-        select(literal(column.key).label("what"), column.label("at"), func.sum(Lot.remaining))
-        .where(
-            Lot.member_id == bindparam("member_id", type_=Uuid()),
-            Lot.remaining > 0,
-            column.is_not(None),
-            *condition,
-        )
-        .group_by(column)
-        .order_by(column)
-        .limit(bindparam("n", type_=Integer()))
-        .subquery()
-    )
-
-
-_NEXT_LOTS = union_all(
-    select(_next_by(Lot.expires_at)),
-    select(_next_by(Lot.available_at, Lot.state == LotState.pending.value)),
+_OPEN_LOTS = (
+    select(Lot.state, Lot.remaining, Lot.expires_at, Lot.available_at)
+    .where(Lot.member_id == bindparam("member_id", type_=Uuid()), Lot.remaining > 0)
+    .order_by(Lot.expires_at)
 )
-"""The next expiries (any open lot) and the next releases (pending lots) in one round
-trip."""
 
 
 # --- read side -------------------------------------------------------------------------
@@ -161,29 +141,28 @@ class LedgerService:
     def balance(
         self, session: Session, *, member_id: uuid.UUID, expiring_limit: int = 5
     ) -> Balance:
-        """Balance plus the next ``expiring_limit`` expiries and pending releases: two
-        indexed queries (one when no expiries are asked for)."""
+        """Balance plus the next expiries and pending releases: two indexed queries."""
         connection = session.connection()
         found = fetch(connection, _BALANCE, {"member_id": member_id})
         if not found:
             raise AccountNotFound(f"no points account for member {member_id}")
         account = found[0]
-        expiring: list[Expiring] = []
-        releases: list[Expiring] = []
-        if expiring_limit > 0:
-            params = {"member_id": member_id, "n": expiring_limit}
-            for what, at, points in fetch(connection, _NEXT_LOTS, params):
-                (expiring if what == "expires_at" else releases).append(Expiring(points, at))
-            expiring.sort(key=lambda item: item.expires_at)
-            releases.sort(key=lambda item: item.expires_at)
+        lots = fetch(connection, _OPEN_LOTS, {"member_id": member_id})
+        expiring: dict[datetime, int] = {}
+        releases: dict[datetime, int] = {}
+        for state, remaining, expires_at, available_at in lots:
+            if state == LotState.pending:
+                releases[available_at] = releases.get(available_at, 0) + remaining
+            if expires_at is not None:
+                expiring[expires_at] = expiring.get(expires_at, 0) + remaining
         available, pending, lifetime_earned = account
         return Balance(
             member_id=member_id,
             available=available,
             pending=pending,
             lifetime_earned=lifetime_earned,
-            expiring=expiring,
-            next_available=releases,
+            expiring=[Expiring(p, at) for at, p in sorted(expiring.items())][:expiring_limit],
+            next_available=[Expiring(p, at) for at, p in sorted(releases.items())][:expiring_limit],
         )
 
     def history(
