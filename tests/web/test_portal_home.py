@@ -116,6 +116,7 @@ def test_the_home_page_costs_the_same_queries_for_3_and_300_postings(db: Databas
         assert web.get("/portal").status_code == 200  # warm the caches
         with statements(db) as seen:
             assert web.get("/portal").status_code == 200
-        counts.append(len(seen))
+        counts.append(len([s for s in seen if not s.startswith("BEGIN")]))
     assert counts[0] == counts[1]
-    assert counts[0] <= 15
+    # the session with the member, the member with programme and tier, the balance (2), activity
+    assert counts[0] <= 5

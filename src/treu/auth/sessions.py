@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from treu.auth.models import WebSession
 from treu.kit.time import utc_now
@@ -52,6 +54,15 @@ class Current:
     kind: str
     subject_id: uuid.UUID
     csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A valid session with its subject's columns (``resolve_with``)."""
+
+    current: Current
+    row: Row[Any] | None
+    touch: bool
 
 
 def _hash(token: str) -> str:
@@ -98,6 +109,57 @@ class SessionService:
                 update(WebSession).where(WebSession.id == row.id).values(last_seen_at=now)
             )
         return Current(row.id, row.kind, row.subject_id, row.csrf)
+
+    def resolve_with(
+        self,
+        session: Session,
+        token: str | None,
+        *,
+        kind: str,
+        subject: Sequence[InstrumentedAttribute[Any]],
+        now: datetime | None = None,
+    ) -> Resolved | None:
+        """``resolve`` and the subject's ``subject`` columns (the first is its id; the
+        session's own are named ``session_…``) in one statement, without writing: a page
+        view only reads, and the caller touches the session (``touch``) when
+        ``Resolved.touch`` says so. ``Resolved.row`` is None when the subject is gone."""
+        if not token or len(token) > 100:
+            return None
+        now = now or utc_now()
+        key = subject[0]
+        found = session.execute(
+            select(
+                WebSession.id.label("session_id"),
+                WebSession.subject_id.label("session_subject_id"),
+                WebSession.csrf.label("session_csrf"),
+                WebSession.last_seen_at.label("session_last_seen_at"),
+                WebSession.expires_at.label("session_expires_at"),
+                WebSession.revoked_at.label("session_revoked_at"),
+                *subject,
+            )
+            .outerjoin(key.class_, key == WebSession.subject_id)
+            .where(WebSession.token_hash == _hash(token), WebSession.kind == kind)
+        ).first()
+        if found is None or found.session_revoked_at is not None:
+            return None
+        if found.session_expires_at <= now:
+            return None
+        if found.session_last_seen_at + POLICIES[kind].idle <= now:
+            return None
+        return Resolved(
+            Current(found.session_id, kind, found.session_subject_id, found.session_csrf),
+            found if found[6] is not None else None,
+            touch=now - found.session_last_seen_at >= TOUCH_EVERY,
+        )
+
+    def touch(
+        self, session: Session, session_id: uuid.UUID, *, now: datetime | None = None
+    ) -> None:
+        session.execute(
+            update(WebSession)
+            .where(WebSession.id == session_id)
+            .values(last_seen_at=now or utc_now())
+        )
 
     def end(self, session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
         session.execute(

@@ -39,6 +39,7 @@ from treu.db.base import WriteBatch
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import local_date, utc_now
 from treu.ledger.models import Account
+from treu.members.errors import MemberNotFound
 from treu.members.models import Member, MemberStatus
 from treu.programmes.models import Programme, TierMetric, TierWindow
 from treu.programmes.schemas import TierSettingsPatch
@@ -337,6 +338,23 @@ class TierService:
             return None
         return self.current(session, member_id, now=now)
 
+    def member_with_programme(
+        self, session: Session, member_id: uuid.UUID
+    ) -> tuple[Member, Programme, MemberTier | None]:
+        """The member, their programme and their tier state in one statement: what a page
+        showing ``status`` needs. Keep the third while calling ``status``: its
+        ``session.get`` finds the state loaded only as long as something holds it (the
+        session's identity map holds its objects weakly)."""
+        found = session.execute(
+            select(Member, Programme, MemberTier)
+            .join(Programme, Programme.id == Member.programme_id)
+            .outerjoin(MemberTier, MemberTier.member_id == Member.id)
+            .where(Member.id == member_id)
+        ).first()
+        if found is None:
+            raise MemberNotFound(f"no member {member_id}")
+        return found[0], found[1], found[2]
+
     def status(
         self,
         session: Session,
@@ -352,7 +370,6 @@ class TierService:
         metric = TierMetric(programme.tier_metric)
         window = TierWindow(programme.tier_window)
         today = local_date(now, programme.timezone)
-        state = session.get(MemberTier, member.id)
         activity = self._activity(session, member.id, window, today)
         value = maths.value_on(activity, metric, window, today)
         empty = MemberTierOut(
@@ -373,6 +390,7 @@ class TierService:
         )
         if not ladder:
             return empty
+        state = session.get(MemberTier, member.id)
         if state is not None:
             paid = (
                 state.paid_tier if state.paid_until is not None and state.paid_until > now else None

@@ -17,8 +17,8 @@ from fastapi.responses import Response
 
 from treu.errors import NotFound
 from treu.media.service import EXTENSIONS, media
-from treu.web.admin.context import database
 from treu.web.security import WebRoute
+from treu.web.signed import database
 
 router = APIRouter(prefix="/media", route_class=WebRoute, include_in_schema=False)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from treu.auth.sessions import Current, web_sessions
-from treu.db.session import Database
+from treu.auth.sessions import Current
 from treu.staff.models import StaffUser
 from treu.staff.roles import allows, require
 from treu.web.security import SignInRequired
+from treu.web.signed import database as database  # the pages' one way to the database
+from treu.web.signed import resolve
 
 COOKIE = "treu_admin"
 SIGN_IN = "/admin/sign-in"
@@ -43,24 +44,27 @@ class Staff:
         return allows(self.role, permission)
 
 
-def database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+ACCOUNT = (
+    StaffUser.id,
+    StaffUser.email,
+    StaffUser.role,
+    StaffUser.must_change_password,
+    StaffUser.disabled_at,
+)
 
 
 def current_staff(request: Request) -> Staff | None:
-    token = request.cookies.get(COOKIE)
-    if not token:
+    found = resolve(
+        request,
+        cookie=COOKIE,
+        kind="staff",
+        subject=ACCOUNT,
+        usable=lambda user: user.disabled_at is None,
+    )
+    if found is None:
         return None
-    with database(request).unit_of_work() as session:
-        found = web_sessions.resolve(session, token, kind="staff")
-        if found is None:
-            return None
-        user = session.get(StaffUser, found.subject_id)
-        if user is None or user.disabled_at is not None:
-            web_sessions.end(session, found.id)
-            return None
-        return Staff(user.id, user.email, user.role, user.must_change_password, found)
+    current, user = found
+    return Staff(user.id, user.email, user.role, user.must_change_password, current)
 
 
 def signed_in(request: Request) -> Staff:

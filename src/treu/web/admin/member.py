@@ -25,7 +25,6 @@ from treu.ledger.service import ledger
 from treu.members.notes import notes
 from treu.members.service import members
 from treu.privacy.service import privacy
-from treu.programmes.service import programmes
 from treu.rewards.models import Coupon, Redemption
 from treu.tiers.service import tiers
 from treu.web.admin import router
@@ -49,8 +48,7 @@ def _page(
 ) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        member = members.get(session, member_id)
-        programme = programmes.get(session, member.programme_id)
+        member, programme, _tier_state = tiers.member_with_programme(session, member_id)
         balance = ledger.balance(session, member_id=member_id)
         tier = tiers.status(session, member=member, lang=lang)
         history, _ = tiers.history(session, member_id=member_id, limit=LIST, lang=lang)

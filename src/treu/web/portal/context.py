@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from treu.auth.sessions import Current, web_sessions
+from treu.auth.sessions import Current
 from treu.members.models import Member, MemberStatus
-from treu.web.admin.context import database as database  # the pages' one way to the database
 from treu.web.security import SignInRequired
+from treu.web.signed import database as database  # the pages' one way to the database
+from treu.web.signed import resolve
 
 COOKIE = "treu_portal"
 SIGN_IN = "/portal/sign-in"
@@ -38,19 +39,21 @@ class Signed:
         return self.session.csrf
 
 
+ACCOUNT = (Member.id, Member.programme_id, Member.first_name, Member.language, Member.status)
+
+
 def current_member(request: Request) -> Signed | None:
-    token = request.cookies.get(COOKIE)
-    if not token:
+    found = resolve(
+        request,
+        cookie=COOKIE,
+        kind="member",
+        subject=ACCOUNT,
+        usable=lambda member: member.status == MemberStatus.active.value,
+    )
+    if found is None:
         return None
-    with database(request).unit_of_work() as session:
-        found = web_sessions.resolve(session, token, kind="member")
-        if found is None:
-            return None
-        member = session.get(Member, found.subject_id)
-        if member is None or member.status != MemberStatus.active.value:
-            web_sessions.end(session, found.id)
-            return None
-        return Signed(member.id, member.programme_id, member.first_name, member.language, found)
+    current, member = found
+    return Signed(member.id, member.programme_id, member.first_name, member.language, current)
 
 
 def need_member(request: Request) -> Signed:

@@ -15,10 +15,8 @@ from fastapi.responses import Response
 from treu.kit.text import N_
 from treu.kit.time import local_date
 from treu.ledger.service import ledger
-from treu.members.service import members
 from treu.messaging.channel import points_label
 from treu.programmes.earning import how_to_earn
-from treu.programmes.service import programmes
 from treu.tiers.service import tiers
 from treu.web.nav import PORTAL
 from treu.web.portal import router
@@ -32,8 +30,7 @@ PORTAL.link("/portal", N_("Overview"), order=10)
 def home(request: Request, signed: Annotated[Signed, Depends(need_member)]) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        member = members.get(session, signed.id)
-        programme = programmes.get(session, member.programme_id)
+        member, programme, _tier_state = tiers.member_with_programme(session, signed.id)
         balance = ledger.balance(session, member_id=member.id, expiring_limit=1)
         tier = tiers.status(session, member=member, lang=lang)
         expiry = None
