@@ -39,3 +39,6 @@ def output_path(value: Path | None) -> Path | None:
             f"the folder {str(value.parent)!r} does not exist", param_hint="--out"
         )
     return value
+
+
+from treu.cli import insights_clv  # noqa: E402, F401

@@ -1,0 +1,380 @@
+"""Customer lifetime value: BG/NBD for how often and how long a customer buys (Fader, Hardie
+& Lee 2005, "Counting your customers the easy way") and Gamma-Gamma for how much a purchase
+is worth (Fader & Hardie 2013, "The Gamma-Gamma model of monetary value").
+
+What the models assume:
+
+* while alive, a customer buys at a Poisson rate ``lambda``; rates vary across customers
+  as ``Gamma(r, alpha)`` (``alpha`` in the time unit, weeks by default);
+* after each repeat purchase a customer drops out for good with probability ``p``;
+  ``p`` varies as ``Beta(a, b)``; rate and dropout are independent;
+* the value of a customer's purchases varies around their own mean, ``Gamma(p, nu)``,
+  with ``nu ~ Gamma(q, gamma)`` across customers, independent of the purchase process.
+
+The data are one row per customer and day (``purchases.baskets``). ``summary`` turns them
+into lifetimes' conventions: ``frequency`` = repeat purchases (days with a purchase after
+the first), ``recency`` = time from the first to the last purchase, ``T`` = time from the
+first purchase to the end of the calibration period, ``monetary_value`` = mean value of the
+repeat purchases (0 without any), times in ``unit_days`` (7: weeks).
+
+Both fits are maximum likelihood with ``scipy.optimize`` (L-BFGS-B on log parameters, with
+the analytic gradient) over vectorised log-likelihoods. Customers with the same
+``(frequency, recency, T)`` contribute the same term, so the BG/NBD likelihood runs over
+the distinct triples weighted by their counts, and every term that depends on one column
+only (``gammaln`` of ``r + x``, ``log(alpha + T)``, …) is computed once per distinct value.
+That is what makes a fit on a million customers a matter of seconds.
+
+Reproduced in tests/insights/test_clv.py on the CDNOW sample (2,357 customers, calibration
+to 1997-09-30, weeks): r 0.243, alpha 4.414, a 0.793, b 2.426, log-likelihood -9582.4, and
+Gamma-Gamma p 6.25, q 3.74, gamma 15.44, as published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import optimize, special
+
+from treu.errors import Invalid
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class CannotFit(Invalid):
+    """Too little data for a model (no customers, or no repeat purchases)."""
+
+    code = "clv_cannot_fit"
+    title = "Lifetime value cannot be fitted"
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+
+def summary(
+    baskets: pd.DataFrame,
+    calibration_end: date | pd.Timestamp | None = None,
+    unit_days: float = 7.0,
+) -> pd.DataFrame:
+    """Per customer (index ``customer_id``): ``frequency``, ``recency``, ``T``,
+    ``monetary_value``, from rows dated on or before ``calibration_end`` (default the last
+    date). ``baskets`` has one row per customer and day (``customer_id``, ``date``,
+    ``amount``); rows of one day are merged here too, so raw purchase lines work as well.
+    ``attrs["unit_days"]`` and ``attrs["calibration_end"]`` remember the choices."""
+    if unit_days <= 0:
+        raise ValueError("unit_days must be positive")
+    frame = baskets[["customer_id", "date", "amount"]]
+    end = frame["date"].max() if calibration_end is None else pd.Timestamp(calibration_end)
+    if calibration_end is not None:
+        frame = frame[frame["date"] <= end]
+    if frame.empty:
+        raise CannotFit("no purchases on or before the end of the calibration period")
+    days = frame.groupby(["customer_id", "date"], sort=True, observed=True)["amount"].sum()
+    customer = days.index.get_level_values(0)
+    day = days.index.get_level_values(1)
+    codes, uniques = pd.factorize(customer, sort=False)
+    # rows are sorted by customer and day, so each customer's first row is their first day
+    counts = np.bincount(codes)
+    last_index = np.cumsum(counts) - 1
+    first_index = last_index - counts + 1
+    ns_per_unit = unit_days * 86_400e9
+    day_ns = _ns(day)
+    first = day_ns[first_index]
+    last = day_ns[last_index]
+    end_ns = float(pd.Timestamp(end).as_unit("ns").value)
+    values = days.to_numpy(dtype=np.float64)
+    total = np.bincount(codes, weights=values)
+    repeat_total = total - values[first_index]
+    frequency = counts - 1
+    monetary = np.divide(repeat_total, frequency, out=np.zeros(len(counts)), where=frequency > 0)
+    out = pd.DataFrame(
+        {
+            "frequency": frequency.astype(np.int64),
+            "recency": (last - first) / ns_per_unit,
+            "T": (end_ns - first) / ns_per_unit,
+            "monetary_value": monetary,
+        },
+        index=pd.Index(uniques, name="customer_id"),
+    )
+    out.attrs["unit_days"] = float(unit_days)
+    out.attrs["calibration_end"] = pd.Timestamp(end).date().isoformat()
+    return out
+
+
+def _ns(day: pd.Index) -> FloatArray:
+    return np.asarray(pd.DatetimeIndex(day).as_unit("ns").asi8, dtype=np.float64)
+
+
+# --- BG/NBD ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BGNBD:
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+
+    def p_alive(
+        self, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
+    ) -> FloatArray:
+        """P(still alive | history) (Fader, Hardie & Lee 2005, note on P(alive)): 1 for a
+        customer without repeat purchases, as BG/NBD lets nobody drop out before one."""
+        x, t_x, age = _arrays(frequency, recency, T)
+        return 1.0 / (1.0 + self._ratio(x, t_x, age))
+
+    def _ratio(self, x: FloatArray, t_x: FloatArray, age: FloatArray) -> FloatArray:
+        """``delta(x>0) * a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x)``,
+        in logs for long histories."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = (
+                np.log(self.a)
+                - np.log(self.b + x - 1)
+                + (self.r + x) * (np.log(self.alpha + age) - np.log(self.alpha + t_x))
+            )
+        return np.where(x > 0, np.exp(np.minimum(log_ratio, 700.0)), 0.0)
+
+    def expected_purchases(
+        self, t: float, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
+    ) -> FloatArray:
+        """Expected purchases in the next ``t`` time units given the history (Fader, Hardie
+        & Lee 2005, eq. 10)."""
+        x, t_x, age = _arrays(frequency, recency, T)
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        z = t / (alpha + age + t)
+        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+        head = (a + b + x - 1) / (a - 1)
+        inner = 1.0 - ((alpha + age) / (alpha + age + t)) ** (r + x) * hyp
+        out: FloatArray = head * inner / (1.0 + self._ratio(x, t_x, age))
+        return np.maximum(out, 0.0)
+
+    def expected_purchases_new(self, t: float) -> float:
+        """Expected purchases of a customer in the first ``t`` time units after their first
+        purchase (eq. 9)."""
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        hyp = special.hyp2f1(r, b, a + b - 1, t / (alpha + t))
+        return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp))
+
+
+def _arrays(*columns: npt.ArrayLike) -> tuple[FloatArray, ...]:
+    return tuple(np.asarray(c, dtype=np.float64) for c in columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouped:
+    """Distinct ``(x, t_x, T)`` triples with counts, and the distinct values of each column
+    with an index per triple, so per-column terms are computed once per value."""
+
+    weight: FloatArray
+    x: FloatArray
+    x_index: npt.NDArray[np.intp]
+    t_x: FloatArray
+    t_x_index: npt.NDArray[np.intp]
+    age: FloatArray
+    age_index: npt.NDArray[np.intp]
+    repeat: npt.NDArray[np.bool_]
+    """Per triple: x > 0."""
+
+
+def _group(frame: pd.DataFrame) -> _Grouped:
+    counted = frame.groupby(["frequency", "recency", "T"], sort=False, observed=True).size()
+    index = counted.index
+    x_values, x_index = np.unique(
+        index.get_level_values(0).to_numpy(np.float64), return_inverse=True
+    )
+    t_values, t_index = np.unique(
+        index.get_level_values(1).to_numpy(np.float64), return_inverse=True
+    )
+    a_values, a_index = np.unique(
+        index.get_level_values(2).to_numpy(np.float64), return_inverse=True
+    )
+    return _Grouped(
+        weight=counted.to_numpy(np.float64),
+        x=x_values,
+        x_index=x_index,
+        t_x=t_values,
+        t_x_index=t_index,
+        age=a_values,
+        age_index=a_index,
+        repeat=x_values[x_index] > 0,
+    )
+
+
+def _bgnbd_negative_ll(
+    log_params: FloatArray, g: _Grouped, total: float
+) -> tuple[float, FloatArray]:
+    """Minus the mean log-likelihood and its gradient in log parameters."""
+    r, alpha, a, b = np.exp(log_params)
+    x = g.x
+    # per distinct x
+    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    a2 = (
+        special.gammaln(a + b)
+        + special.gammaln(b + x)
+        - special.gammaln(b)
+        - special.gammaln(a + b + x)
+    )
+    log_b_x = np.log(np.where(x > 0, b + x - 1, 1.0))  # used only where x > 0
+    d_a1_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha)
+    d_a2_a = special.digamma(a + b) - special.digamma(a + b + x)
+    d_a2_b = d_a2_a + special.digamma(b + x) - special.digamma(b)
+    # per distinct T and t_x
+    log_alpha_age = np.log(alpha + g.age)
+    log_alpha_t = np.log(alpha + g.t_x)
+
+    xi = g.x_index
+    rx = r + x[xi]
+    l_age = log_alpha_age[g.age_index]
+    l_t = log_alpha_t[g.t_x_index]
+    u = -rx * l_age
+    v = np.where(g.repeat, np.log(a) - log_b_x[xi] - rx * l_t, -np.inf)
+    s = np.logaddexp(u, v)
+    w_v = np.exp(v - s)
+    w_u = 1.0 - w_v
+
+    w = g.weight
+    ll = np.dot(w, a1[xi] + a2[xi] + s)
+    d_u_alpha = -rx / (alpha + g.age)[g.age_index]
+    d_v_alpha = -rx / (alpha + g.t_x)[g.t_x_index]
+    grad_r = np.dot(w, d_a1_r[xi] - w_u * l_age - w_v * l_t)
+    grad_alpha = np.dot(w, r / alpha + w_u * d_u_alpha + w_v * d_v_alpha)
+    grad_a = np.dot(w, d_a2_a[xi] + w_v / a)
+    inv_b_x = np.where(g.repeat, 1.0 / np.where(g.repeat, b + x[xi] - 1, 1.0), 0.0)
+    grad_b = np.dot(w, d_a2_b[xi] - w_v * inv_b_x)
+    grad = np.array([grad_r * r, grad_alpha * alpha, grad_a * a, grad_b * b])
+    return -ll / total, -grad / total
+
+
+def _minimise(objective: Any, start: FloatArray, args: tuple[Any, ...]) -> tuple[FloatArray, float]:
+    result = optimize.minimize(
+        objective,
+        start,
+        args=args,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-15.0, 15.0)] * len(start),
+        options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
+    )
+    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
+        raise CannotFit("the likelihood could not be maximised")
+    return np.exp(result.x), float(result.fun)
+
+
+def fit_bgnbd(frame: pd.DataFrame) -> BGNBD:
+    """Maximum-likelihood BG/NBD on a ``summary`` frame."""
+    if frame.empty:
+        raise CannotFit("no customers")
+    if int(frame["frequency"].max()) == 0:
+        raise CannotFit("no customer has a repeat purchase: purchase rates cannot be told")
+    g = _group(frame)
+    total = float(g.weight.sum())
+    rate = float(frame["frequency"].sum()) / max(float(frame["T"].sum()), 1e-9)
+    # a rough start: r = 1 with the observed mean rate, mean dropout 1/3
+    start = np.log(np.array([1.0, 1.0 / max(rate, 1e-9), 1.0, 2.0]))
+    start = np.clip(start, -10.0, 10.0)
+    params, loss = _minimise(_bgnbd_negative_ll, start, (g, total))
+    r, alpha, a, b = (float(v) for v in params)
+    return BGNBD(r=r, alpha=alpha, a=a, b=b, log_likelihood=-loss * total)
+
+
+# --- Gamma-Gamma ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GammaGamma:
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float
+
+    def expected_spend(self, frequency: npt.ArrayLike, monetary_value: npt.ArrayLike) -> FloatArray:
+        """Expected value of a customer's future purchase: their mean repeat spend shrunk
+        towards the population mean ``p * gamma / (q - 1)`` by how many purchases it rests
+        on (Fader & Hardie 2013, eq. 5); the population mean without repeat purchases."""
+        x, m = _arrays(frequency, monetary_value)
+        out: FloatArray = self.p * (self.gamma + x * m) / (self.p * x + self.q - 1)
+        return out
+
+    @property
+    def mean_spend(self) -> float:
+        return self.p * self.gamma / (self.q - 1) if self.q > 1 else float("inf")
+
+
+def _gg_negative_ll(
+    log_params: FloatArray, x: FloatArray, m: FloatArray, log_m: FloatArray, log_x: FloatArray
+) -> tuple[float, FloatArray]:
+    p, q, gamma = np.exp(log_params)
+    px = p * x
+    log_g_xm = np.log(gamma + x * m)
+    ll_terms = (
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(gamma)
+        + (px - 1) * log_m
+        + px * log_x
+        - (px + q) * log_g_xm
+    )
+    d_p = x * (special.digamma(px + q) - special.digamma(px) + log_m + log_x - log_g_xm)
+    d_q = special.digamma(px + q) - special.digamma(q) + np.log(gamma) - log_g_xm
+    d_gamma = q / gamma - (px + q) / (gamma + x * m)
+    n = float(x.size)
+    grad = np.array([d_p.sum() * p, d_q.sum() * q, d_gamma.sum() * gamma])
+    return -float(ll_terms.sum()) / n, -grad / n
+
+
+def fit_gamma_gamma(frame: pd.DataFrame) -> GammaGamma:
+    """Maximum-likelihood Gamma-Gamma on the customers of a ``summary`` frame with repeat
+    purchases of positive mean value (the model says nothing about the others' spend)."""
+    used = frame[(frame["frequency"] > 0) & (frame["monetary_value"] > 0)]
+    if len(used) < 2:
+        raise CannotFit("fewer than two customers with repeat purchases: spend cannot be told")
+    x = used["frequency"].to_numpy(np.float64)
+    m = used["monetary_value"].to_numpy(np.float64)
+    mean = float(np.average(m, weights=x))
+    # a rough start: p = 1 per purchase, q = 2, gamma for the observed mean spend
+    start = np.log(np.array([1.0, 2.0, mean]))
+    params, loss = _minimise(_gg_negative_ll, start, (x, m, np.log(m), np.log(x)))
+    p, q, gamma = (float(v) for v in params)
+    return GammaGamma(p=p, q=q, gamma=gamma, log_likelihood=-loss * x.size)
+
+
+# --- per customer ---------------------------------------------------------------------------
+
+
+def customer_values(
+    frame: pd.DataFrame,
+    bgnbd: BGNBD,
+    gg: GammaGamma,
+    *,
+    unit_days: float | None = None,
+) -> pd.DataFrame:
+    """Per customer of a ``summary`` frame: ``p_alive``, ``expected_purchases_90`` and
+    ``_365`` (purchases in the next 90 / 365 days), ``expected_spend`` (per purchase) and
+    ``clv_365`` = expected purchases in 365 days times expected spend (undiscounted, in the
+    currency of the amounts). Computed once per distinct history and spread back."""
+    unit = float(unit_days if unit_days is not None else frame.attrs.get("unit_days", 7.0))
+    keys = frame[["frequency", "recency", "T"]]
+    codes, distinct = pd.MultiIndex.from_frame(keys).factorize()
+    x = distinct.get_level_values(0).to_numpy(np.float64)
+    t_x = distinct.get_level_values(1).to_numpy(np.float64)
+    age = distinct.get_level_values(2).to_numpy(np.float64)
+    p_alive = bgnbd.p_alive(x, t_x, age)[codes]
+    e90 = bgnbd.expected_purchases(90.0 / unit, x, t_x, age)[codes]
+    e365 = bgnbd.expected_purchases(365.0 / unit, x, t_x, age)[codes]
+    spend = gg.expected_spend(frame["frequency"], frame["monetary_value"])
+    return pd.DataFrame(
+        {
+            "p_alive": p_alive,
+            "expected_purchases_90": e90,
+            "expected_purchases_365": e365,
+            "expected_spend": spend,
+            "clv_365": e365 * spend,
+        },
+        index=frame.index,
+    )
