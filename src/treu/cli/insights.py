@@ -41,4 +41,5 @@ def output_path(value: Path | None) -> Path | None:
     return value
 
 
-from treu.cli import insights_clv  # noqa: E402, F401
+# The commands register themselves on ``insights_app`` when imported.
+from treu.cli import insights_churn, insights_clv  # noqa: E402, F401

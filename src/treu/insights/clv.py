@@ -153,6 +153,20 @@ class BGNBD:
         out: FloatArray = head * inner / (1.0 + self._ratio(x, t_x, age))
         return np.maximum(out, 0.0)
 
+    def probability_no_purchase(
+        self, t: float, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
+    ) -> FloatArray:
+        """P(no purchase in the next ``t`` time units | history): gone, or alive and
+        quiet. Alive, the rate's posterior is ``Gamma(r + x, alpha + T)``, so the chance of
+        a quiet stretch is ``((alpha + T) / (alpha + T + t)) ** (r + x)``. This is BG/NBD's
+        own answer to "will this customer churn in the horizon", the P(alive) baseline of
+        ``treu.insights.churn``."""
+        x, t_x, age = _arrays(frequency, recency, T)
+        alive = self.p_alive(x, t_x, age)
+        quiet = ((self.alpha + age) / (self.alpha + age + t)) ** (self.r + x)
+        out: FloatArray = 1.0 - alive + alive * quiet
+        return out
+
     def expected_purchases_new(self, t: float) -> float:
         """Expected purchases of a customer in the first ``t`` time units after their first
         purchase (eq. 9)."""
