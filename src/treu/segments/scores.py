@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import Column, MetaData, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from treu.db.base import table_of
@@ -70,9 +72,7 @@ def save_scores(
     try:
         rows = zip(ids, *values, strict=True)
         if connection.dialect.name == "postgresql":
-            raw = connection.connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cursor:  # type: ignore[attr-defined]
+            with psycopg_of(connection).cursor() as cursor:
                 sql = f"COPY {_STAGING} (member_id, {', '.join(names)}) FROM STDIN"
                 with cursor.copy(sql) as copy:
                     for row in rows:
@@ -109,6 +109,13 @@ def save_scores(
     finally:
         staging.drop(connection)
     return int(written)
+
+
+def psycopg_of(connection: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a PostgreSQL ``connection`` (for ``COPY``)."""
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
 
 
 def _literal_time(at: datetime) -> Any:

@@ -1,5 +1,5 @@
 """Insights: scores per member, dynamic segments with their members and history, and
-the registry of trained models.
+the registry of trained models; a journey's segment audience (``journeys.segments``).
 
 Revision ID: 0026
 Revises: 0025
@@ -135,8 +135,16 @@ def upgrade() -> None:
         ),
     )
 
+    # A journey's segment audience (treu.journeys): empty reaches everybody, as before.
+    with op.batch_alter_table("journeys") as batch:
+        batch.add_column(
+            sa.Column("segments", _json(), server_default=sa.text("'[]'"), nullable=False)
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("journeys") as batch:
+        batch.drop_column("segments")
     op.drop_table("insight_models")
     op.drop_index("ix_segment_changes_segment_at", table_name="segment_changes")
     op.drop_table("segment_changes")
