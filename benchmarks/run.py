@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
 SQLite and PostgreSQL, and rule evaluation alone.
 
-Eight parts (``--only`` picks some):
+Nine parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -39,6 +39,10 @@ Eight parts (``--only`` picks some):
 * ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
   programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
   database (``benchmarks.journeys``).
+
+* ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
+  fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
+  on the same data.
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -110,6 +114,7 @@ PARTS = (
     "pages",
     "delivery",
     "journeys",
+    "insights_clv",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
@@ -222,6 +227,14 @@ TARGETS = [
         "daily journeys over the whole programme (first run)",
         "s",
         60,
+        False,
+    ),
+    (
+        "clv_fit_seconds",
+        "in-process",
+        "BG/NBD + Gamma-Gamma fit, 1M customers, 20M purchases",
+        "s",
+        30,
         False,
     ),
     (
@@ -1300,6 +1313,16 @@ def run_rules_eval(params: Params) -> dict[str, Any]:
     return result
 
 
+def run_insights_clv(params: Params) -> dict[str, Any]:
+    """``benchmarks.insights_clv`` in this process (100,000 customers with ``--quick``)."""
+    from benchmarks import insights_clv
+
+    console.rule("[bold]lifetime value at 1M customers")
+    if params.wait_quiet:
+        wait_for_quiet(params.wait_quiet)
+    return insights_clv.run(quick=params.quick)
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -1307,6 +1330,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, backend, what, unit, threshold, higher in TARGETS:
         data = report.get("rules_eval") if backend == "in-process" else None
+        if key.startswith("clv_"):
+            data = report.get("insights_clv")
         if data is None:
             data = report["backends"].get(backend)
         measured: float | None = None
@@ -1318,6 +1343,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "batch_events_per_s": data.get("batch", {}).get("events_per_s"),
                 "checkout_p99_ms": checkout.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
                 "rules_eval_carts_per_s": data.get("carts_per_s"),
+                "clv_fit_seconds": data.get("fit_seconds"),
                 "redeem_per_s": data.get("redeem", {})
                 .get("saturation_best", {})
                 .get("redemptions_per_s"),
@@ -1512,6 +1538,10 @@ def print_report(report: dict[str, Any]) -> None:
         from benchmarks import rules_eval
 
         rules_eval.report(report["rules_eval"], console)
+    if report.get("insights_clv"):
+        from benchmarks import insights_clv
+
+        insights_clv.report(report["insights_clv"], console)
     if any("checkout" in d for d in backends.values()):
         print_checkout(report)
     if any("redeem" in d for d in backends.values()):
@@ -1900,6 +1930,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "rules_eval" in params.only:
         report["rules_eval"] = run_rules_eval(params)
+    if "insights_clv" in params.only:
+        report["insights_clv"] = run_insights_clv(params)
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:

@@ -35,7 +35,7 @@ def test_features_and_labels_as_of_a_cutoff() -> None:
             ("c", "2024-07-01", 5.0),  # first seen after the cut-off
         ]
     )
-    merged = churn._as_baskets(frame)
+    merged = frame
     cutoff = date(2024, 6, 30)
     found = churn.features(merged, cutoff, horizon_days=30)
     assert list(found.index) == ["a", "b"]

@@ -100,3 +100,14 @@ def test_bad_arguments() -> None:
         generate(0, start=START, end=END)
     with pytest.raises(ValueError, match="end"):
         generate(10, start=END, end=START)
+
+
+def test_purchases_without_lines_are_the_same_purchases() -> None:
+    with_lines = generate(500, start=START, end=END, seed=8)
+    without = generate(500, start=START, end=END, seed=8, lines=False)
+    assert list(without.columns) == ["customer_id", "date", "amount", "channel"]
+    merged = baskets(with_lines)
+    by_day = baskets(without)
+    pd.testing.assert_frame_equal(merged[["customer_id", "date"]], by_day[["customer_id", "date"]])
+    # the lines split the purchase's value (rounded to cents per line)
+    assert np.allclose(merged["amount"], by_day["amount"], rtol=0.02, atol=0.3)

@@ -43,12 +43,12 @@ def clv_command(
 ) -> None:
     """Fit BG/NBD + Gamma-Gamma lifetime value on a purchase file (time unit: weeks)."""
     from treu.insights import clv
-    from treu.insights.purchases import baskets, read_purchases
+    from treu.insights.purchases import read_purchases
 
     end = parse_day(calibration_end, "--calibration-end")
     target = output_path(out)
     frame = read_purchases(file)
-    summary = clv.summary(baskets(frame), calibration_end=end)
+    summary = clv.summary(frame, calibration_end=end)  # merges each customer's days
     bgnbd = clv.fit_bgnbd(summary)
     gg = clv.fit_gamma_gamma(summary)
 

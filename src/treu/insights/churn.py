@@ -38,7 +38,6 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from treu.errors import Invalid
 from treu.insights import clv
-from treu.insights.purchases import baskets as merge_days
 
 FEATURES = (
     "recency_days",
@@ -77,31 +76,38 @@ def _day(value: date | pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(value).normalize()
 
 
-def _as_baskets(purchases: pd.DataFrame) -> pd.DataFrame:
-    """One row per customer and day; purchase lines are merged (already merged frames pass
-    through the same cheap groupby)."""
-    return merge_days(purchases[["customer_id", "date", "amount"]])
+def _as_days(purchases: pd.DataFrame | clv.Days) -> clv.Days:
+    return purchases if isinstance(purchases, clv.Days) else clv.merge_days(purchases)
+
+
+def _day_number(value: pd.Timestamp) -> int:
+    return int(np.datetime64(value.date(), "D").astype(np.int64))
 
 
 def features(
-    baskets: pd.DataFrame, cutoff: date | pd.Timestamp, horizon_days: int = 90
+    baskets: pd.DataFrame | clv.Days, cutoff: date | pd.Timestamp, horizon_days: int = 90
 ) -> pd.DataFrame:
     """The features of every customer with a purchase on or before ``cutoff`` (index
-    ``customer_id``), from those purchases only. ``baskets``: one row per customer and day."""
+    ``customer_id``), from those purchases only. ``baskets``: purchases or purchase lines
+    (merged per customer and day here), or ``clv.merge_days``'s result."""
     end = _day(cutoff)
-    known = baskets[baskets["date"] <= end]
-    if known.empty:
+    days = _as_days(baskets)
+    end_day = _day_number(end)
+    keep = days.day <= end_day
+    if not keep.any():
         raise ChurnInvalid(f"no purchases on or before {end.date().isoformat()}")
-    summary = clv.summary(known, calibration_end=end, unit_days=1.0)
+    summary = clv.summary(days, calibration_end=end, unit_days=1.0)
     x = summary["frequency"].to_numpy(np.float64)
     span_days = summary["recency"].to_numpy(np.float64)
     age_days = summary["T"].to_numpy(np.float64)
     t_x, age = span_days / 7.0, age_days / 7.0  # weeks for BG/NBD
     n = len(summary)
 
-    codes = summary.index.get_indexer(known["customer_id"])
-    days_before = (end - known["date"]).dt.days.to_numpy()
-    amount = known["amount"].to_numpy(np.float64)
+    # summary rows are the customers seen, in code order: code -> row
+    row_of = np.cumsum(np.bincount(days.customer[keep], minlength=len(days.customers)) > 0) - 1
+    codes = row_of[days.customer[keep]]
+    days_before = end_day - days.day[keep]
+    amount = days.amount[keep]
 
     def count(window: int) -> FloatArray:
         return np.bincount(codes[days_before < window], minlength=n).astype(np.float64)
@@ -152,17 +158,17 @@ def features(
 
 
 def labels(
-    baskets: pd.DataFrame,
+    baskets: pd.DataFrame | clv.Days,
     customers: pd.Index,
     cutoff: date | pd.Timestamp,
     horizon_days: int = 90,
 ) -> pd.Series:
     """1 for each of ``customers`` without a purchase in ``(cutoff, cutoff + horizon]``."""
-    end = _day(cutoff)
-    after = baskets[
-        (baskets["date"] > end) & (baskets["date"] <= end + pd.Timedelta(days=horizon_days))
-    ]
-    bought = customers.isin(pd.Index(after["customer_id"].unique()))
+    days = _as_days(baskets)
+    end_day = _day_number(_day(cutoff))
+    after = (days.day > end_day) & (days.day <= end_day + horizon_days)
+    buyers = days.customers.take(np.unique(days.customer[after]))
+    bought = customers.isin(buyers)
     return pd.Series((~bought).astype(np.int64), index=customers, name="churned")
 
 
@@ -211,7 +217,7 @@ def train_and_score(
     if horizon_days < 1:
         raise ChurnInvalid("the horizon must be at least one day")
     end = _day(cutoff)
-    history = _as_baskets(purchases[purchases["date"] <= end])
+    history = clv.merge_days(purchases[purchases["date"] <= end])
     now = features(history, end, horizon_days)
     training_end = end - pd.Timedelta(days=horizon_days)
 
@@ -219,7 +225,7 @@ def train_and_score(
     validation: dict[str, float | None] = {"model": None, "p_alive": None}
     model_risk = np.full(len(now), np.nan)
     trained, churn_rate = 0, float("nan")
-    if (history["date"] <= training_end).any():
+    if (history.day <= _day_number(training_end)).any():
         past = features(history, training_end, horizon_days)
         y = labels(history, past.index, training_end, horizon_days).to_numpy()
         trained, churn_rate = len(past), float(y.mean())
@@ -309,7 +315,7 @@ def evaluate(
             "(choose an earlier date)"
         )
     scores = train_and_score(purchases, end, horizon_days)
-    all_baskets = _as_baskets(purchases[purchases["date"] <= needed])
+    all_baskets = clv.merge_days(purchases[purchases["date"] <= needed])
     y = labels(all_baskets, scores.index, end, horizon_days).to_numpy(np.float64)
     model = scores["model_risk"].to_numpy(np.float64)
     has_model = not np.isnan(model).any()

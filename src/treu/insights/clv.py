@@ -55,58 +55,104 @@ class CannotFit(Invalid):
 # --- the summary ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Days:
+    """Purchases merged to one per customer and day, sorted by customer and day:
+    ``customer`` codes into ``customers`` (sorted ids), ``day`` (days since 1970-01-01),
+    ``amount`` (summed)."""
+
+    customers: pd.Index
+    customer: npt.NDArray[np.int64]
+    day: npt.NDArray[np.int64]
+    amount: FloatArray
+
+    def frame(self) -> pd.DataFrame:
+        """As a frame like ``purchases.baskets``'s: ``customer_id``, ``date``, ``amount``."""
+        return pd.DataFrame(
+            {
+                "customer_id": self.customers.take(self.customer),
+                "date": (self.day.astype("datetime64[D]")).astype("datetime64[us]"),
+                "amount": self.amount,
+            }
+        )
+
+
+def merge_days(purchases: pd.DataFrame) -> Days:
+    """Merge the rows of one customer and day (purchase lines, or purchases) into one.
+
+    One hash of the customer ids (``pd.factorize``) and one sort of an integer key
+    ``customer << 32 | day``: about three times faster than grouping by the id strings
+    and the date, which is what matters at 20M rows."""
+    codes, customers = pd.factorize(purchases["customer_id"], sort=True)
+    day = purchases["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    amount = purchases["amount"].to_numpy(np.float64)
+    if day.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Days(pd.Index(customers, name="customer_id"), empty, empty, np.zeros(0))
+    low = int(day.min())
+    key = (codes.astype(np.int64) << 32) | (day - low)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    merged = np.add.reduceat(amount[order], starts)
+    key = key[starts]
+    return Days(
+        customers=pd.Index(customers, name="customer_id"),
+        customer=key >> 32,
+        day=(key & 0xFFFFFFFF) + low,
+        amount=merged,
+    )
+
+
 def summary(
-    baskets: pd.DataFrame,
+    baskets: pd.DataFrame | Days,
     calibration_end: date | pd.Timestamp | None = None,
     unit_days: float = 7.0,
 ) -> pd.DataFrame:
-    """Per customer (index ``customer_id``): ``frequency``, ``recency``, ``T``,
+    """Per customer (index ``customer_id``, sorted): ``frequency``, ``recency``, ``T``,
     ``monetary_value``, from rows dated on or before ``calibration_end`` (default the last
     date). ``baskets`` has one row per customer and day (``customer_id``, ``date``,
-    ``amount``); rows of one day are merged here too, so raw purchase lines work as well.
-    ``attrs["unit_days"]`` and ``attrs["calibration_end"]`` remember the choices."""
+    ``amount``); rows of one day are merged here too, so raw purchase lines work as well
+    (or pass ``merge_days``'s result). Only customers with a purchase on or before the end
+    appear. ``attrs["unit_days"]`` and ``attrs["calibration_end"]`` remember the choices."""
     if unit_days <= 0:
         raise ValueError("unit_days must be positive")
-    frame = baskets[["customer_id", "date", "amount"]]
-    end = frame["date"].max() if calibration_end is None else pd.Timestamp(calibration_end)
-    if calibration_end is not None:
-        frame = frame[frame["date"] <= end]
-    if frame.empty:
+    days = baskets if isinstance(baskets, Days) else merge_days(baskets)
+    if days.day.size == 0:
         raise CannotFit("no purchases on or before the end of the calibration period")
-    days = frame.groupby(["customer_id", "date"], sort=True, observed=True)["amount"].sum()
-    customer = days.index.get_level_values(0)
-    day = days.index.get_level_values(1)
-    codes, uniques = pd.factorize(customer, sort=False)
-    # rows are sorted by customer and day, so each customer's first row is their first day
-    counts = np.bincount(codes)
+    end_day = (
+        int(days.day.max())
+        if calibration_end is None
+        else int(np.datetime64(pd.Timestamp(calibration_end).date(), "D").astype(np.int64))
+    )
+    keep = days.day <= end_day
+    customer, day, amount = days.customer[keep], days.day[keep], days.amount[keep]
+    if customer.size == 0:
+        raise CannotFit("no purchases on or before the end of the calibration period")
+    counts_all = np.bincount(customer, minlength=len(days.customers))
+    seen = np.flatnonzero(counts_all)
+    counts = counts_all[seen]
+    # rows are sorted by customer and day: each customer's first row is their first day
     last_index = np.cumsum(counts) - 1
     first_index = last_index - counts + 1
-    ns_per_unit = unit_days * 86_400e9
-    day_ns = _ns(day)
-    first = day_ns[first_index]
-    last = day_ns[last_index]
-    end_ns = float(pd.Timestamp(end).as_unit("ns").value)
-    values = days.to_numpy(dtype=np.float64)
-    total = np.bincount(codes, weights=values)
-    repeat_total = total - values[first_index]
+    first = day[first_index].astype(np.float64)
+    last = day[last_index].astype(np.float64)
+    total = np.bincount(customer, weights=amount, minlength=len(days.customers))[seen]
+    repeat_total = total - amount[first_index]
     frequency = counts - 1
     monetary = np.divide(repeat_total, frequency, out=np.zeros(len(counts)), where=frequency > 0)
     out = pd.DataFrame(
         {
             "frequency": frequency.astype(np.int64),
-            "recency": (last - first) / ns_per_unit,
-            "T": (end_ns - first) / ns_per_unit,
+            "recency": (last - first) / unit_days,
+            "T": (end_day - first) / unit_days,
             "monetary_value": monetary,
         },
-        index=pd.Index(uniques, name="customer_id"),
+        index=days.customers[seen],
     )
     out.attrs["unit_days"] = float(unit_days)
-    out.attrs["calibration_end"] = pd.Timestamp(end).date().isoformat()
+    out.attrs["calibration_end"] = str(np.datetime64(end_day, "D"))
     return out
-
-
-def _ns(day: pd.Index) -> FloatArray:
-    return np.asarray(pd.DatetimeIndex(day).as_unit("ns").asi8, dtype=np.float64)
 
 
 # --- BG/NBD ---------------------------------------------------------------------------------

@@ -172,11 +172,16 @@ def generate(
     q: float = 3.8,
     gamma: float = 15.0,
     items: int = 500,
+    lines: bool = True,
 ) -> pd.DataFrame:
     """Purchase lines of ``customers`` customers born between ``start`` and ``end``
     (inclusive), ordered by customer and date: ``customer_id`` (str), ``date`` (day,
     ``datetime64``), ``amount`` (float > 0, cents), ``item``, ``channel`` and
-    ``category`` (str). ``alpha`` is per week, as in the BG/NBD literature."""
+    ``category`` (str). ``alpha`` is per week, as in the BG/NBD literature.
+
+    With ``lines=False``, one row per purchase (``customer_id``, ``date``, ``amount``,
+    ``channel``) and no catalogue: what lifetime value and churn need, at a fifth of the
+    rows (benchmarks at 20M purchases)."""
     if customers < 1:
         raise ValueError("customers must be at least 1")
     if end < start:
@@ -200,8 +205,19 @@ def generate(
         rng.integers(0, len(CHANNELS), purchases),
     )
 
-    lines = 1 + np.minimum(rng.poisson(value / LINE_VALUE), MAX_EXTRA_LINES)
-    line_purchase = np.repeat(np.arange(purchases, dtype=np.int64), lines)
+    if not lines:
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(_strings("C", customers)[owner], dtype="str"),
+                "date": (np.datetime64(start, "D") + day).astype("datetime64[us]"),
+                "amount": np.maximum(np.round(value, 2), 0.01),
+                "channel": pd.Series(np.array(CHANNELS, dtype=object)[channel], dtype="str"),
+            },
+            copy=False,
+        )
+
+    count = 1 + np.minimum(rng.poisson(value / LINE_VALUE), MAX_EXTRA_LINES)
+    line_purchase = np.repeat(np.arange(purchases, dtype=np.int64), count)
     line_owner = owner[line_purchase]
     weight = rng.exponential(1.0, line_purchase.size)
     total = np.bincount(line_purchase, weights=weight, minlength=purchases)
