@@ -31,13 +31,16 @@ def test_lines_net_of_returns_by_local_day(db: Database) -> None:
     first = f.purchase_payload(
         prog,
         a,
-        lines=[_line("milk", 2, 150, "organic"), _line("bread", 1, 250, "bakery")],
+        lines=[
+            {**_line("milk", 2, 150, "dairy"), "tags": ["organic", "regional"]},
+            _line("bread", 1, 250, "bakery"),
+        ],
         occurred_at=DAY,
         channel="app",
     )
     late = DAY + timedelta(hours=13, minutes=30)  # 23:30 UTC = 00:30 next day in Berlin
     second = f.purchase_payload(
-        prog, b, lines=[_line("soap", 3, 199), _line("wine", 1, 899, "drinks")],
+        prog, b, lines=[_line("soap", 3, 199), _line("kale", 1, 899, "organic")],
         occurred_at=late, channel="web",
     )  # fmt: skip
     anonymous = f.purchase_payload(prog, None, amount_minor=5000, occurred_at=DAY)
@@ -47,7 +50,7 @@ def test_lines_net_of_returns_by_local_day(db: Database) -> None:
     f.ingest(
         db,
         f.return_payload(prog, first["id"], [{"sku": "milk", "quantity": 1}], occurred_at=now),
-        f.return_payload(prog, second["id"], [{"sku": "wine", "quantity": 1}], occurred_at=now),
+        f.return_payload(prog, second["id"], [{"sku": "kale", "quantity": 1}], occurred_at=now),
         now=now,
     )
 
@@ -56,14 +59,14 @@ def test_lines_net_of_returns_by_local_day(db: Database) -> None:
 
     assert tuple(frame.columns) == COLUMNS
     rows = sorted(
-        (str(r.customer_id), r.date.date().isoformat(), r.amount, *(r.item, r.category, r.channel))
+        (str(r.customer_id), r.date.date().isoformat(), r.amount, r.item, *r[5:7], bool(r.organic))
         for r in frame.itertuples()
     )
     assert rows == sorted(
         [
-            (str(a.id), "2026-03-02", 1.5, "milk", "organic", "app"),  # one of two came back
-            (str(a.id), "2026-03-02", 2.5, "bread", "bakery", "app"),
-            (str(b.id), "2026-03-03", 5.97, "soap", "", "web"),  # the wine came back in full
+            (str(a.id), "2026-03-02", 1.5, "milk", "dairy", "app", True),  # one of two came back
+            (str(a.id), "2026-03-02", 2.5, "bread", "bakery", "app", False),
+            (str(b.id), "2026-03-03", 5.97, "soap", "", "web", False),  # the kale came back
         ]
     )
     assert frame["date"].dtype == "datetime64[ns]"

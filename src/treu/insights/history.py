@@ -10,7 +10,8 @@
   analytics only): ``(quantity - returned_quantity) * unit_price_minor``. A line that
   came back in full is left out (the purchase did not stand);
 * ``item`` — the SKU; ``category`` — the line's category (``""`` when it has none);
-  ``channel`` — the purchase's channel (pos, web, app, phone, other).
+  ``channel`` — the purchase's channel (pos, web, app, phone, other);
+* ``organic`` — whether the line is tagged ``organic`` (or its category is), bool.
 
 Anonymous purchases (no member) are left out: nothing can be said about whose they are.
 
@@ -43,7 +44,7 @@ from treu.events.models import Event, PurchaseLine
 from treu.kit.money import currency_exponent
 from treu.programmes.models import Programme
 
-COLUMNS = ("customer_id", "date", "amount", "item", "category", "channel")
+COLUMNS = ("customer_id", "date", "amount", "item", "category", "channel", "organic")
 
 _EPOCH = pd.Timestamp("1970-01-01")
 
@@ -55,7 +56,8 @@ SELECT l.member_id,
        (l.quantity - l.returned_quantity)::bigint * l.unit_price_minor AS net_minor,
        l.sku,
        coalesce(l.category, '') AS category,
-       coalesce(e.channel, '') AS channel
+       coalesce(e.channel, ''),
+       (l.tags::text LIKE '%%"organic"%%' OR coalesce(l.category, '') = 'organic')::int
 FROM purchase_lines l
 JOIN events e ON e.id = l.event_id
 WHERE l.programme_id = %(programme)s
@@ -119,7 +121,7 @@ def _read_postgresql(
     raw = pd.read_csv(
         buffer,
         header=None,
-        names=["customer_id", "day", "net_minor", "item", "category", "channel"],
+        names=["customer_id", "day", "net_minor", "item", "category", "channel", "organic"],
         dtype={
             "customer_id": "category",
             "day": np.int32,
@@ -127,6 +129,7 @@ def _read_postgresql(
             "item": "category",
             "category": "category",
             "channel": "category",
+            "organic": np.int8,
         },
         keep_default_na=False,
         na_filter=False,
@@ -140,6 +143,7 @@ def _read_postgresql(
         raw["item"],
         raw["category"],
         raw["channel"],
+        raw["organic"].to_numpy().astype(bool),
         scale,
     )
 
@@ -157,6 +161,7 @@ def _read_plain(
             line.sku,
             line.category,
             event.channel,
+            line.tags,
         )
         .join(event, event.id == line.event_id)
         .where(
@@ -170,7 +175,7 @@ def _read_plain(
     rows = session.execute(query).all()
     if not rows:
         return _empty()
-    members, moments, kept, prices, skus, categories, channels = zip(*rows, strict=True)
+    members, moments, kept, prices, skus, categories, channels, tags = zip(*rows, strict=True)
     local = (
         pd.to_datetime(pd.Series(moments), utc=True)
         .dt.tz_convert(programme.timezone)
@@ -186,6 +191,13 @@ def _read_plain(
         pd.Series(skus, dtype="category"),
         pd.Series([c or "" for c in categories], dtype="category"),
         pd.Series([c or "" for c in channels], dtype="category"),
+        np.array(
+            [
+                "organic" in (t or ()) or c == "organic"
+                for t, c in zip(tags, categories, strict=True)
+            ],
+            dtype=bool,
+        ),
         scale,
     )
 
@@ -197,6 +209,7 @@ def _frame(
     items: pd.Series,
     categories: pd.Series,
     channels: pd.Series,
+    organic: np.ndarray[Any, Any],
     scale: float,
 ) -> pd.DataFrame:
     dates = _EPOCH + pd.to_timedelta(days.astype(np.int64), unit="D")
@@ -208,6 +221,7 @@ def _frame(
             "item": items.array,
             "category": categories.array,
             "channel": channels.array,
+            "organic": organic,
         }
     )
 
@@ -221,6 +235,7 @@ def _empty() -> pd.DataFrame:
             "item": pd.Series([], dtype="category"),
             "category": pd.Series([], dtype="category"),
             "channel": pd.Series([], dtype="category"),
+            "organic": pd.Series([], dtype=bool),
         }
     )
 
