@@ -45,6 +45,7 @@ from treu.db.base import table_of
 from treu.db.session import Database
 from treu.events.models import Event, PurchaseLine
 from treu.imports import EVENT_TABLES, MEMBER_TABLES
+from treu.insights import synthetic
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
 from treu.members.models import Member
@@ -84,94 +85,20 @@ def generate_lines(customers: int, purchases: int, *, seed: int, end: date) -> p
     pilot = min(customers, PILOT_CUSTOMERS)
     wanted = purchases / customers
     for round_ in range(3):
-        sample = _generator()(pilot, start=start, end=end, seed=seed + 1 + round_, alpha=alpha)
+        sample = synthetic.generate(
+            pilot, start=start, end=end, seed=seed + 1 + round_, alpha=alpha
+        )
         per_customer = max(len(sample) / pilot, 1e-9)
         ratio = per_customer / wanted
         if 0.9 < ratio < 1.1:
             break
         alpha = float(np.clip(alpha * ratio, 0.05, 1e4))
-    frame = _generator()(customers, start=start, end=end, seed=seed, alpha=alpha)
+    frame = synthetic.generate(customers, start=start, end=end, seed=seed, alpha=alpha)
     if len(frame) > purchases:
         keep = np.random.default_rng(seed).permutation(len(frame))[:purchases]
         keep.sort()
         frame = frame.iloc[keep].reset_index(drop=True)
     return frame
-
-
-def _generator() -> Callable[..., pd.DataFrame]:
-    """``treu.insights.synthetic.generate``; until that module is there, a minimal one
-    of the same signature and story (``_minimal_generate``)."""
-    import importlib
-
-    try:
-        module = importlib.import_module("treu.insights.synthetic")
-    except ImportError:
-        return _minimal_generate
-    generate: Callable[..., pd.DataFrame] = module.generate
-    return generate
-
-
-CATEGORIES = ("dairy", "bakery", "fruit", "vegetables", "drinks", "snacks", "household", "organic")
-CHANNELS = ("pos", "web", "app")
-
-
-def _minimal_generate(
-    customers: int,
-    *,
-    start: date,
-    end: date,
-    seed: int = 0,
-    r: float = 0.25,
-    alpha: float = 4.0,
-    a: float = 0.8,
-    b: float = 2.5,
-    p: float = 6.0,
-    q: float = 3.8,
-    gamma: float = 15.0,
-    items: int = 500,
-) -> pd.DataFrame:
-    """BG/NBD's story in whole arrays: weekly rate ``Gamma(r, alpha)``, dropout after a
-    repeat purchase with probability ``Beta(a, b)`` (approximated by a geometric number
-    of purchases), purchase values ``Gamma(p, nu)``; lines of one purchase split its
-    value; items and categories by popularity, one usual channel per customer."""
-    rng = np.random.default_rng(seed)
-    days = (end - start).days + 1
-    birth = rng.random(customers) * days
-    rate = rng.gamma(r, 1.0 / alpha, customers) / 7.0
-    drop = rng.beta(a, b, customers)
-    alive_purchases = rng.geometric(np.clip(drop, 1e-6, 1.0))  # repeats before dropping
-    expected = rate * (days - birth)
-    repeats = np.minimum(rng.poisson(expected), alive_purchases - 1 + 1)
-    counts = 1 + repeats
-    owner = np.repeat(np.arange(customers), counts)
-    offsets = rng.random(owner.size) * (days - birth[owner])
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    offsets[first] = 0.0
-    moment = np.minimum(birth[owner] + offsets, days - 1)
-    nu = rng.gamma(q, 1.0 / gamma, customers)
-    value = rng.gamma(p, 1.0, owner.size) / nu[owner]
-    n_lines = 1 + np.minimum(rng.poisson(value / 8.0), 30)
-    line_owner = np.repeat(np.arange(owner.size), n_lines)
-    share = rng.random(line_owner.size)
-    share /= np.bincount(line_owner, weights=share)[line_owner]
-    amount = np.maximum(np.round(value[line_owner] * share, 2), 0.01)
-    popularity = 1.0 / np.arange(1, items + 1)
-    item = rng.choice(items, size=line_owner.size, p=popularity / popularity.sum())
-    usual = rng.choice(len(CHANNELS), size=customers, p=(0.6, 0.25, 0.15))
-    width = len(str(customers - 1))
-    day = np.floor(moment[line_owner]).astype(np.int64)
-    return pd.DataFrame(
-        {
-            "customer_id": pd.Categorical.from_codes(
-                owner[line_owner], [f"c{i:0{width}d}" for i in range(customers)]
-            ).astype(str),
-            "date": pd.Timestamp(start) + pd.to_timedelta(day, unit="D"),
-            "amount": amount,
-            "item": [f"i{i:03d}" for i in item.tolist()],
-            "channel": np.asarray(CHANNELS, dtype=object)[usual[owner[line_owner]]],
-            "category": np.asarray(CATEGORIES, dtype=object)[item % len(CATEGORIES)],
-        }
-    ).sort_values(["customer_id", "date"], kind="stable", ignore_index=True)
 
 
 def _uuid7_hex(
