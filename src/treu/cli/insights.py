@@ -42,3 +42,4 @@ def output_path(value: Path | None) -> Path | None:
 
 
 from treu.cli import insights_clv  # noqa: E402, F401
+from treu.cli import insights_evaluate, insights_recommend  # noqa: E402, F401 - next-best offer
