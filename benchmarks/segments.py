@@ -41,7 +41,6 @@ from treu.kit.time import utc_now
 from treu.migrations import upgrade
 from treu.programmes.schemas import ProgrammeCreate
 from treu.programmes.service import programmes
-from treu.segments.models import Segment, SegmentMember
 from treu.segments.scores import psycopg_of
 
 SLUG = "bench-segments"
