@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from typer.testing import CliRunner
+
 from tests import factories
 from tests.api_helpers import Api, assert_problem
+from treu import cli
 from treu.db.session import Database
+from treu.insights.segmenting import SegmentIn, segments
 from treu.kit.time import utc_now
+from treu.programmes.service import programmes
 
 
 def test_segments_over_the_api(api: Api, db: Database) -> None:
@@ -96,3 +101,22 @@ def test_segments_over_the_api(api: Api, db: Database) -> None:
 
     assert client.delete(f"/v1/segments/{sid}", headers=admin).status_code == 204
     assert_problem(client.get(f"/v1/segments/{sid}", headers=reader), 404, "segment_not_found")
+
+
+def test_the_command_line_lists_and_refreshes(db: Database, runner: CliRunner) -> None:
+    prog = factories.programme(db)
+    anna = factories.member(db, prog)
+    factories.ingest_one(db, factories.purchase_payload(prog, anna, amount_minor=500))
+    with db.unit_of_work() as session:
+        segments.create(
+            session,
+            programme=programmes.get(session, prog.id),
+            data=SegmentIn(slug="buyers", name="Buyers", expression="metrics.purchases > 0"),
+        )
+    result = runner.invoke(cli.app, ["segments", "refresh", "--programme", prog.slug])
+    assert result.exit_code == 0, result.output
+    assert "buyers: 1 members (+1 -0)" in result.output
+    listed = runner.invoke(cli.app, ["segments", "list", "--programme", prog.slug])
+    assert listed.exit_code == 0, listed.output
+    assert "buyers" in listed.output
+    assert "never" not in listed.output
