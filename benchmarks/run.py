@@ -39,6 +39,8 @@ Nine parts (``--only`` picks some):
 * ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
   programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
   database (``benchmarks.journeys``).
+* ``segments``, on PostgreSQL, on a database of its own: RFM and ten segments over 1M
+  members / 20M purchases generated in the database (``benchmarks.segments``).
 
 * ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
   fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
@@ -115,6 +117,7 @@ PARTS = (
     "delivery",
     "journeys",
     "insights_clv",
+    "segments",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
@@ -288,6 +291,8 @@ class Params:
     redeem_flash_seconds: float = 5.0
     journey_members: int = 100_000
     journey_limit: float = 600.0
+    segment_members: int = 1_000_000
+    segment_purchases: int = 20_000_000
     campaign_concurrency: int = 16
     campaign_seconds: float = 20.0
     campaign_rounds: int = 2
@@ -663,6 +668,32 @@ def bench_journeys(backend: str, params: Params, workdir: Path) -> dict[str, Any
         if backend == "postgresql":
             drop_postgres_database(params.postgres_url, params.database + JOURNEYS_SUFFIX)
     return out
+
+
+def bench_segments(params: Params) -> dict[str, Any] | None:
+    """RFM and all segments on PostgreSQL, on a database of their own
+    (``benchmarks.segments``); None when PostgreSQL is not reachable."""
+    from benchmarks import segments
+
+    console.rule("[bold]postgresql: RFM and segments")
+    name = params.database + "_segments"
+    url = postgres_database(params.postgres_url, name)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        db = Database(url)
+        try:
+            return segments.run(
+                db,
+                members=params.segment_members,
+                purchases=params.segment_purchases,
+                console=console,
+            )
+        finally:
+            db.dispose()
+    finally:
+        drop_postgres_database(params.postgres_url, name)
 
 
 def baselines(url: str, params: Params, dbname: str | None) -> dict[str, Any]:
@@ -1836,6 +1867,13 @@ def parse_args(argv: list[str] | None) -> Params:
         metavar="SECONDS",
         help="stop the daily journeys run after this long (it has missed its target)",
     )
+    parser.add_argument(
+        "--segment-members",
+        type=int,
+        default=1_000_000,
+        help="members of the segments programme (the target is for 1M / 20M purchases)",
+    )
+    parser.add_argument("--segment-purchases", type=int, default=20_000_000)
     parser.add_argument("--pages-seconds", type=float, default=8.0)
     parser.add_argument("--pages-rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
@@ -1872,6 +1910,8 @@ def parse_args(argv: list[str] | None) -> Params:
         redeem_flash_stock=args.redeem_flash_stock,
         journey_members=args.journey_members,
         journey_limit=args.journey_limit,
+        segment_members=args.segment_members,
+        segment_purchases=args.segment_purchases,
         campaign_concurrency=args.campaign_concurrency,
         campaign_seconds=args.campaign_seconds,
         campaign_rounds=args.campaign_rounds,
@@ -1898,6 +1938,8 @@ def parse_args(argv: list[str] | None) -> Params:
         params.redeem_seconds = 5
         params.redeem_flash_seconds = 3
         params.journey_members = min(params.journey_members, 10_000)
+        params.segment_members = min(params.segment_members, 10_000)
+        params.segment_purchases = min(params.segment_purchases, 200_000)
         params.campaign_seconds = 5
         params.pages_seconds = 3
         params.pages_rounds = 1
@@ -1932,6 +1974,11 @@ def main(argv: list[str] | None = None) -> int:
         report["rules_eval"] = run_rules_eval(params)
     if "insights_clv" in params.only:
         report["insights_clv"] = run_insights_clv(params)
+    if "segments" in params.only:
+        report["segments"] = bench_segments(params)
+        ok_segments = (report["segments"] or {}).get("correctness", {"ok": True})["ok"]
+    else:
+        ok_segments = True
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:
@@ -1970,6 +2017,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    ok = ok and ok_segments
     report["targets"] = targets(report)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)

@@ -39,6 +39,7 @@ from treu.api.routes import (
     programmes,
     rewards,
     rules,
+    segments,
     templates,
     tiers,
     webhooks,
@@ -192,6 +193,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(inbox.router)
     app.include_router(journeys.router)
     app.include_router(insights.router)
+    app.include_router(segments.router)
+    app.include_router(segments.scores_router)
     if settings.env == "development":
         app.include_router(mailbox.router)
     web.install(app)
