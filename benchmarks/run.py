@@ -181,7 +181,22 @@ TARGETS = [
         0.5,
         True,
     ),
-    ("portal_home_p95_ms", "postgresql", "portal home p95, 20 users", "ms", 50, False),
+    (
+        "portal_home_p95_ms",
+        "postgresql",
+        "portal home p95, 20 users never pausing",
+        "ms",
+        50,
+        False,
+    ),
+    (
+        "portal_home_paced_p95_ms",
+        "postgresql",
+        "portal home p95, 20 users at a page a second each",
+        "ms",
+        50,
+        False,
+    ),
     (
         "member_360_ratio",
         "postgresql",
@@ -190,7 +205,22 @@ TARGETS = [
         0.5,
         True,
     ),
-    ("member_360_p95_ms", "postgresql", "console member 360 p95, 20 users", "ms", 50, False),
+    (
+        "member_360_p95_ms",
+        "postgresql",
+        "console member 360 p95, 20 users never pausing",
+        "ms",
+        50,
+        False,
+    ),
+    (
+        "member_360_paced_p95_ms",
+        "postgresql",
+        "console member 360 p95, 20 users at a page a second each",
+        "ms",
+        50,
+        False,
+    ),
     (
         "journeys_seconds",
         "postgresql",
@@ -942,6 +972,34 @@ def pages_phases(
             "requests_per_s": round(sum(p["events_per_s"] for p in mine) / len(mine), 1),
             "p95_ms": max(p["p95_ms"] or 0.0 for p in mine),
         }
+    # The same 20 users as people use pages: each loads one page a second (an open loop
+    # of 20 pages/s, spread over the members). The closed loops above measure what the
+    # server can serve; this measures how long a page takes when it is not saturated.
+    for name in pages.PAGES:
+        paced = loadgen.run(
+            loadgen.open_loop(
+                clients[name],
+                "",
+                bytes,
+                rate=pages.PACED_RATE,
+                duration=params.pages_seconds,
+                max_connections=pages.USERS,
+                accepted=pages.ok,
+            )
+        )
+        tally.add(paced)
+        out[name]["paced"] = {
+            "rate_per_s": pages.PACED_RATE,
+            "requests": paced.requests,
+            "statuses": {str(k): v for k, v in paced.statuses.items()},
+            "p50_ms": ms(paced.percentile(50)),
+            "p95_ms": ms(paced.percentile(95)),
+        }
+        phases.append({"page": name, "round": "paced", **out[name]["paced"]})
+        console.print(
+            f"{name}, paced ({pages.PACED_RATE} pages/s): p50 {out[name]['paced']['p50_ms']} ms, "
+            f"p95 {out[name]['paced']['p95_ms']} ms"
+        )
     balance = out["balance"]["requests_per_s"]
     for name in ("portal_home", "member_360"):
         out[name]["ratio"] = round(out[name]["requests_per_s"] / balance, 3) if balance else None
@@ -950,7 +1008,7 @@ def pages_phases(
             f"{out[name]['ratio']}, p95 {out[name]['p95_ms']} ms"
         )
     refused = sum(
-        p["requests"] - sum(v for k, v in p["statuses"].items() if k == "200") for p in phases
+        p["requests"] - sum(v for k, v in p["statuses"].items() if str(k) == "200") for p in phases
     )
     out["correctness"] = {"ok": refused == 0, "answers_other_than_200": refused}
     return out
@@ -1297,8 +1355,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
                 "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
                 "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
+                "portal_home_paced_p95_ms": data.get("pages", {})
+                .get("portal_home", {})
+                .get("paced", {})
+                .get("p95_ms"),
                 "member_360_ratio": data.get("pages", {}).get("member_360", {}).get("ratio"),
                 "member_360_p95_ms": data.get("pages", {}).get("member_360", {}).get("p95_ms"),
+                "member_360_paced_p95_ms": data.get("pages", {})
+                .get("member_360", {})
+                .get("paced", {})
+                .get("p95_ms"),
             }[key]
         met = (
             None

@@ -23,6 +23,7 @@ def load_all() -> None:
     import treu.rewards.payments
     import treu.rewards.wallet
     import treu.rules.models
+    import treu.segments.models
     import treu.staff.models
     import treu.tiers.models
     import treu.webhooks.models

@@ -166,6 +166,21 @@ def test_short_history_falls_back_to_bgnbd() -> None:
     np.testing.assert_array_equal(scores["churn_risk"], scores["bgnbd_risk"])
 
 
+def test_too_few_churners_to_learn_from_fall_back_to_bgnbd() -> None:
+    # 60 customers buy every week until the cut-off and on; one of them stops: a single
+    # churner among the training customers is nothing to learn from (nor to split).
+    rows = []
+    for c in range(60):
+        last = 150 if c == 0 else 400
+        rows += [(f"c{c}", str(DAY0 + timedelta(days=d)), 10.0) for d in range(c % 7, last, 7)]
+    cutoff = DAY0 + timedelta(days=300)
+    scores = churn.train_and_score(lines(rows), cutoff, horizon_days=90)
+    assert scores.attrs["training_customers"] == 60
+    assert scores.attrs["chosen"] == "p_alive"
+    assert scores["model_risk"].isna().all()
+    np.testing.assert_array_equal(scores["churn_risk"], scores["bgnbd_risk"])
+
+
 def test_evaluate_needs_the_horizon_after_until(bgnbd_world: pd.DataFrame) -> None:
     with pytest.raises(churn.ChurnInvalid, match="needs purchases up to 2025-03-01"):
         churn.evaluate(bgnbd_world, date(2024, 12, 1), horizon_days=90)

@@ -79,7 +79,7 @@ def locked_codes(found: MemberRewardsOut, reward: Reward) -> list[str]:
         ({"type": "wallet_credit", "min_order_minor": 100}, "discounts and free products"),
         ({"type": "wallet_credit", "coupon_valid_days": 10}, "issues no coupon"),
         ({"valid_from": "2026-02-01T00:00:00Z", "valid_until": "2026-01-01T00:00:00Z"}, "after"),
-        ({"eligibility": {"segments": ["vip"]}}, "at most 0 items"),
+        ({"eligibility": {"segments": ["Not a slug"]}}, "should match pattern"),
         ({"points_cost": 0}, "greater than or equal to 1"),
         ({"code": "Has Spaces"}, "pattern"),
     ],

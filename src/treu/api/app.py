@@ -30,6 +30,7 @@ from treu.api.routes import (
     event_types,
     events,
     inbox,
+    insights,
     journeys,
     mailbox,
     members,
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(templates.router)
     app.include_router(inbox.router)
     app.include_router(journeys.router)
+    app.include_router(insights.router)
     if settings.env == "development":
         app.include_router(mailbox.router)
     web.install(app)

@@ -57,6 +57,7 @@ from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
 from treu.rewards.coupons import gift_coupons
 from treu.rewards.models import Reward
 from treu.rules.models import Rule
+from treu.segments.membership import members_of
 from treu.tiers.models import MemberTier
 from treu.tiers.service import tiers
 
@@ -161,6 +162,10 @@ class OfferService:
             )
             .order_by(Member.id)
         )
+        if audience.segments:
+            query = query.where(
+                Member.id.in_(members_of(programme_id=programme.id, slugs=audience.segments))
+            )
         last: uuid.UUID | None
         if audience.members:
             # the list is sorted by the UUID's value, as the database orders the ids

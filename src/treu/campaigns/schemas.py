@@ -138,8 +138,8 @@ class Offer(_Model):
 
 
 class Audience(_Model):
-    """Who the campaign is for; every field left out means everybody. Segments will
-    come with the segments feature."""
+    """Who the campaign is for; every field left out means everybody, each field given
+    narrows it (tiers and segments and the member list)."""
 
     tiers: list[Annotated[str, Field(pattern=TIER_PATTERN)]] | None = Field(
         default=None, min_length=1, max_length=20, examples=[["silber", "gold"]]
@@ -151,7 +151,15 @@ class Audience(_Model):
         description=f"A member list (ids, at most {MAX_MEMBERS:,})",
     )
 
-    @field_validator("tiers")
+    segments: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Segment slugs: members of any of these active segments (docs/segments.md)",
+        examples=[["valuable-at-risk"]],
+    )
+
+    @field_validator("tiers", "segments")
     @classmethod
     def _tiers(cls, value: list[str] | None) -> list[str] | None:
         return sorted(set(value)) if value is not None else None
@@ -252,6 +260,9 @@ class CampaignSpec(_Model):
         parts: list[str] = []
         if self.audience.tiers:
             parts.append(f"member.tier in [{', '.join(repr(t) for t in self.audience.tiers)}]")
+        if self.audience.segments:
+            listed = ", ".join(repr(s) for s in self.audience.segments)
+            parts.append(f"has_any(member.segments, [{listed}])")
         if boost.condition is not None:
             parts.append(f"({boost.condition}\n)")  # the line break ends a trailing comment
         if self.holdout_percent > 0:

@@ -59,6 +59,7 @@ from treu.rules.errors import NothingToPublish
 from treu.rules.expr import bucket_of
 from treu.rules.models import Rule, RuleStatus
 from treu.rules.service import rules
+from treu.segments.models import Segment
 from treu.tiers.service import tiers
 
 CACHE_SECONDS = 5.0
@@ -78,10 +79,15 @@ class LiveCampaign:
     ends_at: datetime
     tiers: frozenset[str] | None
     members: frozenset[uuid.UUID] | None
+    segments: frozenset[str] | None = None
 
-    def holds(self, member_id: uuid.UUID, tier: str | None) -> bool:
+    def holds(
+        self, member_id: uuid.UUID, tier: str | None, segments: frozenset[str] = frozenset()
+    ) -> bool:
         """The audience holds the member (whatever the arm)."""
         if self.members is not None and member_id not in self.members:
+            return False
+        if self.segments is not None and self.segments.isdisjoint(segments):
             return False
         return self.tiers is None or tier in self.tiers
 
@@ -365,6 +371,7 @@ class CampaignService:
                     ends_at=spec.window.ends_at,
                     tiers=frozenset(audience.tiers) if audience.tiers else None,
                     members=frozenset(audience.members) if audience.members else None,
+                    segments=frozenset(audience.segments) if audience.segments else None,
                 )
             )
         return tuple(out)
@@ -402,6 +409,24 @@ class CampaignService:
                     errors=[
                         {"field": "audience.tiers", "message": f"unknown tier {code!r}"}
                         for code in unknown
+                    ],
+                )
+        if audience.segments:
+            have = set(
+                session.scalars(
+                    select(Segment.slug).where(
+                        Segment.programme_id == programme.id, Segment.slug.in_(audience.segments)
+                    )
+                )
+            )
+            unknown_segments = [slug for slug in audience.segments if slug not in have]
+            if unknown_segments:
+                raise Invalid(
+                    f"programme {programme.slug!r} has no segment "
+                    f"{', '.join(map(repr, unknown_segments))}",
+                    errors=[
+                        {"field": "audience.segments", "message": f"unknown segment {slug!r}"}
+                        for slug in unknown_segments
                     ],
                 )
         if audience.members:

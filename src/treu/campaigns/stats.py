@@ -46,6 +46,7 @@ from treu.outbox.models import OutboxMessage
 from treu.programmes.models import Programme
 from treu.rewards.models import Redemption, RedemptionStatus
 from treu.rules.models import Rule
+from treu.segments.membership import members_of
 from treu.tiers.models import MemberTier
 from treu.tiers.service import tiers
 
@@ -243,6 +244,11 @@ def audience_size(
         else [None]
     )
     active = and_(Member.programme_id == programme.id, Member.status == MemberStatus.active.value)
+    if audience.segments:
+        active = and_(
+            active,
+            Member.id.in_(members_of(programme_id=programme.id, slugs=audience.segments)),
+        )
     if not audience.tiers:
         total = 0
         for chunk in chunks:

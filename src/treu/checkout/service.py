@@ -49,7 +49,7 @@ from treu.rewards.payments import capacity
 from treu.rewards.service import catalogue, redemptions
 from treu.rewards.wallet import wallet
 from treu.rules.engine import Award, Evaluation, EventView, MemberView
-from treu.rules.service import Usage, award_details, member_view, rules
+from treu.rules.service import Usage, award_details, member_view, rules, segments_for
 from treu.tiers.common import TierInfo
 from treu.tiers.service import tiers
 from treu.tiers.texts import quantity
@@ -130,7 +130,13 @@ class CheckoutService:
             usage.load([(member.id, view.date)], lock_budgets=False)
         tier = tiers.code_of(session, programme, member.id, now=at) if member else None
         mview = (
-            member_view(member, programme, at, tier=tier.code if tier else None)
+            member_view(
+                member,
+                programme,
+                at,
+                tier=tier.code if tier else None,
+                segments=segments_for(session, active.rule_set, {member.id}).get(member.id, ()),
+            )
             if member
             else MemberView.anonymous()
         )

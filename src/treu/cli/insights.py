@@ -42,4 +42,10 @@ def output_path(value: Path | None) -> Path | None:
 
 
 # The commands register themselves on ``insights_app`` when imported.
-from treu.cli import insights_churn, insights_clv  # noqa: E402, F401
+from treu.cli import (  # noqa: E402, F401
+    insights_churn,
+    insights_clv,
+    insights_evaluate,
+    insights_recommend,
+    insights_train,
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -17,7 +17,15 @@ from treu.ledger.service import AccountState, LedgerWriter
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
 from treu.rules.engine import Evaluation, EventView, MemberView, RuleSet, reason_text
-from treu.rules.service import BASE_ID, Usage, award_details, is_tier_rule, member_view, rules
+from treu.rules.service import (
+    BASE_ID,
+    Usage,
+    award_details,
+    is_tier_rule,
+    member_view,
+    rules,
+    segments_for,
+)
 
 
 @dataclass
@@ -29,6 +37,9 @@ class Earning:
     usage: Usage
     tier_book: Tiers | None = None
     """The unit of work's tier state (``member.tier`` for the rules)."""
+    segments: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict)
+    """The members' segments (``member.segments``), loaded only for rule sets that
+    read them (``segments_for``)."""
 
     def evaluate(
         self, view: EventView, member: MemberKey, at: datetime
@@ -36,7 +47,9 @@ class Earning:
         """What the rules give the member for the event, what they saw of the member
         and the member's tier."""
         tier = self.tier_book.tier_of(member.id) if self.tier_book else None
-        mview = member_view(member, self.programme, at, tier=tier)
+        mview = member_view(
+            member, self.programme, at, tier=tier, segments=self.segments.get(member.id, ())
+        )
         evaluation = self.rule_set.evaluate(view, mview, self.usage.view(member.id, view.date))
         return evaluation, mview, tier
 
@@ -107,6 +120,9 @@ def load_earning(run: IngestRun, *, optimistic_budgets: bool = False) -> dict[uu
     for programme_id, context in earning.items():
         if context.usage.specs:
             context.usage.load(dates[programme_id])
+        context.segments = segments_for(
+            session, context.rule_set, {member_id for member_id, _ in dates[programme_id]}
+        )
     return earning
 
 

@@ -57,6 +57,9 @@ FEATURES = (
 )
 VALIDATION_SHARE = 0.25
 MIN_TRAINING_CUSTOMERS = 40
+MIN_CLASS = 10
+"""Fewer churners (or fewer who stayed) than this among the training customers: no model
+(a stratified split needs both in both halves), P(alive) is used."""
 CALIBRATION_BINS = 10
 SEED = 0
 MAX_TRAINING_CUSTOMERS = 200_000
@@ -237,7 +240,7 @@ def train_and_score(
         past = features(history, training_end, horizon_days)
         y = labels(history, past.index, training_end, horizon_days).to_numpy()
         trained, churn_rate = len(past), float(y.mean())
-        if len(past) >= MIN_TRAINING_CUSTOMERS and 0 < y.sum() < len(y):
+        if len(past) >= MIN_TRAINING_CUSTOMERS and min(y.sum(), len(y) - y.sum()) >= MIN_CLASS:
             if len(past) > MAX_TRAINING_CUSTOMERS:
                 sample = np.sort(
                     np.random.default_rng(SEED).choice(

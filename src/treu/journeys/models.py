@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from treu.db.base import Base, IdMixin, TimestampMixin
@@ -48,6 +48,9 @@ class Journey(IdMixin, TimestampMixin, Base):
     reward_id: Mapped[uuid.UUID | None]
     """A coupon reward issued with the message (without points), if any."""
     holdout_pct: Mapped[int] = mapped_column(default=0)
+    segments: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+    """Segment slugs: when not empty, the journey reaches only members of one of these
+    active segments (migration 0026)."""
 
 
 class JourneyExposure(IdMixin, Base):

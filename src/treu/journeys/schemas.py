@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,12 @@ class JourneyIn(BaseModel):
         default=None, description="A coupon reward issued with the message, without points"
     )
     holdout_pct: int = Field(default=0, ge=0, le=100)
+    segments: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Segment slugs: only members of one of these active segments are "
+        "reached (empty: everybody); see docs/segments.md",
+    )
 
 
 class StepStats(BaseModel):
@@ -54,6 +60,7 @@ class JourneyOut(BaseModel):
                     "params": {"days_before": 3},
                     "reward_id": None,
                     "holdout_pct": 10,
+                    "segments": [],
                     "steps": [{"step": 1, "treated": 812, "held_out": 93}],
                 }
             ]
@@ -67,6 +74,7 @@ class JourneyOut(BaseModel):
     params: dict[str, Any]
     reward_id: uuid.UUID | None
     holdout_pct: int
+    segments: list[str]
     steps: list[StepStats]
     """Members reached per step: treated (sent a message, given the reward) and held out."""
 
@@ -81,6 +89,7 @@ class JourneyOut(BaseModel):
             params=dict(journey.params),
             reward_id=journey.reward_id,
             holdout_pct=journey.holdout_pct,
+            segments=list(journey.segments or []),
             steps=[
                 StepStats(
                     step=step,

@@ -36,6 +36,8 @@ from treu.programmes.models import Programme
 from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
 from treu.rewards.coupons import gift_coupons
 from treu.rewards.models import COUPON_TYPES, Reward, RewardType
+from treu.segments.membership import members_of
+from treu.segments.models import Segment, SegmentMember
 
 MARKETING = frozenset(
     {
@@ -146,6 +148,7 @@ class JourneyService:
             params=dict(DEFAULT_PARAMS[kind]),
             reward_id=None,
             holdout_pct=0,
+            segments=[],
         )
 
     def put(
@@ -159,6 +162,7 @@ class JourneyService:
         params: dict[str, int] | None = None,
         reward_id: uuid.UUID | None = None,
         holdout_pct: int = 0,
+        segments: Sequence[str] = (),
     ) -> Journey:
         allowed = DEFAULT_PARAMS[kind]
         given = dict(params or {})
@@ -178,6 +182,19 @@ class JourneyService:
                 raise InvalidJourney(f"no reward {reward_id} in {programme.slug}")
             if RewardType(reward.type) not in COUPON_TYPES:
                 raise InvalidJourney("a journey's reward must issue a coupon")
+        if segments:
+            have = set(
+                session.scalars(
+                    select(Segment.slug).where(
+                        Segment.programme_id == programme.id, Segment.slug.in_(list(segments))
+                    )
+                )
+            )
+            unknown_segments = sorted(set(segments) - have)
+            if unknown_segments:
+                raise InvalidJourney(
+                    f"no segment {', '.join(unknown_segments)} in {programme.slug}"
+                )
         row = self.get(session, programme.id, kind)
         if row is None:
             row = self.default(programme.id, kind)
@@ -187,6 +204,7 @@ class JourneyService:
         row.params = {**allowed, **given}
         row.reward_id = reward_id
         row.holdout_pct = holdout_pct
+        row.segments = sorted(set(segments))
         row.updated_at = utc_now()
         session.flush()
         return row
@@ -266,7 +284,17 @@ class JourneyService:
         now: datetime | None = None,
     ) -> Fired:
         """Reach ``targets`` (members not reached on their occasion yet; the others are
-        skipped here, whoever reached them)."""
+        skipped here, whoever reached them). With segments, only the targets in one of
+        them now (one query); the others are left for a later run, when they may be."""
+        if targets and journey.segments:
+            inside = set(
+                session.scalars(
+                    members_of(programme_id=programme.id, slugs=journey.segments).where(
+                        SegmentMember.member_id.in_({t.member_id for t in targets})
+                    )
+                )
+            )
+            targets = [t for t in targets if t.member_id in inside]
         if not targets:
             return Fired(0, 0)
         now = now or utc_now()

@@ -86,6 +86,8 @@ class RewardView:
     refund_on_cancel: bool
     refund_on_expiry: bool
     restore_on_return: bool
+    segments: list[Any]
+    """Slugs of segments: when not empty, only members of one of them may redeem."""
 
     @property
     def available_until(self) -> datetime | None:

@@ -122,6 +122,7 @@ def coupon_cart(
 _REASONS: dict[str, str] = {
     "insufficient_points": N_("{missing_points} more points needed"),
     "tier_required": N_("For {tier} members and above"),
+    "segment_required": N_("Only for selected members"),
     "membership_too_new": N_("Available after {min_days} days of membership, in {days_left} days"),
     "out_of_stock": N_("Sold out"),
     "member_limit_reached": N_("Limit reached: {limit} per member"),

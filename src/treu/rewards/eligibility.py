@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from treu.rewards.errors import (
 from treu.rewards.models import (
     RewardStatus,
 )
+from treu.segments.membership import slugs_of
 from treu.tiers.service import tiers as tier_service
 
 
@@ -40,6 +42,8 @@ class MemberFacts:
     tier: str | None
     held: dict[uuid.UUID, int]
     """Redemptions per reward that hold a unit (status ``redeemed``)."""
+    segments: frozenset[str] = frozenset()
+    """The member's active segments (read only when a reward names segments)."""
 
 
 def lock_reasons(
@@ -90,6 +94,8 @@ def lock_reasons(
                     },
                 )
             )
+    if view.segments and facts.segments.isdisjoint(view.segments):
+        reasons.append(Reason("segment_required", {"segments": list(view.segments)}))
     held = facts.held.get(view.id, 0)
     if view.per_member_limit is not None and held >= view.per_member_limit:
         reasons.append(Reason("member_limit_reached", {"limit": view.per_member_limit}))
@@ -107,6 +113,16 @@ def lock_reasons(
             )
         )
     return reasons
+
+
+def member_segments(
+    session: Session, member_id: uuid.UUID, views: Iterable[RewardView]
+) -> frozenset[str]:
+    """The member's segments when one of ``views`` is for segments only (one indexed
+    query), else nothing read."""
+    if any(view.segments for view in views):
+        return slugs_of(session, member_id=member_id)
+    return frozenset()
 
 
 def refusal(reasons: list[Reason], view: RewardView, facts: MemberFacts) -> Exception:

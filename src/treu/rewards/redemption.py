@@ -76,6 +76,7 @@ from treu.rewards.donations import donations
 from treu.rewards.eligibility import (
     MemberFacts,
     lock_reasons,
+    member_segments,
     member_tier,
     refusal,
     request_hash,
@@ -250,6 +251,7 @@ class RedemptionService(Reversals):
             available_points=balance.available,
             tier=member_tier(session, member.id, now) if tiers else None,
             held=self._held(session, member.id) if views else {},
+            segments=member_segments(session, member.id, views),
         )
         redeemable: list[MemberRewardOut] = []
         locked: list[MemberRewardOut] = []
@@ -323,6 +325,7 @@ class RedemptionService(Reversals):
                     if any(v.per_member_limit for v in cached.rewards)
                     else {}
                 ),
+                segments=member_segments(session, member_id, cached.rewards),
             )
             for view in cached.rewards:
                 if lock_reasons(view, facts, cached.tiers, now, programme.timezone):
@@ -393,6 +396,7 @@ class RedemptionService(Reversals):
                 available_points=account.available,
                 tier=member_tier(session, member.id, now) if view.min_tier else None,
                 held=self._held(session, member.id, view.id) if view.per_member_limit else {},
+                segments=member_segments(session, member.id, [view]),
             )
             reasons = lock_reasons(view, facts, tiers, now, programme.timezone)
             if reasons:

@@ -61,10 +61,11 @@ class Eligibility(BaseModel):
     min_membership_days: int | None = Field(
         default=None, ge=0, le=36_500, description="Days since enrolment"
     )
-    segments: list[str] = Field(
+    segments: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = Field(
         default_factory=list,
-        max_length=0,
-        description="Reserved for member segments (must be empty for now)",
+        max_length=20,
+        description="Segment slugs: when given, only members of one of these active "
+        "segments may redeem (see docs/segments.md)",
     )
 
 
@@ -284,8 +285,9 @@ class RewardList(BaseModel):
 
 class ReasonOut(BaseModel):
     code: str = Field(
-        description="insufficient_points, tier_required, membership_too_new, out_of_stock, "
-        "member_limit_reached, not_yet_available, no_longer_available, member_blocked, …"
+        description="insufficient_points, tier_required, segment_required, membership_too_new, "
+        "out_of_stock, member_limit_reached, not_yet_available, no_longer_available, "
+        "member_blocked, …"
     )
     text: str
     params: dict[str, Any] = Field(

@@ -184,6 +184,12 @@ class RuleSet:
     def triggers(self) -> frozenset[str]:
         return frozenset(self._programs)
 
+    @property
+    def uses_segments(self) -> bool:
+        """Whether a condition reads ``member.segments``: only then do callers look the
+        member's segments up (one query), so rule sets without them cost nothing more."""
+        return any(".segments" in program.source for program in self._programs.values())
+
     def source(self, trigger: str) -> str:
         """The generated Python of a trigger's conditions (for review and debugging)."""
         return self._programs[trigger].source

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +54,7 @@ from treu.rules.errors import (
 )
 from treu.rules.models import Rule, RuleStatus, RuleUsage, RuleVersion
 from treu.rules.spec import Multiplier, PointsPerUnit, RuleSetSettings, RuleSpec
+from treu.segments import membership
 from treu.tiers.common import RULE_PREFIX, tier_award_details
 from treu.tiers.maths import Ladder
 from treu.tiers.service import tiers
@@ -139,7 +140,12 @@ def award_details(award: Award, programme: Programme) -> dict[str, Any]:
 
 
 def member_view(
-    member: MemberKey, programme: Programme, at: datetime, *, tier: str | None = None
+    member: MemberKey,
+    programme: Programme,
+    at: datetime,
+    *,
+    tier: str | None = None,
+    segments: Iterable[str] = (),
 ) -> MemberView:
     """The member as rule and challenge conditions see it at ``at`` (the event time):
     one definition, so a condition on ``member.*`` means the same in both."""
@@ -148,12 +154,23 @@ def member_view(
         timezone=programme.timezone,
         id=member.id,
         tier=tier,
+        segments=segments,
         enrolled_at=member.enrolled_at,
         birthday=member.birthday,
         language=member.language,
         channel=member.channel,
         attrs=member.attributes,
     )
+
+
+def segments_for(
+    session: Session, rule_set: RuleSet, member_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, frozenset[str]]:
+    """The active segments (slugs) of ``member_ids`` for ``member.segments``: one
+    indexed query, and none at all when no condition of ``rule_set`` reads them."""
+    if not rule_set.uses_segments or not member_ids:
+        return {}
+    return membership.slugs_of_many(session, member_ids=member_ids)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from treu.db.session import Database
@@ -164,6 +165,46 @@ def give_offers(
     return offers.give_due(db, now=now)
 
 
+def refresh_segments(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """RFM scores and the members of every active segment, a programme per unit of
+    work (treu.insights.segmenting); running it twice changes nothing."""
+    from treu.insights.segmenting import segments
+
+    with db.unit_of_work(write=False) as session:
+        ids = list(session.scalars(select(Programme.id).order_by(Programme.id)))
+    total = 0
+    for programme_id in ids:
+        with db.unit_of_work() as session:
+            programme = session.get_one(Programme, programme_id)
+            done = len(segments.refresh(session, programme=programme, now=now))
+        total += done
+        if on_batch is not None and done:
+            on_batch(done)
+    return total
+
+
+def train_insights(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Every insight model of every programme (``treu insights train``): RFM and
+    segments, lifetime value, churn risk, personas; returns the models recorded. Running
+    it twice records the next versions, computed from the same data."""
+    from treu.insights.train import train
+
+    with db.unit_of_work(write=False) as session:
+        slugs = list(session.scalars(select(Programme.slug).order_by(Programme.slug)))
+    total = 0
+    for slug in slugs:
+        report = train(db, programme=slug, now=now)
+        done = sum(1 for step in report.steps if step.version is not None)
+        total += done
+        if on_batch is not None and done:
+            on_batch(done)
+    return total
+
+
 class JobFunc(Protocol):
     def __call__(
         self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
@@ -232,6 +273,20 @@ JOBS: dict[str, Job] = {
             unit="members reached",
             run=give_offers,
             interval_setting="worker_offers_every_seconds",
+        ),
+        Job(
+            name="segments.refresh",
+            description="Recompute RFM scores and the members of every active segment",
+            unit="segments refreshed",
+            run=refresh_segments,
+            interval_setting="worker_segments_every_seconds",
+        ),
+        Job(
+            name="insights.train",
+            description="Train every insight model and write members' scores (nightly)",
+            unit="models trained",
+            run=train_insights,
+            interval_setting="worker_insights_every_seconds",
         ),
     )
 }

@@ -69,5 +69,6 @@ def put_journey(
             params=data.params,
             reward_id=data.reward_id,
             holdout_pct=data.holdout_pct,
+            segments=data.segments,
         )
         return JourneyOut.of(row, journeys.stats(session, row.id))

@@ -33,6 +33,7 @@ from treu.db.base import WriteBatch, table_of
 from treu.events.schemas import AnyEvent, ReturnEvent
 from treu.events.seam import IngestRun, Item, ReactionRun
 from treu.programmes.models import Programme
+from treu.segments.membership import slugs_of_many
 
 _TABLE = table_of(CampaignExposure)
 
@@ -63,6 +64,15 @@ class _Exposures(ReactionRun):
         self.seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
         self.spent: set[uuid.UUID] = set()
         self.rows: list[dict[str, Any]] = []
+        self.segments: dict[uuid.UUID, frozenset[str]] | None = None
+        """The run's members' segments, read (one query) at the first campaign with a
+        segment audience."""
+
+    def member_segments(self, member_id: uuid.UUID) -> frozenset[str]:
+        if self.segments is None:
+            ids = {m.id for m in self.run.members.values() if m is not None}
+            self.segments = slugs_of_many(self.run.session, member_ids=ids)
+        return self.segments.get(member_id, frozenset())
 
     def react(self, item: Item) -> None:
         row, member = item.row, item.member
@@ -91,7 +101,10 @@ class _Exposures(ReactionRun):
             if campaign.tiers is not None and not tier_known:
                 books = self.run.tiers
                 tier, tier_known = (books.tier_of(member.id) if books else None), True
-            if not campaign.holds(member.id, tier):
+            segments = (
+                self.member_segments(member.id) if campaign.segments is not None else frozenset()
+            )
+            if not campaign.holds(member.id, tier, segments):
                 continue
             self.seen.add(key)
             self.rows.append(

@@ -1,0 +1,280 @@
+"""Dynamic segments: defining them, and materialising who is in them.
+
+A segment is a condition in the rules expression language over ``member``, ``metrics``
+and ``scores`` (``treu.insights.vector``). ``refresh`` reads the programme's members
+once (``treu.insights.metrics``), recomputes RFM (so ``scores.rfm_*`` are current), then
+evaluates every active segment over all members at once and writes only the
+difference: rows into / out of ``segment_members``, one ``segment_changes`` row per
+member who entered or left, and the new ``member_count``. Running it twice changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from treu.db.base import table_of
+from treu.insights.metrics import MemberTable, member_table
+from treu.insights.rfm import save_rfm
+from treu.insights.vector import compile_segment
+from treu.kit.time import utc_now
+from treu.programmes.models import Programme
+from treu.rules.expr import ExpressionError
+from treu.segments.errors import InvalidSegment, SegmentExists, SegmentNotFound
+from treu.segments.models import Segment, SegmentChange, SegmentMember, SegmentStatus
+from treu.segments.scores import psycopg_of
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class SegmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=SLUG_PATTERN, examples=["valuable-at-risk"])
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    expression: str = Field(
+        min_length=1,
+        max_length=2000,
+        examples=["metrics.spend_365 > 50000 and scores.churn_risk > 0.6"],
+    )
+    status: SegmentStatus = SegmentStatus.active
+
+
+class SegmentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    expression: str | None = Field(default=None, min_length=1, max_length=2000)
+    status: SegmentStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    segment_id: uuid.UUID
+    slug: str
+    member_count: int
+    entered: int
+    left: int
+
+
+def check_expression(source: str) -> None:
+    """``InvalidSegment`` (422) with the position, like a rule condition, when
+    ``source`` is not a segment condition."""
+    try:
+        compile_segment(source)
+    except ExpressionError as exc:
+        raise InvalidSegment(
+            f"the expression is not valid: {exc}",
+            errors=[{"field": "expression", **exc.to_dict()}],
+        ) from None
+
+
+class SegmentService:
+    def create(self, session: Session, *, programme: Programme, data: SegmentIn) -> Segment:
+        check_expression(data.expression)
+        taken = session.scalar(
+            select(Segment.id).where(
+                Segment.programme_id == programme.id, Segment.slug == data.slug
+            )
+        )
+        if taken is not None:
+            raise SegmentExists(f"the programme has a segment {data.slug!r}")
+        segment = Segment(
+            programme_id=programme.id,
+            slug=data.slug,
+            name=data.name,
+            description=data.description,
+            expression=data.expression,
+            status=data.status.value,
+            member_count=0,
+        )
+        session.add(segment)
+        session.flush()
+        return segment
+
+    def get(self, session: Session, segment_id: uuid.UUID | str) -> Segment:
+        """By id, or ``programme-slug/segment-slug`` is not supported: ids only."""
+        try:
+            key = segment_id if isinstance(segment_id, uuid.UUID) else uuid.UUID(segment_id)
+        except ValueError:
+            raise SegmentNotFound(f"no segment {segment_id!r}") from None
+        segment = session.get(Segment, key)
+        if segment is None:
+            raise SegmentNotFound(f"no segment {segment_id!r}")
+        return segment
+
+    def by_slug(self, session: Session, *, programme_id: uuid.UUID, slug: str) -> Segment:
+        segment = session.scalar(
+            select(Segment).where(Segment.programme_id == programme_id, Segment.slug == slug)
+        )
+        if segment is None:
+            raise SegmentNotFound(f"no segment {slug!r}")
+        return segment
+
+    def all(self, session: Session, *, programme_id: uuid.UUID) -> list[Segment]:
+        return list(
+            session.scalars(
+                select(Segment).where(Segment.programme_id == programme_id).order_by(Segment.slug)
+            )
+        )
+
+    def update(self, session: Session, *, segment: Segment, data: SegmentPatch) -> Segment:
+        """A changed expression takes effect at the next refresh (members stay until
+        then, so what uses the segment never sees it empty in between)."""
+        if data.expression is not None:
+            check_expression(data.expression)
+            segment.expression = data.expression
+        if data.name is not None:
+            segment.name = data.name
+        if data.description is not None:
+            segment.description = data.description
+        if data.status is not None:
+            segment.status = data.status.value
+        segment.updated_at = utc_now()
+        session.flush()
+        return segment
+
+    def delete(self, session: Session, *, segment: Segment) -> None:
+        """The segment, its members and its history."""
+        for model in (SegmentMember, SegmentChange):
+            session.execute(delete(model).where(model.segment_id == segment.id))
+        session.delete(segment)
+        session.flush()
+
+    def refresh(
+        self,
+        session: Session,
+        *,
+        programme: Programme,
+        segment_ids: list[uuid.UUID] | None = None,
+        now: datetime | None = None,
+        rfm: bool = True,
+    ) -> list[Refreshed]:
+        """Recompute RFM (unless ``rfm=False``) and the members of the programme's
+        active segments (or of ``segment_ids``, paused ones included) as of ``now``."""
+        now = now or utc_now()
+        query = select(Segment).where(Segment.programme_id == programme.id)
+        if segment_ids is not None:
+            query = query.where(Segment.id.in_(segment_ids))
+        else:
+            query = query.where(Segment.status == SegmentStatus.active.value)
+        # Locked in id order: two refreshes of one segment run one after the other.
+        chosen = list(session.scalars(query.order_by(Segment.id).with_for_update()))
+        table = member_table(session, programme=programme, now=now)
+        if rfm:
+            save_rfm(session, table=table, programme_id=programme.id)
+        return [self._materialise(session, segment, table, now) for segment in chosen]
+
+    def _materialise(
+        self, session: Session, segment: Segment, table: MemberTable, now: datetime
+    ) -> Refreshed:
+        inside = compile_segment(segment.expression).evaluate(table)
+        connection = session.connection()
+        ids = np.array(table.member_ids, dtype=object)
+        current = np.array(
+            session.scalars(
+                select(SegmentMember.member_id).where(SegmentMember.segment_id == segment.id)
+            ).all(),
+            dtype=object,
+        )
+        wanted = ids[inside]
+        # Hash look-ups of the ids (pandas), not a sort of a million UUID objects.
+        entered = wanted[~pd.Series(wanted, dtype=object).isin(current).to_numpy()]
+        left = current[~pd.Series(current, dtype=object).isin(wanted).to_numpy()]
+        if len(left):
+            _delete_members(connection, segment.id, left.tolist())
+        _insert(
+            connection,
+            table_of(SegmentMember),
+            {
+                "segment_id": [segment.id] * len(entered),
+                "member_id": entered.tolist(),
+                "programme_id": [segment.programme_id] * len(entered),
+                "entered_at": [now] * len(entered),
+            },
+        )
+        _insert(
+            connection,
+            table_of(SegmentChange),
+            {
+                "segment_id": [segment.id] * (len(entered) + len(left)),
+                "member_id": entered.tolist() + left.tolist(),
+                "change": ["entered"] * len(entered) + ["left"] * len(left),
+                "at": [now] * (len(entered) + len(left)),
+            },
+        )
+        segment.member_count = int(inside.sum())
+        segment.computed_at = now
+        session.flush()
+        return Refreshed(segment.id, segment.slug, segment.member_count, len(entered), len(left))
+
+    def member_page(
+        self, session: Session, *, segment: Segment, after: uuid.UUID | None, limit: int
+    ) -> list[SegmentMember]:
+        query = select(SegmentMember).where(SegmentMember.segment_id == segment.id)
+        if after is not None:
+            query = query.where(SegmentMember.member_id > after)
+        return list(session.scalars(query.order_by(SegmentMember.member_id).limit(limit)))
+
+    def change_page(
+        self, session: Session, *, segment: Segment, before: int | None, limit: int
+    ) -> list[SegmentChange]:
+        """Newest first."""
+        query = select(SegmentChange).where(SegmentChange.segment_id == segment.id)
+        if before is not None:
+            query = query.where(SegmentChange.id < before)
+        return list(session.scalars(query.order_by(SegmentChange.id.desc()).limit(limit)))
+
+    def count_changes(self, session: Session, *, segment: Segment) -> int:
+        return int(
+            session.scalar(select(func.count()).where(SegmentChange.segment_id == segment.id)) or 0
+        )
+
+
+segments = SegmentService()
+
+_SQLITE_CHUNK = 500
+
+
+def _delete_members(connection: Connection, segment_id: uuid.UUID, member_ids: list[Any]) -> None:
+    table = table_of(SegmentMember)
+    if connection.dialect.name == "postgresql":
+        with psycopg_of(connection).cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM segment_members WHERE segment_id = %s AND member_id = ANY(%s)",
+                (segment_id, member_ids),
+            )
+        return
+    for start in range(0, len(member_ids), _SQLITE_CHUNK):
+        chunk = member_ids[start : start + _SQLITE_CHUNK]
+        connection.execute(
+            delete(table).where(table.c.segment_id == segment_id, table.c.member_id.in_(chunk))
+        )
+
+
+def _insert(connection: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
+    """Many rows given column-wise: ``COPY`` on PostgreSQL, one ``executemany`` on
+    SQLite."""
+    names = list(columns)
+    if not columns[names[0]]:
+        return
+    rows = zip(*columns.values(), strict=True)
+    if connection.dialect.name == "postgresql":
+        with psycopg_of(connection).cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    connection.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])

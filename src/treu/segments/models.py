@@ -1,0 +1,161 @@
+"""The insights tables: scores per member, segments and their members, trained models.
+
+``member_scores`` holds one row per member, written by several computations (RFM,
+lifetime value, churn, personas), each updating only its own columns through
+``treu.segments.scores.save_scores``. ``segment_members`` is the materialised
+membership of each segment; ``segment_changes`` its history (who entered or left, when).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from treu.db.base import Base, BigIntId, IdMixin, TimestampMixin
+from treu.kit.time import utc_now
+
+
+class RfmSegment(enum.StrEnum):
+    champions = "champions"
+    loyal = "loyal"
+    potential_loyalists = "potential_loyalists"
+    new = "new"
+    promising = "promising"
+    need_attention = "need_attention"
+    at_risk = "at_risk"
+    cant_lose = "cant_lose"
+    hibernating = "hibernating"
+    lost = "lost"
+
+
+class SegmentStatus(enum.StrEnum):
+    active = "active"
+    paused = "paused"
+
+
+class InsightKind(enum.StrEnum):
+    clv = "clv"
+    churn = "churn"
+    rfm = "rfm"
+    personas = "personas"
+    recommend = "recommend"
+
+
+SCORE_COLUMNS = (
+    "recency_days",
+    "frequency_365",
+    "spend_365_minor",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "clv_365_minor",
+    "p_alive",
+    "churn_risk",
+    "persona",
+)
+"""The columns ``save_scores`` may write (besides the key, programme and time)."""
+
+
+class MemberScore(Base):
+    """A member's latest scores. A column is None until the computation that owns it
+    has run for this member (a member without purchases has no RFM scores)."""
+
+    __tablename__ = "member_scores"
+    __table_args__ = (
+        Index("ix_member_scores_programme", "programme_id"),
+        CheckConstraint("rfm_r BETWEEN 1 AND 5", name="rfm_r"),
+        CheckConstraint("rfm_f BETWEEN 1 AND 5", name="rfm_f"),
+        CheckConstraint("rfm_m BETWEEN 1 AND 5", name="rfm_m"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    computed_at: Mapped[datetime] = mapped_column(default=utc_now)
+    """When any of the row's columns was last written."""
+    recency_days: Mapped[int | None] = mapped_column(Integer)
+    frequency_365: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    spend_365_minor: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    rfm_r: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_m: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_segment: Mapped[str | None] = mapped_column(String(32))
+    clv_365_minor: Mapped[int | None]
+    p_alive: Mapped[float | None] = mapped_column(Float)
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    persona: Mapped[str | None] = mapped_column(String(64))
+
+
+class Segment(IdMixin, TimestampMixin, Base):
+    """A dynamic segment: the members for whom ``expression`` (the rules expression
+    language over ``member``, ``metrics`` and ``scores``) is true, materialised in
+    ``segment_members`` by the refresh job or on demand."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("programme_id", "slug"),)
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    expression: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=SegmentStatus.active.value)
+    member_count: Mapped[int] = mapped_column(default=0)
+    computed_at: Mapped[datetime | None]
+
+
+class SegmentMember(Base):
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_member", "member_id"),)
+
+    segment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("segments.id"), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    programme_id: Mapped[uuid.UUID]
+    entered_at: Mapped[datetime]
+
+
+class SegmentChange(Base):
+    """A member entering or leaving a segment (``change``: ``entered`` | ``left``)."""
+
+    __tablename__ = "segment_changes"
+    __table_args__ = (Index("ix_segment_changes_segment_at", "segment_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    segment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("segments.id"))
+    member_id: Mapped[uuid.UUID]
+    change: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime]
+
+
+class InsightModel(IdMixin, Base):
+    """One trained version of a model (``kind``) of a programme, with its metrics and
+    parameters; ``artifact`` is the fitted model when it is worth keeping (pickled or
+    otherwise serialised by the insight that made it)."""
+
+    __tablename__ = "insight_models"
+    __table_args__ = (UniqueConstraint("programme_id", "kind", "version"),)
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    trained_at: Mapped[datetime] = mapped_column(default=utc_now)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary)

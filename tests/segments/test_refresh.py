@@ -1,0 +1,216 @@
+"""Member metrics read set-based, RFM saved, segments materialised with their history,
+and the ``segments.refresh`` job safe to run twice: on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests import factories
+from treu.db.session import Database
+from treu.errors import Invalid
+from treu.events.schemas import event_adapter
+from treu.insights.metrics import member_table
+from treu.insights.segmenting import SegmentIn, SegmentPatch, segments
+from treu.kit.time import utc_now
+from treu.members.models import Member
+from treu.messaging.consents import consents
+from treu.programmes.models import Programme
+from treu.programmes.service import programmes
+from treu.segments.errors import SegmentExists
+from treu.segments.membership import slugs_of
+from treu.segments.models import MemberScore, SegmentChange, SegmentMember
+from treu.worker.jobs import run_job
+
+
+def _buy(db: Database, prog: Programme, who: Member, days_ago: float, **kw: Any) -> str:
+    payload = factories.purchase_payload(
+        prog, who, occurred_at=utc_now() - timedelta(days=days_ago), **kw
+    )
+    factories.ingest_one(db, payload)
+    return str(payload["id"])
+
+
+def _create(db: Database, prog: Programme, slug: str, expression: str) -> Any:
+    with db.unit_of_work() as session:
+        programme = programmes.get(session, prog.id)
+        return segments.create(
+            session,
+            programme=programme,
+            data=SegmentIn(slug=slug, name=slug.title(), expression=expression),
+        )
+
+
+def _refresh(db: Database, prog: Programme, now: datetime | None = None) -> dict[str, Any]:
+    with db.unit_of_work() as session:
+        programme = programmes.get(session, prog.id)
+        return {r.slug: r for r in segments.refresh(session, programme=programme, now=now)}
+
+
+def test_metrics_of_a_programme(db: Database) -> None:
+    prog = factories.programme(db)
+    anna, ben, cleo = (factories.member(db, prog) for _ in range(3))
+    _buy(db, prog, anna, 10, lines=factories.contract_lines(), channel="app")  # 1157
+    first = _buy(db, prog, anna, 100, amount_minor=5000)
+    _buy(db, prog, anna, 400, amount_minor=9999)  # outside 365 days
+    factories.ingest_one(
+        db,
+        factories.return_payload(
+            prog,
+            first,
+            [{"sku": "sku-1", "quantity": 1}],
+            occurred_at=utc_now() - timedelta(days=5),
+        ),
+    )
+    _buy(db, prog, ben, 200, amount_minor=700, channel="web")
+    factories.ingest(
+        db,
+        event_adapter.dump_python(
+            event_adapter.validate_python(
+                {
+                    "id": factories.unique("review"),
+                    "type": "review_submitted",
+                    "programme": prog.slug,
+                    "member": factories.member_ref(ben),
+                    "occurred_at": (utc_now() - timedelta(days=20)).isoformat(),
+                    "attributes": {"product_sku": "4001", "rating": 5},
+                }
+            )
+        ),
+    )
+    with db.unit_of_work() as session:
+        member = session.get_one(Member, cleo.id)
+        consents.record(session, member=member, channel="email", granted=True, source="pos")
+        consents.record(session, member=member, channel="sms", granted=True, source="pos")
+        consents.record(session, member=member, channel="sms", granted=False, source="api")
+
+    with db.unit_of_work(write=False) as session:
+        table = member_table(session, programme=programmes.get(session, prog.id))
+    row = {member_id: i for i, member_id in enumerate(table.member_ids)}
+    a, b, c = row[anna.id], row[ben.id], row[cleo.id]
+    cols = table.columns
+    assert cols["metrics.purchases"].tolist()[a] == 3
+    assert cols["metrics.purchases_365"].tolist()[a] == 2
+    assert cols["metrics.purchases_90"].tolist()[a] == 1
+    assert cols["metrics.spend_365"].tolist()[a] == 1157 + 5000 - 5000  # the return
+    assert cols["metrics.spend_90"].tolist()[a] == 1157 - 5000
+    assert cols["metrics.returns_365"].tolist()[a] == 1
+    assert cols["metrics.recency_days"].tolist()[a] == 10
+    assert cols["metrics.first_purchase_days"].tolist()[a] == 400
+    assert np.isnan(cols["metrics.recency_days"].tolist()[c])
+    assert cols["metrics.engagements_365"].tolist()[b] == 1
+    assert cols["metrics.engagements_90"].tolist()[b] == 1
+
+    def members_with(field: str, value: str) -> set[int]:
+        at, values = table.sets[field]
+        return {int(i) for i in at[values == value]}
+
+    assert members_with("metrics.channels", "app") == {a}
+    assert members_with("metrics.channels", "web") == {b}
+    assert members_with("metrics.categories", "dairy") == {a}
+    assert members_with("metrics.tags", "organic") == {a}
+    assert members_with("metrics.engagement_types", "review_submitted") == {b}
+    assert members_with("member.consents", "email") == {c}
+    assert members_with("member.consents", "sms") == set()
+
+
+def test_refresh_materialises_members_counts_and_history(db: Database) -> None:
+    prog = factories.programme(db)
+    anna, ben, _cleo = (factories.member(db, prog) for _ in range(3))
+    _buy(db, prog, anna, 3, amount_minor=60_000, channel="app")
+    _buy(db, prog, ben, 200, amount_minor=1_000)
+    big = _create(db, prog, "big", "metrics.spend_365 > 50000")
+    app = _create(db, prog, "app", "'app' in metrics.channels and scores.rfm_r >= 3")
+    buyers = _create(db, prog, "buyers", "scores.rfm_segment != None")
+
+    first = _refresh(db, prog)
+    assert {k: (v.member_count, v.entered, v.left) for k, v in first.items()} == {
+        "app": (1, 1, 0),
+        "big": (1, 1, 0),
+        "buyers": (2, 2, 0),
+    }
+    again = _refresh(db, prog)
+    assert {k: (v.entered, v.left) for k, v in again.items()} == {
+        "app": (0, 0),
+        "big": (0, 0),
+        "buyers": (0, 0),
+    }
+    with db.unit_of_work(write=False) as session:
+        assert slugs_of(session, member_id=anna.id) == {"app", "big", "buyers"}
+        assert slugs_of(session, member_id=ben.id) == {"buyers"}
+        scores = {
+            s.member_id: s
+            for s in session.scalars(select(MemberScore).where(MemberScore.programme_id == prog.id))
+        }
+        assert scores[anna.id].rfm_segment is not None
+        assert scores[anna.id].spend_365_minor == 60_000
+
+    # Later, anna's big spend is older than a year: she leaves "big".
+    later = _refresh(db, prog, now=utc_now() + timedelta(days=400))
+    assert (later["big"].member_count, later["big"].left) == (0, 1)
+    with db.unit_of_work(write=False) as session:
+        changes = session.execute(
+            select(SegmentChange.member_id, SegmentChange.change)
+            .where(SegmentChange.segment_id == big.id)
+            .order_by(SegmentChange.id)
+        ).all()
+        assert [tuple(c) for c in changes] == [(anna.id, "entered"), (anna.id, "left")]
+        assert (
+            session.scalars(
+                select(SegmentMember.member_id).where(SegmentMember.segment_id == big.id)
+            ).all()
+            == []
+        )
+    assert app.slug == "app"
+    assert buyers.slug == "buyers"
+
+
+def test_paused_segments_are_skipped_and_count_for_no_one(db: Database) -> None:
+    prog = factories.programme(db)
+    anna = factories.member(db, prog)
+    _buy(db, prog, anna, 1, amount_minor=100)
+    seg = _create(db, prog, "buyers", "metrics.purchases > 0")
+    _refresh(db, prog)
+    with db.unit_of_work() as session:
+        segments.update(
+            session, segment=segments.get(session, seg.id), data=SegmentPatch(status="paused")
+        )
+    assert _refresh(db, prog) == {}
+    with db.unit_of_work(write=False) as session:
+        assert slugs_of(session, member_id=anna.id) == frozenset()
+
+
+def test_invalid_or_duplicate_segments_are_refused(db: Database) -> None:
+    prog = factories.programme(db)
+    _create(db, prog, "vip", "metrics.spend_365 > 100")
+    with pytest.raises(SegmentExists):
+        _create(db, prog, "vip", "metrics.spend_365 > 100")
+    with pytest.raises(Invalid) as caught:
+        _create(db, prog, "broken", "metrics.spend_365 > 100 and scores.nope > 1")
+    (error,) = caught.value.extra["errors"]
+    assert (error["field"], error["line"], error["column"]) == ("expression", 1, 36)
+
+
+def test_the_job_refreshes_every_programme_and_is_safe_to_run_twice(db: Database) -> None:
+    prog = factories.programme(db)
+    anna = factories.member(db, prog)
+    _buy(db, prog, anna, 1, amount_minor=100)
+    seg = _create(db, prog, "buyers", "metrics.purchases > 0")
+    assert run_job(db, "segments.refresh") >= 1
+    assert run_job(db, "segments.refresh") >= 1
+    with db.unit_of_work(write=False) as session:
+        refreshed = segments.get(session, seg.id)
+        assert refreshed.member_count == 1
+        assert refreshed.computed_at is not None
+        assert (
+            len(
+                session.scalars(
+                    select(SegmentChange.id).where(SegmentChange.segment_id == seg.id)
+                ).all()
+            )
+            == 1
+        )
