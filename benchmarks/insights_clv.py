@@ -115,6 +115,7 @@ def run(quick: bool = False, customers: int | None = None, churn: bool = True) -
     fit = sum(phases[p]["seconds"] for p in ("summary", "bgnbd", "gamma_gamma", "values"))
     fit_peak = max(phases[p]["peak_rss_gb"] for p in ("summary", "bgnbd", "gamma_gamma", "values"))
     result: dict[str, Any] = {
+        "quick": count < CUSTOMERS,
         "customers": len(summary),
         "purchases": len(purchases),
         "purchase_days": int(summary["frequency"].sum()) + len(summary),
@@ -136,7 +137,9 @@ def run(quick: bool = False, customers: int | None = None, churn: bool = True) -
         "fit_seconds": round(fit, 2),
         "fit_peak_rss_gb": fit_peak,
         "target_fit_seconds": TARGET_FIT_SECONDS,
-        "target_met": fit <= TARGET_FIT_SECONDS and fit_peak <= TARGET_PEAK_GB,
+        "target_met": None
+        if count < CUSTOMERS
+        else fit <= TARGET_FIT_SECONDS and fit_peak <= TARGET_PEAK_GB,
     }
     del values
     if churn:
@@ -177,7 +180,7 @@ def report(result: dict[str, Any], console: Console) -> None:
         phase = result["phases"].get(name)
         if phase:
             table.add_row(label, f"{phase['seconds']:,.2f}", f"{phase['peak_rss_gb']:.2f}")
-    mark = "✓" if result["target_met"] else "✗"
+    mark = {True: "✓", False: "✗", None: "(target is for 1M customers)"}[result["target_met"]]
     table.add_row(
         f"whole fit (target ≤ {TARGET_FIT_SECONDS:.0f} s, ≤ {TARGET_PEAK_GB:.0f} GB) {mark}",
         f"{result['fit_seconds']:,.2f}",

@@ -1374,7 +1374,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "batch_events_per_s": data.get("batch", {}).get("events_per_s"),
                 "checkout_p99_ms": checkout.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
                 "rules_eval_carts_per_s": data.get("carts_per_s"),
-                "clv_fit_seconds": data.get("fit_seconds"),
+                "clv_fit_seconds": None if data.get("quick") else data.get("fit_seconds"),
                 "redeem_per_s": data.get("redeem", {})
                 .get("saturation_best", {})
                 .get("redemptions_per_s"),

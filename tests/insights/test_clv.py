@@ -132,12 +132,10 @@ def test_gradients_match_finite_differences(calibration: pd.DataFrame) -> None:
         )
         assert error < 1e-5
     used = calibration[calibration["frequency"] > 0]
-    x = used["frequency"].to_numpy(float)
-    m = used["monetary_value"].to_numpy(float)
-    args = (x, m, np.log(m), np.log(x))
+    spend = clv._spend(used["frequency"].to_numpy(float), used["monetary_value"].to_numpy(float))
     error = optimize.check_grad(
-        lambda v: clv._gg_negative_ll(v, *args)[0],
-        lambda v: clv._gg_negative_ll(v, *args)[1],
+        lambda v: clv._gg_negative_ll(v, spend)[0],
+        lambda v: clv._gg_negative_ll(v, spend)[1],
         np.array([1.5, 1.2, 2.7]),
     )
     assert error < 1e-5
