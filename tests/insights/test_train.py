@@ -46,7 +46,7 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
     for name in ("history", "clv", "personas"):
         assert report.step(name).status == "done", report.step(name).note
     _check_optional(report.step("segments"))
-    _check_optional(report.step("churn"))
+    assert report.step("churn").status == "done", report.step("churn").note
     assert report.step("clv").version == 1
     assert report.step("personas").version == 1
 
@@ -69,6 +69,12 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
     again = train(db, programme=slug, now=NOW)
     assert again.step("clv").version == 2
     assert again.step("personas").version == 2
+    assert again.step("churn").version == 2
+    with db.unit_of_work(write=False) as session:
+        risks = session.scalars(
+            select(MemberScore.churn_risk).where(MemberScore.programme_id == pid)
+        ).all()
+    assert all(r is not None and 0.0 <= r <= 1.0 for r in risks)
 
 
 def test_models_are_listed_with_metrics(db: Database, api: Api) -> None:
