@@ -39,6 +39,10 @@ Nine parts (``--only`` picks some):
 * ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
   programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
   database (``benchmarks.journeys``).
+* ``insights_scale``, PostgreSQL only, on a database of its own: 1M members and 20M
+  purchase lines loaded by ``treu demo --bulk``, then reading them next to the COPY
+  floor, the BG/NBD + Gamma-Gamma fit, RFM and segments, the whole ``treu insights
+  train`` and the peak memory (``benchmarks.insights_scale``; sizes by environment).
 
 * ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
   fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
@@ -115,10 +119,12 @@ PARTS = (
     "delivery",
     "journeys",
     "insights_clv",
+    "insights_scale",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
 JOURNEYS_SUFFIX = "_journeys"
+INSIGHTS_SUFFIX = "_insights"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -221,6 +227,10 @@ TARGETS = [
         50,
         False,
     ),
+    ("insights_fit_seconds", "postgresql", "BG/NBD + Gamma-Gamma fit", "s", 30, False),
+    ("insights_rfm_segments_seconds", "postgresql", "RFM and all segments", "s", 30, False),
+    ("insights_train_seconds", "postgresql", "whole treu insights train", "s", 600, False),
+    ("insights_peak_rss_gb", "postgresql", "insights peak memory (RSS)", "GB", 8, False),
     (
         "journeys_seconds",
         "postgresql",
@@ -662,6 +672,25 @@ def bench_journeys(backend: str, params: Params, workdir: Path) -> dict[str, Any
     finally:
         if backend == "postgresql":
             drop_postgres_database(params.postgres_url, params.database + JOURNEYS_SUFFIX)
+    return out
+
+
+def bench_insights(params: Params) -> dict[str, Any] | None:
+    """The insights at scale on a PostgreSQL database of their own
+    (``benchmarks.insights_scale``); None when PostgreSQL is not reachable."""
+    from benchmarks import insights_scale
+
+    url = postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        if params.wait_quiet:
+            wait_for_quiet(params.wait_quiet)
+        out = insights_scale.run(url, console=console)
+        out["postgres"] = postgres_info(url)
+    finally:
+        drop_postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
     return out
 
 
@@ -1352,6 +1381,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 .get("webhooks_per_s"),
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
                 "journeys_seconds": data.get("journeys", {}).get("seconds"),
+                "insights_fit_seconds": data.get("insights_scale", {})
+                .get("fit", {})
+                .get("seconds"),
+                "insights_rfm_segments_seconds": data.get("insights_scale", {})
+                .get("rfm_segments", {})
+                .get("seconds"),
+                "insights_train_seconds": data.get("insights_scale", {})
+                .get("train", {})
+                .get("seconds"),
+                "insights_peak_rss_gb": data.get("insights_scale", {}).get("peak_rss_gb"),
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
                 "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
                 "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
@@ -1968,6 +2007,16 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
+        if "insights_scale" in params.only:
+            found = bench_insights(params)
+            if found is None:
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = {
+                    "skipped": "PostgreSQL not reachable"
+                }
+            else:
+                report["machine"].setdefault("postgres", found.pop("postgres"))
+                found.pop("postgres", None)
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["targets"] = targets(report)
