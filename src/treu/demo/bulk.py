@@ -175,6 +175,7 @@ def load_bulk(
     summary.generate_seconds = time.perf_counter() - started
     report("generate", 1, 1)
     rng = np.random.default_rng(seed + 7919)
+    ids = np.random.default_rng()  # ids unique on every load: never from the seed
 
     # Members: customer i of the generator is member i; enrolled on their first day.
     codes = pd.Categorical(lines["customer_id"])
@@ -190,7 +191,7 @@ def load_bulk(
     enrolled = _local_to_utc(
         first_day.to_numpy(), rng.integers(8 * 60, 20 * 60, len(first_day)), tz
     )
-    member_ids = _uuid7_hex(count, _ms(enrolled), rng)
+    member_ids = _uuid7_hex(count, _ms(enrolled), ids)
     members_frame = pd.DataFrame(
         {
             "id": member_ids,
@@ -230,7 +231,7 @@ def load_bulk(
     minutes = rng.integers(8 * 60, 20 * 60, events_count)
     occurred = _local_to_utc(day[first], minutes, tz)
     event_member = index[first]
-    event_ids = _uuid7_hex(events_count, _ms(occurred), rng)
+    event_ids = _uuid7_hex(events_count, _ms(occurred), ids)
     event_keys = [f"syn-{i:09d}" for i in range(events_count)]
     member_of_event = [member_ids[m] for m in event_member.tolist()]
     head = '{"event_id": "'
