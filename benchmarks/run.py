@@ -41,6 +41,10 @@ Nine parts (``--only`` picks some):
   database (``benchmarks.journeys``).
 * ``segments``, on PostgreSQL, on a database of its own: RFM and ten segments over 1M
   members / 20M purchases generated in the database (``benchmarks.segments``).
+* ``insights_scale``, PostgreSQL only, on a database of its own: 1M members and 20M
+  purchase lines loaded by ``treu demo --bulk``, then reading them next to the COPY
+  floor, the BG/NBD + Gamma-Gamma fit, RFM and segments, the whole ``treu insights
+  train`` and the peak memory (``benchmarks.insights_scale``; sizes by environment).
 
 * ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
   fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
@@ -118,10 +122,12 @@ PARTS = (
     "journeys",
     "insights_clv",
     "segments",
+    "insights_scale",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
 JOURNEYS_SUFFIX = "_journeys"
+INSIGHTS_SUFFIX = "_insights"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -224,6 +230,10 @@ TARGETS = [
         50,
         False,
     ),
+    ("insights_fit_seconds", "postgresql", "BG/NBD + Gamma-Gamma fit", "s", 30, False),
+    ("insights_rfm_segments_seconds", "postgresql", "RFM and all segments", "s", 30, False),
+    ("insights_train_seconds", "postgresql", "whole treu insights train", "s", 600, False),
+    ("insights_peak_rss_gb", "postgresql", "insights peak memory (RSS)", "GB", 8, False),
     (
         "journeys_seconds",
         "postgresql",
@@ -694,6 +704,25 @@ def bench_segments(params: Params) -> dict[str, Any] | None:
             db.dispose()
     finally:
         drop_postgres_database(params.postgres_url, name)
+
+
+def bench_insights(params: Params) -> dict[str, Any] | None:
+    """The insights at scale on a PostgreSQL database of their own
+    (``benchmarks.insights_scale``); None when PostgreSQL is not reachable."""
+    from benchmarks import insights_scale
+
+    url = postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        if params.wait_quiet:
+            wait_for_quiet(params.wait_quiet)
+        out = insights_scale.run(url, console=console)
+        out["postgres"] = postgres_info(url)
+    finally:
+        drop_postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    return out
 
 
 def baselines(url: str, params: Params, dbname: str | None) -> dict[str, Any]:
@@ -1383,6 +1412,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 .get("webhooks_per_s"),
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
                 "journeys_seconds": data.get("journeys", {}).get("seconds"),
+                "insights_fit_seconds": data.get("insights_scale", {})
+                .get("fit", {})
+                .get("seconds"),
+                "insights_rfm_segments_seconds": data.get("insights_scale", {})
+                .get("rfm_segments", {})
+                .get("seconds"),
+                "insights_train_seconds": data.get("insights_scale", {})
+                .get("train", {})
+                .get("seconds"),
+                "insights_peak_rss_gb": data.get("insights_scale", {}).get("peak_rss_gb"),
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
                 "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
                 "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
@@ -2015,6 +2054,16 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
+        if "insights_scale" in params.only:
+            found = bench_insights(params)
+            if found is None:
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = {
+                    "skipped": "PostgreSQL not reachable"
+                }
+            else:
+                report["machine"].setdefault("postgres", found.pop("postgres"))
+                found.pop("postgres", None)
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ok = ok and ok_segments
