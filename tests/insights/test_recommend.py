@@ -95,7 +95,7 @@ def test_repeat_purchases_count_and_recent_ones_lead() -> None:
     for week in range(20):  # milk every week, bread every week long ago, apples lately
         day = UNTIL - timedelta(days=7 * week)
         rows.append(("a", day, "milk"))
-        if week >= 10:
+        if week >= 14:
             rows.append(("a", day, "bread"))
         if week < 4:
             rows.append(("a", day, "apples"))
