@@ -3,11 +3,13 @@ and the portal's home page): rewards they can redeem now and products they are l
 buy, each with a reason in their language.
 
 Where ``treu.insights.recommend`` learns from a whole purchase file, this answers one
-request from the database in a fixed number of statements — the member, what they may
-redeem (``redemptions.member_rewards``: balance, tier, stock, limits, dates — the same
-eligibility the redemption applies), their purchase lines of the last year, and the
-programme's most bought products of the last 90 days — and scores in Python over at most
-a few thousand lines:
+request from the database in a fixed number of statements: the member's purchase lines of
+the last year (one statement), the programme's most bought products of the last 90 days
+(cached per process for five minutes) and the rewards catalogue (the checkout's cache),
+filtered by the redemption's own eligibility (``lock_reasons``: balance, tier, stock,
+per-member limits, dates; the tier and the held redemptions are read only if some reward
+asks for them). The API reads the member, programme and balance first; the portal's home
+page has them already. Scoring is Python over at most a few thousand lines:
 
 * a product's score blends the member's own recency-weighted purchases of it (each
   purchase counts once, halved every ``HALF_LIFE_DAYS``), their share of spending days in
@@ -33,16 +35,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from treu.events.models import PurchaseLine
+from treu.kit.cache import StampedCache
 from treu.kit.lang import Lang, member_language
 from treu.kit.text import N_, translate
 from treu.kit.time import ensure_utc, utc_now
+from treu.ledger.service import ledger
+from treu.members.models import Member
 from treu.members.service import members
+from treu.programmes.models import Programme
+from treu.rewards.coupons import local_name
+from treu.rewards.eligibility import MemberFacts, lock_reasons, member_tier
+from treu.rewards.models import Redemption, RedemptionStatus
 from treu.rewards.service import catalogue, redemptions
 
 HALF_LIFE_DAYS = 120.0
 HISTORY_DAYS = 365
 POPULAR_DAYS = 90
 POPULAR_LIMIT = 200
+POPULAR_SECONDS = 300.0
 LINES_LIMIT = 5_000
 POPULAR_PURCHASES = 3.0  # m in m / (m + purchases)
 CATEGORY_WEIGHT = 0.3
@@ -136,11 +146,60 @@ def recommendations(
     requested: Lang | None = None,
     now: datetime | None = None,
 ) -> RecommendationsOut:
-    """Up to ``k`` rewards and ``k`` products for the member (see the module docstring)."""
+    """Up to ``k`` rewards and ``k`` products for the member (see the module docstring):
+    the member, the programme, the balance, then ``offers``."""
     now = now or utc_now()
     member = members.get(session, member_id)
+    programme = session.get_one(Programme, member.programme_id)
     lang = member_language(requested, member.language)
-    redeemable = redemptions.member_rewards(session, member_id=member_id, lang=lang, now=now)
+    balance = ledger.balance(session, member_id=member.id, expiring_limit=0)
+    return offers(
+        session,
+        member=member,
+        programme=programme,
+        available_points=balance.available,
+        k=k,
+        lang=lang,
+        now=now,
+    )
+
+
+_UNKNOWN = "\0unknown"
+
+
+def offers(
+    session: Session,
+    *,
+    member: Member,
+    programme: Programme,
+    available_points: int,
+    k: int,
+    lang: str,
+    now: datetime,
+    tier: str | None = _UNKNOWN,
+) -> RecommendationsOut:
+    """The recommendations for a member whose row, programme and balance the caller has
+    read (the portal's home page has them anyway): the member's lines (one statement), the
+    programme's popular products (cached), the rewards catalogue (cached), and the tier and
+    held redemptions only if a reward asks for them. ``tier``: the member's tier code if
+    the caller knows it."""
+    cached = catalogue.cached(session, programme.id)
+    if tier == _UNKNOWN:
+        needs_tier = any(v.min_tier for v in cached.rewards)
+        tier = member_tier(session, member.id, now) if needs_tier else None
+    facts = MemberFacts(
+        member_id=member.id,
+        status=member.status,
+        enrolled_at=member.enrolled_at,
+        available_points=available_points,
+        tier=tier,
+        held=_held(session, member.id) if any(v.per_member_limit for v in cached.rewards) else {},
+    )
+    redeemable = [
+        v
+        for v in cached.rewards
+        if not lock_reasons(v, facts, cached.tiers, now, programme.timezone)
+    ]
 
     own_rows = session.execute(
         select(
@@ -152,7 +211,7 @@ def recommendations(
             PurchaseLine.tags,
         )
         .where(
-            PurchaseLine.member_id == member_id,
+            PurchaseLine.member_id == member.id,
             PurchaseLine.occurred_at > now - timedelta(days=HISTORY_DAYS),
             PurchaseLine.occurred_at <= now,
             PurchaseLine.quantity > PurchaseLine.returned_quantity,
@@ -160,24 +219,7 @@ def recommendations(
         .order_by(PurchaseLine.occurred_at.desc())
         .limit(LINES_LIMIT)
     ).all()
-    buyers = func.count(PurchaseLine.member_id.distinct())
-    popular_rows = session.execute(
-        select(
-            PurchaseLine.sku,
-            func.max(PurchaseLine.name),
-            func.max(PurchaseLine.category),
-            buyers,
-        )
-        .where(
-            PurchaseLine.programme_id == member.programme_id,
-            PurchaseLine.occurred_at > now - timedelta(days=POPULAR_DAYS),
-            PurchaseLine.occurred_at <= now,
-            PurchaseLine.member_id.is_not(None),
-        )
-        .group_by(PurchaseLine.sku)
-        .order_by(buyers.desc(), PurchaseLine.sku)
-        .limit(POPULAR_LIMIT)
-    ).all()
+    popular_rows = popular(session, programme.id, now)
 
     products: dict[str, _Product] = {}
     seen: set[tuple[uuid.UUID, str]] = set()
@@ -196,10 +238,10 @@ def recommendations(
         found.own += weight
         by_category[category] += weight
         organic_weight += weight if organic else 0.0
-    top_buyers = max((int(n) for *_, n in popular_rows), default=0)
+    top_buyers = max((n for *_, n in popular_rows), default=0)
     for sku, name, category, n in popular_rows:
         found = products.setdefault(sku, _Product(name, category, False))
-        found.popular = int(n) / top_buyers if top_buyers else 0.0
+        found.popular = n / top_buyers if top_buyers else 0.0
 
     total = sum(by_category.values())
     top_own = max((p.own for p in products.values()), default=0.0)
@@ -222,38 +264,82 @@ def recommendations(
         for score, sku, p, r in scored[:k]
     ]
 
-    skus = {v.id: v.sku for v in catalogue.cached(session, member.programme_id).rewards}
     own_score = {sku: (p.own / top_own if top_own else 0.0) for sku, p in products.items()}
-    balance = max(redeemable.available_points, 1)
+    balance = max(available_points, 1)
     ranked: list[tuple[float, RewardOffer]] = []
-    for reward in redeemable.redeemable:
-        sku = skus.get(reward.id)
-        liked = own_score.get(sku, 0.0) if sku is not None else 0.0
-        score = liked + 0.5 * min(reward.points_cost / balance, 1.0)
-        if liked > 0 and sku is not None:
-            p = products[sku]
+    for view in redeemable:
+        liked = own_score.get(view.sku, 0.0) if view.sku is not None else 0.0
+        score = liked + 0.5 * min(view.points_cost / balance, 1.0)
+        if liked > 0 and view.sku is not None:
+            p = products[view.sku]
             reason = ReasonOut(code="often_bought", text=_often(p.category, p.organic, lang))
         else:
             reason = ReasonOut(code="affordable", text=translate(lang, AFFORDABLE))
-        ranked.append(
-            (
-                score,
-                RewardOffer(
-                    id=reward.id,
-                    code=reward.code,
-                    name=reward.name,
-                    summary=reward.summary,
-                    points_cost=reward.points_cost,
-                    score=round(score, 4),
-                    reason=reason,
-                ),
-            )
+        offer = RewardOffer(
+            id=view.id,
+            code=view.code,
+            name=local_name(view.name, lang),
+            summary=redemptions._summary(view, programme, lang),
+            points_cost=view.points_cost,
+            score=round(score, 4),
+            reason=reason,
         )
+        ranked.append((score, offer))
     ranked.sort(key=lambda r: (-r[0], r[1].points_cost, r[1].code))
     return RecommendationsOut(
         member_id=member.id,
         lang=lang,
-        available_points=redeemable.available_points,
+        available_points=available_points,
         rewards=[offer for _, offer in ranked[:k]],
         products=product_offers,
     )
+
+
+def _held(session: Session, member_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    """Redemptions per reward that hold a unit, for per-member limits."""
+    query = (
+        select(Redemption.reward_id, func.count())
+        .where(
+            Redemption.member_id == member_id,
+            Redemption.status == RedemptionStatus.redeemed.value,
+        )
+        .group_by(Redemption.reward_id)
+    )
+    return {rid: int(n) for rid, n in session.execute(query)}
+
+
+_popular: StampedCache[tuple[str, uuid.UUID], list[tuple[str, str | None, str | None, int]]] = (
+    StampedCache(POPULAR_SECONDS)
+)
+
+
+def popular(
+    session: Session, programme_id: uuid.UUID, now: datetime
+) -> list[tuple[str, str | None, str | None, int]]:
+    """The programme's most bought products of the last ``POPULAR_DAYS`` (sku, name,
+    category, members who bought it), cached per process for ``POPULAR_SECONDS``: an
+    aggregate over the programme's recent lines is too dear for every page view, and
+    popularity moves slowly."""
+
+    def build(_: object) -> list[tuple[str, str | None, str | None, int]]:
+        buyers = func.count(PurchaseLine.member_id.distinct())
+        rows = session.execute(
+            select(
+                PurchaseLine.sku,
+                func.max(PurchaseLine.name),
+                func.max(PurchaseLine.category),
+                buyers,
+            )
+            .where(
+                PurchaseLine.programme_id == programme_id,
+                PurchaseLine.occurred_at > now - timedelta(days=POPULAR_DAYS),
+                PurchaseLine.occurred_at <= now,
+                PurchaseLine.member_id.is_not(None),
+            )
+            .group_by(PurchaseLine.sku)
+            .order_by(buyers.desc(), PurchaseLine.sku)
+            .limit(POPULAR_LIMIT)
+        ).all()
+        return [(sku, name, category, int(n)) for sku, name, category, n in rows]
+
+    return _popular.get((str(session.get_bind().engine.url), programme_id), build=build)
