@@ -113,7 +113,12 @@ def test_the_statements_do_not_grow_with_the_history(api: Api, db: Database) -> 
         get(api, short)
     with statements(db) as many:
         assert len(get(api, long)["products"]) == 4
-    assert len(many) == len(few) <= 12
+    few_sql = [s for s in few if not s.startswith("BEGIN")]
+    many_sql = [s for s in many if not s.startswith("BEGIN")]
+    assert len(many_sql) == len(few_sql)
+    # the member, the programme, the balance (2), the member's lines; popularity and the
+    # rewards catalogue come from per-process caches
+    assert len(few_sql) <= 5
 
 
 def test_unknown_members_and_missing_scopes_are_refused(api: Api, db: Database) -> None:
