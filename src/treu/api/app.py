@@ -37,6 +37,7 @@ from treu.api.routes import (
     outbox,
     payments,
     programmes,
+    recommendations,
     rewards,
     rules,
     segments,
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(challenges.router)
     app.include_router(campaigns.router)
     app.include_router(rewards.router)
+    app.include_router(recommendations.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
     app.include_router(outbox.router)
