@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
-SQLite and PostgreSQL, and rule evaluation alone.
+SQLite and PostgreSQL, rule evaluation alone, and the insights at a million members.
 
-Nine parts (``--only`` picks some):
+Eleven parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -45,7 +45,6 @@ Nine parts (``--only`` picks some):
   purchase lines loaded by ``treu demo --bulk``, then reading them next to the COPY
   floor, the BG/NBD + Gamma-Gamma fit, RFM and segments, the whole ``treu insights
   train`` and the peak memory (``benchmarks.insights_scale``; sizes by environment).
-
 * ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
   fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
   on the same data.
