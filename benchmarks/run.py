@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
-SQLite and PostgreSQL, and rule evaluation alone.
+SQLite and PostgreSQL, rule evaluation alone, and the insights at a million members.
 
-Nine parts (``--only`` picks some):
+Eleven parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -39,7 +39,12 @@ Nine parts (``--only`` picks some):
 * ``journeys``, for each backend, on a database of its own: one ``run_daily`` over a
   programme of 100,000 members loaded in bulk, next to a raw scan and insert on the same
   database (``benchmarks.journeys``).
-
+* ``segments``, on PostgreSQL, on a database of its own: RFM and ten segments over 1M
+  members / 20M purchases generated in the database (``benchmarks.segments``).
+* ``insights_scale``, PostgreSQL only, on a database of its own: 1M members and 20M
+  purchase lines loaded by ``treu demo --bulk``, then reading them next to the COPY
+  floor, the BG/NBD + Gamma-Gamma fit, RFM and segments, the whole ``treu insights
+  train`` and the peak memory (``benchmarks.insights_scale``; sizes by environment).
 * ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
   fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
   on the same data.
@@ -115,10 +120,13 @@ PARTS = (
     "delivery",
     "journeys",
     "insights_clv",
+    "segments",
+    "insights_scale",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
 JOURNEYS_SUFFIX = "_journeys"
+INSIGHTS_SUFFIX = "_insights"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -221,6 +229,10 @@ TARGETS = [
         50,
         False,
     ),
+    ("insights_fit_seconds", "postgresql", "BG/NBD + Gamma-Gamma fit", "s", 30, False),
+    ("insights_rfm_segments_seconds", "postgresql", "RFM and all segments", "s", 30, False),
+    ("insights_train_seconds", "postgresql", "whole treu insights train", "s", 600, False),
+    ("insights_peak_rss_gb", "postgresql", "insights peak memory (RSS)", "GB", 8, False),
     (
         "journeys_seconds",
         "postgresql",
@@ -288,6 +300,8 @@ class Params:
     redeem_flash_seconds: float = 5.0
     journey_members: int = 100_000
     journey_limit: float = 600.0
+    segment_members: int = 1_000_000
+    segment_purchases: int = 20_000_000
     campaign_concurrency: int = 16
     campaign_seconds: float = 20.0
     campaign_rounds: int = 2
@@ -662,6 +676,51 @@ def bench_journeys(backend: str, params: Params, workdir: Path) -> dict[str, Any
     finally:
         if backend == "postgresql":
             drop_postgres_database(params.postgres_url, params.database + JOURNEYS_SUFFIX)
+    return out
+
+
+def bench_segments(params: Params) -> dict[str, Any] | None:
+    """RFM and all segments on PostgreSQL, on a database of their own
+    (``benchmarks.segments``); None when PostgreSQL is not reachable."""
+    from benchmarks import segments
+
+    console.rule("[bold]postgresql: RFM and segments")
+    name = params.database + "_segments"
+    url = postgres_database(params.postgres_url, name)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        db = Database(url)
+        try:
+            return segments.run(
+                db,
+                members=params.segment_members,
+                purchases=params.segment_purchases,
+                console=console,
+            )
+        finally:
+            db.dispose()
+    finally:
+        drop_postgres_database(params.postgres_url, name)
+
+
+def bench_insights(params: Params) -> dict[str, Any] | None:
+    """The insights at scale on a PostgreSQL database of their own
+    (``benchmarks.insights_scale``); None when PostgreSQL is not reachable."""
+    from benchmarks import insights_scale
+
+    url = postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        if params.wait_quiet:
+            wait_for_quiet(params.wait_quiet)
+        out = insights_scale.run(url, console=console)
+        out["postgres"] = postgres_info(url)
+    finally:
+        drop_postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
     return out
 
 
@@ -1352,6 +1411,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 .get("webhooks_per_s"),
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
                 "journeys_seconds": data.get("journeys", {}).get("seconds"),
+                "insights_fit_seconds": data.get("insights_scale", {})
+                .get("fit", {})
+                .get("seconds"),
+                "insights_rfm_segments_seconds": data.get("insights_scale", {})
+                .get("rfm_segments", {})
+                .get("seconds"),
+                "insights_train_seconds": data.get("insights_scale", {})
+                .get("train", {})
+                .get("seconds"),
+                "insights_peak_rss_gb": data.get("insights_scale", {}).get("peak_rss_gb"),
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
                 "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
                 "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
@@ -1836,6 +1905,13 @@ def parse_args(argv: list[str] | None) -> Params:
         metavar="SECONDS",
         help="stop the daily journeys run after this long (it has missed its target)",
     )
+    parser.add_argument(
+        "--segment-members",
+        type=int,
+        default=1_000_000,
+        help="members of the segments programme (the target is for 1M / 20M purchases)",
+    )
+    parser.add_argument("--segment-purchases", type=int, default=20_000_000)
     parser.add_argument("--pages-seconds", type=float, default=8.0)
     parser.add_argument("--pages-rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 minute)")
@@ -1872,6 +1948,8 @@ def parse_args(argv: list[str] | None) -> Params:
         redeem_flash_stock=args.redeem_flash_stock,
         journey_members=args.journey_members,
         journey_limit=args.journey_limit,
+        segment_members=args.segment_members,
+        segment_purchases=args.segment_purchases,
         campaign_concurrency=args.campaign_concurrency,
         campaign_seconds=args.campaign_seconds,
         campaign_rounds=args.campaign_rounds,
@@ -1898,6 +1976,8 @@ def parse_args(argv: list[str] | None) -> Params:
         params.redeem_seconds = 5
         params.redeem_flash_seconds = 3
         params.journey_members = min(params.journey_members, 10_000)
+        params.segment_members = min(params.segment_members, 10_000)
+        params.segment_purchases = min(params.segment_purchases, 200_000)
         params.campaign_seconds = 5
         params.pages_seconds = 3
         params.pages_rounds = 1
@@ -1932,6 +2012,11 @@ def main(argv: list[str] | None = None) -> int:
         report["rules_eval"] = run_rules_eval(params)
     if "insights_clv" in params.only:
         report["insights_clv"] = run_insights_clv(params)
+    if "segments" in params.only:
+        report["segments"] = bench_segments(params)
+        ok_segments = (report["segments"] or {}).get("correctness", {"ok": True})["ok"]
+    else:
+        ok_segments = True
     workdir = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     ok = True
     try:
@@ -1968,8 +2053,19 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
+        if "insights_scale" in params.only:
+            found = bench_insights(params)
+            if found is None:
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = {
+                    "skipped": "PostgreSQL not reachable"
+                }
+            else:
+                report["machine"].setdefault("postgres", found.pop("postgres"))
+                found.pop("postgres", None)
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    ok = ok and ok_segments
     report["targets"] = targets(report)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)

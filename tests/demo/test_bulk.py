@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tests import factories as f
 from treu import cli
 from treu.db.session import Database
+from treu.demo import bulk
 from treu.demo.bulk import _card_numbers, load_bulk
 from treu.events.models import Event, PurchaseLine
 from treu.insights.history import read_history
@@ -99,3 +101,23 @@ def test_the_command_loads_and_refuses_a_taken_slug(runner: CliRunner) -> None:
     again = runner.invoke(cli.app, args)
     assert again.exit_code != 0
     assert "exists already" in again.output
+
+
+def test_a_load_in_several_chunks_is_one_history(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "CHUNK_MEMBERS", 100)
+    slug = f.unique("bulk")
+    summary = load_bulk(db, members=250, purchases=3000, seed=8, now=NOW, slug=slug)
+    assert summary.members == 250
+    assert 1500 <= summary.lines <= 3000
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.get_many_by_slug(session, {slug})[slug]
+        pid = programme.id
+        cards = session.scalars(select(Member.card_number).where(Member.programme_id == pid)).all()
+        keys = session.scalars(select(Event.key).where(Event.programme_id == pid)).all()
+        assert ledger.verify(session, programme_id=pid) == []
+        frame = read_history(session, programme=programme)
+    assert len(set(cards)) == 250
+    assert len(set(keys)) == len(keys) == summary.purchases
+    assert len(frame) == summary.lines

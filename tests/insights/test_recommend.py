@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from treu import cli
 from treu.insights import recommend
 from treu.insights.purchases import PurchaseFileInvalid, read_purchases
+from treu.insights.synthetic import generate
 
 UNTIL = date(2025, 3, 31)
 
@@ -95,7 +96,7 @@ def test_repeat_purchases_count_and_recent_ones_lead() -> None:
     for week in range(20):  # milk every week, bread every week long ago, apples lately
         day = UNTIL - timedelta(days=7 * week)
         rows.append(("a", day, "milk"))
-        if week >= 10:
+        if week >= 14:
             rows.append(("a", day, "bread"))
         if week < 4:
             rows.append(("a", day, "apples"))
@@ -180,15 +181,23 @@ def test_the_commands_name_a_missing_item_column(tmp_path: Path) -> None:
 
 
 def test_evaluate_prints_one_json_object(tmp_path: Path) -> None:
-    source = write_csv(tmp_path / "p.csv", planted())
-    args = ["insights", "evaluate", str(source), "--until", UNTIL.isoformat()]
-    result = CliRunner().invoke(cli.app, [*args, "--horizon-days", "30", "--json"])
+    # customers who buy and drop out as BG/NBD tells it, from a catalogue: both halves
+    world = generate(1_500, start=date(2024, 1, 1), end=date(2024, 12, 31), seed=3, items=60)
+    source = write_csv(tmp_path / "p.csv", world[["customer_id", "date", "amount", "item"]])
+    until = date(2024, 10, 2)
+    args = ["insights", "evaluate", str(source), "--until", until.isoformat()]
+    result = CliRunner().invoke(cli.app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert set(figures) == {"recommend", "churn"}
-    expected = recommend.evaluate(read_purchases(source), until=UNTIL, k=10, horizon_days=30)
+    whole = read_purchases(source)
+    expected = recommend.evaluate(whole, until=until, k=10, horizon_days=90)
     assert figures["recommend"] == expected
-    table = CliRunner(env={"COLUMNS": "200"}).invoke(cli.app, [*args, "--horizon-days", "30"])
+    churn = figures["churn"]
+    assert set(churn["roc_auc"]) >= {"model", "p_alive", "recency"}
+    assert 0 < churn["churn_rate"] < 1
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(cli.app, args)
     assert table.exit_code == 0, table.output
     assert "Buy again" in table.output
+    assert "Days since last purchase" in table.output
     assert f"{expected['precision']['model']:.4f}" in table.output  # type: ignore[index]

@@ -37,8 +37,10 @@ from treu.api.routes import (
     outbox,
     payments,
     programmes,
+    recommendations,
     rewards,
     rules,
+    segments,
     templates,
     tiers,
     webhooks,
@@ -181,6 +183,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(challenges.router)
     app.include_router(campaigns.router)
     app.include_router(rewards.router)
+    app.include_router(recommendations.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
     app.include_router(outbox.router)
@@ -192,6 +195,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(inbox.router)
     app.include_router(journeys.router)
     app.include_router(insights.router)
+    app.include_router(segments.router)
+    app.include_router(segments.scores_router)
     if settings.env == "development":
         app.include_router(mailbox.router)
     web.install(app)

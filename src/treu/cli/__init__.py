@@ -389,4 +389,4 @@ if __name__ == "__main__":
 
 
 # The commands of the other modules register themselves on ``app`` when imported.
-from treu.cli import admin, insights, jobs, staff  # noqa: E402, F401
+from treu.cli import admin, insights, jobs, segments, staff  # noqa: E402, F401

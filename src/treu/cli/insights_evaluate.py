@@ -7,7 +7,6 @@ before ``--until`` and are judged on the ``--horizon-days`` after it."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import date
 from pathlib import Path
@@ -23,15 +22,11 @@ from treu.cli.insights import insights_app, parse_day
 RECOMMENDERS = (("model", "Recommender"), ("buy_again", "Buy again"), ("popular", "Popularity"))
 
 
-def churn_figures(purchases: pd.DataFrame, until: date, horizon_days: int) -> dict[str, Any] | None:
-    """The one call into the churn model (``treu.insights.churn``, written on another
-    branch); ``None`` while that module is not there yet."""
-    try:
-        churn = importlib.import_module("treu.insights.churn")
-    except ModuleNotFoundError:
-        return None
-    figures: dict[str, Any] = churn.evaluate(purchases, until, horizon_days=horizon_days)
-    return figures
+def churn_figures(purchases: pd.DataFrame, until: date, horizon_days: int) -> dict[str, Any]:
+    """The churn half: ROC AUC of the model, of P(alive) and of recency alone."""
+    from treu.insights import churn
+
+    return churn.evaluate(purchases, until, horizon_days=horizon_days)
 
 
 @insights_app.command("evaluate")
@@ -87,9 +82,7 @@ def _recommend_table(recs: dict[str, Any] | None, k: int) -> Table | str:
     return table
 
 
-def _churn_table(churn: dict[str, Any] | None) -> Table | str:
-    if churn is None:
-        return "Churn: the churn model is not installed in this build."
+def _churn_table(churn: dict[str, Any]) -> Table:
     table = Table(title=f"Churn risk ({churn.get('customers', 0):,} customers)")
     table.add_column("")
     table.add_column("ROC AUC", justify="right")
@@ -97,7 +90,7 @@ def _churn_table(churn: dict[str, Any] | None) -> Table | str:
     roc, brier = churn.get("roc_auc", {}), churn.get("brier", {})
     for key, label in (
         ("model", "Churn model"),
-        ("p_alive", "P(alive)"),
+        ("p_alive", "BG/NBD: 1 - P(alive)"),
         ("recency", "Days since last purchase"),
     ):
         table.add_row(label, _figure(roc.get(key)), _figure(brier.get(key)))

@@ -55,6 +55,9 @@ from treu.programmes.service import programmes
 BULK_SLUG = "synthetic"
 CHUNK_ROWS = 500_000
 """Rows per COPY / executemany chunk: bounds the memory of the CSV text."""
+CHUNK_MEMBERS = 100_000
+"""Members generated and written together (one transaction): bounds the load's memory
+whatever the size (a whole 20M-line frame with its ids as text took several GB)."""
 HISTORY_DAYS = 730
 PILOT_CUSTOMERS = 20_000
 NO_HASH = "0" * 64
@@ -75,11 +78,10 @@ class BulkSummary:
     generate_seconds: float = 0.0
 
 
-def generate_lines(customers: int, purchases: int, *, seed: int, end: date) -> pd.DataFrame:
-    """About ``purchases`` purchase lines of ``customers`` customers over the two years
-    before ``end`` (``synthetic.generate``'s frame). The purchase rate (``alpha``, whose
-    inverse scales it) is tuned on a pilot sample of customers, then the full frame is
-    drawn; if it overshoots, lines are dropped at random down to ``purchases``."""
+def purchase_rate(customers: int, purchases: int, *, seed: int, end: date) -> float:
+    """The ``alpha`` (whose inverse scales the purchase rate) at which
+    ``synthetic.generate`` gives about ``purchases / customers`` lines per customer over
+    the two years before ``end``, tuned on a pilot sample of customers."""
     start = end - timedelta(days=HISTORY_DAYS - 1)
     alpha = 4.0
     pilot = min(customers, PILOT_CUSTOMERS)
@@ -88,11 +90,20 @@ def generate_lines(customers: int, purchases: int, *, seed: int, end: date) -> p
         sample = synthetic.generate(
             pilot, start=start, end=end, seed=seed + 1 + round_, alpha=alpha
         )
-        per_customer = max(len(sample) / pilot, 1e-9)
-        ratio = per_customer / wanted
+        ratio = max(len(sample) / pilot, 1e-9) / wanted
         if 0.9 < ratio < 1.1:
             break
         alpha = float(np.clip(alpha * ratio, 0.05, 1e4))
+    return alpha
+
+
+def generate_lines(
+    customers: int, purchases: int, *, seed: int, end: date, alpha: float
+) -> pd.DataFrame:
+    """``customers`` customers' purchase lines (``synthetic.generate``'s frame) at
+    purchase rate ``alpha``, lines dropped at random if there are more than
+    ``purchases``."""
+    start = end - timedelta(days=HISTORY_DAYS - 1)
     frame = synthetic.generate(customers, start=start, end=end, seed=seed, alpha=alpha)
     if len(frame) > purchases:
         keep = np.random.default_rng(seed).permutation(len(frame))[:purchases]
@@ -121,10 +132,10 @@ def _uuid7_hex(
     ]
 
 
-def _card_numbers(count: int) -> list[str]:
+def _card_numbers(count: int, first: int = 0) -> list[str]:
     """16-digit card numbers with a valid Luhn digit: prefix 9299 (synthetic) and a
-    running number."""
-    body = np.arange(count, dtype=np.int64) + 10**10
+    running number from ``first``."""
+    body = np.arange(first, first + count, dtype=np.int64) + 10**10
     digits = np.stack([(body // 10**k) % 10 for k in range(11)], axis=1)  # k=0: last digit
     prefix = np.array([9, 2, 9, 9][::-1], dtype=np.int64)  # 9299 from the right
     all_digits = np.concatenate([digits, np.tile(prefix, (count, 1))], axis=1)
@@ -169,13 +180,69 @@ def load_bulk(
         )
         programme_id, tz = programme.id, programme.timezone
 
-    report("generate", 0, 1)
     end = (pd.Timestamp(now).tz_convert(tz) - pd.Timedelta(days=1)).date()
-    lines = generate_lines(members, purchases, seed=seed, end=end)
-    summary.generate_seconds = time.perf_counter() - started
-    report("generate", 1, 1)
-    rng = np.random.default_rng(seed + 7919)
+    alpha = purchase_rate(members, purchases, seed=seed, end=end)
+    ids = np.random.default_rng()  # ids unique on every load: never from the seed
+    report("members", 0, members)
+    report("lines", 0, purchases)
+    for first_member in range(0, members, CHUNK_MEMBERS):
+        count = min(CHUNK_MEMBERS, members - first_member)
+        chunk_seed = seed + 1000 * (first_member // CHUNK_MEMBERS + 1)
+        begun = time.perf_counter()
+        lines = generate_lines(
+            count,
+            round(purchases * (first_member + count) / members) - summary.lines,
+            seed=chunk_seed,
+            end=end,
+            alpha=alpha,
+        )
+        summary.generate_seconds += time.perf_counter() - begun
+        frames = _frames(
+            lines,
+            count,
+            programme_id=programme_id,
+            tz=tz,
+            end=end,
+            now=now,
+            rng=np.random.default_rng(chunk_seed + 7919),
+            ids=ids,
+            first_member=first_member,
+            first_event=summary.purchases,
+        )
+        del lines
+        members_frame, accounts, events, lines_frame = frames
+        with db.write_engine.begin() as connection:
+            _write(connection, table_of(Member), members_frame)
+            _write(connection, table_of(Account), accounts)
+            _write(connection, table_of(Event), events)
+            _write(connection, table_of(PurchaseLine), lines_frame)
+        summary.members += len(members_frame)
+        summary.purchases += len(events)
+        summary.lines += len(lines_frame)
+        report("members", summary.members, members)
+        report("lines", summary.lines, max(purchases, summary.lines))
+        del frames, members_frame, accounts, events, lines_frame
+    db.analyze(MEMBER_TABLES)
+    db.analyze(EVENT_TABLES)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
+
+def _frames(
+    lines: pd.DataFrame,
+    members: int,
+    *,
+    programme_id: uuid.UUID,
+    tz: str,
+    end: date,
+    now: datetime,
+    rng: np.random.Generator,
+    ids: np.random.Generator,
+    first_member: int,
+    first_event: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rows of ``members`` members and their lines for the four tables, each sorted by
+    time (ids are time-ordered, so the primary keys and time indexes take them in order)."""
     # Members: customer i of the generator is member i; enrolled on their first day.
     codes = pd.Categorical(lines["customer_id"])
     index = np.asarray(codes.codes, dtype=np.int64)
@@ -190,13 +257,13 @@ def load_bulk(
     enrolled = _local_to_utc(
         first_day.to_numpy(), rng.integers(8 * 60, 20 * 60, len(first_day)), tz
     )
-    member_ids = _uuid7_hex(count, _ms(enrolled), rng)
+    member_ids = _uuid7_hex(count, _ms(enrolled), ids)
     members_frame = pd.DataFrame(
         {
             "id": member_ids,
             "programme_id": programme_id.hex,
             "status": "active",
-            "card_number": _card_numbers(count),
+            "card_number": _card_numbers(count, first_member),
             "language": np.where(rng.random(count) < 0.8, "de", "en"),
             "attributes": "{}",
             "channel": usual_channel,
@@ -215,23 +282,32 @@ def load_bulk(
             "updated_at": now,
         }
     )
+    by_time = np.argsort(_ms(enrolled), kind="stable")
+    members_frame = members_frame.iloc[by_time]
+    accounts = accounts.iloc[by_time]
 
-    # Purchases: a member's lines of one day and channel are one purchase event.
+    # Purchases: a member's lines of one day and channel are one purchase event,
+    # numbered in time order.
     day = lines["date"].to_numpy()
     channel = lines["channel"].astype(str).to_numpy()
     keys = pd.DataFrame({"c": index, "d": day, "ch": channel})
     event_of_line = keys.groupby(["c", "d", "ch"], sort=False).ngroup().to_numpy()
     first = np.unique(event_of_line, return_index=True)[1]
     events_count = len(first)
+    minutes = rng.integers(8 * 60, 20 * 60, events_count)
+    occurred = _local_to_utc(day[first], minutes, tz)
+    rank = np.empty(events_count, dtype=np.int64)
+    rank[np.argsort(_ms(occurred), kind="stable")] = np.arange(events_count)
+    event_of_line = rank[event_of_line]  # events renumbered by time
+    first = first[np.argsort(rank, kind="stable")]
+    occurred = occurred.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     line_minor = np.maximum(np.round(lines["amount"].to_numpy() * 100).astype(np.int64), 1)
     total_minor = np.bincount(event_of_line, weights=line_minor, minlength=events_count).astype(
         np.int64
     )
-    minutes = rng.integers(8 * 60, 20 * 60, events_count)
-    occurred = _local_to_utc(day[first], minutes, tz)
     event_member = index[first]
-    event_ids = _uuid7_hex(events_count, _ms(occurred), rng)
-    event_keys = [f"syn-{i:09d}" for i in range(events_count)]
+    event_ids = _uuid7_hex(events_count, _ms(occurred), ids)
+    event_keys = [f"syn-{first_event + i:09d}" for i in range(events_count)]
     member_of_event = [member_ids[m] for m in event_member.tolist()]
     head = '{"event_id": "'
     middle = '", "type": "purchase", "member_id": "'
@@ -260,46 +336,28 @@ def load_bulk(
             "result": result,
         }
     )
-    # Lines in event order, numbered within their event.
+    # Lines in event (= time) order, numbered within their event.
     order = np.argsort(event_of_line, kind="stable")
     sorted_events = event_of_line[order]
     starts = np.searchsorted(sorted_events, sorted_events, side="left")
-    line_no = np.empty(len(order), dtype=np.int64)
-    line_no[order] = np.arange(len(order)) - starts + 1
-    event_ids_arr = np.asarray(event_ids, dtype=object)
-    category = lines["category"].astype(str).to_numpy()
+    line_no = np.arange(len(order)) - starts + 1
+    category = lines["category"].astype(str).to_numpy()[order]
     lines_frame = pd.DataFrame(
         {
-            "event_id": event_ids_arr[event_of_line],
+            "event_id": np.asarray(event_ids, dtype=object)[sorted_events],
             "programme_id": programme_id.hex,
-            "member_id": np.asarray(member_ids, dtype=object)[index],
-            "occurred_at": occurred[event_of_line],
+            "member_id": np.asarray(member_ids, dtype=object)[index[order]],
+            "occurred_at": occurred.array[sorted_events],
             "line_no": line_no,
-            "sku": lines["item"].astype(str).to_numpy(),
+            "sku": lines["item"].astype(str).to_numpy()[order],
             "category": category,
             "quantity": 1,
-            "unit_price_minor": line_minor,
+            "unit_price_minor": line_minor[order],
             "tags": np.where(category == "organic", '["organic"]', "[]"),
             "returned_quantity": 0,
         }
     )
-    del lines, keys
-
-    with db.write_engine.begin() as connection:
-        _write(connection, table_of(Member), members_frame, "members", report)
-        _write(
-            connection, table_of(Account), accounts, "members", report, offset=len(members_frame)
-        )
-    db.analyze(MEMBER_TABLES)
-    with db.write_engine.begin() as connection:
-        _write(connection, table_of(Event), events, "purchases", report)
-        _write(connection, table_of(PurchaseLine), lines_frame, "lines", report)
-    db.analyze(EVENT_TABLES)
-    summary.members = len(members_frame)
-    summary.purchases = events_count
-    summary.lines = len(lines_frame)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return members_frame, accounts, events, lines_frame
 
 
 def _usual(index: npt.NDArray[np.int64], channel: pd.Series, count: int) -> npt.NDArray[Any]:
@@ -322,17 +380,8 @@ def _ms(moments: pd.Series) -> npt.NDArray[np.int64]:
     return np.asarray(moments.dt.as_unit("ms").astype("int64").to_numpy(), dtype=np.int64)
 
 
-def _write(
-    connection: Connection,
-    table: Table,
-    frame: pd.DataFrame,
-    stage: str,
-    report: Progress,
-    *,
-    offset: int = 0,
-) -> None:
-    """Write ``frame`` (columns named as the table's) in chunks, reporting progress."""
-    total = len(frame) + offset
+def _write(connection: Connection, table: Table, frame: pd.DataFrame) -> None:
+    """Write ``frame`` (columns named as the table's) in chunks."""
     if connection.dialect.name == "postgresql":
         raw = connection.connection.dbapi_connection
         assert isinstance(raw, psycopg.Connection)
@@ -342,15 +391,13 @@ def _write(
             # Moments go out as UTC text without an offset (numpy formats them in C;
             # pandas' own formatting of aware datetimes was half the CPU of a load).
             cursor.execute("SET LOCAL TimeZone = 'UTC'")
-            for done, chunk in _chunks(frame):
+            for _done, chunk in _chunks(frame):
                 text = _as_text(chunk).to_csv(index=False, header=False)
                 with cursor.copy(sql) as copy:
                     copy.write(text)
-                report(stage, offset + done, total)
         return
-    for done, chunk in _chunks(frame):
+    for _done, chunk in _chunks(frame):
         connection.execute(table.insert(), _sqlite_rows(table, chunk))
-        report(stage, offset + done, total)
 
 
 def _as_text(chunk: pd.DataFrame) -> pd.DataFrame:

@@ -95,8 +95,14 @@ def _raw_connection(session: Session) -> psycopg.Connection[Any]:
     return raw
 
 
+WORK_MEM = "256MB"
+"""For the join of lines and events (a hash of the programme's events): with the server's
+default (4MB) it spills to disk in batches at millions of events."""
+
+
 def _copy_chunks(session: Session, programme: Programme, until: datetime | None) -> Iterator[Any]:
     with _raw_connection(session).cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         with cursor.copy(_pg_query(until), _params(programme, until)) as copy:
             yield from copy
 

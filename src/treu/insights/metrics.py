@@ -33,13 +33,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, case, func, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    Uuid,
+    and_,
+    case,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from treu.events.models import Event, PurchaseLine
 from treu.kit.time import utc_now
-from treu.members.models import Member, MemberStatus
+from treu.members.models import Channel, Member, MemberStatus
 from treu.messaging.models import Consent
 from treu.programmes.models import Programme
 from treu.segments.models import MemberScore
@@ -91,9 +103,11 @@ def member_table(
     now = now or utc_now()
     connection = session.connection()
     pid = programme.id
+    fill_positions(connection, pid)
     members = read_frame(
         connection,
         select(
+            POSITIONS.c.pos,
             Member.id,
             Member.enrolled_at,
             Member.birthday,
@@ -101,13 +115,13 @@ def member_table(
             Member.channel,
             MemberTier.tier,
         )
+        .select_from(POSITIONS)
+        .join(Member, Member.id == POSITIONS.c.id)
         .outerjoin(MemberTier, MemberTier.member_id == Member.id)
-        .where(Member.programme_id == pid, Member.status == MemberStatus.active.value)
-        .order_by(Member.id),
-        ["member_id", "enrolled_at", "birthday", "language", "channel", "tier"],
+        .order_by(POSITIONS.c.pos),
+        ["pos", "member_id", "enrolled_at", "birthday", "language", "channel", "tier"],
     )
     ids: list[uuid.UUID] = _uuids(members["member_id"])
-    position = pd.Series(np.arange(len(ids)), index=pd.Index(ids, dtype=object))
     n = len(ids)
     cols: dict[str, Any] = {}
 
@@ -124,121 +138,99 @@ def member_table(
         cols[f"member.{name}"] = _text(members[name])
 
     since_90, since_365 = now - timedelta(days=90), now - timedelta(days=365)
-    is_purchase = Event.type == "purchase"
-    in_90 = and_(Event.occurred_at > since_90)
-    in_365 = and_(Event.occurred_at > since_365)
+    in_90 = Event.occurred_at > since_90
+    in_365 = Event.occurred_at > since_365
     amount = func.coalesce(Event.total_minor, 0)
-    commerce = read_frame(
+    # One scan of the programme's events, grouped by member and type: purchases,
+    # returns and engagement all come out of it (a member has few types), and the
+    # channels of the year's purchases as one flag column per channel.
+    channel_flags = [
+        func.max(case((and_(in_365, Event.channel == channel.value), 1), else_=0))
+        for channel in Channel
+    ]
+    by_type = read_frame(
         connection,
-        select(
-            Event.member_id,
-            func.max(case((is_purchase, Event.occurred_at))),
-            func.min(case((is_purchase, Event.occurred_at))),
-            func.count(case((is_purchase, 1))),
-            func.count(case((and_(is_purchase, in_90), 1))),
-            func.count(case((and_(is_purchase, in_365), 1))),
-            func.coalesce(func.sum(case((in_90, amount), else_=0)), 0),
-            func.coalesce(func.sum(case((in_365, amount), else_=0)), 0),
-            func.count(case((and_(Event.type == "return", in_365), 1))),
-        )
-        .where(
-            Event.programme_id == pid,
-            Event.type.in_(("purchase", "return")),
-            Event.member_id.is_not(None),
-            Event.occurred_at <= now,
-        )
-        .group_by(Event.member_id),
+        _by_position(
+            select(
+                Event.member_id,
+                Event.type,
+                func.max(Event.occurred_at),
+                func.min(Event.occurred_at),
+                func.count(),
+                func.count(case((in_90, 1))),
+                func.count(case((in_365, 1))),
+                func.coalesce(func.sum(case((in_90, amount), else_=0)), 0),
+                func.coalesce(func.sum(case((in_365, amount), else_=0)), 0),
+                *channel_flags,
+            )
+            .where(
+                Event.programme_id == pid,
+                Event.member_id.is_not(None),
+                Event.occurred_at <= now,
+            )
+            .group_by(Event.member_id, Event.type)
+        ),
         [
-            "member_id",
+            "pos",
+            "type",
             "last",
             "first",
-            "purchases",
-            "purchases_90",
-            "purchases_365",
+            "count",
+            "in_90",
+            "in_365",
             "spend_90",
             "spend_365",
-            "returns_365",
+            *(f"channel_{channel.value}" for channel in Channel),
         ],
     )
-    at = _positions(position, commerce["member_id"])
-    commerce = commerce[at >= 0]
-    at = at[at >= 0]
+    kind = by_type["type"].to_numpy(dtype=object)
+    purchases = by_type[kind == "purchase"]
+    commerce_rows = by_type[(kind == "purchase") | (kind == "return")]
+    returns = by_type[kind == "return"]
+    engagement = by_type[(kind != "purchase") & (kind != "return")]
     now_ts = pd.Timestamp(now)
 
-    def spread(values: Any, fill: float) -> np.ndarray[Any, Any]:
+    def spread(frame: pd.DataFrame, column: str, fill: float) -> np.ndarray[Any, Any]:
         out = np.full(n, fill, dtype="float64")
-        out[at] = np.asarray(values, dtype="float64")
+        out[_at(frame)] = np.asarray(frame[column], dtype="float64")
         return out
 
-    last = pd.to_datetime(commerce["last"], utc=True)
-    first = pd.to_datetime(commerce["first"], utc=True)
-    cols["metrics.recency_days"] = spread(
-        np.floor((now_ts - last).dt.total_seconds() / DAY_SECONDS), np.nan
+    def total(frame: pd.DataFrame, column: str) -> np.ndarray[Any, Any]:
+        weights = np.asarray(frame[column], dtype="float64")
+        return np.bincount(_at(frame), weights=weights, minlength=n).astype("int64")
+
+    last = pd.to_datetime(purchases["last"], utc=True)
+    first = pd.to_datetime(purchases["first"], utc=True)
+    recency = purchases.assign(
+        recency=np.floor((now_ts - last).dt.total_seconds() / DAY_SECONDS),
+        tenure=np.floor((now_ts - first).dt.total_seconds() / DAY_SECONDS),
     )
-    cols["metrics.first_purchase_days"] = spread(
-        np.floor((now_ts - first).dt.total_seconds() / DAY_SECONDS), np.nan
-    )
-    for name in (
-        "purchases",
-        "purchases_90",
-        "purchases_365",
-        "spend_90",
-        "spend_365",
-        "returns_365",
-    ):
-        cols[f"metrics.{name}"] = spread(commerce[name], 0).astype("int64")
+    cols["metrics.recency_days"] = spread(recency, "recency", np.nan)
+    cols["metrics.first_purchase_days"] = spread(recency, "tenure", np.nan)
+    cols["metrics.purchases"] = total(purchases, "count")
+    cols["metrics.purchases_90"] = total(purchases, "in_90")
+    cols["metrics.purchases_365"] = total(purchases, "in_365")
+    cols["metrics.spend_90"] = total(commerce_rows, "spend_90")
+    cols["metrics.spend_365"] = total(commerce_rows, "spend_365")
+    cols["metrics.returns_365"] = total(returns, "in_365")
     purchases_365 = cols["metrics.purchases_365"]
     cols["metrics.average_basket_365"] = np.where(
         purchases_365 > 0,
         np.floor_divide(cols["metrics.spend_365"], np.maximum(purchases_365, 1)),
         0,
     ).astype("int64")
-
-    engagement = read_frame(
-        connection,
-        select(
-            Event.member_id,
-            Event.type,
-            func.count(case((in_90, 1))),
-            func.count(),
-        )
-        .where(
-            Event.programme_id == pid,
-            Event.type.not_in(("purchase", "return")),
-            Event.member_id.is_not(None),
-            Event.occurred_at > since_365,
-            Event.occurred_at <= now,
-        )
-        .group_by(Event.member_id, Event.type),
-        ["member_id", "type", "in_90", "in_365"],
-    )
-    e_at = _positions(position, engagement["member_id"])
-    keep = e_at >= 0
-    e_at, engagement = e_at[keep], engagement[keep]
-    cols["metrics.engagements_90"] = np.bincount(
-        e_at, weights=engagement["in_90"].to_numpy(dtype="float64"), minlength=n
-    ).astype("int64")
-    cols["metrics.engagements_365"] = np.bincount(
-        e_at, weights=engagement["in_365"].to_numpy(dtype="float64"), minlength=n
-    ).astype("int64")
+    cols["metrics.engagements_90"] = total(engagement, "in_90")
+    cols["metrics.engagements_365"] = total(engagement, "in_365")
 
     sets: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
-    sets["metrics.engagement_types"] = (e_at, engagement["type"].to_numpy(dtype=object))
-    channels = read_frame(
-        connection,
-        select(Event.member_id, Event.channel)
-        .where(
-            Event.programme_id == pid,
-            is_purchase,
-            Event.member_id.is_not(None),
-            Event.channel.is_not(None),
-            Event.occurred_at > since_365,
-            Event.occurred_at <= now,
-        )
-        .group_by(Event.member_id, Event.channel),
-        ["member_id", "value"],
-    )
-    sets["metrics.channels"] = _long(position, channels)
+    recent = engagement[np.asarray(engagement["in_365"], dtype="int64") > 0]
+    sets["metrics.engagement_types"] = _long(recent.rename(columns={"type": "value"}))
+    channel_at, channel_values = [], []
+    for channel in Channel:
+        flagged = purchases[np.asarray(purchases[f"channel_{channel.value}"], dtype="int64") > 0]
+        channel_at.append(_at(flagged))
+        channel_values.append(np.full(len(flagged), channel.value, dtype=object))
+    sets["metrics.channels"] = (np.concatenate(channel_at), np.concatenate(channel_values))
     line_window = and_(
         PurchaseLine.programme_id == pid,
         PurchaseLine.member_id.is_not(None),
@@ -247,28 +239,31 @@ def member_table(
     )
     categories = read_frame(
         connection,
-        select(PurchaseLine.member_id, PurchaseLine.category)
-        .where(line_window, PurchaseLine.category.is_not(None))
-        .group_by(PurchaseLine.member_id, PurchaseLine.category),
-        ["member_id", "value"],
+        _by_position(
+            select(PurchaseLine.member_id, PurchaseLine.category)
+            .where(line_window, PurchaseLine.category.is_not(None))
+            .group_by(PurchaseLine.member_id, PurchaseLine.category)
+        ),
+        ["pos", "value"],
     )
-    sets["metrics.categories"] = _long(position, categories)
-    sets["metrics.tags"] = _long(position, _tags(connection, pid, since_365, now))
+    sets["metrics.categories"] = _long(categories)
+    sets["metrics.tags"] = _long(_tags(connection, pid, since_365, now))
 
     consents = read_frame(
         connection,
-        select(Consent.member_id, Consent.channel, Consent.granted, Consent.at, Consent.id)
+        select(POSITIONS.c.pos, Consent.channel, Consent.granted, Consent.at, Consent.id)
+        .join(POSITIONS, POSITIONS.c.id == Consent.member_id)
         .where(Consent.programme_id == pid)
-        .order_by(Consent.member_id, Consent.channel, Consent.at, Consent.id),
-        ["member_id", "value", "granted", "at", "id"],
+        .order_by(POSITIONS.c.pos, Consent.channel, Consent.at, Consent.id),
+        ["pos", "value", "granted", "at", "id"],
     )
-    latest = consents.drop_duplicates(["member_id", "value"], keep="last")
-    sets["member.consents"] = _long(position, latest[latest["granted"].astype(bool)])
+    latest = consents.drop_duplicates(["pos", "value"], keep="last")
+    sets["member.consents"] = _long(latest[latest["granted"].astype(bool)])
 
     scores = read_frame(
         connection,
         select(
-            MemberScore.member_id,
+            POSITIONS.c.pos,
             MemberScore.rfm_r,
             MemberScore.rfm_f,
             MemberScore.rfm_m,
@@ -277,9 +272,11 @@ def member_table(
             MemberScore.p_alive,
             MemberScore.churn_risk,
             MemberScore.persona,
-        ).where(MemberScore.programme_id == pid),
+        )
+        .join(POSITIONS, POSITIONS.c.id == MemberScore.member_id)
+        .where(MemberScore.programme_id == pid),
         [
-            "member_id",
+            "pos",
             "rfm_r",
             "rfm_f",
             "rfm_m",
@@ -290,8 +287,7 @@ def member_table(
             "persona",
         ],
     )
-    s_at = _positions(position, scores["member_id"])
-    scores, s_at = scores[s_at >= 0], s_at[s_at >= 0]
+    s_at = _at(scores)
     for name in ("rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk"):
         values = np.full(n, np.nan)
         values[s_at] = pd.to_numeric(scores[name]).to_numpy(dtype="float64", na_value=np.nan)
@@ -311,18 +307,20 @@ def _tags(
     SQL (``jsonb_array_elements_text`` / ``json_each``), never in Python per line."""
     if connection.dialect.name == "postgresql":
         sql = text(
-            "SELECT DISTINCT l.member_id, t.value FROM purchase_lines l "
+            "SELECT p.pos, x.value FROM (SELECT DISTINCT l.member_id, t.value "
+            "FROM purchase_lines l "
             "CROSS JOIN LATERAL jsonb_array_elements_text(l.tags) AS t(value) "
             "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
             "AND l.occurred_at > :since AND l.occurred_at <= :now "
-            "AND jsonb_typeof(l.tags) = 'array'"
+            "AND jsonb_typeof(l.tags) = 'array' AND l.tags <> '[]'::jsonb) x "
+            f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
         )
         params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
         with psycopg_of(connection).cursor() as cursor:
             compiled = sql.compile(dialect=connection.dialect)
             cursor.execute(str(compiled), compiled.construct_params(params))
             rows = cursor.fetchall()
-        return pd.DataFrame.from_records(rows, columns=["member_id", "value"])
+        return pd.DataFrame.from_records(rows, columns=["pos", "value"])
     table = PurchaseLine.__table__
     each = func.json_each(table.c.tags).table_valued("value", name="t")
     statement = (
@@ -336,7 +334,7 @@ def _tags(
         )
         .distinct()
     )
-    return read_frame(connection, statement, ["member_id", "value"])
+    return read_frame(connection, _by_position(statement), ["pos", "value"])
 
 
 def _uuids(values: pd.Series[Any]) -> list[uuid.UUID]:
@@ -345,22 +343,50 @@ def _uuids(values: pd.Series[Any]) -> list[uuid.UUID]:
     return list(values.tolist())
 
 
-def _positions(position: pd.Series[Any], ids: pd.Series[Any]) -> np.ndarray[Any, Any]:
-    """Row positions of ``ids`` in the table; -1 for a member not in it (closed,
-    blocked or another programme's)."""
-    if ids.empty:
-        return np.zeros(0, dtype="int64")
-    keys = pd.Index(_uuids(ids), dtype=object)
-    return np.asarray(position.reindex(keys).fillna(-1), dtype="int64")
+POSITIONS = Table(
+    "_treu_positions",
+    MetaData(),
+    Column("id", Uuid(), primary_key=True),
+    Column("pos", Integer(), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+"""The programme's active members and their row in the ``MemberTable`` (0..n-1, by id),
+for the length of a unit of work. Every query returns positions instead of member ids,
+so no id is ever hashed or compared in Python (at a million members that cost more
+than the queries)."""
 
 
-def _long(
-    position: pd.Series[Any], pairs: pd.DataFrame
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    at = _positions(position, pairs["member_id"])
-    keep = at >= 0
-    values = pairs["value"].to_numpy(dtype=object)[keep]
-    return at[keep], values
+def fill_positions(connection: Connection, programme_id: uuid.UUID) -> None:
+    """(Re)create ``POSITIONS`` for the programme's active members (a write unit of
+    work: PostgreSQL refuses even a temporary table in a read-only one)."""
+    POSITIONS.drop(connection, checkfirst=True)
+    POSITIONS.create(connection)
+    ranked = select(Member.id, (func.row_number().over(order_by=Member.id) - 1).label("pos")).where(
+        Member.programme_id == programme_id, Member.status == MemberStatus.active.value
+    )
+    connection.execute(insert(POSITIONS).from_select(["id", "pos"], ranked))
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"ANALYZE {POSITIONS.name}"))
+
+
+def drop_positions(connection: Connection) -> None:
+    POSITIONS.drop(connection, checkfirst=True)
+
+
+def _by_position(inner: Any) -> Any:
+    """``inner`` (its first column the member id) with the member's position in its
+    place, and only the rows of members in ``POSITIONS``."""
+    sub = inner.subquery()
+    first, *rest = list(sub.c)
+    return select(POSITIONS.c.pos, *rest).join(POSITIONS, POSITIONS.c.id == first)
+
+
+def _at(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    return np.asarray(frame["pos"], dtype="int64")
+
+
+def _long(pairs: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    return _at(pairs), np.asarray(pairs["value"], dtype=object)
 
 
 def _text(series: pd.Series[Any]) -> np.ndarray[Any, Any]:

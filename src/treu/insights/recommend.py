@@ -56,7 +56,7 @@ class Settings:
     """The model's knobs; the defaults were chosen on an earlier split of the Complete
     Journey data than the one reported in docs/insights.md."""
 
-    half_life_days: float = 60.0
+    half_life_days: float = 120.0
     neighbours: int = 50
     shrink: float = 10.0
     min_buyers: int = 3

@@ -17,14 +17,30 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from treu.db.base import table_of
-from treu.insights.metrics import MemberTable, member_table
+from treu.insights.metrics import (
+    POSITIONS,
+    MemberTable,
+    drop_positions,
+    member_table,
+    read_frame,
+)
 from treu.insights.rfm import save_rfm
 from treu.insights.vector import compile_segment
 from treu.kit.time import utc_now
@@ -173,52 +189,61 @@ class SegmentService:
         # Locked in id order: two refreshes of one segment run one after the other.
         chosen = list(session.scalars(query.order_by(Segment.id).with_for_update()))
         table = member_table(session, programme=programme, now=now)
-        if rfm:
-            save_rfm(session, table=table, programme_id=programme.id)
-        return [self._materialise(session, segment, table, now) for segment in chosen]
+        try:
+            if rfm:
+                save_rfm(session, table=table, programme_id=programme.id)
+            return [self._materialise(session, segment, table, now) for segment in chosen]
+        finally:
+            drop_positions(session.connection())
 
     def _materialise(
         self, session: Session, segment: Segment, table: MemberTable, now: datetime
     ) -> Refreshed:
+        """Write the difference between the stored members and ``inside``, by row
+        position (``treu.insights.metrics.POSITIONS``): the ids never come to Python."""
         inside = compile_segment(segment.expression).evaluate(table)
         connection = session.connection()
-        ids = np.array(table.member_ids, dtype=object)
-        current = np.array(
+        held = table_of(SegmentMember)
+        positions = POSITIONS
+        current_at = read_frame(
+            connection,
+            select(positions.c.pos)
+            .join(positions, positions.c.id == held.c.member_id)
+            .where(held.c.segment_id == segment.id),
+            ["pos"],
+        )["pos"].to_numpy(dtype="int64")
+        current = np.zeros(len(table), dtype=bool)
+        current[current_at] = True
+        entered = np.flatnonzero(inside & ~current)
+        left = np.flatnonzero(current & ~inside)
+        # Members no longer active (closed, blocked) have no position: they leave too.
+        gone = list(
             session.scalars(
-                select(SegmentMember.member_id).where(SegmentMember.segment_id == segment.id)
-            ).all(),
-            dtype=object,
+                select(held.c.member_id)
+                .outerjoin(positions, positions.c.id == held.c.member_id)
+                .where(held.c.segment_id == segment.id, positions.c.pos.is_(None))
+            )
         )
-        wanted = ids[inside]
-        # Hash look-ups of the ids (pandas), not a sort of a million UUID objects.
-        entered = wanted[~pd.Series(wanted, dtype=object).isin(current).to_numpy()]
-        left = current[~pd.Series(current, dtype=object).isin(wanted).to_numpy()]
-        if len(left):
-            _delete_members(connection, segment.id, left.tolist())
-        _insert(
-            connection,
-            table_of(SegmentMember),
-            {
-                "segment_id": [segment.id] * len(entered),
-                "member_id": entered.tolist(),
-                "programme_id": [segment.programme_id] * len(entered),
-                "entered_at": [now] * len(entered),
-            },
-        )
-        _insert(
-            connection,
-            table_of(SegmentChange),
-            {
-                "segment_id": [segment.id] * (len(entered) + len(left)),
-                "member_id": entered.tolist() + left.tolist(),
-                "change": ["entered"] * len(entered) + ["left"] * len(left),
-                "at": [now] * (len(entered) + len(left)),
-            },
-        )
+        if gone:
+            _delete_members(connection, segment.id, gone)
+            _insert(
+                connection,
+                table_of(SegmentChange),
+                {
+                    "segment_id": [segment.id] * len(gone),
+                    "member_id": gone,
+                    "change": ["left"] * len(gone),
+                    "at": [now] * len(gone),
+                },
+            )
+        if len(entered) or len(left):
+            _write_changes(connection, segment, entered, left, now)
         segment.member_count = int(inside.sum())
         segment.computed_at = now
         session.flush()
-        return Refreshed(segment.id, segment.slug, segment.member_count, len(entered), len(left))
+        return Refreshed(
+            segment.id, segment.slug, segment.member_count, len(entered), len(left) + len(gone)
+        )
 
     def member_page(
         self, session: Session, *, segment: Segment, after: uuid.UUID | None, limit: int
@@ -262,6 +287,76 @@ def _delete_members(connection: Connection, segment_id: uuid.UUID, member_ids: l
         connection.execute(
             delete(table).where(table.c.segment_id == segment_id, table.c.member_id.in_(chunk))
         )
+
+
+_CHANGED = Table(
+    "_treu_changed",
+    MetaData(),
+    Column("pos", Integer(), nullable=False),
+    Column("change", String(8), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _write_changes(
+    connection: Connection,
+    segment: Segment,
+    entered: np.ndarray[Any, Any],
+    left: np.ndarray[Any, Any],
+    now: datetime,
+) -> None:
+    """Positions that entered or left into a temporary table (``COPY`` of plain
+    numbers on PostgreSQL), then three set-based statements: out of
+    ``segment_members``, into it, and the history."""
+    _CHANGED.drop(connection, checkfirst=True)
+    _CHANGED.create(connection)
+    if connection.dialect.name == "postgresql":
+        lines = np.concatenate(
+            [
+                np.char.add(entered.astype(str), "\tentered"),
+                np.char.add(left.astype(str), "\tleft"),
+            ]
+        )
+        with psycopg_of(connection).cursor() as cursor:
+            with cursor.copy(f"COPY {_CHANGED.name} (pos, change) FROM STDIN") as copy:
+                copy.write("\n".join(lines.tolist()) + "\n")
+    else:
+        rows = [{"pos": int(p), "change": "entered"} for p in entered]
+        rows += [{"pos": int(p), "change": "left"} for p in left]
+        connection.execute(insert(_CHANGED), rows)
+    held, history, positions = table_of(SegmentMember), table_of(SegmentChange), POSITIONS
+    changed = select(positions.c.id, _CHANGED.c.change).join(
+        positions, positions.c.pos == _CHANGED.c.pos
+    )
+    if len(left):
+        leaving = changed.where(_CHANGED.c.change == "left").with_only_columns(positions.c.id)
+        connection.execute(
+            delete(held).where(held.c.segment_id == segment.id, held.c.member_id.in_(leaving))
+        )
+    if len(entered):
+        connection.execute(
+            insert(held).from_select(
+                ["segment_id", "member_id", "programme_id", "entered_at"],
+                changed.where(_CHANGED.c.change == "entered").with_only_columns(
+                    literal(segment.id, held.c.segment_id.type),
+                    positions.c.id,
+                    literal(segment.programme_id, held.c.programme_id.type),
+                    literal(now, held.c.entered_at.type),
+                ),
+            )
+        )
+    connection.execute(
+        insert(history).from_select(
+            ["segment_id", "member_id", "change", "at"],
+            changed.with_only_columns(
+                literal(segment.id, history.c.segment_id.type),
+                positions.c.id,
+                _CHANGED.c.change,
+                literal(now, history.c.at.type),
+            ),
+        )
+    )
+    _CHANGED.drop(connection)
 
 
 def _insert(connection: Connection, table: Table, columns: dict[str, list[Any]]) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from treu.db.session import Database
 from treu.errors import Invalid
-from treu.insights import clv
+from treu.insights import churn, clv
 from treu.insights.history import read_history
 from treu.insights.personas import find_personas
 from treu.kit.money import currency_exponent
@@ -217,14 +217,11 @@ def _clv(
 def _churn(
     db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
 ) -> None:
-    module = _optional("treu.insights.churn")
-    if module is None:
-        raise StepSkipped("the churn model is not installed yet (treu.insights.churn)")
     history: pd.DataFrame = state["history"]
     if history.empty:
         raise StepSkipped("no purchases")
     cutoff = _day_before(programme, now)
-    scored = module.train_and_score(
+    scored = churn.train_and_score(
         history[["customer_id", "date", "amount"]], cutoff, CHURN_HORIZON_DAYS
     )
     scores = pd.DataFrame(

@@ -73,10 +73,9 @@ def save_scores(
         rows = zip(ids, *values, strict=True)
         if connection.dialect.name == "postgresql":
             with psycopg_of(connection).cursor() as cursor:
-                sql = f"COPY {_STAGING} (member_id, {', '.join(names)}) FROM STDIN"
+                sql = f"COPY {_STAGING} (member_id, {', '.join(names)}) FROM STDIN (FORMAT csv)"
                 with cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                    copy.write(_csv(ids, values, names))
             upsert: Any = postgresql.insert(scores)
         else:
             keys = ("member_id", *names)
@@ -109,6 +108,21 @@ def save_scores(
     finally:
         staging.drop(connection)
     return int(written)
+
+
+def _csv(ids: list[uuid.UUID], values: list[list[Any]], names: tuple[str, ...]) -> str:
+    """The rows as CSV for ``COPY … (FORMAT csv)``, written by pandas' CSV writer (a
+    Python ``write_row`` per row cost 25 µs: half a minute at a million members). An
+    empty field is NULL; integer columns stay integers."""
+    import pandas as pd
+
+    columns: dict[str, Any] = {"member_id": ids}
+    for name, column in zip(names, values, strict=True):
+        if name in _INTEGER_COLUMNS:
+            columns[name] = pd.array(column, dtype="Int64")
+        else:
+            columns[name] = pd.Series(column, dtype=object)
+    return str(pd.DataFrame(columns).to_csv(header=False, index=False, lineterminator="\n"))
 
 
 def psycopg_of(connection: Connection) -> psycopg.Connection[Any]:
