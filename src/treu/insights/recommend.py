@@ -186,8 +186,10 @@ def _scores(model: Model, rows: slice, method: Method) -> FloatArray:
         return np.broadcast_to(model.plain_popularity, (n, len(model.items))).copy()
     if method == "buy_again":
         own = _row_scaled(model.counts[rows].toarray())
-        # own items first (scores in (1, 2]), the popular ones after them
-        return np.where(own > 0, 1.0 + own, model.plain_popularity).astype(np.float32)
+        # own items first (scores above 1), the popular ones after them; ties between own
+        # items bought as often go to the more popular one
+        pop = model.plain_popularity
+        return np.where(own > 0, 1.0 + own + 1e-3 * pop, pop).astype(np.float32)
     s = model.settings
     history = model.history[rows]
     again = _row_scaled(history.toarray())
