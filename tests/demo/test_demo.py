@@ -22,6 +22,7 @@ from treu.db.session import Database
 from treu.delivery.worker import Deliverer
 from treu.demo import CATALOGUE, STORES, generate
 from treu.demo.load import SHOWCASE
+from treu.demo.segments import SEGMENTS as DEMO_SEGMENTS
 from treu.events.models import Event, PurchaseLine
 from treu.kit.time import utc_now
 from treu.ledger.models import Account, Posting
@@ -32,6 +33,7 @@ from treu.programmes.models import Programme
 from treu.rewards.donations import Donation
 from treu.rewards.models import Coupon, Redemption
 from treu.rules.models import Rule
+from treu.segments.models import Segment
 from treu.staff.service import staff
 from treu.tiers.models import MemberTier
 from treu.worker.channels import build_channels
@@ -265,6 +267,16 @@ def test_demo_command_loads_a_clean_ledger(
     with fresh_db.unit_of_work() as session:
         assert ledger.activate_due(session) == 0
         assert ledger.expire_due(session) == 0
+
+    # The demo's segments exist at once; a refresh fills them from the history it loaded.
+    refreshed = runner.invoke(cli.app, ["segments", "refresh", "--programme", "demo"])
+    assert refreshed.exit_code == 0, refreshed.output
+    with fresh_db.unit_of_work(write=False) as session:
+        found = dict(session.execute(select(Segment.slug, Segment.member_count)).all())
+        assert set(found) == {slug for slug, *_ in DEMO_SEGMENTS}
+        assert found["app-nutzer"] > 0
+        assert found["bio-fans"] > 0
+        assert found["stammkunden"] > 0
 
     again = runner.invoke(cli.app, ["demo", "--if-empty"])
     assert again.exit_code == 0, again.output

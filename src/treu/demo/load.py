@@ -20,6 +20,7 @@ from treu.demo.programme import (
     demo_tiers,
 )
 from treu.demo.rewards import demo_payments, demo_rewards
+from treu.demo.segments import demo_segments
 from treu.events.schemas import event_adapter
 from treu.events.service import ingest_with_retry
 from treu.imports import EVENT_TABLES, MEMBER_TABLES
@@ -142,6 +143,7 @@ def load_demo(
         demo_tiers(session, programme, now=now)
         demo_challenges(session, programme, now=now)
         demo_campaigns(session, programme, now=now)
+        demo_segments(session, programme)
         writer = ledger.writer(session, now=now)
         for number, person in enumerate(data.members, start=1):
             member_service.enrol(
