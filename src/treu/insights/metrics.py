@@ -59,6 +59,8 @@ from treu.segments.scores import psycopg_of
 from treu.tiers.models import MemberTier
 
 DAY_SECONDS = 86_400
+WORK_MEM = "256MB"
+"""PostgreSQL's ``work_mem`` for the metrics' unit of work (``SET LOCAL``)."""
 
 
 @dataclass
@@ -103,6 +105,10 @@ def member_table(
     now = now or utc_now()
     connection = session.connection()
     pid = programme.id
+    if connection.dialect.name == "postgresql":
+        # Grouping millions of events by member sorts on disk with the default 4 MB;
+        # with room for a hash table it is one pass (for this transaction only).
+        connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     fill_positions(connection, pid)
     members = read_frame(
         connection,
