@@ -1,7 +1,7 @@
 """``make bench``: purchase ingestion and checkout evaluation through the HTTP API, on
-SQLite and PostgreSQL, and rule evaluation alone.
+SQLite and PostgreSQL, rule evaluation alone, and the insights at a million members.
 
-Eight parts (``--only`` picks some):
+Eleven parts (``--only`` picks some):
 
 * ``rules_eval``: ``benchmarks.rules_eval`` in this process (50 rules, 10-line cart),
   once, before the backends.
@@ -41,6 +41,13 @@ Eight parts (``--only`` picks some):
   database (``benchmarks.journeys``).
 * ``segments``, on PostgreSQL, on a database of its own: RFM and ten segments over 1M
   members / 20M purchases generated in the database (``benchmarks.segments``).
+* ``insights_scale``, PostgreSQL only, on a database of its own: 1M members and 20M
+  purchase lines loaded by ``treu demo --bulk``, then reading them next to the COPY
+  floor, the BG/NBD + Gamma-Gamma fit, RFM and segments, the whole ``treu insights
+  train`` and the peak memory (``benchmarks.insights_scale``; sizes by environment).
+* ``insights_clv``: ``benchmarks.insights_clv`` in this process: BG/NBD + Gamma-Gamma
+  fitted on 1M synthetic customers with about 20M purchases, in memory, and the churn model
+  on the same data.
 
 Results: Rich tables and ``benchmarks/results/{ingest-<time>,latest}.json``
 (``checkout-<time>.json`` etc. when ``--only`` leaves out the ingest part).
@@ -112,11 +119,14 @@ PARTS = (
     "pages",
     "delivery",
     "journeys",
+    "insights_clv",
     "segments",
+    "insights_scale",
 )
 SERVER_PARTS = ("ingest", "ingest_campaign", "checkout", "redeem", "pages", "delivery")
 """Parts that share one database (and the server) per backend; ``journeys`` has its own."""
 JOURNEYS_SUFFIX = "_journeys"
+INSIGHTS_SUFFIX = "_insights"
 CHECKOUT_PATH = "/v1/checkout/evaluate"
 
 TARGETS = [
@@ -179,7 +189,22 @@ TARGETS = [
         0.5,
         True,
     ),
-    ("portal_home_p95_ms", "postgresql", "portal home p95, 20 users", "ms", 50, False),
+    (
+        "portal_home_p95_ms",
+        "postgresql",
+        "portal home p95, 20 users never pausing",
+        "ms",
+        50,
+        False,
+    ),
+    (
+        "portal_home_paced_p95_ms",
+        "postgresql",
+        "portal home p95, 20 users at a page a second each",
+        "ms",
+        50,
+        False,
+    ),
     (
         "member_360_ratio",
         "postgresql",
@@ -188,13 +213,40 @@ TARGETS = [
         0.5,
         True,
     ),
-    ("member_360_p95_ms", "postgresql", "console member 360 p95, 20 users", "ms", 50, False),
+    (
+        "member_360_p95_ms",
+        "postgresql",
+        "console member 360 p95, 20 users never pausing",
+        "ms",
+        50,
+        False,
+    ),
+    (
+        "member_360_paced_p95_ms",
+        "postgresql",
+        "console member 360 p95, 20 users at a page a second each",
+        "ms",
+        50,
+        False,
+    ),
+    ("insights_fit_seconds", "postgresql", "BG/NBD + Gamma-Gamma fit", "s", 30, False),
+    ("insights_rfm_segments_seconds", "postgresql", "RFM and all segments", "s", 30, False),
+    ("insights_train_seconds", "postgresql", "whole treu insights train", "s", 600, False),
+    ("insights_peak_rss_gb", "postgresql", "insights peak memory (RSS)", "GB", 8, False),
     (
         "journeys_seconds",
         "postgresql",
         "daily journeys over the whole programme (first run)",
         "s",
         60,
+        False,
+    ),
+    (
+        "clv_fit_seconds",
+        "in-process",
+        "BG/NBD + Gamma-Gamma fit, 1M customers, 20M purchases",
+        "s",
+        30,
         False,
     ),
     (
@@ -653,6 +705,25 @@ def bench_segments(params: Params) -> dict[str, Any] | None:
         drop_postgres_database(params.postgres_url, name)
 
 
+def bench_insights(params: Params) -> dict[str, Any] | None:
+    """The insights at scale on a PostgreSQL database of their own
+    (``benchmarks.insights_scale``); None when PostgreSQL is not reachable."""
+    from benchmarks import insights_scale
+
+    url = postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    if url is None:
+        return None
+    try:
+        upgrade(url)
+        if params.wait_quiet:
+            wait_for_quiet(params.wait_quiet)
+        out = insights_scale.run(url, console=console)
+        out["postgres"] = postgres_info(url)
+    finally:
+        drop_postgres_database(params.postgres_url, params.database + INSIGHTS_SUFFIX)
+    return out
+
+
 def baselines(url: str, params: Params, dbname: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     baseline.prepare(url)
@@ -960,6 +1031,34 @@ def pages_phases(
             "requests_per_s": round(sum(p["events_per_s"] for p in mine) / len(mine), 1),
             "p95_ms": max(p["p95_ms"] or 0.0 for p in mine),
         }
+    # The same 20 users as people use pages: each loads one page a second (an open loop
+    # of 20 pages/s, spread over the members). The closed loops above measure what the
+    # server can serve; this measures how long a page takes when it is not saturated.
+    for name in pages.PAGES:
+        paced = loadgen.run(
+            loadgen.open_loop(
+                clients[name],
+                "",
+                bytes,
+                rate=pages.PACED_RATE,
+                duration=params.pages_seconds,
+                max_connections=pages.USERS,
+                accepted=pages.ok,
+            )
+        )
+        tally.add(paced)
+        out[name]["paced"] = {
+            "rate_per_s": pages.PACED_RATE,
+            "requests": paced.requests,
+            "statuses": {str(k): v for k, v in paced.statuses.items()},
+            "p50_ms": ms(paced.percentile(50)),
+            "p95_ms": ms(paced.percentile(95)),
+        }
+        phases.append({"page": name, "round": "paced", **out[name]["paced"]})
+        console.print(
+            f"{name}, paced ({pages.PACED_RATE} pages/s): p50 {out[name]['paced']['p50_ms']} ms, "
+            f"p95 {out[name]['paced']['p95_ms']} ms"
+        )
     balance = out["balance"]["requests_per_s"]
     for name in ("portal_home", "member_360"):
         out[name]["ratio"] = round(out[name]["requests_per_s"] / balance, 3) if balance else None
@@ -968,7 +1067,7 @@ def pages_phases(
             f"{out[name]['ratio']}, p95 {out[name]['p95_ms']} ms"
         )
     refused = sum(
-        p["requests"] - sum(v for k, v in p["statuses"].items() if k == "200") for p in phases
+        p["requests"] - sum(v for k, v in p["statuses"].items() if str(k) == "200") for p in phases
     )
     out["correctness"] = {"ok": refused == 0, "answers_other_than_200": refused}
     return out
@@ -1273,6 +1372,16 @@ def run_rules_eval(params: Params) -> dict[str, Any]:
     return result
 
 
+def run_insights_clv(params: Params) -> dict[str, Any]:
+    """``benchmarks.insights_clv`` in this process (100,000 customers with ``--quick``)."""
+    from benchmarks import insights_clv
+
+    console.rule("[bold]lifetime value at 1M customers")
+    if params.wait_quiet:
+        wait_for_quiet(params.wait_quiet)
+    return insights_clv.run(quick=params.quick)
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -1280,6 +1389,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, backend, what, unit, threshold, higher in TARGETS:
         data = report.get("rules_eval") if backend == "in-process" else None
+        if key.startswith("clv_"):
+            data = report.get("insights_clv")
         if data is None:
             data = report["backends"].get(backend)
         measured: float | None = None
@@ -1291,6 +1402,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "batch_events_per_s": data.get("batch", {}).get("events_per_s"),
                 "checkout_p99_ms": checkout.get("fixed_rate", {}).get("latency_ms", {}).get("p99"),
                 "rules_eval_carts_per_s": data.get("carts_per_s"),
+                "clv_fit_seconds": None if data.get("quick") else data.get("fit_seconds"),
                 "redeem_per_s": data.get("redeem", {})
                 .get("saturation_best", {})
                 .get("redemptions_per_s"),
@@ -1299,11 +1411,29 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 .get("webhooks_per_s"),
                 "emails_per_s": data.get("delivery", {}).get("email", {}).get("emails_per_s"),
                 "journeys_seconds": data.get("journeys", {}).get("seconds"),
+                "insights_fit_seconds": data.get("insights_scale", {})
+                .get("fit", {})
+                .get("seconds"),
+                "insights_rfm_segments_seconds": data.get("insights_scale", {})
+                .get("rfm_segments", {})
+                .get("seconds"),
+                "insights_train_seconds": data.get("insights_scale", {})
+                .get("train", {})
+                .get("seconds"),
+                "insights_peak_rss_gb": data.get("insights_scale", {}).get("peak_rss_gb"),
                 "campaign_ingest_ratio": data.get("ingest_campaign", {}).get("ratio"),
                 "portal_home_ratio": data.get("pages", {}).get("portal_home", {}).get("ratio"),
                 "portal_home_p95_ms": data.get("pages", {}).get("portal_home", {}).get("p95_ms"),
+                "portal_home_paced_p95_ms": data.get("pages", {})
+                .get("portal_home", {})
+                .get("paced", {})
+                .get("p95_ms"),
                 "member_360_ratio": data.get("pages", {}).get("member_360", {}).get("ratio"),
                 "member_360_p95_ms": data.get("pages", {}).get("member_360", {}).get("p95_ms"),
+                "member_360_paced_p95_ms": data.get("pages", {})
+                .get("member_360", {})
+                .get("paced", {})
+                .get("p95_ms"),
             }[key]
         met = (
             None
@@ -1477,6 +1607,10 @@ def print_report(report: dict[str, Any]) -> None:
         from benchmarks import rules_eval
 
         rules_eval.report(report["rules_eval"], console)
+    if report.get("insights_clv"):
+        from benchmarks import insights_clv
+
+        insights_clv.report(report["insights_clv"], console)
     if any("checkout" in d for d in backends.values()):
         print_checkout(report)
     if any("redeem" in d for d in backends.values()):
@@ -1876,6 +2010,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "rules_eval" in params.only:
         report["rules_eval"] = run_rules_eval(params)
+    if "insights_clv" in params.only:
+        report["insights_clv"] = run_insights_clv(params)
     if "segments" in params.only:
         report["segments"] = bench_segments(params)
         ok_segments = (report["segments"] or {}).get("correctness", {"ok": True})["ok"]
@@ -1917,6 +2053,16 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and data.get("redeem", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("ingest_campaign", {}).get("correctness", {"ok": True})["ok"]
             ok = ok and data.get("pages", {}).get("correctness", {"ok": True})["ok"]
+        if "insights_scale" in params.only:
+            found = bench_insights(params)
+            if found is None:
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = {
+                    "skipped": "PostgreSQL not reachable"
+                }
+            else:
+                report["machine"].setdefault("postgres", found.pop("postgres"))
+                found.pop("postgres", None)
+                report["backends"].setdefault("postgresql", {})["insights_scale"] = found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ok = ok and ok_segments

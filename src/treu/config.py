@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_segments_every_seconds: int = 21600
     """``segments.refresh``: RFM scores and the members of every active segment, per
     programme (every 6 hours; metrics count whole days)."""
+    worker_insights_every_seconds: int = 86_400
+    """``insights.train``: every model and score, once a day (minutes at a million
+    members; docs/performance.md)."""
     worker_offers_every_seconds: int = 60
     """``campaigns.offers``: gives activated offers whose window has started (an offer
     activated inside its window is given by the activation itself; this finishes one

@@ -73,6 +73,7 @@ def test_a_member_signs_in_with_the_mailed_code_and_shows_the_card(fresh_db: Dat
         page.wait_for_url(base + "/portal")
         assert page.get_by_test_id("balance").inner_text() == "1.234"
         assert api["available"] == 1234
+        assert page.get_by_test_id("recommended-product").first.is_visible()
         assert axe_violations(page) == []
         screenshot(page, "portal-home-de")
 

@@ -118,5 +118,24 @@ def test_the_home_page_costs_the_same_queries_for_3_and_300_postings(db: Databas
             assert web.get("/portal").status_code == 200
         counts.append(len([s for s in seen if not s.startswith("BEGIN")]))
     assert counts[0] == counts[1]
-    # the session with the member, the member with programme and tier, the balance (2), activity
-    assert counts[0] <= 5
+    # the session with the member, the member with programme and tier, the balance (2),
+    # activity, the member's recent purchase lines (recommendations)
+    assert counts[0] <= 6
+
+
+def test_home_recommends_rewards_and_products_with_reasons(db: Database) -> None:
+    prog = f.programme(db)
+    who = f.member(db, prog)
+    milk = {"sku": "4001", "name": "Bio Vollmilch 1 l", "category": "dairy", "tags": ["organic"]}
+    for day in (1, 8, 15):
+        at = utc_now() - timedelta(days=day)
+        line = {**milk, "quantity": 1, "unit_price_minor": 10_000}
+        f.ingest(db, f.purchase_payload(prog, who, lines=[line], occurred_at=at))
+    f.reward(db, prog, points_cost=250, name={"de": "Kaffee gratis", "en": "Free coffee"})
+    f.reward(db, prog, points_cost=5_000, name={"de": "Zu teuer", "en": "Too dear"})
+    html = signed_in(_client(db), db, who).get("/portal").text
+    assert 'data-testid="recommendations"' in html
+    assert "Kaffee gratis" in html
+    assert "Zu teuer" not in html  # 300 points do not reach it
+    assert "Dafür reichen Ihre Punkte" in html
+    assert re.search(r"Bio Vollmilch 1 l <span[^>]*>Sie kaufen oft Bio-Milchprodukte<", html)

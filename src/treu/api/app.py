@@ -30,12 +30,14 @@ from treu.api.routes import (
     event_types,
     events,
     inbox,
+    insights,
     journeys,
     mailbox,
     members,
     outbox,
     payments,
     programmes,
+    recommendations,
     rewards,
     rules,
     segments,
@@ -181,6 +183,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(challenges.router)
     app.include_router(campaigns.router)
     app.include_router(rewards.router)
+    app.include_router(recommendations.router)
     app.include_router(coupons.router)
     app.include_router(payments.router)
     app.include_router(outbox.router)
@@ -191,6 +194,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(templates.router)
     app.include_router(inbox.router)
     app.include_router(journeys.router)
+    app.include_router(insights.router)
     app.include_router(segments.router)
     app.include_router(segments.scores_router)
     if settings.env == "development":

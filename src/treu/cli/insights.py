@@ -39,3 +39,13 @@ def output_path(value: Path | None) -> Path | None:
             f"the folder {str(value.parent)!r} does not exist", param_hint="--out"
         )
     return value
+
+
+# The commands register themselves on ``insights_app`` when imported.
+from treu.cli import (  # noqa: E402, F401
+    insights_churn,
+    insights_clv,
+    insights_evaluate,
+    insights_recommend,
+    insights_train,
+)

@@ -27,10 +27,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from treu.kit.lang import LANGUAGES, Lang
 from treu.kit.text import translate
 from treu.web.nav import ADMIN, PORTAL
+from treu.web.security import LANG_COOKIE
 
 DEFAULT_LANG: Lang = "de"
 """Pages are German unless the user chose English (the retailer's staff and members)."""
-LANG_COOKIE = "treu_lang"
 STATIC = "/static"
 
 _env = Environment(

@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
+from treu.auth.sessions import POLICIES
 from treu.errors import Forbidden, TreuError
 
 HEADERS = {
@@ -40,6 +41,7 @@ HEADERS = {
 }
 HSTS = "max-age=31536000; includeSubDomains"
 PRE_CSRF_COOKIE = "treu_csrf"
+LANG_COOKIE = "treu_lang"
 
 
 class SignInRequired(TreuError):
@@ -74,6 +76,46 @@ def check_csrf(sent: str | None, expected: str | None) -> None:
 
 def new_pre_csrf() -> str:
     return secrets.token_urlsafe(24)
+
+
+def with_pre_csrf(request: Request, response: Response, token: str, *, path: str) -> Response:
+    """The sign-in form's double-submit cookie: an hour, HTTP only, SameSite=Strict,
+    Secure over TLS, sent only to the sign-in page's ``path``."""
+    response.set_cookie(
+        PRE_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=path,
+    )
+    return response
+
+
+def with_session(
+    request: Request, response: Response, *, cookie: str, token: str, kind: str, path: str
+) -> Response:
+    """A session cookie: HTTP only, SameSite=Lax, Secure over TLS, only under ``path``
+    (``/portal`` or ``/admin``), for as long as a session of its ``kind`` can last. The
+    pre-sign-in cookie of that area's sign-in page has done its work and goes."""
+    response.set_cookie(
+        cookie,
+        token,
+        max_age=int(POLICIES[kind].lifetime.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=path,
+    )
+    response.delete_cookie(PRE_CSRF_COOKIE, path=f"{path}/sign-in")
+    return response
+
+
+def with_language(response: Response, language: str) -> Response:
+    """The visitor's chosen language, for a year, on every path (portal and console)."""
+    response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax", path="/")
+    return response
 
 
 def error_page(request: Request, error: TreuError) -> Response:

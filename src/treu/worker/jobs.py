@@ -185,6 +185,26 @@ def refresh_segments(
     return total
 
 
+def train_insights(
+    db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
+) -> int:
+    """Every insight model of every programme (``treu insights train``): RFM and
+    segments, lifetime value, churn risk, personas; returns the models recorded. Running
+    it twice records the next versions, computed from the same data."""
+    from treu.insights.train import train
+
+    with db.unit_of_work(write=False) as session:
+        slugs = list(session.scalars(select(Programme.slug).order_by(Programme.slug)))
+    total = 0
+    for slug in slugs:
+        report = train(db, programme=slug, now=now)
+        done = sum(1 for step in report.steps if step.version is not None)
+        total += done
+        if on_batch is not None and done:
+            on_batch(done)
+    return total
+
+
 class JobFunc(Protocol):
     def __call__(
         self, db: Database, *, now: datetime | None = None, on_batch: OnBatch | None = None
@@ -260,6 +280,13 @@ JOBS: dict[str, Job] = {
             unit="segments refreshed",
             run=refresh_segments,
             interval_setting="worker_segments_every_seconds",
+        ),
+        Job(
+            name="insights.train",
+            description="Train every insight model and write members' scores (nightly)",
+            unit="models trained",
+            run=train_insights,
+            interval_setting="worker_insights_every_seconds",
         ),
     )
 }

@@ -23,6 +23,7 @@ from treu.web.admin import (  # noqa: E402, F401
     challenges,
     dashboard,
     home,
+    insights,
     journeys,
     member,
     rewards,

@@ -658,65 +658,41 @@ def simulate_rule(
 # --------------------------------------------------------------------------- publication
 
 
-def _act(
-    request: Request,
-    staff: Staff,
-    rule_id: uuid.UUID,
-    csrf: str,
-    action: Callable[[Session, Rule, str], Rule],
-    done: str,
-) -> Response:
-    check_csrf(csrf, staff.csrf)
-    try:
-        with database(request).unit_of_work() as session:
-            rule = rules.get(session, rule_id)
-            campaigns.refuse_managed(session, rule)
-            action(session, rule, f"staff:{staff.email}")
-    except TreuError as error:
-        rule, programme = _load(request, rule_id)
-        return _editor(
-            request, staff, programme=programme, rule=rule,
-            form=_to_form(rule.draft, programme.timezone), status_code=422, error=error.detail,
-        )  # fmt: skip
-    return RedirectResponse(f"/admin/rules/{rule_id}?done={done}", status_code=303)
+def _action(name: str, apply: Callable[..., Rule], done: str) -> Callable[..., Response]:
+    """The route of one publication action (``POST /admin/rules/{id}/<name>``): check the
+    form, refuse a rule that a campaign manages, apply, and back to the editor saying
+    ``done`` — or the editor with the service's error."""
+
+    def act(
+        request: Request,
+        rule_id: uuid.UUID,
+        staff: Annotated[Staff, Depends(need("rules.publish"))],
+        csrf: Form_,
+    ) -> Response:
+        check_csrf(csrf, staff.csrf)
+        try:
+            with database(request).unit_of_work() as session:
+                rule = rules.get(session, rule_id)
+                campaigns.refuse_managed(session, rule)
+                apply(session, rule, actor=f"staff:{staff.email}")
+        except TreuError as error:
+            rule, programme = _load(request, rule_id)
+            return _editor(
+                request, staff, programme=programme, rule=rule,
+                form=_to_form(rule.draft, programme.timezone), status_code=422,
+                error=error.detail,
+            )  # fmt: skip
+        return RedirectResponse(f"/admin/rules/{rule_id}?done={done}", status_code=303)
+
+    act.__name__ = f"{name}_rule"
+    return act
 
 
-@router.post("/rules/{rule_id}/publish")
-def publish_rule(
-    request: Request,
-    rule_id: uuid.UUID,
-    staff: Annotated[Staff, Depends(need("rules.publish"))],
-    csrf: Form_,
-) -> Response:
-    return _act(
-        request, staff, rule_id, csrf,
-        lambda s, r, actor: rules.publish(s, r, actor=actor), "published",
-    )  # fmt: skip
-
-
-@router.post("/rules/{rule_id}/pause")
-def pause_rule(
-    request: Request,
-    rule_id: uuid.UUID,
-    staff: Annotated[Staff, Depends(need("rules.publish"))],
-    csrf: Form_,
-) -> Response:
-    return _act(
-        request, staff, rule_id, csrf,
-        lambda s, r, actor: rules.pause(s, r, actor=actor), "paused",
-    )  # fmt: skip
-
-
-@router.post("/rules/{rule_id}/resume")
-def resume_rule(
-    request: Request,
-    rule_id: uuid.UUID,
-    staff: Annotated[Staff, Depends(need("rules.publish"))],
-    csrf: Form_,
-) -> Response:
-    """A paused rule applies again: the service publishes its draft (the same version if
-    the draft has not changed)."""
-    return _act(
-        request, staff, rule_id, csrf,
-        lambda s, r, actor: rules.publish(s, r, actor=actor), "resumed",
-    )  # fmt: skip
+# A paused rule applies again by publishing its draft (the same version if the draft has
+# not changed).
+for _name, _apply, _done in (
+    ("publish", rules.publish, "published"),
+    ("pause", rules.pause, "paused"),
+    ("resume", rules.publish, "resumed"),
+):
+    router.post(f"/rules/{{rule_id}}/{_name}")(_action(_name, _apply, _done))

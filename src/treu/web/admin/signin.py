@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from treu.auth.sessions import POLICIES, web_sessions
+from treu.auth.sessions import web_sessions
 from treu.errors import TreuError
 from treu.staff.models import StaffUser
 from treu.staff.service import staff as staff_accounts
@@ -21,8 +21,15 @@ from treu.web.admin.context import (
     database,
     signed_in,
 )
-from treu.web.render import LANG_COOKIE, render
-from treu.web.security import PRE_CSRF_COOKIE, check_csrf, new_pre_csrf
+from treu.web.render import render
+from treu.web.security import (
+    PRE_CSRF_COOKIE,
+    check_csrf,
+    new_pre_csrf,
+    with_language,
+    with_pre_csrf,
+    with_session,
+)
 
 HOME = "/admin"
 
@@ -32,21 +39,6 @@ def _next(value: str | None) -> str:
     if value and value.startswith("/admin") and not value.startswith("//"):
         return value
     return HOME
-
-
-def _with_session(request: Request, response: Response, token: str) -> Response:
-    """The session cookie: HTTP only, SameSite=Lax, Secure over TLS, the console's
-    paths only, for as long as a staff session can last."""
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=int(POLICIES["staff"].lifetime.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/admin",
-    )
-    return response
 
 
 def _sign_in_page(
@@ -63,16 +55,7 @@ def _sign_in_page(
         next=_next(request.query_params.get("next")),
         staff=None,
     )
-    response.set_cookie(
-        PRE_CSRF_COOKIE,
-        token,
-        max_age=3600,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path=SIGN_IN,
-    )
-    return response
+    return with_pre_csrf(request, response, token, path=SIGN_IN)
 
 
 @router.get("/sign-in")
@@ -105,9 +88,14 @@ def sign_in(
         assert isinstance(error, TreuError)
         return _sign_in_page(request, error=error.code, email=email, status_code=401)
     target = PASSWORD if must_change else _next(next)
-    response = _with_session(request, RedirectResponse(target, status_code=303), token)
-    response.delete_cookie(PRE_CSRF_COOKIE, path=SIGN_IN)
-    return response
+    return with_session(
+        request,
+        RedirectResponse(target, status_code=303),
+        cookie=COOKIE,
+        token=token,
+        kind="staff",
+        path=HOME,
+    )
 
 
 @router.post("/sign-out")
@@ -152,7 +140,14 @@ def change_password(
         return render(
             request, "admin/password.html", status_code=422, staff=staff, error=error.code
         )
-    return _with_session(request, RedirectResponse(HOME, status_code=303), token)
+    return with_session(
+        request,
+        RedirectResponse(HOME, status_code=303),
+        cookie=COOKIE,
+        token=token,
+        kind="staff",
+        path=HOME,
+    )
 
 
 @router.get("/lang/{lang}")
@@ -160,5 +155,5 @@ def choose_language(request: Request, lang: str) -> Response:
     """Switch the console's language (a preference cookie; nothing else changes)."""
     response = RedirectResponse(_next(request.query_params.get("next")), status_code=303)
     if lang in ("de", "en"):
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+        with_language(response, lang)
     return response

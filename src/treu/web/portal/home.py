@@ -3,7 +3,8 @@
 next one (``tiers.status``, as ``GET /v1/members/{id}/tier``), and how to earn more.
 
 A fixed number of queries whatever the member's history (a test counts them): the
-balance is the account row plus the open lots, the tier one aggregate."""
+balance is the account row plus the open lots, the tier one aggregate, the recommendations
+(``treu.insights.offers``) the member's recent purchase lines."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from treu.insights.offers import offers
 from treu.kit.text import N_
-from treu.kit.time import local_date
+from treu.kit.time import local_date, utc_now
 from treu.ledger.service import ledger
 from treu.messaging.channel import points_label
 from treu.programmes.earning import how_to_earn
@@ -50,6 +52,16 @@ def home(request: Request, signed: Annotated[Signed, Depends(need_member)]) -> R
             multiplier=tier.benefits.multiplier if tier.benefits is not None else None,
             tier=tier.tier.name if tier.tier is not None else None,
         )
+        recommended = offers(  # the member's lines (one statement); the rest is cached
+            session,
+            member=member,
+            programme=programme,
+            available_points=balance.available,
+            k=3,
+            lang=lang,
+            now=utc_now(),
+            tier=tier.tier.code if tier.tier is not None else None,
+        )
         return render(
             request,
             "portal/home.html",
@@ -63,4 +75,5 @@ def home(request: Request, signed: Annotated[Signed, Depends(need_member)]) -> R
             tier=tier,
             progress=progress,
             earn=earn,
+            recommended=recommended,
         )

@@ -31,8 +31,8 @@ from treu.programmes.service import programmes
 from treu.web.nav import PORTAL
 from treu.web.portal import router
 from treu.web.portal.context import Signed, database, need_member
-from treu.web.render import LANG_COOKIE, render
-from treu.web.security import check_csrf
+from treu.web.render import render
+from treu.web.security import check_csrf, with_language
 
 PATH = "/portal/profile"
 ROUTE = "/profile"  # under the router's /portal
@@ -247,5 +247,5 @@ def set_language(
         member: Member = members.get(session, signed.id)
         members.update(session, member=member, data=MemberUpdate(language=language))
     response = RedirectResponse(f"{PATH}?done=language", status_code=303)
-    response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax", path="/")
+    with_language(response, language)
     return response

@@ -10,8 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from treu.auth.sessions import web_sessions
 from treu.web.portal import router
 from treu.web.portal.context import COOKIE, SIGN_IN, Signed, database, need_member, next_path
-from treu.web.render import LANG_COOKIE
-from treu.web.security import check_csrf
+from treu.web.security import check_csrf, with_language
 
 
 @router.post("/sign-out")
@@ -34,5 +33,5 @@ def choose_language(request: Request, lang: str) -> Response:
     member's own choice, which e-mails follow too)."""
     response = RedirectResponse(next_path(request.query_params.get("next")), status_code=303)
     if lang in ("de", "en"):
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+        with_language(response, lang)
     return response

@@ -18,13 +18,20 @@ from typing import Annotated
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from treu.auth.sessions import POLICIES, web_sessions
+from treu.auth.sessions import web_sessions
 from treu.config import Settings
 from treu.members.codes import MAX_TRIES, VALID_FOR, codes
 from treu.web.portal import router
 from treu.web.portal.context import COOKIE, HOME, SIGN_IN, current_member, database, next_path
-from treu.web.render import LANG_COOKIE, render
-from treu.web.security import PRE_CSRF_COOKIE, check_csrf, new_pre_csrf
+from treu.web.render import render
+from treu.web.security import (
+    PRE_CSRF_COOKIE,
+    check_csrf,
+    new_pre_csrf,
+    with_language,
+    with_pre_csrf,
+    with_session,
+)
 
 log = logging.getLogger("treu.web")
 
@@ -62,16 +69,7 @@ def _page(
         tries=MAX_TRIES,
         member=None,
     )
-    response.set_cookie(
-        PRE_CSRF_COOKIE,
-        token,
-        max_age=3600,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path=SIGN_IN,
-    )
-    return response
+    return with_pre_csrf(request, response, token, path=SIGN_IN)
 
 
 def _unknown_programme(request: Request) -> Response:
@@ -172,17 +170,14 @@ def check_code(
             error="code",
             status_code=401,
         )
-    response = RedirectResponse(next_path(next), status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=int(POLICIES["member"].lifetime.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/portal",
+    response = with_session(
+        request,
+        RedirectResponse(next_path(next), status_code=303),
+        cookie=COOKIE,
+        token=token,
+        kind="member",
+        path=HOME,
     )
     if language in ("de", "en"):
-        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax", path="/")
-    response.delete_cookie(PRE_CSRF_COOKIE, path=SIGN_IN)
+        with_language(response, language)
     return response

@@ -1,0 +1,307 @@
+"""``treu insights train``: every model of a programme, in order, from its purchase history
+in the database, with scores written to ``member_scores`` and each trained model recorded
+(``treu.segments.models_registry``, the next version of its kind, with its metrics).
+
+Steps (``STEPS``), each timed and reported through ``on_step``:
+
+1. ``history`` — the purchase lines (``treu.insights.history``), read once for all;
+2. ``segments`` — RFM scores and every active segment's members
+   (``treu.insights.segmenting``), which read their own metrics set-based;
+3. ``clv`` — BG/NBD + Gamma-Gamma (``treu.insights.clv``) on the history, calibration to
+   the day before ``now``; writes ``clv_365_minor`` and ``p_alive``;
+4. ``churn`` — the churn model (``treu.insights.churn``), horizon 90 days, cut-off the
+   day before ``now``; writes ``churn_risk``;
+5. ``personas`` — k-means personas (``treu.insights.personas``); writes ``persona``.
+
+A step whose module is not installed is *skipped* with a note, never faked. A step that
+cannot learn anything from the data (say, nobody bought twice) is skipped with the reason.
+Each step that writes does so in its own unit of work, so a failure later keeps what
+earlier steps computed. Nothing leaves the database: models and scores live in it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from treu.db.session import Database
+from treu.errors import Invalid
+from treu.insights import churn, clv
+from treu.insights.history import read_history
+from treu.insights.personas import find_personas
+from treu.kit.money import currency_exponent
+from treu.kit.time import utc_now
+from treu.programmes.models import Programme
+from treu.programmes.service import programmes
+from treu.segments.models_registry import record_model
+from treu.segments.scores import save_scores
+
+STEPS = ("history", "segments", "clv", "churn", "personas")
+CHURN_HORIZON_DAYS = 90
+
+
+@dataclass
+class StepReport:
+    name: str
+    status: str = "pending"
+    """``done``, ``skipped`` or ``failed``."""
+    seconds: float = 0.0
+    note: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    """The model's version in the registry, when the step records one."""
+
+
+@dataclass
+class TrainReport:
+    programme: str
+    steps: list[StepReport]
+    seconds: float = 0.0
+
+    def step(self, name: str) -> StepReport:
+        return next(s for s in self.steps if s.name == name)
+
+
+OnStep = Callable[[StepReport], None]
+"""Called when a step starts (status ``running``) and when it ends."""
+
+
+class StepSkipped(Exception):
+    """A step that has nothing to learn from (its message says why)."""
+
+
+def _optional(module: str) -> ModuleType | None:
+    """An insights module that another part of issue 20 delivers (None until it is
+    installed: the step is then skipped with a note)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        return None
+
+
+def train(
+    db: Database,
+    *,
+    programme: str,
+    now: datetime | None = None,
+    on_step: OnStep | None = None,
+) -> TrainReport:
+    """Run every step for the programme (slug or id); see the module docstring."""
+    started = time.perf_counter()
+    now = now or utc_now()
+    notify = on_step or (lambda step: None)
+    with db.unit_of_work(write=False) as session:
+        found = programmes.get(session, programme)
+        session.expunge(found)
+    report = TrainReport(programme=found.slug, steps=[StepReport(name) for name in STEPS])
+    state: dict[str, Any] = {}
+    runners: dict[str, Callable[[Database, Programme, datetime, dict[str, Any], StepReport], None]]
+    runners = {
+        "history": _history,
+        "segments": _segments,
+        "clv": _clv,
+        "churn": _churn,
+        "personas": _personas,
+    }
+    for step in report.steps:
+        step.status = "running"
+        notify(step)
+        begun = time.perf_counter()
+        try:
+            runners[step.name](db, found, now, state, step)
+            if step.status == "running":
+                step.status = "done"
+        except (StepSkipped, Invalid) as why:
+            step.status = "skipped"
+            step.note = str(why)
+        finally:
+            step.seconds = time.perf_counter() - begun
+        notify(step)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _history(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    with db.unit_of_work(write=False) as session:
+        history = read_history(session, programme=programme, until=now)
+    state["history"] = history
+    step.metrics = {
+        "lines": len(history),
+        "members": int(history["customer_id"].nunique()),
+    }
+    step.note = f"{len(history):,} purchase lines of {step.metrics['members']:,} members"
+
+
+def _segments(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    module = _optional("treu.insights.segmenting")
+    if module is None:
+        raise StepSkipped("RFM and segments are not installed yet (treu.insights.segmenting)")
+    with db.unit_of_work() as session:
+        attached = programmes.get(session, programme.id)
+        refreshed = module.segments.refresh(session, programme=attached, now=now)
+    step.metrics = {"segments": len(refreshed)}
+    step.note = f"RFM and {len(refreshed)} segment(s) refreshed"
+
+
+def _day_before(programme: Programme, now: datetime) -> pd.Timestamp:
+    """The last whole day before ``now`` in the programme's time zone (the history's
+    days are local)."""
+    local = pd.Timestamp(now).tz_convert(programme.timezone).tz_localize(None).normalize()
+    return local - pd.Timedelta(days=1)
+
+
+def _clv(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    history: pd.DataFrame = state["history"]
+    if history.empty:
+        raise StepSkipped("no purchases")
+    end = _day_before(programme, now)
+    table = clv.summary(history, calibration_end=end)
+    bgnbd = clv.fit_bgnbd(table)
+    gg = clv.fit_gamma_gamma(table)
+    values = clv.customer_values(table, bgnbd, gg)
+    scale = 10 ** currency_exponent(programme.currency)
+    scores = pd.DataFrame(
+        {
+            "member_id": values.index.astype(str),
+            "clv_365_minor": np.round(values["clv_365"].to_numpy() * scale),
+            "p_alive": values["p_alive"].to_numpy(),
+        }
+    )
+    metrics = {
+        "customers": len(table),
+        "bgnbd_log_likelihood": bgnbd.log_likelihood,
+        "gamma_gamma_log_likelihood": gg.log_likelihood,
+        "mean_p_alive": float(values["p_alive"].mean()),
+        "mean_clv_365": float(values["clv_365"].mean()),
+    }
+    params = {
+        "bgnbd": {"r": bgnbd.r, "alpha": bgnbd.alpha, "a": bgnbd.a, "b": bgnbd.b},
+        "gamma_gamma": {"p": gg.p, "q": gg.q, "gamma": gg.gamma},
+        "calibration_end": end.date().isoformat(),
+        "unit_days": table.attrs.get("unit_days", 7.0),
+    }
+    with db.unit_of_work() as session:
+        save_scores(
+            session,
+            programme_id=programme.id,
+            frame_or_rows=scores,
+            columns=["clv_365_minor", "p_alive"],
+            now=now,
+        )
+        model = record_model(
+            session, programme_id=programme.id, kind="clv", metrics=_json(metrics), params=params
+        )
+        step.version = model.version
+    step.metrics = metrics
+    step.note = (
+        f"{len(table):,} customers; r={bgnbd.r:.3f} alpha={bgnbd.alpha:.3f} "
+        f"a={bgnbd.a:.3f} b={bgnbd.b:.3f}"
+    )
+
+
+def _churn(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    history: pd.DataFrame = state["history"]
+    if history.empty:
+        raise StepSkipped("no purchases")
+    cutoff = _day_before(programme, now)
+    scored = churn.train_and_score(
+        history[["customer_id", "date", "amount"]], cutoff, CHURN_HORIZON_DAYS
+    )
+    scores = pd.DataFrame(
+        {
+            "member_id": scored.index.astype(str),
+            "churn_risk": scored["churn_risk"].to_numpy(),
+        }
+    )
+    attrs = dict(scored.attrs)
+    metrics = {
+        "customers": len(scored),
+        "chosen": attrs.get("chosen"),
+        "validation_roc_auc": attrs.get("validation"),
+        "training_customers": attrs.get("training_customers"),
+        "training_churn_rate": attrs.get("training_churn_rate"),
+    }
+    with db.unit_of_work() as session:
+        save_scores(
+            session,
+            programme_id=programme.id,
+            frame_or_rows=scores,
+            columns=["churn_risk"],
+            now=now,
+        )
+        model = record_model(
+            session,
+            programme_id=programme.id,
+            kind="churn",
+            metrics=_json(metrics),
+            params={"horizon_days": CHURN_HORIZON_DAYS, "cutoff": cutoff.date().isoformat()},
+        )
+        step.version = model.version
+    step.metrics = metrics
+    step.note = f"{len(scored):,} members scored with {attrs.get('chosen')}"
+
+
+def _personas(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    history: pd.DataFrame = state["history"]
+    end = _day_before(programme, now) + pd.Timedelta(days=1)
+    found = find_personas(history, now=end.date())
+    if found is None:
+        raise StepSkipped("too few members bought in the last year for personas")
+    metrics = {
+        "k": found.k,
+        "silhouette": found.silhouette,
+        "silhouettes": {str(k): v for k, v in found.silhouettes.items()},
+        "members": len(found.assignments),
+        "sizes": {p.code: p.size for p in found.personas},
+    }
+    with db.unit_of_work() as session:
+        save_scores(
+            session,
+            programme_id=programme.id,
+            frame_or_rows=found.assignments,
+            columns=["persona"],
+            now=now,
+        )
+        model = record_model(
+            session,
+            programme_id=programme.id,
+            kind="personas",
+            metrics=_json(metrics),
+            params=_json(found.params()),
+        )
+        step.version = model.version
+    step.metrics = metrics
+    step.note = f"{found.k} personas (silhouette {found.silhouette:.2f})"
+
+
+def _json(value: Any) -> Any:
+    """Metrics and parameters as JSON can hold them: NaN and infinities become None,
+    numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
