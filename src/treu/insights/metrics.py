@@ -243,17 +243,21 @@ def member_table(
         PurchaseLine.occurred_at > since_365,
         PurchaseLine.occurred_at <= now,
     )
-    categories = read_frame(
-        connection,
-        _by_position(
-            select(PurchaseLine.member_id, PurchaseLine.category)
-            .where(line_window, PurchaseLine.category.is_not(None))
-            .group_by(PurchaseLine.member_id, PurchaseLine.category)
-        ),
-        ["pos", "value"],
-    )
+    if connection.dialect.name == "postgresql":
+        categories, tags = _categories_and_tags(connection, pid, since_365, now)
+    else:
+        categories = read_frame(
+            connection,
+            _by_position(
+                select(PurchaseLine.member_id, PurchaseLine.category)
+                .where(line_window, PurchaseLine.category.is_not(None))
+                .group_by(PurchaseLine.member_id, PurchaseLine.category)
+            ),
+            ["pos", "value"],
+        )
+        tags = _tags(connection, pid, since_365, now)
     sets["metrics.categories"] = _long(categories)
-    sets["metrics.tags"] = _long(_tags(connection, pid, since_365, now))
+    sets["metrics.tags"] = _long(tags)
 
     consents = read_frame(
         connection,
@@ -306,27 +310,40 @@ def member_table(
     return MemberTable(ids, pd.DataFrame(cols), sets, now)
 
 
+def _categories_and_tags(
+    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(position, category) and (position, tag) pairs from *one* scan of the window's
+    purchase lines (PostgreSQL: the tags unnested with ``jsonb_array_elements_text``)."""
+    sql = text(
+        "SELECT p.pos, x.category, x.tag FROM (SELECT DISTINCT l.member_id, l.category, "
+        "t.value AS tag FROM purchase_lines l "
+        "LEFT JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(l.tags) = "
+        "'array' THEN l.tags ELSE '[]'::jsonb END) AS t(value) ON true "
+        "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
+        "AND l.occurred_at > :since AND l.occurred_at <= :now) x "
+        f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
+    )
+    params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
+    with psycopg_of(connection).cursor() as cursor:
+        compiled = sql.compile(dialect=connection.dialect)
+        cursor.execute(str(compiled), compiled.construct_params(params))
+        rows = cursor.fetchall()
+    both = pd.DataFrame.from_records(rows, columns=["pos", "category", "tag"])
+    categories = (
+        both[both["category"].notna()][["pos", "category"]]
+        .drop_duplicates()
+        .rename(columns={"category": "value"})
+    )
+    tags = both[both["tag"].notna()][["pos", "tag"]].drop_duplicates()
+    return categories, tags.rename(columns={"tag": "value"})
+
+
 def _tags(
     connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
 ) -> pd.DataFrame:
-    """(member, tag) pairs of purchase lines in the window: the JSON array unnested in
-    SQL (``jsonb_array_elements_text`` / ``json_each``), never in Python per line."""
-    if connection.dialect.name == "postgresql":
-        sql = text(
-            "SELECT p.pos, x.value FROM (SELECT DISTINCT l.member_id, t.value "
-            "FROM purchase_lines l "
-            "CROSS JOIN LATERAL jsonb_array_elements_text(l.tags) AS t(value) "
-            "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
-            "AND l.occurred_at > :since AND l.occurred_at <= :now "
-            "AND jsonb_typeof(l.tags) = 'array' AND l.tags <> '[]'::jsonb) x "
-            f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
-        )
-        params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
-        with psycopg_of(connection).cursor() as cursor:
-            compiled = sql.compile(dialect=connection.dialect)
-            cursor.execute(str(compiled), compiled.construct_params(params))
-            rows = cursor.fetchall()
-        return pd.DataFrame.from_records(rows, columns=["pos", "value"])
+    """(position, tag) pairs of purchase lines in the window on SQLite: the JSON array
+    unnested in SQL (``json_each``), never in Python per line."""
     table = PurchaseLine.__table__
     each = func.json_each(table.c.tags).table_valued("value", name="t")
     statement = (
