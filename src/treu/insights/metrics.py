@@ -34,13 +34,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     Column,
+    Float,
     Integer,
     MetaData,
     Table,
     Uuid,
     and_,
     case,
+    cast,
     func,
     insert,
     select,
@@ -160,13 +163,14 @@ def member_table(
             select(
                 Event.member_id,
                 Event.type,
-                func.max(Event.occurred_at),
-                func.min(Event.occurred_at),
+                _instant(connection, func.max(Event.occurred_at)),
+                _instant(connection, func.min(Event.occurred_at)),
                 func.count(),
                 func.count(case((in_90, 1))),
                 func.count(case((in_365, 1))),
-                func.coalesce(func.sum(case((in_90, amount), else_=0)), 0),
-                func.coalesce(func.sum(case((in_365, amount), else_=0)), 0),
+                # bigint, not numeric: psycopg would make a Decimal of every sum
+                cast(func.coalesce(func.sum(case((in_90, amount), else_=0)), 0), BigInteger),
+                cast(func.coalesce(func.sum(case((in_365, amount), else_=0)), 0), BigInteger),
                 *channel_flags,
             )
             .where(
@@ -205,11 +209,9 @@ def member_table(
         weights = np.asarray(frame[column], dtype="float64")
         return np.bincount(_at(frame), weights=weights, minlength=n).astype("int64")
 
-    last = pd.to_datetime(purchases["last"], utc=True)
-    first = pd.to_datetime(purchases["first"], utc=True)
     recency = purchases.assign(
-        recency=np.floor((now_ts - last).dt.total_seconds() / DAY_SECONDS),
-        tenure=np.floor((now_ts - first).dt.total_seconds() / DAY_SECONDS),
+        recency=np.floor(_seconds_since(now_ts, purchases["last"]) / DAY_SECONDS),
+        tenure=np.floor(_seconds_since(now_ts, purchases["first"]) / DAY_SECONDS),
     )
     cols["metrics.recency_days"] = spread(recency, "recency", np.nan)
     cols["metrics.first_purchase_days"] = spread(recency, "tenure", np.nan)
@@ -394,6 +396,23 @@ def fill_positions(connection: Connection, programme_id: uuid.UUID) -> None:
 
 def drop_positions(connection: Connection) -> None:
     POSITIONS.drop(connection, checkfirst=True)
+
+
+def _instant(connection: Connection, value: Any) -> Any:
+    """A timestamp as seconds since the epoch on PostgreSQL (a float per row: turning
+    hundreds of thousands of aware ``datetime`` objects into a pandas column took longer
+    than the query), the timestamp itself elsewhere."""
+    if connection.dialect.name == "postgresql":
+        return cast(func.extract("epoch", value), Float)
+    return value
+
+
+def _seconds_since(now: pd.Timestamp, values: pd.Series[Any]) -> np.ndarray[Any, Any]:
+    """Seconds from ``values`` (epoch seconds or timestamps, ``_instant``) to ``now``."""
+    if pd.api.types.is_numeric_dtype(values):
+        return float(now.timestamp()) - np.asarray(values, dtype="float64")
+    stamps = pd.to_datetime(values, utc=True)
+    return np.asarray((now - stamps).dt.total_seconds(), dtype="float64")
 
 
 def _by_position(inner: Any) -> Any:
