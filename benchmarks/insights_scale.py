@@ -35,11 +35,11 @@ MEMBERS_ENV = "TREU_BENCH_INSIGHTS_MEMBERS"
 PURCHASES_ENV = "TREU_BENCH_INSIGHTS_PURCHASES"
 SLUG = "synthetic"
 SEGMENTS = (
-    ("valuable-at-risk", "clv_365 > 200 and churn_risk > 0.5"),
-    ("champions", "rfm_segment == 'champions'"),
-    ("frequent", "frequency_365 >= 12"),
-    ("lapsed", "recency_days > 180"),
-    ("big-spenders", "spend_365 > 500"),
+    ("valuable-at-risk", "scores.clv_365 > 20000 and scores.churn_risk > 0.5"),
+    ("champions", "scores.rfm_segment == 'champions'"),
+    ("frequent", "metrics.purchases_365 >= 12"),
+    ("lapsed", "metrics.recency_days > 180"),
+    ("big-spenders", "metrics.spend_365 > 50000"),
 )
 
 

@@ -192,3 +192,25 @@ def test_too_little_data_is_a_readable_error() -> None:
         clv.fit_gamma_gamma(summary)
     with pytest.raises(clv.CannotFit, match="no purchases"):
         clv.summary(one_each, calibration_end=date(2023, 1, 1))
+
+
+def test_summary_is_the_same_for_ordered_shuffled_and_categorical_rows() -> None:
+    """Rows ordered by customer take the fast path (no hashing, no sort); shuffled rows and
+    pandas categories (as the database history gives them) must come out the same."""
+    lines = generate(3_000, start=date(2022, 1, 1), end=date(2023, 12, 31), seed=4, items=20)
+    ordered = clv.summary(lines, calibration_end=date(2023, 6, 30))
+    shuffled = clv.summary(
+        lines.sample(frac=1.0, random_state=1), calibration_end=date(2023, 6, 30)
+    )
+    pd.testing.assert_frame_equal(ordered, shuffled)
+    categorical = lines.assign(customer_id=lines["customer_id"].astype("category"))
+    for frame in (categorical, categorical.sample(frac=1.0, random_state=2)):
+        found = clv.summary(frame, calibration_end=date(2023, 6, 30))
+        assert list(found.index.astype(str)) == list(ordered.index)
+        np.testing.assert_allclose(found.to_numpy(), ordered.to_numpy())
+    # the merge itself: one row per customer and day, amounts summed
+    days = clv.merge_days(lines)
+    np.testing.assert_allclose(days.amount.sum(), lines["amount"].sum())
+    merged = baskets(lines)
+    assert len(days.amount) == len(merged)
+    pd.testing.assert_frame_equal(days.frame(), merged, check_dtype=False)

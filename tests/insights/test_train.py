@@ -16,9 +16,10 @@ from treu import cli
 from treu.db.session import Database
 from treu.demo.bulk import load_bulk
 from treu.events.models import PurchaseLine
+from treu.insights.segmenting import SegmentIn, segments
 from treu.insights.train import STEPS, train
 from treu.programmes.service import programmes
-from treu.segments.models import MemberScore
+from treu.segments.models import MemberScore, Segment
 from treu.worker.jobs import run_job
 
 NOW = datetime(2026, 9, 1, 3, 0, tzinfo=UTC)
@@ -30,14 +31,17 @@ def _programme(db: Database, members: int = 400, purchases: int = 6000) -> str:
     return slug
 
 
-def _check_optional(report_step: object) -> None:
-    """A step of a part of issue 20 that may not be installed: done, or skipped saying so."""
-    status, note = report_step.status, report_step.note  # type: ignore[attr-defined]
-    assert status == "done" or (status == "skipped" and "not installed" in note), note
-
-
 def test_train_writes_scores_and_versions(db: Database) -> None:
     slug = _programme(db)
+    with db.unit_of_work() as session:
+        segment = segments.create(
+            session,
+            programme=programmes.get(session, slug),
+            data=SegmentIn(
+                slug="likely-alive", name="Likely alive", expression="scores.p_alive > 0.5"
+            ),
+        )
+        segment_id = segment.id
     seen: list[tuple[str, str]] = []
     report = train(db, programme=slug, now=NOW, on_step=lambda s: seen.append((s.name, s.status)))
     assert [s.name for s in report.steps] == list(STEPS)
@@ -45,7 +49,7 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
     assert [name for name, status in seen if status != "running"] == list(STEPS)
     for name in ("history", "clv", "personas"):
         assert report.step(name).status == "done", report.step(name).note
-    _check_optional(report.step("segments"))
+    assert report.step("segments").status == "done", report.step("segments").note
     assert report.step("churn").status == "done", report.step("churn").note
     assert report.step("clv").version == 1
     assert report.step("personas").version == 1
@@ -64,14 +68,26 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
         )
     assert buyers is not None
     assert buyers > 350  # the others never bought: nothing to score
-    assert len(rows) == buyers
     alive = [r.p_alive for r in rows if r.p_alive is not None]
     assert len(alive) == buyers
     assert all(0.0 <= p <= 1.0 for p in alive)
-    assert all(r.clv_365_minor is not None and r.clv_365_minor >= 0 for r in rows)
+    assert all(r.clv_365_minor >= 0 for r in rows if r.p_alive is not None)
     personas = {r.persona for r in rows if r.persona is not None}
     k = report.step("personas").metrics["k"]
     assert personas == {f"P{i}" for i in range(1, k + 1)}
+
+    with db.unit_of_work(write=False) as session:
+        segment = session.get_one(Segment, segment_id)
+        expected = sum(1 for p in alive if p > 0.5)
+        assert segment.member_count == expected > 0  # the scores of this training
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(MemberScore)
+                .where(MemberScore.programme_id == pid, MemberScore.rfm_segment.is_not(None))
+            )
+            == buyers
+        )
 
     again = train(db, programme=slug, now=NOW)
     assert again.step("clv").version == 2
@@ -79,8 +95,11 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
     assert again.step("churn").version == 2
     with db.unit_of_work(write=False) as session:
         risks = session.scalars(
-            select(MemberScore.churn_risk).where(MemberScore.programme_id == pid)
+            select(MemberScore.churn_risk).where(
+                MemberScore.programme_id == pid, MemberScore.p_alive.is_not(None)
+            )
         ).all()
+    assert len(risks) == buyers
     assert all(r is not None and 0.0 <= r <= 1.0 for r in risks)
 
 

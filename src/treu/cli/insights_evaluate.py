@@ -90,7 +90,7 @@ def _churn_table(churn: dict[str, Any]) -> Table:
     roc, brier = churn.get("roc_auc", {}), churn.get("brier", {})
     for key, label in (
         ("model", "Churn model"),
-        ("p_alive", "BG/NBD: 1 - P(alive)"),
+        ("p_alive", "BG/NBD: P(no purchase in the horizon)"),
         ("recency", "Days since last purchase"),
     ):
         table.add_row(label, _figure(roc.get(key)), _figure(brier.get(key)))

@@ -9,13 +9,14 @@ the last year (one statement), the programme's most bought products of the last 
 filtered by the redemption's own eligibility (``lock_reasons``: balance, tier, stock,
 per-member limits, dates; the tier and the held redemptions are read only if some reward
 asks for them). The API reads the member, programme and balance first; the portal's home
-page has them already. Scoring is Python over at most a few thousand lines:
+page has them already. The member's lines are summed per product by the database; scoring
+is Python over the products they bought:
 
-* a product's score blends the member's own recency-weighted purchases of it (each
-  purchase counts once, halved every ``HALF_LIFE_DAYS``), their share of spending days in
-  its category (the category stands in for item-item similarity here) and the programme's
-  popularity, which weighs ``m / (m + purchases)``: it carries members with little history
-  and fades as theirs grows — the same blend as the file recommender;
+* a product's score blends the member's own recency-weighted purchases of it (each line
+  weighs ``0.5 ** (age / HALF_LIFE_DAYS)`` at the middle of its age band), their share
+  of spending in its category (the category stands in for item-item similarity here) and
+  the programme's popularity, which weighs ``m / (m + purchases)``: it carries members
+  with little history and fades as theirs grows — the same blend as the file recommender;
 * rewards are only those redeemable now; a free product they often buy ranks first, then
   rewards by how much of the balance they use (the most valuable affordable one first);
 * the reason names the category, with a whole sentence per category so that languages can
@@ -29,16 +30,18 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Text, Uuid, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from treu.db.base import UTCDateTime
 from treu.events.models import PurchaseLine
 from treu.kit.cache import StampedCache
 from treu.kit.lang import Lang, member_language
 from treu.kit.text import N_, translate
-from treu.kit.time import ensure_utc, utc_now
+from treu.kit.time import utc_now
 from treu.ledger.service import ledger
 from treu.members.models import Member
 from treu.members.service import members
@@ -53,10 +56,17 @@ HISTORY_DAYS = 365
 POPULAR_DAYS = 90
 POPULAR_LIMIT = 200
 POPULAR_SECONDS = 300.0
-LINES_LIMIT = 5_000
+RECENCY_BANDS = (30, 90, 180, HISTORY_DAYS)
+"""A line's recency weight is ``0.5 ** (age / HALF_LIFE_DAYS)`` at the middle of its age
+band (days): summed by the database, portable to SQLite, close to the smooth decay."""
 POPULAR_PURCHASES = 3.0  # m in m / (m + purchases)
 CATEGORY_WEIGHT = 0.3
 OFTEN_SHARE = 0.2  # a category with at least this share of the member's purchases is "often"
+
+_BAND_WEIGHTS = tuple(
+    (days, 0.5 ** (((days + low) / 2) / HALF_LIFE_DAYS))
+    for low, days in zip((0, *RECENCY_BANDS[:-1]), RECENCY_BANDS, strict=True)
+)
 
 OFTEN: dict[str, tuple[str, str]] = {
     "apparel": (N_("You often buy clothing"), N_("You often buy organic clothing")),
@@ -114,6 +124,41 @@ class RecommendationsOut(BaseModel):
     available_points: int
     rewards: list[RewardOffer] = Field(description="Redeemable now, best first (at most k)")
     products: list[ProductOffer] = Field(description="Best first (at most k)")
+
+
+def _own_products() -> Any:
+    """The member's products of the last year with their summed recency weights (a step
+    per age band), name, category, whether organic, and the member's purchase count."""
+    at = PurchaseLine.occurred_at
+    kept = (
+        PurchaseLine.member_id == bindparam("member_id", type_=Uuid()),
+        at > bindparam("since", type_=UTCDateTime()),
+        at <= bindparam("now", type_=UTCDateTime()),
+        PurchaseLine.quantity > PurchaseLine.returned_quantity,
+    )
+    weight = case(
+        *(
+            (at > bindparam(f"band_{i}", type_=UTCDateTime()), w)
+            for i, (_, w) in enumerate(_BAND_WEIGHTS[:-1])
+        ),
+        else_=_BAND_WEIGHTS[-1][1],
+    )
+    purchases = select(func.count(func.distinct(PurchaseLine.event_id))).where(*kept)
+    return (
+        select(
+            PurchaseLine.sku,
+            func.max(PurchaseLine.name),
+            func.max(PurchaseLine.category),
+            func.max(case((cast(PurchaseLine.tags, Text).like('%"organic"%'), 1), else_=0)),
+            func.sum(weight),
+            purchases.scalar_subquery(),
+        )
+        .where(*kept)
+        .group_by(PurchaseLine.sku)
+    )
+
+
+_OWN_PRODUCTS = _own_products()
 
 
 @dataclass
@@ -201,43 +246,25 @@ def offers(
         if not lock_reasons(v, facts, cached.tiers, now, programme.timezone)
     ]
 
+    # One row per product the member bought in the last year (not per line): the
+    # database sums the recency weights and counts the member's purchases; Python only
+    # blends a few hundred products.
+    params = {f"band_{i}": now - timedelta(days=days) for i, (days, _) in enumerate(_BAND_WEIGHTS)}
     own_rows = session.execute(
-        select(
-            PurchaseLine.event_id,
-            PurchaseLine.occurred_at,
-            PurchaseLine.sku,
-            PurchaseLine.name,
-            PurchaseLine.category,
-            PurchaseLine.tags,
-        )
-        .where(
-            PurchaseLine.member_id == member.id,
-            PurchaseLine.occurred_at > now - timedelta(days=HISTORY_DAYS),
-            PurchaseLine.occurred_at <= now,
-            PurchaseLine.quantity > PurchaseLine.returned_quantity,
-        )
-        .order_by(PurchaseLine.occurred_at.desc())
-        .limit(LINES_LIMIT)
+        _OWN_PRODUCTS,
+        {"member_id": member.id, "since": now - timedelta(days=HISTORY_DAYS), "now": now, **params},
     ).all()
     popular_rows = popular(session, programme.id, now)
 
     products: dict[str, _Product] = {}
-    seen: set[tuple[uuid.UUID, str]] = set()
-    purchases: set[uuid.UUID] = set()
     by_category: dict[str | None, float] = defaultdict(float)
     organic_weight = 0.0
-    for event_id, occurred_at, sku, name, category, tags in own_rows:
-        purchases.add(event_id)
-        if (event_id, sku) in seen:
-            continue
-        seen.add((event_id, sku))
-        age = (now - ensure_utc(occurred_at)).total_seconds() / 86_400
-        weight = 0.5 ** (max(age, 0.0) / HALF_LIFE_DAYS)
-        organic = "organic" in (tags or [])
-        found = products.setdefault(sku, _Product(name, category, organic))
-        found.own += weight
-        by_category[category] += weight
-        organic_weight += weight if organic else 0.0
+    bought = own_rows[0][5] if own_rows else 0  # the member's purchases (every row)
+    for sku, name, category, organic, weight, _ in own_rows:
+        found = products.setdefault(sku, _Product(name, category, bool(organic)))
+        found.own += float(weight)
+        by_category[category] += float(weight)
+        organic_weight += float(weight) if organic else 0.0
     top_buyers = max((n for *_, n in popular_rows), default=0)
     for sku, name, category, n in popular_rows:
         found = products.setdefault(sku, _Product(name, category, False))
@@ -245,23 +272,31 @@ def offers(
 
     total = sum(by_category.values())
     top_own = max((p.own for p in products.values()), default=0.0)
-    beta = POPULAR_PURCHASES / (POPULAR_PURCHASES + len(purchases))
+    beta = POPULAR_PURCHASES / (POPULAR_PURCHASES + bought)
     organic_share = organic_weight / total if total else 0.0
-    scored: list[tuple[float, str, _Product, ReasonOut]] = []
+    scored: list[tuple[float, str, _Product, float]] = []
     for sku, p in products.items():
         share = by_category.get(p.category, 0.0) / total if total else 0.0
         own = p.own / top_own if top_own else 0.0
         score = (1 - beta) * (own + CATEGORY_WEIGHT * share) + beta * p.popular
+        scored.append((score, sku, p, share))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+
+    def product_reason(p: _Product, share: float) -> ReasonOut:
         if share >= OFTEN_SHARE or p.own >= 1.0:
             text = _often(p.category, p.organic and organic_share >= OFTEN_SHARE, lang)
-            reason = ReasonOut(code="often_bought", text=text)
-        else:
-            reason = ReasonOut(code="popular", text=translate(lang, POPULAR))
-        scored.append((score, sku, p, reason))
-    scored.sort(key=lambda s: (-s[0], s[1]))
-    product_offers = [
-        ProductOffer(sku=sku, name=p.name, category=p.category, score=round(score, 4), reason=r)
-        for score, sku, p, r in scored[:k]
+            return ReasonOut(code="often_bought", text=text)
+        return ReasonOut(code="popular", text=translate(lang, POPULAR))
+
+    product_offers = [  # reasons only for the k shown
+        ProductOffer(
+            sku=sku,
+            name=p.name,
+            category=p.category,
+            score=round(score, 4),
+            reason=product_reason(p, share),
+        )
+        for score, sku, p, share in scored[:k]
     ]
 
     own_score = {sku: (p.own / top_own if top_own else 0.0) for sku, p in products.items()}

@@ -179,15 +179,16 @@ def _row_scaled(block: FloatArray) -> FloatArray:
     return block
 
 
-def _scores(model: Model, rows: slice, method: Method) -> FloatArray:
-    """Dense scores of the customers in ``rows`` for every item."""
+def _scores(model: Model, rows: IntArray, method: Method) -> FloatArray:
+    """Dense scores of the customers in ``rows`` (row indices) for every item."""
     if method == "popular":
-        n = rows.stop - rows.start
-        return np.broadcast_to(model.plain_popularity, (n, len(model.items))).copy()
+        return np.broadcast_to(model.plain_popularity, (rows.size, len(model.items))).copy()
     if method == "buy_again":
         own = _row_scaled(model.counts[rows].toarray())
-        # own items first (scores in (1, 2]), the popular ones after them
-        return np.where(own > 0, 1.0 + own, model.plain_popularity).astype(np.float32)
+        # own items first (scores above 1), the popular ones after them; ties between own
+        # items bought as often go to the more popular one
+        pop = model.plain_popularity
+        return np.where(own > 0, 1.0 + own + 1e-3 * pop, pop).astype(np.float32)
     s = model.settings
     history = model.history[rows]
     again = _row_scaled(history.toarray())
@@ -199,17 +200,23 @@ def _scores(model: Model, rows: slice, method: Method) -> FloatArray:
     return score
 
 
-def top_k(model: Model, k: int, method: Method = "model") -> tuple[IntArray, FloatArray]:
-    """The ``k`` best items (column indices) of every customer, best first, and their
-    scores; ``k`` is capped at the number of items."""
-    n_customers, n_items = model.history.shape
+def top_k(
+    model: Model, k: int, method: Method = "model", customers: IntArray | None = None
+) -> tuple[IntArray, FloatArray]:
+    """The ``k`` best items (column indices) of every customer (or of the row indices in
+    ``customers``, in that order), best first, and their scores; ``k`` is capped at the
+    number of items."""
+    n_items = model.history.shape[1]
+    if customers is None:
+        customers = np.arange(model.history.shape[0], dtype=np.int64)
+    n_customers = customers.size
     k = min(k, n_items)
     items = np.empty((n_customers, k), dtype=np.int64)
     scores = np.empty((n_customers, k), dtype=np.float32)
     chunk = max(1, _BLOCK_CELLS // max(n_items, 1))
     for start in range(0, n_customers, chunk):  # blocks of customers, each vectorised
         rows = slice(start, min(start + chunk, n_customers))
-        score = _scores(model, rows, method)
+        score = _scores(model, customers[rows], method)
         if k < n_items:
             best = np.argpartition(-score, k - 1, axis=1)[:, :k]
         else:
@@ -278,8 +285,7 @@ def evaluate(
     precision: dict[str, float] = {}
     recall: dict[str, float] = {}
     for method in METHODS:
-        best, _ = top_k(model, k, method)
-        best = best[tested]
+        best, _ = top_k(model, k, method, tested)  # only the customers tested
         hit = np.asarray(
             truth[np.repeat(tested, best.shape[1]), best.ravel()], dtype=np.float64
         ).reshape(best.shape)

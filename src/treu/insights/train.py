@@ -5,29 +5,28 @@ in the database, with scores written to ``member_scores`` and each trained model
 Steps (``STEPS``), each timed and reported through ``on_step``:
 
 1. ``history`` — the purchase lines (``treu.insights.history``), read once for all;
-2. ``segments`` — RFM scores and every active segment's members
-   (``treu.insights.segmenting``), which read their own metrics set-based;
-3. ``clv`` — BG/NBD + Gamma-Gamma (``treu.insights.clv``) on the history, calibration to
+2. ``clv`` — BG/NBD + Gamma-Gamma (``treu.insights.clv``) on the history, calibration to
    the day before ``now``; writes ``clv_365_minor`` and ``p_alive``;
-4. ``churn`` — the churn model (``treu.insights.churn``), horizon 90 days, cut-off the
+3. ``churn`` — the churn model (``treu.insights.churn``), horizon 90 days, cut-off the
    day before ``now``; writes ``churn_risk``;
-5. ``personas`` — k-means personas (``treu.insights.personas``); writes ``persona``.
+4. ``personas`` — k-means personas (``treu.insights.personas``); writes ``persona``;
+5. ``segments`` — RFM scores and every active segment's members
+   (``treu.insights.segmenting``, which reads its own metrics set-based), last, so that
+   segments over scores ("valuable members at risk") see tonight's.
 
-A step whose module is not installed is *skipped* with a note, never faked. A step that
-cannot learn anything from the data (say, nobody bought twice) is skipped with the reason.
+A step that cannot learn anything from the data (say, nobody bought twice) is skipped
+with the reason, never faked.
 Each step that writes does so in its own unit of work, so a failure later keeps what
 earlier steps computed. Nothing leaves the database: models and scores live in it.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ import pandas as pd
 
 from treu.db.session import Database
 from treu.errors import Invalid
-from treu.insights import churn, clv
+from treu.insights import churn, clv, segmenting
 from treu.insights.history import read_history
 from treu.insights.personas import find_personas
 from treu.kit.money import currency_exponent
@@ -45,7 +44,7 @@ from treu.programmes.service import programmes
 from treu.segments.models_registry import record_model
 from treu.segments.scores import save_scores
 
-STEPS = ("history", "segments", "clv", "churn", "personas")
+STEPS = ("history", "clv", "churn", "personas", "segments")
 CHURN_HORIZON_DAYS = 90
 
 
@@ -77,15 +76,6 @@ OnStep = Callable[[StepReport], None]
 
 class StepSkipped(Exception):
     """A step that has nothing to learn from (its message says why)."""
-
-
-def _optional(module: str) -> ModuleType | None:
-    """An insights module that another part of issue 20 delivers (None until it is
-    installed: the step is then skipped with a note)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError:
-        return None
 
 
 def train(
@@ -146,12 +136,9 @@ def _history(
 def _segments(
     db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
 ) -> None:
-    module = _optional("treu.insights.segmenting")
-    if module is None:
-        raise StepSkipped("RFM and segments are not installed yet (treu.insights.segmenting)")
     with db.unit_of_work() as session:
         attached = programmes.get(session, programme.id)
-        refreshed = module.segments.refresh(session, programme=attached, now=now)
+        refreshed = segmenting.segments.refresh(session, programme=attached, now=now)
     step.metrics = {"segments": len(refreshed)}
     step.note = f"RFM and {len(refreshed)} segment(s) refreshed"
 
