@@ -130,6 +130,7 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
                 """,
                 {"now": now, "history": HISTORY_DAYS},
             )
+            rebuild = _drop_indexes(cursor, ("events", "purchase_lines"))
             cursor.execute(
                 """
                 INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
@@ -168,6 +169,8 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
                 """,
                 {"p": pid, "now": now},
             )
+            for statement in rebuild:  # one sorted build per index: minutes faster
+                cursor.execute(statement)
             cursor.execute(
                 """
                 INSERT INTO member_tiers (member_id, programme_id, tier, since, updated_at)
@@ -190,6 +193,31 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
         connection.execute(text("ANALYZE purchase_lines"))
         connection.execute(text("ANALYZE members"))
     return pid
+
+
+def _drop_indexes(cursor: Any, tables: tuple[str, ...]) -> list[str]:
+    """Drop the secondary indexes and unique constraints of ``tables`` (inserting 20M
+    rows into random-keyed indexes row by row takes far longer than building them once
+    afterwards); returns the statements that build them again."""
+    rebuild: list[str] = []
+    for table in tables:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'u'",
+            (table,),
+        )
+        for name, definition in cursor.fetchall():
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+            rebuild.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+        cursor.execute(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = %s "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+            (table,),
+        )
+        for name, definition in cursor.fetchall():
+            cursor.execute(f"DROP INDEX {name}")
+            rebuild.append(definition)
+    return rebuild
 
 
 def floor(db: Database, pid: Any, now: datetime) -> float:

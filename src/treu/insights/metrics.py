@@ -34,13 +34,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     Column,
+    Float,
     Integer,
     MetaData,
     Table,
     Uuid,
     and_,
     case,
+    cast,
     func,
     insert,
     select,
@@ -59,6 +62,8 @@ from treu.segments.scores import psycopg_of
 from treu.tiers.models import MemberTier
 
 DAY_SECONDS = 86_400
+WORK_MEM = "256MB"
+"""PostgreSQL's ``work_mem`` for the metrics' unit of work (``SET LOCAL``)."""
 
 
 @dataclass
@@ -103,6 +108,10 @@ def member_table(
     now = now or utc_now()
     connection = session.connection()
     pid = programme.id
+    if connection.dialect.name == "postgresql":
+        # Grouping millions of events by member sorts on disk with the default 4 MB;
+        # with room for a hash table it is one pass (for this transaction only).
+        connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     fill_positions(connection, pid)
     members = read_frame(
         connection,
@@ -154,13 +163,14 @@ def member_table(
             select(
                 Event.member_id,
                 Event.type,
-                func.max(Event.occurred_at),
-                func.min(Event.occurred_at),
+                _instant(connection, func.max(Event.occurred_at)),
+                _instant(connection, func.min(Event.occurred_at)),
                 func.count(),
                 func.count(case((in_90, 1))),
                 func.count(case((in_365, 1))),
-                func.coalesce(func.sum(case((in_90, amount), else_=0)), 0),
-                func.coalesce(func.sum(case((in_365, amount), else_=0)), 0),
+                # bigint, not numeric: psycopg would make a Decimal of every sum
+                cast(func.coalesce(func.sum(case((in_90, amount), else_=0)), 0), BigInteger),
+                cast(func.coalesce(func.sum(case((in_365, amount), else_=0)), 0), BigInteger),
                 *channel_flags,
             )
             .where(
@@ -199,11 +209,9 @@ def member_table(
         weights = np.asarray(frame[column], dtype="float64")
         return np.bincount(_at(frame), weights=weights, minlength=n).astype("int64")
 
-    last = pd.to_datetime(purchases["last"], utc=True)
-    first = pd.to_datetime(purchases["first"], utc=True)
     recency = purchases.assign(
-        recency=np.floor((now_ts - last).dt.total_seconds() / DAY_SECONDS),
-        tenure=np.floor((now_ts - first).dt.total_seconds() / DAY_SECONDS),
+        recency=np.floor(_seconds_since(now_ts, purchases["last"]) / DAY_SECONDS),
+        tenure=np.floor(_seconds_since(now_ts, purchases["first"]) / DAY_SECONDS),
     )
     cols["metrics.recency_days"] = spread(recency, "recency", np.nan)
     cols["metrics.first_purchase_days"] = spread(recency, "tenure", np.nan)
@@ -237,17 +245,21 @@ def member_table(
         PurchaseLine.occurred_at > since_365,
         PurchaseLine.occurred_at <= now,
     )
-    categories = read_frame(
-        connection,
-        _by_position(
-            select(PurchaseLine.member_id, PurchaseLine.category)
-            .where(line_window, PurchaseLine.category.is_not(None))
-            .group_by(PurchaseLine.member_id, PurchaseLine.category)
-        ),
-        ["pos", "value"],
-    )
+    if connection.dialect.name == "postgresql":
+        categories, tags = _categories_and_tags(connection, pid, since_365, now)
+    else:
+        categories = read_frame(
+            connection,
+            _by_position(
+                select(PurchaseLine.member_id, PurchaseLine.category)
+                .where(line_window, PurchaseLine.category.is_not(None))
+                .group_by(PurchaseLine.member_id, PurchaseLine.category)
+            ),
+            ["pos", "value"],
+        )
+        tags = _tags(connection, pid, since_365, now)
     sets["metrics.categories"] = _long(categories)
-    sets["metrics.tags"] = _long(_tags(connection, pid, since_365, now))
+    sets["metrics.tags"] = _long(tags)
 
     consents = read_frame(
         connection,
@@ -300,27 +312,40 @@ def member_table(
     return MemberTable(ids, pd.DataFrame(cols), sets, now)
 
 
+def _categories_and_tags(
+    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(position, category) and (position, tag) pairs from *one* scan of the window's
+    purchase lines (PostgreSQL: the tags unnested with ``jsonb_array_elements_text``)."""
+    sql = text(
+        "SELECT p.pos, x.category, x.tag FROM (SELECT DISTINCT l.member_id, l.category, "
+        "t.value AS tag FROM purchase_lines l "
+        "LEFT JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(l.tags) = "
+        "'array' THEN l.tags ELSE '[]'::jsonb END) AS t(value) ON true "
+        "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
+        "AND l.occurred_at > :since AND l.occurred_at <= :now) x "
+        f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
+    )
+    params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
+    with psycopg_of(connection).cursor() as cursor:
+        compiled = sql.compile(dialect=connection.dialect)
+        cursor.execute(str(compiled), compiled.construct_params(params))
+        rows = cursor.fetchall()
+    both = pd.DataFrame.from_records(rows, columns=["pos", "category", "tag"])
+    categories = (
+        both[both["category"].notna()][["pos", "category"]]
+        .drop_duplicates()
+        .rename(columns={"category": "value"})
+    )
+    tags = both[both["tag"].notna()][["pos", "tag"]].drop_duplicates()
+    return categories, tags.rename(columns={"tag": "value"})
+
+
 def _tags(
     connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
 ) -> pd.DataFrame:
-    """(member, tag) pairs of purchase lines in the window: the JSON array unnested in
-    SQL (``jsonb_array_elements_text`` / ``json_each``), never in Python per line."""
-    if connection.dialect.name == "postgresql":
-        sql = text(
-            "SELECT p.pos, x.value FROM (SELECT DISTINCT l.member_id, t.value "
-            "FROM purchase_lines l "
-            "CROSS JOIN LATERAL jsonb_array_elements_text(l.tags) AS t(value) "
-            "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
-            "AND l.occurred_at > :since AND l.occurred_at <= :now "
-            "AND jsonb_typeof(l.tags) = 'array' AND l.tags <> '[]'::jsonb) x "
-            f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
-        )
-        params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
-        with psycopg_of(connection).cursor() as cursor:
-            compiled = sql.compile(dialect=connection.dialect)
-            cursor.execute(str(compiled), compiled.construct_params(params))
-            rows = cursor.fetchall()
-        return pd.DataFrame.from_records(rows, columns=["pos", "value"])
+    """(position, tag) pairs of purchase lines in the window on SQLite: the JSON array
+    unnested in SQL (``json_each``), never in Python per line."""
     table = PurchaseLine.__table__
     each = func.json_each(table.c.tags).table_valued("value", name="t")
     statement = (
@@ -371,6 +396,23 @@ def fill_positions(connection: Connection, programme_id: uuid.UUID) -> None:
 
 def drop_positions(connection: Connection) -> None:
     POSITIONS.drop(connection, checkfirst=True)
+
+
+def _instant(connection: Connection, value: Any) -> Any:
+    """A timestamp as seconds since the epoch on PostgreSQL (a float per row: turning
+    hundreds of thousands of aware ``datetime`` objects into a pandas column took longer
+    than the query), the timestamp itself elsewhere."""
+    if connection.dialect.name == "postgresql":
+        return cast(func.extract("epoch", value), Float)
+    return value
+
+
+def _seconds_since(now: pd.Timestamp, values: pd.Series[Any]) -> np.ndarray[Any, Any]:
+    """Seconds from ``values`` (epoch seconds or timestamps, ``_instant``) to ``now``."""
+    if pd.api.types.is_numeric_dtype(values):
+        return float(now.timestamp()) - np.asarray(values, dtype="float64")
+    stamps = pd.to_datetime(values, utc=True)
+    return np.asarray((now - stamps).dt.total_seconds(), dtype="float64")
 
 
 def _by_position(inner: Any) -> Any:

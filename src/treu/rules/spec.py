@@ -216,7 +216,7 @@ class Limit(_Model):
 
 MAX_MEMBERS = 10_000
 """The longest member list a rule may name (``RuleSpec.members``); larger audiences are
-segments (to come)."""
+segments (``member.segments``, docs/segments.md)."""
 
 
 class RuleSetSettings(_Model):
