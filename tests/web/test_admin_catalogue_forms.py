@@ -1,11 +1,12 @@
 """What the console's catalogue pages (rewards, challenges) do alike, on both pages and
 both databases: a refused form shown again with each error at its field, what was
 typed kept and nothing saved; every write refused to roles that only read and to a
-form without the session's token."""
+form without the session's token; a write to what does not exist the 404 page."""
 
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -100,3 +101,17 @@ def test_a_form_without_the_session_token_is_refused(db: Database, page: Page) -
             )
             assert answer.status_code == 403, path
     assert page.state(db, item) == before
+
+
+@pytest.mark.parametrize("page", PAGES, ids=str)
+def test_a_write_to_what_does_not_exist_is_not_found_not_a_form_error(
+    db: Database, page: Page
+) -> None:
+    prog = f.programme(db)
+    web, _email = signed_in(db, "marketing")
+    token = csrf_of(web.get(f"{page.path}?programme={prog.slug}").text)
+    missing = uuid.uuid4()
+    for path, extra in page.writes[1:]:
+        answer = web.post(path.format(id=missing), data={"csrf": token, **page.form(prog), **extra})
+        assert answer.status_code == 404, path
+        assert 'data-testid="form-errors"' not in answer.text

@@ -21,9 +21,17 @@ from sqlalchemy.orm import Session
 
 from treu.errors import TreuError
 from treu.programmes.models import Programme
-from treu.web.admin.catalogue_forms import GENERAL, Errors, FormError, pydantic_errors
-from treu.web.admin.context import database
+from treu.web.admin.catalogue_forms import (
+    GENERAL,
+    Errors,
+    FormError,
+    Values,
+    pydantic_errors,
+    text_values,
+)
+from treu.web.admin.context import Staff, database
 from treu.web.render import language, translate_for
+from treu.web.security import check_csrf
 
 Translate = Callable[..., str]
 T = TypeVar("T")
@@ -34,6 +42,15 @@ REFUSED = (FormError, ValidationError, TreuError)
 
 def _not_found(error: Exception) -> bool:
     return isinstance(error, TreuError) and error.http_status == 404
+
+
+async def checked_form(request: Request, staff: Staff, names: list[str]) -> Values:
+    """The text fields ``names`` of a form without files, refused (403) unless it
+    carries the session's token."""
+    form = await request.form(max_files=0, max_fields=60)
+    values = text_values(form, [*names, "csrf"])
+    check_csrf(values["csrf"], staff.csrf)
+    return values
 
 
 def save_or_redisplay(
@@ -111,6 +128,13 @@ def field_errors(
     assert isinstance(error, TreuError)
     field = str(error.extra.get("field") or "")
     return {field_of(field) if field else GENERAL: error.detail}
+
+
+def programme_choice(session: Session, slug: str) -> tuple[list[Programme], Programme | None]:
+    """Every programme (for the list's picker) and the one ``slug`` names, else the
+    first."""
+    every = list(session.scalars(select(Programme).order_by(Programme.slug)))
+    return every, next((p for p in every if p.slug == slug), every[0] if every else None)
 
 
 def programme_or_first(session: Session, slug: str) -> Programme | None:

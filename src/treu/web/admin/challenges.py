@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +32,9 @@ from treu.web.admin import router
 from treu.web.admin.catalogue_flow import (
     Translate,
     change_or_list,
+    checked_form,
     field_errors,
+    programme_choice,
     programme_or_first,
     save_or_redisplay,
 )
@@ -45,13 +46,11 @@ from treu.web.admin.catalogue_forms import (
     int_text,
     local_text,
     local_time,
-    text_values,
     whole,
 )
 from treu.web.admin.context import Staff, database, need
 from treu.web.nav import ADMIN
 from treu.web.render import language, render, translate_for
-from treu.web.security import check_csrf
 
 ADMIN.link("/admin/challenges", N_("Challenges"), order=60, permission="programme.read")
 
@@ -126,8 +125,7 @@ def _list(
     lang = language(request)
     _ = translate_for(lang)
     with database(request).unit_of_work(write=False) as session:
-        every = list(session.scalars(select(Programme).order_by(Programme.slug)))
-        chosen = next((p for p in every if p.slug == slug), every[0] if every else None)
+        every, chosen = programme_choice(session, slug)
         rows: list[Row] = []
         if chosen is not None:
             items = challenges.all(session, programme_id=chosen.id)
@@ -373,17 +371,11 @@ def new_challenge_page(
         return _form(request, staff, session, found, _blank(found))
 
 
-async def _submitted(request: Request) -> Values:
-    form = await request.form(max_files=0, max_fields=60)
-    return text_values(form, [*FIELDS, "csrf"])
-
-
 @router.post("/challenges/new")
 async def create_challenge(
     request: Request, staff: Annotated[Staff, Depends(need("challenges.write"))]
 ) -> Response:
-    values = await _submitted(request)
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, FIELDS)
     return await run_in_threadpool(_create, request, staff, values)
 
 
@@ -429,8 +421,7 @@ async def update_challenge(
     challenge_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("challenges.write"))],
 ) -> Response:
-    values = await _submitted(request)
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, FIELDS)
     return await run_in_threadpool(_update, request, staff, challenge_id, values)
 
 
@@ -465,9 +456,7 @@ async def change_status(
     action: str,
     staff: Annotated[Staff, Depends(need("challenges.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf"])
-    check_csrf(values["csrf"], staff.csrf)
+    await checked_form(request, staff, [])
     return await run_in_threadpool(_change_status, request, staff, challenge_id, action)
 
 

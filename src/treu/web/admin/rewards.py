@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -37,7 +36,9 @@ from treu.web.admin import router
 from treu.web.admin.catalogue_flow import (
     Translate,
     change_or_list,
+    checked_form,
     field_errors,
+    programme_choice,
     programme_or_first,
     save_or_redisplay,
 )
@@ -142,8 +143,7 @@ def _list(
 ) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        every = list(session.scalars(select(Programme).order_by(Programme.slug)))
-        chosen = next((p for p in every if p.slug == slug), every[0] if every else None)
+        every, chosen = programme_choice(session, slug)
         rows: list[Row] = []
         tiers: dict[str, str] = {}
         if chosen is not None:
@@ -511,9 +511,7 @@ async def add_stock(
     reward_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("rewards.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf", "units"])
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, ["units"])
     return await run_in_threadpool(_add_stock, request, staff, reward_id, values)
 
 
@@ -549,9 +547,7 @@ async def set_status(
     reward_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("rewards.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf", "status"])
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, ["status"])
     return await run_in_threadpool(_set_status, request, staff, reward_id, values)
 
 
