@@ -92,6 +92,10 @@ def basis_points(values: Values, name: str) -> int | None:
     return int(bp)
 
 
+def int_text(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
 def percent_text(bp: int | None) -> str:
     if bp is None:
         return ""

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -30,21 +29,28 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.event_types import event_types
 from treu.web.admin import router
+from treu.web.admin.catalogue_flow import (
+    Translate,
+    change_or_list,
+    checked_form,
+    field_errors,
+    programme_choice,
+    programme_or_first,
+    save_or_redisplay,
+)
 from treu.web.admin.catalogue_forms import (
     GENERAL,
     Errors,
-    FormError,
     Values,
     field_name,
+    int_text,
     local_text,
     local_time,
-    text_values,
     whole,
 )
 from treu.web.admin.context import Staff, database, need
 from treu.web.nav import ADMIN
 from treu.web.render import language, render, translate_for
-from treu.web.security import check_csrf
 
 ADMIN.link("/admin/challenges", N_("Challenges"), order=60, permission="programme.read")
 
@@ -119,8 +125,7 @@ def _list(
     lang = language(request)
     _ = translate_for(lang)
     with database(request).unit_of_work(write=False) as session:
-        every = list(session.scalars(select(Programme).order_by(Programme.slug)))
-        chosen = next((p for p in every if p.slug == slug), every[0] if every else None)
+        every, chosen = programme_choice(session, slug)
         rows: list[Row] = []
         if chosen is not None:
             items = challenges.all(session, programme_id=chosen.id)
@@ -201,7 +206,7 @@ def _values_of(challenge: Challenge, programme: Programme) -> Values:
         "window_every": window.get("every") or "month",
         "window_starts_at": local_text(window.get("starts_at"), tz),
         "window_ends_at": local_text(window.get("ends_at"), tz),
-        "max_completions": _str(spec.get("max_completions")),
+        "max_completions": int_text(spec.get("max_completions")),
         "reward_points": str(reward.get("points") or ""),
         "badge_code": badge.get("code") or "",
         "badge_name_en": badge_name.get("en") or "",
@@ -210,10 +215,6 @@ def _values_of(challenge: Challenge, programme: Programme) -> Values:
         "badge_description_en": badge_description.get("en") or "",
         "badge_description_de": badge_description.get("de") or "",
     }  # fmt: skip
-
-
-def _str(value: int | None) -> str:
-    return "" if value is None else str(value)
 
 
 def _blank(programme: Programme) -> Values:
@@ -302,22 +303,21 @@ def _field(where: str) -> str:
     return name if name in FIELDS else GENERAL
 
 
-def _errors(error: Exception, _: Any) -> Errors:
-    if isinstance(error, FormError):
-        return {error.field: _(error.message)}
+def _errors(error: Exception, _: Translate) -> Errors:
+    """Where the form shows ``error``; an expression's errors, which the service lists
+    all at once, each at its field with its line and column."""
+    listed = error.extra.get("errors") if isinstance(error, TreuError) else None
+    if not (isinstance(listed, list) and listed):
+        return field_errors(error, _, field_of=_field)
     assert isinstance(error, TreuError)
     out: Errors = {}
-    listed = error.extra.get("errors")
-    if isinstance(listed, list) and listed:
-        for item in listed:
-            message = str(item.get("message", ""))
-            if item.get("line") is not None and "(line " not in message:
-                message += f" (line {item['line']}, column {item.get('column')})"
-            out.setdefault(_field(str(item.get("field") or "")), message)
-        out.setdefault(GENERAL, error.detail)
-        return out
-    field = str(error.extra.get("field") or "")
-    return {_field(field) if field else GENERAL: error.detail}
+    for item in listed:
+        message = str(item.get("message", ""))
+        if item.get("line") is not None and "(line " not in message:
+            message += f" (line {item['line']}, column {item.get('column')})"
+        out.setdefault(_field(str(item.get("field") or "")), message)
+    out.setdefault(GENERAL, error.detail)
+    return out
 
 
 def _form(
@@ -365,49 +365,34 @@ def new_challenge_page(
     programme: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     with database(request).unit_of_work(write=False) as session:
-        found = session.scalar(select(Programme).where(Programme.slug == programme))
-        if found is None:
-            found = session.scalar(select(Programme).order_by(Programme.slug).limit(1))
+        found = programme_or_first(session, programme)
         if found is None:
             return RedirectResponse("/admin/challenges", status_code=303)
         return _form(request, staff, session, found, _blank(found))
-
-
-async def _submitted(request: Request) -> Values:
-    form = await request.form(max_files=0, max_fields=60)
-    return text_values(form, [*FIELDS, "csrf"])
 
 
 @router.post("/challenges/new")
 async def create_challenge(
     request: Request, staff: Annotated[Staff, Depends(need("challenges.write"))]
 ) -> Response:
-    values = await _submitted(request)
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, FIELDS)
     return await run_in_threadpool(_create, request, staff, values)
 
 
 def _create(request: Request, staff: Staff, values: Values) -> Response:
-    _ = translate_for(language(request))
-    db = database(request)
-    try:
-        with db.unit_of_work() as session:
-            found = programmes.get(session, values["programme"])
-            spec = parse_spec(_document(values, found))
-            created = challenges.create(
-                session, programme=found, spec=spec, actor=f"staff:{staff.email}"
-            )
-            target = f"/admin/challenges/{created.id}?done=created"
-    except (FormError, TreuError) as error:
-        if isinstance(error, TreuError) and error.http_status == 404:
-            raise
-        with db.unit_of_work(write=False) as session:
-            found = programmes.get(session, values["programme"])
-            return _form(
-                request, staff, session, found, values, errors=_errors(error, _),
-                status_code=422,
-            )  # fmt: skip
-    return RedirectResponse(target, status_code=303)
+    def write(session: Session) -> str:
+        found = programmes.get(session, values["programme"])
+        spec = parse_spec(_document(values, found))
+        created = challenges.create(
+            session, programme=found, spec=spec, actor=f"staff:{staff.email}"
+        )
+        return f"/admin/challenges/{created.id}?done=created"
+
+    def redisplay(session: Session, errors: Errors) -> Response:
+        found = programmes.get(session, values["programme"])
+        return _form(request, staff, session, found, values, errors=errors, status_code=422)
+
+    return save_or_redisplay(request, write=write, redisplay=redisplay, errors=_errors)
 
 
 def _owned(session: Session, challenge_id: uuid.UUID) -> tuple[Challenge, Programme]:
@@ -436,36 +421,32 @@ async def update_challenge(
     challenge_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("challenges.write"))],
 ) -> Response:
-    values = await _submitted(request)
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, FIELDS)
     return await run_in_threadpool(_update, request, staff, challenge_id, values)
 
 
 def _update(request: Request, staff: Staff, challenge_id: uuid.UUID, values: Values) -> Response:
-    _ = translate_for(language(request))
-    db = database(request)
-    try:
-        with db.unit_of_work() as session:
-            challenge, found = _owned(session, challenge_id)
-            document = _document(values | {"code": values["code"] or challenge.code}, found)
-            if challenge.activated_at is not None:
-                # What counts is frozen: send what may change, as the API's PATCH does.
-                document = {
-                    **challenge.spec,
-                    **{k: document[k] for k in EDITABLE_WHEN_LOCKED},
-                }
-            spec: ChallengeSpec = parse_spec(document)
-            challenges.update(session, challenge, spec=spec, actor=f"staff:{staff.email}")
-    except (FormError, TreuError) as error:
-        if isinstance(error, TreuError) and error.http_status == 404:
-            raise
-        with db.unit_of_work(write=False) as session:
-            challenge, found = _owned(session, challenge_id)
-            return _form(
-                request, staff, session, found, values, challenge=challenge,
-                errors=_errors(error, _), status_code=422,
-            )  # fmt: skip
-    return RedirectResponse(f"/admin/challenges/{challenge_id}?done=saved", status_code=303)
+    def write(session: Session) -> str:
+        challenge, found = _owned(session, challenge_id)
+        document = _document(values | {"code": values["code"] or challenge.code}, found)
+        if challenge.activated_at is not None:
+            # What counts is frozen: send what may change, as the API's PATCH does.
+            document = {
+                **challenge.spec,
+                **{k: document[k] for k in EDITABLE_WHEN_LOCKED},
+            }
+        spec: ChallengeSpec = parse_spec(document)
+        challenges.update(session, challenge, spec=spec, actor=f"staff:{staff.email}")
+        return f"/admin/challenges/{challenge_id}?done=saved"
+
+    def redisplay(session: Session, errors: Errors) -> Response:
+        challenge, found = _owned(session, challenge_id)
+        return _form(
+            request, staff, session, found, values, challenge=challenge, errors=errors,
+            status_code=422,
+        )  # fmt: skip
+
+    return save_or_redisplay(request, write=write, redisplay=redisplay, errors=_errors)
 
 
 @router.post("/challenges/{challenge_id}/{action}")
@@ -475,9 +456,7 @@ async def change_status(
     action: str,
     staff: Annotated[Staff, Depends(need("challenges.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf"])
-    check_csrf(values["csrf"], staff.csrf)
+    await checked_form(request, staff, [])
     return await run_in_threadpool(_change_status, request, staff, challenge_id, action)
 
 
@@ -488,15 +467,13 @@ def _change_status(
         from treu.errors import NotFound
 
         raise NotFound(f"no action {action!r}")
-    db = database(request)
-    slug = ""
-    try:
-        with db.unit_of_work() as session:
-            challenge, found = _owned(session, challenge_id)
-            slug = found.slug
-            ACTIONS[action][0](session, challenge, actor=f"staff:{staff.email}")
-    except TreuError as error:
-        if error.http_status == 404:
-            raise
-        return _list(request, staff, slug, status_code=422, error=error.detail)
-    return RedirectResponse(f"/admin/challenges?programme={slug}&done={action}", status_code=303)
+    return change_or_list(
+        request,
+        owned=lambda session: _owned(session, challenge_id),
+        change=lambda session, challenge, _found: ACTIONS[action][0](
+            session, challenge, actor=f"staff:{staff.email}"
+        ),
+        listed=lambda slug, error: _list(request, staff, slug, status_code=422, error=error),
+        page="/admin/challenges",
+        done=action,
+    )

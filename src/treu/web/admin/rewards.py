@@ -17,14 +17,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from treu.config import Settings
-from treu.errors import TreuError
 from treu.kit.text import N_
 from treu.media.errors import ImageTooLarge, NotAnImage
 from treu.media.service import MAX_BYTES, local_path, media, path_of
@@ -36,18 +33,27 @@ from treu.rewards.models import Reward, RewardStatus, RewardType
 from treu.rewards.schemas import RewardIn, RewardPatch
 from treu.rewards.service import catalogue
 from treu.web.admin import router
+from treu.web.admin.catalogue_flow import (
+    Translate,
+    change_or_list,
+    checked_form,
+    field_errors,
+    programme_choice,
+    programme_or_first,
+    save_or_redisplay,
+)
 from treu.web.admin.catalogue_forms import (
     GENERAL,
     Errors,
     FormError,
     Values,
     basis_points,
+    int_text,
     local_text,
     local_time,
     minor_text,
     money_minor,
     percent_text,
-    pydantic_errors,
     text_values,
     whole,
 )
@@ -109,14 +115,6 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _programme(session: Session, slug: str) -> Programme | None:
-    if slug:
-        found = session.scalar(select(Programme).where(Programme.slug == slug))
-        if found is not None:
-            return found
-    return session.scalar(select(Programme).order_by(Programme.slug).limit(1))
-
-
 @dataclass(frozen=True)
 class Row:
     reward: Reward
@@ -145,8 +143,7 @@ def _list(
 ) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        every = list(session.scalars(select(Programme).order_by(Programme.slug)))
-        chosen = next((p for p in every if p.slug == slug), every[0] if every else None)
+        every, chosen = programme_choice(session, slug)
         rows: list[Row] = []
         tiers: dict[str, str] = {}
         if chosen is not None:
@@ -215,10 +212,10 @@ def _values_of(reward: Reward, programme: Programme) -> Values:
         "valid_from": local_text(reward.valid_from, tz),
         "valid_until": local_text(reward.valid_until, tz),
         "min_tier": reward.min_tier or "",
-        "min_membership_days": _str(reward.min_membership_days),
-        "stock": _str(reward.stock_total),
-        "per_member_limit": _str(reward.per_member_limit),
-        "coupon_valid_days": _str(reward.coupon_valid_days),
+        "min_membership_days": int_text(reward.min_membership_days),
+        "stock": int_text(reward.stock_total),
+        "per_member_limit": int_text(reward.per_member_limit),
+        "coupon_valid_days": int_text(reward.coupon_valid_days),
         "min_order": minor_text(reward.min_order_minor, cur),
         "percent": percent_text(reward.percent_bp),
         "value": minor_text(reward.value_minor, reward.currency or cur),
@@ -234,10 +231,6 @@ def _values_of(reward: Reward, programme: Programme) -> Values:
     for policy in POLICIES:
         values[policy] = "on" if getattr(reward, policy) else ""
     return values
-
-
-def _str(value: int | None) -> str:
-    return "" if value is None else str(value)
 
 
 def _blank(programme: Programme) -> Values:
@@ -389,7 +382,7 @@ def new_reward_page(
     programme: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     with database(request).unit_of_work(write=False) as session:
-        chosen = _programme(session, programme)
+        chosen = programme_or_first(session, programme)
         if chosen is None:
             return RedirectResponse("/admin/rewards", status_code=303)
         return _form(request, staff, session, chosen, _blank(chosen))
@@ -405,36 +398,24 @@ async def create_reward(
 
 
 def _create(request: Request, staff: Staff, values: Values, image: bytes | None) -> Response:
-    _ = translate_for(language(request))
-    db = database(request)
-    try:
-        with db.unit_of_work() as session:
-            found = programmes.get(session, values["programme"])
-            data = RewardIn.model_validate(_document(values, found))
-            url = _store_image(session, request, staff, image)
-            if url is not None:
-                data = data.model_copy(update={"image_url": url})
-            catalogue.create(session, programme=found, data=data, actor=f"staff:{staff.email}")
-            target = f"/admin/rewards?programme={found.slug}&done=created"
-    except (FormError, ValidationError, TreuError) as error:
-        if isinstance(error, TreuError) and error.http_status == 404:
-            raise
-        with db.unit_of_work(write=False) as session:
-            found = programmes.get(session, values["programme"])
-            return _form(
-                request, staff, session, found, values, errors=_errors(error, _),
-                status_code=422,
-            )  # fmt: skip
-    return RedirectResponse(target, status_code=303)
+    def write(session: Session) -> str:
+        found = programmes.get(session, values["programme"])
+        data = RewardIn.model_validate(_document(values, found))
+        url = _store_image(session, request, staff, image)
+        if url is not None:
+            data = data.model_copy(update={"image_url": url})
+        catalogue.create(session, programme=found, data=data, actor=f"staff:{staff.email}")
+        return f"/admin/rewards?programme={found.slug}&done=created"
+
+    def redisplay(session: Session, errors: Errors) -> Response:
+        found = programmes.get(session, values["programme"])
+        return _form(request, staff, session, found, values, errors=errors, status_code=422)
+
+    return save_or_redisplay(request, write=write, redisplay=redisplay, errors=_errors)
 
 
-def _errors(error: Exception, _: Any) -> Errors:
-    """Where the form shows ``error``."""
-    if isinstance(error, FormError):
-        return {error.field: _(error.message)}
-    if isinstance(error, ValidationError):
-        return pydantic_errors(error, _field_of, _, _general(_))
-    assert isinstance(error, TreuError)
+def _errors(error: Exception, _: Translate) -> Errors:
+    """Where the form shows ``error``: the picture's own errors at the picture."""
     if isinstance(error, NotAnImage):
         return {"image": _("This file is not a PNG, JPEG or WebP image.")}
     if isinstance(error, ImageTooLarge):
@@ -444,10 +425,13 @@ def _errors(error: Exception, _: Any) -> Errors:
                 size=MAX_BYTES // 1024,
             )
         }
-    field = str(error.extra.get("field") or "")
-    if field:
-        return {FIELD_OF_PATH.get(field, field): error.detail}
-    return {GENERAL: error.detail}
+    return field_errors(
+        error,
+        _,
+        field_of=lambda field: FIELD_OF_PATH.get(field, field),
+        loc_of=_field_of,
+        general=_general(_),
+    )
 
 
 def _owned(session: Session, reward_id: uuid.UUID) -> tuple[Reward, Programme]:
@@ -486,39 +470,39 @@ async def update_reward(
 def _update(
     request: Request, staff: Staff, reward_id: uuid.UUID, values: Values, image: bytes | None
 ) -> Response:
-    _ = translate_for(language(request))
-    db = database(request)
-    try:
-        with db.unit_of_work() as session:
-            reward, found = _owned(session, reward_id)
-            values = values | {"code": reward.code, "type": reward.type, "status": reward.status}
-            doc = _document(values, found)
-            if values["remove_image"] == "on":
-                doc.pop("image_url", None)
-            RewardIn.model_validate(doc)  # every field's error at once, as on creating
-            url = _store_image(session, request, staff, image)
-            if url is not None:
-                doc["image_url"] = url
-            changes = {k: doc.get(k) for k in RewardPatch.model_fields if k != "status"}
-            if changes["stock"] == reward.stock_total:
-                del changes["stock"]  # unchanged: no restock
-            catalogue.update(
-                session,
-                programme=found,
-                reward_id=reward.id,
-                patch=RewardPatch.model_validate(changes),
-                actor=f"staff:{staff.email}",
-            )
-    except (FormError, ValidationError, TreuError) as error:
-        if isinstance(error, TreuError) and error.http_status == 404:
-            raise
-        with db.unit_of_work(write=False) as session:
-            reward, found = _owned(session, reward_id)
-            return _form(
-                request, staff, session, found, values, reward=reward,
-                errors=_errors(error, _), status_code=422,
-            )  # fmt: skip
-    return RedirectResponse(f"/admin/rewards/{reward_id}?done=saved", status_code=303)
+    def fixed(reward: Reward) -> Values:
+        """What the form may not change, as the reward has it."""
+        return values | {"code": reward.code, "type": reward.type, "status": reward.status}
+
+    def write(session: Session) -> str:
+        reward, found = _owned(session, reward_id)
+        doc = _document(fixed(reward), found)
+        if values["remove_image"] == "on":
+            doc.pop("image_url", None)
+        RewardIn.model_validate(doc)  # every field's error at once, as on creating
+        url = _store_image(session, request, staff, image)
+        if url is not None:
+            doc["image_url"] = url
+        changes = {k: doc.get(k) for k in RewardPatch.model_fields if k != "status"}
+        if changes["stock"] == reward.stock_total:
+            del changes["stock"]  # unchanged: no restock
+        catalogue.update(
+            session,
+            programme=found,
+            reward_id=reward.id,
+            patch=RewardPatch.model_validate(changes),
+            actor=f"staff:{staff.email}",
+        )
+        return f"/admin/rewards/{reward_id}?done=saved"
+
+    def redisplay(session: Session, errors: Errors) -> Response:
+        reward, found = _owned(session, reward_id)
+        return _form(
+            request, staff, session, found, fixed(reward), reward=reward, errors=errors,
+            status_code=422,
+        )  # fmt: skip
+
+    return save_or_redisplay(request, write=write, redisplay=redisplay, errors=_errors)
 
 
 @router.post("/rewards/{reward_id}/stock")
@@ -527,36 +511,34 @@ async def add_stock(
     reward_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("rewards.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf", "units"])
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, ["units"])
     return await run_in_threadpool(_add_stock, request, staff, reward_id, values)
 
 
 def _add_stock(request: Request, staff: Staff, reward_id: uuid.UUID, values: Values) -> Response:
-    _ = translate_for(language(request))
-    db = database(request)
-    try:
-        with db.unit_of_work() as session:
-            reward, found = _owned(session, reward_id)
-            units = whole(values, "units")
-            if not units:
-                raise FormError("units", N_("Enter the number of units to add."))
-            catalogue.add_stock(
-                session, programme=found, reward_id=reward.id, units=units,
-                actor=f"staff:{staff.email}",
-            )  # fmt: skip
-    except (FormError, TreuError) as error:
-        if isinstance(error, TreuError) and error.http_status == 404:
-            raise
-        message = _(error.message) if isinstance(error, FormError) else error.detail
-        with db.unit_of_work(write=False) as session:
-            reward, found = _owned(session, reward_id)
-            return _form(
-                request, staff, session, found, _values_of(reward, found), reward=reward,
-                errors={"units": message}, status_code=422,
-            )  # fmt: skip
-    return RedirectResponse(f"/admin/rewards/{reward_id}?done=stock", status_code=303)
+    def write(session: Session) -> str:
+        reward, found = _owned(session, reward_id)
+        units = whole(values, "units")
+        if not units:
+            raise FormError("units", N_("Enter the number of units to add."))
+        catalogue.add_stock(
+            session, programme=found, reward_id=reward.id, units=units,
+            actor=f"staff:{staff.email}",
+        )  # fmt: skip
+        return f"/admin/rewards/{reward_id}?done=stock"
+
+    def redisplay(session: Session, errors: Errors) -> Response:
+        reward, found = _owned(session, reward_id)
+        return _form(
+            request, staff, session, found, _values_of(reward, found), reward=reward,
+            errors=errors, status_code=422,
+        )  # fmt: skip
+
+    def at_units(error: Exception, _: Translate) -> Errors:
+        """Every refusal is about the units (the form shows the reward as saved)."""
+        return {"units": _(error.message) if isinstance(error, FormError) else str(error)}
+
+    return save_or_redisplay(request, write=write, redisplay=redisplay, errors=at_units)
 
 
 @router.post("/rewards/{reward_id}/status")
@@ -565,31 +547,26 @@ async def set_status(
     reward_id: uuid.UUID,
     staff: Annotated[Staff, Depends(need("rewards.write"))],
 ) -> Response:
-    form = await request.form(max_files=0, max_fields=60)
-    values = text_values(form, ["csrf", "status"])
-    check_csrf(values["csrf"], staff.csrf)
+    values = await checked_form(request, staff, ["status"])
     return await run_in_threadpool(_set_status, request, staff, reward_id, values)
 
 
 def _set_status(request: Request, staff: Staff, reward_id: uuid.UUID, values: Values) -> Response:
     wanted = values["status"]
-    slug = ""
-    try:
-        with database(request).unit_of_work() as session:
-            reward, found = _owned(session, reward_id)
-            slug = found.slug
-            if wanted not in (RewardStatus.active.value, RewardStatus.paused.value):
-                raise FormError("status", N_("Choose one of the options."))
-            catalogue.update(
-                session, programme=found, reward_id=reward.id,
-                patch=RewardPatch(status=wanted), actor=f"staff:{staff.email}",
-            )  # fmt: skip
-    except FormError as error:
-        return _list(request, staff, slug, status_code=422, error=error.message)
-    except ValidationError as error:
-        return _list(request, staff, slug, status_code=422, error=str(error))
-    except TreuError as error:
-        if isinstance(error, RewardNotFound):
-            raise
-        return _list(request, staff, slug, status_code=422, error=error.detail)
-    return RedirectResponse(f"/admin/rewards?programme={slug}&done={wanted}", status_code=303)
+
+    def change(session: Session, reward: Reward, found: Programme) -> None:
+        if wanted not in (RewardStatus.active.value, RewardStatus.paused.value):
+            raise FormError("status", N_("Choose one of the options."))
+        catalogue.update(
+            session, programme=found, reward_id=reward.id,
+            patch=RewardPatch(status=wanted), actor=f"staff:{staff.email}",
+        )  # fmt: skip
+
+    return change_or_list(
+        request,
+        owned=lambda session: _owned(session, reward_id),
+        change=change,
+        listed=lambda slug, error: _list(request, staff, slug, status_code=422, error=error),
+        page="/admin/rewards",
+        done=wanted,
+    )
