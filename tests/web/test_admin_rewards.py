@@ -225,6 +225,7 @@ def test_deactivate_and_reactivate(db: Database) -> None:
     assert f.reward_row(db, reward).status == "active"
     odd = web.post(f"/admin/rewards/{reward.id}/status", data={"csrf": token, "status": "gone"})
     assert odd.status_code == 422
+    assert "Bitte eine der Möglichkeiten wählen." in odd.text  # the console's German
     assert f.reward_row(db, reward).status == "active"
 
 

@@ -98,7 +98,7 @@ def change_or_list(
         if _not_found(error):
             raise
         if isinstance(error, FormError):
-            reason = error.message
+            reason = translate_for(language(request))(error.message)
         elif isinstance(error, TreuError):
             reason = error.detail
         else:
