@@ -321,8 +321,10 @@ def _recommend(
     rows = np.flatnonzero(latest >= floor * (1 - 1e-6)).astype(np.int64)
     if rows.size == 0:
         raise StepSkipped(f"nobody bought in the last {RECOMMEND_ACTIVE_DAYS} days")
+    fitted = time.perf_counter()
     items, scores = recommender.top_k(model, RECOMMEND_TOP, "model", rows)
     source = _sources(model, rows, items)
+    scored = time.perf_counter()
     width = items.shape[1]
     skus = model.items.to_numpy()[items.ravel()].astype(str)
     with db.unit_of_work(write=False) as session:
@@ -338,6 +340,7 @@ def _recommend(
     )
     frame["category"] = frame["sku"].map(products["category"])
     frame["name"] = frame["sku"].map(products["name"])
+    saving = time.perf_counter()
     with db.unit_of_work() as session:
         written = save_recommendations(session, programme_id=programme.id, frame=frame, now=now)
         counts = frame["source"].value_counts()
@@ -348,6 +351,9 @@ def _recommend(
             "rows": written,
             "sources": {s.value: int(counts.get(s.value, 0)) for s in RecommendationSource},
             "seconds": round(time.perf_counter() - begun, 3),
+            "fit_seconds": round(fitted - begun, 3),
+            "score_seconds": round(scored - fitted, 3),
+            "save_seconds": round(time.perf_counter() - saving, 3),
         }
         params = {
             **dataclasses.asdict(settings),

@@ -6,7 +6,8 @@ the model no longer makes must go): one ``DELETE`` of the programme's rows, then
 rows in one set-based write, ``COPY`` on PostgreSQL (its CSV made by pandas' writer, as
 in ``save_scores``) and one ``executemany`` on SQLite — never a statement per member.
 The caller gives the programme's own members (the training reads them from the
-programme's purchase lines); the foreign key refuses a member that does not exist.
+programme's purchase lines); the table has no foreign keys (see its model), so nothing
+else checks that.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Member recommendations: each member's products, best first, as the nightly training
-computed them (``treu insights train``, step ``recommend``).
+computed them (``treu insights train``, step ``recommend``). No foreign keys: derived rows
+replaced whole each night, and per-row key checks tripled the write's time (see
+``treu.segments.models.MemberRecommendation``).
 
 Revision ID: 0027
 Revises: 0026
@@ -35,14 +37,6 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "source IN ('again', 'similar', 'popular')",
             name=op.f("ck_member_recommendations_source"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["member_id"], ["members.id"], name=op.f("fk_member_recommendations_member_id_members")
-        ),
-        sa.ForeignKeyConstraint(
-            ["programme_id"],
-            ["programmes.id"],
-            name=op.f("fk_member_recommendations_programme_id_programmes"),
         ),
         sa.PrimaryKeyConstraint("member_id", "rank", name=op.f("pk_member_recommendations")),
     )
