@@ -269,9 +269,9 @@ def offers(
 ) -> RecommendationsOut:
     """The recommendations for a member whose row, programme and balance the caller has
     read (the portal's home page has them anyway): the member's stored recommendations or
-    lines (one statement), the
-    programme's popular products (cached), the rewards catalogue (cached), and the tier and
-    held redemptions only if a reward asks for them. ``tier``: the member's tier code if
+    lines (one statement), the programme's popular products (cached, fallback only), the
+    rewards catalogue (cached), and the tier and held redemptions only if a reward asks
+    for them. ``tier``: the member's tier code if
     the caller knows it."""
     cached = catalogue.cached(session, programme.id)
     if tier == _UNKNOWN:
