@@ -2,15 +2,23 @@
 and the portal's home page): rewards they can redeem now and products they are likely to
 buy, each with a reason in their language.
 
-Where ``treu.insights.recommend`` learns from a whole purchase file, this answers one
-request from the database in a fixed number of statements: the member's purchase lines of
-the last year (one statement), the programme's most bought products of the last 90 days
-(cached per process for five minutes) and the rewards catalogue (the checkout's cache),
+Products come first from the member's stored recommendations: the nightly training
+(``treu insights train``, step ``recommend``) runs ``treu.insights.recommend`` — buy
+again, item-item similarity and popularity over the whole programme — and keeps each
+member's top 20 in ``member_recommendations`` with its source (``again``, ``similar``,
+``popular``). A member without stored rows (joined or first bought since the last
+training, or not active in the last year) is scored per request as below.
+
+This answers one request from the database in a fixed number of statements: one
+statement reads the member's stored recommendations, or — only if there are none, in the
+same statement — the member's purchase lines of the last year summed per product; the
+programme's most bought products of the last 90 days (cached per process for five
+minutes, read only for the fallback) and the rewards catalogue (the checkout's cache),
 filtered by the redemption's own eligibility (``lock_reasons``: balance, tier, stock,
 per-member limits, dates; the tier and the held redemptions are read only if some reward
 asks for them). The API reads the member, programme and balance first; the portal's home
-page has them already. The member's lines are summed per product by the database; scoring
-is Python over the products they bought:
+page has them already. In the fallback, the member's lines are summed per product by the
+database; scoring is Python over the products they bought:
 
 * a product's score blends the member's own recency-weighted purchases of it (each line
   weighs ``0.5 ** (age / HALF_LIFE_DAYS)`` at the middle of its age band), their share
@@ -33,7 +41,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Text, Uuid, bindparam, case, cast, func, select
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from treu.db.base import UTCDateTime
@@ -50,6 +72,7 @@ from treu.rewards.coupons import local_name
 from treu.rewards.eligibility import MemberFacts, lock_reasons, member_tier
 from treu.rewards.models import Redemption, RedemptionStatus
 from treu.rewards.service import catalogue, redemptions
+from treu.segments.models import MemberRecommendation, RecommendationSource
 
 HALF_LIFE_DAYS = 120.0
 HISTORY_DAYS = 365
@@ -92,11 +115,12 @@ OFTEN: dict[str, tuple[str, str]] = {
 OFTEN_OTHER = N_("You often buy {category}")
 OFTEN_ORGANIC = N_("You often buy organic products")
 POPULAR = N_("Popular with other members")
+SIMILAR = N_("Goes with what you buy")
 AFFORDABLE = N_("You have enough points for it")
 
 
 class ReasonOut(BaseModel):
-    code: str = Field(description="often_bought, popular or affordable")
+    code: str = Field(description="often_bought, similar, popular or affordable")
     text: str = Field(description="In the member's language")
 
 
@@ -126,9 +150,27 @@ class RecommendationsOut(BaseModel):
     products: list[ProductOffer] = Field(description="Best first (at most k)")
 
 
-def _own_products() -> Any:
-    """The member's products of the last year with their summed recency weights (a step
-    per age band), name, category, whether organic, and the member's purchase count."""
+_OWN = "own"
+
+
+def _member_products() -> Any:
+    """The member's stored recommendations (``source``, sku, name, category, 0, score,
+    rank) or, only when there are none, the member's products of the last year (``own``,
+    sku, name, category, whether organic, summed recency weight — a step per age band —,
+    the member's purchase count): one statement either way, so the page's statement count
+    does not depend on whether the member was trained."""
+    stored = select(
+        MemberRecommendation.source,
+        MemberRecommendation.sku,
+        MemberRecommendation.name,
+        MemberRecommendation.category,
+        literal(0, Integer),
+        cast(MemberRecommendation.score, Float),
+        cast(MemberRecommendation.rank, Integer),
+    ).where(MemberRecommendation.member_id == bindparam("member_id", type_=Uuid()))
+    untrained = ~exists().where(
+        MemberRecommendation.member_id == bindparam("member_id", type_=Uuid())
+    )
     at = PurchaseLine.occurred_at
     kept = (
         PurchaseLine.member_id == bindparam("member_id", type_=Uuid()),
@@ -144,21 +186,23 @@ def _own_products() -> Any:
         else_=_BAND_WEIGHTS[-1][1],
     )
     purchases = select(func.count(func.distinct(PurchaseLine.event_id))).where(*kept)
-    return (
+    own = (
         select(
+            literal(_OWN, String),
             PurchaseLine.sku,
             func.max(PurchaseLine.name),
             func.max(PurchaseLine.category),
             func.max(case((cast(PurchaseLine.tags, Text).like('%"organic"%'), 1), else_=0)),
-            func.sum(weight),
-            purchases.scalar_subquery(),
+            cast(func.sum(weight), Float),
+            cast(purchases.scalar_subquery(), Integer),
         )
-        .where(*kept)
+        .where(*kept, untrained)
         .group_by(PurchaseLine.sku)
     )
+    return union_all(stored, own)
 
 
-_OWN_PRODUCTS = _own_products()
+_MEMBER_PRODUCTS = _member_products()
 
 
 @dataclass
@@ -224,9 +268,10 @@ def offers(
     tier: str | None = _UNKNOWN,
 ) -> RecommendationsOut:
     """The recommendations for a member whose row, programme and balance the caller has
-    read (the portal's home page has them anyway): the member's lines (one statement), the
-    programme's popular products (cached), the rewards catalogue (cached), and the tier and
-    held redemptions only if a reward asks for them. ``tier``: the member's tier code if
+    read (the portal's home page has them anyway): the member's stored recommendations or
+    lines (one statement), the programme's popular products (cached, fallback only), the
+    rewards catalogue (cached), and the tier and held redemptions only if a reward asks
+    for them. ``tier``: the member's tier code if
     the caller knows it."""
     cached = catalogue.cached(session, programme.id)
     if tier == _UNKNOWN:
@@ -246,16 +291,93 @@ def offers(
         if not lock_reasons(v, facts, cached.tiers, now, programme.timezone)
     ]
 
-    # One row per product the member bought in the last year (not per line): the
-    # database sums the recency weights and counts the member's purchases; Python only
-    # blends a few hundred products.
+    # One statement: the member's stored recommendations, or (none stored) one row per
+    # product the member bought in the last year (not per line), the database summing the
+    # recency weights and counting the member's purchases; Python only blends a few
+    # hundred products.
     params = {f"band_{i}": now - timedelta(days=days) for i, (days, _) in enumerate(_BAND_WEIGHTS)}
-    own_rows = session.execute(
-        _OWN_PRODUCTS,
+    rows = session.execute(
+        _MEMBER_PRODUCTS,
         {"member_id": member.id, "since": now - timedelta(days=HISTORY_DAYS), "now": now, **params},
     ).all()
-    popular_rows = popular(session, programme.id, now)
+    if rows and rows[0][0] != _OWN:
+        product_offers, products, own_score = _stored(list(rows), k, lang)
+    else:
+        product_offers, products, own_score = _scored(
+            [tuple(r[1:]) for r in rows], popular(session, programme.id, now), k, lang
+        )
 
+    balance = max(available_points, 1)
+    ranked: list[tuple[float, RewardOffer]] = []
+    for view in redeemable:
+        liked = own_score.get(view.sku, 0.0) if view.sku is not None else 0.0
+        score = liked + 0.5 * min(view.points_cost / balance, 1.0)
+        if liked > 0 and view.sku is not None:
+            p = products[view.sku]
+            reason = ReasonOut(code="often_bought", text=_often(p.category, p.organic, lang))
+        else:
+            reason = ReasonOut(code="affordable", text=translate(lang, AFFORDABLE))
+        offer = RewardOffer(
+            id=view.id,
+            code=view.code,
+            name=local_name(view.name, lang),
+            summary=redemptions._summary(view, programme, lang),
+            points_cost=view.points_cost,
+            score=round(score, 4),
+            reason=reason,
+        )
+        ranked.append((score, offer))
+    ranked.sort(key=lambda r: (-r[0], r[1].points_cost, r[1].code))
+    return RecommendationsOut(
+        member_id=member.id,
+        lang=lang,
+        available_points=available_points,
+        rewards=[offer for _, offer in ranked[:k]],
+        products=product_offers,
+    )
+
+
+def _stored(
+    rows: list[Any], k: int, lang: str
+) -> tuple[list[ProductOffer], dict[str, _Product], dict[str, float]]:
+    """Offers from the stored recommendations (``source``, sku, name, category, _, score,
+    rank): best rank first; the reason follows the source. A reward's product counts as
+    liked when it is one the member buys again."""
+    ranked = sorted(rows, key=lambda r: r[6])
+    products = {sku: _Product(name, category, False) for _, sku, name, category, *_ in ranked}
+    again = {sku: float(score) for source, sku, _, _, _, score, _ in ranked if source == "again"}
+    top = max(again.values(), default=0.0)
+    own_score = {sku: (score / top if top > 0 else 0.0) for sku, score in again.items()}
+
+    def reason(source: str, category: str | None) -> ReasonOut:
+        if source == RecommendationSource.again.value:
+            return ReasonOut(code="often_bought", text=_often(category, False, lang))
+        if source == RecommendationSource.similar.value:
+            return ReasonOut(code="similar", text=translate(lang, SIMILAR))
+        return ReasonOut(code="popular", text=translate(lang, POPULAR))
+
+    offers = [
+        ProductOffer(
+            sku=sku,
+            name=name,
+            category=category,
+            score=round(float(score), 4),
+            reason=reason(source, category),
+        )
+        for source, sku, name, category, _, score, _ in ranked[:k]
+    ]
+    return offers, products, own_score
+
+
+def _scored(
+    own_rows: list[tuple[Any, ...]],
+    popular_rows: list[tuple[str, str | None, str | None, int]],
+    k: int,
+    lang: str,
+) -> tuple[list[ProductOffer], dict[str, _Product], dict[str, float]]:
+    """Offers scored per request from the member's products of the last year (sku, name,
+    category, organic, summed weight, purchases) and the programme's popular products:
+    the fallback for a member without stored recommendations."""
     products: dict[str, _Product] = {}
     by_category: dict[str | None, float] = defaultdict(float)
     organic_weight = 0.0
@@ -300,34 +422,7 @@ def offers(
     ]
 
     own_score = {sku: (p.own / top_own if top_own else 0.0) for sku, p in products.items()}
-    balance = max(available_points, 1)
-    ranked: list[tuple[float, RewardOffer]] = []
-    for view in redeemable:
-        liked = own_score.get(view.sku, 0.0) if view.sku is not None else 0.0
-        score = liked + 0.5 * min(view.points_cost / balance, 1.0)
-        if liked > 0 and view.sku is not None:
-            p = products[view.sku]
-            reason = ReasonOut(code="often_bought", text=_often(p.category, p.organic, lang))
-        else:
-            reason = ReasonOut(code="affordable", text=translate(lang, AFFORDABLE))
-        offer = RewardOffer(
-            id=view.id,
-            code=view.code,
-            name=local_name(view.name, lang),
-            summary=redemptions._summary(view, programme, lang),
-            points_cost=view.points_cost,
-            score=round(score, 4),
-            reason=reason,
-        )
-        ranked.append((score, offer))
-    ranked.sort(key=lambda r: (-r[0], r[1].points_cost, r[1].code))
-    return RecommendationsOut(
-        member_id=member.id,
-        lang=lang,
-        available_points=available_points,
-        rewards=[offer for _, offer in ranked[:k]],
-        products=product_offers,
-    )
+    return product_offers, products, own_score
 
 
 def _held(session: Session, member_id: uuid.UUID) -> dict[uuid.UUID, int]:

@@ -10,7 +10,13 @@ Steps (``STEPS``), each timed and reported through ``on_step``:
 3. ``churn`` — the churn model (``treu.insights.churn``), horizon 90 days, cut-off the
    day before ``now``; writes ``churn_risk``;
 4. ``personas`` — k-means personas (``treu.insights.personas``); writes ``persona``;
-5. ``segments`` — RFM scores and every active segment's members
+5. ``recommend`` — the item-item recommender (``treu.insights.recommend``) on the
+   history, until the day before ``now``: the top ``RECOMMEND_TOP`` products of each
+   member who bought in the last ``RECOMMEND_ACTIVE_DAYS`` days, each with its source
+   (``again``: the member bought it; ``similar``: members with the same basket buy it;
+   ``popular``), written to ``member_recommendations`` (``treu.segments.recommendations``),
+   which ``treu.insights.offers`` serves;
+6. ``segments`` — RFM scores and every active segment's members
    (``treu.insights.segmenting``, which reads its own metrics set-based), last, so that
    segments over scores ("valuable members at risk") see tonight's.
 
@@ -22,30 +28,45 @@ earlier steps computed. Nothing leaves the database: models and scores live in i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
 from treu.db.session import Database
 from treu.errors import Invalid
+from treu.events.models import PurchaseLine
 from treu.insights import churn, clv, segmenting
+from treu.insights import recommend as recommender
 from treu.insights.history import read_history
 from treu.insights.personas import find_personas
 from treu.kit.money import currency_exponent
 from treu.kit.time import utc_now
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.segments.models import RecommendationSource
 from treu.segments.models_registry import record_model
+from treu.segments.recommendations import save_recommendations
 from treu.segments.scores import save_scores
 
-STEPS = ("history", "clv", "churn", "personas", "segments")
+STEPS = ("history", "clv", "churn", "personas", "recommend", "segments")
 CHURN_HORIZON_DAYS = 90
+RECOMMEND_TOP = 20
+RECOMMEND_ACTIVE_DAYS = 365
+"""Members whose last purchase is older are not scored (their stored rows go; the API
+falls back to per-request scoring for them): scoring is dense over all products per
+member, so this bounds the step's cost by the members who still shop."""
+_SOURCE_BLOCK = 2_000  # customers per sparse block when telling 'similar' from 'popular'
 
 
 @dataclass
@@ -101,6 +122,7 @@ def train(
         "clv": _clv,
         "churn": _churn,
         "personas": _personas,
+        "recommend": _recommend,
     }
     for step in report.steps:
         step.status = "running"
@@ -278,6 +300,113 @@ def _personas(
         step.version = model.version
     step.metrics = metrics
     step.note = f"{found.k} personas (silhouette {found.silhouette:.2f})"
+
+
+def _recommend(
+    db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
+) -> None:
+    history: pd.DataFrame = state["history"]
+    if history.empty:
+        raise StepSkipped("no purchases")
+    begun = time.perf_counter()
+    until = _day_before(programme, now).date()
+    settings = recommender.Settings()
+    model = recommender.fit(
+        history[["customer_id", "date", "item"]], until=until, settings=settings
+    )
+    # A row's largest recency weight is that of its latest purchase: active members are
+    # those whose weight is at least that of a purchase RECOMMEND_ACTIVE_DAYS ago.
+    latest = model.history.max(axis=1).toarray().ravel()
+    floor = 0.5 ** (RECOMMEND_ACTIVE_DAYS / settings.half_life_days)
+    rows = np.flatnonzero(latest >= floor * (1 - 1e-6)).astype(np.int64)
+    if rows.size == 0:
+        raise StepSkipped(f"nobody bought in the last {RECOMMEND_ACTIVE_DAYS} days")
+    fitted = time.perf_counter()
+    items, scores = recommender.top_k(model, RECOMMEND_TOP, "model", rows)
+    source = _sources(model, rows, items)
+    scored = time.perf_counter()
+    width = items.shape[1]
+    skus = model.items.to_numpy()[items.ravel()].astype(str)
+    with db.unit_of_work(write=False) as session:
+        products = _product_data(session, programme.id, np.unique(skus).tolist())
+    frame = pd.DataFrame(
+        {
+            "member_id": np.repeat(np.asarray(model.customers, dtype=object)[rows], width),
+            "rank": np.tile(np.arange(1, width + 1), rows.size),
+            "sku": skus,
+            "score": np.round(scores.ravel().astype(np.float64), 6),
+            "source": source.ravel(),
+        }
+    )
+    frame["category"] = frame["sku"].map(products["category"])
+    frame["name"] = frame["sku"].map(products["name"])
+    saving = time.perf_counter()
+    with db.unit_of_work() as session:
+        written = save_recommendations(session, programme_id=programme.id, frame=frame, now=now)
+        counts = frame["source"].value_counts()
+        metrics = {
+            "customers": len(model.customers),
+            "items": len(model.items),
+            "members_scored": int(rows.size),
+            "rows": written,
+            "sources": {s.value: int(counts.get(s.value, 0)) for s in RecommendationSource},
+            "seconds": round(time.perf_counter() - begun, 3),
+            "fit_seconds": round(fitted - begun, 3),
+            "score_seconds": round(scored - fitted, 3),
+            "save_seconds": round(time.perf_counter() - saving, 3),
+        }
+        params = {
+            **dataclasses.asdict(settings),
+            "top": RECOMMEND_TOP,
+            "active_days": RECOMMEND_ACTIVE_DAYS,
+            "until": until.isoformat(),
+        }
+        model_row = record_model(
+            session,
+            programme_id=programme.id,
+            kind="recommend",
+            metrics=_json(metrics),
+            params=_json(params),
+        )
+        step.version = model_row.version
+    step.metrics = metrics
+    step.note = f"{written:,} recommendations for {rows.size:,} members"
+
+
+def _sources(
+    model: recommender.Model, rows: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+) -> npt.NDArray[np.object_]:
+    """Each recommendation's source, from the model's matrices: ``again`` if the member
+    bought the item, else ``similar`` if its item-item score (the member's history times
+    the similarity) is positive, else ``popular``. Sparse, a block of members at a time."""
+    out = np.full(items.shape, RecommendationSource.popular.value, dtype=object)
+    width = items.shape[1]
+    for start in range(0, rows.size, _SOURCE_BLOCK):
+        stop = min(start + _SOURCE_BLOCK, rows.size)
+        history = model.history[rows[start:stop]]
+        cols = items[start:stop].ravel()
+        local = np.repeat(np.arange(stop - start), width)
+        bought = np.asarray(history[local, cols]).reshape(-1, width) > 0
+        similar = np.asarray((history @ model.similarity).tocsr()[local, cols]).reshape(-1, width)
+        block = out[start:stop]
+        block[similar > 0] = RecommendationSource.similar.value
+        block[bought] = RecommendationSource.again.value
+    return out
+
+
+def _product_data(session: Session, programme_id: uuid.UUID, skus: list[str]) -> pd.DataFrame:
+    """Name and category of the recommended products: one aggregate over the programme's
+    lines of these SKUs (product data, not personal)."""
+    rows = session.execute(
+        select(PurchaseLine.sku, func.max(PurchaseLine.name), func.max(PurchaseLine.category))
+        .where(
+            PurchaseLine.programme_id == programme_id,
+            PurchaseLine.sku.in_(bindparam("skus", expanding=True)),
+        )
+        .group_by(PurchaseLine.sku),
+        {"skus": skus},
+    ).all()
+    return pd.DataFrame(rows, columns=["sku", "name", "category"]).set_index("sku")
 
 
 def _json(value: Any) -> Any:
