@@ -4,40 +4,19 @@ history; a fixed number of statements however long the history."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from tests import factories as f
 from tests.api_helpers import Api, assert_problem
 from tests.support.queries import statements
+from tests.support.recommendations import buy, get
 from tests.support.rewards_api import create, redeem, rich
 from treu.db.session import Database
-from treu.kit.time import utc_now
 from treu.members.models import Member
-from treu.programmes.models import Programme
 
 MILK = {"sku": "4001", "name": "Bio Vollmilch 1 l", "category": "dairy", "tags": ["organic"]}
 BREAD = {"sku": "2001", "name": "Roggenmischbrot 750 g", "category": "bakery", "tags": []}
 COFFEE = {"sku": "6001", "name": "Espresso 1 kg", "category": "coffee", "tags": []}
 TEA = {"sku": "6101", "name": "Earl Grey", "category": "tea", "tags": []}
 GREEN_TEA = {"sku": "6102", "name": "Sencha", "category": "tea", "tags": []}
-
-
-def buy(
-    db: Database, prog: Programme, who: Member, days_ago: int, *products: dict[str, Any]
-) -> None:
-    lines = [{**p, "quantity": 1, "unit_price_minor": 199} for p in products]
-    at = utc_now() - timedelta(days=days_ago, hours=1)
-    f.ingest(db, f.purchase_payload(prog, who, lines=lines, occurred_at=at))
-
-
-def get(api: Api, who: Member, query: str = "") -> dict[str, Any]:
-    r = api.client.get(
-        f"/v1/members/{who.id}/recommendations{query}", headers=api.headers("members:read")
-    )
-    assert r.status_code == 200, r.text
-    found: dict[str, Any] = r.json()
-    return found
 
 
 def test_rewards_and_products_with_reasons_in_the_members_language(api: Api, db: Database) -> None:

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from tests import factories as f
 from tests.api_helpers import Api
-from tests.insights.test_offers import buy, get
 from tests.support.queries import statements
+from tests.support.recommendations import buy, get
 from treu.db.session import Database
 from treu.insights.train import train
 from treu.kit.time import utc_now
