@@ -8,20 +8,28 @@ which read the time through ``treu.kit.time.utc_now``):
   session as if the wall clock read VALUE when it started; time then ticks on as usual.
   VALUE is an instant with a zone or offset, e.g. ``2028-02-29T23:30 Europe/Berlin`` or
   ``2027-12-06T10:00:00+00:00``, or a shift of the real clock, ``+1y``, ``+90d``,
-  ``-2h`` (units y, mo, d, h). ``make test`` runs the suite four times: on today's
-  clock, one year ahead, on the leap-day evening 2028-02-29 23:30 in Berlin and at 00:30
-  on 1 January 2027 in Berlin, when UTC is still in the old year (local date, month and
-  year all differ from UTC's).
+  ``-2h`` (units y, mo, d, h).
+* **Spread clocks.** ``--clocks "now;+1y;2028-02-29T23:30 Europe/Berlin;…"`` gives every
+  test one of these clocks (``now`` is the real one): the test starts at that instant,
+  wherever the previous test left the clock, and its clock ticks on. Which test meets
+  which clock is a hash of its id salted with the real clock's ISO week (or
+  ``--clock-salt``), so the split changes every week and over the weeks every test meets
+  every clock, while the suite runs once. ``make test`` spreads four clocks: today, one
+  year ahead, the leap-day evening 2028-02-29 23:30 in Berlin and 00:30 on 1 January 2027
+  in Berlin, when UTC is still in the old year (local date, month and year all differ
+  from UTC's). A failing test's report names its clock and the ``--now`` that repeats it.
 * **Tests written for a date.** A test whose dates are absolute (a fixed expiry at the
   end of 2026, a birthday in February) says when it pretends to run:
   ``@pytest.mark.now("2026-11-24T12:00:00Z")``; the clock travels there for that test
-  (and ticks on). Every other test builds its dates relative to ``utc_now()``, so it
-  passes on any day, which the shifted runs prove.
+  (and ticks on), whatever ``--now`` or ``--clocks`` say. Every other test builds its
+  dates relative to ``utc_now()``, so it passes on any day, which the spread clocks
+  prove.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -81,30 +89,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "clock)",
     )
     parser.addoption(
-        "--shard",
+        "--clocks",
         default=None,
-        help="K/N: run only the K-th of N shares of the tests. The shares change every "
-        "week (their salt is the real clock's ISO week, or --shard-salt), so that over the "
-        "weeks every test meets every shifted clock of `make test`",
+        help="give each test one of these ';'-separated clocks ('now' is the real one; "
+        "instants and shifts as for --now), chosen by a hash of its id salted with the ISO "
+        "week (or --clock-salt): one pass of the suite meets every clock",
     )
-    parser.addoption("--shard-salt", default=None, help="the salt of --shard's shares")
+    parser.addoption("--clock-salt", default=None, help="the salt of --clocks' split")
 
 
 _traveller: time_machine.travel | None = None
 _label = "real clock"
-_shard_label = ""
+_clocks_label = ""
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    import os
-
     global _traveller, _label
     config.addinivalue_line(
         "markers",
         "now(instant): the test's dates are absolute; run it with the clock at INSTANT "
         "(same formats as --now, shifts excluded)",
     )
-    _configure_shard(config)
+    _configure_clocks(config)
     value = config.getoption("--now") or os.environ.get("TREU_TEST_NOW")
     if not value:
         return
@@ -125,28 +131,40 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"test clock: {_label}{_shard_label}"
+    return f"test clock: {_label}{_clocks_label}"
 
 
-_shard: tuple[int, int, str] | None = None
+_clocks: tuple[list[tuple[str, datetime | None]], str] | None = None
+_started = datetime.now(UTC)
+_CLOCK = pytest.StashKey[tuple[str, datetime | None]]()
 
 
-def _configure_shard(config: pytest.Config) -> None:
-    """Read ``--shard`` before the clock travels: the salt is the real week."""
-    global _shard, _shard_label
-    value = config.getoption("--shard")
+def _configure_clocks(config: pytest.Config) -> None:
+    """Read ``--clocks`` before any travel: the salt and the shifts start from the real
+    clock, so every xdist worker computes the same instants and the same split."""
+    global _clocks, _clocks_label, _started
+    value = config.getoption("--clocks")
     if not value:
         return
-    try:
-        k, n = (int(part) for part in value.split("/"))
-        if not 1 <= k <= n:
-            raise ValueError(value)
-    except ValueError:
-        raise pytest.UsageError(f"--shard takes K/N with 1 <= K <= N, not {value!r}") from None
+    _started = datetime.now(UTC)
+    if config.getoption("--now") or os.environ.get("TREU_TEST_NOW"):
+        raise pytest.UsageError("give either --now (one clock) or --clocks (several), not both")
+    clocks: list[tuple[str, datetime | None]] = []
+    for part in value.split(";"):
+        name = part.strip()
+        if not name:
+            continue
+        try:
+            clocks.append((name, None if name == "now" else parse_now(name)))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if not clocks:
+        raise pytest.UsageError(f"--clocks names no clock: {value!r}")
     year, week, _ = datetime.now(UTC).isocalendar()
-    salt = config.getoption("--shard-salt") or f"{year}-W{week:02d}"
-    _shard = (k, n, salt)
-    _shard_label = f"; share {k}/{n} of the tests (salt {salt})"
+    salt = config.getoption("--clock-salt") or f"{year}-W{week:02d}"
+    _clocks = (clocks, salt)
+    names = ", ".join(name for name, _ in clocks)
+    _clocks_label = f"; each test on one of {len(clocks)} clocks ({names}; salt {salt})"
 
 
 def share_of(nodeid: str, salt: str, n: int) -> int:
@@ -156,26 +174,39 @@ def share_of(nodeid: str, salt: str, n: int) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _shard is None:
+    if _clocks is None:
         return
-    k, n, salt = _shard
-    kept: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
+    clocks, salt = _clocks
     for item in items:
-        (kept if share_of(item.nodeid, salt, n) == k else dropped).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+        item.stash[_CLOCK] = clocks[share_of(item.nodeid, salt, len(clocks)) - 1]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    clock = item.stash.get(_CLOCK, None)
+    if report.failed and clock is not None and item.get_closest_marker("now") is None:
+        name, at = clock
+        again = "" if at is None else f" (repeat it: --now={at.isoformat()!r} {item.nodeid})"
+        report.sections.append(("test clock", f"this test ran on the clock {name!r}{again}"))
 
 
 @pytest.fixture(autouse=True)
 def _written_for(request: pytest.FixtureRequest) -> Iterator[None]:
     marker = request.node.get_closest_marker("now")
-    if marker is None:
+    if marker is not None:
+        (value,) = marker.args
+        if _SHIFT.match(value.strip()):
+            raise pytest.UsageError(f"@pytest.mark.now takes an instant, not a shift: {value!r}")
+        at: datetime | None = parse_now(value)
+    else:
+        _, base = request.node.stash.get(_CLOCK, ("now", None))
+        # Each clock runs on through the session as the real one does, so a test never
+        # starts before the previous test on its clock began.
+        at = None if base is None else base + (datetime.now(UTC) - _started)
+    if at is None:
         yield
         return
-    (value,) = marker.args
-    if _SHIFT.match(value.strip()):
-        raise pytest.UsageError(f"@pytest.mark.now takes an instant, not a shift: {value!r}")
-    with time_machine.travel(parse_now(value), tick=True):
+    with time_machine.travel(at, tick=True):
         yield

@@ -16,6 +16,7 @@ Clients on the shared database: ``api`` (the real app over HTTP, a key per scope
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -56,8 +57,9 @@ def _with_db(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> str | None:
+@functools.cache
+def _pg_probe() -> tuple[str, str | None]:
+    """The test server's URL, and why it cannot be used (None when it answers)."""
     url = os.environ.get("TREU_TEST_POSTGRES_URL", DEFAULT_PG)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -65,15 +67,44 @@ def pg_server() -> str | None:
         with psycopg.connect(_admin_conninfo(url), connect_timeout=3):
             pass
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {url}: {exc}"
+        return url, f"PostgreSQL is not reachable at {url}: {exc}"
+    return url, None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str | None:
+    url, problem = _pg_probe()
+    if problem is not None:
         if os.environ.get("TREU_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message + " (TREU_REQUIRE_POSTGRES=1)", pytrace=False)
+            pytest.fail(problem + " (TREU_REQUIRE_POSTGRES=1)", pytrace=False)
         warnings.warn(
-            "\n" + "!" * 70 + f"\n{message}\nPostgreSQL tests are SKIPPED.\n" + "!" * 70,
+            "\n" + "!" * 70 + f"\n{problem}\nPostgreSQL tests are SKIPPED.\n" + "!" * 70,
             stacklevel=1,
         )
         return None
     return url
+
+
+BROWSER_ON_SQLITE = pytest.mark.skip(
+    reason="in-browser tests run on PostgreSQL, the production database, when it answers; "
+    "the pages' SQLite side is tested over HTTP"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``in_browser`` spends its time in Chromium, not in the database: it
+    runs once, on PostgreSQL, and on SQLite only where no PostgreSQL answers. Every page
+    it drives is also tested over HTTP on both databases."""
+    browser_sqlite = [
+        item
+        for item in items
+        if item.get_closest_marker("in_browser") is not None
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("backend") == "sqlite"
+    ]
+    if browser_sqlite and _pg_probe()[1] is None:
+        for item in browser_sqlite:
+            item.add_marker(BROWSER_ON_SQLITE)
 
 
 def _create_pg(server: str, name: str, template: str | None = None) -> str:

@@ -36,6 +36,7 @@ def _operations(app: FastAPI) -> set[tuple[str, str]]:
     }
 
 
+@pytest.mark.in_browser
 def test_swagger_ui_shows_every_operation_and_calls_the_api(app: FastAPI) -> None:
     with serving(app) as base, browser_page(base) as (page, log):
         page.goto(base + "/docs")
@@ -68,6 +69,7 @@ def test_swagger_ui_shows_every_operation_and_calls_the_api(app: FastAPI) -> Non
         _clean(log)
 
 
+@pytest.mark.in_browser
 def test_redoc_renders_the_api_from_treu_alone(app: FastAPI) -> None:
     with serving(app) as base, browser_page(base) as (page, log):
         page.goto(base + "/redoc")

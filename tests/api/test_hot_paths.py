@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import fastapi.routing
@@ -52,7 +52,16 @@ from treu.members.models import Member
 # A day before the suite's clock at collection, once for the module so that a replayed
 # payload is the same payload: inside the 14-day pending period of the programmes below on
 # whatever day the suite runs.
-T0 = utc_now().replace(microsecond=0) - timedelta(days=1)
+T0: datetime  # the purchases' time, set for each test on the clock it runs on
+
+
+@pytest.fixture(autouse=True)
+def _yesterday() -> None:
+    """One time for every purchase of a test (answers compare equal but for ids), a day
+    before the test's clock: set when the test starts, not when the module is imported,
+    so that a test on a shifted clock buys on its own yesterday."""
+    global T0
+    T0 = utc_now().replace(microsecond=0) - timedelta(days=1)
 
 
 class Client:

@@ -4,6 +4,7 @@ script error, no serious accessibility violation (axe-core), German and English.
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -14,6 +15,7 @@ from treu.config import Settings
 from treu.db.session import Database
 
 
+@pytest.mark.in_browser
 def test_first_sign_in_then_find_a_member(db: Database) -> None:
     prog = f.programme(db)
     member = f.member(db, prog, first_name="Lena")

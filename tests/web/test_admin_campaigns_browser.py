@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -24,6 +25,7 @@ def _local(delta: timedelta) -> str:
     return (utc_now() + delta).astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%dT%H:%M")
 
 
+@pytest.mark.in_browser
 def test_a_marketing_user_runs_a_campaign_words_a_message_and_starts_a_journey(
     db: Database,
 ) -> None:

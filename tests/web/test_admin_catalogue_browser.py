@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 from PIL import Image
 
@@ -31,6 +32,7 @@ def _png() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.in_browser
 def test_a_reward_with_stock_and_picture_then_a_challenge(db: Database) -> None:
     prog = f.programme(db)
     email, once = staff_account(db, "marketing")

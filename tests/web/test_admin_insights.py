@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -62,6 +63,7 @@ def test_a_programme_without_training_says_so(db: Database) -> None:
     assert 'data-testid="chart"' not in page.text
 
 
+@pytest.mark.in_browser
 def test_the_insights_page_in_a_browser(db: Database) -> None:
     slug = _trained(db)
     email, once = staff_account(db, "analyst")

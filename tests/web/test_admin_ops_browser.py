@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks import Webhook
 
 from tests import factories as f
@@ -48,6 +49,7 @@ def _deliver(settings: Settings, db: Database) -> Round:
         deliverer.close()
 
 
+@pytest.mark.in_browser
 def test_admin_runs_keys_webhooks_and_reads_the_audit_log(fresh_db: Database) -> None:
     db = fresh_db
     prog = f.programme(db)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -36,6 +37,7 @@ def sign_in(page: Any, base: str, email: str, once: str) -> None:
     page.wait_for_url(base + "/admin")
 
 
+@pytest.mark.in_browser
 def test_marketing_writes_simulates_and_publishes_a_bonus_rule(db: Database) -> None:
     prog = f.tiered(db)
     now = utc_now()

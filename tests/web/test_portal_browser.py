@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -36,6 +37,7 @@ def _deliver(db: Database, settings: Settings) -> None:
         deliverer.close()
 
 
+@pytest.mark.in_browser
 def test_a_member_signs_in_with_the_mailed_code_and_shows_the_card(fresh_db: Database) -> None:
     db = fresh_db
     settings = _dev(db)

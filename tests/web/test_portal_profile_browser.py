@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -23,6 +24,7 @@ from treu.privacy.service import privacy
 from treu.web.portal.context import COOKIE
 
 
+@pytest.mark.in_browser
 def test_profile_consents_language_download_and_deletion(db: Database) -> None:
     prog = f.programme(db)
     f.rule(

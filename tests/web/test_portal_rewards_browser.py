@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 
 from tests import factories as f
@@ -22,6 +23,7 @@ from treu.messaging.models import InboxMessage
 from treu.web.portal.context import COOKIE
 
 
+@pytest.mark.in_browser
 def test_redeem_a_reward_and_see_the_coupon(db: Database) -> None:
     prog = f.programme(db)
     who = f.member(db, prog, first_name="Ida")
