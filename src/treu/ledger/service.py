@@ -28,7 +28,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Uuid,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from treu.db.base import fetch
@@ -62,11 +74,37 @@ _BALANCE = select(Account.available, Account.pending, Account.lifetime_earned).w
 )
 
 
-_OPEN_LOTS = (
-    select(Lot.state, Lot.remaining, Lot.expires_at, Lot.available_at)
-    .where(Lot.member_id == bindparam("member_id", type_=Uuid()), Lot.remaining > 0)
-    .order_by(Lot.expires_at)
+def _next_by(column: Any, *condition: Any) -> Any:
+    """The open points of a member per instant of ``column``, soonest first, as many
+    instants as ``n`` (index ``ix_lots_member_open`` or the few pending lots): the work
+    stays small however long the member's history."""
+    return (
+        # sum() of a bigint is a numeric on PostgreSQL, a Decimal in Python, which the
+        # checkout's answer could not serialise: cast back to the column's integer.
+        select(
+            literal(column.key).label("what"),
+            column.label("at"),
+            cast(func.sum(Lot.remaining), BigInteger).label("points"),
+        )
+        .where(
+            Lot.member_id == bindparam("member_id", type_=Uuid()),
+            Lot.remaining > 0,
+            column.is_not(None),
+            *condition,
+        )
+        .group_by(column)
+        .order_by(column)
+        .limit(bindparam("n", type_=Integer()))
+        .subquery()
+    )
+
+
+_NEXT_LOTS = union_all(
+    select(_next_by(Lot.expires_at)),
+    select(_next_by(Lot.available_at, Lot.state == LotState.pending.value)),
 )
+"""The next expiries (any open lot) and the next releases (pending lots) in one round
+trip."""
 
 
 # --- read side -------------------------------------------------------------------------
@@ -141,28 +179,29 @@ class LedgerService:
     def balance(
         self, session: Session, *, member_id: uuid.UUID, expiring_limit: int = 5
     ) -> Balance:
-        """Balance plus the next expiries and pending releases: two indexed queries."""
+        """Balance plus the next ``expiring_limit`` expiries and pending releases: two
+        indexed queries (one when no expiries are asked for)."""
         connection = session.connection()
         found = fetch(connection, _BALANCE, {"member_id": member_id})
         if not found:
             raise AccountNotFound(f"no points account for member {member_id}")
         account = found[0]
-        lots = fetch(connection, _OPEN_LOTS, {"member_id": member_id})
-        expiring: dict[datetime, int] = {}
-        releases: dict[datetime, int] = {}
-        for state, remaining, expires_at, available_at in lots:
-            if state == LotState.pending:
-                releases[available_at] = releases.get(available_at, 0) + remaining
-            if expires_at is not None:
-                expiring[expires_at] = expiring.get(expires_at, 0) + remaining
+        expiring: list[Expiring] = []
+        releases: list[Expiring] = []
+        if expiring_limit > 0:
+            params = {"member_id": member_id, "n": expiring_limit}
+            for what, at, points in fetch(connection, _NEXT_LOTS, params):
+                (expiring if what == "expires_at" else releases).append(Expiring(points, at))
+            expiring.sort(key=lambda item: item.expires_at)
+            releases.sort(key=lambda item: item.expires_at)
         available, pending, lifetime_earned = account
         return Balance(
             member_id=member_id,
             available=available,
             pending=pending,
             lifetime_earned=lifetime_earned,
-            expiring=[Expiring(p, at) for at, p in sorted(expiring.items())][:expiring_limit],
-            next_available=[Expiring(p, at) for at, p in sorted(releases.items())][:expiring_limit],
+            expiring=expiring,
+            next_available=releases,
         )
 
     def history(
