@@ -125,3 +125,74 @@ def test_journeys_reach_only_the_segment(db: Database) -> None:
         assert (fired.treated, fired.held_out) == (1, 0)
         with pytest.raises(Invalid, match="no segment"):
             journeys.put(session, programme, JourneyKind.birthday, enabled=True, segments=["x"])
+
+
+def test_the_rule_simulation_sees_the_members_segments_now(db: Database) -> None:
+    """The console's simulation replays recorded purchases with each member's segments
+    as they are now: a draft for ``vip`` members adds points for anna, not for ben."""
+    from treu.events.simulation import SimulationIn, simulate
+    from treu.rules.service import rules
+    from treu.rules.spec import RuleSpec
+
+    prog, anna, ben = _vip_programme(db)
+    factories.ingest_one(
+        db,
+        factories.purchase_payload(
+            prog, ben, amount_minor=2000, occurred_at=utc_now() - timedelta(days=1)
+        ),
+    )
+    spec = {
+        "name": "VIP bonus",
+        "trigger": "purchase",
+        "condition": "'vip' in member.segments",
+        "effect": {"type": "fixed", "points": 50},
+    }
+    with db.unit_of_work() as session:
+        rule = rules.create(
+            session, programme=prog, spec=RuleSpec.model_validate(spec), actor="test"
+        )
+    request = SimulationIn.model_validate(
+        {"programme": prog.slug, "from": utc_now() - timedelta(days=3), "until": utc_now()}
+    )
+    with db.unit_of_work(write=False) as session:
+        result = simulate(session, request)
+    assert result.events["purchases"] == 2
+    assert result.difference.points == 50
+    assert result.difference.members == 0  # both earned the base rate already
+    (bonus,) = [r for r in result.draft.by_rule if r.rule_id == str(rule.id)]
+    assert (bonus.points, bonus.members) == (50, 1)
+    assert any("member.segments are each member's segments now" in n for n in result.notes)
+
+
+def test_challenge_conditions_see_the_members_segments(db: Database) -> None:
+    """A challenge for ``vip`` members counts anna's purchases, not ben's; a second
+    challenge of the same purchase that does not read segments counts both."""
+    from sqlalchemy import select
+
+    from treu.challenges.models import ChallengeProgress
+
+    prog, anna, ben = _vip_programme(db)
+    now = utc_now()
+    window = {
+        "type": "fixed",
+        "starts_at": (now - timedelta(days=1)).isoformat(),
+        "ends_at": (now + timedelta(days=7)).isoformat(),
+    }
+    everyone = factories.challenge(db, prog, now=now, window=window)
+    vip = factories.challenge(
+        db, prog, now=now, window=window, condition="'vip' in member.segments"
+    )
+    for who in (anna, ben):
+        factories.ingest_one(db, factories.purchase_payload(prog, who, amount_minor=1000))
+    with db.unit_of_work(write=False) as session:
+        counted = {
+            (row.challenge_id, row.member_id): row.current
+            for row in session.scalars(
+                select(ChallengeProgress).where(ChallengeProgress.programme_id == prog.id)
+            )
+        }
+    assert counted == {
+        (everyone.id, anna.id): 1,
+        (everyone.id, ben.id): 1,
+        (vip.id, anna.id): 1,
+    }

@@ -37,6 +37,7 @@ from treu.rules.badges import BadgeBook
 from treu.rules.engine import EventView, LineView, MemberView
 from treu.rules.service import member_view
 from treu.rules.spec import Badge
+from treu.segments import membership
 
 # --------------------------------------------------------------------------- the book
 
@@ -240,11 +241,15 @@ def _returned_lines(
 
 
 def _member_view(
-    member: MemberKey | None, programme: Programme, at: datetime, tier: str | None
+    member: MemberKey | None,
+    programme: Programme,
+    at: datetime,
+    tier: str | None,
+    segments: frozenset[str] = frozenset(),
 ) -> MemberView:
     if member is None:
-        return MemberView.of(at=at, timezone=programme.timezone, tier=tier)
-    return member_view(member, programme, at, tier=tier)
+        return MemberView.of(at=at, timezone=programme.timezone, tier=tier, segments=segments)
+    return member_view(member, programme, at, tier=tier, segments=segments)
 
 
 _PROGRESS_COLUMNS = (
@@ -282,6 +287,7 @@ class ChallengeBook:
         self._contributed: dict[uuid.UUID, dict[str, Any]] = {}
         self._awarded: dict[uuid.UUID, int] = defaultdict(int)
         self._members: dict[uuid.UUID, MemberKey | None] = {}
+        self._segments: dict[uuid.UUID, frozenset[str]] = {}
         self._programme_ids: dict[uuid.UUID, uuid.UUID] = {}
         self._originals: dict[Any, ReturnedPurchase] = {}
 
@@ -417,9 +423,20 @@ class ChallengeBook:
     def _row(self, challenge_id: uuid.UUID, member_id: uuid.UUID, period: str) -> _Row:
         return self._rows.setdefault((challenge_id, member_id, period), _Row())
 
-    def _member_view(self, item: _Item, challenge: CompiledChallenge, at: datetime) -> MemberView:
+    def _member_view(
+        self, item: _Item, challenges: list[CompiledChallenge], at: datetime
+    ) -> MemberView:
+        """The member as the conditions of ``challenges`` see them: looked up only when
+        one of them reads ``member.*``, their segments only when one reads those."""
         member = item.member
-        if member is None and challenge.uses_member:
+        uses_member = any(challenge.uses_member for challenge in challenges)
+        slugs: frozenset[str] = frozenset()
+        if any(challenge.uses_segments for challenge in challenges):
+            if item.member_id not in self._segments:
+                found_slugs = membership.slugs_of_many(self.session, member_ids={item.member_id})
+                self._segments[item.member_id] = found_slugs.get(item.member_id, frozenset())
+            slugs = self._segments[item.member_id]
+        if member is None and uses_member:
             if item.member_id not in self._members:
                 found = members.resolve_many(
                     self.session,
@@ -428,7 +445,7 @@ class ChallengeBook:
                 )
                 self._members[item.member_id] = next(iter(found.values()), None)
             member = self._members[item.member_id]
-        return _member_view(member, item.programme, at, item.tier)
+        return _member_view(member, item.programme, at, item.tier, slugs)
 
     def _progress(self, item: _Item) -> None:
         steps: list[ChallengeStep] = []
@@ -448,7 +465,7 @@ class ChallengeBook:
             if view is None:
                 view = self._view(item)
             if mview is None:
-                mview = self._member_view(item, challenge, view.occurred_at)
+                mview = self._member_view(item, [c for c, _ in item.periods], view.occurred_at)
             amount = challenge.contribution(view, mview)
             if amount is None:
                 continue
@@ -587,7 +604,7 @@ class ChallengeBook:
             state = self._row(challenge.id, item.member_id, str(record["p"]))
             if state.completions:
                 continue  # completed stays completed
-            mview = self._member_view(item, challenge, at)
+            mview = self._member_view(item, [challenge], at)
             was = self._contribution(challenge, item, original, item.before, at, currency, mview)
             now = self._contribution(challenge, item, original, item.after, at, currency, mview)
             previous = state.current

@@ -430,6 +430,7 @@ class CompiledChallenge:
     value: Callable[..., Any] | None = field(init=False)
     value_per_line: bool = field(init=False)
     uses_member: bool = field(init=False)
+    uses_segments: bool = field(init=False)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -451,6 +452,8 @@ class CompiledChallenge:
             self.value = _compile_value(source, scope)
             generated.append(translate(source, scope, {r: r for r in scope.roots}, result=None))
         self.uses_member = any("member." in text for text in generated)
+        # As the rule engine decides it: only then is the member's segments' query made.
+        self.uses_segments = any(".segments" in text for text in generated)
 
     @property
     def target(self) -> int:

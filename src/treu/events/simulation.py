@@ -49,7 +49,7 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rules.engine import EventView, MemberView, RuleSet
 from treu.rules.models import RuleStatus
-from treu.rules.service import BASE_ID, Usage, member_view, rules
+from treu.rules.service import BASE_ID, Usage, member_view, rules, segments_for
 from treu.rules.spec import RuleSpec, expression_error_details
 
 MAX_SPAN = timedelta(days=366)
@@ -484,6 +484,11 @@ def simulate_in_full(session: Session, request: SimulationIn) -> Simulated:
     for rows in _chunks(session, programme, start, end):
         _load_members(session, {r.member_id for r in rows if r.member_id is not None}, known)
         earning = [r for r in rows if r.member_id is not None]
+        # ``member.segments``: each member's segments now (the history records when a
+        # member entered or left a segment, not what the segment held at each event);
+        # read only for a side whose conditions use them.
+        ids = {r.member_id for r in earning if r.member_id is not None}
+        segments = [segments_for(session, side.rule_set, ids) for side in sides]
         lines = _lines(session, [r.id for r in earning if r.type == "purchase"])
         attributes = _attributes(session, [r.id for r in earning if r.type != "purchase"])
         for row in rows:
@@ -515,8 +520,14 @@ def simulate_in_full(session: Session, request: SimulationIn) -> Simulated:
                     store=row.store,
                 )
             mview = member_view(member, programme, row.occurred_at)
-            for side in sides:
-                side.replay(view, mview, member.id)
+            for side, of in zip(sides, segments, strict=True):
+                slugs = of.get(member.id)
+                seen = (
+                    member_view(member, programme, row.occurred_at, segments=slugs)
+                    if slugs
+                    else mview
+                )
+                side.replay(view, seen, member.id)
 
     ignored = _ignored(session, programme, start, end)
     before, after = published.summary(programme), draft.summary(programme)
@@ -559,8 +570,8 @@ def _notes(programme: Programme, drafts: _DraftSet) -> list[str]:
         "are not counted.",
         "Limits and budgets start at zero at 'from' and count only the replayed events.",
         "Members as they are now: anonymous purchases and events of blocked or closed "
-        "members earn nothing; days_enrolled and the birthday month are computed at each "
-        "event's time.",
+        "members earn nothing; member.segments are each member's segments now; "
+        "days_enrolled and the birthday month are computed at each event's time.",
         "Draft set: the current drafts of active and never-published rules"
         + (f" (paused rules left out: {drafts.paused})" if drafts.paused else "")
         + (f", {drafts.new} new" if drafts.new else "")
