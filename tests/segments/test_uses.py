@@ -134,7 +134,7 @@ def test_the_rule_simulation_sees_the_members_segments_now(db: Database) -> None
     from treu.rules.service import rules
     from treu.rules.spec import RuleSpec
 
-    prog, anna, ben = _vip_programme(db)
+    prog, _anna, ben = _vip_programme(db)
     factories.ingest_one(
         db,
         factories.purchase_payload(
