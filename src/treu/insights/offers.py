@@ -321,7 +321,7 @@ def offers(
             id=view.id,
             code=view.code,
             name=local_name(view.name, lang),
-            summary=redemptions._summary(view, programme, lang),
+            summary=redemptions.summary_of(view, programme, lang),
             points_cost=view.points_cost,
             score=round(score, 4),
             reason=reason,

@@ -277,7 +277,7 @@ class RedemptionService(Reversals):
             type=RewardType(view.type),
             name=local_name(view.name, lang),
             description=local_name(view.description, lang) or None,
-            summary=self._summary(view, programme, lang),
+            summary=self.summary_of(view, programme, lang),
             image_url=view.image_url,
             points_cost=view.points_cost,
             valid_until=iso(view.available_until),
@@ -344,7 +344,7 @@ class RedemptionService(Reversals):
                         code=view.code,
                         type=view.type,
                         name=local_name(view.name, lang),
-                        summary=self._summary(view, programme, lang),
+                        summary=self.summary_of(view, programme, lang),
                         points_cost=view.points_cost,
                         discount_minor=discount,
                     )
@@ -634,7 +634,7 @@ class RedemptionService(Reversals):
             )
         return events
 
-    def _summary(self, view: RewardView, programme: Programme, lang: str) -> str:
+    def summary_of(self, view: RewardView, programme: Programme, lang: str) -> str:
         """The reward in one line; a donation without a fixed amount says what its points
         are worth now."""
         terms = view.terms(programme.currency)
