@@ -3,7 +3,7 @@ and the ``segments.refresh`` job safe to run twice: on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -216,3 +216,56 @@ def test_the_job_refreshes_every_programme_and_is_safe_to_run_twice(fresh_db: Da
                 select(SegmentChange.id).where(SegmentChange.segment_id == seg.id)
             ).all()
             assert len(changes) == buyers  # entered once, not again on the second run
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/Santiago", datetime(2024, 9, 8, 16, 0, tzinfo=UTC)),  # 00:00 -> 01:00
+     ("America/Havana", datetime(2024, 11, 3, 16, 0, tzinfo=UTC))],  # 01:00 -> 00:00
+)  # fmt: skip
+def test_a_day_whose_midnight_the_clocks_skip_or_repeat(
+    db: Database, zone: str, day: datetime
+) -> None:
+    """Where a DST change falls at midnight, local midnight does not exist or comes
+    twice: a member enrolled on such a day, refreshed on it, is one day old, not an error."""
+    prog = factories.programme(db, timezone=zone)
+    anna = factories.member(db, prog)
+    with db.unit_of_work() as session:
+        session.get_one(Member, anna.id).enrolled_at = day - timedelta(days=1)
+    seg = _create(db, prog, "new", "member.days_enrolled == 1")
+    assert _refresh(db, prog, now=day)["new"].member_count == 1
+    assert slugs_of_member(db, anna) == {seg.slug}
+
+
+def slugs_of_member(db: Database, who: Member) -> set[str]:
+    with db.unit_of_work(write=False) as session:
+        return set(slugs_of(session, member_id=who.id))
+
+
+def test_a_programme_that_fails_does_not_stop_the_others(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job refreshes the programmes after a failing one, then fails naming it (the
+    scheduler keeps that message in job_runs; the next run tries again)."""
+    from treu.worker.jobs import ProgrammesFailed
+
+    db = fresh_db
+    made = []
+    for _ in range(3):
+        prog = factories.programme(db)
+        _buy(db, prog, factories.member(db, prog), 1, amount_minor=100)
+        made.append((prog, _create(db, prog, "buyers", "metrics.purchases > 0")))
+    broken = made[1][0].id
+    real = segments.refresh
+
+    def refresh(session: Any, *, programme: Programme, now: datetime | None = None) -> Any:
+        if programme.id == broken:
+            raise RuntimeError("the disk is full")
+        return real(session, programme=programme, now=now)
+
+    monkeypatch.setattr(segments, "refresh", refresh)
+    with pytest.raises(ProgrammesFailed, match=r"1 programme\(s\) failed: .*the disk is full"):
+        run_job(db, "segments.refresh")
+    with db.unit_of_work(write=False) as session:
+        counts = [segments.get(session, seg.id).member_count for _, seg in made]
+    assert counts == [1, 0, 1]

@@ -72,6 +72,16 @@ def _who(source: str) -> list[int]:
         ("startswith(scores.rfm_segment, 'cham')", [1]),
         ("(metrics.spend_365 if member.tier == 'gold' else 0) > 100", [0]),
         ("max(metrics.spend_365, 20000) == 20000", [1, 2]),
+        # Two columns compared, and None in a list (pandas hands out read-only arrays).
+        ("metrics.purchases_365 == metrics.purchases_365", [0, 1, 2]),
+        ("member.tier != member.language", [0, 1]),
+        ("member.tier in ['gold', None]", [0, 2]),
+        ("scores.rfm_segment not in [None, 'at_risk']", [1]),
+        # 'if … else' keeps text as text, even when it looks like a number.
+        ("('1' if member.birthday_month else '2') == '1'", [0]),
+        ("len(member.tier if member.birthday_month else 'abc') == 3", [1, 2]),
+        ("'go' in (member.tier if member.birthday_month else 'xx')", [0]),
+        ("(metrics.recency_days if member.birthday_month else None) == None", [1, 2]),
     ],
 )
 def test_expressions_select_the_members_the_rules_language_would(
@@ -88,6 +98,11 @@ def test_expressions_select_the_members_the_rules_language_would(
         ("member.tier", "must be bool", 1),
         ("event.total_minor > 5", "unknown name 'event'", 1),
         ("bucket(member.tier, 'x') < 5", "bucket() is not available", 1),
+        (
+            "'app' in (metrics.channels if member.birthday_month else metrics.categories)",
+            "if … else",
+            11,
+        ),
     ],
 )
 def test_an_invalid_expression_is_refused_with_its_position(

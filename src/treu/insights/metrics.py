@@ -135,10 +135,12 @@ def member_table(
     cols: dict[str, Any] = {}
 
     zone = programme.timezone
-    local_today = pd.Timestamp(now).tz_convert(zone).normalize()
+    # Naive local wall time before normalising: where a DST change falls at midnight
+    # (America/Santiago, Havana, Cairo, Beirut) an aware midnight does not exist.
+    local_today = pd.Timestamp(now).tz_convert(zone).tz_localize(None).normalize()
     enrolled = _local_days(members["enrolled_at"], zone)
     cols["member.days_enrolled"] = (
-        ((local_today.tz_localize(None) - enrolled).dt.days.clip(lower=0)).fillna(0).astype("int64")
+        ((local_today - enrolled).dt.days.clip(lower=0)).fillna(0).astype("int64")
     )
     birthday = pd.to_datetime(members["birthday"], errors="coerce")
     cols["member.birth_month"] = birthday.dt.month.astype("float64").to_numpy()
@@ -438,4 +440,5 @@ def _text(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
 
 def _local_days(values: pd.Series[Any], zone: str) -> pd.Series[Any]:
     stamps = pd.to_datetime(values, utc=True)
-    return stamps.dt.tz_convert(zone).dt.normalize().dt.tz_localize(None)
+    # Naive first: an aware local midnight may not exist on a DST day (see above).
+    return stamps.dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()

@@ -130,8 +130,22 @@ def compile_segment(source: str) -> SegmentExpression:
     if result != BOOL:
         raise positions.from_node(f"a segment condition must be bool, but this is {result}", tree)
     expression = SegmentExpression(source, tree)
-    expression.evaluate(empty_table())
+    try:
+        expression.evaluate(empty_table())
+    except ExpressionError:
+        raise
+    except Exception as exc:  # a construct the column evaluation cannot do: refuse it
+        raise positions.from_node(
+            f"this condition cannot be computed for a segment ({type(exc).__name__}: {exc})",
+            tree,
+        ) from exc
     return expression
+
+
+def _is_text(value: Any) -> bool:
+    """A text value or column (text columns are object arrays; numbers are float or
+    int, flags bool)."""
+    return isinstance(value, str) or (isinstance(value, np.ndarray) and value.dtype == object)
 
 
 def empty_table() -> MemberTable:
@@ -270,11 +284,12 @@ class _Evaluator:
     def visit_IfExp(self, node: ast.IfExp) -> Any:
         test = _as_bool(self.value(node.test), self.n)
         body, orelse = self.value(node.body), self.value(node.orelse)
+        if any(isinstance(v, _SetField | _Literal) for v in (body, orelse)):
+            raise self.unsupported("a set or list chosen by 'if … else'", node)
         out = np.where(test, np.asarray(body, dtype=object), np.asarray(orelse, dtype=object))
-        try:
-            return out.astype("float64")
-        except (TypeError, ValueError):
-            return out
+        if any(_is_text(v) for v in (body, orelse)):
+            return out  # text stays text, even when it looks like a number
+        return pd.Series(out, dtype=object).astype("float64").to_numpy()  # None -> NaN
 
     # ---- comparisons
 
@@ -323,9 +338,10 @@ class _Evaluator:
             return left == right
         lhs = pd.Series(left) if isinstance(left, np.ndarray) else left
         rhs = pd.Series(right) if isinstance(right, np.ndarray) else right
-        same = np.asarray(lhs == rhs, dtype=bool)
+        # Copies, not views: pandas' copy-on-write hands out read-only arrays.
+        same = np.array(lhs == rhs, dtype=bool)
         if isinstance(left, np.ndarray) and isinstance(right, np.ndarray):
-            same |= pd.isna(left) & pd.isna(right)
+            same = same | (pd.isna(left) & pd.isna(right))
         return same
 
     def _contains(self, container: Any, item: Any, node: ast.expr) -> Any:
@@ -340,9 +356,9 @@ class _Evaluator:
         if isinstance(container, _Literal):
             if isinstance(item, np.ndarray):
                 wanted = [v for v in container.items if v is not None]
-                found = np.asarray(pd.Series(item).isin(wanted), dtype=bool)
+                found = np.array(pd.Series(item).isin(wanted), dtype=bool)
                 if None in container.items:
-                    found |= pd.isna(item)
+                    found = found | pd.isna(item)
                 return found
             return item in container.items
         if isinstance(container, np.ndarray) or isinstance(item, np.ndarray):

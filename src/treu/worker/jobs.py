@@ -9,11 +9,12 @@ twice and concurrently: the ledger services re-read lots under the account lock.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,10 +32,39 @@ MAX_BATCHES = 100_000
 Batch = Callable[[Session, datetime, int], int]
 OnBatch = Callable[[int], None]
 
+log = logging.getLogger(__name__)
+
 
 class UnknownJob(NotFound):
     code = "unknown_job"
     title = "Unknown job"
+
+
+class ProgrammesFailed(RuntimeError):
+    """A job that works a programme at a time finished the others, but not these."""
+
+
+def _each_programme(
+    job: str, keys: list[Any], work: Callable[[Any], int], on_batch: OnBatch | None
+) -> int:
+    """``work`` for every programme key; a programme that fails is logged and the others
+    still run, then the job fails naming the ones that did not finish (``job_runs`` keeps
+    the message, the next run tries them again)."""
+    total = 0
+    failed: list[str] = []
+    for key in keys:
+        try:
+            done = work(key)
+        except Exception as exc:
+            log.exception("%s: programme %s failed", job, key)
+            failed.append(f"{key} ({type(exc).__name__}: {exc})")
+            continue
+        total += done
+        if on_batch is not None and done:
+            on_batch(done)
+    if failed:
+        raise ProgrammesFailed(f"{job}: {len(failed)} programme(s) failed: " + "; ".join(failed))
+    return total
 
 
 def drain(
@@ -174,15 +204,13 @@ def refresh_segments(
 
     with db.unit_of_work(write=False) as session:
         ids = list(session.scalars(select(Programme.id).order_by(Programme.id)))
-    total = 0
-    for programme_id in ids:
+
+    def refresh(programme_id: uuid.UUID) -> int:
         with db.unit_of_work() as session:
             programme = session.get_one(Programme, programme_id)
-            done = len(segments.refresh(session, programme=programme, now=now))
-        total += done
-        if on_batch is not None and done:
-            on_batch(done)
-    return total
+            return len(segments.refresh(session, programme=programme, now=now))
+
+    return _each_programme("segments.refresh", ids, refresh, on_batch)
 
 
 def train_insights(
@@ -195,14 +223,12 @@ def train_insights(
 
     with db.unit_of_work(write=False) as session:
         slugs = list(session.scalars(select(Programme.slug).order_by(Programme.slug)))
-    total = 0
-    for slug in slugs:
+
+    def trained(slug: str) -> int:
         report = train(db, programme=slug, now=now)
-        done = sum(1 for step in report.steps if step.version is not None)
-        total += done
-        if on_batch is not None and done:
-            on_batch(done)
-    return total
+        return sum(1 for step in report.steps if step.version is not None)
+
+    return _each_programme("insights.train", slugs, trained, on_batch)
 
 
 class JobFunc(Protocol):
