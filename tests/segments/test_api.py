@@ -11,6 +11,7 @@ from tests.api_helpers import Api, assert_problem
 from treu import cli
 from treu.db.session import Database
 from treu.insights.segmenting import SegmentIn, segments
+from treu.kit.pagination import encode_cursor
 from treu.kit.time import utc_now
 from treu.programmes.service import programmes
 
@@ -77,6 +78,16 @@ def test_segments_over_the_api(api: Api, db: Database) -> None:
     assert sorted(listed) == sorted([str(anna.id), str(ben.id)])
     assert rest.json()["next_cursor"] is None
 
+    for bad in ({"before": 10**30}, {"before": -1}, {"before": True}, {"before": "x"}):
+        assert_problem(
+            client.get(
+                f"/v1/segments/{sid}/changes",
+                headers=reader,
+                params={"cursor": encode_cursor(bad)},
+            ),
+            422,
+            "validation_error",
+        )
     changes = client.get(f"/v1/segments/{sid}/changes", headers=reader).json()["items"]
     assert sorted((c["member_id"], c["change"]) for c in changes) == sorted(
         [(str(anna.id), "entered"), (str(ben.id), "entered")]

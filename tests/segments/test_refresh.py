@@ -269,3 +269,49 @@ def test_a_programme_that_fails_does_not_stop_the_others(
     with db.unit_of_work(write=False) as session:
         counts = [segments.get(session, seg.id).member_count for _, seg in made]
     assert counts == [1, 0, 1]
+
+
+def test_a_segment_deleted_while_it_is_refreshed_goes_cleanly(
+    db: Database, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete waits for the refresh that holds the segment's row, then removes the
+    members that refresh wrote: no foreign-key error, nothing left behind."""
+    import threading
+    import time
+
+    from tests.support.concurrency import postgres_only
+    from treu.insights import segmenting
+    from treu.segments.models import Segment
+
+    postgres_only(backend)
+    prog = factories.programme(db)
+    _buy(db, prog, factories.member(db, prog), 1, amount_minor=100)
+    seg = _create(db, prog, "buyers", "metrics.purchases > 0")
+    started = threading.Event()
+    real = segmenting.member_table
+
+    def slow_table(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        time.sleep(1.0)  # the refresh holds the segment's row meanwhile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmenting, "member_table", slow_table)
+    errors: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            _refresh(db, prog)
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    assert started.wait(10)
+    with db.unit_of_work() as session:
+        segments.delete(session, segment=segments.get(session, seg.id))
+    worker.join(10)
+    assert errors == []
+    with db.unit_of_work(write=False) as session:
+        assert session.get(Segment, seg.id) is None
+        left = session.scalars(select(SegmentMember).where(SegmentMember.segment_id == seg.id))
+        assert list(left) == []

@@ -163,7 +163,10 @@ class SegmentService:
         return segment
 
     def delete(self, session: Session, *, segment: Segment) -> None:
-        """The segment, its members and its history."""
+        """The segment, its members and its history. The segment's row is locked first,
+        as a refresh locks it: a refresh under way finishes before its rows are deleted,
+        and none is left behind to block the delete (PostgreSQL)."""
+        session.execute(select(Segment.id).where(Segment.id == segment.id).with_for_update()).all()
         for model in (SegmentMember, SegmentChange):
             session.execute(delete(model).where(model.segment_id == segment.id))
         session.delete(segment)
@@ -187,7 +190,15 @@ class SegmentService:
         else:
             query = query.where(Segment.status == SegmentStatus.active.value)
         # Locked in id order: two refreshes of one segment run one after the other.
-        chosen = list(session.scalars(query.order_by(Segment.id).with_for_update()))
+        # populate_existing: a segment already loaded in this session (the on-demand
+        # refresh reads it first) takes what a change committed while we waited.
+        chosen = list(
+            session.scalars(
+                query.order_by(Segment.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
         table = member_table(session, programme=programme, now=now)
         try:
             if rfm:

@@ -19,6 +19,7 @@ from treu.insights.segmenting import Refreshed, SegmentIn, SegmentPatch, segment
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.members.service import members
 from treu.programmes.service import programmes
+from treu.segments.errors import SegmentNotFound
 from treu.segments.membership import slugs_of
 from treu.segments.models import Segment
 from treu.segments.scores import scores_of
@@ -191,6 +192,8 @@ def refresh_segment(segment_id: uuid.UUID, db: DB, _key: Admin) -> RefreshOut:
         done: list[Refreshed] = segments.refresh(
             session, programme=programme, segment_ids=[segment.id]
         )
+        if not done:  # deleted while this refresh waited for its lock
+            raise SegmentNotFound(f"no segment {segment_id}")
         return RefreshOut(
             segment=SegmentOut.of(segment, programme.slug),
             entered=done[0].entered,
@@ -233,7 +236,9 @@ def segment_changes(
 ) -> SegmentChangesPage:
     """Who entered and who left, newest first."""
     before = _cursor(cursor, "before")
-    if before is not None and not isinstance(before, int):
+    if before is not None and (
+        not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63
+    ):
         raise Invalid("cursor is not valid; use next_cursor from the previous page")
     with db.unit_of_work(write=False) as session:
         segment = segments.get(session, segment_id)
