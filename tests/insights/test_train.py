@@ -174,3 +174,117 @@ def test_the_nightly_job_trains_every_programme(fresh_db: Database) -> None:
             )
             assert scored == buyers
             assert buyers > 100
+
+
+def test_a_step_skipped_later_takes_its_old_results_back_and_a_failing_one_stops_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three years on nobody bought in the last year: personas and recommendations are
+    skipped, and the old persona codes (which would name other groups after a new
+    training) and stored recommendations go; a step that fails is reported as failed,
+    keeps its old results, and the steps after it still run."""
+    from datetime import timedelta
+
+    from treu.insights import train as training
+    from treu.segments.models import MemberRecommendation
+
+    slug = _programme(db)
+    first = train(db, programme=slug, now=NOW)
+    assert first.step("personas").status == "done"
+    assert first.step("recommend").status == "done", first.step("recommend").note
+
+    def stored() -> tuple[int, int]:
+        with db.unit_of_work(write=False) as session:
+            pid = programmes.get(session, slug).id
+            personas = session.scalar(
+                select(func.count()).where(
+                    MemberScore.programme_id == pid, MemberScore.persona.is_not(None)
+                )
+            )
+            recommended = session.scalar(
+                select(func.count()).where(MemberRecommendation.programme_id == pid)
+            )
+        return int(personas or 0), int(recommended or 0)
+
+    before = stored()
+    assert before[0] > 0 and before[1] > 0
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(training, "find_personas", broken)
+    failed = train(db, programme=slug, now=NOW)
+    assert failed.step("personas").status == "failed"
+    assert "RuntimeError: out of memory" in failed.step("personas").note
+    assert [failed.step(s).status for s in ("recommend", "segments")] == ["done", "done"]
+    assert stored() == before  # a failure keeps what the last training wrote
+    monkeypatch.undo()
+
+    later = train(db, programme=slug, now=NOW + timedelta(days=3 * 365))
+    assert later.step("personas").status == "skipped"
+    assert later.step("recommend").status == "skipped"
+    assert later.step("clv").status == "done"
+    assert stored() == (0, 0)
+
+
+def test_only_members_who_bought_in_the_last_year_get_stored_recommendations(
+    db: Database,
+) -> None:
+    """Five old purchases of one product do not make a member active (the model's
+    weights add up over days; activity is the date of the last purchase)."""
+    from datetime import timedelta
+
+    from treu.segments.models import MemberRecommendation
+
+    prog = f.programme(db)
+    old, recent = f.member(db, prog), f.member(db, prog)
+    milk = {"sku": "4001", "name": "Milch", "category": "dairy", "tags": []}
+    bread = {"sku": "2001", "name": "Brot", "category": "bakery", "tags": []}
+    for days in (500, 510, 520, 530, 540):
+        f.ingest(
+            db,
+            f.purchase_payload(
+                prog, old, lines=[{**milk, "quantity": 1, "unit_price_minor": 99}],
+                occurred_at=NOW - timedelta(days=days),
+            ),
+        )  # fmt: skip
+    for days in (5, 40):
+        f.ingest(
+            db,
+            f.purchase_payload(
+                prog, recent,
+                lines=[{**p, "quantity": 1, "unit_price_minor": 99} for p in (milk, bread)],
+                occurred_at=NOW - timedelta(days=days),
+            ),
+        )  # fmt: skip
+    report = train(db, programme=prog.slug, now=NOW)
+    assert report.step("recommend").status == "done", report.step("recommend").note
+    with db.unit_of_work(write=False) as session:
+        members = set(
+            session.scalars(
+                select(MemberRecommendation.member_id).where(
+                    MemberRecommendation.programme_id == prog.id
+                )
+            )
+        )
+    assert members == {recent.id}
+
+
+def test_no_churn_probability_is_made_up_from_single_purchases(db: Database) -> None:
+    """Everyone bought once: BG/NBD cannot be fitted and the model has nothing to learn
+    from, so churn is skipped rather than writing days-since-purchase as a probability."""
+    from datetime import timedelta
+
+    prog = f.programme(db)
+    for days in (3, 30, 60, 90, 120, 150):
+        f.ingest(
+            db, f.purchase_payload(prog, f.member(db, prog), occurred_at=NOW - timedelta(days=days))
+        )
+    report = train(db, programme=prog.slug, now=NOW)
+    assert report.step("churn").status == "skipped", report.step("churn").note
+    assert "no churn probability" in report.step("churn").note
+    with db.unit_of_work(write=False) as session:
+        risks = session.scalars(
+            select(MemberScore.churn_risk).where(MemberScore.programme_id == prog.id)
+        ).all()
+    assert all(r is None for r in risks)

@@ -89,6 +89,34 @@ def test_rewards_for_a_segment(db: Database) -> None:
     assert [r["code"] for r in caught.value.extra["reasons"]] == ["segment_required"]
 
 
+def test_rewards_for_a_segment_are_recommended_to_its_members_only(db: Database) -> None:
+    from treu.insights.offers import offers
+    from treu.ledger.service import ledger
+
+    prog, anna, ben = _vip_programme(db)
+    voucher = factories.reward(db, prog, eligibility={"segments": ["vip"]}, points_cost=100)
+    for who in (anna, ben):
+        factories.adjust(db, who, 1000)
+
+    def recommended(who: Member) -> list[str]:
+        with db.unit_of_work(write=False) as session:
+            member = session.get_one(Member, who.id)
+            programme = programmes.get(session, prog.id)
+            found = offers(
+                session,
+                member=member,
+                programme=programme,
+                available_points=ledger.balance(session, member_id=who.id).available,
+                k=10,
+                lang="de",
+                now=utc_now(),
+            )
+        return [r.code for r in found.rewards]
+
+    assert voucher.code in recommended(anna)
+    assert voucher.code not in recommended(ben)
+
+
 def test_offers_reach_only_the_segment(db: Database) -> None:
     prog, anna, _ben = _vip_programme(db)
     found = factories.offer(db, prog, audience={"segments": ["vip"]})

@@ -267,6 +267,9 @@ def train_and_score(
     )
     out.attrs.update(
         chosen=chosen,
+        # False when BG/NBD could not be fitted: the baseline is then a ranking by days
+        # since the last purchase, not a probability.
+        probability=chosen == "model" or not bool(np.isnan(now["bgnbd_churn"]).any()),
         validation=validation,
         training_customers=trained,
         training_churn_rate=churn_rate,

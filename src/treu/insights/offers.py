@@ -69,7 +69,7 @@ from treu.members.models import Member
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.rewards.coupons import local_name
-from treu.rewards.eligibility import MemberFacts, lock_reasons, member_tier
+from treu.rewards.eligibility import MemberFacts, lock_reasons, member_segments, member_tier
 from treu.rewards.models import Redemption, RedemptionStatus
 from treu.rewards.service import catalogue, redemptions
 from treu.segments.models import MemberRecommendation, RecommendationSource
@@ -284,6 +284,7 @@ def offers(
         available_points=available_points,
         tier=tier,
         held=_held(session, member.id) if any(v.per_member_limit for v in cached.rewards) else {},
+        segments=member_segments(session, member.id, cached.rewards),
     )
     redeemable = [
         v

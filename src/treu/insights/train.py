@@ -29,6 +29,7 @@ earlier steps computed. Nothing leaves the database: models and scores live in i
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 import uuid
@@ -56,8 +57,11 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.segments.models import RecommendationSource
 from treu.segments.models_registry import record_model
+from treu.segments.recommendations import COLUMNS as RECOMMENDATION_COLUMNS
 from treu.segments.recommendations import save_recommendations
-from treu.segments.scores import save_scores
+from treu.segments.scores import clear_scores, save_scores
+
+log = logging.getLogger(__name__)
 
 STEPS = ("history", "clv", "churn", "personas", "recommend", "segments")
 CHURN_HORIZON_DAYS = 90
@@ -125,6 +129,10 @@ def train(
         "recommend": _recommend,
     }
     for step in report.steps:
+        if step.name != "history" and "history" not in state:
+            step.status, step.note = "skipped", "no history: its step failed"
+            notify(step)
+            continue
         step.status = "running"
         notify(step)
         begun = time.perf_counter()
@@ -135,11 +143,35 @@ def train(
         except (StepSkipped, Invalid) as why:
             step.status = "skipped"
             step.note = str(why)
+            _forget(db, found, step.name)
+        except Exception as error:  # the next steps and programmes still run
+            log.exception("insights train %s: step %s failed", found.slug, step.name)
+            step.status = "failed"
+            step.note = f"{type(error).__name__}: {error}"
         finally:
             step.seconds = time.perf_counter() - begun
         notify(step)
     report.seconds = time.perf_counter() - started
     return report
+
+
+_SCORED_BY = {"clv": ["clv_365_minor", "p_alive"], "churn": ["churn_risk"], "personas": ["persona"]}
+"""The member scores each step writes: a skipped step leaves none of its old ones."""
+
+
+def _forget(db: Database, programme: Programme, step: str) -> None:
+    """A step skipped this time (too little data now) takes its earlier results back:
+    an old persona code names another group after a new training, an old
+    recommendation would be served as if fresh."""
+    with db.unit_of_work() as session:
+        if step in _SCORED_BY:
+            clear_scores(session, programme_id=programme.id, columns=_SCORED_BY[step])
+        elif step == "recommend":
+            save_recommendations(
+                session,
+                programme_id=programme.id,
+                frame=pd.DataFrame(columns=RECOMMENDATION_COLUMNS),
+            )
 
 
 def _history(
@@ -211,6 +243,7 @@ def _clv(
             frame_or_rows=scores,
             columns=["clv_365_minor", "p_alive"],
             now=now,
+            clear_others=True,
         )
         model = record_model(
             session, programme_id=programme.id, kind="clv", metrics=_json(metrics), params=params
@@ -240,6 +273,11 @@ def _churn(
         }
     )
     attrs = dict(scored.attrs)
+    if not attrs.get("probability", True):
+        raise StepSkipped(
+            "too few repeat purchases for BG/NBD and too few customers for the model: "
+            "no churn probability to write"
+        )
     metrics = {
         "customers": len(scored),
         "chosen": attrs.get("chosen"),
@@ -254,6 +292,7 @@ def _churn(
             frame_or_rows=scores,
             columns=["churn_risk"],
             now=now,
+            clear_others=True,
         )
         model = record_model(
             session,
@@ -289,6 +328,7 @@ def _personas(
             frame_or_rows=found.assignments,
             columns=["persona"],
             now=now,
+            clear_others=True,
         )
         model = record_model(
             session,
@@ -314,11 +354,14 @@ def _recommend(
     model = recommender.fit(
         history[["customer_id", "date", "item"]], until=until, settings=settings
     )
-    # A row's largest recency weight is that of its latest purchase: active members are
-    # those whose weight is at least that of a purchase RECOMMEND_ACTIVE_DAYS ago.
-    latest = model.history.max(axis=1).toarray().ravel()
-    floor = 0.5 ** (RECOMMEND_ACTIVE_DAYS / settings.half_life_days)
-    rows = np.flatnonzero(latest >= floor * (1 - 1e-6)).astype(np.int64)
+    # Active members: a purchase in the last RECOMMEND_ACTIVE_DAYS days (by date: the
+    # model's weights are sums over days, so several old purchases could pass for one
+    # recent one).
+    since = pd.Timestamp(until) - pd.Timedelta(days=RECOMMEND_ACTIVE_DAYS)
+    dates = pd.to_datetime(history["date"])
+    recent = history.loc[(dates > since) & (dates <= pd.Timestamp(until)), "customer_id"]
+    found_rows = model.customers.get_indexer(pd.Index(recent.unique()))
+    rows = np.unique(found_rows[found_rows >= 0]).astype(np.int64)
     if rows.size == 0:
         raise StepSkipped(f"nobody bought in the last {RECOMMEND_ACTIVE_DAYS} days")
     fitted = time.perf_counter()

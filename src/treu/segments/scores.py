@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Column, MetaData, Table, func, insert, select
+from sqlalchemy import Column, MetaData, Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -43,10 +43,13 @@ def save_scores(
     frame_or_rows: pd.DataFrame | Iterable[Mapping[str, Any]],
     columns: Sequence[str] | None = None,
     now: datetime | None = None,
+    clear_others: bool = False,
 ) -> int:
     """Write ``columns`` of the members in ``frame_or_rows`` (a pandas DataFrame or
     mappings, each with ``member_id`` and the columns); other columns keep their values
     (a new row gets None, or 0 for ``frequency_365`` and ``spend_365_minor``).
+    ``clear_others``: the programme's other members get NULL in ``columns`` (a model
+    that no longer scores them: their old value would mean something else now).
 
     ``columns`` defaults to every score column present. Missing values (None, NaN) are
     written as NULL; integer columns are rounded. Members not in the programme are
@@ -105,9 +108,36 @@ def save_scores(
             )
         ).scalar_one()
         connection.execute(statement)
+        if clear_others:
+            connection.execute(
+                update(scores)
+                .where(
+                    scores.c.programme_id == programme_id,
+                    scores.c.member_id.not_in(select(staging.c.member_id)),
+                    or_(*(scores.c[name].is_not(None) for name in names)),
+                )
+                .values(dict.fromkeys(names))
+            )
     finally:
         staging.drop(connection)
     return int(written)
+
+
+def clear_scores(session: Session, *, programme_id: uuid.UUID, columns: Sequence[str]) -> None:
+    """NULL in ``columns`` for every member of the programme (a model that was not
+    trained this time: no score is better than a stale one)."""
+    scores = table_of(MemberScore)
+    unknown = [c for c in columns if c not in scores.c or not scores.c[c].nullable]
+    if unknown:
+        raise ValueError(f"not a nullable score column: {', '.join(unknown)}")
+    session.execute(
+        update(scores)
+        .where(
+            scores.c.programme_id == programme_id,
+            or_(*(scores.c[name].is_not(None) for name in columns)),
+        )
+        .values(dict.fromkeys(columns))
+    )
 
 
 def _csv(ids: list[uuid.UUID], values: list[list[Any]], names: tuple[str, ...]) -> str:
