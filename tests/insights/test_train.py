@@ -207,7 +207,8 @@ def test_a_step_skipped_later_takes_its_old_results_back_and_a_failing_one_stops
         return int(personas or 0), int(recommended or 0)
 
     before = stored()
-    assert before[0] > 0 and before[1] > 0
+    assert before[0] > 0
+    assert before[1] > 0
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("out of memory")
