@@ -289,3 +289,19 @@ def test_no_churn_probability_is_made_up_from_single_purchases(db: Database) -> 
             select(MemberScore.churn_risk).where(MemberScore.programme_id == prog.id)
         ).all()
     assert all(r is None for r in risks)
+
+
+def test_the_nightly_job_fails_naming_a_failed_step(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treu.insights import train as training
+    from treu.worker.jobs import ProgrammesFailed
+
+    slug = _programme(fresh_db, members=120, purchases=1500)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(training, "find_personas", broken)
+    with pytest.raises(ProgrammesFailed, match=rf"{slug}: personas: RuntimeError: out of memory"):
+        run_job(fresh_db, "insights.train", now=NOW)

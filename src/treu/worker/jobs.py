@@ -226,6 +226,9 @@ def train_insights(
 
     def trained(slug: str) -> int:
         report = train(db, programme=slug, now=now)
+        failed = [f"{step.name}: {step.note}" for step in report.steps if step.status == "failed"]
+        if failed:  # the other steps ran; the job's run says what did not
+            raise ProgrammesFailed(f"{slug}: " + "; ".join(failed))
         return sum(1 for step in report.steps if step.version is not None)
 
     return _each_programme("insights.train", slugs, trained, on_batch)
