@@ -60,8 +60,33 @@ def test_until_keeps_rows_on_or_before_the_day(tmp_path: Path) -> None:
             "line 3: customer_id is empty",
         ),
         ("", "the file is empty"),
+        # Blank lines keep the count; a row with too many fields shifts nothing.
+        ("customer_id,date,amount\na,2024-01-01,1\n\n\nb,2024-01-02,-2\n", "line 5: amount -2"),
+        ("customer_id,date,amount\na,2024-01-01,1,2,3\nb,x,1\n", "line 2: more fields"),
     ],
 )
 def test_bad_input_names_the_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(PurchaseFileInvalid, match=message):
         read_purchases(write(tmp_path, text))
+
+
+def test_the_day_is_the_one_written_whatever_the_offset(tmp_path: Path) -> None:
+    """A European export over a change to summer time mixes +01:00 and +02:00; a time
+    just after midnight stays on its day (it is not moved to UTC's)."""
+    path = write(
+        tmp_path,
+        "customer_id,date,amount\n"
+        "a,2024-01-15T10:00:00+01:00,1\n"
+        "a,2024-07-15T10:00:00+02:00,1\n"
+        "a,2024-01-01T01:00:00+02:00,1\n"
+        "b,2024-03-01T23:30:00Z,1\n"
+        "b,2024-03-02,1\n",
+    )
+    frame = read_purchases(path)
+    assert [d.date().isoformat() for d in frame["date"]] == [
+        "2024-01-15",
+        "2024-07-15",
+        "2024-01-01",
+        "2024-03-01",
+        "2024-03-02",
+    ]

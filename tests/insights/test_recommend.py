@@ -135,6 +135,14 @@ def test_every_customer_seen_gets_ranks_one_to_k() -> None:
     assert wide.groupby("customer_id").size().tolist() == [3, 3, 3]
 
 
+def test_a_row_without_an_item_counts_its_customer_and_no_item() -> None:
+    rows = [("a", UNTIL, "x"), ("a", UNTIL, "y"), ("b", UNTIL, "x"), ("c", UNTIL, "")]
+    recs = recommend.recommend(recommend.fit(frame(rows), until=UNTIL), k=2)
+    assert "" not in set(recs["item"])
+    assert sorted(recs["customer_id"].unique()) == ["a", "b", "c"]  # c: the popular ones
+    assert recs[recs["customer_id"] == "c"]["item"].tolist() == ["x", "y"]
+
+
 def test_without_an_item_column_it_says_so() -> None:
     plain = frame([("a", UNTIL, "x")]).drop(columns="item")
     with pytest.raises(PurchaseFileInvalid, match="no 'item' column"):

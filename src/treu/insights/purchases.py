@@ -11,6 +11,7 @@ Everything is vectorised: a file of 20M rows is one ``read_csv`` and a few colum
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -28,9 +29,8 @@ class PurchaseFileInvalid(Invalid):
     title = "Purchase file invalid"
 
 
-def _line(position: int) -> int:
-    """The file line of the frame's row at ``position`` (header = line 1)."""
-    return position + 2
+_DAY = r"^\d{4}-\d{2}-\d{2}(?:[T ].*)?$"
+"""A date, with a time and an offset or not: the first ten characters are the day."""
 
 
 def read_purchases(path: str | Path, *, until: date | None = None) -> pd.DataFrame:
@@ -38,18 +38,28 @@ def read_purchases(path: str | Path, *, until: date | None = None) -> pd.DataFra
     before it (the check covers the whole file either way)."""
     name = Path(path).name
     try:
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            skipinitialspace=True,
-            engine="c",
-        )
+        with warnings.catch_warnings():
+            # pandas warns (instead of failing) when the first row has more fields than
+            # the header: refused like any other row that does.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                skipinitialspace=True,
+                skip_blank_lines=False,  # rows keep their line numbers (blanks go below)
+                index_col=False,  # a row with too many fields must not shift the columns
+                engine="c",
+            )
     except FileNotFoundError:
         raise PurchaseFileInvalid(f"{name}: no such file.") from None
     except pd.errors.EmptyDataError:
         raise PurchaseFileInvalid(
             f"{name}: the file is empty; it needs the header customer_id,date,amount[,item]."
+        ) from None
+    except pd.errors.ParserWarning:
+        raise PurchaseFileInvalid(
+            f"{name}, line 2: more fields than the header has columns."
         ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise PurchaseFileInvalid(f"{name}: not a readable CSV file ({exc}).") from None
@@ -61,15 +71,26 @@ def read_purchases(path: str | Path, *, until: date | None = None) -> pd.DataFra
             f"(it needs customer_id,date,amount[,item]; it has {','.join(frame.columns)})."
         )
     keep = [c for c in (*REQUIRED, *OPTIONAL) if c in frame.columns]
-    frame = frame[keep]
+    # The file line of each row (header = line 1; a quoted field over several lines
+    # still counts as one), then the blank lines go.
+    numbers = np.arange(len(frame)) + 2
+    blank = (frame.fillna("").astype(str).apply(lambda c: c.str.strip()) == "").all(axis=1)
+    frame = frame.loc[~blank.to_numpy(), keep].reset_index(drop=True)
+    numbers = numbers[~blank.to_numpy()]
+
+    def _line(position: int) -> int:
+        return int(numbers[position])
 
     customer = frame["customer_id"].str.strip()
     empty = np.flatnonzero((customer == "").to_numpy())
     if empty.size:
         raise PurchaseFileInvalid(f"{name}, line {_line(int(empty[0]))}: customer_id is empty.")
 
+    # The day as written: a time and its offset (which may change with daylight saving
+    # within one file) do not move a purchase to another day.
     raw_dates = frame["date"].str.strip()
-    dates = pd.to_datetime(raw_dates, format="ISO8601", errors="coerce", utc=False)
+    written = raw_dates.where(raw_dates.str.match(_DAY), "").str.slice(0, 10)
+    dates = pd.to_datetime(written, format="%Y-%m-%d", errors="coerce")
     bad = np.flatnonzero(dates.isna().to_numpy())
     if bad.size:
         first = int(bad[0])
@@ -77,9 +98,7 @@ def read_purchases(path: str | Path, *, until: date | None = None) -> pd.DataFra
             f"{name}, line {_line(first)}: date {raw_dates.iloc[first]!r} is not a date "
             "(YYYY-MM-DD)."
         )
-    if getattr(dates.dt, "tz", None) is not None:
-        dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
-    days = dates.dt.normalize()
+    days = dates
 
     raw_amounts = frame["amount"].str.strip()
     amounts = pd.to_numeric(raw_amounts, errors="coerce")

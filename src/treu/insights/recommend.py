@@ -97,6 +97,9 @@ def fit(purchases: pd.DataFrame, *, until: date, settings: Settings | None = Non
         raise PurchaseFileInvalid(f"No purchase is dated on or before {until.isoformat()}.")
     train = train.drop_duplicates()  # one count per customer, item and day
     rows, customers = pd.factorize(train["customer_id"], sort=True)
+    # A row without an item counts its customer (they get the popular items), no item.
+    has_item = (train["item"].fillna("").astype(str) != "").to_numpy()
+    train, rows = train[has_item], rows[has_item]
     cols, items = pd.factorize(train["item"], sort=True)
     shape = (len(customers), len(items))
     age = (pd.Timestamp(until) - train["date"]).dt.days.to_numpy(dtype=np.float64)
@@ -107,7 +110,12 @@ def fit(purchases: pd.DataFrame, *, until: date, settings: Settings | None = Non
         (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape, dtype=np.float32
     )
     days = train[["customer_id", "date"]].drop_duplicates()
-    baskets = days.groupby("customer_id", sort=True).size().reindex(customers).to_numpy(np.int64)
+    baskets = (
+        days.groupby("customer_id", sort=True)
+        .size()
+        .reindex(customers, fill_value=0)
+        .to_numpy(np.int64)
+    )
     popularity = _scaled(np.asarray(history.sum(axis=0)).ravel())
     plain = _scaled(np.asarray(counts.sum(axis=0)).ravel())
     similarity = _similarity(counts, settings)
