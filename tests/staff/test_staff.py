@@ -18,7 +18,6 @@ from treu.errors import Invalid
 from treu.kit.time import utc_now
 from treu.staff import roles
 from treu.staff.errors import (
-    AccountLocked,
     EmailTaken,
     InvalidRole,
     SignInFailed,
@@ -112,9 +111,13 @@ def test_failed_sign_ins_lock_the_account_for_a_while(db: Database) -> None:
     assert _sign_in(db, email, password, now=now).user is not None  # a success resets
     for _ in range(LOCK_AFTER):
         assert isinstance(_sign_in(db, email, "wrong", now=now).refusal, SignInFailed)
-    # locked now: even the right password is refused, and says so
+    # locked now: even the right password is refused, with the answer an unknown address
+    # gets (a lock message would tell that the address has an account)
     locked = _sign_in(db, email, password, now=now + timedelta(minutes=1)).refusal
-    assert isinstance(locked, AccountLocked)
+    unknown = _sign_in(db, "nobody@example.org", password, now=now).refusal
+    assert isinstance(locked, SignInFailed)
+    assert isinstance(unknown, SignInFailed)
+    assert locked.detail == unknown.detail
     later = now + LOCK_FOR + timedelta(seconds=1)
     assert _sign_in(db, email, password, now=later).user is not None
     # an admin's reset unlocks at once

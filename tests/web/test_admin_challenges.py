@@ -184,6 +184,20 @@ def test_an_activated_challenge_changes_only_names_and_reward(db: Database) -> N
     assert spec["reward"]["points"] == 500
     assert spec["goal"]["target"] == 3
 
+    # A mistake in what may change: the form again, with what was typed and the rest as
+    # stored (the form of an active challenge sends only names and reward).
+    locked_form = {
+        "csrf": token,
+        "name_en": "Four purchases",
+        "name_de": "Vier Einkäufe",
+        "reward_points": "abc",
+    }
+    wrong = web.post(f"/admin/challenges/{made.id}", data=locked_form)
+    assert wrong.status_code == 422, wrong.text
+    assert 'value="Four purchases"' in wrong.text
+    assert "Bitte eine ganze Zahl eingeben." in wrong.text
+    assert _challenge(db, prog, code).spec["name"]["en"] == "Three purchases"
+
 
 def test_a_draft_can_change_everything(db: Database) -> None:
     prog = f.programme(db)

@@ -206,6 +206,11 @@ def test_edit_sets_the_stock_and_top_up_adds_to_it(db: Database) -> None:
     assert f.reward_row(db, reward).stock_left == 22
     nothing = web.post(f"/admin/rewards/{reward.id}/stock", data={"csrf": token, "units": ""})
     assert nothing.status_code == 422
+    for units in ("2147483648", "9223372036854775808"):  # past the limit; past a bigint
+        huge = web.post(f"/admin/rewards/{reward.id}/stock", data={"csrf": token, "units": units})
+        assert huge.status_code == 422, huge.text
+        assert 'id="e-units"' in huge.text
+    assert f.reward_row(db, reward).stock_total == 25
 
 
 def test_deactivate_and_reactivate(db: Database) -> None:

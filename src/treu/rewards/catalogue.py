@@ -25,6 +25,7 @@ from treu.rewards.errors import (
     RewardNotFound,
     StockBelowRedeemed,
     StockModeChange,
+    StockTooLarge,
     UnknownTier,
 )
 from treu.rewards.models import (
@@ -48,6 +49,8 @@ from treu.rewards.schemas import (
 from treu.tiers.models import Tier
 
 CACHE_SECONDS = 5.0
+MAX_STOCK = 1_000_000_000
+"""A reward's total stock at most (as ``RewardIn`` allows when it is created)."""
 
 # --- the catalogue as plain values -----------------------------------------------------------
 
@@ -342,6 +345,10 @@ class CatalogueService:
                 "an unlimited reward cannot be given a stock (redemptions in flight would "
                 "not be counted); pause it and create a reward with a stock",
                 field="stock",
+            )
+        if stock > MAX_STOCK:
+            raise StockTooLarge(
+                f"a stock of {stock:,} is more than {MAX_STOCK:,} units", field="stock"
             )
         left = reward.stock_left + (stock - reward.stock_total)
         if left < 0:

@@ -45,6 +45,11 @@ class StockBelowRedeemed(Invalid):
     title = "Stock lower than what is redeemed already"
 
 
+class StockTooLarge(Invalid):
+    code = "stock_too_large"
+    title = "Stock too large"
+
+
 class StockModeChange(Invalid):
     code = "stock_mode_change"
     title = "An unlimited reward cannot be given a stock"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from treu.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from treu.errors import Conflict, Invalid, NotFound, Unauthenticated
 
 
 class StaffNotFound(NotFound):
@@ -19,11 +19,6 @@ class SignInFailed(Unauthenticated):
 
     code = "sign_in_failed"
     title = "E-mail, password or code not accepted"
-
-
-class AccountLocked(Forbidden):
-    code = "account_locked"
-    title = "Too many failed sign-ins; try again later"
 
 
 class WeakPassword(Invalid):

@@ -4,9 +4,9 @@ second factor (TOTP), role, disable. The web console and ``treu staff`` call thi
 Sign-in is deliberately dull: a wrong address, password, code or a disabled account all
 answer ``SignInFailed``, and an unknown address still costs one argon2 verification, so
 neither the answer nor its time tells which e-mail addresses have accounts. After
-``LOCK_AFTER`` failures in a row an account is locked for ``LOCK_FOR`` (``AccountLocked``
-says so, since by then the attacker knows the address anyway); a success resets the
-count.
+``LOCK_AFTER`` failures in a row an account is locked for ``LOCK_FOR``, refused with the
+same answer in the same time (a lock message would tell which addresses have accounts);
+a success resets the count.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from treu.audit.service import audit
 from treu.errors import Invalid, TreuError
 from treu.kit.time import utc_now
 from treu.staff.errors import (
-    AccountLocked,
     EmailTaken,
     InvalidRole,
     SignInFailed,
@@ -169,13 +168,10 @@ class StaffService:
             _hasher.verify(password, _DUMMY_HASH)  # the same time as a wrong password
             return SignIn(None, SignInFailed(_REFUSED))
         if user.locked_until is not None and user.locked_until > now:
-            return SignIn(
-                None,
-                AccountLocked(
-                    f"too many failed sign-ins; try again after {user.locked_until:%H:%M} UTC",
-                    locked_until=user.locked_until.isoformat(),
-                ),
-            )
+            # The same answer, in the same time, as for an unknown address: a lock
+            # message would tell which addresses have accounts. The lock still holds.
+            _hasher.verify(password, user.password_hash)
+            return SignIn(None, SignInFailed(_REFUSED))
         valid, updated = _hasher.verify_and_update(password, user.password_hash)
         if valid and user.totp_enabled:
             valid = self._accept_code(user, code, now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,14 +45,34 @@ def text_values(form: Mapping[str, Any], names: list[str]) -> Values:
     return out
 
 
+MAX_DIGITS = 15
+"""Longer numbers are no one's stock, price or points (and would overflow a column)."""
+
+
 def whole(values: Values, name: str) -> int | None:
     text = values.get(name, "")
     if not text:
         return None
+    if len(text.lstrip("+-")) > MAX_DIGITS:
+        raise FormError(name, N_("Enter a whole number."))
     try:
         return int(text)
     except ValueError:
         raise FormError(name, N_("Enter a whole number.")) from None
+
+
+def _decimal(text: str) -> Decimal | None:
+    """A finite decimal number of at most ``MAX_DIGITS`` characters, or None."""
+    if len(text) > MAX_DIGITS + 2:
+        return None
+    try:
+        number = Decimal(text)
+    except DecimalException:
+        return None
+    if not number.is_finite() or number.adjusted() >= MAX_DIGITS:  # no arithmetic yet
+        return None
+    exponent = number.as_tuple().exponent
+    return number if isinstance(exponent, int) and exponent >= -6 else None
 
 
 def money_minor(values: Values, name: str, currency: str) -> int | None:
@@ -62,10 +82,10 @@ def money_minor(values: Values, name: str, currency: str) -> int | None:
         return None
     if "," in text and "." not in text:
         text = text.replace(",", ".")
-    try:
-        amount = Decimal(text) * (10 ** currency_exponent(currency))
-    except InvalidOperation:
-        raise FormError(name, N_("Enter an amount such as 5.50.")) from None
+    number = _decimal(text)
+    if number is None:
+        raise FormError(name, N_("Enter an amount such as 5.50."))
+    amount = number * (10 ** currency_exponent(currency))
     if amount != amount.to_integral_value():
         raise FormError(name, N_("Enter an amount such as 5.50."))
     return int(amount)
@@ -83,10 +103,10 @@ def basis_points(values: Values, name: str) -> int | None:
     text = values.get(name, "").replace(",", ".").rstrip("% ")
     if not text:
         return None
-    try:
-        bp = Decimal(text) * 100
-    except InvalidOperation:
-        raise FormError(name, N_("Enter a percentage such as 10 or 12.5.")) from None
+    number = _decimal(text)
+    if number is None:
+        raise FormError(name, N_("Enter a percentage such as 10 or 12.5."))
+    bp = number * 100
     if bp != bp.to_integral_value():
         raise FormError(name, N_("Enter a percentage such as 10 or 12.5."))
     return int(bp)

@@ -73,6 +73,11 @@ FIELDS = [
     "badge_description_de",
 ]  # fmt: skip
 EDITABLE_WHEN_LOCKED = ("name", "description", "reward")
+LOCKED_FORM_FIELDS = tuple(
+    f for f in FIELDS if f.startswith(("name_", "description_", "reward_", "badge_"))
+)
+"""The form fields of what may change once a challenge is active (its form sends only
+these)."""
 ACTIONS = {
     "activate": (challenges.activate, N_("The challenge is active: it counts events now.")),
     "pause": (challenges.pause, N_("The challenge is paused; progress made so far is kept.")),
@@ -441,8 +446,12 @@ def _update(request: Request, staff: Staff, challenge_id: uuid.UUID, values: Val
 
     def redisplay(session: Session, errors: Errors) -> Response:
         challenge, found = _owned(session, challenge_id)
+        shown = values
+        if challenge.activated_at is not None:  # the rest was not sent: as stored
+            typed = {k: values[k] for k in LOCKED_FORM_FIELDS}
+            shown = _values_of(challenge, found) | typed
         return _form(
-            request, staff, session, found, values, challenge=challenge, errors=errors,
+            request, staff, session, found, shown, challenge=challenge, errors=errors,
             status_code=422,
         )  # fmt: skip
 
