@@ -66,6 +66,13 @@ def test_bulk_history_is_consistent(db: Database) -> None:
                 select(Member.id, Member.enrolled_at).where(Member.programme_id == pid)
             ).all()
         )
+        first_event = dict(
+            session.execute(
+                select(Event.member_id, func.min(Event.occurred_at))
+                .where(Event.programme_id == pid)
+                .group_by(Event.member_id)
+            ).all()
+        )
 
     assert len(frame) == summary.lines
     assert round(frame["amount"].sum() * 100) == totals
@@ -75,6 +82,21 @@ def test_bulk_history_is_consistent(db: Database) -> None:
     for customer, day in first.items():
         joined = enrolled[next(k for k in enrolled if str(k) == customer)]
         assert joined.astimezone(programme_tz(programme.timezone)).date() == day.date()
+    # ... and before it, as the service enrols a member at their first event.
+    assert all(enrolled[m] <= at for m, at in first_event.items())
+
+
+def test_a_load_without_members_or_purchases_is_refused_and_leaves_nothing(
+    db: Database,
+) -> None:
+    from treu.errors import Invalid
+
+    slug = f.unique("bulk")
+    for members, purchases in ((10, 0), (0, 10)):
+        with pytest.raises(Invalid, match="at least one member and one purchase line"):
+            load_bulk(db, members=members, purchases=purchases, now=NOW, slug=slug)
+    with db.unit_of_work(write=False) as session:
+        assert programmes.get_many_by_slug(session, {slug}) == {}
 
 
 def programme_tz(name: str) -> object:

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection
 
 from treu.db.base import table_of
 from treu.db.session import Database
+from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
 from treu.imports import EVENT_TABLES, MEMBER_TABLES
 from treu.insights import synthetic
@@ -164,24 +165,27 @@ def load_bulk(
     report = on_progress or (lambda stage, done, total: None)
     summary = BulkSummary(programme=slug)
 
-    with db.unit_of_work() as session:
-        programme = programmes.create(
-            session,
-            data=ProgrammeCreate.model_validate(
-                {
-                    "slug": slug,
-                    "name": "Synthetic history",
-                    "currency": "EUR",
-                    "points_per_currency_unit": 0,
-                    "pending_days": 0,
-                    "expiry": {"policy": "never"},
-                }
-            ),
+    if members < 1 or purchases < 1:
+        raise Invalid(
+            f"a bulk load needs at least one member and one purchase line "
+            f"(--members {members}, --purchases {purchases})"
         )
-        programme_id, tz = programme.id, programme.timezone
-
-    end = (pd.Timestamp(now).tz_convert(tz) - pd.Timedelta(days=1)).date()
+    data = ProgrammeCreate.model_validate(
+        {
+            "slug": slug,
+            "name": "Synthetic history",
+            "currency": "EUR",
+            "points_per_currency_unit": 0,
+            "pending_days": 0,
+            "expiry": {"policy": "never"},
+        }
+    )
+    # The purchase rate before the programme exists: nothing is left behind if it fails.
+    end = (pd.Timestamp(now).tz_convert(data.timezone) - pd.Timedelta(days=1)).date()
     alpha = purchase_rate(members, purchases, seed=seed, end=end)
+    with db.unit_of_work() as session:
+        programme = programmes.create(session, data=data)
+        programme_id, tz = programme.id, programme.timezone
     ids = np.random.default_rng()  # ids unique on every load: never from the seed
     report("members", 0, members)
     report("lines", 0, purchases)
@@ -254,8 +258,10 @@ def _frames(
     window = pd.Timestamp(end) - pd.to_timedelta(rng.integers(0, HISTORY_DAYS, count), unit="D")
     first_day = first_day.where(~never, pd.Series(window))
     usual_channel = _usual(index, lines["channel"], count)
+    # Enrolled in the hour before the shop opens on their first day: before any purchase
+    # of that day (made between 08:00 and 20:00), as the service enrols at the first event.
     enrolled = _local_to_utc(
-        first_day.to_numpy(), rng.integers(8 * 60, 20 * 60, len(first_day)), tz
+        first_day.to_numpy(), rng.integers(7 * 60, 8 * 60, len(first_day)), tz
     )
     member_ids = _uuid7_hex(count, _ms(enrolled), ids)
     members_frame = pd.DataFrame(
