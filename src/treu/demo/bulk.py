@@ -260,9 +260,7 @@ def _frames(
     usual_channel = _usual(index, lines["channel"], count)
     # Enrolled in the hour before the shop opens on their first day: before any purchase
     # of that day (made between 08:00 and 20:00), as the service enrols at the first event.
-    enrolled = _local_to_utc(
-        first_day.to_numpy(), rng.integers(7 * 60, 8 * 60, len(first_day)), tz
-    )
+    enrolled = _local_to_utc(first_day.to_numpy(), rng.integers(7 * 60, 8 * 60, len(first_day)), tz)
     member_ids = _uuid7_hex(count, _ms(enrolled), ids)
     members_frame = pd.DataFrame(
         {
