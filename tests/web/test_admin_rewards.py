@@ -233,6 +233,23 @@ def test_deactivate_and_reactivate(db: Database) -> None:
     assert "Bitte eine der Möglichkeiten wählen." in odd.text  # the console's German
     assert f.reward_row(db, reward).status == "active"
 
+    # A stored reward that no longer validates (its stock past today's limit, written
+    # before the limit held): the refusal is the field's translated message, not a dump.
+    from sqlalchemy import update
+
+    from treu.rewards.models import Reward
+
+    with db.unit_of_work() as session:
+        session.execute(
+            update(Reward)
+            .where(Reward.id == reward.id)
+            .values(stock_total=2_000_000_000, stock_left=2_000_000_000)
+        )
+    stuck = web.post(f"/admin/rewards/{reward.id}/status", data={"csrf": token, "status": "paused"})
+    assert stuck.status_code == 422, stuck.text
+    assert "pydantic" not in stuck.text
+    assert "stock" in stuck.text
+
 
 def _media_of(db: Database, url: str) -> Media:
     found = re.search(r"/media/([0-9a-f-]{36})/", url)

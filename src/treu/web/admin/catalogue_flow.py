@@ -97,12 +97,14 @@ def change_or_list(
     except REFUSED as error:
         if _not_found(error):
             raise
+        _ = translate_for(language(request))
         if isinstance(error, FormError):
-            reason = translate_for(language(request))(error.message)
+            reason = _(error.message)
         elif isinstance(error, TreuError):
             reason = error.detail
-        else:
-            reason = str(error)
+        else:  # a stored item that no longer validates: each field's message, translated
+            found = pydantic_errors(error, lambda loc: ".".join(str(p) for p in loc), _)
+            reason = "; ".join(f"{field}: {text}" for field, text in found.items())
         return listed(slug, reason)
     return RedirectResponse(f"{page}?programme={slug}&done={done}", status_code=303)
 
