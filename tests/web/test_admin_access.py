@@ -41,6 +41,11 @@ def test_pages_send_strangers_to_sign_in(db: Database) -> None:
     assert '<html lang="de">' in page.text
     assert "Anmeldung zur Konsole" in page.text
     _secure(page)
+    # The member search typed in a page whose session has ended (htmx asks): the whole
+    # page goes to the sign-in, instead of the sign-in page landing in the results.
+    searched = web.get("/admin?q=anna", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert searched.status_code == 204
+    assert searched.headers["hx-redirect"] == "/admin/sign-in?next=/admin"
 
 
 def test_the_one_time_password_leads_to_choosing_ones_own(db: Database) -> None:

@@ -122,7 +122,12 @@ def error_page(request: Request, error: TreuError) -> Response:
     from treu.web.render import render
 
     if isinstance(error, SignInRequired):
-        return RedirectResponse(f"{error.sign_in}?next={quote(request.url.path)}", status_code=303)
+        target = f"{error.sign_in}?next={quote(request.url.path)}"
+        if request.headers.get("hx-request") == "true":
+            # htmx would follow a 303 and put the sign-in page into the part it swaps:
+            # it navigates the whole page to this address instead.
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
     return render(
         request,
         "error.html",
