@@ -80,6 +80,17 @@ def test_little_history_leans_on_what_the_programme_buys(api: Api, db: Database)
     assert regular[0]["reason"] == {"code": "often_bought", "text": "You often buy tea"}
 
 
+def test_a_product_without_a_category_bought_often_says_so(api: Api, db: Database) -> None:
+    prog = f.programme(db)
+    who = f.member(db, prog)
+    candles = {"sku": "9001", "name": "Kerzen", "category": None, "tags": []}
+    for day in (2, 9, 16, 23):
+        buy(db, prog, who, day, candles)
+    (first, *_) = get(api, who, "?k=1")["products"]
+    assert first["sku"] == "9001"
+    assert first["reason"] == {"code": "often_bought", "text": "You buy this often"}
+
+
 def test_the_statements_do_not_grow_with_the_history(api: Api, db: Database) -> None:
     prog = f.programme(db)
     short, long = f.member(db, prog), f.member(db, prog)

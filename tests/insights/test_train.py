@@ -53,6 +53,13 @@ def test_train_writes_scores_and_versions(db: Database) -> None:
     assert report.step("churn").status == "done", report.step("churn").note
     assert report.step("clv").version == 1
     assert report.step("personas").version == 1
+    with db.unit_of_work(write=False) as session:
+        from treu.segments.models import InsightModel
+
+        stamps = set(session.scalars(select(InsightModel.trained_at).where(
+            InsightModel.programme_id == programmes.get(session, slug).id
+        )))  # fmt: skip
+    assert stamps == {NOW}  # the training's own time, not the wall clock
 
     with db.unit_of_work(write=False) as session:
         pid = programmes.get(session, slug).id

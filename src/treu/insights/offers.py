@@ -114,6 +114,7 @@ OFTEN: dict[str, tuple[str, str]] = {
 """The reason for a category the member buys often: plain and organic, whole sentences."""
 OFTEN_OTHER = N_("You often buy {category}")
 OFTEN_ORGANIC = N_("You often buy organic products")
+OFTEN_THIS = N_("You buy this often")
 POPULAR = N_("Popular with other members")
 SIMILAR = N_("Goes with what you buy")
 AFFORDABLE = N_("You have enough points for it")
@@ -219,7 +220,7 @@ def _often(category: str | None, organic: bool, lang: str) -> str:
         plain, bio = OFTEN[category]
         return translate(lang, bio if organic else plain)
     if category is None:
-        return translate(lang, OFTEN_ORGANIC if organic else POPULAR)
+        return translate(lang, OFTEN_ORGANIC if organic else OFTEN_THIS)
     return (
         translate(lang, OFTEN_ORGANIC)
         if organic

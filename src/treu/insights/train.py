@@ -246,7 +246,12 @@ def _clv(
             clear_others=True,
         )
         model = record_model(
-            session, programme_id=programme.id, kind="clv", metrics=_json(metrics), params=params
+            session,
+            trained_at=now,
+            programme_id=programme.id,
+            kind="clv",
+            metrics=_json(metrics),
+            params=params,
         )
         step.version = model.version
     step.metrics = metrics
@@ -296,6 +301,7 @@ def _churn(
         )
         model = record_model(
             session,
+            trained_at=now,
             programme_id=programme.id,
             kind="churn",
             metrics=_json(metrics),
@@ -332,6 +338,7 @@ def _personas(
         )
         model = record_model(
             session,
+            trained_at=now,
             programme_id=programme.id,
             kind="personas",
             metrics=_json(metrics),
@@ -406,6 +413,7 @@ def _recommend(
         }
         model_row = record_model(
             session,
+            trained_at=now,
             programme_id=programme.id,
             kind="recommend",
             metrics=_json(metrics),

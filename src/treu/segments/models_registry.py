@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ def record_model(
     metrics: Mapping[str, Any],
     params: Mapping[str, Any],
     artifact: bytes | None = None,
+    trained_at: datetime | None = None,
 ) -> InsightModel:
     """Store a newly trained model as the next version of its kind (1 for the first).
     Two trainings racing for the same version: the second fails on the unique key."""
@@ -36,7 +38,7 @@ def record_model(
         programme_id=programme_id,
         kind=kind,
         version=(latest or 0) + 1,
-        trained_at=utc_now(),
+        trained_at=trained_at or utc_now(),
         metrics=dict(metrics),
         params=dict(params),
         artifact=artifact,
