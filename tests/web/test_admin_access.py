@@ -48,6 +48,16 @@ def test_pages_send_strangers_to_sign_in(db: Database) -> None:
     assert searched.headers["hx-redirect"] == "/admin/sign-in?next=/admin"
 
 
+
+def test_an_address_that_does_not_parse_is_the_not_found_page(db: Database) -> None:
+    web, _email = signed_in(db, "admin")
+    for path in ("/admin/rewards/not-a-uuid", "/admin/members/123"):
+        page = web.get(path)
+        assert page.status_code == 404, path
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<html lang="de">' in page.text
+
+
 def test_the_one_time_password_leads_to_choosing_ones_own(db: Database) -> None:
     email, once = staff_account(db, "marketing")
     web = client(db)

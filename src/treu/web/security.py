@@ -22,11 +22,12 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from treu.auth.sessions import POLICIES
-from treu.errors import Forbidden, TreuError
+from treu.errors import Forbidden, Invalid, NotFound, TreuError
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -146,6 +147,14 @@ class WebRoute(APIRoute):
                 response = await handler(request)
             except TreuError as error:
                 response = error_page(request, error)
+            except RequestValidationError as error:
+                # A page's address or query that does not parse (an id that is no UUID):
+                # the page for it, not the API's problem+json.
+                in_path = any(e.get("loc", ("",))[0] == "path" for e in error.errors())
+                response = error_page(
+                    request,
+                    NotFound("no such page") if in_path else Invalid("this request is not valid"),
+                )
             return secure_headers(request, response)
 
         return route
