@@ -48,7 +48,6 @@ def test_pages_send_strangers_to_sign_in(db: Database) -> None:
     assert searched.headers["hx-redirect"] == "/admin/sign-in?next=/admin"
 
 
-
 def test_an_address_that_does_not_parse_is_the_not_found_page(db: Database) -> None:
     web, _email = signed_in(db, "admin")
     for path in ("/admin/rewards/not-a-uuid", "/admin/members/123"):
