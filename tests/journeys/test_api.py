@@ -33,6 +33,15 @@ def test_journeys_are_listed_set_and_counted(db: Database, api: Api) -> None:
         headers=api.headers("admin"),
     )
     assert_problem(r, 422, "invalid_journey")
+    # A message Treu cannot word, for the journey or for its second step, is refused when
+    # it is set (it once stopped the whole outbox when the journey fired).
+    for kind, template in (("birthday", "geburtstag"), ("inactivity", "birthday")):
+        r = api.client.put(
+            f"{base}/journeys/{kind}",
+            json={"enabled": True, "template": template},
+            headers=api.headers("admin"),
+        )
+        assert "no message template" in assert_problem(r, 422, "invalid_journey")["detail"]
     r = api.client.put(
         f"{base}/journeys/birthday", json=example, headers=api.headers("events:write")
     )

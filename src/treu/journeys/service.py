@@ -30,6 +30,7 @@ from treu.journeys.errors import InvalidJourney
 from treu.journeys.models import Arm, Journey, JourneyExposure, JourneyKind, JourneyProgramme
 from treu.kit.ids import new_id
 from treu.kit.time import QUIET_END, QUIET_START, quiet_until, time_of_day, utc_now
+from treu.messaging.keys import message_keys
 from treu.outbox.events import CampaignMessage
 from treu.outbox.service import outbox
 from treu.programmes.models import Programme
@@ -195,12 +196,23 @@ class JourneyService:
                 raise InvalidJourney(
                     f"no segment {', '.join(unknown_segments)} in {programme.slug}"
                 )
+        chosen = template or TEMPLATES[kind]
+        known = message_keys()
+        # A journey with a second step (inactivity) words it with "<template>_2".
+        needed = [chosen] + ([f"{chosen}_2"] if f"{TEMPLATES[kind]}_2" in known else [])
+        missing = [t for t in needed if t not in known]
+        if missing:
+            raise InvalidJourney(
+                f"no message template {', '.join(missing)}; "
+                f"one of {', '.join(sorted(known))}"
+                + (f" (its second step needs {chosen}_2 as well)" if len(needed) > 1 else "")
+            )
         row = self.get(session, programme.id, kind)
         if row is None:
             row = self.default(programme.id, kind)
             session.add(row)
         row.enabled = enabled
-        row.template = template or TEMPLATES[kind]
+        row.template = chosen
         row.params = {**allowed, **given}
         row.reward_id = reward_id
         row.holdout_pct = holdout_pct

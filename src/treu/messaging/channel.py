@@ -442,9 +442,9 @@ class EmailChannel:
                     variables=variables,
                 )
             ) or render_message(spec.template, variables, lang)
-        except TemplateProblem:
-            # A broken template must not hold up the outbox: this message is left out
-            # (and logged loudly), the others of the batch go.
+        except (TemplateProblem, OSError):
+            # A broken or missing template must not hold up the outbox: this message is
+            # left out (and logged loudly), the others of the batch go.
             log.exception(
                 "e-mail %s for outbox row %s not rendered", spec.template, facts.message.id
             )

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +38,7 @@ from treu.ledger.models import Account
 from treu.ledger.service import ledger
 from treu.members.models import Member, MemberStatus
 from treu.messaging.errors import TemplateExists, TemplateNotFound
+from treu.messaging.keys import message_keys
 from treu.messaging.models import MessageTemplate
 from treu.messaging.templates import (
     Rendered,
@@ -89,17 +89,6 @@ _CACHE = "treu.messaging.stored"
 
 
 @cache
-def message_keys() -> frozenset[str]:
-    """The messages a template can word: those with shipped files (in English), but
-    not a sign-in code (its wording is fixed: it must carry the code)."""
-    folder = resources.files("treu.messaging").joinpath("templates").joinpath("en")
-    return frozenset(
-        entry.name.removesuffix(".subject.txt")
-        for entry in folder.iterdir()
-        if entry.name.endswith(".subject.txt") and entry.name != "sign_in_code.subject.txt"
-    )
-
-
 def sample_variables(lang: str) -> dict[str, Any]:
     """Values of the right kind for every variable: what a template is tried with
     before it is saved."""

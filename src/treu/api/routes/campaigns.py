@@ -24,7 +24,7 @@ from treu.campaigns.service import campaigns, parse_spec
 from treu.campaigns.stats import campaign_stats
 from treu.errors import Invalid
 from treu.kit.time import utc_now
-from treu.messaging.stored import message_keys
+from treu.messaging.keys import message_keys
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 

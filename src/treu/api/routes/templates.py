@@ -15,6 +15,7 @@ from treu.config import Settings
 from treu.kit.time import utc_now
 from treu.members.service import members
 from treu.messaging.consents import unsubscribe_token
+from treu.messaging.keys import message_keys
 from treu.messaging.models import ConsentChannel
 from treu.messaging.schemas import (
     PreviewIn,
@@ -26,7 +27,7 @@ from treu.messaging.schemas import (
     TemplateVariable,
     TemplateVariables,
 )
-from treu.messaging.stored import VARIABLES, TemplateData, message_keys, preview, stored_templates
+from treu.messaging.stored import VARIABLES, TemplateData, preview, stored_templates
 from treu.programmes.service import programmes
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], responses=PROBLEM_RESPONSES)

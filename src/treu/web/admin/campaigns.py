@@ -30,7 +30,7 @@ from treu.insights.dashboard import uplift
 from treu.kit.money import format_money
 from treu.kit.text import N_
 from treu.kit.time import utc_now
-from treu.messaging.stored import message_keys
+from treu.messaging.keys import message_keys
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards.catalogue import catalogue

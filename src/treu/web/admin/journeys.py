@@ -16,7 +16,7 @@ from treu.errors import TreuError
 from treu.journeys.models import Arm, Journey, JourneyKind
 from treu.journeys.service import DEFAULT_PARAMS, MARKETING, journeys
 from treu.kit.text import N_
-from treu.messaging.stored import message_keys
+from treu.messaging.keys import message_keys
 from treu.programmes.models import Programme
 from treu.rewards.catalogue import catalogue
 from treu.rewards.models import COUPON_TYPES, RewardType

@@ -27,8 +27,9 @@ from treu.errors import TreuError
 from treu.kit.lang import LANGUAGES, Lang
 from treu.kit.text import N_
 from treu.messaging.errors import TemplateProblem
+from treu.messaging.keys import message_keys
 from treu.messaging.models import MessageTemplate
-from treu.messaging.stored import TemplateData, message_keys, preview_message, stored_templates
+from treu.messaging.stored import TemplateData, preview_message, stored_templates
 from treu.messaging.templates import Rendered, TemplateSource, source
 from treu.programmes.models import Programme
 from treu.web.admin import router
