@@ -264,3 +264,27 @@ def test_an_enabled_welcome_journey_replaces_the_built_in_welcome(db: Database) 
     other = f.member(db, plain)
     [builtin] = mails(db, other, every=True)
     assert builtin.event_type == "member.enrolled"
+
+
+@pytest.mark.now("2027-03-10T21:00:00Z")
+def test_the_inbox_waits_out_quiet_hours_and_has_its_own_cap(db: Database) -> None:
+    """A birthday message at 22:00 Berlin lands in the inbox at 08:00, as the e-mail
+    does; the inbox's marketing cap counts the inbox messages of earlier batches."""
+    from treu.delivery.service import deliveries
+    from treu.messaging.consents import consents
+    from treu.messaging.inbox import InboxChannel
+
+    prog = f.programme(db, timezone=BERLIN)
+    enable(db, prog, JourneyKind.birthday)
+    anna = f.member(db, prog, birthday=date(1990, 3, 10))
+    with db.unit_of_work() as session:
+        consents.record(session, member=anna, channel="inbox", granted=True, source="test")
+    run_daily(db)
+    inbox = InboxChannel(Settings(secret_key=SECRET, marketing_cap_per_7_days=1))
+    with db.unit_of_work() as session:
+        rows = outbox.messages(session, member_id=anna.id, types=["campaign.message"])
+        [planned] = inbox.plan(session, rows, now=utc_now())
+        assert planned.not_before == datetime(2027, 3, 11, 7, 0, tzinfo=UTC)  # 08:00 Berlin
+        deliveries.add(session, [planned], now=utc_now())
+    with db.unit_of_work(write=False) as session:  # another batch: the cap of 1 is used
+        assert inbox.plan(session, rows, now=utc_now()) == []

@@ -386,7 +386,8 @@ class EmailChannel:
     def _marketing_sent(
         self, session: Session, messages: Sequence[OutboxMessage], now: datetime
     ) -> dict[uuid.UUID, int]:
-        """Marketing e-mails planned per member in the last 7 days (the frequency cap),
+        """Marketing messages of this channel planned per member in the last 7 days (the
+        frequency cap),
         for the members of this batch's marketing messages: one query."""
         member_ids = {
             m.member_id
@@ -399,10 +400,10 @@ class EmailChannel:
             select(Delivery.member_id, func.count())
             .where(
                 Delivery.member_id.in_(member_ids),
-                Delivery.channel == NAME,
+                Delivery.channel == self.name,  # each channel its own cap (the inbox too)
                 Delivery.event_type == CAMPAIGN,
                 Delivery.created_at > now - MARKETING_WINDOW,
-                Delivery.dedupe_key.like(f"{NAME}:marketing:%"),
+                Delivery.dedupe_key.like(f"{self.name}:marketing:%"),
             )
             .group_by(Delivery.member_id)
         ).all()

@@ -32,7 +32,7 @@ from treu.delivery.channel import Channel, Claimed, Outcome, Planned, Sender
 from treu.errors import Invalid
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.members.models import Member, MemberStatus
-from treu.messaging.channel import EmailChannel, Facts, MessageSpec, Owned
+from treu.messaging.channel import CAMPAIGN, EmailChannel, Facts, MessageSpec, Owned, _when
 from treu.messaging.errors import InboxMessageNotFound
 from treu.messaging.models import ConsentChannel, InboxMessage
 from treu.messaging.templates import Rendered
@@ -80,10 +80,11 @@ class InboxChannel(EmailChannel):
         self, spec: MessageSpec, facts: Facts, rendered: Rendered, unsubscribe: str
     ) -> Planned:
         member = facts.member
+        marketing = "marketing:" if spec.kind == "marketing" else ""  # counted for the cap
         return Planned(
             channel=NAME,
             target=str(member.id),
-            dedupe_key=f"{NAME}:{facts.message.id}",
+            dedupe_key=f"{NAME}:{marketing}{facts.message.id}",
             event_type=facts.message.type,
             payload={
                 "title": rendered.subject,
@@ -96,6 +97,10 @@ class InboxChannel(EmailChannel):
             programme_id=member.programme_id,
             member_id=member.id,
             outbox_id=facts.message.id,
+            # Quiet hours hold a marketing message back in the inbox as in e-mail.
+            not_before=_when(facts.message.payload.get("not_before"))
+            if facts.message.type == CAMPAIGN
+            else None,
         )
 
     def sender(self) -> Sender:
