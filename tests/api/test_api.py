@@ -209,6 +209,22 @@ def test_invalid_phone_and_card_are_refused_with_field(api: Api) -> None:
     )
     body = assert_problem(r, 422, "validation_error")
     assert {e["field"] for e in body["errors"]} == {"phone", "card_number"}
+    # Luhn-valid but longer than a card number can be (it answered 500 on PostgreSQL),
+    # or digits of another script
+    from treu.kit.ids import luhn_check_digit
+
+    long = "1" * 39
+    for card in (
+        long + str(luhn_check_digit(long)),
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",
+    ):
+        r = api.client.post(
+            "/v1/members",
+            json={"programme": prog["slug"], "card_number": card},
+            headers=api.headers("members:write"),
+        )
+        body = assert_problem(r, 422, "validation_error")
+        assert [e["field"] for e in body["errors"]] == ["card_number"]
 
 
 def test_patch_member_progressive_profile(api: Api) -> None:

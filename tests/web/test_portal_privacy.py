@@ -64,6 +64,14 @@ def test_the_download_is_a_json_file_of_the_members_own_data(db: Database) -> No
     assert "Ole" not in answer.text
     # the session's secrets are not in the file
     assert csrf_of(page.text) not in answer.text
+    # nor a sign-in code's hash (a code was asked for)
+    from treu.members.codes import codes
+
+    with db.unit_of_work() as session:
+        assert codes.request(session, programme_id=prog.id, email=who.email or "", key=b"k" * 32)
+    again = json.loads(web.get(f"{PRIVACY}/export").content)
+    assert again["records"].get("sign_in_codes"), sorted(again["records"])
+    assert all("code_hash" not in row for row in again["records"]["sign_in_codes"])
 
 
 def test_deletion_needs_the_box_and_the_word_and_is_recorded_once(db: Database) -> None:

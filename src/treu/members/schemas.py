@@ -38,6 +38,8 @@ def normalise_phone(value: str) -> str:
 
 def normalise_card(value: str) -> str:
     digits = value.replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 32):
+        raise ValueError("card_number must be 8 to 32 digits")
     if not luhn_valid(digits):
         raise ValueError("card_number is not a valid card number (Luhn check failed)")
     return digits

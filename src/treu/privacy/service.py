@@ -38,8 +38,8 @@ from treu.privacy.models import DeletionRequest, DeletionStatus
 treu.models.load_all()  # every table, so the copy misses none
 
 FORMAT = "treu-member-export/1"
-SECRET_COLUMNS = frozenset({"token_hash", "csrf", "payload_hash", "request_hash"})
-"""Checks of what clients send, not data about the member."""
+SECRET_COLUMNS = frozenset({"token_hash", "csrf", "payload_hash", "request_hash", "code_hash"})
+"""Checks of what clients send (and of sign-in codes), not data about the member."""
 
 
 def _plain(value: Any) -> Any:
