@@ -189,6 +189,11 @@ def test_another_members_coupon_is_not_found(db: Database) -> None:
     assert web.get(f"/portal/coupons/{coupon.id}/qr.svg").status_code == 404
     assert web.get(f"/portal/coupons/{uuid.uuid4()}").status_code == 404
     assert web.get(f"/portal/rewards/{uuid.uuid4()}/redeem").status_code == 404
+    page = web.get(f"/portal/coupons/{coupon.id}")  # in the member's language, back home
+    assert "Diese Seite oder diesen Eintrag gibt es nicht." in page.text
+    assert "of this member" not in page.text
+    assert 'href="/portal"' in page.text
+    assert 'href="/admin"' not in page.text
     # its owner sees it
     owner = signed_in(client(db), db, other)
     assert owner.get(f"/portal/coupons/{coupon.id}").status_code == 200

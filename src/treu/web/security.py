@@ -133,8 +133,9 @@ def error_page(request: Request, error: TreuError) -> Response:
         request,
         "error.html",
         status_code=error.http_status,
+        status=error.http_status,
         title=error.title,
-        detail=error.detail,
+        detail=error.detail,  # shown to staff; members get a sentence in their language
     )
 
 
