@@ -598,3 +598,30 @@ def test_batch_element_that_is_not_an_object_fails_the_request(api: Api) -> None
     body = assert_problem(r, 422, "validation_error")
     assert [e["field"] for e in body["errors"]] == ["events.1"]
     assert "dictionary" in body["errors"][0]["message"]
+
+
+def test_a_nul_character_is_the_clients_mistake_on_postgresql(
+    api: Api, backend: str, db: Database
+) -> None:
+    """PostgreSQL cannot store U+0000 in text (SQLite can): a 422, not a 500, over the
+    API and on a portal page."""
+    from tests import factories as f
+    from tests.support.portal import csrf_of, signed_in
+
+    prog = f.programme(db)
+    who = f.member(db, prog)
+    r = api.client.patch(
+        f"/v1/members/{who.id}",
+        json={"first_name": "An\u0000na"},
+        headers=api.headers("members:write"),
+    )
+    web = signed_in(api.client, db, who)
+    token = csrf_of(web.get("/portal/profile").text)
+    page = web.post("/portal/profile", data={"csrf": token, "last_name": "X\u0000"})
+    if backend == "postgresql":
+        assert_problem(r, 422, "nul_in_text")
+        assert page.status_code == 422
+        assert page.headers["content-type"].startswith("text/html")
+    else:
+        assert r.status_code == 200, r.text
+        assert page.status_code in (200, 303)

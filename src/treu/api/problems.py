@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from treu.api.responses import JSONBody
+from treu.db.text import nul_in_text
 from treu.errors import (
     Busy,
     Conflict,
@@ -164,6 +165,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        nul = nul_in_text(exc)
+        if nul is not None:
+            return respond(error_body(nul))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return respond(
             problem_body(

@@ -27,6 +27,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from treu.auth.sessions import POLICIES
+from treu.db.text import nul_in_text
 from treu.errors import Forbidden, Invalid, NotFound, TreuError
 
 HEADERS = {
@@ -156,6 +157,11 @@ class WebRoute(APIRoute):
                     request,
                     NotFound("no such page") if in_path else Invalid("this request is not valid"),
                 )
+            except Exception as error:
+                nul = nul_in_text(error)
+                if nul is None:
+                    raise
+                response = error_page(request, nul)
             return secure_headers(request, response)
 
         return route
