@@ -266,6 +266,24 @@ def test_an_enabled_welcome_journey_replaces_the_built_in_welcome(db: Database) 
     assert builtin.event_type == "member.enrolled"
 
 
+def test_a_welcome_journey_for_a_segment_leaves_the_others_their_built_in_welcome(
+    db: Database,
+) -> None:
+    from treu.insights.segmenting import SegmentIn, segments
+
+    prog = f.programme(db)
+    with db.unit_of_work() as session:
+        segments.create(
+            session,
+            programme=prog,
+            data=SegmentIn(slug="vip", name="VIP", expression="metrics.purchases > 10"),
+        )
+    enable(db, prog, JourneyKind.welcome, segments=["vip"])
+    newcomer = f.member(db, prog, language="en")  # in no segment yet
+    [builtin] = mails(db, newcomer, every=True)
+    assert builtin.event_type == "member.enrolled"
+
+
 @pytest.mark.now("2027-03-10T21:00:00Z")
 def test_the_inbox_waits_out_quiet_hours_and_has_its_own_cap(db: Database) -> None:
     """A birthday message at 22:00 Berlin lands in the inbox at 08:00, as the e-mail

@@ -238,18 +238,20 @@ class JourneyService:
         self, session: Session, programme_ids: Iterable[uuid.UUID]
     ) -> set[tuple[uuid.UUID, str]]:
         """(programme, outbox type) pairs whose built-in e-mail an enabled journey
-        replaces (``OWNS``): one query per planning batch."""
+        replaces (``OWNS``): one query per planning batch. A journey for some segments
+        only replaces nothing: the members outside them still get the built-in e-mail
+        (an expiry notice is transactional; a welcome must reach everyone)."""
         wanted = list(set(programme_ids))
         if not wanted:
             return set()
         rows = session.execute(
-            select(Journey.programme_id, Journey.kind).where(
+            select(Journey.programme_id, Journey.kind, Journey.segments).where(
                 Journey.enabled.is_(True),
                 Journey.kind.in_([k.value for k in OWNS]),
                 Journey.programme_id.in_(wanted),
             )
         ).all()
-        return {(pid, OWNS[JourneyKind(kind)]) for pid, kind in rows}
+        return {(pid, OWNS[JourneyKind(kind)]) for pid, kind, segments in rows if not segments}
 
     def quiet_hours(self, session: Session, programme_id: uuid.UUID) -> tuple[str, str]:
         row = session.get(JourneyProgramme, programme_id)
