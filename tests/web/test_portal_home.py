@@ -43,6 +43,15 @@ def _api_balance(db: Database, who: Member) -> dict[str, object]:
 
 
 @pytest.mark.now("2026-11-24T12:00:00Z")
+def test_one_expiring_point_is_said_in_the_singular(db: Database) -> None:
+    prog = f.programme(db, expiry={"policy": "fixed", "years": 0})
+    who = f.member(db, prog)
+    f.ingest(db, f.purchase_payload(prog, who, amount_minor=150))  # 1 point
+    html = signed_in(_client(db), db, who).get("/portal").text
+    assert _shown(html, "expiry") == "1 Punkt verfällt am 31.12.2026"
+
+
+@pytest.mark.now("2026-11-24T12:00:00Z")
 def test_home_shows_points_expiry_tier_and_how_to_earn(db: Database) -> None:
     prog = f.tiered(db)
     with db.unit_of_work() as session:

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from treu.kit.lang import LANGUAGES, Lang
-from treu.kit.text import translate
+from treu.kit.text import translate, translate_plural
 from treu.web.nav import ADMIN, PORTAL
 from treu.web.security import LANG_COOKIE
 
@@ -101,10 +101,15 @@ def render(
             value = value.date()
         return format_date(value, "medium", locale=_locale(lang))
 
+    def ngettext(singular: str, plural: str, n: int, **params: object) -> str:
+        """The form that fits ``n`` ("1 Punkt verfällt", "2 Punkte verfallen")."""
+        return translate_plural(lang, singular, plural, n, **params)
+
     page = _env.get_template(template).render(
         request=request,
         lang=lang,
         _=_,
+        ngettext=ngettext,
         number=number,
         when=when,
         day=day,
