@@ -238,6 +238,8 @@ def test_consents_are_granted_and_withdrawn_per_channel(db: Database) -> None:
         ("email", False, "portal"),
         ("sms", True, "portal"),
     ]
+    # which wording the member read: the page's version of the texts, in German
+    assert {r.wording for r in rows} == {"portal-consents-2026-12:de"}
     page = web.get(PROFILE)
     email_row = page.text.split('data-testid="consent-email"')[1].split("</tr>")[0]
     assert "Widerrufen am" in email_row

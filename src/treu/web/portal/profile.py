@@ -31,8 +31,12 @@ from treu.programmes.service import programmes
 from treu.web.nav import PORTAL
 from treu.web.portal import router
 from treu.web.portal.context import Signed, database, need_member
-from treu.web.render import render
+from treu.web.render import language, render
 from treu.web.security import check_csrf, with_language
+
+CONSENT_WORDING = "portal-consents-2026-12"
+"""The version of the consent texts on the profile page ("How we may contact you" and its
+hint): change it with the texts, so each recorded choice names what was read."""
 
 PATH = "/portal/profile"
 ROUTE = "/profile"  # under the router's /portal
@@ -216,7 +220,8 @@ def set_consent(
     granted: Annotated[str, Form(max_length=5)],
 ) -> Response:
     """Grant or withdraw one channel, recorded as the consents API records (source
-    ``portal``)."""
+    ``portal``, the wording the member read: ``CONSENT_WORDING`` and the page's
+    language)."""
     check_csrf(csrf, signed.csrf)
     if channel not in {c.value for c in ConsentChannel} or granted not in ("yes", "no"):
         return _page(request, signed, status_code=422, errors={"consent": "invalid"})
@@ -224,7 +229,12 @@ def set_consent(
         with database(request).unit_of_work() as session:
             member = members.get(session, signed.id)
             consents.record(
-                session, member=member, channel=channel, granted=granted == "yes", source="portal"
+                session,
+                member=member,
+                channel=channel,
+                granted=granted == "yes",
+                source="portal",
+                wording=f"{CONSENT_WORDING}:{language(request)}",
             )
     except TreuError as error:
         return _page(request, signed, status_code=error.http_status, errors={"consent": "invalid"})
