@@ -68,5 +68,11 @@ def test_bad_input(runner: CliRunner, tmp_path: Path, purchases: Path) -> None:
     result = runner.invoke(cli.app, ["insights", "churn", str(purchases), "--cutoff", "2020-01-01"])
     assert result.exit_code == 1
     assert "no purchases on or before 2020-01-01" in result.output
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("customer_id,date,amount\n", encoding="utf-8")
+    result = runner.invoke(cli.app, ["insights", "churn", str(header_only)])
+    assert result.exit_code == 1
+    assert "the file has only its header" in result.output
+    assert "None" not in result.output
     result = runner.invoke(cli.app, ["insights", "churn", str(purchases), "--horizon-days", "0"])
     assert result.exit_code != 0

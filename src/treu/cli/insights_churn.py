@@ -47,7 +47,11 @@ def churn_command(
     target = output_path(out)
     frame = read_purchases(file, until=day)
     if frame.empty:
-        raise cli.fail(f"{file.name}: no purchases on or before {day}.")
+        raise cli.fail(
+            f"{file.name}: no purchases on or before {day}."
+            if day is not None
+            else f"{file.name}: no purchases: the file has only its header."
+        )
     end = day if day is not None else frame["date"].max().date()
     scores = churn.train_and_score(frame, end, horizon_days)
     if target is not None:
