@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tests import factories as f
 from tests.messaging.conftest import SECRET
-from tests.support.journeys import consent, enable, exposures, mails, messages
+from tests.support.journeys import close, consent, enable, exposures, mails, messages
 from treu.config import Settings
 from treu.db.session import Database
 from treu.journeys.daily import run_daily
@@ -228,7 +228,8 @@ def test_inactivity_sends_a_second_step_m_days_after_the_first(db: Database) -> 
     enable(db, prog, JourneyKind.inactivity, params={"inactive_days": 60, "second_step_days": 14})
     gone = f.member(db, prog, language="en")
     back = f.member(db, prog, language="en")
-    for who in (gone, back):
+    left = f.member(db, prog, language="en")
+    for who in (gone, back, left):
         consent(db, who)
         f.ingest_one(db, f.purchase_payload(prog, who, occurred_at=utc_now() - timedelta(days=61)))
     run_daily(db)
@@ -236,6 +237,7 @@ def test_inactivity_sends_a_second_step_m_days_after_the_first(db: Database) -> 
     assert [m.payload["step"] for m in messages(db, back)] == [1]
     with time_machine.travel(utc_now() + timedelta(days=7)):
         f.ingest_one(db, f.purchase_payload(prog, back))
+        close(db, left)  # closed the account: no second step, no exposure for it
         run_daily(db)
     assert len(messages(db, gone)) == 1  # not yet: 14 days
     with time_machine.travel(utc_now() + timedelta(days=15)):
@@ -243,6 +245,7 @@ def test_inactivity_sends_a_second_step_m_days_after_the_first(db: Database) -> 
         run_daily(db)
     assert [m.payload["step"] for m in messages(db, gone)] == [1, 2]
     assert [m.payload["step"] for m in messages(db, back)] == [1]  # bought: no second step
+    assert [e.step for e in exposures(db, left)] == [1]
     planned = mails(db, gone, now=utc_now() + timedelta(days=15, hours=2))
     assert [p.payload["template"] for p in planned] == ["inactivity", "inactivity_2"]
 

@@ -246,7 +246,9 @@ def _still_inactive(
     )
     follow = (
         select(step_one.c.member_id, step_one.c.occasion)
+        .join(Member, Member.id == step_one.c.member_id)
         .where(
+            _OPEN,  # a member who closed the account since gets no second step
             step_one.c.journey_id == journey.id,
             step_one.c.step == 1,
             step_one.c.at <= now - timedelta(days=days),
