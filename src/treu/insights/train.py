@@ -174,6 +174,38 @@ def _forget(db: Database, programme: Programme, step: str) -> None:
             )
 
 
+def _keep(
+    db: Database,
+    programme: Programme,
+    now: datetime,
+    step: StepReport,
+    scores: pd.DataFrame,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+) -> None:
+    """A scoring step's results in one unit of work: its columns (``_SCORED_BY``) for
+    the members it scored, NULL for the others, and the next version of its model."""
+    with db.unit_of_work() as session:
+        save_scores(
+            session,
+            programme_id=programme.id,
+            frame_or_rows=scores,
+            columns=_SCORED_BY[step.name],
+            now=now,
+            clear_others=True,
+        )
+        model = record_model(
+            session,
+            trained_at=now,
+            programme_id=programme.id,
+            kind=step.name,
+            metrics=_json(metrics),
+            params=params,
+        )
+        step.version = model.version
+    step.metrics = metrics
+
+
 def _history(
     db: Database, programme: Programme, now: datetime, state: dict[str, Any], step: StepReport
 ) -> None:
@@ -236,25 +268,7 @@ def _clv(
         "calibration_end": end.date().isoformat(),
         "unit_days": table.attrs.get("unit_days", 7.0),
     }
-    with db.unit_of_work() as session:
-        save_scores(
-            session,
-            programme_id=programme.id,
-            frame_or_rows=scores,
-            columns=["clv_365_minor", "p_alive"],
-            now=now,
-            clear_others=True,
-        )
-        model = record_model(
-            session,
-            trained_at=now,
-            programme_id=programme.id,
-            kind="clv",
-            metrics=_json(metrics),
-            params=params,
-        )
-        step.version = model.version
-    step.metrics = metrics
+    _keep(db, programme, now, step, scores, metrics, params)
     step.note = (
         f"{len(table):,} customers; r={bgnbd.r:.3f} alpha={bgnbd.alpha:.3f} "
         f"a={bgnbd.a:.3f} b={bgnbd.b:.3f}"
@@ -290,25 +304,8 @@ def _churn(
         "training_customers": attrs.get("training_customers"),
         "training_churn_rate": attrs.get("training_churn_rate"),
     }
-    with db.unit_of_work() as session:
-        save_scores(
-            session,
-            programme_id=programme.id,
-            frame_or_rows=scores,
-            columns=["churn_risk"],
-            now=now,
-            clear_others=True,
-        )
-        model = record_model(
-            session,
-            trained_at=now,
-            programme_id=programme.id,
-            kind="churn",
-            metrics=_json(metrics),
-            params={"horizon_days": CHURN_HORIZON_DAYS, "cutoff": cutoff.date().isoformat()},
-        )
-        step.version = model.version
-    step.metrics = metrics
+    params = {"horizon_days": CHURN_HORIZON_DAYS, "cutoff": cutoff.date().isoformat()}
+    _keep(db, programme, now, step, scores, metrics, params)
     step.note = f"{len(scored):,} members scored with {attrs.get('chosen')}"
 
 
@@ -327,25 +324,7 @@ def _personas(
         "members": len(found.assignments),
         "sizes": {p.code: p.size for p in found.personas},
     }
-    with db.unit_of_work() as session:
-        save_scores(
-            session,
-            programme_id=programme.id,
-            frame_or_rows=found.assignments,
-            columns=["persona"],
-            now=now,
-            clear_others=True,
-        )
-        model = record_model(
-            session,
-            trained_at=now,
-            programme_id=programme.id,
-            kind="personas",
-            metrics=_json(metrics),
-            params=_json(found.params()),
-        )
-        step.version = model.version
-    step.metrics = metrics
+    _keep(db, programme, now, step, found.assignments, metrics, _json(found.params()))
     step.note = f"{found.k} personas (silhouette {found.silhouette:.2f})"
 
 
