@@ -490,10 +490,16 @@ class EmailChannel:
             programme_id=member.programme_id,
             member_id=member.id,
             outbox_id=facts.message.id,
-            not_before=_when(facts.message.payload.get("not_before"))
-            if facts.message.type == CAMPAIGN
-            else None,
+            not_before=self.not_before(facts),
         )
+
+    @staticmethod
+    def not_before(facts: Facts) -> datetime | None:
+        """When a campaign message may go: after the quiet hours its planning found
+        (``not_before`` in the outbox row); anything else goes at once."""
+        if facts.message.type != CAMPAIGN:
+            return None
+        return _when(facts.message.payload.get("not_before"))
 
     def sender(self) -> Sender:
         if self.smtp is not None:

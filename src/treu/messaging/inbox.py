@@ -32,7 +32,7 @@ from treu.delivery.channel import Channel, Claimed, Outcome, Planned, Sender
 from treu.errors import Invalid
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.members.models import Member, MemberStatus
-from treu.messaging.channel import CAMPAIGN, EmailChannel, Facts, MessageSpec, Owned, _when
+from treu.messaging.channel import EmailChannel, Facts, MessageSpec, Owned
 from treu.messaging.errors import InboxMessageNotFound
 from treu.messaging.models import ConsentChannel, InboxMessage
 from treu.messaging.templates import Rendered
@@ -97,10 +97,7 @@ class InboxChannel(EmailChannel):
             programme_id=member.programme_id,
             member_id=member.id,
             outbox_id=facts.message.id,
-            # Quiet hours hold a marketing message back in the inbox as in e-mail.
-            not_before=_when(facts.message.payload.get("not_before"))
-            if facts.message.type == CAMPAIGN
-            else None,
+            not_before=self.not_before(facts),  # quiet hours hold it back as in e-mail
         )
 
     def sender(self) -> Sender:
