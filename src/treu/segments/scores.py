@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Column, MetaData, Table, func, insert, or_, select, update
+from sqlalchemy import Column, MetaData, Select, Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -109,35 +109,38 @@ def save_scores(
         ).scalar_one()
         connection.execute(statement)
         if clear_others:
-            connection.execute(
-                update(scores)
-                .where(
-                    scores.c.programme_id == programme_id,
-                    scores.c.member_id.not_in(select(staging.c.member_id)),
-                    or_(*(scores.c[name].is_not(None) for name in names)),
-                )
-                .values(dict.fromkeys(names))
+            clear_scores(
+                session,
+                programme_id=programme_id,
+                columns=names,
+                keep=select(staging.c.member_id),
             )
     finally:
         staging.drop(connection)
     return int(written)
 
 
-def clear_scores(session: Session, *, programme_id: uuid.UUID, columns: Sequence[str]) -> None:
-    """NULL in ``columns`` for every member of the programme (a model that was not
-    trained this time: no score is better than a stale one)."""
+def clear_scores(
+    session: Session,
+    *,
+    programme_id: uuid.UUID,
+    columns: Sequence[str],
+    keep: Select[Any] | None = None,
+) -> None:
+    """NULL in ``columns`` for every member of the programme but those ``keep`` selects
+    (a model that was not trained this time, or no longer scores them: no score is
+    better than a stale one)."""
     scores = table_of(MemberScore)
     unknown = [c for c in columns if c not in scores.c or not scores.c[c].nullable]
     if unknown:
         raise ValueError(f"not a nullable score column: {', '.join(unknown)}")
-    session.execute(
-        update(scores)
-        .where(
-            scores.c.programme_id == programme_id,
-            or_(*(scores.c[name].is_not(None) for name in columns)),
-        )
-        .values(dict.fromkeys(columns))
-    )
+    which = [
+        scores.c.programme_id == programme_id,
+        or_(*(scores.c[name].is_not(None) for name in columns)),
+    ]
+    if keep is not None:
+        which.append(scores.c.member_id.not_in(keep))
+    session.execute(update(scores).where(*which).values(dict.fromkeys(columns)))
 
 
 def _csv(ids: list[uuid.UUID], values: list[list[Any]], names: tuple[str, ...]) -> str:
