@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from tests import factories as f
 from treu.checkout.service import CartIn, checkout
+from treu.db.base import WriteBatch
 from treu.db.session import Database
 from treu.events.schemas import AnyEvent
 from treu.events.service import events_service
@@ -542,9 +543,10 @@ def _install(prog: Programme, who: Member) -> dict[str, Any]:
 def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
     db: Database,
 ) -> None:
-    """Budgets are read without a lock and added to last (``Usage.settle``); a unit that
-    reaches the budget's edge on that figure, or whose guarded addition finds the budget
-    spent meanwhile, raises ``BudgetRace`` and changes nothing."""
+    """Budgets are read without a lock and added to with the unit's other writes,
+    guarded (``WriteBatch.add_within``); a unit that reaches the budget's edge on that
+    figure, or whose guarded addition finds the budget spent meanwhile, raises
+    ``BudgetRace`` and changes nothing."""
     prog = f.programme(db)
     rule = f.rule(
         db,
@@ -582,8 +584,12 @@ def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
         usage.budget_read[str(rule.id)] = 0
         usage.budget_used[str(rule.id)] = 0
         usage.record(third.id, T0.date(), str(rule.id), 40)
+        batch = WriteBatch()
+        usage.flush(batch)
+        added = batch.flush(session.connection())
+        assert added == [None]
         with pytest.raises(BudgetRace):
-            usage.settle(session.connection())
+            usage.settle(added)
     with db.unit_of_work(write=False) as session:
         assert session.get_one(Rule, rule.id).budget_used == 100
 

@@ -12,7 +12,8 @@ Callers get the same results on every backend, with the fast path or without it:
 * ``Lookup`` and ``Query``: such SELECTs with one or many values, built once per kind of
   database (``column = ANY(<JSON array>)`` on PostgreSQL, ``IN`` elsewhere).
 * ``WriteBatch``: the inserts and updates of one unit of work, applied in ``flush`` in
-  the order given, in the connection's transaction. Rows are plain dicts whose values
+  the order given, in the connection's transaction, and after them its guarded
+  additions (``add_within``), whose new values ``flush`` returns. Rows are plain dicts whose values
   are already what the column stores — UUIDs, aware datetimes, ints, strings, JSON-able
   dicts and lists: no column defaults, no ``TypeDecorator`` processing, no ORM events,
   nothing in the Session's identity map. A batch that updates a row must not insert it
@@ -43,7 +44,8 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -352,6 +354,7 @@ class WriteBatch:
 
     def __init__(self) -> None:
         self._ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]] = []
+        self._adds: list[_Addition] = []
 
     def insert(
         self, table: Table, rows: list[dict[str, Any]], *, skip_existing: bool = False
@@ -370,28 +373,100 @@ class WriteBatch:
         if rows:
             self._ops.append(("update", table, rows, (key,) if isinstance(key, str) else key))
 
-    def flush(self, connection: Connection) -> None:
+    def add_within(
+        self, table: Table, *, key: dict[str, Any], column: str, amount: int, cap: int
+    ) -> int:
+        """``UPDATE table SET column = column + amount WHERE <key> AND column + amount <=
+        cap``, after the batch's other writes: a counter that many units of work add to
+        and none may take past ``cap`` (a rule's budget). Returns the addition's index in
+        what ``flush`` returns: the column's new value, or None where the addition would
+        have passed the cap (the row is then left as it was). Columns updated on change
+        (``onupdate``, such as ``updated_at``) keep their value.
+
+        On PostgreSQL a small batch sends its additions in its one statement (``_combined``):
+        no round trip of their own."""
+        self._adds.append(_Addition(table, tuple(key), tuple(key.values()), column, amount, cap))
+        return len(self._adds) - 1
+
+    def flush(self, connection: Connection) -> list[int | None]:
+        """Apply the writes; the new values of the additions (``add_within``), in order."""
         ops, self._ops = self._ops, []
-        if connection.dialect.name != "postgresql" or not _fast_path():
-            for kind, table, rows, key in ops:
-                if kind == "insert":
-                    connection.execute(table.insert(), rows)
-                elif kind == "insert_ignore":
-                    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-                    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-                else:
-                    columns = [c for c in rows[0] if c not in key]
-                    connection.execute(
-                        table.update()
-                        .where(*(table.c[k] == bindparam(f"b_{k}") for k in key))
-                        .values({c: bindparam(f"b_{c}") for c in columns}),
-                        [{f"b_{k}": v for k, v in row.items()} for row in rows],
-                    )
-            return
-        try:
-            _flush_postgresql(connection, ops)
-        except Exception as exc:
-            raise _translated(exc, connection, "WriteBatch.flush") from exc
+        adds, self._adds = self._adds, []
+        if connection.dialect.name == "postgresql" and _fast_path():
+            try:
+                return _flush_postgresql(connection, ops, adds)
+            except Exception as exc:
+                raise _translated(exc, connection, "WriteBatch.flush") from exc
+        self._flush_core(connection, ops)
+        return [_add_core(connection, add) for add in adds]
+
+    @staticmethod
+    def _flush_core(
+        connection: Connection, ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]]
+    ) -> None:
+        for kind, table, rows, key in ops:
+            if kind == "insert":
+                connection.execute(table.insert(), rows)
+            elif kind == "insert_ignore":
+                dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+                connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+            else:
+                columns = [c for c in rows[0] if c not in key]
+                connection.execute(
+                    table.update()
+                    .where(*(table.c[k] == bindparam(f"b_{k}") for k in key))
+                    .values({c: bindparam(f"b_{c}") for c in columns}),
+                    [{f"b_{k}": v for k, v in row.items()} for row in rows],
+                )
+
+
+@dataclass(frozen=True)
+class _Addition:
+    """One ``WriteBatch.add_within``."""
+
+    table: Table
+    key: tuple[str, ...]
+    values: tuple[Any, ...]
+    column: str
+    amount: int
+    cap: int
+
+    def params(self) -> list[Any]:
+        return [self.amount, *self.values, self.amount, self.cap]
+
+
+def _add_core(connection: Connection, add: _Addition) -> int | None:
+    table = add.table
+    target = table.c[add.column]
+    kept = {c.name: c for c in table.c if c.onupdate is not None}
+    statement = (
+        table.update()
+        .where(*(table.c[k] == v for k, v in zip(add.key, add.values, strict=True)))
+        .where(target + add.amount <= add.cap)
+        .values({**kept, add.column: target + add.amount})
+        .returning(target)
+    )
+    found = connection.execute(statement).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _addition_sql(table: Table, key: tuple[str, ...], column: str, index: int) -> str:
+    """``_Addition.params`` order: amount, the key's values, amount, cap. The index in
+    RETURNING tells the additions of one statement apart."""
+    name = _quote(column)
+    where = " AND ".join(f"{_quote(k)} = %s" for k in key)
+    return (
+        f"UPDATE {_quote(table.name)} SET {name} = {name} + %s "
+        f"WHERE {where} AND {name} + %s <= %s RETURNING {index}, {name}"
+    )
+
+
+def _additions(cursor: Any, count: int) -> list[int | None]:
+    found: list[int | None] = [None] * count
+    for index, value in cursor.fetchall():
+        found[index] = int(value)
+    return found
 
 
 def _quote(name: str) -> str:
@@ -509,18 +584,20 @@ def _copy_rows(
 
 
 def _flush_postgresql(
-    connection: Connection, ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]]
-) -> None:
+    connection: Connection,
+    ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]],
+    adds: list[_Addition],
+) -> list[int | None]:
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
 
     with raw.cursor() as cursor:
-        combined = _combined(ops) if _combine else None
+        combined = _combined(ops, adds) if _combine else None
         if combined is not None:
             statement, params = combined
             _observed(connection, cursor, statement, params)
             cursor.execute(statement, params)
-            return
+            return _additions(cursor, len(adds)) if adds else []
         pending: list[tuple[str, list[list[Any]]]] = []
         for kind, table, rows, key in ops:
             columns = _columns(kind, rows, key)
@@ -552,6 +629,14 @@ def _flush_postgresql(
                     )
                 )
         _run_pipeline(connection, raw, cursor, pending)
+        found: list[int | None] = []
+        for add in adds:  # after the other writes, one by one
+            sql = _addition_sql(add.table, add.key, add.column, 0)
+            params = add.params()
+            _observed(connection, cursor, sql, params)
+            cursor.execute(sql, params)
+            found.extend(_additions(cursor, 1))
+        return found
 
 
 def _update_many(
@@ -590,6 +675,7 @@ COMBINE_MAX_PARAMS = 2000
 
 def _combined(
     ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]],
+    adds: Sequence[_Addition] = (),
 ) -> tuple[str, list[Any]] | None:
     """The writes of a small unit of work as *one* statement of data-modifying CTEs::
 
@@ -598,6 +684,12 @@ def _combined(
              ...
         UPDATE accounts SET ... WHERE member_id = ...
 
+    With guarded additions (``WriteBatch.add_within``), they are the statement's last
+    parts and its result: ``UPDATE … RETURNING <index>, <new value>`` (several:
+    ``SELECT * FROM a0 UNION ALL SELECT * FROM a1``). Parts of one statement run in no
+    set order, so the counter's row is locked for the statement and the commit after it,
+    as long as an addition sent after the other writes would hold it.
+
     One execute instead of a pipeline of seven (measured with callgrind on a single
     purchase: 14 % fewer instructions for ``ingest_with_retry``; see db.session for
     psycopg's parse cache, without which it was more).
@@ -605,18 +697,22 @@ def _combined(
     part ran. The parts share one snapshot, so an UPDATE cannot see a row inserted by
     another part, and two UPDATEs of one row would both act on the old version: such
     batches (and large ones) return ``None`` and go through the pipeline."""
-    rows_total = sum(len(rows) for _kind, _table, rows, _key in ops)
+    rows_total = sum(len(rows) for _kind, _table, rows, _key in ops) + len(adds)
     if not ops or rows_total > COMBINE_MAX_ROWS:
         return None
     updated: dict[str, set[tuple[Any, ...]]] = {}
-    for kind, table, rows, key in ops:
-        if kind == "update":
-            seen = updated.setdefault(table.name, set())
-            for row in rows:
-                values = tuple(row[k] for k in key)
-                if values in seen:
-                    return None
-                seen.add(values)
+    changes: list[tuple[str, list[tuple[Any, ...]]]] = [
+        (table.name, [tuple(row[k] for k in key) for row in rows])
+        for kind, table, rows, key in ops
+        if kind == "update"
+    ]
+    changes += [(add.table.name, [add.values]) for add in adds]
+    for name, changed in changes:
+        seen = updated.setdefault(name, set())
+        for values in changed:
+            if values in seen:
+                return None
+            seen.add(values)
     for kind, table, rows, _key in ops:
         if kind in ("insert", "insert_ignore") and table.name in updated:
             keys = [k for k in rows[0] if k in table.primary_key.columns]
@@ -635,6 +731,9 @@ def _combined(
             params.extend(_values(row, columns, jsons))
             if kind not in ("insert", "insert_ignore"):
                 params.extend(row[k] for k in key)
+    for add in adds:
+        shape.append(("add", add.table, (add.column,), add.key, 1))
+        params.extend(add.params())
     if len(params) > COMBINE_MAX_PARAMS:
         return None
     return _combined_sql(tuple(shape)), params
@@ -648,14 +747,25 @@ def _combined_sql(
     columns, key and number of rows of each), built once: composing it was 1.6 % of a
     worker's CPU at single-event saturation."""
     parts: list[str] = []
+    additions: list[str] = []
     for kind, table, columns, key, count in shape:
-        if kind in ("insert", "insert_ignore"):
+        if kind == "add":
+            additions.append(_addition_sql(table, key, columns[0], len(additions)))
+        elif kind in ("insert", "insert_ignore"):
             head = _pg_statement("insert_head", table, columns, ())
             marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
             tail = " ON CONFLICT DO NOTHING" if kind == "insert_ignore" else ""
             parts.append(head + ", ".join([marks] * count) + tail)
         else:
             parts.extend([_pg_statement("update", table, columns, key)] * count)
+    if len(additions) > 1:
+        parts.extend(additions)
+        last = " UNION ALL ".join(f"SELECT * FROM a{i}" for i in range(len(additions)))
+        names = [f"w{i}" for i in range(len(parts) - len(additions))]
+        names += [f"a{i}" for i in range(len(additions))]
+        ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, parts, strict=True))
+        return f"WITH {ctes} {last}"
+    parts.extend(additions)
     if len(parts) == 1:
         return parts[0]
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))

@@ -291,9 +291,9 @@ class EventService:
         outbox.drain(session, batch, now=now)
         for row, answer in zip(event_rows, answers, strict=True):
             row["result"] = answer.public()  # complete now: reactions' flushes add to it
-        batch.flush(session.connection())
-        for programme_id in sorted(earning):  # budgets last: their rows are hot
-            earning[programme_id].usage.settle(session.connection())
+        added = batch.flush(session.connection())  # budgets' additions last: hot rows
+        for context in earning.values():
+            context.usage.settle(added)
         return [outcomes[i] for i in range(len(events))]
 
     # --- steps -------------------------------------------------------------------------

@@ -27,11 +27,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import Query, WriteBatch, fetch, one_by_id, table_of
+from treu.db.base import Query, WriteBatch, one_by_id, table_of
 from treu.kit.cache import StampedCache
 from treu.kit.money import Rounding
 from treu.kit.time import utc_now
@@ -527,13 +527,7 @@ _BUDGETS_LOCKED = Query(
     )
 )
 
-_ADD_TO_BUDGET = (
-    update(Rule)
-    .where(Rule.id == bindparam("rule"), Rule.budget_used + bindparam("given") <= bindparam("cap"))
-    # updated_at stays: it tells when the rule was edited, not when it last gave points
-    .values(budget_used=Rule.budget_used + bindparam("given"), updated_at=Rule.updated_at)
-    .returning(Rule.budget_used)
-)
+_RULES = table_of(Rule)
 
 BUDGET_SEEN_SECONDS = 1.0
 
@@ -583,14 +577,16 @@ class Usage:
     are the hot row of a campaign. Locked (``load(lock_budgets=True)``), the row is held
     from the start of the unit of work to its commit and every purchase of the campaign
     waits for the one before. ``optimistic`` units read it without a lock instead (or
-    take what this process saw of it in the last second, ``_BudgetsSeen``) and,
-    after their other writes, add what they gave with one guarded
-    ``UPDATE … SET budget_used = budget_used + :given WHERE budget_used + :given <=
-    budget`` (``settle``): the row is held from there to the commit only. Budgets only
-    grow, so a figure read without the lock is never above the truth; a unit whose awards
-    the budget capped or stopped (it reached the edge on that figure) or whose guarded
-    update finds the budget spent meanwhile raises ``BudgetRace``, and the caller
-    processes it again with the rows locked. The budget still stops exactly when spent."""
+    take what this process saw of it in the last second, ``_BudgetsSeen``) and add what
+    they gave with one guarded ``UPDATE … SET budget_used = budget_used + :given WHERE
+    budget_used + :given <= budget``, sent with the unit's other writes
+    (``WriteBatch.add_within``: in the same statement on PostgreSQL, no round trip of its
+    own): the row is held from there to the commit only. Budgets only grow, so a figure
+    read without the lock is never above the truth; a unit whose awards the budget
+    capped or stopped (it reached the edge on that figure: ``flush``) or whose guarded
+    update finds the budget spent meanwhile (``settle``) raises ``BudgetRace``, and the
+    caller processes it again with the rows locked. The budget still stops exactly when
+    spent."""
 
     session: Session
     specs: dict[str, RuleSpec]
@@ -600,6 +596,8 @@ class Usage:
     optimistic: bool = False
     budget_read: dict[str, int] = field(default_factory=dict)
     """What ``load`` read of each budget (optimistic units: without a lock)."""
+    budget_adds: list[tuple[str, int]] = field(default_factory=list)
+    """Optimistic units: each budget's guarded addition in the batch (rule id, index)."""
 
     def load(
         self,
@@ -675,7 +673,8 @@ class Usage:
         batch.insert(table_of(RuleUsage), inserts)
         batch.update(table_of(RuleUsage), updates, key=("rule_id", "member_id", "period"))
         if self.optimistic:
-            return  # settle() adds to the budgets, last
+            self._add_budgets(batch)
+            return
         budgets = [
             {"id": uuid.UUID(rid), "budget_used": self.budget_used[rid]}
             for rid in sorted(self.budget_dirty)
@@ -683,12 +682,9 @@ class Usage:
         batch.update(table_of(Rule), budgets)
         self.budget_dirty.clear()
 
-    def settle(self, connection: Connection) -> None:
-        """Optimistic units: add what this unit gave to each budget, guarded, in rule id
-        order (``BudgetRace`` when a budget was at its edge or is spent meanwhile).
-        Call it after the unit's other writes, just before the commit."""
-        if not self.optimistic:
-            return
+    def _add_budgets(self, batch: WriteBatch) -> None:
+        """Optimistic units: what this unit gave to each budget, added by the batch after
+        its other writes, guarded (``BudgetRace`` at once for a budget at its edge)."""
         for rid in sorted(self.budget_dirty):
             cap = self.specs[rid].budget_points
             read = self.budget_read.get(rid, 0)
@@ -697,13 +693,21 @@ class Usage:
                 continue
             if read + given >= cap:
                 raise BudgetRace(f"rule {rid}: the budget is at its edge")
-            added = fetch(
-                connection, _ADD_TO_BUDGET, {"rule": uuid.UUID(rid), "given": given, "cap": cap}
+            index = batch.add_within(
+                _RULES, key={"id": uuid.UUID(rid)}, column="budget_used", amount=given, cap=cap
             )
-            if not added:
-                raise BudgetRace(f"rule {rid}: the budget was spent meanwhile")
-            _budgets_seen.saw(rid, int(added[0][0]))
+            self.budget_adds.append((rid, index))
         self.budget_dirty.clear()
+
+    def settle(self, added: Sequence[int | None]) -> None:
+        """After the batch's flush (``added``: what it returned): ``BudgetRace`` when a
+        budget was spent meanwhile, so that the unit is rolled back."""
+        adds, self.budget_adds = self.budget_adds, []
+        for rid, index in adds:
+            used = added[index]
+            if used is None:
+                raise BudgetRace(f"rule {rid}: the budget was spent meanwhile")
+            _budgets_seen.saw(rid, used)
 
 
 @dataclass
