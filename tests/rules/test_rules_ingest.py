@@ -543,9 +543,9 @@ def _install(prog: Programme, who: Member) -> dict[str, Any]:
 def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
     db: Database,
 ) -> None:
-    """Budgets are read without a lock and added to with the unit's other writes,
-    guarded (``WriteBatch.add_within``); a unit that reaches the budget's edge on that
-    figure, or whose guarded addition finds the budget spent meanwhile, raises
+    """Budgets are read without a lock and added to one slot with the unit's other
+    writes, guarded by the slot's allowance (``treu.rules.budgets``); a unit that
+    reaches the budget's edge on that figure, or whose slot has no room left, raises
     ``BudgetRace`` and changes nothing."""
     prog = f.programme(db)
     rule = f.rule(
@@ -560,13 +560,14 @@ def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
     at = T0 + timedelta(minutes=1)
     assert f.ingest_one(db, _install(prog, first), now=at).body.points.earned == 40  # type: ignore[union-attr]
 
-    # Far from the edge: the optimistic unit settles by itself.
-    with db.unit_of_work() as session:
-        [done] = events_service.ingest(
+    # 60 left, shared out among the slots (3 or 4 each): no slot has room for 40, so
+    # the optimistic unit gives up, and the locked one gives the 40.
+    with pytest.raises(BudgetRace), db.unit_of_work() as session:
+        events_service.ingest(
             session, [_event(_install(prog, second))], now=at, optimistic_budgets=True
         )
-        assert done.body is not None
-        assert done.body.points.earned == 40
+    assert f.balance(db, second).available == 0
+    assert f.ingest_one(db, _install(prog, second), now=at).body.points.earned == 40  # type: ignore[union-attr]
     with db.unit_of_work(write=False) as session:
         assert session.get_one(Rule, rule.id).budget_used == 80
 

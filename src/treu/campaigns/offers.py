@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Uuid, column, select, table, update
+from sqlalchemy import String, Uuid, column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,7 @@ from treu.audit.service import audit
 from treu.campaigns.models import Arm, Campaign, CampaignExposure, CampaignStatus
 from treu.campaigns.schemas import CampaignSpec, Offer
 from treu.campaigns.service import arm_of
-from treu.db.base import table_of
+from treu.db.base import WriteBatch, table_of
 from treu.db.session import Database
 from treu.kit.ids import new_id
 from treu.kit.time import QUIET_END, QUIET_START, quiet_until, utc_now
@@ -56,7 +56,7 @@ from treu.programmes.models import Programme
 from treu.rewards.catalogue import VIEW_COLUMNS, RewardView
 from treu.rewards.coupons import gift_coupons
 from treu.rewards.models import Reward
-from treu.rules.models import Rule
+from treu.rules import budgets
 from treu.segments.membership import members_of
 from treu.tiers.models import MemberTier
 from treu.tiers.service import tiers
@@ -227,10 +227,10 @@ class OfferService:
         programme = session.get_one(Programme, campaign.programme_id)
         left: int | None = None
         if spec.budget_points is not None and offer.points:
-            used = session.scalar(
-                select(Rule.budget_used).where(Rule.id == campaign.rule_id).with_for_update()
-            )
-            left = max(spec.budget_points - int(used or 0), 0)
+            rule = str(campaign.rule_id)
+            slots = budgets.lock(session.connection(), [rule])[rule]
+            used = sum(slot_used for _slot, slot_used, _allowance, _cap in slots)
+            left = max(spec.budget_points - used, 0)
             if left == 0:
                 return Page(done=True)
         members, last = self.audience_page(
@@ -292,7 +292,9 @@ class OfferService:
             else []
         )
         treated = [w for w in written if w.arm == Arm.treated.value]
-        given = self._points(session, campaign, programme, treated, gifts, now=now)
+        given = self._points(
+            session, campaign, programme, treated, gifts, now=now, cap=spec.budget_points
+        )
         coupons = self._coupons(session, programme, reward, treated, now=now)
         self._messages(session, campaign, programme, offer, treated, gifts, now=now)
         return Page(
@@ -387,6 +389,7 @@ class OfferService:
         gifts: dict[uuid.UUID, int],
         *,
         now: datetime,
+        cap: int | None,
     ) -> int:
         ids = [w.member_id for w in treated if w.member_id in gifts]
         if not ids:
@@ -415,12 +418,14 @@ class OfferService:
             )
         writer.flush()
         given = sum(gifts[m] for m in ids)
-        session.execute(
-            update(Rule)
-            .where(Rule.id == campaign.rule_id)
-            .values(budget_used=Rule.budget_used + given)
-            .execution_options(synchronize_session=False)
-        )
+        # Counted with or without a budget (statistics read it); locked again here for an
+        # offer without one (the same transaction: a no-op for one with a budget).
+        rule = str(campaign.rule_id)
+        connection = session.connection()
+        slots = budgets.lock(connection, [rule])[rule]
+        batch = WriteBatch()
+        budgets.write(batch, budgets.rebalanced(rule, slots, given=given, cap=cap))
+        batch.flush(connection)
         return given
 
     def _coupons(

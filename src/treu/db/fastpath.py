@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -374,18 +374,26 @@ class WriteBatch:
             self._ops.append(("update", table, rows, (key,) if isinstance(key, str) else key))
 
     def add_within(
-        self, table: Table, *, key: dict[str, Any], column: str, amount: int, cap: int
+        self, table: Table, *, where: dict[str, Any], column: str, amount: int, limit: str
     ) -> int:
-        """``UPDATE table SET column = column + amount WHERE <key> AND column + amount <=
-        cap``, after the batch's other writes: a counter that many units of work add to
-        and none may take past ``cap`` (a rule's budget). Returns the addition's index in
-        what ``flush`` returns: the column's new value, or None where the addition would
-        have passed the cap (the row is then left as it was). Columns updated on change
-        (``onupdate``, such as ``updated_at``) keep their value.
+        """``UPDATE table SET column = column + amount WHERE <where> AND column + amount
+        <= limit`` (``where``: column = value conditions naming the row; ``limit``: the
+        row's column that bounds ``column``), after the batch's other writes: a counter
+        that many units of work add to and none may take past its limit (a slot of a
+        rule's budget, ``treu.rules.budgets``). Returns the addition's index in what
+        ``flush`` returns: the column's new value, or None where no row matched (the
+        limit would have been passed, or the conditions hold for no row). Columns
+        updated on change (``onupdate``) keep their value.
 
-        On PostgreSQL a small batch sends its additions in its one statement (``_combined``):
-        no round trip of their own."""
-        self._adds.append(_Addition(table, tuple(key), tuple(key.values()), column, amount, cap))
+        On PostgreSQL a batch's only addition goes in the batch's one statement
+        (``_combined``), without a round trip of its own; several are sent one by one,
+        in the order added (one statement would take their rows in no set order, and two
+        units could then wait for each other)."""
+        if any(value is None for value in where.values()):
+            raise ValueError("add_within: a condition's value is None")
+        self._adds.append(
+            _Addition(table, tuple(where), tuple(where.values()), column, amount, limit)
+        )
         return len(self._adds) - 1
 
     def flush(self, connection: Connection) -> list[int | None]:
@@ -429,10 +437,10 @@ class _Addition:
     values: tuple[Any, ...]
     column: str
     amount: int
-    cap: int
+    limit: str
 
     def params(self) -> list[Any]:
-        return [self.amount, *self.values, self.amount, self.cap]
+        return [self.amount, *self.values, self.amount]
 
 
 def _add_core(connection: Connection, add: _Addition) -> int | None:
@@ -442,7 +450,7 @@ def _add_core(connection: Connection, add: _Addition) -> int | None:
     statement = (
         table.update()
         .where(*(table.c[k] == v for k, v in zip(add.key, add.values, strict=True)))
-        .where(target + add.amount <= add.cap)
+        .where(target + add.amount <= table.c[add.limit])
         .values({**kept, add.column: target + add.amount})
         .returning(target)
     )
@@ -451,22 +459,19 @@ def _add_core(connection: Connection, add: _Addition) -> int | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _addition_sql(table: Table, key: tuple[str, ...], column: str, index: int) -> str:
-    """``_Addition.params`` order: amount, the key's values, amount, cap. The index in
-    RETURNING tells the additions of one statement apart."""
+def _addition_sql(table: Table, key: tuple[str, ...], column: str, limit: str) -> str:
+    """``_Addition.params`` order: amount, the conditions' values, amount."""
     name = _quote(column)
     where = " AND ".join(f"{_quote(k)} = %s" for k in key)
     return (
         f"UPDATE {_quote(table.name)} SET {name} = {name} + %s "
-        f"WHERE {where} AND {name} + %s <= %s RETURNING {index}, {name}"
+        f"WHERE {where} AND {name} + %s <= {_quote(limit)} RETURNING {name}"
     )
 
 
-def _additions(cursor: Any, count: int) -> list[int | None]:
-    found: list[int | None] = [None] * count
-    for index, value in cursor.fetchall():
-        found[index] = int(value)
-    return found
+def _addition(cursor: Any) -> int | None:
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def _quote(name: str) -> str:
@@ -592,12 +597,15 @@ def _flush_postgresql(
     assert isinstance(raw, psycopg.Connection)
 
     with raw.cursor() as cursor:
-        combined = _combined(ops, adds) if _combine else None
+        folded = adds[:1] if len(adds) == 1 else []  # several: one by one, below
+        combined = _combined(ops, folded[0] if folded else None) if _combine else None
         if combined is not None:
             statement, params = combined
             _observed(connection, cursor, statement, params)
             cursor.execute(statement, params)
-            return _additions(cursor, len(adds)) if adds else []
+            if folded:
+                return [_addition(cursor)]
+            return [_add_pg(connection, cursor, add) for add in adds]
         pending: list[tuple[str, list[list[Any]]]] = []
         for kind, table, rows, key in ops:
             columns = _columns(kind, rows, key)
@@ -629,14 +637,15 @@ def _flush_postgresql(
                     )
                 )
         _run_pipeline(connection, raw, cursor, pending)
-        found: list[int | None] = []
-        for add in adds:  # after the other writes, one by one
-            sql = _addition_sql(add.table, add.key, add.column, 0)
-            params = add.params()
-            _observed(connection, cursor, sql, params)
-            cursor.execute(sql, params)
-            found.extend(_additions(cursor, 1))
-        return found
+        return [_add_pg(connection, cursor, add) for add in adds]
+
+
+def _add_pg(connection: Connection, cursor: Any, add: _Addition) -> int | None:
+    sql = _addition_sql(add.table, add.key, add.column, add.limit)
+    params = add.params()
+    _observed(connection, cursor, sql, params)
+    cursor.execute(sql, params)
+    return _addition(cursor)
 
 
 def _update_many(
@@ -675,7 +684,7 @@ COMBINE_MAX_PARAMS = 2000
 
 def _combined(
     ops: list[tuple[str, Table, list[dict[str, Any]], tuple[str, ...]]],
-    adds: Sequence[_Addition] = (),
+    add: _Addition | None = None,
 ) -> tuple[str, list[Any]] | None:
     """The writes of a small unit of work as *one* statement of data-modifying CTEs::
 
@@ -684,11 +693,10 @@ def _combined(
              ...
         UPDATE accounts SET ... WHERE member_id = ...
 
-    With guarded additions (``WriteBatch.add_within``), they are the statement's last
-    parts and its result: ``UPDATE … RETURNING <index>, <new value>`` (several:
-    ``SELECT * FROM a0 UNION ALL SELECT * FROM a1``). Parts of one statement run in no
-    set order, so the counter's row is locked for the statement and the commit after it,
-    as long as an addition sent after the other writes would hold it.
+    A guarded addition (``WriteBatch.add_within``) is the statement's last part and its
+    result: ``UPDATE … RETURNING <new value>``. Parts of one statement run in no set
+    order, so the counter's row is locked for the statement and the commit after it, as
+    long as an addition sent after the other writes would hold it.
 
     One execute instead of a pipeline of seven (measured with callgrind on a single
     purchase: 14 % fewer instructions for ``ingest_with_retry``; see db.session for
@@ -697,6 +705,7 @@ def _combined(
     part ran. The parts share one snapshot, so an UPDATE cannot see a row inserted by
     another part, and two UPDATEs of one row would both act on the old version: such
     batches (and large ones) return ``None`` and go through the pipeline."""
+    adds = [add] if add is not None else []
     rows_total = sum(len(rows) for _kind, _table, rows, _key in ops) + len(adds)
     if not ops or rows_total > COMBINE_MAX_ROWS:
         return None
@@ -731,9 +740,9 @@ def _combined(
             params.extend(_values(row, columns, jsons))
             if kind not in ("insert", "insert_ignore"):
                 params.extend(row[k] for k in key)
-    for add in adds:
-        shape.append(("add", add.table, (add.column,), add.key, 1))
-        params.extend(add.params())
+    for one in adds:
+        shape.append(("add", one.table, (one.column, one.limit), one.key, 1))
+        params.extend(one.params())
     if len(params) > COMBINE_MAX_PARAMS:
         return None
     return _combined_sql(tuple(shape)), params
@@ -747,10 +756,9 @@ def _combined_sql(
     columns, key and number of rows of each), built once: composing it was 1.6 % of a
     worker's CPU at single-event saturation."""
     parts: list[str] = []
-    additions: list[str] = []
     for kind, table, columns, key, count in shape:
-        if kind == "add":
-            additions.append(_addition_sql(table, key, columns[0], len(additions)))
+        if kind == "add":  # last, at most one
+            parts.append(_addition_sql(table, key, columns[0], columns[1]))
         elif kind in ("insert", "insert_ignore"):
             head = _pg_statement("insert_head", table, columns, ())
             marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -758,14 +766,6 @@ def _combined_sql(
             parts.append(head + ", ".join([marks] * count) + tail)
         else:
             parts.extend([_pg_statement("update", table, columns, key)] * count)
-    if len(additions) > 1:
-        parts.extend(additions)
-        last = " UNION ALL ".join(f"SELECT * FROM a{i}" for i in range(len(additions)))
-        names = [f"w{i}" for i in range(len(parts) - len(additions))]
-        names += [f"a{i}" for i in range(len(additions))]
-        ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, parts, strict=True))
-        return f"WITH {ctes} {last}"
-    parts.extend(additions)
     if len(parts) == 1:
         return parts[0]
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))

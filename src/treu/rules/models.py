@@ -8,8 +8,11 @@
   ``month:2026-11``, ``lifetime``) how often a rule awarded and how many points, for the
   per-member limits. Updated in the transaction of the event, under the member's account
   lock, so two concurrent events of one member cannot both pass a limit.
-* ``rules.budget_used``: points a rule has awarded in total, for its budget; the row is
-  locked while an event that may draw on the budget is processed.
+* ``rule_budget_slots``: points a rule has awarded in total, for its budget, kept in
+  ``treu.rules.budgets.SLOTS`` rows per rule (``Rule.budget_used`` is their sum). Each
+  slot may grow up to its ``allowance``, and the allowances add up to the budget, so
+  purchases add to different rows concurrently and together never pass the budget
+  (``treu.rules.budgets``).
 * ``event_types``: custom engagement event types of a programme, with a JSON Schema for
   their attributes (the built-in types live in code, ``treu.rules.event_types``).
 * ``member_badges``: badges awarded to members, at most once per member and badge code.
@@ -20,10 +23,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, func, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from treu.db.base import Base, IdMixin, TimestampMixin
 from treu.kit.time import utc_now
@@ -36,6 +39,21 @@ class RuleStatus(enum.StrEnum):
     """Its latest published version applies to new events."""
     paused = "paused"
     """Published, but applies to nothing until published again."""
+
+
+class RuleBudgetSlot(Base):
+    """One of a rule's budget counters (``treu.rules.budgets``)."""
+
+    __tablename__ = "rule_budget_slots"
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    used: Mapped[int] = mapped_column(default=0)
+    """Points given through this slot."""
+    allowance: Mapped[int] = mapped_column(default=0)
+    """How far ``used`` may grow without the rule's other slots being looked at."""
+    cap: Mapped[int | None]
+    """The budget the allowances were shared out for (None: none)."""
 
 
 class Rule(IdMixin, TimestampMixin, Base):
@@ -52,9 +70,21 @@ class Rule(IdMixin, TimestampMixin, Base):
     """Latest published version; None while the rule was never published."""
     trigger: Mapped[str | None] = mapped_column(String(64))
     """Event type of the latest published version (for indexing)."""
-    budget_used: Mapped[int] = mapped_column(default=0)
     published_at: Mapped[datetime | None]
     paused_at: Mapped[datetime | None]
+
+    if TYPE_CHECKING:  # mapped below, once the slots are
+        budget_used: Mapped[int]
+        """Points the rule has given in total (its budget slots' sum): read-only,
+        written through ``treu.rules.budgets``."""
+
+
+Rule.budget_used = column_property(
+    select(func.coalesce(func.sum(RuleBudgetSlot.used), 0))
+    .where(RuleBudgetSlot.rule_id == Rule.id)
+    .correlate_except(RuleBudgetSlot)
+    .scalar_subquery()
+)
 
 
 class RuleVersion(Base):

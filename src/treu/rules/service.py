@@ -37,6 +37,7 @@ from treu.kit.money import Rounding
 from treu.kit.time import utc_now
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
+from treu.rules import budgets
 from treu.rules.engine import (
     Award,
     CompiledRuleInput,
@@ -517,18 +518,6 @@ _USAGE = Query(
         among(RuleUsage.period, "periods"),
     )
 )
-_BUDGETS = Query(lambda among: select(Rule.id, Rule.budget_used).where(among(Rule.id, "rules")))
-_BUDGETS_LOCKED = Query(
-    lambda among: (
-        select(Rule.id, Rule.budget_used)
-        .where(among(Rule.id, "rules"))
-        .order_by(Rule.id)
-        .with_for_update()
-    )
-)
-
-_RULES = table_of(Rule)
-
 BUDGET_SEEN_SECONDS = 1.0
 
 
@@ -573,20 +562,19 @@ class Usage:
     hand, consulted by the engine (``view``), advanced by ``record`` and written by
     ``flush``. Per-member counters are safe because the member's account is locked.
 
-    Budgets are one row per rule that every event drawing on it must change, so they
-    are the hot row of a campaign. Locked (``load(lock_budgets=True)``), the row is held
-    from the start of the unit of work to its commit and every purchase of the campaign
-    waits for the one before. ``optimistic`` units read it without a lock instead (or
-    take what this process saw of it in the last second, ``_BudgetsSeen``) and add what
-    they gave with one guarded ``UPDATE … SET budget_used = budget_used + :given WHERE
-    budget_used + :given <= budget``, sent with the unit's other writes
-    (``WriteBatch.add_within``: in the same statement on PostgreSQL, no round trip of its
-    own): the row is held from there to the commit only. Budgets only grow, so a figure
-    read without the lock is never above the truth; a unit whose awards the budget
-    capped or stopped (it reached the edge on that figure: ``flush``) or whose guarded
-    update finds the budget spent meanwhile (``settle``) raises ``BudgetRace``, and the
-    caller processes it again with the rows locked. The budget still stops exactly when
-    spent."""
+    Budgets are what every event drawing on them must change, so they are the hot rows
+    of a campaign; each is kept in several slots (``treu.rules.budgets``). Locked
+    (``load(lock_budgets=True)``), a rule's slots are held from the start of the unit of
+    work to its commit, and the unit writes them back with the allowances shared out
+    anew. ``optimistic`` units read the total without a lock instead (or take what this
+    process saw of it in the last second, ``_BudgetsSeen``) and add what they gave to one
+    slot, guarded by its allowance (``budgets.add``, sent with the unit's other writes:
+    in the same statement on PostgreSQL, no round trip of its own): that row is held from
+    there to the commit only, and other purchases use other slots. Budgets only grow, so
+    a total read without the lock is never above the truth; a unit whose awards the
+    budget capped or stopped (it reached the edge on that figure: ``flush``) or whose
+    slot had no room (``settle``) raises ``BudgetRace``, and the caller processes it
+    again with the slots locked. The budget still stops exactly when spent."""
 
     session: Session
     specs: dict[str, RuleSpec]
@@ -598,6 +586,10 @@ class Usage:
     """What ``load`` read of each budget (optimistic units: without a lock)."""
     budget_adds: list[tuple[str, int]] = field(default_factory=list)
     """Optimistic units: each budget's guarded addition in the batch (rule id, index)."""
+    budget_slots: dict[str, list[budgets.Slot]] = field(default_factory=dict)
+    """Locked units: each budget's slots as locked."""
+    slot: int | None = None
+    """Optimistic units: the slot they add to (from the first member recorded)."""
 
     def load(
         self,
@@ -632,13 +624,19 @@ class Usage:
                 self.budget_read.update(known)
                 budgeted = [rid for rid in budgeted if rid not in known]
             if budgeted:
-                query = _BUDGETS_LOCKED if lock_budgets and not self.optimistic else _BUDGETS
-                for rule_id, used in query.rows(
-                    self.session.connection(), rules=[uuid.UUID(r) for r in budgeted]
-                ):
-                    self.budget_used[str(rule_id)] = used
-                    self.budget_read[str(rule_id)] = used
-                    _budgets_seen.saw(str(rule_id), used)
+                connection = self.session.connection()
+                if lock_budgets and not self.optimistic:
+                    self.budget_slots = budgets.lock(connection, budgeted)
+                    found = {
+                        rid: sum(used for _slot, used, _allowance, _cap in slots)
+                        for rid, slots in self.budget_slots.items()
+                    }
+                else:
+                    found = budgets.totals(connection, budgeted)
+                for rule_id, used in found.items():
+                    self.budget_used[rule_id] = used
+                    self.budget_read[rule_id] = used
+                    _budgets_seen.saw(rule_id, used)
 
     def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
         return _LimitView(self, member_id, local_date)
@@ -656,6 +654,8 @@ class Usage:
         if spec.budget_points is not None:
             self.budget_used[rule_id] = self.budget_used.get(rule_id, 0) + points
             self.budget_dirty.add(rule_id)
+            if self.slot is None:
+                self.slot = member_id.int % budgets.SLOTS
 
     def flush(self, batch: WriteBatch) -> None:
         inserts: list[dict[str, Any]] = []
@@ -675,11 +675,15 @@ class Usage:
         if self.optimistic:
             self._add_budgets(batch)
             return
-        budgets = [
-            {"id": uuid.UUID(rid), "budget_used": self.budget_used[rid]}
-            for rid in sorted(self.budget_dirty)
-        ]
-        batch.update(table_of(Rule), budgets)
+        for rid in sorted(self.budget_dirty):
+            given = self.budget_used[rid] - self.budget_read.get(rid, 0)
+            slots = self.budget_slots.get(rid)
+            if slots is None:
+                raise RuntimeError(f"rule {rid}: budget written without its slots locked")
+            budgets.write(
+                batch,
+                budgets.rebalanced(rid, slots, given=given, cap=self.specs[rid].budget_points),
+            )
         self.budget_dirty.clear()
 
     def _add_budgets(self, batch: WriteBatch) -> None:
@@ -693,21 +697,19 @@ class Usage:
                 continue
             if read + given >= cap:
                 raise BudgetRace(f"rule {rid}: the budget is at its edge")
-            index = batch.add_within(
-                _RULES, key={"id": uuid.UUID(rid)}, column="budget_used", amount=given, cap=cap
-            )
+            index = budgets.add(batch, rid, slot=self.slot or 0, given=given, cap=cap)
             self.budget_adds.append((rid, index))
         self.budget_dirty.clear()
 
     def settle(self, added: Sequence[int | None]) -> None:
         """After the batch's flush (``added``: what it returned): ``BudgetRace`` when a
-        budget was spent meanwhile, so that the unit is rolled back."""
+        budget's slot had no room left (or its allowances were shared out for another
+        budget), so that the unit is rolled back."""
         adds, self.budget_adds = self.budget_adds, []
         for rid, index in adds:
-            used = added[index]
-            if used is None:
-                raise BudgetRace(f"rule {rid}: the budget was spent meanwhile")
-            _budgets_seen.saw(rid, used)
+            if added[index] is None:
+                raise BudgetRace(f"rule {rid}: no room left in budget slot {self.slot}")
+            _budgets_seen.saw(rid, self.budget_used[rid])  # at least this much now
 
 
 @dataclass

@@ -1,0 +1,171 @@
+"""Rule budgets kept in slots (``treu.rules.budgets``): far from the end a purchase adds
+to its member's slot alone, the allowances always add up to the budget, and a changed
+budget is shared out anew before anything more is given."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests import factories as f
+from tests.support.concurrency import in_parallel, postgres_only
+from treu.db.session import Database
+from treu.events.service import events_service
+from treu.ledger.models import Posting
+from treu.members.models import Member
+from treu.programmes.models import Programme
+from treu.rules import budgets
+from treu.rules.models import Rule, RuleBudgetSlot
+from treu.rules.service import rules
+from treu.rules.spec import RuleSpec
+
+T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
+AT = T0 + timedelta(minutes=1)
+
+
+def _bonus(db: Database, prog: Programme, budget: int, points: int = 40) -> Rule:
+    return f.rule(
+        db,
+        prog,
+        name="Launch bonus",
+        trigger="app_installed",
+        effect={"type": "fixed", "points": points},
+        budget_points=budget,
+    )
+
+
+def _install(prog: Programme, who: Member) -> dict[str, Any]:
+    return {
+        "id": f.unique("install"),
+        "type": "app_installed",
+        "programme": prog.slug,
+        "member": {"member_id": str(who.id)},
+        "occurred_at": T0.isoformat(),
+        "attributes": {"platform": "ios"},
+    }
+
+
+def _slots(db: Database, rule_id: uuid.UUID) -> dict[int, tuple[int, int, int | None]]:
+    with db.unit_of_work(write=False) as session:
+        return {
+            slot: (used, allowance, cap)
+            for slot, used, allowance, cap in session.execute(
+                select(
+                    RuleBudgetSlot.slot,
+                    RuleBudgetSlot.used,
+                    RuleBudgetSlot.allowance,
+                    RuleBudgetSlot.cap,
+                ).where(RuleBudgetSlot.rule_id == rule_id)
+            )
+        }
+
+
+def _earned(db: Database, prog: Programme, who: Member) -> int:
+    body = f.ingest_one(db, _install(prog, who), now=AT).body
+    assert body is not None
+    return body.points.earned
+
+
+def test_rebalanced_adds_to_slot_0_and_shares_out_what_is_left() -> None:
+    rule = str(uuid.uuid4())
+    slots = [(0, 10, 99, 1000), (1, 5, 99, 1000), (2, 0, 0, None)]
+    rows = budgets.rebalanced(rule, slots, given=20, cap=100)
+    assert [(r["slot"], r["used"], r["allowance"], r["cap"]) for r in rows] == [
+        # 100 - 35 = 65 left: 22, 22 and 21
+        (0, 30, 52, 100),
+        (1, 5, 27, 100),
+        (2, 0, 21, 100),
+    ]
+    assert sum(r["allowance"] for r in rows) == 100
+    # Spent (or over, after the budget was lowered): no slot may grow.
+    over = budgets.rebalanced(rule, slots, given=200, cap=100)
+    assert [r["allowance"] - r["used"] for r in over] == [0, 0, 0]
+    # No budget (an offer without one): counted, no allowance.
+    assert [r["allowance"] for r in budgets.rebalanced(rule, slots, given=1, cap=None)] == [
+        0,
+        0,
+        0,
+    ]
+
+
+def test_far_from_the_end_an_optimistic_unit_adds_to_its_member_s_slot(db: Database) -> None:
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=100_000)
+    first, second = f.member(db, prog), f.member(db, prog)
+    # The first purchase finds no slots: it is processed again with them locked, and
+    # shares the budget out.
+    assert _earned(db, prog, first) == 40
+    slots = _slots(db, rule.id)
+    assert len(slots) == budgets.SLOTS
+    assert sum(allowance for _used, allowance, _cap in slots.values()) == 100_000
+    assert {cap for _used, _allowance, cap in slots.values()} == {100_000}
+    # The second is added to its own slot, guarded, with nothing locked beforehand.
+    with db.unit_of_work() as session:
+        [done] = events_service.ingest(
+            session,
+            [f.event_adapter.validate_python(_install(prog, second))],
+            now=AT,
+            optimistic_budgets=True,
+        )
+        assert done.body is not None
+        assert done.body.points.earned == 40
+    after = _slots(db, rule.id)
+    mine = second.id.int % budgets.SLOTS
+    assert after[mine][0] == slots[mine][0] + 40
+    assert {k: v for k, v in after.items() if k != mine} == {
+        k: v for k, v in slots.items() if k != mine
+    }
+    with db.unit_of_work(write=False) as session:
+        assert session.get_one(Rule, rule.id).budget_used == 80
+
+
+def test_a_lowered_budget_is_shared_out_anew_and_stops_exactly(db: Database) -> None:
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=100_000)
+    people = [f.member(db, prog) for _ in range(6)]
+    assert [_earned(db, prog, who) for who in people[:2]] == [40, 40]
+    with db.unit_of_work() as session:
+        stored = session.get_one(Rule, rule.id)
+        spec = RuleSpec.model_validate(stored.draft).model_copy(update={"budget_points": 150})
+        rules.update(session, stored, spec=spec, actor="test")
+        rules.publish(session, stored, actor="test")
+    # The slots' allowances were for 100,000: no purchase may use them any more.
+    assert [_earned(db, prog, who) for who in people[2:]] == [40, 30, 0, 0]
+    slots = _slots(db, rule.id)
+    assert sum(used for used, _allowance, _cap in slots.values()) == 150
+    assert {cap for _used, _allowance, cap in slots.values()} == {150}
+
+
+def test_concurrent_purchases_spread_over_the_slots_and_add_up(db: Database, backend: str) -> None:
+    postgres_only(backend)
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=1_000_000, points=30)
+    people = [f.member(db, prog) for _ in range(24)]
+    assert _earned(db, prog, people[0]) == 30  # the slots shared out
+
+    def buy(i: int) -> int:
+        return _earned(db, prog, people[1 + i])
+
+    earned = in_parallel(23, buy)
+    assert earned == [30] * 23, earned
+    slots = _slots(db, rule.id)
+    with db.unit_of_work(write=False) as session:
+        given = session.scalar(select(func.sum(Posting.points)).where(Posting.rule_id == rule.id))
+    assert sum(used for used, _allowance, _cap in slots.values()) == given == 24 * 30
+    assert sum(1 for used, _allowance, _cap in slots.values() if used) > 1
+    assert sum(allowance for _used, allowance, _cap in slots.values()) == 1_000_000
+
+
+@pytest.mark.parametrize("budget", [100, 1_000_000])
+def test_a_campaign_budget_read_by_the_api_is_the_slots_sum(db: Database, budget: int) -> None:
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=budget)
+    for _ in range(3):
+        _earned(db, prog, f.member(db, prog))
+    with db.unit_of_work(write=False) as session:
+        used = session.get_one(Rule, rule.id).budget_used
+    assert used == min(120, budget)
