@@ -49,6 +49,7 @@ from treu.config import Settings, get_settings
 from treu.db.session import Database, get_database
 from treu.models import load_all
 from treu.web import app as web
+from treu.web.routing import Router
 
 if TYPE_CHECKING:
     from treu.worker.scheduler import Worker
@@ -102,6 +103,12 @@ class TreuAPI(FastAPI):
         # of the lean path, on the hot routes as on any other.
         self.add_middleware(lean.LeanApp, api=self, plans=self.lean_plans)
         lean.check_position(self)  # refuses middleware given to the constructor
+
+    def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:
+        """As FastAPI's; a ``Router`` learns the path all its routes start with."""
+        if isinstance(router, Router):
+            router.include(kwargs.get("prefix") or "")
+        super().include_router(router, *args, **kwargs)
 
     def lean_routers(self, *routers: APIRouter) -> None:
         self.lean_plans.update(lean.plans(*routers))

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from treu.errors import NotFound
 from treu.media.service import EXTENSIONS, media
+from treu.web.routing import Router
 from treu.web.security import WebRoute
 from treu.web.signed import database
 
-router = APIRouter(prefix="/media", route_class=WebRoute, include_in_schema=False)
+router = Router(prefix="/media", route_class=WebRoute, include_in_schema=False)
 
 
 class MediaNotFound(NotFound):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import Body, Depends, Query, status
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, require
@@ -27,8 +27,9 @@ from treu.kit.time import utc_now
 from treu.messaging.keys import message_keys
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/campaigns", tags=["campaigns"], responses=PROBLEM_RESPONSES)
 CampaignsRead = Annotated[Principal, Depends(require("admin|members:read"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such campaign"}

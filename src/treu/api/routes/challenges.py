@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import Body, Depends, Query, status
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, MembersRead, RequestedLang, require
@@ -23,8 +23,9 @@ from treu.kit.lang import member_language
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(tags=["challenges"], responses=PROBLEM_RESPONSES)
+router = Router(tags=["challenges"], responses=PROBLEM_RESPONSES)
 ChallengesRead = Annotated[Principal, Depends(require("admin|members:read"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such challenge"}

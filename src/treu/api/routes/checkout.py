@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -11,8 +10,9 @@ from treu.api.lean import LeanRoute
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.api.responses import JSONBody
 from treu.checkout.service import CartIn, checkout
+from treu.web.routing import Router
 
-router = APIRouter(
+router = Router(
     prefix="/v1/checkout", tags=["checkout"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -25,12 +25,11 @@ from treu.messaging.schemas import (
 )
 from treu.messaging.templates import render_page
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/members", tags=["consents"], responses=PROBLEM_RESPONSES)
-settings_router = APIRouter(
-    prefix="/v1/programmes", tags=["programmes"], responses=PROBLEM_RESPONSES
-)
-unsubscribe_router = APIRouter(prefix="/u", include_in_schema=False)
+router = Router(prefix="/v1/members", tags=["consents"], responses=PROBLEM_RESPONSES)
+settings_router = Router(prefix="/v1/programmes", tags=["programmes"], responses=PROBLEM_RESPONSES)
+unsubscribe_router = Router(prefix="/u", include_in_schema=False)
 
 NO_MEMBER: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such member"}

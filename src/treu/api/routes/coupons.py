@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
@@ -19,8 +19,9 @@ from treu.programmes.models import Programme
 from treu.programmes.service import programmes
 from treu.rewards.coupons import Cart, coupon_cart, coupons
 from treu.rewards.schemas import CouponOut, CouponUseOut, CouponValidationOut
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/coupons", tags=["coupons"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/coupons", tags=["coupons"], responses=PROBLEM_RESPONSES)
 
 CODE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "`coupon_not_found` (in this programme)"},

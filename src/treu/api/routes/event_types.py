@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import Body, Query, status
 from pydantic import BaseModel
 
 from treu.api.deps import DB, Admin, AnyKey
@@ -15,8 +15,9 @@ from treu.rules.event_types import (
     Lang,
     event_types,
 )
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/event-types", tags=["event types"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/event-types", tags=["event types"], responses=PROBLEM_RESPONSES)
 
 Programme = Annotated[str, Query(min_length=1, description="Programme slug or id")]
 Language = Annotated[Lang, Query(description="Language of built-in descriptions")]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,8 +26,9 @@ from treu.events.schemas import (
     event_adapter,
 )
 from treu.events.service import Outcome, ingest_with_retry
+from treu.web.routing import Router
 
-router = APIRouter(
+router = Router(
     prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES, route_class=LeanRoute
 )
 

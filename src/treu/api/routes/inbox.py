@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from treu.api.deps import DB, MembersRead, MembersWrite
 from treu.api.problems import PROBLEM_RESPONSES, Problem
@@ -14,8 +14,9 @@ from treu.kit.time import utc_now
 from treu.members.service import members
 from treu.messaging.inbox import inbox
 from treu.messaging.schemas import InboxMessageOut, InboxOut, InboxReadAll
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/members", tags=["inbox"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/members", tags=["inbox"], responses=PROBLEM_RESPONSES)
 
 NO_MEMBER: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such member"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from treu.api.deps import DB, Admin
@@ -13,8 +13,9 @@ from treu.kit.time import iso
 from treu.programmes.service import programmes
 from treu.segments.models import InsightKind
 from treu.segments.models_registry import list_models
+from treu.web.routing import Router
 
-router = APIRouter(tags=["insights"], responses=PROBLEM_RESPONSES)
+router = Router(tags=["insights"], responses=PROBLEM_RESPONSES)
 
 
 class InsightModelOut(BaseModel):

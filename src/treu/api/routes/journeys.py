@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, AnyKey
@@ -14,8 +13,9 @@ from treu.journeys.schemas import JourneyIn, JourneyOut, JourneysOut, QuietHours
 from treu.journeys.service import journeys
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/programmes", tags=["journeys"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/programmes", tags=["journeys"], responses=PROBLEM_RESPONSES)
 
 NO_PROGRAMME: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such programme"}

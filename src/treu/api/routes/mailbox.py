@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import HTMLResponse, Response
 
 from treu.api.deps import DB
@@ -15,9 +15,10 @@ from treu.api.responses import JSONBody
 from treu.messaging.mailbox import mailbox
 from treu.messaging.schemas import MailOut
 from treu.messaging.templates import render_page
+from treu.web.routing import Router
 
 BASE = "/dev/mailbox"
-router = APIRouter(prefix=BASE, include_in_schema=False)
+router = Router(prefix=BASE, include_in_schema=False)
 Format = Annotated[Literal["html", "json"], Query(description="html (default) or json")]
 
 

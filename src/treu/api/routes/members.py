@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, union_all
 
@@ -30,8 +30,9 @@ from treu.members.schemas import MemberCreate, MemberOut, MemberUpdate
 from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/members", tags=["members"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/members", tags=["members"], responses=PROBLEM_RESPONSES)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such member"}
 }

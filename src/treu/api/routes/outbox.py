@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from treu.api.deps import DB, Admin
 from treu.api.problems import PROBLEM_RESPONSES, Problem
@@ -14,8 +14,9 @@ from treu.delivery.service import deliveries
 from treu.errors import Invalid
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import utc_now
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/outbox", tags=["outbox"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/outbox", tags=["outbox"], responses=PROBLEM_RESPONSES)
 
 
 @router.get("", response_model=OutboxPageOut)

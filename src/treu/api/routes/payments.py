@@ -11,7 +11,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from treu.api.deps import DB, Admin, AnyKey, require
@@ -34,8 +34,9 @@ from treu.rewards.schemas import (
     WalletRefundOut,
 )
 from treu.rewards.wallet import entry_out, wallet
+from treu.web.routing import Router
 
-router = APIRouter(tags=["payments"], responses=PROBLEM_RESPONSES)
+router = Router(tags=["payments"], responses=PROBLEM_RESPONSES)
 
 Pay = Annotated[Principal, Depends(require("events:write|members:write"))]
 """The till and the web shop (``events:write``) or an app acting for the member."""

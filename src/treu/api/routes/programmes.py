@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import status
 
 from treu.api.deps import DB, Admin, AnyKey
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.programmes.schemas import ProgrammeCreate, ProgrammeOut
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/programmes", tags=["programmes"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/programmes", tags=["programmes"], responses=PROBLEM_RESPONSES)
 
 
 @router.post(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from treu.api.deps import DB, MembersRead, RequestedLang
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.insights.offers import RecommendationsOut, recommendations
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1", tags=["members"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1", tags=["members"], responses=PROBLEM_RESPONSES)
 
 MEMBER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such member"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import Body, Depends, Header, Query, Response, status
 from sqlalchemy.orm import Session
 
 from treu.api.deps import DB, Admin, MembersRead, MembersWrite, RequestedLang, require
@@ -33,8 +33,9 @@ from treu.rewards.schemas import (
     RewardPatch,
 )
 from treu.rewards.service import catalogue, redemptions
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1", tags=["rewards"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1", tags=["rewards"], responses=PROBLEM_RESPONSES)
 CatalogueRead = Annotated[Principal, Depends(require("admin|members:read"))]
 
 REWARD_NOT_FOUND: dict[int | str, dict[str, Any]] = {

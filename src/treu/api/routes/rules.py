@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, status
+from fastapi import Body, Depends, Header, Query, status
 from pydantic import BaseModel, Field, ValidationError
 
 from treu.api.deps import DB, Admin, require
@@ -18,8 +18,9 @@ from treu.programmes.service import programmes
 from treu.rules.models import Rule, RuleStatus
 from treu.rules.service import rules
 from treu.rules.spec import RuleSpec, expression_error_details
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
 RulesRead = Annotated[Principal, Depends(require("admin|members:read"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such rule"}

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import Depends, Query, Response, status
 from pydantic import BaseModel, Field
 
 from treu.api.deps import DB, Admin, MembersRead, require
@@ -23,9 +23,10 @@ from treu.segments.errors import SegmentNotFound
 from treu.segments.membership import slugs_of
 from treu.segments.models import Segment
 from treu.segments.scores import scores_of
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/segments", tags=["segments"], responses=PROBLEM_RESPONSES)
-scores_router = APIRouter(prefix="/v1/members", tags=["segments"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/segments", tags=["segments"], responses=PROBLEM_RESPONSES)
+scores_router = Router(prefix="/v1/members", tags=["segments"], responses=PROBLEM_RESPONSES)
 SegmentsRead = Annotated[Principal, Depends(require("admin|members:read"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such segment"}

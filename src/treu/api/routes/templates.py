@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import Depends, Query, Response, status
 
 from treu.api.deps import DB, Admin, get_settings
 from treu.api.problems import PROBLEM_RESPONSES, Problem
@@ -29,8 +29,9 @@ from treu.messaging.schemas import (
 )
 from treu.messaging.stored import VARIABLES, TemplateData, preview, stored_templates
 from treu.programmes.service import programmes
+from treu.web.routing import Router
 
-router = APIRouter(prefix="/v1/templates", tags=["templates"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/templates", tags=["templates"], responses=PROBLEM_RESPONSES)
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 from sqlalchemy import select
 
 from treu.api.deps import DB, Admin, AnyKey, MembersRead, RequestedLang
@@ -27,8 +27,9 @@ from treu.tiers.schemas import (
     TiersOut,
 )
 from treu.tiers.service import tiers
+from treu.web.routing import Router
 
-router = APIRouter(tags=["tiers"], responses=PROBLEM_RESPONSES)
+router = Router(tags=["tiers"], responses=PROBLEM_RESPONSES)
 
 MEMBER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such member"}

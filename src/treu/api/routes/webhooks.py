@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import Depends, Query, Response, status
 
 from treu.api.deps import DB, Admin, get_settings
 from treu.api.problems import PROBLEM_RESPONSES, Problem
 from treu.config import Settings
 from treu.delivery.models import DeliveryStatus
 from treu.kit.time import utc_now
+from treu.web.routing import Router
 from treu.webhooks.schemas import (
     EventTypes,
     WebhookCreated,
@@ -26,7 +27,7 @@ from treu.webhooks.schemas import (
 )
 from treu.webhooks.service import event_types, webhooks
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
+router = Router(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -8,11 +8,10 @@ work; they decide nothing a service does not.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
+from treu.web.routing import Router
 from treu.web.security import WebRoute
 
-router = APIRouter(prefix="/admin", route_class=WebRoute, include_in_schema=False)
+router = Router(prefix="/admin", route_class=WebRoute, include_in_schema=False)
 
 # The pages register themselves on ``router`` when imported.
 from treu.web.admin import (  # noqa: E402, F401

@@ -12,11 +12,10 @@ they work without JavaScript.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
+from treu.web.routing import Router
 from treu.web.security import WebRoute
 
-router = APIRouter(prefix="/portal", route_class=WebRoute, include_in_schema=False)
+router = Router(prefix="/portal", route_class=WebRoute, include_in_schema=False)
 
 # The pages register themselves on ``router`` when imported.
 from treu.web.portal import (  # noqa: E402, F401
