@@ -4,6 +4,8 @@ budget is shared out anew before anything more is given."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +15,9 @@ from sqlalchemy import func, select
 
 from tests import factories as f
 from tests.support.concurrency import in_parallel, postgres_only
+from treu.db import fastpath
 from treu.db.session import Database
+from treu.events.schemas import event_adapter
 from treu.events.service import events_service
 from treu.ledger.models import Posting
 from treu.members.models import Member
@@ -107,7 +111,7 @@ def test_far_from_the_end_an_optimistic_unit_adds_to_its_member_s_slot(db: Datab
     with db.unit_of_work() as session:
         [done] = events_service.ingest(
             session,
-            [f.event_adapter.validate_python(_install(prog, second))],
+            [event_adapter.validate_python(_install(prog, second))],
             now=AT,
             optimistic_budgets=True,
         )
@@ -169,3 +173,83 @@ def test_a_campaign_budget_read_by_the_api_is_the_slots_sum(db: Database, budget
     with db.unit_of_work(write=False) as session:
         used = session.get_one(Rule, rule.id).budget_used
     assert used == min(120, budget)
+
+
+def _in_slot(db: Database, prog: Programme, slot: int) -> Member:
+    while True:
+        who = f.member(db, prog)
+        if budgets.slot_of(who.id) == slot:
+            return who
+
+
+def test_a_batch_adds_each_member_s_points_to_the_member_s_slot(db: Database) -> None:
+    """Far from the end a batch of ten members is not sent through the locked path for
+    want of room in one slot (ten purchases' points would not fit one slot's share)."""
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=4_000)
+    assert _earned(db, prog, f.member(db, prog)) == 40  # shared out: ~247 a slot
+    people = [f.member(db, prog) for _ in range(10)]
+    before = _slots(db, rule.id)
+    with db.unit_of_work() as session:
+        done = events_service.ingest(
+            session,
+            [event_adapter.validate_python(_install(prog, who)) for who in people],
+            now=AT,
+            optimistic_budgets=True,
+        )
+    assert [o.body.points.earned if o.body else None for o in done] == [40] * 10
+    after = _slots(db, rule.id)
+    expected = dict.fromkeys(range(budgets.SLOTS), 0)
+    for who in people:
+        expected[budgets.slot_of(who.id)] += 40
+    assert {k: after[k][0] - before[k][0] for k in after} == expected
+
+
+def test_budget_used_is_an_integer(db: Database) -> None:
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=1_000)
+    _earned(db, prog, f.member(db, prog))
+    with db.unit_of_work(write=False) as session:
+        used = session.get_one(Rule, rule.id).budget_used
+    assert type(used) is int
+    assert used == 40
+
+
+@pytest.mark.parametrize("budget", [1_000_000, 100])  # additions; locked (no room)
+def test_two_units_with_events_of_two_programmes_in_opposite_orders_do_not_deadlock(
+    db: Database, backend: str, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """Both take the budgets' rows in rule and slot order, whatever the order of their
+    events: each unit pauses after its first addition (or locking) until the other has
+    made its own, which deadlocked when each went in the order of its events."""
+    postgres_only(backend)
+    pa, pb = f.programme(db), f.programme(db)
+    for prog in (pa, pb):
+        _bonus(db, prog, budget=budget, points=10)
+        _earned(db, prog, f.member(db, prog))  # the slots shared out
+    a1, a2 = _in_slot(db, pa, 3), _in_slot(db, pa, 3)
+    b1, b2 = _in_slot(db, pb, 5), _in_slot(db, pb, 5)
+    barriers = {name: threading.Barrier(2, timeout=2) for name in ("add", "lock")}
+
+    def pausing(name: str, original: Any) -> Any:
+        seen = threading.local()
+
+        def wrapper(*args: Any) -> Any:
+            out = original(*args)
+            if not getattr(seen, "paused", False):
+                seen.paused = True
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barriers[name].wait()  # the other unit has its first row too, or waits
+            return out
+
+        return wrapper
+
+    monkeypatch.setattr(fastpath, "_add_pg", pausing("add", fastpath._add_pg))
+    monkeypatch.setattr(budgets, "lock", pausing("lock", budgets.lock))
+    orders = [[(pa, a1), (pb, b1)], [(pb, b2), (pa, a2)]]
+
+    def buy(i: int) -> list[int]:
+        outcomes = f.ingest(db, *(_install(prog, who) for prog, who in orders[i]), now=AT)
+        return [o.status for o in outcomes]
+
+    assert in_parallel(2, buy) == [[201, 201], [201, 201]]

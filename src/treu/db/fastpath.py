@@ -387,8 +387,8 @@ class WriteBatch:
 
         On PostgreSQL a batch's only addition goes in the batch's one statement
         (``_combined``), without a round trip of its own; several are sent one by one,
-        in the order added (one statement would take their rows in no set order, and two
-        units could then wait for each other)."""
+        in the order of their rows (one statement would take their rows in no set order,
+        and two units could then wait for each other)."""
         if any(value is None for value in where.values()):
             raise ValueError("add_within: a condition's value is None")
         self._adds.append(
@@ -406,7 +406,7 @@ class WriteBatch:
             except Exception as exc:
                 raise _translated(exc, connection, "WriteBatch.flush") from exc
         self._flush_core(connection, ops)
-        return [_add_core(connection, add) for add in adds]
+        return _in_key_order(adds, lambda add: _add_core(connection, add))
 
     @staticmethod
     def _flush_core(
@@ -605,7 +605,7 @@ def _flush_postgresql(
             cursor.execute(statement, params)
             if folded:
                 return [_addition(cursor)]
-            return [_add_pg(connection, cursor, add) for add in adds]
+            return _in_key_order(adds, lambda add: _add_pg(connection, cursor, add))
         pending: list[tuple[str, list[list[Any]]]] = []
         for kind, table, rows, key in ops:
             columns = _columns(kind, rows, key)
@@ -637,7 +637,19 @@ def _flush_postgresql(
                     )
                 )
         _run_pipeline(connection, raw, cursor, pending)
-        return [_add_pg(connection, cursor, add) for add in adds]
+        return _in_key_order(adds, lambda add: _add_pg(connection, cursor, add))
+
+
+def _in_key_order(
+    adds: list[_Addition], run: Callable[[_Addition], int | None]
+) -> list[int | None]:
+    """Run several additions in the order of their rows (table, then key), whatever
+    order they were added in, so that two units adding to the same rows never wait for
+    each other; the results in the order added."""
+    found: list[int | None] = [None] * len(adds)
+    for index in sorted(range(len(adds)), key=lambda i: (adds[i].table.name, adds[i].values)):
+        found[index] = run(adds[index])
+    return found
 
 
 def _add_pg(connection: Connection, cursor: Any, add: _Addition) -> int | None:

@@ -16,6 +16,7 @@ from treu.kit.time import local_date
 from treu.ledger.service import AccountState, LedgerWriter
 from treu.members.service import MemberKey
 from treu.programmes.models import Programme
+from treu.rules import budgets
 from treu.rules.engine import Evaluation, EventView, MemberView, RuleSet, reason_text
 from treu.rules.service import (
     BASE_ID,
@@ -117,9 +118,19 @@ def load_earning(run: IngestRun, *, optimistic_budgets: bool = False) -> dict[uu
             dates[programme.id].append(
                 (member.id, local_date(event.occurred_at, programme.timezone))
             )
+    locked = None
+    if not optimistic_budgets:  # every programme's budgets in one call, in rule order
+        budgeted = [
+            rid
+            for programme_id, context in earning.items()
+            if dates[programme_id]
+            for rid, spec in context.usage.specs.items()
+            if spec.budget_points is not None
+        ]
+        locked = budgets.lock(session.connection(), budgeted) if budgeted else {}
     for programme_id, context in earning.items():
         if context.usage.specs:
-            context.usage.load(dates[programme_id])
+            context.usage.load(dates[programme_id], locked=locked)
         context.segments = segments_for(
             session, context.rule_set, {member_id for member_id, _ in dates[programme_id]}
         )

@@ -11,10 +11,11 @@ So a budget is split. Each slot has ``used`` (points given through it) and an
 allowances add up to the budget, so the slots together never give more than the budget,
 however many purchases add to them at once:
 
-* A purchase far from the budget's end adds what it gave to *one* slot (picked by its
-  member), guarded: ``UPDATE … SET used = used + :given WHERE … AND used + :given <=
-  allowance AND cap = :budget`` (``add``, sent with the purchase's other writes).
-  Purchases of different slots do not wait for each other.
+* A purchase far from the budget's end adds what it gave to *one* slot (its member's,
+  ``slot_of``; a batch adds each member's points to that member's slot), guarded:
+  ``UPDATE … SET used = used + :given WHERE … AND used + :given <= allowance AND cap =
+  :budget`` (``add``, sent with the purchase's other writes). Purchases of different
+  slots do not wait for each other.
 * When that slot has no room left, or its allowances were computed for another budget
   (``cap``: the budget was changed), the guard fails, the purchase raises ``BudgetRace``
   and is processed again with *every* slot of the rule locked (``lock``): it sees the
@@ -87,7 +88,9 @@ def totals(connection: Connection, rule_ids: Iterable[str]) -> dict[str, int]:
 
 def lock(connection: Connection, rule_ids: Iterable[str]) -> dict[str, list[Slot]]:
     """Every slot of each rule, locked until the commit (in rule and slot order; rows
-    that are not there yet are made first), for the exact total and a rebalance."""
+    that are not there yet are made first), for the exact total and a rebalance. A unit
+    of work locks all the budgets it needs in one call: two units taking the same rows in
+    the same order never wait for each other (optimistic units add in that order too)."""
     ids = sorted(set(rule_ids))
     if not ids:
         return {}
@@ -127,6 +130,11 @@ def rebalanced(
         }
         for i, slot in enumerate(sorted(used))
     ]
+
+
+def slot_of(member_id: uuid.UUID) -> int:
+    """The member's slot: a member's purchases add to one slot, members spread over all."""
+    return member_id.int % SLOTS
 
 
 def add(batch: WriteBatch, rule_id: str, *, slot: int, given: int, cap: int) -> int:

@@ -25,7 +25,18 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from treu.db.base import Base, IdMixin, TimestampMixin
@@ -80,7 +91,8 @@ class Rule(IdMixin, TimestampMixin, Base):
 
 
 Rule.budget_used = column_property(
-    select(func.coalesce(func.sum(RuleBudgetSlot.used), 0))
+    # bigint, not numeric: PostgreSQL's sum of bigints would come back as a Decimal
+    select(cast(func.coalesce(func.sum(RuleBudgetSlot.used), 0), BigInteger))
     .where(RuleBudgetSlot.rule_id == Rule.id)
     .correlate_except(RuleBudgetSlot)
     .scalar_subquery()

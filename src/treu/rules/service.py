@@ -588,15 +588,19 @@ class Usage:
     """Optimistic units: each budget's guarded addition in the batch (rule id, index)."""
     budget_slots: dict[str, list[budgets.Slot]] = field(default_factory=dict)
     """Locked units: each budget's slots as locked."""
-    slot: int | None = None
-    """Optimistic units: the slot they add to (from the first member recorded)."""
+    budget_given: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Optimistic units: what they gave per budget and slot (each member's own)."""
 
     def load(
         self,
         members_dates: Iterable[tuple[uuid.UUID, Any]],
         *,
         lock_budgets: bool = True,
+        locked: dict[str, list[budgets.Slot]] | None = None,
     ) -> None:
+        """``locked``: the budgets' slots the caller locked for several programmes at
+        once (``budgets.lock`` in rule order, so that two units never wait for each
+        other); else a locked unit locks its own."""
         pairs = list(members_dates)
         limited = [rid for rid, spec in self.specs.items() if spec.limits]
         if pairs and limited:
@@ -626,7 +630,11 @@ class Usage:
             if budgeted:
                 connection = self.session.connection()
                 if lock_budgets and not self.optimistic:
-                    self.budget_slots = budgets.lock(connection, budgeted)
+                    self.budget_slots = (
+                        {rid: locked[rid] for rid in budgeted}
+                        if locked is not None
+                        else budgets.lock(connection, budgeted)
+                    )
                     found = {
                         rid: sum(used for _slot, used, _allowance, _cap in slots)
                         for rid, slots in self.budget_slots.items()
@@ -654,8 +662,8 @@ class Usage:
         if spec.budget_points is not None:
             self.budget_used[rule_id] = self.budget_used.get(rule_id, 0) + points
             self.budget_dirty.add(rule_id)
-            if self.slot is None:
-                self.slot = member_id.int % budgets.SLOTS
+            slot = (rule_id, budgets.slot_of(member_id))
+            self.budget_given[slot] = self.budget_given.get(slot, 0) + points
 
     def flush(self, batch: WriteBatch) -> None:
         inserts: list[dict[str, Any]] = []
@@ -697,9 +705,16 @@ class Usage:
                 continue
             if read + given >= cap:
                 raise BudgetRace(f"rule {rid}: the budget is at its edge")
-            index = budgets.add(batch, rid, slot=self.slot or 0, given=given, cap=cap)
+        # Each member's points to the member's slot, in (rule, slot) order: the order the
+        # batch sends them in, and the locked path locks them in.
+        for (rid, slot), given in sorted(self.budget_given.items()):
+            cap = self.specs[rid].budget_points
+            if cap is None or given <= 0:
+                continue
+            index = budgets.add(batch, rid, slot=slot, given=given, cap=cap)
             self.budget_adds.append((rid, index))
         self.budget_dirty.clear()
+        self.budget_given.clear()
 
     def settle(self, added: Sequence[int | None]) -> None:
         """After the batch's flush (``added``: what it returned): ``BudgetRace`` when a
@@ -708,7 +723,7 @@ class Usage:
         adds, self.budget_adds = self.budget_adds, []
         for rid, index in adds:
             if added[index] is None:
-                raise BudgetRace(f"rule {rid}: no room left in budget slot {self.slot}")
+                raise BudgetRace(f"rule {rid}: no room left in a budget slot")
             _budgets_seen.saw(rid, self.budget_used[rid])  # at least this much now
 
 

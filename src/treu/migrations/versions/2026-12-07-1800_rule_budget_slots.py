@@ -52,4 +52,6 @@ def downgrade() -> None:
         "UPDATE rules SET budget_used = (SELECT coalesce(sum(used), 0) "
         "FROM rule_budget_slots WHERE rule_budget_slots.rule_id = rules.id)"
     )
+    with op.batch_alter_table("rules") as batch:  # as 0027 left it: no server default
+        batch.alter_column("budget_used", server_default=None)
     op.drop_table("rule_budget_slots")
