@@ -23,8 +23,9 @@ from treu.ledger.models import Posting
 from treu.members.models import Member
 from treu.programmes.models import Programme
 from treu.rules import budgets
+from treu.rules.awards import Headroom
 from treu.rules.models import Rule, RuleBudgetSlot
-from treu.rules.service import rules
+from treu.rules.service import Usage, rules
 from treu.rules.spec import RuleSpec
 
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
@@ -253,3 +254,28 @@ def test_two_units_with_events_of_two_programmes_in_opposite_orders_do_not_deadl
         return [o.status for o in outcomes]
 
     assert in_parallel(2, buy) == [[201, 201], [201, 201]]
+
+
+def test_a_unit_holding_a_budget_it_read_before_it_was_lowered_gives_at_most_the_new_one(
+    db: Database,
+) -> None:
+    """Another process may have cached the rule for a few seconds: locked, it gives no
+    more than the budget as published now (and shares the slots out for that)."""
+    prog = f.programme(db)
+    rule = _bonus(db, prog, budget=100_000)
+    who = f.member(db, prog)
+    assert _earned(db, prog, who) == 40
+    with db.unit_of_work(write=False) as session:
+        stale = RuleSpec.model_validate(session.get_one(Rule, rule.id).draft)
+    with db.unit_of_work() as session:
+        stored = session.get_one(Rule, rule.id)
+        rules.update(
+            session, stored, spec=stale.model_copy(update={"budget_points": 150}), actor="t"
+        )
+        rules.publish(session, stored, actor="test")
+    rid = str(rule.id)
+    with db.unit_of_work() as session:
+        usage = Usage(session, {rid: stale})  # as the other process still has it
+        usage.load([(who.id, T0.date())])
+        assert usage.specs[rid].budget_points == 150
+        assert usage.view(who.id, T0.date()).headroom(rid) == Headroom(None, 110, None, "budget")

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from treu.db.base import Query, WriteBatch, table_of
-from treu.rules.models import RuleBudgetSlot
+from treu.rules.models import Rule, RuleBudgetSlot, RuleVersion
 
 SLOTS = 16
 """Slots per rule: purchases at once that rarely meet on one row."""
@@ -109,6 +109,22 @@ def lock(connection: Connection, rule_ids: Iterable[str]) -> dict[str, list[Slot
     ):
         found[str(rule_id)].append((slot, int(used), int(allowance), cap))
     return found
+
+
+def published_caps(connection: Connection, rule_ids: Iterable[str]) -> dict[str, int | None]:
+    """Each rule's budget as published now (None: none). A process's rules are cached
+    for a few seconds: a unit that locked the slots gives at most the smaller of this and
+    its own figure, so that a budget lowered elsewhere is not shared out again at the old
+    one by a process that has not heard of it yet."""
+    ids = [uuid.UUID(r) for r in sorted(set(rule_ids))]
+    if not ids:
+        return {}
+    rows = connection.execute(
+        select(RuleVersion.rule_id, RuleVersion.spec)
+        .join(Rule, (Rule.id == RuleVersion.rule_id) & (Rule.version == RuleVersion.version))
+        .where(Rule.id.in_(ids))
+    )
+    return {str(rule_id): spec.get("budget_points") for rule_id, spec in rows}
 
 
 def rebalanced(

@@ -635,6 +635,11 @@ class Usage:
                         if locked is not None
                         else budgets.lock(connection, budgeted)
                     )
+                    for rid, cap in budgets.published_caps(connection, budgeted).items():
+                        spec = self.specs[rid]
+                        if cap is not None and spec.budget_points is not None:
+                            if cap < spec.budget_points:  # lowered since this process read it
+                                self.specs[rid] = spec.model_copy(update={"budget_points": cap})
                     found = {
                         rid: sum(used for _slot, used, _allowance, _cap in slots)
                         for rid, slots in self.budget_slots.items()
