@@ -18,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from treu.auth.models import WebSession
+from treu.db.base import fetch
 from treu.kit.time import utc_now
 
 TOUCH_EVERY = timedelta(minutes=5)
@@ -61,8 +63,48 @@ class Resolved:
     """A valid session with its subject's columns (``resolve_with``)."""
 
     current: Current
-    row: Row[Any] | None
+    row: Any
+    """The subject's columns by name (None: the subject is gone)."""
     touch: bool
+
+
+_SESSION_COLUMNS = (
+    "session_id",
+    "session_subject_id",
+    "session_csrf",
+    "session_last_seen_at",
+    "session_expires_at",
+    "session_revoked_at",
+)
+_RESOLVING: dict[tuple[tuple[str, str], ...], tuple[Any, Any]] = {}
+
+
+def _resolving(subject: tuple[InstrumentedAttribute[Any], ...]) -> tuple[Any, Any]:
+    """``resolve_with``'s statement for these subject columns, built once (a page view's
+    first read: prebuilt and run through ``fetch``), and the named tuple of its rows."""
+    key = tuple((column.class_.__name__, column.key) for column in subject)
+    found = _RESOLVING.get(key)
+    if found is None:
+        head = subject[0]
+        statement = (
+            select(
+                WebSession.id,
+                WebSession.subject_id,
+                WebSession.csrf,
+                WebSession.last_seen_at,
+                WebSession.expires_at,
+                WebSession.revoked_at,
+                *subject,
+            )
+            .outerjoin(head.class_, head == WebSession.subject_id)
+            .where(
+                WebSession.token_hash == bindparam("token_hash", type_=String()),
+                WebSession.kind == bindparam("kind", type_=String()),
+            )
+        )
+        row = namedtuple("SessionRow", [*_SESSION_COLUMNS, *(c.key for c in subject)])  # type: ignore[misc]
+        _RESOLVING[key] = found = (statement, row)
+    return found
 
 
 def _hash(token: str) -> str:
@@ -126,20 +168,9 @@ class SessionService:
         if not token or len(token) > 100:
             return None
         now = now or utc_now()
-        key = subject[0]
-        found = session.execute(
-            select(
-                WebSession.id.label("session_id"),
-                WebSession.subject_id.label("session_subject_id"),
-                WebSession.csrf.label("session_csrf"),
-                WebSession.last_seen_at.label("session_last_seen_at"),
-                WebSession.expires_at.label("session_expires_at"),
-                WebSession.revoked_at.label("session_revoked_at"),
-                *subject,
-            )
-            .outerjoin(key.class_, key == WebSession.subject_id)
-            .where(WebSession.token_hash == _hash(token), WebSession.kind == kind)
-        ).first()
+        statement, row = _resolving(tuple(subject))
+        rows = fetch(session.connection(), statement, {"token_hash": _hash(token), "kind": kind})
+        found = row(*rows[0]) if rows else None
         if found is None or found.session_revoked_at is not None:
             return None
         if found.session_expires_at <= now:

@@ -50,7 +50,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, ColumnElement, Integer, Table, bindparam, select
+from sqlalchemy import JSON, ColumnElement, Float, Integer, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -310,7 +310,10 @@ def _pg_select(
         }
         results = {}
         for index, column in enumerate(compiled._result_columns):
-            processor = column.type._cached_result_processor(dialect, None)
+            kind = column.type
+            if isinstance(kind, Float) and not kind.asdecimal:
+                continue  # psycopg gives a float; SQLAlchemy's needs the run-time type code
+            processor = kind._cached_result_processor(dialect, None)
             if processor is not None:
                 results[index] = processor
         defaults = {k: v for k, v in compiled.params.items() if v is not None}

@@ -58,7 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from treu.db.base import UTCDateTime
+from treu.db.base import UTCDateTime, fetch
 from treu.events.models import PurchaseLine
 from treu.kit.cache import StampedCache
 from treu.kit.lang import Lang, member_language
@@ -298,10 +298,11 @@ def offers(
     # recency weights and counting the member's purchases; Python only blends a few
     # hundred products.
     params = {f"band_{i}": now - timedelta(days=days) for i, (days, _) in enumerate(_BAND_WEIGHTS)}
-    rows = session.execute(
+    rows = fetch(
+        session.connection(),
         _MEMBER_PRODUCTS,
         {"member_id": member.id, "since": now - timedelta(days=HISTORY_DAYS), "now": now, **params},
-    ).all()
+    )
     if rows and rows[0][0] != _OWN:
         product_offers, products, own_score = _stored(list(rows), k, lang)
     else:
@@ -429,15 +430,18 @@ def _scored(
 
 def _held(session: Session, member_id: uuid.UUID) -> dict[uuid.UUID, int]:
     """Redemptions per reward that hold a unit, for per-member limits."""
-    query = (
-        select(Redemption.reward_id, func.count())
-        .where(
-            Redemption.member_id == member_id,
-            Redemption.status == RedemptionStatus.redeemed.value,
-        )
-        .group_by(Redemption.reward_id)
+    rows = fetch(session.connection(), _HELD, {"member_id": member_id})
+    return {rid: int(n) for rid, n in rows}
+
+
+_HELD = (
+    select(Redemption.reward_id, func.count())
+    .where(
+        Redemption.member_id == bindparam("member_id", type_=Uuid()),
+        Redemption.status == RedemptionStatus.redeemed.value,
     )
-    return {rid: int(n) for rid, n in session.execute(query)}
+    .group_by(Redemption.reward_id)
+)
 
 
 _popular: StampedCache[tuple[str, uuid.UUID], list[tuple[str, str | None, str | None, int]]] = (

@@ -30,12 +30,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import Date, Uuid, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from treu.audit.service import audit
-from treu.db.base import WriteBatch
+from treu.db.base import WriteBatch, fetch
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 from treu.kit.time import local_date, utc_now
 from treu.ledger.models import Account
@@ -69,6 +69,15 @@ from treu.tiers.schemas import (
 from treu.tiers.texts import history_text, missing_text, quantity
 
 # --------------------------------------------------------------------------- service
+
+
+_ACTIVITY = select(
+    TierActivity.day, TierActivity.points, TierActivity.spend_minor, TierActivity.purchases
+).where(
+    TierActivity.member_id == bindparam("member_id", type_=Uuid()),
+    TierActivity.day >= bindparam("start", type_=Date()),
+)
+"""A member's counted days from a date on (a page's tier status: prebuilt, ``fetch``)."""
 
 
 class TierService:
@@ -488,16 +497,8 @@ class TierService:
     ) -> maths.Activity:
         """The member's counted activity that can matter for an evaluation on ``today``."""
         start = maths.load_from([today], window)
-        return maths.activity_of(
-            session.execute(
-                select(
-                    TierActivity.day,
-                    TierActivity.points,
-                    TierActivity.spend_minor,
-                    TierActivity.purchases,
-                ).where(TierActivity.member_id == member_id, TierActivity.day >= start)
-            ).all()
-        )
+        rows = fetch(session.connection(), _ACTIVITY, {"member_id": member_id, "start": start})
+        return maths.activity_of(rows)
 
     def to_next(
         self,

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Row
 from sqlalchemy.orm import InstrumentedAttribute
 
 from treu.auth.sessions import Current, web_sessions
@@ -28,8 +27,8 @@ def resolve(
     cookie: str,
     kind: str,
     subject: Sequence[InstrumentedAttribute[Any]],
-    usable: Callable[[Row[Any]], bool],
-) -> tuple[Current, Row[Any]] | None:
+    usable: Callable[[Any], bool],
+) -> tuple[Current, Any] | None:
     """The valid session of the ``cookie`` and its account's ``subject`` columns; None
     without one. An account that is gone or not ``usable`` (closed, disabled) has its
     session ended at once."""
