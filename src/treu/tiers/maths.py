@@ -18,7 +18,8 @@ Windows:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -167,8 +168,18 @@ def load_from(days: Iterable[date], window: TierWindow | str) -> date:
 # --------------------------------------------------------------------------- sums
 
 
+def _picker(metric: TierMetric | str) -> Callable[[DayActivity], int]:
+    """``DayActivity.metric`` as one attribute read: a page's tier status sums a year of
+    days several times, and comparing the metric per day was most of it."""
+    name = {TierMetric.spend: "spend_minor", TierMetric.purchases: "purchases"}.get(
+        TierMetric(metric), "points"
+    )
+    return operator.attrgetter(name)
+
+
 def total(activity: Activity, metric: TierMetric | str, start: date, end: date) -> int:
-    return sum(a.metric(metric) for d, a in activity.items() if start <= d <= end)
+    pick = _picker(metric)
+    return sum(pick(a) for d, a in activity.items() if start <= d <= end)
 
 
 def value_on(
@@ -212,12 +223,13 @@ def valid_until(
         last_year = total(activity, metric, date(day.year - 1, 1, 1), date(day.year - 1, 12, 31))
         return date(day.year, 12, 31) if last_year >= tier.threshold else None
     start = window_start(day, window)
+    pick = _picker(metric)
     days = sorted(d for d in activity if start <= d <= day)
-    value = sum(activity[d].metric(metric) for d in days)
+    value = sum(pick(activity[d]) for d in days)
     if value < tier.threshold:
         return None
     for d in days:
-        value -= activity[d].metric(metric)
+        value -= pick(activity[d])
         if value < tier.threshold:
             return leaves_window(d) - ONE_DAY
     return None  # unreachable: a threshold > 0 is not met by an empty window
@@ -247,7 +259,8 @@ def to_reach(
     if window == TierWindow.calendar_year:
         return Missing(tier, amount, date(day.year, 12, 31))
     start = window_start(day, window)
-    counted = [d for d, a in activity.items() if start <= d <= day and a.metric(metric) != 0]
+    pick = _picker(metric)
+    counted = [d for d, a in activity.items() if start <= d <= day and pick(a) != 0]
     deadline = leaves_window(min(counted)) - ONE_DAY if counted else None
     return Missing(tier, amount, deadline)
 
