@@ -159,6 +159,18 @@ def membership_payload(
     }
 
 
+def install_payload(prog: Programme, who: Member, at: datetime) -> dict[str, Any]:
+    """An app installation (``app_installed``) of ``who`` at ``at``."""
+    return {
+        "id": unique("install"),
+        "type": "app_installed",
+        "programme": prog.slug,
+        "member": member_ref(who),
+        "occurred_at": at.isoformat(),
+        "attributes": {"platform": "ios"},
+    }
+
+
 def member_ref(who: Member) -> dict[str, str]:
     return {"member_id": str(who.id)}
 

@@ -44,14 +44,7 @@ def _bonus(db: Database, prog: Programme, budget: int, points: int = 40) -> Rule
 
 
 def _install(prog: Programme, who: Member) -> dict[str, Any]:
-    return {
-        "id": f.unique("install"),
-        "type": "app_installed",
-        "programme": prog.slug,
-        "member": {"member_id": str(who.id)},
-        "occurred_at": T0.isoformat(),
-        "attributes": {"platform": "ios"},
-    }
+    return f.install_payload(prog, who, T0)
 
 
 def _slots(db: Database, rule_id: uuid.UUID) -> dict[int, tuple[int, int, int | None]]:

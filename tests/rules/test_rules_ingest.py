@@ -530,14 +530,7 @@ def test_concurrent_reviews_respect_the_daily_cap(db: Database, backend: str) ->
 
 
 def _install(prog: Programme, who: Member) -> dict[str, Any]:
-    return {
-        "id": f.unique("install"),
-        "type": "app_installed",
-        "programme": prog.slug,
-        "member": {"member_id": str(who.id)},
-        "occurred_at": T0.isoformat(),
-        "attributes": {"platform": "ios"},
-    }
+    return f.install_payload(prog, who, T0)
 
 
 def test_an_optimistic_unit_hands_budget_edges_and_lost_races_to_a_locked_one(
