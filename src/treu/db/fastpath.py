@@ -16,8 +16,9 @@ Callers get the same results on every backend, with the fast path or without it:
   additions (``add_within``), whose new values ``flush`` returns. Rows are plain dicts
   whose values are already what the column stores — UUIDs, aware datetimes, ints,
   strings, JSON-able dicts and lists: no column defaults, no ``TypeDecorator``
-  processing, no ORM events, nothing in the Session's identity map. A batch that updates a row must not insert it
-  too (one combined statement would not see the insert).
+  processing, no ORM events, nothing in the Session's identity map. A batch that
+  updates a row must not insert it too (one combined statement would not see the
+  insert).
 * Errors are SQLAlchemy's (``IntegrityError``, ``OperationalError``, …), translated as
   SQLAlchemy translates psycopg's: callers handle one kind whichever path ran.
 * ``before_cursor_execute`` listeners see every statement sent (tests count statements
