@@ -4,6 +4,7 @@ and what the checkout tells the shop."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -410,10 +411,25 @@ def test_without_tiers_ingestion_reads_and_writes_no_tier_table(db: Database) ->
         tiered_statements = list(statements)
     finally:
         event.remove(engine, "before_cursor_execute", log)
-    assert not [s for s in plain_statements if "tier" in s]
-    reads = [s for s in tiered_statements if s.lstrip().startswith("select") and "tier" in s]
+    # A programme's cache (5 s) may expire between two ingests on a busy machine: its
+    # reload reads the programme row, whose tier settings are no tier table.
+    plain_statements = [s for s in plain_statements if not _reads_programmes(s)]
+    tiered_statements = [s for s in tiered_statements if not _reads_programmes(s)]
+    assert not [s for s in plain_statements if _TIER_TABLE.search(s)]
+    reads = [
+        s for s in tiered_statements if s.lstrip().startswith("select") and _TIER_TABLE.search(s)
+    ]
     assert len(reads) == 1, reads  # one query for the state and the activity
     assert len(tiered_statements) - len(plain_statements) <= 3, tiered_statements
+
+
+_TIER_TABLE = re.compile(
+    r'\b(?:from|join|into|update)\s+"?(?:member_tiers|tier_activity|tier_history|tiers)\b'
+)
+
+
+def _reads_programmes(statement: str) -> bool:
+    return re.search(r'\bfrom\s+"?programmes\b', statement) is not None
 
 
 def test_concurrent_purchases_crossing_a_threshold_upgrade_exactly_once(
