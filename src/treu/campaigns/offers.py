@@ -226,11 +226,11 @@ class OfferService:
             raise ValueError(f"campaign {campaign.id} is not an offer")
         programme = session.get_one(Programme, campaign.programme_id)
         left: int | None = None
+        slots: list[budgets.Slot] | None = None
         if spec.budget_points is not None and offer.points:
             rule = str(campaign.rule_id)
             slots = budgets.lock(session.connection(), [rule])[rule]
-            used = sum(slot_used for _slot, slot_used, _allowance, _cap in slots)
-            left = max(spec.budget_points - used, 0)
+            left = max(spec.budget_points - budgets.used_of(slots), 0)
             if left == 0:
                 return Page(done=True)
         members, last = self.audience_page(
@@ -293,7 +293,14 @@ class OfferService:
         )
         treated = [w for w in written if w.arm == Arm.treated.value]
         given = self._points(
-            session, campaign, programme, treated, gifts, now=now, cap=spec.budget_points
+            session,
+            campaign,
+            programme,
+            treated,
+            gifts,
+            now=now,
+            cap=spec.budget_points,
+            slots=slots,
         )
         coupons = self._coupons(session, programme, reward, treated, now=now)
         self._messages(session, campaign, programme, offer, treated, gifts, now=now)
@@ -390,7 +397,9 @@ class OfferService:
         *,
         now: datetime,
         cap: int | None,
+        slots: list[budgets.Slot] | None,
     ) -> int:
+        """``slots``: the budget's slots as ``give_page`` locked them (None: no budget)."""
         ids = [w.member_id for w in treated if w.member_id in gifts]
         if not ids:
             return 0
@@ -418,11 +427,12 @@ class OfferService:
             )
         writer.flush()
         given = sum(gifts[m] for m in ids)
-        # Counted with or without a budget (statistics read it); locked again here for an
-        # offer without one (the same transaction: a no-op for one with a budget).
+        # Counted with or without a budget (statistics read it); an offer without one
+        # locks its slots only now.
         rule = str(campaign.rule_id)
         connection = session.connection()
-        slots = budgets.lock(connection, [rule])[rule]
+        if slots is None:
+            slots = budgets.lock(connection, [rule])[rule]
         batch = WriteBatch()
         budgets.write(batch, budgets.rebalanced(rule, slots, given=given, cap=cap))
         batch.flush(connection)

@@ -124,8 +124,7 @@ def load_earning(run: IngestRun, *, optimistic_budgets: bool = False) -> dict[uu
             rid
             for programme_id, context in earning.items()
             if dates[programme_id]
-            for rid, spec in context.usage.specs.items()
-            if spec.budget_points is not None
+            for rid in context.usage.budgeted()
         ]
         locked = budgets.lock(session.connection(), budgeted) if budgeted else {}
     for programme_id, context in earning.items():

@@ -111,6 +111,11 @@ def lock(connection: Connection, rule_ids: Iterable[str]) -> dict[str, list[Slot
     return found
 
 
+def used_of(slots: list[Slot]) -> int:
+    """What a rule has given: its locked slots' sum (``lock``)."""
+    return sum(used for _slot, used, _allowance, _cap in slots)
+
+
 def published_caps(connection: Connection, rule_ids: Iterable[str]) -> dict[str, int | None]:
     """Each rule's budget as published now (None: none). A process's rules are cached
     for a few seconds: a unit that locked the slots gives at most the smaller of this and

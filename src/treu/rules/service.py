@@ -620,7 +620,7 @@ class Usage:
                 self.counters[(str(rule_id), member_id, period)] = _Counter(
                     count, points, stored=True
                 )
-        budgeted = sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
+        budgeted = self.budgeted()
         if budgeted and pairs:
             if self.optimistic:
                 known = _budgets_seen.fresh(budgeted)
@@ -641,8 +641,7 @@ class Usage:
                             if cap < spec.budget_points:  # lowered since this process read it
                                 self.specs[rid] = spec.model_copy(update={"budget_points": cap})
                     found = {
-                        rid: sum(used for _slot, used, _allowance, _cap in slots)
-                        for rid, slots in self.budget_slots.items()
+                        rid: budgets.used_of(slots) for rid, slots in self.budget_slots.items()
                     }
                 else:
                     found = budgets.totals(connection, budgeted)
@@ -650,6 +649,10 @@ class Usage:
                     self.budget_used[rule_id] = used
                     self.budget_read[rule_id] = used
                     _budgets_seen.saw(rule_id, used)
+
+    def budgeted(self) -> list[str]:
+        """The rules with a budget, in id order (the order their slots are locked in)."""
+        return sorted(rid for rid, spec in self.specs.items() if spec.budget_points is not None)
 
     def view(self, member_id: uuid.UUID | None, local_date: Any) -> _LimitView:
         return _LimitView(self, member_id, local_date)
