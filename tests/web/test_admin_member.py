@@ -4,6 +4,7 @@ reason, the roles that may do either, and a fixed number of queries per page."""
 from __future__ import annotations
 
 import re
+import uuid
 
 from sqlalchemy import select
 
@@ -12,6 +13,9 @@ from tests.support.admin import csrf_of, signed_in
 from tests.support.queries import statements
 from treu.audit.models import AuditEvent
 from treu.db.session import Database
+from treu.delivery.models import Delivery
+from treu.kit.codes import format_code
+from treu.kit.time import utc_now
 from treu.members.models import Member
 
 
@@ -116,3 +120,53 @@ def test_the_page_costs_the_same_queries_whatever_the_history(db: Database) -> N
         counts.append(len([s for s in seen if not s.startswith("BEGIN")]))
     assert counts[0] == counts[1]
     assert counts[0] <= 12
+
+
+def _delivery(db: Database, who: Member, channel: str, event_type: str) -> None:
+    now = utc_now()
+    delivery_id = uuid.uuid4()
+    with db.unit_of_work() as session:
+        session.add(
+            Delivery(
+                id=delivery_id,
+                dedupe_key=f"test:{delivery_id}",
+                programme_id=who.programme_id,
+                member_id=who.id,
+                channel=channel,
+                target=str(who.id),
+                event_type=event_type,
+                payload={"member_id": str(who.id)},
+                status="delivered",
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+                delivered_at=now,
+            )
+        )
+
+
+def test_the_page_lists_coupons_redemptions_messages_and_notes(db: Database) -> None:
+    prog = f.programme(db)
+    who, coupon = f.coupon(db, prog)
+    other, _ = f.coupon(db, prog)
+    _delivery(db, who, "email", "coupon_issued")
+    _delivery(db, who, "webhook", "points.earned")  # an integration's, not a message
+    web, _ = signed_in(db, "support")
+    page = web.get(f"/admin/members/{who.id}")
+    web.post(
+        f"/admin/members/{who.id}/notes",
+        data={"csrf": csrf_of(page.text), "text": "Gutschein erklärt"},
+    )
+    page = web.get(f"/admin/members/{who.id}")
+    assert page.status_code == 200
+    html = page.text
+    assert format_code(coupon.code) in html
+    assert html.count("<td>5-€-Gutschein</td>") == 2  # the coupon and its redemption
+    assert page.text.count('data-testid="message"') == 1
+    assert "coupon_issued" in html
+    assert "points.earned" not in html
+    assert html.count('data-testid="note"') == 1
+    assert "Gutschein erklärt" in html
+    assert 'data-testid="deletion-request"' not in html
+    # another member's page shows their own coupon, not this one's
+    assert format_code(coupon.code) not in web.get(f"/admin/members/{other.id}").text

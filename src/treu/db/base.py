@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 # per-statement machinery, with its contract and fallback); imported from here as before.
 from treu.db.fastpath import COPY_THRESHOLD as COPY_THRESHOLD
 from treu.db.fastpath import Lookup as Lookup
+from treu.db.fastpath import Named as Named
 from treu.db.fastpath import Query as Query
 from treu.db.fastpath import WriteBatch as WriteBatch
 from treu.db.fastpath import fetch as fetch

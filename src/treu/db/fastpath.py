@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +220,32 @@ class Query:
                 for k, v in params.items()
             }
         return fetch(connection, statement, params)
+
+
+class Named:
+    """A prebuilt SELECT whose rows come back as named tuples, for pages: a template
+    reads ``row.column`` as it would read an ORM object's attribute, and the read costs
+    what ``fetch`` costs instead of the ORM's statement building, caching and object
+    loading (about half a millisecond of CPU for a short list). Built on first use, as
+    ``Lookup`` is; parameters are bound by name (``bindparam``)."""
+
+    def __init__(self, name: str, build: Callable[[], Any]) -> None:
+        self._name = name
+        self._build = build
+        self._built: tuple[Any, Any] | None = None
+
+    def rows(self, connection: Connection, **params: Any) -> list[Any]:
+        if self._built is None:
+            statement = self._build()
+            keys = [column.key for column in statement.selected_columns]
+            shape = namedtuple(self._name, keys)  # type: ignore[misc]
+            self._built = (statement, shape)
+        statement, made = self._built
+        return [made._make(found) for found in fetch(connection, statement, params)]
+
+    def first(self, connection: Connection, **params: Any) -> Any | None:
+        found = self.rows(connection, **params)
+        return found[0] if found else None
 
 
 def _in(column: Any, name: str) -> ColumnElement[bool]:

@@ -9,12 +9,13 @@ limit (a test counts them)."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import Uuid, bindparam, select
 
+from treu.db.base import Named
 from treu.delivery.models import Delivery
 from treu.errors import TreuError
 from treu.kit.codes import format_code
@@ -22,9 +23,10 @@ from treu.kit.ids import new_id
 from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.explain import render as explain
 from treu.ledger.service import ledger
+from treu.members.models import MemberNote
 from treu.members.notes import notes
 from treu.members.service import members
-from treu.privacy.service import privacy
+from treu.privacy.models import DeletionRequest, DeletionStatus
 from treu.rewards.models import Coupon, Redemption
 from treu.tiers.service import tiers
 from treu.web.admin import router
@@ -34,7 +36,63 @@ from treu.web.security import check_csrf
 
 LIST = 10
 LEDGER = 20
+NOTES = 20
 MAX_ADJUSTMENT = 1_000_000
+
+
+def _member_id() -> Any:
+    return bindparam("member_id", type_=Uuid())
+
+
+# The page's short lists, each one prebuilt statement read as named tuples (``Named``):
+# as ORM queries, these five small reads were a quarter of the page's CPU.
+_COUPONS = Named(
+    "CouponRow",
+    lambda: (
+        select(Coupon.code, Coupon.terms, Coupon.kind, Coupon.status, Coupon.expires_at)
+        .where(Coupon.member_id == _member_id())
+        .order_by(Coupon.issued_at.desc())
+        .limit(LIST)
+    ),
+)
+_REDEMPTIONS = Named(
+    "RedemptionRow",
+    lambda: (
+        select(Redemption.created_at, Redemption.reward, Redemption.points, Redemption.status)
+        .where(Redemption.member_id == _member_id())
+        .order_by(Redemption.created_at.desc())
+        .limit(LIST)
+    ),
+)
+_MESSAGES = Named(
+    "MessageRow",
+    lambda: (
+        select(Delivery.created_at, Delivery.channel, Delivery.event_type, Delivery.status)
+        .where(Delivery.member_id == _member_id(), Delivery.channel != "webhook")
+        .order_by(Delivery.id.desc())
+        .limit(LIST)
+    ),
+)
+_NOTES = Named(
+    "NoteRow",
+    lambda: (
+        select(MemberNote.text, MemberNote.author, MemberNote.created_at)
+        .where(MemberNote.member_id == _member_id())
+        .order_by(MemberNote.created_at.desc(), MemberNote.id.desc())
+        .limit(NOTES)
+    ),
+)
+_DELETION = Named(
+    "DeletionRow",
+    lambda: (
+        select(DeletionRequest.requested_at, DeletionRequest.source)
+        .where(
+            DeletionRequest.member_id == _member_id(),
+            DeletionRequest.status == DeletionStatus.open.value,
+        )
+        .limit(1)
+    ),
+)
 
 
 def _page(
@@ -48,31 +106,17 @@ def _page(
 ) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        member, programme, _tier_state = tiers.member_with_programme(session, member_id)
+        member, programme, state = tiers.member_with_programme(session, member_id)
         balance = ledger.balance(session, member_id=member_id)
-        tier = tiers.status(session, member=member, lang=lang)
+        tier = tiers.status(session, member=member, lang=lang, programme=programme, state=state)
         history, _ = tiers.history(session, member_id=member_id, limit=LIST, lang=lang)
         postings = ledger.history(session, member_id=member_id, limit=LEDGER).items
-        coupons = session.scalars(
-            select(Coupon)
-            .where(Coupon.member_id == member_id)
-            .order_by(Coupon.issued_at.desc())
-            .limit(LIST)
-        ).all()
-        redeemed = session.scalars(
-            select(Redemption)
-            .where(Redemption.member_id == member_id)
-            .order_by(Redemption.created_at.desc())
-            .limit(LIST)
-        ).all()
-        messages = session.scalars(
-            select(Delivery)
-            .where(Delivery.member_id == member_id, Delivery.channel != "webhook")
-            .order_by(Delivery.id.desc())
-            .limit(LIST)
-        ).all()
-        written = notes.recent(session, member_id)
-        deletion = privacy.open_request(session, member_id)
+        connection = session.connection()
+        coupons = _COUPONS.rows(connection, member_id=member_id)
+        redeemed = _REDEMPTIONS.rows(connection, member_id=member_id)
+        messages = _MESSAGES.rows(connection, member_id=member_id)
+        written = _NOTES.rows(connection, member_id=member_id)
+        deletion = _DELETION.first(connection, member_id=member_id)
         ledger_rows = [
             (p.created_at, p.kind, p.points, explain(p.details, lang), p.reason, p.actor)
             for p in postings

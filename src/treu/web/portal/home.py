@@ -32,9 +32,9 @@ PORTAL.link("/portal", N_("Overview"), order=10)
 def home(request: Request, signed: Annotated[Signed, Depends(need_member)]) -> Response:
     lang = language(request)
     with database(request).unit_of_work(write=False) as session:
-        member, programme, _tier_state = tiers.member_with_programme(session, signed.id)
+        member, programme, state = tiers.member_with_programme(session, signed.id)
         balance = ledger.balance(session, member_id=member.id, expiring_limit=1)
-        tier = tiers.status(session, member=member, lang=lang)
+        tier = tiers.status(session, member=member, lang=lang, programme=programme, state=state)
         expiry = None
         if balance.expiring:
             first = balance.expiring[0]
