@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
+from html import escape as html_escape
 
 from sqlalchemy import select
 
@@ -17,6 +19,7 @@ from treu.delivery.models import Delivery
 from treu.kit.codes import format_code
 from treu.kit.time import utc_now
 from treu.members.models import Member
+from treu.tiers.service import tiers
 
 
 def _balance_shown(html: str) -> int:
@@ -170,3 +173,19 @@ def test_the_page_lists_coupons_redemptions_messages_and_notes(db: Database) -> 
     assert 'data-testid="deletion-request"' not in html
     # another member's page shows their own coupon, not this one's
     assert format_code(coupon.code) not in web.get(f"/admin/members/{other.id}").text
+
+
+def test_the_tier_history_reads_as_the_api_gives_it(db: Database) -> None:
+    prog = f.tiered(db)
+    who = f.member(db, prog)
+    at = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
+    f.ingest_one(db, f.purchase_payload(prog, who, amount_minor=10_000, occurred_at=at), now=at)
+    with db.unit_of_work(write=False) as session:
+        entries, _ = tiers.history(session, member_id=who.id, lang="de")
+    assert [entry.to_tier for entry, _ in entries] == ["silber"]
+    web, _ = signed_in(db, "support")
+    page = web.get(f"/admin/members/{who.id}")
+    assert page.status_code == 200
+    text = entries[0][1]
+    assert "Silber" in text
+    assert html_escape(text) in page.text

@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Date, Uuid, bindparam, func, select, tuple_, update
+from sqlalchemy import Date, Integer, Uuid, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -587,21 +587,17 @@ class TierService:
                 raise InvalidCursor("cursor is not valid") from exc
             query = query.where(TierHistory.id < after)
         rows = list(session.scalars(query))
-        items = [
-            (
-                entry,
-                entry.text
-                if lang == "en"
-                else history_text(
-                    str(entry.details.get("template", entry.reason)),
-                    entry.details.get("params") or {},
-                    lang,
-                ),
-            )
-            for entry in rows[:limit]
-        ]
+        items = [(entry, _history_text(entry, lang)) for entry in rows[:limit]]
         next_cursor = encode_cursor({"id": str(rows[limit - 1].id)}) if len(rows) > limit else None
         return items, next_cursor
+
+    def recent_history(
+        self, session: Session, *, member_id: uuid.UUID, limit: int, lang: str
+    ) -> list[tuple[Any, str]]:
+        """``history``'s first page for a page to show: (entry, text) pairs, each entry a
+        named tuple with ``at`` (one prebuilt statement, no cursor)."""
+        rows = _RECENT_HISTORY.rows(session.connection(), member_id=member_id, limit=limit)
+        return [(entry, _history_text(entry, lang)) for entry in rows]
 
     # --- re-evaluation ----------------------------------------------------------------
 
@@ -699,6 +695,27 @@ class TierService:
                 select(Programme).where(Programme.tiers_version > 0).order_by(Programme.slug)
             )
         )
+
+
+def _history_text(entry: Any, lang: str) -> str:
+    """A tier history entry's text in ``lang`` (stored in English)."""
+    if lang == "en":
+        return str(entry.text)
+    details = entry.details or {}
+    return history_text(
+        str(details.get("template", entry.reason)), details.get("params") or {}, lang
+    )
+
+
+_RECENT_HISTORY = Named(
+    "TierHistoryRow",
+    lambda: (
+        select(TierHistory.at, TierHistory.text, TierHistory.reason, TierHistory.details)
+        .where(TierHistory.member_id == bindparam("member_id", type_=Uuid()))
+        .order_by(TierHistory.id.desc())
+        .limit(bindparam("limit", type_=Integer()))
+    ),
+)
 
 
 def _definition(row: Tier) -> TierDef:
