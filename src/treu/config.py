@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     api_key_cache_seconds: float = 10.0
     """How long a verified API key is trusted without asking the database again."""
+    web_session_cache_seconds: float = 5.0
+    """How long a process trusts a portal or console session it has read without reading
+    it again (``treu.web.signed``); its own changes to sessions and accounts end the
+    trust at once, other processes' within this time. 0 reads it on every page view."""
     worker_activate_every_seconds: int = 300
     worker_expire_every_seconds: int = 3600
     worker_expiring_every_seconds: int = 3600

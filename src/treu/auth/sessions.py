@@ -4,7 +4,8 @@ A session is a row (``web_sessions``) and a cookie holding 256 random bits; the 
 only the token's SHA-256. It ends at the earlier of an absolute lifetime and an idle
 timeout (``POLICIES``), or when signed out (``revoked_at``). Server-side rows, not signed
 cookies, because staff must be able to end a session at once (a role taken away, a
-laptop lost) and a signed cookie cannot be taken back.
+laptop lost) and a signed cookie cannot be taken back. (A page process trusts a session
+it has read for a few seconds, ``treu.web.signed``; its own changes end that at once.)
 
 Every session has its own CSRF token (``csrf``) that each form carries in a hidden field;
 a POST whose field does not match is refused (``treu.web.security``).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import uuid
 from collections import namedtuple
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from treu.auth.models import WebSession
 from treu.db.base import fetch
+from treu.db.session import after_commit
 from treu.kit.time import utc_now
 
 TOUCH_EVERY = timedelta(minutes=5)
@@ -66,6 +69,8 @@ class Resolved:
     row: Any
     """The subject's columns by name (None: the subject is gone)."""
     touch: bool
+    last_seen_at: datetime
+    expires_at: datetime
 
 
 _SESSION_COLUMNS = (
@@ -111,7 +116,28 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_COUNTING = threading.Lock()
+
+
 class SessionService:
+    generation = 0
+    """Counts the changes made in this process that can end a session or change what a
+    page knows of its account (``changed``): a page may trust a session it resolved
+    under the same generation for a few seconds (``treu.web.signed``)."""
+
+    def changed(self, session: Session | None = None) -> None:
+        """A session or an account changed (in ``session``'s unit of work): counted now,
+        and again once the unit has committed, so that a page that read the old row
+        while the change was not yet committed does not trust what it read."""
+        self._count()
+        if session is not None:
+            after_commit(session, self._count)
+
+    @staticmethod
+    def _count() -> None:
+        with _COUNTING:
+            SessionService.generation += 1
+
     def start(
         self, session: Session, *, kind: str, subject_id: uuid.UUID, now: datetime | None = None
     ) -> tuple[str, Current]:
@@ -181,6 +207,8 @@ class SessionService:
             Current(found.session_id, kind, found.session_subject_id, found.session_csrf),
             found if found[6] is not None else None,
             touch=now - found.session_last_seen_at >= TOUCH_EVERY,
+            last_seen_at=found.session_last_seen_at,
+            expires_at=found.session_expires_at,
         )
 
     def touch(
@@ -193,6 +221,7 @@ class SessionService:
         )
 
     def end(self, session: Session, session_id: uuid.UUID, *, now: datetime | None = None) -> None:
+        self.changed(session)
         session.execute(
             update(WebSession)
             .where(WebSession.id == session_id, WebSession.revoked_at.is_(None))
@@ -203,6 +232,7 @@ class SessionService:
         self, session: Session, *, kind: str, subject_id: uuid.UUID, now: datetime | None = None
     ) -> int:
         """End every session of a subject (password changed, account disabled)."""
+        self.changed(session)
         done = session.execute(
             update(WebSession)
             .where(

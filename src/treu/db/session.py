@@ -56,6 +56,16 @@ def _run_before_commit(session: Session) -> None:
         callback(session)
 
 
+_AFTER_COMMIT = "treu.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback()`` once, when the write unit of work that owns ``session`` has
+    committed (outside its transaction: for in-process caches that must not keep what
+    an earlier read saw). A unit that rolls back runs no callback."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
 class Database:
     """Holds the engines of one database URL. Create once per process."""
 
@@ -199,6 +209,8 @@ class Database:
             if session.in_transaction():
                 session.commit()  # flushes; the connection's transaction goes on
             connection.commit()
+            for callback in session.info.pop(_AFTER_COMMIT, ()):
+                callback()
         except OperationalError as exc:
             connection.rollback()
             _raise_busy_for(exc)
