@@ -128,15 +128,17 @@ def _page(
         balance = ledger.balance(session, member_id=member_id)
         tier = tiers.status(session, member=member, lang=lang, programme=programme, state=state)
         history = tiers.recent_history(session, member_id=member_id, limit=LIST, lang=lang)
-        connection = session.connection()
-        coupons = _COUPONS.rows(connection, member_id=member_id)
-        redeemed = _REDEMPTIONS.rows(connection, member_id=member_id)
-        messages = _MESSAGES.rows(connection, member_id=member_id)
-        written = _NOTES.rows(connection, member_id=member_id)
-        deletion = _DELETION.first(connection, member_id=member_id)
+        # The page's six lists, in one round trip.
+        postings, coupons, redeemed, messages, written, deletion = Named.together(
+            session.connection(),
+            *(
+                read.call(member_id=member_id)
+                for read in (_POSTINGS, _COUPONS, _REDEMPTIONS, _MESSAGES, _NOTES, _DELETION)
+            ),
+        )
         ledger_rows = [
             (p.created_at, p.kind, p.points, explain(p.details, lang), p.reason, p.actor)
-            for p in _POSTINGS.rows(connection, member_id=member_id)
+            for p in postings
         ]
         return render(
             request,
@@ -154,7 +156,7 @@ def _page(
             redemptions=redeemed,
             messages=messages,
             notes=written,
-            deletion=deletion,
+            deletion=deletion[0] if deletion else None,
             error=error,
             done=done,
             adjust_key=str(new_id()),
