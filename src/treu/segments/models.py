@@ -197,3 +197,62 @@ class InsightModel(IdMixin, Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class MemberMetrics(Base):
+    """A member's purchase aggregates as of ``member_metrics_state.computed_for`` of the
+    programme, kept by the segment refresh (``treu.insights.member_metrics``) so that it
+    reads one row per member instead of every event. Windowed columns are those of the
+    90 / 365 days before that instant; the first and last purchase are instants, so
+    recency is counted against the refresh's own ``now``. ``channels`` is a bit set over
+    ``treu.members.models.Channel`` (bit *i* for the *i*-th channel): the channels of
+    the last 365 days' purchases. A member without events has no row.
+
+    No foreign keys: the rows are derived and rewritten per member (see
+    ``MemberRecommendation`` on the cost of per-row key checks)."""
+
+    __tablename__ = "member_metrics"
+    __table_args__ = (Index("ix_member_metrics_programme", "programme_id"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    programme_id: Mapped[uuid.UUID]
+    first_purchase_at: Mapped[datetime | None]
+    last_purchase_at: Mapped[datetime | None]
+    purchases: Mapped[int] = mapped_column(Integer)
+    purchases_90: Mapped[int] = mapped_column(Integer)
+    purchases_365: Mapped[int] = mapped_column(Integer)
+    spend_90: Mapped[int]
+    spend_365: Mapped[int]
+    returns_365: Mapped[int] = mapped_column(Integer)
+    engagements_90: Mapped[int] = mapped_column(Integer)
+    engagements_365: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+
+
+class MemberMetricValue(Base):
+    """The set-valued metrics of the last 365 days, one row per (member, kind, value):
+    ``kind`` is ``category`` or ``tag`` (of purchase lines) or ``engagement_type``."""
+
+    __tablename__ = "member_metric_values"
+    __table_args__ = (Index("ix_member_metric_values_programme", "programme_id"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, primary_key=True)
+    programme_id: Mapped[uuid.UUID]
+
+
+class MemberMetricsState(Base):
+    """How far ``member_metrics`` of a programme is kept: the ``now`` of its last update
+    (``computed_for``) and the event id below which every event is folded in
+    (``events_from``; ids are UUIDv7, time-ordered, see ``treu.insights.member_metrics``
+    on why this is safe when transactions commit out of order)."""
+
+    __tablename__ = "member_metrics_state"
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"), primary_key=True)
+    computed_for: Mapped[datetime]
+    events_from: Mapped[uuid.UUID]
+    rebuilt_at: Mapped[datetime]
+    """When the table was last rebuilt from every event of the programme."""
+    updated_at: Mapped[datetime]
