@@ -34,15 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
-    BigInteger,
     Column,
     Float,
     Integer,
     MetaData,
     Table,
     Uuid,
-    and_,
-    case,
     cast,
     func,
     insert,
@@ -52,16 +49,29 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from treu.events.models import Event, PurchaseLine
+from treu.db.base import table_of
+from treu.insights import member_metrics
+from treu.insights.member_metrics import CHANNEL_BITS
 from treu.kit.time import utc_now
-from treu.members.models import Channel, Member, MemberStatus
+from treu.members.models import Member, MemberStatus
 from treu.messaging.models import Consent
 from treu.programmes.models import Programme
-from treu.segments.models import MemberScore
+from treu.segments.models import MemberMetrics, MemberMetricValue, MemberScore
 from treu.segments.scores import psycopg_of
 from treu.tiers.models import MemberTier
 
 DAY_SECONDS = 86_400
+_COUNTS = (
+    "purchases",
+    "purchases_90",
+    "purchases_365",
+    "spend_90",
+    "spend_365",
+    "returns_365",
+    "engagements_90",
+    "engagements_365",
+)
+"""The whole-number metrics kept in ``member_metrics`` under the same names."""
 WORK_MEM = "256MB"
 """PostgreSQL's ``work_mem`` for the metrics' unit of work (``SET LOCAL``)."""
 
@@ -101,10 +111,18 @@ def read_frame(connection: Connection, statement: Any, names: list[str]) -> pd.D
 
 
 def member_table(
-    session: Session, *, programme: Programme, now: datetime | None = None
+    session: Session,
+    *,
+    programme: Programme,
+    now: datetime | None = None,
+    rebuild: bool = False,
+    settle: timedelta = member_metrics.SETTLE,
 ) -> MemberTable:
     """Every active member of ``programme`` with attributes, metrics and scores as of
-    ``now``."""
+    ``now``. The purchase aggregates are first brought to ``now`` in
+    ``member_metrics`` (``treu.insights.member_metrics.update``: only the members
+    whose rows changed, or all of them with ``rebuild``), so this is a write unit of
+    work."""
     now = now or utc_now()
     connection = session.connection()
     pid = programme.id
@@ -148,120 +166,76 @@ def member_table(
     for name in ("language", "channel", "tier"):
         cols[f"member.{name}"] = _text(members[name])
 
-    since_90, since_365 = now - timedelta(days=90), now - timedelta(days=365)
-    in_90 = Event.occurred_at > since_90
-    in_365 = Event.occurred_at > since_365
-    amount = func.coalesce(Event.total_minor, 0)
-    # One scan of the programme's events, grouped by member and type: purchases,
-    # returns and engagement all come out of it (a member has few types), and the
-    # channels of the year's purchases as one flag column per channel.
-    channel_flags = [
-        func.max(case((and_(in_365, Event.channel == channel.value), 1), else_=0))
-        for channel in Channel
-    ]
-    by_type = read_frame(
+    # The purchase aggregates as kept by the refresh (treu.insights.member_metrics):
+    # brought to ``now`` (only the members whose rows changed), then one row per member.
+    member_metrics.update(session, programme_id=pid, now=now, rebuild=rebuild, settle=settle)
+    kept = table_of(MemberMetrics)
+    summary = read_frame(
         connection,
-        _by_position(
-            select(
-                Event.member_id,
-                Event.type,
-                _instant(connection, func.max(Event.occurred_at)),
-                _instant(connection, func.min(Event.occurred_at)),
-                func.count(),
-                func.count(case((in_90, 1))),
-                func.count(case((in_365, 1))),
-                # bigint, not numeric: psycopg would make a Decimal of every sum
-                cast(func.coalesce(func.sum(case((in_90, amount), else_=0)), 0), BigInteger),
-                cast(func.coalesce(func.sum(case((in_365, amount), else_=0)), 0), BigInteger),
-                *channel_flags,
-            )
-            .where(
-                Event.programme_id == pid,
-                Event.member_id.is_not(None),
-                Event.occurred_at <= now,
-            )
-            .group_by(Event.member_id, Event.type)
-        ),
-        [
-            "pos",
-            "type",
-            "last",
-            "first",
-            "count",
-            "in_90",
-            "in_365",
-            "spend_90",
-            "spend_365",
-            *(f"channel_{channel.value}" for channel in Channel),
-        ],
+        select(
+            POSITIONS.c.pos,
+            _instant(connection, kept.c.last_purchase_at),
+            _instant(connection, kept.c.first_purchase_at),
+            *(kept.c[name] for name in _COUNTS),
+            kept.c.channels,
+        ).join(POSITIONS, POSITIONS.c.id == kept.c.member_id),
+        ["pos", "last", "first", *_COUNTS, "channels"],
     )
-    kind = by_type["type"].to_numpy(dtype=object)
-    purchases = by_type[kind == "purchase"]
-    commerce_rows = by_type[(kind == "purchase") | (kind == "return")]
-    returns = by_type[kind == "return"]
-    engagement = by_type[(kind != "purchase") & (kind != "return")]
+    if connection.dialect.name == "postgresql":  # epoch seconds, None without purchases
+        for name in ("last", "first"):
+            summary[name] = pd.to_numeric(summary[name]).astype("float64")
+    at = _at(summary)
     now_ts = pd.Timestamp(now)
 
-    def spread(frame: pd.DataFrame, column: str, fill: float) -> np.ndarray[Any, Any]:
-        out = np.full(n, fill, dtype="float64")
-        out[_at(frame)] = np.asarray(frame[column], dtype="float64")
+    def spread(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        out = np.full(n, np.nan, dtype="float64")
+        out[at] = values
         return out
 
-    def total(frame: pd.DataFrame, column: str) -> np.ndarray[Any, Any]:
-        weights = np.asarray(frame[column], dtype="float64")
-        return np.bincount(_at(frame), weights=weights, minlength=n).astype("int64")
+    def counts(column: str) -> np.ndarray[Any, Any]:
+        out = np.zeros(n, dtype="int64")
+        out[at] = np.asarray(summary[column], dtype="int64")
+        return out
 
-    recency = purchases.assign(
-        recency=np.floor(_seconds_since(now_ts, purchases["last"]) / DAY_SECONDS),
-        tenure=np.floor(_seconds_since(now_ts, purchases["first"]) / DAY_SECONDS),
-    )
-    cols["metrics.recency_days"] = spread(recency, "recency", np.nan)
-    cols["metrics.first_purchase_days"] = spread(recency, "tenure", np.nan)
-    cols["metrics.purchases"] = total(purchases, "count")
-    cols["metrics.purchases_90"] = total(purchases, "in_90")
-    cols["metrics.purchases_365"] = total(purchases, "in_365")
-    cols["metrics.spend_90"] = total(commerce_rows, "spend_90")
-    cols["metrics.spend_365"] = total(commerce_rows, "spend_365")
-    cols["metrics.returns_365"] = total(returns, "in_365")
+    bought = summary["last"].notna().to_numpy()
+    last = np.full(len(summary), np.nan)
+    first = np.full(len(summary), np.nan)
+    last[bought] = np.floor(_seconds_since(now_ts, summary["last"][bought]) / DAY_SECONDS)
+    first[bought] = np.floor(_seconds_since(now_ts, summary["first"][bought]) / DAY_SECONDS)
+    cols["metrics.recency_days"] = spread(last)
+    cols["metrics.first_purchase_days"] = spread(first)
+    for name in _COUNTS:
+        cols[f"metrics.{name}"] = counts(name)
     purchases_365 = cols["metrics.purchases_365"]
     cols["metrics.average_basket_365"] = np.where(
         purchases_365 > 0,
         np.floor_divide(cols["metrics.spend_365"], np.maximum(purchases_365, 1)),
         0,
     ).astype("int64")
-    cols["metrics.engagements_90"] = total(engagement, "in_90")
-    cols["metrics.engagements_365"] = total(engagement, "in_365")
 
     sets: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
-    recent = engagement[np.asarray(engagement["in_365"], dtype="int64") > 0]
-    sets["metrics.engagement_types"] = _long(recent.rename(columns={"type": "value"}))
+    flags = np.asarray(summary["channels"], dtype="int64")
     channel_at, channel_values = [], []
-    for channel in Channel:
-        flagged = purchases[np.asarray(purchases[f"channel_{channel.value}"], dtype="int64") > 0]
-        channel_at.append(_at(flagged))
-        channel_values.append(np.full(len(flagged), channel.value, dtype=object))
+    for value, bit in CHANNEL_BITS.items():
+        flagged = at[(flags & bit) != 0]
+        channel_at.append(flagged)
+        channel_values.append(np.full(len(flagged), value, dtype=object))
     sets["metrics.channels"] = (np.concatenate(channel_at), np.concatenate(channel_values))
-    line_window = and_(
-        PurchaseLine.programme_id == pid,
-        PurchaseLine.member_id.is_not(None),
-        PurchaseLine.occurred_at > since_365,
-        PurchaseLine.occurred_at <= now,
+    kept_values = table_of(MemberMetricValue)
+    values = read_frame(
+        connection,
+        select(POSITIONS.c.pos, kept_values.c.kind, kept_values.c.value).join(
+            POSITIONS, POSITIONS.c.id == kept_values.c.member_id
+        ),
+        ["pos", "kind", "value"],
     )
-    if connection.dialect.name == "postgresql":
-        categories, tags = _categories_and_tags(connection, pid, since_365, now)
-    else:
-        categories = read_frame(
-            connection,
-            _by_position(
-                select(PurchaseLine.member_id, PurchaseLine.category)
-                .where(line_window, PurchaseLine.category.is_not(None))
-                .group_by(PurchaseLine.member_id, PurchaseLine.category)
-            ),
-            ["pos", "value"],
-        )
-        tags = _tags(connection, pid, since_365, now)
-    sets["metrics.categories"] = _long(categories)
-    sets["metrics.tags"] = _long(tags)
+    kinds = values["kind"].to_numpy(dtype=object)
+    for kind, name in (
+        ("engagement_type", "metrics.engagement_types"),
+        ("category", "metrics.categories"),
+        ("tag", "metrics.tags"),
+    ):
+        sets[name] = _long(values[kinds == kind])
 
     consents = read_frame(
         connection,
@@ -312,56 +286,6 @@ def member_table(
         cols[f"scores.{name}"] = texts
 
     return MemberTable(ids, pd.DataFrame(cols), sets, now)
-
-
-def _categories_and_tags(
-    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(position, category) and (position, tag) pairs from *one* scan of the window's
-    purchase lines (PostgreSQL: the tags unnested with ``jsonb_array_elements_text``)."""
-    sql = text(
-        "SELECT p.pos, x.category, x.tag FROM (SELECT DISTINCT l.member_id, l.category, "
-        "t.value AS tag FROM purchase_lines l "
-        "LEFT JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(l.tags) = "
-        "'array' THEN l.tags ELSE '[]'::jsonb END) AS t(value) ON true "
-        "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
-        "AND l.occurred_at > :since AND l.occurred_at <= :now) x "
-        f"JOIN {POSITIONS.name} p ON p.id = x.member_id"
-    )
-    params: dict[str, Any] = {"p": programme_id, "since": since, "now": now}
-    with psycopg_of(connection).cursor() as cursor:
-        compiled = sql.compile(dialect=connection.dialect)
-        cursor.execute(str(compiled), compiled.construct_params(params))
-        rows = cursor.fetchall()
-    both = pd.DataFrame.from_records(rows, columns=["pos", "category", "tag"])
-    categories = (
-        both[both["category"].notna()][["pos", "category"]]
-        .drop_duplicates()
-        .rename(columns={"category": "value"})
-    )
-    tags = both[both["tag"].notna()][["pos", "tag"]].drop_duplicates()
-    return categories, tags.rename(columns={"tag": "value"})
-
-
-def _tags(
-    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime
-) -> pd.DataFrame:
-    """(position, tag) pairs of purchase lines in the window on SQLite: the JSON array
-    unnested in SQL (``json_each``), never in Python per line."""
-    table = PurchaseLine.__table__
-    each = func.json_each(table.c.tags).table_valued("value", name="t")
-    statement = (
-        select(PurchaseLine.member_id, each.c.value)
-        .select_from(table.join(each, text("1 = 1")))
-        .where(
-            PurchaseLine.programme_id == programme_id,
-            PurchaseLine.member_id.is_not(None),
-            PurchaseLine.occurred_at > since,
-            PurchaseLine.occurred_at <= now,
-        )
-        .distinct()
-    )
-    return read_frame(connection, _by_position(statement), ["pos", "value"])
 
 
 def _uuids(values: pd.Series[Any]) -> list[uuid.UUID]:

@@ -180,9 +180,12 @@ class SegmentService:
         segment_ids: list[uuid.UUID] | None = None,
         now: datetime | None = None,
         rfm: bool = True,
+        rebuild: bool = False,
     ) -> list[Refreshed]:
         """Recompute RFM (unless ``rfm=False``) and the members of the programme's
-        active segments (or of ``segment_ids``, paused ones included) as of ``now``."""
+        active segments (or of ``segment_ids``, paused ones included) as of ``now``.
+        The member metrics are brought up to date incrementally, or rebuilt from every
+        event with ``rebuild`` (``treu.insights.member_metrics``)."""
         now = now or utc_now()
         query = select(Segment).where(Segment.programme_id == programme.id)
         if segment_ids is not None:
@@ -199,7 +202,7 @@ class SegmentService:
                 .execution_options(populate_existing=True)
             )
         )
-        table = member_table(session, programme=programme, now=now)
+        table = member_table(session, programme=programme, now=now, rebuild=rebuild)
         try:
             if rfm:
                 save_rfm(session, table=table, programme_id=programme.id)
