@@ -210,7 +210,7 @@ def _recompute_dirty(
 
 def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dirty: bool) -> int:
     """Insert the rows of every member with events (or only of ``DIRTY``) as of ``now``;
-    the number of members written."""
+    the number of members recomputed (on a rebuild: the rows written)."""
     since_90, since_365 = now - timedelta(days=90), now - timedelta(days=365)
     in_90, in_365 = Event.occurred_at > since_90, Event.occurred_at > since_365
     is_purchase = Event.type == PURCHASE
@@ -257,7 +257,7 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
     if dirty:
         events = events.join(DIRTY, DIRTY.c.member_id == Event.member_id)
     metrics = table_of(MemberMetrics)
-    written = connection.execute(
+    connection.execute(
         insert(metrics).from_select(
             [
                 "member_id",
@@ -276,7 +276,7 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
             ],
             events.group_by(Event.member_id),
         )
-    ).rowcount
+    )
     values = table_of(MemberMetricValue)
     engagement = select(Event.member_id, literal("engagement_type", String()), Event.type).where(
         Event.programme_id == programme_id,
@@ -298,7 +298,11 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
         _lines_postgresql(connection, programme_id, since_365, now, dirty=dirty)
     else:
         _lines_sqlite(connection, programme_id, since_365, now, dirty=dirty)
-    return int(written or 0)
+    if dirty:
+        counted = select(func.count()).select_from(DIRTY)
+    else:
+        counted = select(func.count()).where(metrics.c.programme_id == programme_id)
+    return int(connection.execute(counted).scalar_one())
 
 
 def _lines_postgresql(
