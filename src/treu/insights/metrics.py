@@ -1,7 +1,8 @@
-"""Member metrics for a whole programme, computed set-based: a handful of aggregate
-queries (members, purchases and returns, channels, categories, tags, engagement,
-consents, scores), then vectorised pandas. No statement and no Python loop per member,
-so that a programme of 1M members and 20M purchases is read in seconds on PostgreSQL.
+"""Member metrics for a whole programme, read set-based: the purchase aggregates as kept
+per member by the refresh (``treu.insights.member_metrics``: only members whose rows
+changed since the last refresh are aggregated again from their events), the members,
+consents and scores as they are, then vectorised pandas. No statement and no Python loop
+per member.
 
 The result, ``MemberTable``, is what segment expressions are evaluated over
 (``treu.insights.vector``) and what RFM scores are computed from (``treu.insights.rfm``):
@@ -26,6 +27,7 @@ Definitions (docs/segments.md lists them for staff):
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -110,6 +112,35 @@ def read_frame(connection: Connection, statement: Any, names: list[str]) -> pd.D
     return pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
 
 
+def read_copied(
+    connection: Connection, statement: Any, names: list[str], *, text_columns: int = 0
+) -> pd.DataFrame:
+    """Like ``read_frame`` for a statement without parameters whose columns are
+    numbers (the last ``text_columns`` text, never NULL): on PostgreSQL through ``COPY
+    … TO STDOUT`` parsed by pandas' CSV reader, several times faster than rows through
+    the driver for the kept metrics' million values. NULL numbers come back NaN."""
+    if connection.dialect.name != "postgresql":
+        return read_frame(connection, statement, names)
+    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    buffer = io.BytesIO()
+    with psycopg_of(connection).cursor() as cursor:
+        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    numbers = names[: len(names) - text_columns]
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame({name: [] for name in names}).astype(dict.fromkeys(numbers, "float64"))
+    return pd.read_csv(
+        buffer,
+        header=None,
+        names=names,
+        dtype=dict.fromkeys(names[len(numbers) :], str),
+        keep_default_na=False,
+        na_values={name: [""] for name in numbers},
+    )
+
+
 def member_table(
     session: Session,
     *,
@@ -170,7 +201,7 @@ def member_table(
     # brought to ``now`` (only the members whose rows changed), then one row per member.
     member_metrics.update(session, programme_id=pid, now=now, rebuild=rebuild, settle=settle)
     kept = table_of(MemberMetrics)
-    summary = read_frame(
+    summary = read_copied(
         connection,
         select(
             POSITIONS.c.pos,
@@ -222,12 +253,13 @@ def member_table(
         channel_values.append(np.full(len(flagged), value, dtype=object))
     sets["metrics.channels"] = (np.concatenate(channel_at), np.concatenate(channel_values))
     kept_values = table_of(MemberMetricValue)
-    values = read_frame(
+    values = read_copied(
         connection,
         select(POSITIONS.c.pos, kept_values.c.kind, kept_values.c.value).join(
             POSITIONS, POSITIONS.c.id == kept_values.c.member_id
         ),
         ["pos", "kind", "value"],
+        text_columns=2,
     )
     kinds = values["kind"].to_numpy(dtype=object)
     for kind, name in (
