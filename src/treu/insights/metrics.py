@@ -27,7 +27,6 @@ Definitions (docs/segments.md lists them for staff):
 
 from __future__ import annotations
 
-import io
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,10 +40,12 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     Uuid,
     cast,
     func,
     insert,
+    literal,
     select,
     text,
 )
@@ -112,32 +113,64 @@ def read_frame(connection: Connection, statement: Any, names: list[str]) -> pd.D
     return pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
 
 
-def read_copied(
-    connection: Connection, statement: Any, names: list[str], *, text_columns: int = 0
-) -> pd.DataFrame:
-    """Like ``read_frame`` for a statement without parameters whose columns are
-    numbers (the last ``text_columns`` text, never NULL): on PostgreSQL through ``COPY
-    … TO STDOUT`` parsed by pandas' CSV reader, several times faster than rows through
-    the driver for the kept metrics' million values. NULL numbers come back NaN."""
-    if connection.dialect.name != "postgresql":
+def read_columns(connection: Connection, statement: Any, names: list[str]) -> pd.DataFrame:
+    """Like ``read_frame`` for a statement of numbers only. On PostgreSQL float64
+    columns (NULL: NaN) read as one row of one ``string_agg`` per column (every
+    aggregate of a query sees the rows in the same order), split by numpy: a row per
+    member through the driver costs microseconds each, seconds at a million members."""
+    if connection.dialect.name != "postgresql":  # small: rows as they come
         return read_frame(connection, statement, names)
-    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    buffer = io.BytesIO()
-    with psycopg_of(connection).cursor() as cursor:
-        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
-            for block in copy:
-                buffer.write(block)
-    buffer.seek(0)
-    numbers = names[: len(names) - text_columns]
-    if not buffer.getbuffer().nbytes:
-        return pd.DataFrame({name: [] for name in names}).astype(dict.fromkeys(numbers, "float64"))
-    return pd.read_csv(
-        buffer,
-        header=None,
-        names=names,
-        dtype=dict.fromkeys(names[len(numbers) :], str),
-        keep_default_na=False,
-        na_values={name: [""] for name in numbers},
+    inner = statement.subquery()
+    row = connection.execute(
+        select(
+            *(
+                func.string_agg(func.coalesce(cast(column, Text), "NaN"), literal(","))
+                for column in inner.c
+            )
+        )
+    ).one()
+    if row[0] is None:
+        return pd.DataFrame({name: np.zeros(0) for name in names})
+    return pd.DataFrame(
+        {
+            name: np.array(joined.split(","), dtype="float64")
+            for name, joined in zip(names, row, strict=True)
+        }
+    )
+
+
+def read_values(
+    connection: Connection, source: Any, positions: Any, kind: Any, value: Any
+) -> pd.DataFrame:
+    """(position, kind, value) triples of the kept set-valued metrics. On PostgreSQL
+    grouped by (kind, value) with the positions joined into one string each: few
+    distinct categories, tags and types, each held by many members."""
+    if connection.dialect.name != "postgresql":
+        return read_frame(
+            connection,
+            select(positions, kind, value).select_from(source),
+            ["pos", "kind", "value"],
+        )
+    rows = connection.execute(
+        select(kind, value, func.string_agg(cast(positions, Text), literal(",")))
+        .select_from(source)
+        .group_by(kind, value)
+    ).all()
+    at = [np.array(joined.split(","), dtype="int64") for _, _, joined in rows]
+    return pd.DataFrame(
+        {
+            "pos": np.concatenate(at) if at else np.zeros(0, dtype="int64"),
+            "kind": np.concatenate(
+                [np.full(len(p), k, dtype=object) for p, (k, _, _) in zip(at, rows, strict=True)]
+            )
+            if at
+            else np.zeros(0, dtype=object),
+            "value": np.concatenate(
+                [np.full(len(p), v, dtype=object) for p, (_, v, _) in zip(at, rows, strict=True)]
+            )
+            if at
+            else np.zeros(0, dtype=object),
+        }
     )
 
 
@@ -201,7 +234,7 @@ def member_table(
     # brought to ``now`` (only the members whose rows changed), then one row per member.
     member_metrics.update(session, programme_id=pid, now=now, rebuild=rebuild, settle=settle)
     kept = table_of(MemberMetrics)
-    summary = read_copied(
+    summary = read_columns(
         connection,
         select(
             POSITIONS.c.pos,
@@ -212,9 +245,6 @@ def member_table(
         ).join(POSITIONS, POSITIONS.c.id == kept.c.member_id),
         ["pos", "last", "first", *_COUNTS, "channels"],
     )
-    if connection.dialect.name == "postgresql":  # epoch seconds, None without purchases
-        for name in ("last", "first"):
-            summary[name] = pd.to_numeric(summary[name]).astype("float64")
     at = _at(summary)
     now_ts = pd.Timestamp(now)
 
@@ -253,13 +283,12 @@ def member_table(
         channel_values.append(np.full(len(flagged), value, dtype=object))
     sets["metrics.channels"] = (np.concatenate(channel_at), np.concatenate(channel_values))
     kept_values = table_of(MemberMetricValue)
-    values = read_copied(
+    values = read_values(
         connection,
-        select(POSITIONS.c.pos, kept_values.c.kind, kept_values.c.value).join(
-            POSITIONS, POSITIONS.c.id == kept_values.c.member_id
-        ),
-        ["pos", "kind", "value"],
-        text_columns=2,
+        kept_values.join(POSITIONS, POSITIONS.c.id == kept_values.c.member_id),
+        POSITIONS.c.pos,
+        kept_values.c.kind,
+        kept_values.c.value,
     )
     kinds = values["kind"].to_numpy(dtype=object)
     for kind, name in (
