@@ -6,7 +6,7 @@ the event id below which everything is folded in). Filled by the first segment r
 
 Revision ID: 0029
 Revises: 0028
-Create Date: 2026-12-08 09:00:00
+Create Date: 2026-12-07 20:50:00
 """
 
 from __future__ import annotations
