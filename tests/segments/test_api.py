@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests import factories
@@ -14,6 +15,7 @@ from treu.insights.segmenting import SegmentIn, segments
 from treu.kit.pagination import encode_cursor
 from treu.kit.time import utc_now
 from treu.programmes.service import programmes
+from treu.segments.models import MemberMetricsState
 
 
 def test_segments_over_the_api(api: Api, db: Database) -> None:
@@ -131,3 +133,28 @@ def test_the_command_line_lists_and_refreshes(db: Database, runner: CliRunner) -
     assert listed.exit_code == 0, listed.output
     assert "buyers" in listed.output
     assert "never" not in listed.output
+
+
+def test_the_command_line_rebuilds_the_kept_metrics_when_asked(
+    db: Database, runner: CliRunner
+) -> None:
+    prog = factories.programme(db)
+    anna = factories.member(db, prog)
+    factories.ingest_one(db, factories.purchase_payload(prog, anna, amount_minor=500))
+
+    def rebuilt_at() -> datetime:
+        with db.unit_of_work(write=False) as session:
+            return session.scalars(
+                select(MemberMetricsState.rebuilt_at).where(
+                    MemberMetricsState.programme_id == prog.id
+                )
+            ).one()
+
+    args = ["segments", "refresh", "--programme", prog.slug]
+    assert runner.invoke(cli.app, args).exit_code == 0
+    first = rebuilt_at()  # a programme's first refresh rebuilds
+    assert runner.invoke(cli.app, args).exit_code == 0
+    assert rebuilt_at() == first  # the next ones update only what changed
+    result = runner.invoke(cli.app, [*args, "--rebuild"])
+    assert result.exit_code == 0, result.output
+    assert rebuilt_at() > first

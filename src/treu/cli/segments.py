@@ -46,6 +46,14 @@ def segments_list(
 @friendly
 def segments_refresh(
     programme: Annotated[str, typer.Option("--programme", help="Programme slug or id")],
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Rebuild the kept member metrics from every event first (after loading "
+            "events with back-dated ids into a live programme; docs/segments.md)",
+        ),
+    ] = False,
 ) -> None:
     """RFM scores and the members of every active segment of the programme, now."""
     from treu.insights.segmenting import segments
@@ -54,7 +62,7 @@ def segments_refresh(
     started = time.perf_counter()
     with cli.open_database().unit_of_work() as session:
         found = programmes.get(session, programme)
-        done = segments.refresh(session, programme=found)
+        done = segments.refresh(session, programme=found, rebuild=rebuild)
     for r in done:
         cli.console.print(
             f"{r.slug}: {r.member_count:,} members (+{r.entered:,} -{r.left:,})",
