@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 
 from tests import factories
@@ -32,6 +32,7 @@ from treu.kit.ids import new_id
 from treu.members.models import Member
 from treu.programmes.models import Programme
 from treu.programmes.service import programmes
+from treu.segments.models import MemberMetricsState
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 TYPES = ["purchase", "purchase", "purchase", "return", "review_submitted", "store_visit"]
@@ -220,10 +221,22 @@ def test_only_members_whose_rows_can_change_are_recomputed(db: Database) -> None
     assert _update(db, prog, NOW + timedelta(days=1)).recomputed == 3
     _happen(db, prog, people, [Happening(0, "review_submitted", 0)])
     assert _update(db, prog, NOW + timedelta(days=1)).recomputed == 1
-    # backwards, or more than 90 days on: rebuilt from every event
-    assert _update(db, prog, NOW).rebuilt
+    # a day back (a refresh that took its now before another committed): the same three
+    assert _update(db, prog, NOW) == member_metrics.Updated(rebuilt=False, recomputed=3)
+    # more than 90 days on or back, another definition, or asked: rebuilt from every event
     assert _update(db, prog, NOW + timedelta(days=91)).rebuilt
-    assert _update(db, prog, NOW + timedelta(days=91), rebuild=True).rebuilt
+    assert _update(db, prog, NOW).rebuilt
+    assert _update(db, prog, NOW, rebuild=True).rebuilt
+    state = table_of(MemberMetricsState)
+    with db.write_engine.begin() as connection:
+        connection.execute(
+            update(state).where(state.c.programme_id == prog.id).values(definition="older")
+        )
+    assert _update(db, prog, NOW).rebuilt
+    assert not _update(db, prog, NOW).rebuilt  # the new definition was stored
+    with db.write_engine.begin() as connection:
+        member_metrics.forget(connection, prog.id)  # as a bulk load ends
+    assert _update(db, prog, NOW).rebuilt
 
 
 def test_recency_is_counted_from_the_kept_instant_to_each_refresh(db: Database) -> None:

@@ -46,7 +46,7 @@ from treu.db.session import Database
 from treu.errors import Invalid
 from treu.events.models import Event, PurchaseLine
 from treu.imports import EVENT_TABLES, MEMBER_TABLES
-from treu.insights import synthetic
+from treu.insights import member_metrics, synthetic
 from treu.kit.time import utc_now
 from treu.ledger.models import Account
 from treu.members.models import Member
@@ -226,6 +226,10 @@ def load_bulk(
         report("members", summary.members, members)
         report("lines", summary.lines, max(purchases, summary.lines))
         del frames, members_frame, accounts, events, lines_frame
+    with db.write_engine.begin() as connection:
+        # The events' ids were made from their dates: a refresh that ran during the load
+        # set its mark above most of them; the next one must read them all.
+        member_metrics.forget(connection, programme_id)
     db.analyze(MEMBER_TABLES)
     db.analyze(EVENT_TABLES)
     summary.seconds = time.perf_counter() - started

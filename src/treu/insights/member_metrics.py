@@ -25,8 +25,11 @@ random histories). Purchase lines carry their event's member and ``occurred_at``
 tiers, consents and scores are not kept here: ``member_table`` reads them as they are.
 
 **A full rebuild** (every member's rows from every event of the programme) runs at the
-first update, when asked (``rebuild=True``), when ``now`` moves backwards, and when it
-moves forwards by more than the shortest window (90 days: most rows would change).
+first update, when asked (``rebuild=True``), when the stored rows were computed with
+another definition (``DEFINITION``: a release that adds a channel or changes a window),
+and when ``now`` moves by more than the shortest window (90 days: most rows would
+change). A small step back (a refresh that took its ``now`` before another one
+committed) is incremental too: the same ranges, the other way round.
 
 **Transactions that commit out of order.** An event's id is made before its
 transaction commits, so "the largest id folded in" is not a safe mark: a slow
@@ -41,13 +44,15 @@ i.e. every event below the mark. Events at or above the mark that were already s
 read again next time (their members recomputed again: harmless). On SQLite the refresh
 holds the write lock (``BEGIN IMMEDIATE``) and writers are serialised, so nothing
 commits while it runs. What this does not cover: events written with ids not made at
-write time (``treu demo --bulk`` makes them from ``occurred_at``, into a new programme,
-whose first refresh is a full rebuild anyway); after such a load into a live programme,
-refresh with ``rebuild=True``.
+write time (``treu demo --bulk`` makes them from ``occurred_at``, and ends its load with
+``forget``, so that the next refresh rebuilds even if one ran during the load); after
+any other such load, refresh with ``rebuild=True``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,6 +96,16 @@ SETTLE = timedelta(minutes=15)
 between application hosts and the database, ids made just before their transaction)."""
 CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(Channel)}
 PURCHASE, RETURN = "purchase", "return"
+VERSION = 1
+"""Raise when ``_fill`` counts something differently: stored rows are then rebuilt."""
+DEFINITION = hashlib.sha256(
+    repr((VERSION, sorted(CHANNEL_BITS.items()), WINDOWS)).encode()
+).hexdigest()[:32]
+"""What the stored rows were computed with (``member_metrics_state.definition``): a
+release that adds a channel (the bit flags) or changes a window or ``VERSION`` finds
+another value and rebuilds instead of mixing meanings."""
+
+_log = logging.getLogger(__name__)
 
 DIRTY = Table(
     "_treu_dirty_members",
@@ -128,48 +143,77 @@ def update(
             programme_id=programme_id,
             computed_for=now,
             events_from=epoch,
-            rebuilt_at=now,
+            rebuilt_at=utc_now(),
+            definition=DEFINITION,
             updated_at=utc_now(),
         )
         .on_conflict_do_nothing(index_elements=["programme_id"])
     )
     row = connection.execute(
-        select(state.c.computed_for, state.c.events_from, state.c.rebuilt_at)
+        select(state.c.computed_for, state.c.events_from, state.c.definition)
         .where(state.c.programme_id == programme_id)
         .with_for_update()
     ).one()
     previous, events_from = row.computed_for, row.events_from
     rebuild = (
-        rebuild or events_from == epoch or now < previous or now - previous > timedelta(days=90)
+        rebuild
+        or events_from == epoch
+        or row.definition != DEFINITION
+        or abs(now - previous) > timedelta(days=90)
     )
-    mark = _mark(connection, settle)
+    mark, certain = _mark(connection, settle)
     if rebuild:
         recomputed = _rebuild(connection, programme_id, now)
     else:
         recomputed = _recompute_dirty(connection, programme_id, previous, now, events_from)
+        if not certain:
+            mark = events_from  # not advanced: see _mark
     values: dict[str, Any] = {"computed_for": now, "events_from": mark, "updated_at": utc_now()}
     if rebuild:
-        values["rebuilt_at"] = utc_now()
+        values |= {"rebuilt_at": utc_now(), "definition": DEFINITION}
     connection.execute(state.update().where(state.c.programme_id == programme_id).values(values))
     return Updated(rebuild, recomputed)
 
 
-def _mark(connection: Connection, settle: timedelta) -> uuid.UUID:
-    """The smallest id an event still uncommitted may have, lowered by ``settle``."""
+def forget(connection: Connection, programme_id: uuid.UUID) -> None:
+    """Drop what is known of the programme's kept metrics: its next update rebuilds."""
+    state = table_of(MemberMetricsState)
+    connection.execute(delete(state).where(state.c.programme_id == programme_id))
+
+
+def _mark(connection: Connection, settle: timedelta) -> tuple[uuid.UUID, bool]:
+    """The smallest id an event still uncommitted may have, lowered by ``settle``, and
+    whether every open transaction could be seen. PostgreSQL hides other roles'
+    transactions from a role without ``pg_read_all_stats`` (``<insufficient
+    privilege>``): an incremental update then keeps its old mark (correct, but every
+    refresh reads the events since that mark again; grant ``pg_monitor`` to the role
+    that runs the worker), a rebuild takes the clock's (logged)."""
     made = datetime.fromtimestamp((new_id().int >> 80) / 1000, tz=utc_now().tzinfo)
     oldest = made
     if connection.dialect.name == "postgresql":
-        started = connection.execute(
+        started, hidden = connection.execute(
             text(
-                "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = "
-                "current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-                "AND backend_type = 'client backend'"
+                "SELECT min(xact_start), count(*) FILTER (WHERE query = "
+                "'<insufficient privilege>' OR state IS NULL OR state = 'disabled') "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
             )
-        ).scalar()
+        ).one()
         if started is not None:
             oldest = min(oldest, started)
-    floor_ms = max(int((oldest - settle).timestamp() * 1000), 1)
-    return uuid.UUID(int=floor_ms << 80)
+        if hidden:
+            _log.warning(
+                "member metrics: %d other sessions' transactions are not visible in "
+                "pg_stat_activity (grant pg_monitor); the event mark is not advanced",
+                hidden,
+            )
+            return _id_at(oldest - settle), False
+    return _id_at(oldest - settle), True
+
+
+def _id_at(moment: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 made at ``moment`` (its 48-bit millisecond prefix)."""
+    return uuid.UUID(int=max(int(moment.timestamp() * 1000), 1) << 80)
 
 
 def _rebuild(connection: Connection, programme_id: uuid.UUID, now: datetime) -> int:
@@ -191,9 +235,12 @@ def _recompute_dirty(
     mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
     scans = [select(Event.member_id).where(mine, Event.id >= events_from)]
     # Union of the crossed ranges; when two overlap (a short step), one scan each anyway.
+    # ``now`` may also move back a little (a refresh that took its ``now`` before another
+    # one committed): the same ranges, the other way round.
+    low, high = min(previous, now), max(previous, now)
     scans += [
         select(Event.member_id).where(
-            mine, Event.occurred_at > previous - window, Event.occurred_at <= now - window
+            mine, Event.occurred_at > low - window, Event.occurred_at <= high - window
         )
         for window in WINDOWS
     ]
@@ -380,4 +427,4 @@ def _lines_sqlite(
         )
 
 
-__all__ = ["CHANNEL_BITS", "Updated", "update"]
+__all__ = ["CHANNEL_BITS", "DEFINITION", "Updated", "forget", "update"]

@@ -255,4 +255,7 @@ class MemberMetricsState(Base):
     events_from: Mapped[uuid.UUID]
     rebuilt_at: Mapped[datetime]
     """When the table was last rebuilt from every event of the programme."""
+    definition: Mapped[str] = mapped_column(String(32))
+    """The metrics' definition the rows were computed with (``member_metrics.DEFINITION``):
+    another one (a new channel, a changed window) rebuilds them."""
     updated_at: Mapped[datetime]

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("computed_for", sa.DateTime(timezone=True), nullable=False),
         sa.Column("events_from", sa.Uuid(), nullable=False),
         sa.Column("rebuilt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("definition", sa.String(length=32), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["programme_id"],
