@@ -151,17 +151,7 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
                 """,
                 {"p": pid},
             )
-            cursor.execute(
-                """
-                INSERT INTO purchase_lines (event_id, programme_id, member_id, occurred_at,
-                    line_no, sku, category, quantity, unit_price_minor, tags,
-                    returned_quantity)
-                SELECT id, %(p)s, member_id, at, 1, 'sku-' || category, category, 1, total,
-                    CASE WHEN organic THEN '["organic"]'::jsonb ELSE '[]'::jsonb END, 0
-                FROM bench_purchases
-                """,
-                {"p": pid},
-            )
+            _insert_lines(cursor, "bench_purchases", pid)
             cursor.execute(
                 """
                 INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
@@ -205,6 +195,20 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
         connection.execute(text("ANALYZE purchase_lines"))
         connection.execute(text("ANALYZE members"))
     return pid
+
+
+def _insert_lines(cursor: Any, source: str, pid: Any) -> None:
+    """One purchase line per generated purchase of the scratch table ``source``."""
+    cursor.execute(
+        f"""
+        INSERT INTO purchase_lines (event_id, programme_id, member_id, occurred_at,
+            line_no, sku, category, quantity, unit_price_minor, tags, returned_quantity)
+        SELECT id, %(p)s, member_id, at, 1, 'sku-' || category, category, 1, total,
+            CASE WHEN organic THEN '["organic"]'::jsonb ELSE '[]'::jsonb END, 0
+        FROM {source}
+        """,
+        {"p": pid},
+    )
 
 
 def _uuid7(moment: str) -> str:
@@ -260,17 +264,7 @@ def add_day(db: Database, pid: Any, *, now: datetime, purchases: int) -> int:
                 {"p": pid},
             )
             added = cursor.rowcount
-            cursor.execute(
-                """
-                INSERT INTO purchase_lines (event_id, programme_id, member_id, occurred_at,
-                    line_no, sku, category, quantity, unit_price_minor, tags,
-                    returned_quantity)
-                SELECT id, %(p)s, member_id, at, 1, 'sku-' || category, category, 1, total,
-                    CASE WHEN organic THEN '["organic"]'::jsonb ELSE '[]'::jsonb END, 0
-                FROM bench_day
-                """,
-                {"p": pid},
-            )
+            _insert_lines(cursor, "bench_day", pid)
             cursor.execute("DROP TABLE bench_day")
     return int(added)
 

@@ -24,6 +24,7 @@ from treu.challenges.models import Challenge
 from treu.challenges.service import challenges
 from treu.challenges.spec import ChallengeSpec
 from treu.db.session import Database
+from treu.delivery.models import Delivery
 from treu.events.integrity import check_references
 from treu.events.schemas import event_adapter
 from treu.events.service import Outcome, ingest_with_retry
@@ -545,3 +546,31 @@ def api_key(db: Database, *, scopes: list[str], name: str | None = None) -> tupl
         key, plaintext = api_keys.create(session, name=name or unique("key"), scopes=scopes)
         session.expunge(key)
         return key, plaintext
+
+
+def delivery(
+    db: Database, who: Member, *, channel: str = "inbox", event_type: str = "coupon_issued"
+) -> uuid.UUID:
+    """A message delivered to ``who`` just now (a ``deliveries`` row as the worker leaves
+    it), without the outbox and the worker; its id."""
+    now = utc_now()
+    delivery_id = uuid.uuid4()
+    with db.unit_of_work() as session:
+        session.add(
+            Delivery(
+                id=delivery_id,
+                dedupe_key=f"test:{delivery_id}",
+                programme_id=who.programme_id,
+                member_id=who.id,
+                channel=channel,
+                target=str(who.id),
+                event_type=event_type,
+                payload={"member_id": str(who.id)},
+                status="delivered",
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+                delivered_at=now,
+            )
+        )
+    return delivery_id

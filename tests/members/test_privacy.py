@@ -5,7 +5,6 @@ them, and nothing of anyone else; a deletion request is recorded once."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 
 from tests import factories as f
 from treu.db.session import Database
-from treu.delivery.models import Delivery
 from treu.kit.time import utc_now
 from treu.members.models import Member
 from treu.members.notes import notes
@@ -44,26 +42,8 @@ EXPECTED = {
 
 
 def _message(db: Database, prog: Programme, who: Member, title: str) -> None:
-    now = utc_now()
-    delivery_id = uuid.uuid4()
+    delivery_id = f.delivery(db, who)
     with db.unit_of_work() as session:
-        session.add(
-            Delivery(
-                id=delivery_id,
-                dedupe_key=f"test:{delivery_id}",
-                programme_id=prog.id,
-                member_id=who.id,
-                channel="inbox",
-                target=str(who.id),
-                event_type="coupon_issued",
-                payload={"member_id": str(who.id)},
-                status="delivered",
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-                delivered_at=now,
-            )
-        )
         session.add(
             InboxMessage(
                 id=delivery_id,
@@ -73,7 +53,7 @@ def _message(db: Database, prog: Programme, who: Member, title: str) -> None:
                 title=title,
                 body_text=title,
                 body_html=f"<p>{title}</p>",
-                created_at=now,
+                created_at=utc_now(),
             )
         )
 

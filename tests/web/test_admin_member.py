@@ -4,7 +4,6 @@ reason, the roles that may do either, and a fixed number of queries per page."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from html import escape as html_escape
 
@@ -15,9 +14,7 @@ from tests.support.admin import csrf_of, signed_in
 from tests.support.queries import statements
 from treu.audit.models import AuditEvent
 from treu.db.session import Database
-from treu.delivery.models import Delivery
 from treu.kit.codes import format_code
-from treu.kit.time import utc_now
 from treu.members.models import Member
 from treu.tiers.service import tiers
 
@@ -125,35 +122,12 @@ def test_the_page_costs_the_same_queries_whatever_the_history(db: Database) -> N
     assert counts[0] <= 12
 
 
-def _delivery(db: Database, who: Member, channel: str, event_type: str) -> None:
-    now = utc_now()
-    delivery_id = uuid.uuid4()
-    with db.unit_of_work() as session:
-        session.add(
-            Delivery(
-                id=delivery_id,
-                dedupe_key=f"test:{delivery_id}",
-                programme_id=who.programme_id,
-                member_id=who.id,
-                channel=channel,
-                target=str(who.id),
-                event_type=event_type,
-                payload={"member_id": str(who.id)},
-                status="delivered",
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-                delivered_at=now,
-            )
-        )
-
-
 def test_the_page_lists_coupons_redemptions_messages_and_notes(db: Database) -> None:
     prog = f.programme(db)
     who, coupon = f.coupon(db, prog)
     other, _ = f.coupon(db, prog)
-    _delivery(db, who, "email", "coupon_issued")
-    _delivery(db, who, "webhook", "points.earned")  # an integration's, not a message
+    f.delivery(db, who, channel="email", event_type="coupon_issued")
+    f.delivery(db, who, channel="webhook", event_type="points.earned")  # not a message
     web, _ = signed_in(db, "support")
     page = web.get(f"/admin/members/{who.id}")
     web.post(

@@ -96,6 +96,18 @@ SETTLE = timedelta(minutes=15)
 between application hosts and the database, ids made just before their transaction)."""
 CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(Channel)}
 PURCHASE, RETURN = "purchase", "return"
+COUNTS = (
+    "purchases",
+    "purchases_90",
+    "purchases_365",
+    "spend_90",
+    "spend_365",
+    "returns_365",
+    "engagements_90",
+    "engagements_365",
+)
+"""The whole-number columns of ``member_metrics``, in the order ``_fill`` computes them
+(``treu.insights.metrics`` reads them under the same names)."""
 VERSION = 1
 """Raise when ``_fill`` counts something differently: stored rows are then rebuilt."""
 DEFINITION = hashlib.sha256(
@@ -311,14 +323,7 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
                 "programme_id",
                 "first_purchase_at",
                 "last_purchase_at",
-                "purchases",
-                "purchases_90",
-                "purchases_365",
-                "spend_90",
-                "spend_365",
-                "returns_365",
-                "engagements_90",
-                "engagements_365",
+                *COUNTS,
                 "channels",
             ],
             events.group_by(Event.member_id),
@@ -427,4 +432,4 @@ def _lines_sqlite(
         )
 
 
-__all__ = ["CHANNEL_BITS", "DEFINITION", "Updated", "forget", "update"]
+__all__ = ["CHANNEL_BITS", "COUNTS", "DEFINITION", "Updated", "forget", "update"]

@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from treu.db.base import table_of
 from treu.insights import member_metrics
 from treu.insights.member_metrics import CHANNEL_BITS
+from treu.insights.member_metrics import COUNTS as _COUNTS
 from treu.kit.time import utc_now
 from treu.members.models import Member, MemberStatus
 from treu.messaging.models import Consent
@@ -64,17 +65,6 @@ from treu.segments.scores import psycopg_of
 from treu.tiers.models import MemberTier
 
 DAY_SECONDS = 86_400
-_COUNTS = (
-    "purchases",
-    "purchases_90",
-    "purchases_365",
-    "spend_90",
-    "spend_365",
-    "returns_365",
-    "engagements_90",
-    "engagements_365",
-)
-"""The whole-number metrics kept in ``member_metrics`` under the same names."""
 WORK_MEM = "256MB"
 """PostgreSQL's ``work_mem`` for the metrics' unit of work (``SET LOCAL``)."""
 
