@@ -3,7 +3,7 @@ and the ``segments.refresh`` job safe to run twice: on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from treu.errors import Invalid
 from treu.events.schemas import event_adapter
 from treu.insights.metrics import member_table
 from treu.insights.segmenting import SegmentIn, SegmentPatch, segments
-from treu.kit.time import utc_now
+from treu.kit.time import local_date, utc_now
 from treu.members.models import Member
 from treu.messaging.consents import consents
 from treu.programmes.models import Programme
@@ -87,6 +87,11 @@ def test_metrics_of_a_programme(db: Database) -> None:
         consents.record(session, member=member, channel="email", granted=True, source="pos")
         consents.record(session, member=member, channel="sms", granted=True, source="pos")
         consents.record(session, member=member, channel="sms", granted=False, source="api")
+    this_month = local_date(utc_now(), prog.timezone).month
+    other_month = this_month % 12 + 1
+    with db.unit_of_work() as session:
+        session.get_one(Member, cleo.id).birthday = date(1990, this_month, 1)
+        session.get_one(Member, ben.id).birthday = date(1985, other_month, 28)
 
     with db.unit_of_work() as session:  # a write unit: the metrics use a temporary table
         table = member_table(session, programme=programmes.get(session, prog.id))
@@ -104,6 +109,10 @@ def test_metrics_of_a_programme(db: Database) -> None:
     assert np.isnan(cols["metrics.recency_days"].tolist()[c])
     assert cols["metrics.engagements_365"].tolist()[b] == 1
     assert cols["metrics.engagements_90"].tolist()[b] == 1
+    assert cols["member.birth_month"].tolist()[c] == this_month
+    assert cols["member.birth_month"].tolist()[b] == other_month
+    assert np.isnan(cols["member.birth_month"].tolist()[a])
+    assert cols["member.birthday_month"].tolist() == [i == c for i in range(len(table))]
 
     def members_with(field: str, value: str) -> set[int]:
         at, values = table.sets[field]

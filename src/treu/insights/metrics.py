@@ -190,8 +190,8 @@ def member_table(
         select(
             POSITIONS.c.pos,
             Member.id,
-            Member.enrolled_at,
-            Member.birthday,
+            _instant(connection, Member.enrolled_at),
+            func.extract("month", Member.birthday),  # only the month is used
             Member.language,
             Member.channel,
             MemberTier.tier,
@@ -200,7 +200,7 @@ def member_table(
         .join(Member, Member.id == POSITIONS.c.id)
         .outerjoin(MemberTier, MemberTier.member_id == Member.id)
         .order_by(POSITIONS.c.pos),
-        ["pos", "member_id", "enrolled_at", "birthday", "language", "channel", "tier"],
+        ["pos", "member_id", "enrolled_at", "birth_month", "language", "channel", "tier"],
     )
     ids: list[uuid.UUID] = _uuids(members["member_id"])
     n = len(ids)
@@ -214,9 +214,9 @@ def member_table(
     cols["member.days_enrolled"] = (
         ((local_today - enrolled).dt.days.clip(lower=0)).fillna(0).astype("int64")
     )
-    birthday = pd.to_datetime(members["birthday"], errors="coerce")
-    cols["member.birth_month"] = birthday.dt.month.astype("float64").to_numpy()
-    cols["member.birthday_month"] = (birthday.dt.month == local_today.month).to_numpy()
+    month = pd.to_numeric(members["birth_month"]).to_numpy(dtype="float64", na_value=np.nan)
+    cols["member.birth_month"] = month
+    cols["member.birthday_month"] = month == local_today.month
     for name in ("language", "channel", "tier"):
         cols[f"member.{name}"] = _text(members[name])
 
@@ -429,6 +429,11 @@ def _text(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
 
 
 def _local_days(values: pd.Series[Any], zone: str) -> pd.Series[Any]:
-    stamps = pd.to_datetime(values, utc=True)
+    """Local midnights of instants (seconds since the epoch, as ``_instant`` reads them
+    on PostgreSQL, or timestamps)."""
+    if pd.api.types.is_numeric_dtype(values):
+        stamps = pd.to_datetime(values, unit="s", utc=True)
+    else:
+        stamps = pd.to_datetime(values, utc=True)
     # Naive first: an aware local midnight may not exist on a DST day (see above).
     return stamps.dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
