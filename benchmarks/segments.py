@@ -141,17 +141,7 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
                 {"now": now, "history": HISTORY_DAYS},
             )
             rebuild = _drop_indexes(cursor, ("events", "purchase_lines"))
-            cursor.execute(
-                """
-                INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
-                    occurred_at, received_at, channel, currency, total_minor, data, result)
-                SELECT id, %(p)s, id::text, 'purchase', member_id, 'x', at, at, channel,
-                    'EUR', total, '{}'::jsonb, '{}'::jsonb
-                FROM bench_purchases
-                """,
-                {"p": pid},
-            )
-            _insert_lines(cursor, "bench_purchases", pid)
+            _insert_purchases(cursor, "bench_purchases", pid)
             cursor.execute(
                 """
                 INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
@@ -197,8 +187,20 @@ def generate(db: Database, *, members: int, purchases: int, seed: int = 7) -> An
     return pid
 
 
-def _insert_lines(cursor: Any, source: str, pid: Any) -> None:
-    """One purchase line per generated purchase of the scratch table ``source``."""
+def _insert_purchases(cursor: Any, source: str, pid: Any) -> int:
+    """The purchase events of the scratch table ``source`` and one purchase line each;
+    how many events."""
+    cursor.execute(
+        f"""
+        INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
+            occurred_at, received_at, channel, currency, total_minor, data, result)
+        SELECT id, %(p)s, id::text, 'purchase', member_id, 'x', at, at, channel,
+            'EUR', total, '{{}}'::jsonb, '{{}}'::jsonb
+        FROM {source}
+        """,
+        {"p": pid},
+    )
+    added = int(cursor.rowcount)
     cursor.execute(
         f"""
         INSERT INTO purchase_lines (event_id, programme_id, member_id, occurred_at,
@@ -209,6 +211,7 @@ def _insert_lines(cursor: Any, source: str, pid: Any) -> None:
         """,
         {"p": pid},
     )
+    return added
 
 
 def _uuid7(moment: str) -> str:
@@ -253,18 +256,7 @@ def add_day(db: Database, pid: Any, *, now: datetime, purchases: int) -> int:
                     ),
                 },
             )
-            cursor.execute(
-                """
-                INSERT INTO events (id, programme_id, key, type, member_id, payload_hash,
-                    occurred_at, received_at, channel, currency, total_minor, data, result)
-                SELECT id, %(p)s, id::text, 'purchase', member_id, 'x', at, at, channel,
-                    'EUR', total, '{}'::jsonb, '{}'::jsonb
-                FROM bench_day
-                """,
-                {"p": pid},
-            )
-            added = cursor.rowcount
-            _insert_lines(cursor, "bench_day", pid)
+            added = _insert_purchases(cursor, "bench_day", pid)
             cursor.execute("DROP TABLE bench_day")
     return int(added)
 

@@ -6,6 +6,7 @@ trusted for ``web_session_cache_seconds``, except after a change this process ma
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -35,9 +36,12 @@ def _session_row(db: Database, token_owner: str) -> WebSession:
     return rows[0]
 
 
-def _portal(db: Database, member: Member) -> TestClient:
-    web = TestClient(create_app(Settings(database_url=db.url), database=db))
-    web.cookies.set(COOKIE, session_token(db, member), path="/portal")
+def _portal(
+    db: Database, member: Member, *, token: str | None = None, **settings: Any
+) -> TestClient:
+    """A portal client with ``member``'s session cookie (``token``, or a new session)."""
+    web = TestClient(create_app(Settings(database_url=db.url, **settings), database=db))
+    web.cookies.set(COOKIE, token or session_token(db, member), path="/portal")
     return web
 
 
@@ -129,10 +133,7 @@ def test_a_read_session_is_trusted_for_a_few_seconds_then_read_again(
 def test_without_trust_every_page_view_reads_the_session(db: Database) -> None:
     prog = f.programme(db)
     member = f.member(db, prog)
-    web = TestClient(
-        create_app(Settings(database_url=db.url, web_session_cache_seconds=0), database=db)
-    )
-    web.cookies.set(COOKIE, session_token(db, member), path="/portal")
+    web = _portal(db, member, web_session_cache_seconds=0)
     assert web.get("/portal").status_code == 200
     _revoke_elsewhere(db, member)
     refused = web.get("/portal", follow_redirects=False)
@@ -157,8 +158,7 @@ def test_signing_out_ends_the_trust_at_once(db: Database) -> None:
     prog = f.programme(db)
     member = f.member(db, prog)
     token = session_token(db, member)
-    web = TestClient(create_app(Settings(database_url=db.url), database=db))
-    web.cookies.set(COOKIE, token, path="/portal")
+    web = _portal(db, member, token=token)
     page = web.get("/portal")
     assert page.status_code == 200
     out = web.post("/portal/sign-out", data={"csrf": csrf_of(page.text)}, follow_redirects=False)

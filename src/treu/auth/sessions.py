@@ -20,7 +20,6 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +29,7 @@ from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from treu.auth.models import WebSession
-from treu.db.base import fetch
+from treu.db.base import Named
 from treu.db.session import after_commit
 from treu.kit.time import utc_now
 
@@ -73,42 +72,35 @@ class Resolved:
     expires_at: datetime
 
 
-_SESSION_COLUMNS = (
-    "session_id",
-    "session_subject_id",
-    "session_csrf",
-    "session_last_seen_at",
-    "session_expires_at",
-    "session_revoked_at",
-)
-_RESOLVING: dict[tuple[tuple[str, str], ...], tuple[Any, Any]] = {}
+_RESOLVING: dict[tuple[tuple[str, str], ...], Named] = {}
 
 
-def _resolving(subject: tuple[InstrumentedAttribute[Any], ...]) -> tuple[Any, Any]:
-    """``resolve_with``'s statement for these subject columns, built once (a page view's
-    first read: prebuilt and run through ``fetch``), and the named tuple of its rows."""
+def _resolving(subject: tuple[InstrumentedAttribute[Any], ...]) -> Named:
+    """``resolve_with``'s read for these subject columns, built once (a page view's first
+    read: prebuilt, its rows named tuples); the session's own columns are ``session_…``."""
     key = tuple((column.class_.__name__, column.key) for column in subject)
     found = _RESOLVING.get(key)
     if found is None:
         head = subject[0]
-        statement = (
-            select(
-                WebSession.id,
-                WebSession.subject_id,
-                WebSession.csrf,
-                WebSession.last_seen_at,
-                WebSession.expires_at,
-                WebSession.revoked_at,
-                *subject,
-            )
-            .outerjoin(head.class_, head == WebSession.subject_id)
-            .where(
-                WebSession.token_hash == bindparam("token_hash", type_=String()),
-                WebSession.kind == bindparam("kind", type_=String()),
-            )
+        found = _RESOLVING[key] = Named(
+            "SessionRow",
+            lambda: (
+                select(
+                    WebSession.id.label("session_id"),
+                    WebSession.subject_id.label("session_subject_id"),
+                    WebSession.csrf.label("session_csrf"),
+                    WebSession.last_seen_at.label("session_last_seen_at"),
+                    WebSession.expires_at.label("session_expires_at"),
+                    WebSession.revoked_at.label("session_revoked_at"),
+                    *subject,
+                )
+                .outerjoin(head.class_, head == WebSession.subject_id)
+                .where(
+                    WebSession.token_hash == bindparam("token_hash", type_=String()),
+                    WebSession.kind == bindparam("kind", type_=String()),
+                )
+            ),
         )
-        row = namedtuple("SessionRow", [*_SESSION_COLUMNS, *(c.key for c in subject)])  # type: ignore[misc]
-        _RESOLVING[key] = found = (statement, row)
     return found
 
 
@@ -194,9 +186,9 @@ class SessionService:
         if not token or len(token) > 100:
             return None
         now = now or utc_now()
-        statement, row = _resolving(tuple(subject))
-        rows = fetch(session.connection(), statement, {"token_hash": _hash(token), "kind": kind})
-        found = row(*rows[0]) if rows else None
+        found = _resolving(tuple(subject)).first(
+            session.connection(), token_hash=_hash(token), kind=kind
+        )
         if found is None or found.session_revoked_at is not None:
             return None
         if found.session_expires_at <= now:

@@ -407,14 +407,6 @@ def _seconds_since(now: pd.Timestamp, values: pd.Series[Any]) -> np.ndarray[Any,
     return np.asarray((now - stamps).dt.total_seconds(), dtype="float64")
 
 
-def _by_position(inner: Any) -> Any:
-    """``inner`` (its first column the member id) with the member's position in its
-    place, and only the rows of members in ``POSITIONS``."""
-    sub = inner.subquery()
-    first, *rest = list(sub.c)
-    return select(POSITIONS.c.pos, *rest).join(POSITIONS, POSITIONS.c.id == first)
-
-
 def _at(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
     return np.asarray(frame["pos"], dtype="int64")
 
