@@ -103,8 +103,15 @@ def _write(
 
 
 def _happen(db: Database, prog: Programme, people: list[Member], done: list[Happening]) -> None:
+    """Write the events, then wait until the ids' clock has left their millisecond: a
+    refresh's mark is a millisecond, and an event made in the same one as the mark is
+    (rightly) read again by the next refresh, which would make the counts of recomputed
+    members depend on how fast the machine is."""
     with db.write_engine.begin() as connection:
         _write(connection, prog, people, done)
+    written = new_id().int >> 80
+    while new_id().int >> 80 <= written:
+        time.sleep(0.0005)
 
 
 class _Undo(Exception):
