@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import time_machine
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -98,10 +99,26 @@ def test_segments_over_the_api(api: Api, db: Database) -> None:
     scores = client.get(f"/v1/members/{anna.id}/scores", headers=reader)
     assert scores.status_code == 200, scores.text
     assert scores.json()["segments"] == ["buyers"]
-    assert scores.json()["frequency_365"] == 1
+    assert (scores.json()["frequency_365"], scores.json()["spend_365_minor"]) == (1, 3000)
+    assert scores.json()["recency_days"] == 3
     assert scores.json()["rfm_segment"] is not None
+    as_of = scores.json()["metrics_as_of"]
+    # Recency is counted to the moment of the request; the other metrics are as of the
+    # refresh until the next one.
+    with time_machine.travel(utc_now() + timedelta(days=10), tick=False):
+        later = client.get(f"/v1/members/{anna.id}/scores", headers=reader).json()
+    assert (later["recency_days"], later["frequency_365"], later["metrics_as_of"]) == (
+        13,
+        1,
+        as_of,
+    )
     none_yet = client.get(f"/v1/members/{cleo.id}/scores", headers=reader).json()
     assert none_yet["segments"] == []
+    assert (none_yet["rfm_segment"], none_yet["recency_days"]) == (None, None)
+    assert (none_yet["frequency_365"], none_yet["metrics_as_of"]) == (0, as_of)
+    never = factories.member(db, factories.programme(db))  # a programme never refreshed
+    unknown = client.get(f"/v1/members/{never.id}/scores", headers=reader).json()
+    assert (unknown["frequency_365"], unknown["metrics_as_of"]) == (None, None)
     assert_problem(
         client.get(f"/v1/members/{prog.id}/scores", headers=reader), 404, "member_not_found"
     )

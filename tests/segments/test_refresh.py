@@ -24,6 +24,7 @@ from treu.programmes.service import programmes
 from treu.segments.errors import SegmentExists
 from treu.segments.membership import slugs_of
 from treu.segments.models import MemberScore, SegmentChange, SegmentMember
+from treu.segments.scores import rfm_metrics_of
 from treu.worker.jobs import run_job
 
 
@@ -95,7 +96,7 @@ def test_metrics_of_a_programme(db: Database) -> None:
 
     with db.unit_of_work() as session:  # a write unit: the metrics use a temporary table
         table = member_table(session, programme=programmes.get(session, prog.id))
-    row = {member_id: i for i, member_id in enumerate(table.member_ids)}
+    row = {member_id: i for i, member_id in enumerate(table.ids_of(None))}
     a, b, c = row[anna.id], row[ben.id], row[cleo.id]
     cols = table.columns
     assert cols["metrics.purchases"].tolist()[a] == 3
@@ -127,6 +128,56 @@ def test_metrics_of_a_programme(db: Database) -> None:
     assert members_with("member.consents", "sms") == set()
 
 
+def _rfm(db: Database, prog: Programme) -> dict[Any, tuple[Any, ...]]:
+    with db.unit_of_work(write=False) as session:
+        rows = session.execute(
+            select(
+                MemberScore.member_id,
+                MemberScore.rfm_r,
+                MemberScore.rfm_f,
+                MemberScore.rfm_m,
+                MemberScore.rfm_segment,
+                MemberScore.computed_at,
+            ).where(MemberScore.programme_id == prog.id)
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_rfm_rewrites_only_the_rows_whose_scores_changed(db: Database) -> None:
+    """A day later with no purchase everyone's recency grew by a day and no row is
+    written; a purchase that moves one member rewrites the rows whose scores moved,
+    and what is stored then equals RFM written from nothing."""
+    prog = factories.programme(db)
+    people = [factories.member(db, prog) for _ in range(6)]
+    start = utc_now()
+    for rank, who in enumerate(people[:5]):  # 0: best, 4: worst; 5 never buys
+        for time in range(5 - rank):
+            _buy(db, prog, who, 3 + 40 * rank + time, amount_minor=1000 * (5 - rank))
+    _refresh(db, prog, now=start)
+    first = _rfm(db, prog)
+    assert set(first) == {p.id for p in people[:5]}
+    assert {row[-1] for row in first.values()} == {start}
+
+    _refresh(db, prog, now=start + timedelta(days=1))
+    assert _rfm(db, prog) == first  # nothing rewritten, computed_at kept
+
+    for time in range(8):  # the worst buyer becomes the best
+        _buy(db, prog, people[4], 0.5 + time / 100, amount_minor=20_000)
+    later = start + timedelta(days=2)
+    _refresh(db, prog, now=later)
+    moved = _rfm(db, prog)
+    assert moved[people[4].id][:3] == (5, 5, 5)
+    rewritten = {who for who, row in moved.items() if row[-1] == later}
+    assert people[4].id in rewritten
+    assert rewritten == {who for who in moved if moved[who][:4] != first[who][:4]}
+    assert all(moved[who] == first[who] for who in set(moved) - rewritten)
+
+    with db.unit_of_work() as session:  # from nothing: the same scores
+        session.execute(MemberScore.__table__.delete())
+    _refresh(db, prog, now=later)
+    assert {k: v[:4] for k, v in _rfm(db, prog).items()} == {k: v[:4] for k, v in moved.items()}
+
+
 def test_refresh_materialises_members_counts_and_history(db: Database) -> None:
     prog = factories.programme(db)
     anna, ben, _cleo = (factories.member(db, prog) for _ in range(3))
@@ -156,7 +207,9 @@ def test_refresh_materialises_members_counts_and_history(db: Database) -> None:
             for s in session.scalars(select(MemberScore).where(MemberScore.programme_id == prog.id))
         }
         assert scores[anna.id].rfm_segment is not None
-        assert scores[anna.id].spend_365_minor == 60_000
+        kept = rfm_metrics_of(session, member_id=anna.id, programme_id=prog.id)
+        assert kept is not None
+        assert (kept.frequency_365, kept.spend_365_minor) == (1, 60_000)
 
     # Later, anna's big spend is older than a year: she leaves "big".
     later = _refresh(db, prog, now=utc_now() + timedelta(days=400))

@@ -27,9 +27,7 @@ def test_each_computation_writes_only_its_own_columns(db: Database) -> None:
     rfm = pd.DataFrame(
         {
             "member_id": [a.id, b.id],
-            "recency_days": [3, 200],
-            "frequency_365": [12, 1],
-            "spend_365_minor": [45_000, 999],
+            "recency_days": [3, 200],  # not a score column: ignored
             "rfm_r": [5, 1],
             "rfm_f": [5, 1],
             "rfm_m": [4, 1],
@@ -51,11 +49,7 @@ def test_each_computation_writes_only_its_own_columns(db: Database) -> None:
             session, programme_id=prog.id, frame_or_rows=clv, columns=["clv_365_minor", "p_alive"]
         )
     got = _scores(db, prog.id)
-    assert (got[a.id].rfm_segment, got[a.id].frequency_365, got[a.id].spend_365_minor) == (
-        "champions",
-        12,
-        45_000,
-    )
+    assert (got[a.id].rfm_segment, got[a.id].rfm_r, got[a.id].rfm_m) == ("champions", 5, 4)
     assert (got[a.id].clv_365_minor, got[a.id].p_alive, got[a.id].churn_risk) == (1235, 0.9, None)
     assert got[b.id].clv_365_minor is None
     assert got[b.id].rfm_segment == "lost"
@@ -71,12 +65,7 @@ def test_rows_a_new_member_and_missing_values(db: Database) -> None:
             frame_or_rows=[{"member_id": a.id, "persona": "weekend families", "churn_risk": None}],
         )
     got = _scores(db, prog.id)[a.id]
-    assert (got.persona, got.churn_risk, got.frequency_365, got.spend_365_minor) == (
-        "weekend families",
-        None,
-        0,
-        0,
-    )
+    assert (got.persona, got.churn_risk, got.clv_365_minor) == ("weekend families", None, None)
     assert got.rfm_r is None
 
 

@@ -28,6 +28,7 @@ Definitions (docs/segments.md lists them for staff):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,7 +74,9 @@ WORK_MEM = "256MB"
 class MemberTable:
     """The active members of one programme with their attributes, metrics and scores."""
 
-    member_ids: list[uuid.UUID]
+    member_ids: Sequence[Any]
+    """Member ids by position: ``uuid.UUID``, or on PostgreSQL their text (made into
+    ids only where needed: ``ids_of``)."""
     columns: pd.DataFrame
     """Scalar fields by qualified name (``member.tier``, ``metrics.spend_365``, …):
     numbers as float64 with NaN for None (or int64 / bool when never None), text as
@@ -85,6 +88,11 @@ class MemberTable:
 
     def __len__(self) -> int:
         return len(self.member_ids)
+
+    def ids_of(self, at: Sequence[int] | np.ndarray[Any, Any] | None) -> list[uuid.UUID]:
+        """The member ids at positions ``at`` (None: every member)."""
+        chosen = self.member_ids if at is None else [self.member_ids[int(i)] for i in at]
+        return [v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)) for v in chosen]
 
 
 def read_frame(connection: Connection, statement: Any, names: list[str]) -> pd.DataFrame:
@@ -185,40 +193,46 @@ def member_table(
         # with room for a hash table it is one pass (for this transaction only).
         connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     fill_positions(connection, pid)
-    members = read_frame(
+    ids = read_ids(connection)
+    n = len(ids)
+    members = read_columns(
         connection,
         select(
             POSITIONS.c.pos,
-            Member.id,
             _instant(connection, Member.enrolled_at),
             func.extract("month", Member.birthday),  # only the month is used
-            Member.language,
-            Member.channel,
-            MemberTier.tier,
-        )
-        .select_from(POSITIONS)
-        .join(Member, Member.id == POSITIONS.c.id)
-        .outerjoin(MemberTier, MemberTier.member_id == Member.id)
-        .order_by(POSITIONS.c.pos),
-        ["pos", "member_id", "enrolled_at", "birth_month", "language", "channel", "tier"],
+        ).join(Member, Member.id == POSITIONS.c.id),
+        ["pos", "enrolled_at", "birth_month"],
     )
-    ids: list[uuid.UUID] = _uuids(members["member_id"])
-    n = len(ids)
     cols: dict[str, Any] = {}
 
     zone = programme.timezone
     # Naive local wall time before normalising: where a DST change falls at midnight
     # (America/Santiago, Havana, Cairo, Beirut) an aware midnight does not exist.
     local_today = pd.Timestamp(now).tz_convert(zone).tz_localize(None).normalize()
-    enrolled = _local_days(members["enrolled_at"], zone)
+    m_at = _at(members)
+    enrolled_at = members["enrolled_at"]
+    if pd.api.types.is_numeric_dtype(enrolled_at):  # seconds since the epoch
+        enrolled = _local_days(pd.Series(_spread(n, m_at, enrolled_at)), zone)
+    else:
+        enrolled = _local_days(pd.Series(_spread(n, m_at, enrolled_at, fill=None)), zone)
     cols["member.days_enrolled"] = (
         ((local_today - enrolled).dt.days.clip(lower=0)).fillna(0).astype("int64")
     )
-    month = pd.to_numeric(members["birth_month"]).to_numpy(dtype="float64", na_value=np.nan)
+    month = _spread(
+        n, m_at, pd.to_numeric(members["birth_month"]).to_numpy(dtype="float64", na_value=np.nan)
+    )
     cols["member.birth_month"] = month
     cols["member.birthday_month"] = month == local_today.month
-    for name in ("language", "channel", "tier"):
-        cols[f"member.{name}"] = _text(members[name])
+    joined = POSITIONS.join(Member, Member.id == POSITIONS.c.id)
+    cols["member.language"] = read_labels(connection, n, joined, Member.language)
+    cols["member.channel"] = read_labels(connection, n, joined, Member.channel)
+    cols["member.tier"] = read_labels(
+        connection,
+        n,
+        POSITIONS.join(MemberTier, MemberTier.member_id == POSITIONS.c.id),
+        MemberTier.tier,
+    )
 
     # The purchase aggregates as kept by the refresh (treu.insights.member_metrics):
     # brought to ``now`` (only the members whose rows changed), then one row per member.
@@ -307,57 +321,102 @@ def member_table(
         .where(Consent.programme_id == pid)
         .subquery()
     )
-    granted = read_frame(
-        connection,
-        select(ranked.c.pos, ranked.c.channel).where(ranked.c.newest == 1, ranked.c.granted),
-        ["pos", "value"],
+    granted = ranked.c.newest == 1, ranked.c.granted
+    sets["member.consents"] = read_sets(
+        connection, select(ranked.c.pos, ranked.c.channel).where(*granted).subquery()
     )
-    sets["member.consents"] = _long(granted)
 
-    scores = read_frame(
+    held = POSITIONS.join(MemberScore, MemberScore.member_id == POSITIONS.c.id)
+    scores = read_columns(
         connection,
         select(
             POSITIONS.c.pos,
             MemberScore.rfm_r,
             MemberScore.rfm_f,
             MemberScore.rfm_m,
-            MemberScore.rfm_segment,
             MemberScore.clv_365_minor,
             MemberScore.p_alive,
             MemberScore.churn_risk,
-            MemberScore.persona,
         )
-        .join(POSITIONS, POSITIONS.c.id == MemberScore.member_id)
+        .select_from(held)
         .where(MemberScore.programme_id == pid),
-        [
-            "pos",
-            "rfm_r",
-            "rfm_f",
-            "rfm_m",
-            "rfm_segment",
-            "clv_365",
-            "p_alive",
-            "churn_risk",
-            "persona",
-        ],
+        ["pos", "rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk"],
     )
     s_at = _at(scores)
     for name in ("rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk"):
-        values = np.full(n, np.nan)
-        values[s_at] = pd.to_numeric(scores[name]).to_numpy(dtype="float64", na_value=np.nan)
-        cols[f"scores.{name}"] = values
+        numbers = pd.to_numeric(scores[name]).to_numpy(dtype="float64", na_value=np.nan)
+        cols[f"scores.{name}"] = _spread(n, s_at, numbers)
     for name in ("rfm_segment", "persona"):
-        texts = np.full(n, None, dtype=object)
-        texts[s_at] = _text(scores[name])
-        cols[f"scores.{name}"] = texts
+        cols[f"scores.{name}"] = read_labels(connection, n, held, table_of(MemberScore).c[name])
 
     return MemberTable(ids, pd.DataFrame(cols), sets, now)
 
 
-def _uuids(values: pd.Series[Any]) -> list[uuid.UUID]:
-    """Both drivers hand back ``uuid.UUID`` (SQLAlchemy's ``Uuid`` type on SQLite,
-    psycopg's loader on PostgreSQL)."""
-    return list(values.tolist())
+def _spread(
+    n: int, at: np.ndarray[Any, Any], values: Any, *, fill: Any = np.nan
+) -> np.ndarray[Any, Any]:
+    """``values`` placed at positions ``at`` of an array of ``n`` (``fill`` elsewhere):
+    float64 for numbers, object otherwise."""
+    if fill is None:
+        out = np.full(n, None, dtype=object)
+        out[at] = np.asarray(values, dtype=object)
+    else:
+        out = np.full(n, fill, dtype="float64")
+        out[at] = np.asarray(values, dtype="float64")
+    return out
+
+
+def read_ids(connection: Connection) -> Sequence[Any]:
+    """The member ids of ``POSITIONS`` by position: on PostgreSQL their text, joined
+    into one string (a ``uuid.UUID`` per row through the driver was a tenth of a
+    refresh), elsewhere the ids."""
+    if connection.dialect.name != "postgresql":
+        return [
+            row[0] for row in connection.execute(select(POSITIONS.c.id).order_by(POSITIONS.c.pos))
+        ]
+    joined = connection.execute(
+        text(f"SELECT string_agg(id::text, ',' ORDER BY pos) FROM {POSITIONS.name}")
+    ).scalar_one()
+    return joined.split(",") if joined else []
+
+
+def read_sets(
+    connection: Connection, pairs: Any
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """A set-valued field as (positions, values) from a subquery of (position, value)
+    pairs; on PostgreSQL grouped by value, the positions joined into one string each."""
+    pos, value = pairs.c
+    if connection.dialect.name != "postgresql":
+        return _long(read_frame(connection, select(pos, value), ["pos", "value"]))
+    rows = connection.execute(
+        select(value, func.string_agg(cast(pos, Text), literal(","))).group_by(value)
+    ).all()
+    at = [np.array(joined.split(","), dtype="int64") for _, joined in rows]
+    if not at:
+        return np.zeros(0, dtype="int64"), np.zeros(0, dtype=object)
+    labels = [np.full(len(p), v, dtype=object) for p, (v, _) in zip(at, rows, strict=True)]
+    return np.concatenate(at), np.concatenate(labels)
+
+
+def read_labels(connection: Connection, n: int, source: Any, value: Any) -> np.ndarray[Any, Any]:
+    """A text column of few distinct values (a tier, a language, a group) by position
+    (``POSITIONS.c.pos`` in ``source``), None where absent. On PostgreSQL one row per
+    value with its positions joined into one string."""
+    out = np.full(n, None, dtype=object)
+    if connection.dialect.name != "postgresql":
+        for pos, label in connection.execute(
+            select(POSITIONS.c.pos, value).select_from(source).where(value.is_not(None))
+        ):
+            out[pos] = label
+        return out
+    for label, joined in connection.execute(
+        select(value, func.string_agg(cast(POSITIONS.c.pos, Text), literal(",")))
+        .select_from(source)
+        .where(value.is_not(None))
+        .group_by(value)
+    ):
+        out[np.array(joined.split(","), dtype="int64")] = label
+    return out
 
 
 POSITIONS = Table(

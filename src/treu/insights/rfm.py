@@ -69,8 +69,9 @@ def quintiles(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 
 def rfm_frame(table: MemberTable) -> pd.DataFrame:
-    """Scores for every member in ``table``: the three metrics for all, R/F/M and the
-    group for those with a purchase (None for the others)."""
+    """Scores for every member in ``table`` (a row per table position): the three
+    metrics for all, R/F/M and the group for those with a purchase (None for the
+    others)."""
     cols = table.columns
     recency = cols["metrics.recency_days"].to_numpy(dtype="float64")
     frequency = cols["metrics.purchases_365"].to_numpy(dtype="int64")
@@ -90,7 +91,6 @@ def rfm_frame(table: MemberTable) -> pd.DataFrame:
     segment[scored] = lookup[r[scored].astype("int64"), fm[scored].astype("int64")]
     return pd.DataFrame(
         {
-            "member_id": table.member_ids,
             "recency_days": recency,
             "frequency_365": frequency,
             "spend_365_minor": monetary,
@@ -102,12 +102,43 @@ def rfm_frame(table: MemberTable) -> pd.DataFrame:
     )
 
 
+RFM_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "rfm_segment")
+"""What RFM writes to ``member_scores``: the scores and the group (the metrics they come
+from are kept in ``member_metrics``)."""
+
+
+def changed_rows(table: MemberTable, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Positions of the members whose RFM in ``frame`` differs from what the table read
+    from ``member_scores`` (None and None are the same)."""
+    differs = np.zeros(len(table), dtype=bool)
+    for name in RFM_COLUMNS:
+        new = frame[name].to_numpy(dtype=object)
+        old = table.columns[f"scores.{name}"].to_numpy(dtype=object)
+        new_missing, old_missing = pd.isna(new), pd.isna(old)
+        same = (new_missing & old_missing) | (
+            ~new_missing & ~old_missing & (new == old).astype(bool)
+        )
+        differs |= ~same
+    return np.flatnonzero(differs)
+
+
 def save_rfm(session: Session, *, table: MemberTable, programme_id: Any) -> pd.DataFrame:
-    """Compute and save RFM for the table's members (their other scores stay); the
-    table's ``scores.*`` columns are updated in place, so segments evaluated over the
-    same table see the new RFM."""
+    """Compute RFM for the table's members and write the rows that changed (their other
+    scores stay); the table's ``scores.*`` columns are updated in place, so segments
+    evaluated over the same table see the new RFM. From one day to the next most scores
+    stay: everyone's recency grows by a day, which moves no one's rank."""
     frame = rfm_frame(table)
-    save_scores(session, programme_id=programme_id, frame_or_rows=frame, now=table.now)
+    at = changed_rows(table, frame)
+    if len(at):
+        changed = frame.iloc[at]
+        changed = changed.assign(member_id=table.ids_of(at))
+        save_scores(
+            session,
+            programme_id=programme_id,
+            frame_or_rows=changed,
+            columns=RFM_COLUMNS,
+            now=table.now,
+        )
     for name in ("rfm_r", "rfm_f", "rfm_m"):
         table.columns[f"scores.{name}"] = frame[name].to_numpy()
     table.columns["scores.rfm_segment"] = frame["rfm_segment"].to_numpy()

@@ -39,7 +39,7 @@ from treu.insights.metrics import (
     MemberTable,
     drop_positions,
     member_table,
-    read_frame,
+    read_columns,
 )
 from treu.insights.rfm import save_rfm
 from treu.insights.vector import compile_segment
@@ -219,7 +219,7 @@ class SegmentService:
         connection = session.connection()
         held = table_of(SegmentMember)
         positions = POSITIONS
-        current_at = read_frame(
+        current_at = read_columns(
             connection,
             select(positions.c.pos)
             .join(positions, positions.c.id == held.c.member_id)

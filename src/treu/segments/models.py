@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,9 +58,6 @@ class InsightKind(enum.StrEnum):
 
 
 SCORE_COLUMNS = (
-    "recency_days",
-    "frequency_365",
-    "spend_365_minor",
     "rfm_r",
     "rfm_f",
     "rfm_m",
@@ -76,7 +72,11 @@ SCORE_COLUMNS = (
 
 class MemberScore(Base):
     """A member's latest scores. A column is None until the computation that owns it
-    has run for this member (a member without purchases has no RFM scores)."""
+    has run for this member (a member without purchases has no RFM scores). The
+    metrics RFM is computed from (recency, frequency and spend) are not stored here:
+    they are ``MemberMetrics``, kept by the same refresh; RFM rewrites a row only when
+    one of its four values changes (so that a daily refresh does not rewrite a million
+    rows because everyone's recency grew by a day)."""
 
     __tablename__ = "member_scores"
     __table_args__ = (
@@ -89,10 +89,7 @@ class MemberScore(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
     programme_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programmes.id"))
     computed_at: Mapped[datetime] = mapped_column(default=utc_now)
-    """When any of the row's columns was last written."""
-    recency_days: Mapped[int | None] = mapped_column(Integer)
-    frequency_365: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    spend_365_minor: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    """When one of the row's columns last changed (RFM writes only changed rows)."""
     rfm_r: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_m: Mapped[int | None] = mapped_column(SmallInteger)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -24,15 +25,13 @@ from sqlalchemy.orm import Session
 from treu.db.base import table_of
 from treu.kit.time import utc_now
 from treu.members.models import Member
-from treu.segments.models import SCORE_COLUMNS, MemberScore
+from treu.segments.models import SCORE_COLUMNS, MemberMetrics, MemberMetricsState, MemberScore
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _STAGING = "_treu_scores_in"
-_INTEGER_COLUMNS = frozenset(
-    {"recency_days", "frequency_365", "spend_365_minor", "rfm_r", "rfm_f", "rfm_m", "clv_365_minor"}
-)
+_INTEGER_COLUMNS = frozenset({"rfm_r", "rfm_f", "rfm_m", "clv_365_minor"})
 _FLOAT_COLUMNS = frozenset({"p_alive", "churn_risk"})
 
 
@@ -47,7 +46,7 @@ def save_scores(
 ) -> int:
     """Write ``columns`` of the members in ``frame_or_rows`` (a pandas DataFrame or
     mappings, each with ``member_id`` and the columns); other columns keep their values
-    (a new row gets None, or 0 for ``frequency_365`` and ``spend_365_minor``).
+    (a new row gets None).
     ``clear_others``: the programme's other members get NULL in ``columns`` (a model
     that no longer scores them: their old value would mean something else now).
 
@@ -221,3 +220,34 @@ def _plain(series: Any, name: str) -> list[Any]:
 
 def scores_of(session: Session, *, member_id: uuid.UUID) -> MemberScore | None:
     return session.get(MemberScore, member_id)
+
+
+@dataclass(frozen=True)
+class RfmMetrics:
+    """The metrics a member's RFM scores come from, as the last segment refresh kept
+    them (``member_metrics``, as of ``as_of``)."""
+
+    as_of: datetime
+    last_purchase_at: datetime | None
+    frequency_365: int
+    spend_365_minor: int
+
+    def recency_days(self, now: datetime) -> int | None:
+        """Whole days from the latest purchase (as of ``as_of``) to ``now``."""
+        if self.last_purchase_at is None:
+            return None
+        return max((now - self.last_purchase_at) // timedelta(days=1), 0)
+
+
+def rfm_metrics_of(
+    session: Session, *, member_id: uuid.UUID, programme_id: uuid.UUID
+) -> RfmMetrics | None:
+    """None before the programme's first segment refresh; a member without events then
+    has no purchase, 0 and 0."""
+    state = session.get(MemberMetricsState, programme_id)
+    if state is None:
+        return None
+    row = session.get(MemberMetrics, member_id)
+    if row is None or row.programme_id != programme_id:
+        return RfmMetrics(state.computed_for, None, 0, 0)
+    return RfmMetrics(state.computed_for, row.last_purchase_at, row.purchases_365, row.spend_365)

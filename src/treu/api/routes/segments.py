@@ -17,12 +17,13 @@ from treu.auth.service import Principal
 from treu.errors import Invalid
 from treu.insights.segmenting import Refreshed, SegmentIn, SegmentPatch, segments
 from treu.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
+from treu.kit.time import utc_now
 from treu.members.service import members
 from treu.programmes.service import programmes
 from treu.segments.errors import SegmentNotFound
 from treu.segments.membership import slugs_of
-from treu.segments.models import Segment
-from treu.segments.scores import scores_of
+from treu.segments.models import SCORE_COLUMNS, Segment
+from treu.segments.scores import rfm_metrics_of, scores_of
 from treu.web.routing import Router
 
 router = Router(prefix="/v1/segments", tags=["segments"], responses=PROBLEM_RESPONSES)
@@ -103,10 +104,18 @@ class SegmentChangesPage(BaseModel):
 
 class ScoresOut(BaseModel):
     member_id: uuid.UUID
-    computed_at: datetime | None = Field(description="The last time any score was written")
-    recency_days: int | None = Field(description="Days since the latest purchase")
-    frequency_365: int | None = Field(description="Purchases in the last 365 days")
-    spend_365_minor: int | None = Field(description="Net spend in the last 365 days")
+    computed_at: datetime | None = Field(description="The last time one of the scores changed")
+    metrics_as_of: datetime | None = Field(
+        description="The moment the last segment refresh computed the metrics below and "
+        "RFM for (None: never refreshed)"
+    )
+    recency_days: int | None = Field(
+        description="Whole days from the latest purchase (as of metrics_as_of) to now"
+    )
+    frequency_365: int | None = Field(description="Purchases in the 365 days before metrics_as_of")
+    spend_365_minor: int | None = Field(
+        description="Net spend in the 365 days before metrics_as_of"
+    )
     rfm_r: int | None = Field(description="1-5")
     rfm_f: int | None
     rfm_m: int | None
@@ -260,25 +269,18 @@ def segment_changes(
 def member_scores(member_id: uuid.UUID, db: DB, _key: MembersRead) -> ScoresOut:
     """The member's latest scores (None: not computed yet) and active segments."""
     with db.unit_of_work(write=False) as session:
-        members.get(session, member_id)
+        member = members.get(session, member_id)
         row = scores_of(session, member_id=member_id)
+        kept = rfm_metrics_of(session, member_id=member_id, programme_id=member.programme_id)
         found = sorted(slugs_of(session, member_id=member_id))
-        if row is None:
-            empty = dict.fromkeys(ScoresOut.model_fields, None)
-            return ScoresOut.model_validate({**empty, "member_id": member_id, "segments": found})
-        return ScoresOut(
-            member_id=member_id,
-            computed_at=row.computed_at,
-            recency_days=row.recency_days,
-            frequency_365=row.frequency_365,
-            spend_365_minor=row.spend_365_minor,
-            rfm_r=row.rfm_r,
-            rfm_f=row.rfm_f,
-            rfm_m=row.rfm_m,
-            rfm_segment=row.rfm_segment,
-            clv_365_minor=row.clv_365_minor,
-            p_alive=row.p_alive,
-            churn_risk=row.churn_risk,
-            persona=row.persona,
-            segments=found,
-        )
+    out: dict[str, Any] = dict.fromkeys(ScoresOut.model_fields, None)
+    if row is not None:
+        out |= {name: getattr(row, name) for name in ("computed_at", *SCORE_COLUMNS)}
+    if kept is not None:
+        out |= {
+            "metrics_as_of": kept.as_of,
+            "recency_days": kept.recency_days(utc_now()),
+            "frequency_365": kept.frequency_365,
+            "spend_365_minor": kept.spend_365_minor,
+        }
+    return ScoresOut.model_validate({**out, "member_id": member_id, "segments": found})
