@@ -14,15 +14,24 @@ it can only change for a member who
   primary key;
 * has an event whose ``occurred_at`` crossed one of the three boundaries a row depends
   on, ``now`` (events after ``now`` are ignored), ``now - 90 days`` and ``now - 365
-  days``: ``occurred_at`` in ``(now0 - w, now1 - w]`` for w in 0, 90, 365 days, three
-  range scans of ``ix_events_programme_occurred``.
+  days``: ``occurred_at`` in ``(now0 - w, now1 - w]`` for w in 0, 90, 365 days, range
+  scans of ``ix_events_programme_occurred``.
 
-Those members (a temporary table) are deleted and aggregated again from all their events
+The members with a new event or an event that crossed ``now`` (a temporary table,
+``DIRTY``) are deleted and aggregated again from all their events
 (``ix_events_member_occurred``) by the very statements a full rebuild runs for every
-member, so both paths give the same rows by construction (and a test compares them on
-random histories). Purchase lines carry their event's member and ``occurred_at``
-(copied at ingestion), so the events find every member whose lines matter. Attributes,
-tiers, consents and scores are not kept here: ``member_table`` reads them as they are.
+member, so both paths give the same rows by construction. The others whose events
+crossed a window boundary are **shifted**: every one of their events was folded in
+before (none is new), so their row is exact for ``now0``, and the events that left the
+window (or entered it, when ``now`` moves back) are taken off (or added to) its windowed
+counts and sums and the counted values (``member_metric_values.n``: the lines or events
+carrying a category, tag, channel or engagement type; a value at 0 is deleted). A day
+later that is about two days' events read instead of the whole history of every member
+who bought a year or three months ago. A test compares incremental rows with a full
+rebuild over random histories and refresh steps. Purchase lines carry their event's
+member and ``occurred_at`` (copied at ingestion), so the events find every member whose
+lines matter. Attributes, tiers, consents and scores are not kept here: ``member_table``
+reads them as they are.
 
 **A full rebuild** (every member's rows from every event of the programme) runs at the
 first update, when asked (``rebuild=True``), when the stored rows were computed with
@@ -62,11 +71,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     MetaData,
-    String,
     Table,
-    Text,
     Uuid,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -78,12 +86,13 @@ from sqlalchemy import (
     text,
     union,
 )
+from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from treu.db.base import table_of
-from treu.events.models import Event, PurchaseLine
+from treu.events.models import Event
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 from treu.members.models import Channel
@@ -94,7 +103,8 @@ WINDOWS = (timedelta(0), timedelta(days=90), timedelta(days=365))
 SETTLE = timedelta(minutes=15)
 """How far below the oldest possibly uncommitted event the mark is set (clock skew
 between application hosts and the database, ids made just before their transaction)."""
-CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(Channel)}
+CHANNELS = tuple(channel.value for channel in Channel)
+"""The channels counted (``member_metric_values`` of kind ``channel``)."""
 PURCHASE, RETURN = "purchase", "return"
 COUNTS = (
     "purchases",
@@ -108,14 +118,15 @@ COUNTS = (
 )
 """The whole-number columns of ``member_metrics``, in the order ``_fill`` computes them
 (``treu.insights.metrics`` reads them under the same names)."""
-VERSION = 1
+WINDOWED_90 = ("purchases_90", "spend_90", "engagements_90")
+WINDOWED_365 = ("purchases_365", "spend_365", "returns_365", "engagements_365")
+"""The columns of ``COUNTS`` that an event leaving (or entering) the window changes."""
+VERSION = 2
 """Raise when ``_fill`` counts something differently: stored rows are then rebuilt."""
-DEFINITION = hashlib.sha256(
-    repr((VERSION, sorted(CHANNEL_BITS.items()), WINDOWS)).encode()
-).hexdigest()[:32]
+DEFINITION = hashlib.sha256(repr((VERSION, sorted(CHANNELS), WINDOWS)).encode()).hexdigest()[:32]
 """What the stored rows were computed with (``member_metrics_state.definition``): a
-release that adds a channel (the bit flags) or changes a window or ``VERSION`` finds
-another value and rebuilds instead of mixing meanings."""
+release that adds a channel or changes a window or ``VERSION`` finds another value and
+rebuilds instead of mixing meanings."""
 
 _log = logging.getLogger(__name__)
 
@@ -128,11 +139,23 @@ DIRTY = Table(
 """The members whose rows this update recomputes (for its unit of work)."""
 
 
+SHIFTED = Table(
+    "_treu_shifted_members",
+    MetaData(),
+    Column("member_id", Uuid(), primary_key=True),
+    prefixes=["TEMPORARY"],
+)
+"""The members whose windowed counts this update shifts (for its unit of work)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Updated:
     rebuilt: bool
     recomputed: int
-    """Members recomputed (all members with events on a rebuild)."""
+    """Members recomputed from all their events (all members with events on a rebuild)."""
+    shifted: int = 0
+    """Members whose windowed counts were shifted by the events that left (or entered)
+    a window, without reading their other events."""
 
 
 def update(
@@ -174,17 +197,18 @@ def update(
         or abs(now - previous) > timedelta(days=90)
     )
     mark, certain = _mark(connection, settle)
+    shifted = 0
     if rebuild:
         recomputed = _rebuild(connection, programme_id, now)
     else:
-        recomputed = _recompute_dirty(connection, programme_id, previous, now, events_from)
+        recomputed, shifted = _recompute_dirty(connection, programme_id, previous, now, events_from)
         if not certain:
             mark = events_from  # not advanced: see _mark
     values: dict[str, Any] = {"computed_for": now, "events_from": mark, "updated_at": utc_now()}
     if rebuild:
         values |= {"rebuilt_at": utc_now(), "definition": DEFINITION}
     connection.execute(state.update().where(state.c.programme_id == programme_id).values(values))
-    return Updated(rebuild, recomputed)
+    return Updated(rebuild, recomputed, shifted)
 
 
 def forget(connection: Connection, programme_id: uuid.UUID) -> None:
@@ -241,20 +265,19 @@ def _recompute_dirty(
     previous: datetime,
     now: datetime,
     events_from: uuid.UUID,
-) -> int:
+) -> tuple[int, int]:
+    """Recompute the members with new events or events that crossed ``now``; shift the
+    windowed counts of the others whose events crossed a window boundary. Returns the
+    members recomputed and shifted."""
     DIRTY.drop(connection, checkfirst=True)
     DIRTY.create(connection)
     mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
-    scans = [select(Event.member_id).where(mine, Event.id >= events_from)]
-    # Union of the crossed ranges; when two overlap (a short step), one scan each anyway.
     # ``now`` may also move back a little (a refresh that took its ``now`` before another
     # one committed): the same ranges, the other way round.
     low, high = min(previous, now), max(previous, now)
-    scans += [
-        select(Event.member_id).where(
-            mine, Event.occurred_at > low - window, Event.occurred_at <= high - window
-        )
-        for window in WINDOWS
+    scans = [
+        select(Event.member_id).where(mine, Event.id >= events_from),
+        select(Event.member_id).where(mine, Event.occurred_at > low, Event.occurred_at <= high),
     ]
     connection.execute(insert(DIRTY).from_select(["member_id"], union(*scans)))
     if connection.dialect.name == "postgresql":
@@ -263,8 +286,111 @@ def _recompute_dirty(
         table = table_of(model)
         connection.execute(delete(table).where(table.c.member_id.in_(select(DIRTY.c.member_id))))
     recomputed = _fill(connection, programme_id, now, dirty=True)
+    sign = -1 if now > previous else 1  # forward: events leave the windows
+    SHIFTED.drop(connection, checkfirst=True)
+    SHIFTED.create(connection)
+    if low < high:
+        for window, columns in ((WINDOWS[1], WINDOWED_90), (WINDOWS[2], WINDOWED_365)):
+            _shift(connection, programme_id, low - window, high - window, sign, columns)
+    shifted = connection.execute(select(func.count()).select_from(SHIFTED)).scalar_one()
+    SHIFTED.drop(connection)
     DIRTY.drop(connection)
-    return recomputed
+    return recomputed, int(shifted)
+
+
+def _shift(
+    connection: Connection,
+    programme_id: uuid.UUID,
+    after: datetime,
+    until: datetime,
+    sign: int,
+    columns: tuple[str, ...],
+) -> None:
+    """Add ``sign`` times the events with ``occurred_at`` in ``(after, until]`` to the
+    windowed ``columns`` of their members that are not ``DIRTY`` (all their events were
+    folded in before: none is new), and on the 365-day window to their counted values
+    (channels, categories, tags, engagement types; a value whose count reaches 0 is
+    deleted). These events lie before both ``now``s, so nothing else of the row moves."""
+    crossed = and_(
+        Event.programme_id == programme_id,
+        Event.member_id.is_not(None),
+        Event.occurred_at > after,
+        Event.occurred_at <= until,
+        ~Event.member_id.in_(select(DIRTY.c.member_id)),
+    )
+    deltas = _deltas(crossed)
+    delta = (
+        select(Event.member_id, *(d.label(name) for name, d in deltas.items() if name in columns))
+        .where(crossed)
+        .group_by(Event.member_id)
+        .subquery()
+    )
+    metrics = table_of(MemberMetrics)
+    connection.execute(
+        sql_update(metrics)
+        .where(metrics.c.member_id == delta.c.member_id)
+        .values({name: metrics.c[name] + sign * delta.c[name] for name in columns})
+    )
+    connection.execute(
+        insert(SHIFTED).from_select(
+            ["member_id"],
+            select(Event.member_id)
+            .where(crossed, Event.member_id.not_in(select(SHIFTED.c.member_id)))
+            .distinct(),
+        )
+    )
+    if columns != WINDOWED_365:
+        return
+    values = table_of(MemberMetricValue)
+    crossed_sql = (
+        "e.programme_id = :p AND e.member_id IS NOT NULL AND e.occurred_at > :after "
+        f"AND e.occurred_at <= :until AND e.member_id NOT IN (SELECT member_id FROM {DIRTY.name})"
+    )
+    lines = _line_values(
+        connection, "events e JOIN purchase_lines l ON l.event_id = e.id", crossed_sql
+    )
+    events = (
+        "SELECT e.member_id AS member_id, CASE WHEN e.type = 'purchase' THEN 'channel' "
+        "ELSE 'engagement_type' END AS kind, CASE WHEN e.type = 'purchase' THEN e.channel "
+        f"ELSE e.type END AS value FROM events e WHERE {crossed_sql} AND "
+        f"(e.type NOT IN ('{PURCHASE}', '{RETURN}') OR (e.type = '{PURCHASE}' AND e.channel "
+        f"IN ({', '.join(repr(c) for c in CHANNELS)})))"
+    )
+    connection.execute(
+        text(
+            "INSERT INTO member_metric_values (member_id, kind, value, programme_id, n) "
+            f"SELECT member_id, kind, value, :p, :sign * count(*) FROM ({events} UNION ALL "
+            f"{lines}) AS cv GROUP BY member_id, kind, value "
+            "ON CONFLICT (member_id, kind, value) DO UPDATE "
+            "SET n = member_metric_values.n + excluded.n"
+        ).bindparams(_programme(programme_id), *_instants(after=after, until=until)),
+        {"sign": sign},
+    )
+    connection.execute(
+        delete(values).where(values.c.member_id.in_(select(SHIFTED.c.member_id)), values.c.n <= 0)
+    )
+
+
+def _deltas(where: Any) -> dict[str, Any]:
+    """The windowed counts over the events ``where`` selects (grouped by member)."""
+    is_purchase = Event.type == PURCHASE
+    is_commerce = Event.type.in_([PURCHASE, RETURN])
+    is_engagement = Event.type.not_in([PURCHASE, RETURN])
+    amount = func.coalesce(Event.total_minor, 0)
+
+    def count(condition: Any) -> Any:
+        return func.count(case((condition, 1)))
+
+    spend = cast(func.coalesce(func.sum(case((is_commerce, amount), else_=0)), 0), BigInteger)
+    return {
+        "purchases_90": count(is_purchase),
+        "spend_90": spend,
+        "engagements_90": count(is_engagement),
+        "purchases_365": count(is_purchase),
+        "spend_365": spend,
+        "returns_365": count(Event.type == RETURN),
+        "engagements_365": count(is_engagement),
+    }
 
 
 def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dirty: bool) -> int:
@@ -287,13 +413,13 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
             BigInteger,
         )
 
-    channels = sum(
-        (
-            func.max(case((and_(is_purchase, in_365, Event.channel == value), bit), else_=0))
-            for value, bit in CHANNEL_BITS.items()
-        ),
-        start=literal(0),
+    mine = and_(
+        Event.programme_id == programme_id,
+        Event.member_id.is_not(None),
+        Event.occurred_at <= now,
     )
+    if dirty:
+        mine = and_(mine, _dirty(connection, Event.member_id))
     events = select(
         Event.member_id,
         literal(programme_id, Uuid()),
@@ -307,54 +433,48 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
         count(and_(Event.type == RETURN, in_365)),
         count(and_(is_engagement, in_90)),
         count(and_(is_engagement, in_365)),
-        channels,
-    ).where(
-        Event.programme_id == programme_id,
-        Event.member_id.is_not(None),
-        Event.occurred_at <= now,
-    )
-    if dirty:
-        events = events.where(_dirty(connection, Event.member_id))
+    ).where(mine)
     metrics = table_of(MemberMetrics)
     connection.execute(
         insert(metrics).from_select(
-            [
-                "member_id",
-                "programme_id",
-                "first_purchase_at",
-                "last_purchase_at",
-                *COUNTS,
-                "channels",
-            ],
+            ["member_id", "programme_id", "first_purchase_at", "last_purchase_at", *COUNTS],
             events.group_by(Event.member_id),
         )
     )
+    # Engagement types and channels of the window's events, counted (an event leaving
+    # the window later takes one off: ``_shift``).
     values = table_of(MemberMetricValue)
-    engagement = select(Event.member_id, literal("engagement_type", String()), Event.type).where(
-        Event.programme_id == programme_id,
-        Event.member_id.is_not(None),
-        is_engagement,
-        in_365,
-        Event.occurred_at <= now,
+    counted = (
+        select(
+            Event.member_id.label("member_id"),
+            case((is_purchase, literal("channel")), else_=literal("engagement_type")).label("kind"),
+            case((is_purchase, Event.channel), else_=Event.type).label("value"),
+        )
+        .where(
+            mine,
+            in_365,
+            or_(is_engagement, and_(is_purchase, Event.channel.in_(CHANNELS))),
+        )
+        .subquery()
     )
-    if dirty:
-        engagement = engagement.where(_dirty(connection, Event.member_id))
-    pick = ["member_id", "kind", "value", "programme_id"]
     connection.execute(
         insert(values).from_select(
-            pick,
-            select(*engagement.subquery().c, literal(programme_id, Uuid())).distinct(),
+            ["member_id", "kind", "value", "programme_id", "n"],
+            select(
+                counted.c.member_id,
+                counted.c.kind,
+                counted.c.value,
+                literal(programme_id, Uuid()),
+                func.count(),
+            ).group_by(counted.c.member_id, counted.c.kind, counted.c.value),
         )
     )
-    if connection.dialect.name == "postgresql":
-        _lines_postgresql(connection, programme_id, since_365, now, dirty=dirty)
-    else:
-        _lines_sqlite(connection, programme_id, since_365, now, dirty=dirty)
+    _fill_lines(connection, programme_id, since_365, now, dirty=dirty)
     if dirty:
-        counted = select(func.count()).select_from(DIRTY)
+        counted_members = select(func.count()).select_from(DIRTY)
     else:
-        counted = select(func.count()).where(metrics.c.programme_id == programme_id)
-    return int(connection.execute(counted).scalar_one())
+        counted_members = select(func.count()).where(metrics.c.programme_id == programme_id)
+    return int(connection.execute(counted_members).scalar_one())
 
 
 def _dirty(connection: Connection, member_id: Any) -> Any:
@@ -369,67 +489,66 @@ def _dirty(connection: Connection, member_id: Any) -> Any:
     return member_id.in_(select(DIRTY.c.member_id))
 
 
-def _lines_postgresql(
-    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime, *, dirty: bool
-) -> None:
-    """Categories and tags from *one* scan of the window's purchase lines (the tags
-    unnested with ``jsonb_array_elements_text``)."""
-    only = f"AND l.member_id = ANY(ARRAY(SELECT member_id FROM {DIRTY.name})) " if dirty else ""
-    connection.execute(
-        text(
-            "INSERT INTO member_metric_values (member_id, kind, value, programme_id) "
-            "SELECT DISTINCT l.member_id, v.kind, v.value, l.programme_id "
-            "FROM purchase_lines l "
-            "LEFT JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(l.tags) = "
-            "'array' THEN l.tags ELSE '[]'::jsonb END) AS t(value) ON true "
-            "CROSS JOIN LATERAL (VALUES ('category', l.category), ('tag', t.value)) "
-            "AS v(kind, value) "
-            "WHERE l.programme_id = :p AND l.member_id IS NOT NULL "
-            "AND l.occurred_at > :since AND l.occurred_at <= :now AND v.value IS NOT NULL "
-            f"{only}"
-        ),
-        {"p": programme_id, "since": since, "now": now},
-    )
+def _dirty_sql(connection: Connection, member_id: str) -> str:
+    """``_dirty`` as SQL text for a column named ``member_id``."""
+    if connection.dialect.name == "postgresql":
+        return f"{member_id} = ANY(ARRAY(SELECT member_id FROM {DIRTY.name}))"
+    return f"{member_id} IN (SELECT member_id FROM {DIRTY.name})"
 
 
-def _lines_sqlite(
-    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime, *, dirty: bool
-) -> None:
-    """Categories, then tags (``json_each``), of the window's purchase lines."""
-    lines = table_of(PurchaseLine)
-    window = and_(
-        lines.c.programme_id == programme_id,
-        lines.c.member_id.is_not(None),
-        lines.c.occurred_at > since,
-        lines.c.occurred_at <= now,
-    )
-    each = func.json_each(lines.c.tags).table_valued("value", name="t")
-    values = table_of(MemberMetricValue)
-    categories = select(
-        lines.c.member_id,
-        literal("category", String()),
-        lines.c.category,
-        literal(programme_id, Uuid()),
-    ).where(window, lines.c.category.is_not(None))
-    tags = (
-        select(
-            lines.c.member_id,
-            literal("tag", String()),
-            cast(each.c.value, Text),
-            literal(programme_id, Uuid()),
+def _programme(programme_id: uuid.UUID) -> Any:
+    """``:p`` of the text statements, typed (SQLite stores ids as text)."""
+    return bindparam("p", programme_id, type_=Uuid())
+
+
+def _instants(**moments: datetime) -> list[Any]:
+    """Bind parameters typed as the tables' instants (SQLite stores them as text)."""
+    kind = table_of(Event).c.occurred_at.type
+    return [bindparam(name, value, type_=kind) for name, value in moments.items()]
+
+
+def _line_values(connection: Connection, source: str, where: str) -> str:
+    """SQL of (member_id, kind, value) rows, one per purchase line and value: its
+    category and each distinct tag (a ``tags`` that is not a JSON array has none). The
+    lines are ``l`` in ``source``; ``where`` limits them."""
+    if connection.dialect.name == "postgresql":
+        return (
+            "SELECT l.member_id, v.kind, v.value "
+            f"FROM {source} CROSS JOIN LATERAL ("
+            "SELECT 'category' AS kind, l.category AS value UNION ALL "
+            "SELECT DISTINCT 'tag', t.value FROM jsonb_array_elements_text(CASE WHEN "
+            "jsonb_typeof(l.tags) = 'array' THEN l.tags ELSE '[]'::jsonb END) AS t(value)"
+            f") AS v WHERE {where} AND v.value IS NOT NULL"
         )
-        .select_from(lines.join(each, text("1 = 1")))
-        .where(window, or_(each.c.value.is_not(None)))
+    return (
+        f"SELECT l.member_id AS member_id, 'category' AS kind, l.category AS value "
+        f"FROM {source} WHERE {where} AND l.category IS NOT NULL UNION ALL "
+        "SELECT member_id, 'tag', value FROM (SELECT DISTINCT l.id, l.member_id AS member_id, "
+        "CAST(t.value AS TEXT) AS value "
+        f"FROM {source} JOIN json_each(CASE WHEN json_type(l.tags) = 'array' THEN l.tags "
+        f"ELSE '[]' END) AS t WHERE {where} AND t.value IS NOT NULL)"
+    )
+
+
+def _fill_lines(
+    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime, *, dirty: bool
+) -> None:
+    """Categories and tags of the window's purchase lines, each counted once per line,
+    from one scan of the lines (or of ``DIRTY``'s)."""
+    where = (
+        "l.programme_id = :p AND l.member_id IS NOT NULL "
+        "AND l.occurred_at > :since AND l.occurred_at <= :now"
     )
     if dirty:
-        categories = categories.where(_dirty(connection, lines.c.member_id))
-        tags = tags.where(_dirty(connection, lines.c.member_id))
-    for statement in (categories, tags):
-        connection.execute(
-            insert(values).from_select(
-                ["member_id", "kind", "value", "programme_id"], statement.distinct()
-            )
-        )
+        where += f" AND {_dirty_sql(connection, 'l.member_id')}"
+    rows = _line_values(connection, "purchase_lines l", where)
+    connection.execute(
+        text(
+            "INSERT INTO member_metric_values (member_id, kind, value, programme_id, n) "
+            f"SELECT member_id, kind, value, :p, count(*) FROM ({rows}) AS lv "
+            "GROUP BY member_id, kind, value"
+        ).bindparams(_programme(programme_id), *_instants(since=since, now=now)),
+    )
 
 
-__all__ = ["CHANNEL_BITS", "COUNTS", "DEFINITION", "Updated", "forget", "update"]
+__all__ = ["CHANNELS", "COUNTS", "DEFINITION", "Updated", "forget", "update"]

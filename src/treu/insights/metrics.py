@@ -55,7 +55,6 @@ from sqlalchemy.orm import Session
 
 from treu.db.base import table_of
 from treu.insights import member_metrics
-from treu.insights.member_metrics import CHANNEL_BITS
 from treu.insights.member_metrics import COUNTS as _COUNTS
 from treu.kit.time import utc_now
 from treu.members.models import Member, MemberStatus
@@ -245,9 +244,8 @@ def member_table(
             _instant(connection, kept.c.last_purchase_at),
             _instant(connection, kept.c.first_purchase_at),
             *(kept.c[name] for name in _COUNTS),
-            kept.c.channels,
         ).join(POSITIONS, POSITIONS.c.id == kept.c.member_id),
-        ["pos", "last", "first", *_COUNTS, "channels"],
+        ["pos", "last", "first", *_COUNTS],
     )
     at = _at(summary)
     now_ts = pd.Timestamp(now)
@@ -279,13 +277,6 @@ def member_table(
     ).astype("int64")
 
     sets: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
-    flags = np.asarray(summary["channels"], dtype="int64")
-    channel_at, channel_values = [], []
-    for value, bit in CHANNEL_BITS.items():
-        flagged = at[(flags & bit) != 0]
-        channel_at.append(flagged)
-        channel_values.append(np.full(len(flagged), value, dtype=object))
-    sets["metrics.channels"] = (np.concatenate(channel_at), np.concatenate(channel_values))
     kept_values = table_of(MemberMetricValue)
     values = read_values(
         connection,
@@ -296,6 +287,7 @@ def member_table(
     )
     kinds = values["kind"].to_numpy(dtype=object)
     for kind, name in (
+        ("channel", "metrics.channels"),
         ("engagement_type", "metrics.engagement_types"),
         ("category", "metrics.categories"),
         ("tag", "metrics.tags"),

@@ -201,9 +201,8 @@ class MemberMetrics(Base):
     programme, kept by the segment refresh (``treu.insights.member_metrics``) so that it
     reads one row per member instead of every event. Windowed columns are those of the
     90 / 365 days before that instant; the first and last purchase are instants, so
-    recency is counted against the refresh's own ``now``. ``channels`` is a bit set over
-    ``treu.members.models.Channel`` (bit *i* for the *i*-th channel): the channels of
-    the last 365 days' purchases. A member without events has no row.
+    recency is counted against the refresh's own ``now``. A member without events has no
+    row.
 
     No foreign keys: the rows are derived and rewritten per member (see
     ``MemberRecommendation`` on the cost of per-row key checks)."""
@@ -223,12 +222,13 @@ class MemberMetrics(Base):
     returns_365: Mapped[int] = mapped_column(Integer)
     engagements_90: Mapped[int] = mapped_column(Integer)
     engagements_365: Mapped[int] = mapped_column(Integer)
-    channels: Mapped[int] = mapped_column(Integer)
 
 
 class MemberMetricValue(Base):
     """The set-valued metrics of the last 365 days, one row per (member, kind, value):
-    ``kind`` is ``category`` or ``tag`` (of purchase lines) or ``engagement_type``."""
+    ``kind`` is ``category`` or ``tag`` (of purchase lines), ``channel`` (of purchases)
+    or ``engagement_type``; ``n`` counts the lines or events that carry the value, so
+    that one leaving the window takes one off (the value goes at 0)."""
 
     __tablename__ = "member_metric_values"
     __table_args__ = (Index("ix_member_metric_values_programme", "programme_id"),)
@@ -237,6 +237,7 @@ class MemberMetricValue(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[str] = mapped_column(Text, primary_key=True)
     programme_id: Mapped[uuid.UUID]
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class MemberMetricsState(Base):
