@@ -4,34 +4,35 @@ last refresh, so that ``treu.insights.metrics.member_table`` reads one row per m
 instead of re-aggregating every event. ``update`` brings them to a new ``now`` inside the
 refresh's unit of work (never at ingestion, whose throughput is benchmarked on its own).
 
-**What is recomputed.** A member's row is a function of the member's events visible to
-the statement and of ``now``. Between the last update (``now0``) and this one (``now1``)
-it can only change for a member who
+**What changes, and how it is brought up to date.** A member's row is a function of
+the member's counted events and of ``now``. Between the last update (``now0``) and this
+one (``now1``) it can only change for a member who
 
-* has an event that was not folded in yet: ids are UUIDv7 (``treu.kit.ids``), ordered
-  by the moment they were made, and the state keeps ``events_from``, an id below which
-  every event is known to be folded in; the events at or above it are read through the
-  primary key;
-* has an event whose ``occurred_at`` crossed one of the three boundaries a row depends
-  on, ``now`` (events after ``now`` are ignored), ``now - 90 days`` and ``now - 365
-  days``: ``occurred_at`` in ``(now0 - w, now1 - w]`` for w in 0, 90, 365 days, range
-  scans of ``ix_events_programme_occurred``.
+* has a **new** event, one the rows do not count yet. Ids are UUIDv7 (``treu.kit.ids``),
+  ordered by the moment they were made; the state keeps ``events_from``, a mark below
+  which every event is counted, and ``member_metrics_folded`` lists the events at or
+  above it that are counted too. A new event is added to its member's row as of
+  ``now1`` (counts, sums, first and last purchase, counted values; a row is created
+  for a first event), reading nothing else of the member: exactly once, because the
+  update counts a fixed set (see below) and lists what it counted above the new mark;
+* has an event whose ``occurred_at`` crossed ``now`` (dated in the future at the last
+  update: ``occurred_at`` in ``(now0, now1]``, or the other way when ``now`` moves
+  back). Such a member (a temporary table, ``DIRTY``) is deleted and aggregated again
+  from all its events (``ix_events_member_occurred``) by the very statements a full
+  rebuild runs for every member;
+* has a counted event that crossed a window boundary, ``now - 90 days`` or ``now - 365
+  days``. The row is **shifted**: those events (``occurred_at`` in ``(now0 - w, now1 -
+  w]``, a range scan of ``ix_events_programme_occurred``) are taken off the window's
+  counts and sums and the counted values (``member_metric_values.n``: the lines or
+  events carrying a category, tag, channel or engagement type; a value at 0 is
+  deleted), or added when ``now`` moves back.
 
-The members with a new event or an event that crossed ``now`` (a temporary table,
-``DIRTY``) are deleted and aggregated again from all their events
-(``ix_events_member_occurred``) by the very statements a full rebuild runs for every
-member, so both paths give the same rows by construction. The others whose events
-crossed a window boundary are **shifted**: every one of their events was folded in
-before (none is new), so their row is exact for ``now0``, and the events that left the
-window (or entered it, when ``now`` moves back) are taken off (or added to) its windowed
-counts and sums and the counted values (``member_metric_values.n``: the lines or events
-carrying a category, tag, channel or engagement type; a value at 0 is deleted). A day
-later that is about two days' events read instead of the whole history of every member
-who bought a year or three months ago. A test compares incremental rows with a full
-rebuild over random histories and refresh steps. Purchase lines carry their event's
-member and ``occurred_at`` (copied at ingestion), so the events find every member whose
-lines matter. Attributes, tiers, consents and scores are not kept here: ``member_table``
-reads them as they are.
+A day later that is a day's new events and two days' crossing events read, not the
+whole history of everyone who bought. A test compares incremental rows with a full
+rebuild over random histories, refresh steps and marks. Purchase lines carry their
+event's member and ``occurred_at`` (copied at ingestion), so the events find every
+member whose lines matter. Attributes, tiers, consents and scores are not kept here:
+``member_table`` reads them as they are.
 
 **A full rebuild** (every member's rows from every event of the programme) runs at the
 first update, when asked (``rebuild=True``), when the stored rows were computed with
@@ -47,10 +48,12 @@ anything that may still commit: the moment of a freshly made id (the ids' own cl
 on PostgreSQL lowered to the start of the oldest other transaction open on the database
 (``pg_stat_activity.xact_start``: an event not yet committed belongs to a transaction
 that started before it made its id), minus ``SETTLE`` for clock skew between hosts
-and ids made shortly before their transaction began. It is taken before the statement
-that scans the new events, which (READ COMMITTED) sees everything committed by then,
-i.e. every event below the mark. Events at or above the mark that were already seen are
-read again next time (their members recomputed again: harmless). On SQLite the refresh
+and ids made shortly before their transaction began. Every event below it committed
+before it was taken, so every statement of the update sees them; the events at or above
+it are listed once (``SEEN``) at the start. What the update counts is that fixed set,
+whatever commits while its statements run (READ COMMITTED gives each statement its own
+snapshot), and ``SEEN`` becomes the folded list. An event below the old mark or folded
+is never added again; one that commits later is new next time. On SQLite the refresh
 holds the write lock (``BEGIN IMMEDIATE``) and writers are serialised, so nothing
 commits while it runs. What this does not cover: events written with ids not made at
 write time (``treu demo --bulk`` makes them from ``occurred_at``, and ends its load with
@@ -84,7 +87,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    union,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,7 +98,12 @@ from treu.events.models import Event
 from treu.kit.ids import new_id
 from treu.kit.time import utc_now
 from treu.members.models import Channel
-from treu.segments.models import MemberMetrics, MemberMetricsState, MemberMetricValue
+from treu.segments.models import (
+    MemberMetrics,
+    MemberMetricsFolded,
+    MemberMetricsState,
+    MemberMetricValue,
+)
 
 WINDOWS = (timedelta(0), timedelta(days=90), timedelta(days=365))
 """The boundaries a row depends on: ``now`` itself and the two windows."""
@@ -148,14 +155,43 @@ SHIFTED = Table(
 """The members whose windowed counts this update shifts (for its unit of work)."""
 
 
+SEEN = Table(
+    "_treu_seen_events",
+    MetaData(),
+    Column("id", Uuid(), primary_key=True),
+    prefixes=["TEMPORARY"],
+)
+"""The programme's events at or above the new mark visible when the update began: with
+every event below the mark (all committed before the mark was taken), what this update
+counts, whatever commits while its statements run."""
+COUNTING = Table(
+    "_treu_counting_events",
+    MetaData(),
+    Column("id", Uuid(), primary_key=True),
+    Column("member_id", Uuid(), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+"""Events whose values ``_count_values`` is counting."""
+NEW = Table(
+    "_treu_new_events",
+    MetaData(),
+    Column("id", Uuid(), primary_key=True),
+    prefixes=["TEMPORARY"],
+)
+"""The events this update counts that the kept rows did not count yet."""
+
+
 @dataclass(frozen=True, slots=True)
 class Updated:
     rebuilt: bool
     recomputed: int
-    """Members recomputed from all their events (all members with events on a rebuild)."""
+    """Members aggregated again from all their events (all members with events on a
+    rebuild): those with an event that crossed ``now``."""
     shifted: int = 0
     """Members whose windowed counts were shifted by the events that left (or entered)
     a window, without reading their other events."""
+    added: int = 0
+    """Members whose new events were added to their kept row."""
 
 
 def update(
@@ -197,24 +233,50 @@ def update(
         or abs(now - previous) > timedelta(days=90)
     )
     mark, certain = _mark(connection, settle)
-    shifted = 0
+    if not rebuild:
+        # Not advanced when other transactions are hidden (see _mark), never lowered.
+        mark = max(mark, events_from) if certain else events_from
+    for table in (SEEN, NEW, DIRTY, SHIFTED):
+        table.drop(connection, checkfirst=True)
+        table.create(connection)
+    mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
+    connection.execute(
+        insert(SEEN).from_select(["id"], select(Event.id).where(mine, Event.id >= mark))
+    )
+    folded = table_of(MemberMetricsFolded)
     if rebuild:
-        recomputed = _rebuild(connection, programme_id, now)
+        for model in (MemberMetrics, MemberMetricValue):
+            table = table_of(model)
+            connection.execute(delete(table).where(table.c.programme_id == programme_id))
+        done = Updated(True, _fill(connection, programme_id, now, mark, dirty=False))
     else:
-        recomputed, shifted = _recompute_dirty(connection, programme_id, previous, now, events_from)
-        if not certain:
-            mark = events_from  # not advanced: see _mark
+        done = _step(connection, programme_id, previous, now, events_from, mark)
+    connection.execute(delete(folded).where(folded.c.programme_id == programme_id))
+    connection.execute(
+        insert(folded).from_select(
+            ["programme_id", "event_id"], select(literal(programme_id, Uuid()), SEEN.c.id)
+        )
+    )
+    for table in (SEEN, NEW, DIRTY, SHIFTED):
+        table.drop(connection)
     values: dict[str, Any] = {"computed_for": now, "events_from": mark, "updated_at": utc_now()}
     if rebuild:
         values |= {"rebuilt_at": utc_now(), "definition": DEFINITION}
     connection.execute(state.update().where(state.c.programme_id == programme_id).values(values))
-    return Updated(rebuild, recomputed, shifted)
+    return done
+
+
+def _counted(connection: Connection, mark: uuid.UUID) -> Any:
+    """Events this update counts: below ``mark`` or ``SEEN`` (a condition on ``Event``)."""
+    return or_(Event.id < mark, Event.id.in_(select(SEEN.c.id)))
 
 
 def forget(connection: Connection, programme_id: uuid.UUID) -> None:
     """Drop what is known of the programme's kept metrics: its next update rebuilds."""
     state = table_of(MemberMetricsState)
     connection.execute(delete(state).where(state.c.programme_id == programme_id))
+    folded = table_of(MemberMetricsFolded)
+    connection.execute(delete(folded).where(folded.c.programme_id == programme_id))
 
 
 def _mark(connection: Connection, settle: timedelta) -> tuple[uuid.UUID, bool]:
@@ -252,50 +314,55 @@ def _id_at(moment: datetime) -> uuid.UUID:
     return uuid.UUID(int=max(int(moment.timestamp() * 1000), 1) << 80)
 
 
-def _rebuild(connection: Connection, programme_id: uuid.UUID, now: datetime) -> int:
-    for model in (MemberMetrics, MemberMetricValue):
-        table = table_of(model)
-        connection.execute(delete(table).where(table.c.programme_id == programme_id))
-    return _fill(connection, programme_id, now, dirty=False)
-
-
-def _recompute_dirty(
+def _step(
     connection: Connection,
     programme_id: uuid.UUID,
     previous: datetime,
     now: datetime,
     events_from: uuid.UUID,
-) -> tuple[int, int]:
-    """Recompute the members with new events or events that crossed ``now``; shift the
-    windowed counts of the others whose events crossed a window boundary. Returns the
-    members recomputed and shifted."""
-    DIRTY.drop(connection, checkfirst=True)
-    DIRTY.create(connection)
+    mark: uuid.UUID,
+) -> Updated:
+    """The kept rows, exact for ``previous`` and the events they counted (below
+    ``events_from`` or folded), brought to ``now`` and the events counted now."""
+    folded = table_of(MemberMetricsFolded)
+    counted = _counted(connection, mark)
+    before = or_(
+        Event.id < events_from,
+        Event.id.in_(select(folded.c.event_id).where(folded.c.programme_id == programme_id)),
+    )
     mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
-    # ``now`` may also move back a little (a refresh that took its ``now`` before another
-    # one committed): the same ranges, the other way round.
+    connection.execute(
+        insert(NEW).from_select(
+            ["id"], select(Event.id).where(mine, Event.id >= events_from, counted, ~before)
+        )
+    )
+    # Members with an event that crossed ``now`` (dated in the future at the last update,
+    # or now, when ``now`` moves back): aggregated again from all their events.
     low, high = min(previous, now), max(previous, now)
-    scans = [
-        select(Event.member_id).where(mine, Event.id >= events_from),
-        select(Event.member_id).where(mine, Event.occurred_at > low, Event.occurred_at <= high),
-    ]
-    connection.execute(insert(DIRTY).from_select(["member_id"], union(*scans)))
+    connection.execute(
+        insert(DIRTY).from_select(
+            ["member_id"],
+            select(Event.member_id)
+            .where(mine, counted, Event.occurred_at > low, Event.occurred_at <= high)
+            .distinct(),
+        )
+    )
     if connection.dialect.name == "postgresql":
-        connection.execute(text(f"ANALYZE {DIRTY.name}"))
+        for table in (NEW, DIRTY):
+            connection.execute(text(f"ANALYZE {table.name}"))
     for model in (MemberMetrics, MemberMetricValue):
         table = table_of(model)
         connection.execute(delete(table).where(table.c.member_id.in_(select(DIRTY.c.member_id))))
-    recomputed = _fill(connection, programme_id, now, dirty=True)
+    recomputed = _fill(connection, programme_id, now, mark, dirty=True)
+    # The others: events that left (or entered) a window shift the counts ...
     sign = -1 if now > previous else 1  # forward: events leave the windows
-    SHIFTED.drop(connection, checkfirst=True)
-    SHIFTED.create(connection)
     if low < high:
         for window, columns in ((WINDOWS[1], WINDOWED_90), (WINDOWS[2], WINDOWED_365)):
-            _shift(connection, programme_id, low - window, high - window, sign, columns)
+            _shift(connection, programme_id, low - window, high - window, sign, columns, before)
+    # ... and new events are added, as of ``now``.
+    added = _add(connection, programme_id, now)
     shifted = connection.execute(select(func.count()).select_from(SHIFTED)).scalar_one()
-    SHIFTED.drop(connection)
-    DIRTY.drop(connection)
-    return recomputed, int(shifted)
+    return Updated(False, recomputed, int(shifted), added)
 
 
 def _shift(
@@ -305,22 +372,24 @@ def _shift(
     until: datetime,
     sign: int,
     columns: tuple[str, ...],
+    before: Any,
 ) -> None:
-    """Add ``sign`` times the events with ``occurred_at`` in ``(after, until]`` to the
-    windowed ``columns`` of their members that are not ``DIRTY`` (all their events were
-    folded in before: none is new), and on the 365-day window to their counted values
-    (channels, categories, tags, engagement types; a value whose count reaches 0 is
-    deleted). These events lie before both ``now``s, so nothing else of the row moves."""
+    """Add ``sign`` times the events with ``occurred_at`` in ``(after, until]`` that the
+    kept rows counted (``before``) to the windowed ``columns`` of their members that
+    are not ``DIRTY``, and on the 365-day window to their counted values (channels,
+    categories, tags, engagement types; a value whose count reaches 0 is deleted). These
+    events lie before both ``now``s, so nothing else of the row moves."""
     crossed = and_(
         Event.programme_id == programme_id,
         Event.member_id.is_not(None),
         Event.occurred_at > after,
         Event.occurred_at <= until,
-        ~Event.member_id.in_(select(DIRTY.c.member_id)),
+        before,
+        Event.member_id.not_in(select(DIRTY.c.member_id)),
     )
-    deltas = _deltas(crossed)
+    deltas = _deltas()
     delta = (
-        select(Event.member_id, *(d.label(name) for name, d in deltas.items() if name in columns))
+        select(Event.member_id, *(deltas[name].label(name) for name in columns))
         .where(crossed)
         .group_by(Event.member_id)
         .subquery()
@@ -339,40 +408,59 @@ def _shift(
             .distinct(),
         )
     )
-    if columns != WINDOWED_365:
-        return
-    values = table_of(MemberMetricValue)
-    crossed_sql = (
-        "e.programme_id = :p AND e.member_id IS NOT NULL AND e.occurred_at > :after "
-        f"AND e.occurred_at <= :until AND e.member_id NOT IN (SELECT member_id FROM {DIRTY.name})"
-    )
-    lines = _line_values(
-        connection, "events e JOIN purchase_lines l ON l.event_id = e.id", crossed_sql
-    )
-    events = (
-        "SELECT e.member_id AS member_id, CASE WHEN e.type = 'purchase' THEN 'channel' "
-        "ELSE 'engagement_type' END AS kind, CASE WHEN e.type = 'purchase' THEN e.channel "
-        f"ELSE e.type END AS value FROM events e WHERE {crossed_sql} AND "
-        f"(e.type NOT IN ('{PURCHASE}', '{RETURN}') OR (e.type = '{PURCHASE}' AND e.channel "
-        f"IN ({', '.join(repr(c) for c in CHANNELS)})))"
-    )
-    connection.execute(
-        text(
-            "INSERT INTO member_metric_values (member_id, kind, value, programme_id, n) "
-            f"SELECT member_id, kind, value, :p, :sign * count(*) FROM ({events} UNION ALL "
-            f"{lines}) AS cv GROUP BY member_id, kind, value "
-            "ON CONFLICT (member_id, kind, value) DO UPDATE "
-            "SET n = member_metric_values.n + excluded.n"
-        ).bindparams(_programme(programme_id), *_instants(after=after, until=until)),
-        {"sign": sign},
-    )
-    connection.execute(
-        delete(values).where(values.c.member_id.in_(select(SHIFTED.c.member_id)), values.c.n <= 0)
-    )
+    if columns == WINDOWED_365:
+        _count_values(connection, programme_id, crossed, sign)
 
 
-def _deltas(where: Any) -> dict[str, Any]:
-    """The windowed counts over the events ``where`` selects (grouped by member)."""
+def _add(connection: Connection, programme_id: uuid.UUID, now: datetime) -> int:
+    """Add the ``NEW`` events dated up to ``now`` to their members' rows (created when
+    missing), as of ``now``, for the members not ``DIRTY``; the members added to."""
+    adding = and_(
+        Event.id.in_(select(NEW.c.id)),
+        Event.occurred_at <= now,
+        Event.member_id.not_in(select(DIRTY.c.member_id)),
+    )
+    members = connection.execute(
+        select(func.count(func.distinct(Event.member_id))).where(adding)
+    ).scalar_one()
+    if not members:
+        return 0
+    metrics = table_of(MemberMetrics)
+    upsert: Any = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(
+        metrics
+    )
+    upsert = upsert.from_select(
+        ["member_id", "programme_id", "first_purchase_at", "last_purchase_at", *COUNTS],
+        _aggregate(programme_id, now, adding),
+    )
+    old, new = metrics.c, upsert.excluded
+
+    def earliest(name: str, later: bool = False) -> Any:
+        pick = new[name] > old[name] if later else new[name] < old[name]
+        return case(
+            (new[name].is_(None), old[name]),
+            (old[name].is_(None), new[name]),
+            (pick, new[name]),
+            else_=old[name],
+        )
+
+    connection.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[metrics.c.member_id],
+            set_={
+                "first_purchase_at": earliest("first_purchase_at"),
+                "last_purchase_at": earliest("last_purchase_at", later=True),
+                **{name: old[name] + new[name] for name in COUNTS},
+            },
+        )
+    )
+    since = now - WINDOWS[2]
+    _count_values(connection, programme_id, and_(adding, Event.occurred_at > since), 1)
+    return int(members)
+
+
+def _deltas() -> dict[str, Any]:
+    """The windowed counts and sums of a group of events (an event leaving a window)."""
     is_purchase = Event.type == PURCHASE
     is_commerce = Event.type.in_([PURCHASE, RETURN])
     is_engagement = Event.type.not_in([PURCHASE, RETURN])
@@ -393,11 +481,11 @@ def _deltas(where: Any) -> dict[str, Any]:
     }
 
 
-def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dirty: bool) -> int:
-    """Insert the rows of every member with events (or only of ``DIRTY``) as of ``now``;
-    the number of members recomputed (on a rebuild: the rows written)."""
-    since_90, since_365 = now - timedelta(days=90), now - timedelta(days=365)
-    in_90, in_365 = Event.occurred_at > since_90, Event.occurred_at > since_365
+def _aggregate(programme_id: uuid.UUID, now: datetime, where: Any) -> Any:
+    """One row per member of the events ``where`` selects, as of ``now`` (the events
+    must be dated up to ``now``): member, programme, first and last purchase, ``COUNTS``."""
+    in_90 = Event.occurred_at > now - WINDOWS[1]
+    in_365 = Event.occurred_at > now - WINDOWS[2]
     is_purchase = Event.type == PURCHASE
     is_commerce = Event.type.in_([PURCHASE, RETURN])
     is_engagement = Event.type.not_in([PURCHASE, RETURN])
@@ -413,32 +501,88 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
             BigInteger,
         )
 
+    return (
+        select(
+            Event.member_id,
+            literal(programme_id, Uuid()),
+            func.min(case((is_purchase, Event.occurred_at))),
+            func.max(case((is_purchase, Event.occurred_at))),
+            count(is_purchase),
+            count(and_(is_purchase, in_90)),
+            count(and_(is_purchase, in_365)),
+            spend(in_90),
+            spend(in_365),
+            count(and_(Event.type == RETURN, in_365)),
+            count(and_(is_engagement, in_90)),
+            count(and_(is_engagement, in_365)),
+        )
+        .where(where)
+        .group_by(Event.member_id)
+    )
+
+
+def _count_values(connection: Connection, programme_id: uuid.UUID, where: Any, sign: int) -> None:
+    """Add ``sign`` times the values the events ``where`` selects carry (their
+    engagement types, purchase channels, and their lines' categories and distinct tags)
+    to ``member_metric_values.n``; delete what reaches 0."""
+    COUNTING.drop(connection, checkfirst=True)
+    COUNTING.create(connection)
+    connection.execute(
+        insert(COUNTING).from_select(
+            ["id", "member_id"], select(Event.id, Event.member_id).where(where)
+        )
+    )
+    chosen = f"e.id IN (SELECT id FROM {COUNTING.name})"
+    events = (
+        "SELECT e.member_id AS member_id, CASE WHEN e.type = 'purchase' THEN 'channel' "
+        "ELSE 'engagement_type' END AS kind, CASE WHEN e.type = 'purchase' THEN e.channel "
+        f"ELSE e.type END AS value FROM events e WHERE {chosen} AND "
+        f"(e.type NOT IN ('{PURCHASE}', '{RETURN}') OR (e.type = '{PURCHASE}' AND e.channel "
+        f"IN ({', '.join(repr(c) for c in CHANNELS)})))"
+    )
+    lines = _line_values(
+        connection,
+        "purchase_lines l",
+        f"l.event_id IN (SELECT id FROM {COUNTING.name})",
+    )
+    connection.execute(
+        text(
+            "INSERT INTO member_metric_values (member_id, kind, value, programme_id, n) "
+            f"SELECT member_id, kind, value, :p, :sign * count(*) FROM ({events} UNION ALL "
+            f"{lines}) AS cv WHERE true GROUP BY member_id, kind, value "
+            "ON CONFLICT (member_id, kind, value) DO UPDATE "
+            "SET n = member_metric_values.n + excluded.n"
+        ).bindparams(_programme(programme_id)),
+        {"sign": sign},
+    )
+    values = table_of(MemberMetricValue)
+    connection.execute(
+        delete(values).where(values.c.member_id.in_(select(COUNTING.c.member_id)), values.c.n <= 0)
+    )
+    COUNTING.drop(connection)
+
+
+def _fill(
+    connection: Connection, programme_id: uuid.UUID, now: datetime, mark: uuid.UUID, *, dirty: bool
+) -> int:
+    """Insert the rows of every member with counted events (``_counted``), or only of
+    ``DIRTY``, as of ``now``; the number of members recomputed (on a rebuild: the rows
+    written)."""
+    is_purchase = Event.type == PURCHASE
+    is_engagement = Event.type.not_in([PURCHASE, RETURN])
     mine = and_(
         Event.programme_id == programme_id,
         Event.member_id.is_not(None),
         Event.occurred_at <= now,
+        _counted(connection, mark),
     )
     if dirty:
         mine = and_(mine, _dirty(connection, Event.member_id))
-    events = select(
-        Event.member_id,
-        literal(programme_id, Uuid()),
-        func.min(case((is_purchase, Event.occurred_at))),
-        func.max(case((is_purchase, Event.occurred_at))),
-        count(is_purchase),
-        count(and_(is_purchase, in_90)),
-        count(and_(is_purchase, in_365)),
-        spend(in_90),
-        spend(in_365),
-        count(and_(Event.type == RETURN, in_365)),
-        count(and_(is_engagement, in_90)),
-        count(and_(is_engagement, in_365)),
-    ).where(mine)
     metrics = table_of(MemberMetrics)
     connection.execute(
         insert(metrics).from_select(
             ["member_id", "programme_id", "first_purchase_at", "last_purchase_at", *COUNTS],
-            events.group_by(Event.member_id),
+            _aggregate(programme_id, now, mine),
         )
     )
     # Engagement types and channels of the window's events, counted (an event leaving
@@ -452,7 +596,7 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
         )
         .where(
             mine,
-            in_365,
+            Event.occurred_at > now - WINDOWS[2],
             or_(is_engagement, and_(is_purchase, Event.channel.in_(CHANNELS))),
         )
         .subquery()
@@ -469,12 +613,12 @@ def _fill(connection: Connection, programme_id: uuid.UUID, now: datetime, *, dir
             ).group_by(counted.c.member_id, counted.c.kind, counted.c.value),
         )
     )
-    _fill_lines(connection, programme_id, since_365, now, dirty=dirty)
+    _fill_lines(connection, programme_id, now - WINDOWS[2], now, mark, dirty=dirty)
     if dirty:
-        counted_members = select(func.count()).select_from(DIRTY)
+        members = select(func.count()).select_from(DIRTY)
     else:
-        counted_members = select(func.count()).where(metrics.c.programme_id == programme_id)
-    return int(connection.execute(counted_members).scalar_one())
+        members = select(func.count()).where(metrics.c.programme_id == programme_id)
+    return int(connection.execute(members).scalar_one())
 
 
 def _dirty(connection: Connection, member_id: Any) -> Any:
@@ -531,13 +675,20 @@ def _line_values(connection: Connection, source: str, where: str) -> str:
 
 
 def _fill_lines(
-    connection: Connection, programme_id: uuid.UUID, since: datetime, now: datetime, *, dirty: bool
+    connection: Connection,
+    programme_id: uuid.UUID,
+    since: datetime,
+    now: datetime,
+    mark: uuid.UUID,
+    *,
+    dirty: bool,
 ) -> None:
     """Categories and tags of the window's purchase lines, each counted once per line,
     from one scan of the lines (or of ``DIRTY``'s)."""
     where = (
         "l.programme_id = :p AND l.member_id IS NOT NULL "
-        "AND l.occurred_at > :since AND l.occurred_at <= :now"
+        "AND l.occurred_at > :since AND l.occurred_at <= :now "
+        f"AND (l.event_id < :mark OR l.event_id IN (SELECT id FROM {SEEN.name}))"
     )
     if dirty:
         where += f" AND {_dirty_sql(connection, 'l.member_id')}"
@@ -547,7 +698,11 @@ def _fill_lines(
             "INSERT INTO member_metric_values (member_id, kind, value, programme_id, n) "
             f"SELECT member_id, kind, value, :p, count(*) FROM ({rows}) AS lv "
             "GROUP BY member_id, kind, value"
-        ).bindparams(_programme(programme_id), *_instants(since=since, now=now)),
+        ).bindparams(
+            _programme(programme_id),
+            bindparam("mark", mark, type_=Uuid()),
+            *_instants(since=since, now=now),
+        ),
     )
 
 

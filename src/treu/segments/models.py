@@ -257,3 +257,15 @@ class MemberMetricsState(Base):
     """The metrics' definition the rows were computed with (``member_metrics.DEFINITION``):
     another one (a new channel, a changed window) rebuilds them."""
     updated_at: Mapped[datetime]
+
+
+class MemberMetricsFolded(Base):
+    """The events at or above ``member_metrics_state.events_from`` that the kept rows
+    already count (every event below it is counted): the next update adds only the
+    others, once each. Events made in the last minutes (the mark's settling margin) and
+    by transactions still open at the last update."""
+
+    __tablename__ = "member_metrics_folded"
+
+    programme_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
