@@ -15,9 +15,9 @@ one (``now1``) it can only change for a member who
   ``now1`` (counts, sums, first and last purchase, counted values; a row is created
   for a first event), reading nothing else of the member: exactly once, because the
   update counts a fixed set (see below) and lists what it counted above the new mark;
-* has an event whose ``occurred_at`` crossed ``now`` (dated in the future at the last
-  update: ``occurred_at`` in ``(now0, now1]``, or the other way when ``now`` moves
-  back). Such a member (a temporary table, ``DIRTY``) is deleted and aggregated again
+* has a known event whose ``occurred_at`` crossed ``now`` (dated in the future at the
+  last update, so not counted: ``occurred_at`` in ``(now0, now1]``, or the other way
+  when ``now`` moves back). Such a member (a temporary table, ``DIRTY``) is deleted and aggregated again
   from all its events (``ix_events_member_occurred``) by the very statements a full
   rebuild runs for every member;
 * has a counted event that crossed a window boundary, ``now - 90 days`` or ``now - 365
@@ -336,14 +336,15 @@ def _step(
             ["id"], select(Event.id).where(mine, Event.id >= events_from, counted, ~before)
         )
     )
-    # Members with an event that crossed ``now`` (dated in the future at the last update,
-    # or now, when ``now`` moves back): aggregated again from all their events.
+    # Members with a known event that crossed ``now`` (dated in the future at the last
+    # update, so not counted, or counted then when ``now`` moves back): aggregated again
+    # from all their events. A new event is added as of ``now`` wherever it is dated.
     low, high = min(previous, now), max(previous, now)
     connection.execute(
         insert(DIRTY).from_select(
             ["member_id"],
             select(Event.member_id)
-            .where(mine, counted, Event.occurred_at > low, Event.occurred_at <= high)
+            .where(mine, before, Event.occurred_at > low, Event.occurred_at <= high)
             .distinct(),
         )
     )
