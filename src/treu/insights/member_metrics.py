@@ -17,8 +17,8 @@ one (``now1``) it can only change for a member who
   update counts a fixed set (see below) and lists what it counted above the new mark;
 * has a known event whose ``occurred_at`` crossed ``now`` (dated in the future at the
   last update, so not counted: ``occurred_at`` in ``(now0, now1]``, or the other way
-  when ``now`` moves back). Such a member (a temporary table, ``DIRTY``) is deleted and aggregated again
-  from all its events (``ix_events_member_occurred``) by the very statements a full
+  when ``now`` moves back). Such a member (a temporary table, ``DIRTY``) is deleted and
+  aggregated again from all its events (``ix_events_member_occurred``) by the very statements a full
   rebuild runs for every member;
 * has a counted event that crossed a window boundary, ``now - 90 days`` or ``now - 365
   days``. The row is **shifted**: those events (``occurred_at`` in ``(now0 - w, now1 -
@@ -533,18 +533,20 @@ def _count_values(connection: Connection, programme_id: uuid.UUID, where: Any, s
             ["id", "member_id"], select(Event.id, Event.member_id).where(where)
         )
     )
-    chosen = f"e.id IN (SELECT id FROM {COUNTING.name})"
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"ANALYZE {COUNTING.name}"))
+    # Joins from the few events counted, so that both reach events and lines through
+    # their indexes (as IN (…) the planner may hash them and scan every event).
     events = (
         "SELECT e.member_id AS member_id, CASE WHEN e.type = 'purchase' THEN 'channel' "
         "ELSE 'engagement_type' END AS kind, CASE WHEN e.type = 'purchase' THEN e.channel "
-        f"ELSE e.type END AS value FROM events e WHERE {chosen} AND "
+        f"ELSE e.type END AS value FROM {COUNTING.name} c JOIN events e ON e.id = c.id "
+        "WHERE "
         f"(e.type NOT IN ('{PURCHASE}', '{RETURN}') OR (e.type = '{PURCHASE}' AND e.channel "
         f"IN ({', '.join(repr(c) for c in CHANNELS)})))"
     )
     lines = _line_values(
-        connection,
-        "purchase_lines l",
-        f"l.event_id IN (SELECT id FROM {COUNTING.name})",
+        connection, f"{COUNTING.name} c JOIN purchase_lines l ON l.event_id = c.id", "true"
     )
     connection.execute(
         text(
@@ -556,9 +558,13 @@ def _count_values(connection: Connection, programme_id: uuid.UUID, where: Any, s
         ).bindparams(_programme(programme_id)),
         {"sign": sign},
     )
-    values = table_of(MemberMetricValue)
+    # What reached 0 is among the counted members' values: found through the key (as
+    # IN (…) the planner scans every value of every member for n <= 0).
     connection.execute(
-        delete(values).where(values.c.member_id.in_(select(COUNTING.c.member_id)), values.c.n <= 0)
+        text(
+            "DELETE FROM member_metric_values WHERE n <= 0 AND "
+            + _members_of(connection, "member_id", f"SELECT member_id FROM {COUNTING.name}")
+        )
     )
     COUNTING.drop(connection)
 
@@ -636,9 +642,15 @@ def _dirty(connection: Connection, member_id: Any) -> Any:
 
 def _dirty_sql(connection: Connection, member_id: str) -> str:
     """``_dirty`` as SQL text for a column named ``member_id``."""
+    return _members_of(connection, member_id, f"SELECT member_id FROM {DIRTY.name}")
+
+
+def _members_of(connection: Connection, member_id: str, members: str) -> str:
+    """SQL: ``member_id`` is one of the ids ``members`` selects; on PostgreSQL as ``=
+    ANY(ARRAY(…))``, an index condition (see ``_dirty``)."""
     if connection.dialect.name == "postgresql":
-        return f"{member_id} = ANY(ARRAY(SELECT member_id FROM {DIRTY.name}))"
-    return f"{member_id} IN (SELECT member_id FROM {DIRTY.name})"
+        return f"{member_id} = ANY(ARRAY({members}))"
+    return f"{member_id} IN ({members})"
 
 
 def _programme(programme_id: uuid.UUID) -> Any:

@@ -39,7 +39,7 @@ from treu.insights.metrics import (
     MemberTable,
     drop_positions,
     member_table,
-    read_columns,
+    read_groups,
 )
 from treu.insights.rfm import save_rfm
 from treu.insights.vector import compile_segment
@@ -206,26 +206,39 @@ class SegmentService:
         try:
             if rfm:
                 save_rfm(session, table=table, programme_id=programme.id)
-            return [self._materialise(session, segment, table, now) for segment in chosen]
+            held = table_of(SegmentMember)
+            # Every chosen segment's stored members, by position, in one read.
+            stored = read_groups(
+                session.connection(),
+                select(POSITIONS.c.pos, held.c.segment_id)
+                .join(POSITIONS, POSITIONS.c.id == held.c.member_id)
+                .where(held.c.segment_id.in_([segment.id for segment in chosen]))
+                .subquery(),
+            )
+            return [
+                self._materialise(
+                    session, segment, table, now, stored.get(segment.id, np.zeros(0, "int64"))
+                )
+                for segment in chosen
+            ]
         finally:
             drop_positions(session.connection())
 
     def _materialise(
-        self, session: Session, segment: Segment, table: MemberTable, now: datetime
+        self,
+        session: Session,
+        segment: Segment,
+        table: MemberTable,
+        now: datetime,
+        current_at: np.ndarray[Any, Any],
     ) -> Refreshed:
-        """Write the difference between the stored members and ``inside``, by row
-        position (``treu.insights.metrics.POSITIONS``): the ids never come to Python."""
+        """Write the difference between the stored members (at positions ``current_at``)
+        and ``inside``, by row position (``treu.insights.metrics.POSITIONS``): the ids
+        never come to Python."""
         inside = compile_segment(segment.expression).evaluate(table)
         connection = session.connection()
         held = table_of(SegmentMember)
         positions = POSITIONS
-        current_at = read_columns(
-            connection,
-            select(positions.c.pos)
-            .join(positions, positions.c.id == held.c.member_id)
-            .where(held.c.segment_id == segment.id),
-            ["pos"],
-        )["pos"].to_numpy(dtype="int64")
         current = np.zeros(len(table), dtype=bool)
         current[current_at] = True
         entered = np.flatnonzero(inside & ~current)
