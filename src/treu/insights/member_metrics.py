@@ -137,30 +137,21 @@ rebuilds instead of mixing meanings."""
 
 _log = logging.getLogger(__name__)
 
-DIRTY = Table(
-    "_treu_dirty_members",
-    MetaData(),
-    Column("member_id", Uuid(), primary_key=True),
-    prefixes=["TEMPORARY"],
-)
+
+def _ids(name: str, column: str) -> Table:
+    """A temporary table of ids (for the length of a unit of work)."""
+    return Table(name, MetaData(), Column(column, Uuid(), primary_key=True), prefixes=["TEMPORARY"])
+
+
+DIRTY = _ids("_treu_dirty_members", "member_id")
 """The members whose rows this update recomputes (for its unit of work)."""
 
 
-SHIFTED = Table(
-    "_treu_shifted_members",
-    MetaData(),
-    Column("member_id", Uuid(), primary_key=True),
-    prefixes=["TEMPORARY"],
-)
+SHIFTED = _ids("_treu_shifted_members", "member_id")
 """The members whose windowed counts this update shifts (for its unit of work)."""
 
 
-SEEN = Table(
-    "_treu_seen_events",
-    MetaData(),
-    Column("id", Uuid(), primary_key=True),
-    prefixes=["TEMPORARY"],
-)
+SEEN = _ids("_treu_seen_events", "id")
 """The programme's events at or above the new mark visible when the update began: with
 every event below the mark (all committed before the mark was taken), what this update
 counts, whatever commits while its statements run."""
@@ -172,12 +163,7 @@ COUNTING = Table(
     prefixes=["TEMPORARY"],
 )
 """Events whose values ``_count_values`` is counting."""
-NEW = Table(
-    "_treu_new_events",
-    MetaData(),
-    Column("id", Uuid(), primary_key=True),
-    prefixes=["TEMPORARY"],
-)
+NEW = _ids("_treu_new_events", "id")
 """The events this update counts that the kept rows did not count yet."""
 
 

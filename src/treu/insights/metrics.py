@@ -484,11 +484,6 @@ def _long(pairs: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, An
     return _at(pairs), np.asarray(pairs["value"], dtype=object)
 
 
-def _text(series: pd.Series[Any]) -> np.ndarray[Any, Any]:
-    values = series.astype(object)
-    return np.asarray(values.where(values.notna(), None), dtype=object)
-
-
 def _local_days(values: pd.Series[Any], zone: str) -> pd.Series[Any]:
     """Local midnights of instants (seconds since the epoch, as ``_instant`` reads them
     on PostgreSQL, or timestamps)."""
