@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -24,7 +25,8 @@ from treu.programmes.service import programmes
 from treu.segments.errors import SegmentExists
 from treu.segments.membership import slugs_of
 from treu.segments.models import MemberScore, SegmentChange, SegmentMember
-from treu.segments.scores import rfm_metrics_of
+from treu.segments.scores import rfm_metrics_of, save_scores
+from treu.tiers.models import MemberTier
 from treu.worker.jobs import run_job
 
 
@@ -94,11 +96,32 @@ def test_metrics_of_a_programme(db: Database) -> None:
         session.get_one(Member, cleo.id).birthday = date(1990, this_month, 1)
         session.get_one(Member, ben.id).birthday = date(1985, other_month, 28)
 
+    with db.unit_of_work() as session:
+        session.get_one(Member, anna.id).language = "en"
+        session.merge(MemberTier(member_id=ben.id, programme_id=prog.id, tier="gold"))
+        save_scores(
+            session,
+            programme_id=prog.id,
+            frame_or_rows=[{"member_id": cleo.id, "persona": "P2", "p_alive": 0.25}],
+        )
+    with db.unit_of_work(write=False) as session:
+        channels = {m.id: m.channel for m in session.scalars(select(Member))}
+
     with db.unit_of_work() as session:  # a write unit: the metrics use a temporary table
         table = member_table(session, programme=programmes.get(session, prog.id))
     row = {member_id: i for i, member_id in enumerate(table.ids_of(None))}
     a, b, c = row[anna.id], row[ben.id], row[cleo.id]
     cols = table.columns
+    # text columns and scores are read per value (positions grouped), numbers per column
+    assert cols["member.language"].tolist()[a] == "en"
+    assert cols["member.tier"].tolist()[b] == "gold"
+    assert [cols["member.channel"].tolist()[i] for i in (a, b, c)] == [
+        channels[who.id] for who in (anna, ben, cleo)
+    ]
+    assert cols["scores.persona"].tolist()[c] == "P2"
+    assert pd.isna(cols["scores.persona"].tolist()[a])  # no score row
+    assert cols["scores.p_alive"].tolist()[c] == 0.25
+    assert np.isnan(cols["scores.p_alive"].tolist()[a])
     assert cols["metrics.purchases"].tolist()[a] == 3
     assert cols["metrics.purchases_365"].tolist()[a] == 2
     assert cols["metrics.purchases_90"].tolist()[a] == 1

@@ -79,7 +79,7 @@ class MemberTable:
     columns: pd.DataFrame
     """Scalar fields by qualified name (``member.tier``, ``metrics.spend_365``, …):
     numbers as float64 with NaN for None (or int64 / bool when never None), text as
-    object with None."""
+    strings (pandas' string dtype: a missing one reads as NaN)."""
     sets: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = field(default_factory=dict)
     """Set-valued fields by qualified name: (row positions, values), one pair per
     element, no duplicates."""
