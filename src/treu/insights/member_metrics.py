@@ -87,6 +87,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -252,7 +253,7 @@ def update(
     return done
 
 
-def _counted(connection: Connection, mark: uuid.UUID) -> Any:
+def _counted(mark: uuid.UUID) -> Any:
     """Events this update counts: below ``mark`` or ``SEEN`` (a condition on ``Event``)."""
     return or_(Event.id < mark, Event.id.in_(select(SEEN.c.id)))
 
@@ -311,7 +312,7 @@ def _step(
     """The kept rows, exact for ``previous`` and the events they counted (below
     ``events_from`` or folded), brought to ``now`` and the events counted now."""
     folded = table_of(MemberMetricsFolded)
-    counted = _counted(connection, mark)
+    counted = _counted(mark)
     before = or_(
         Event.id < events_from,
         Event.id.in_(select(folded.c.event_id).where(folded.c.programme_id == programme_id)),
@@ -374,7 +375,7 @@ def _shift(
         before,
         Event.member_id.not_in(select(DIRTY.c.member_id)),
     )
-    deltas = _deltas()
+    deltas = _counts(true(), true())
     delta = (
         select(Event.member_id, *(deltas[name].label(name) for name in columns))
         .where(crossed)
@@ -446,33 +447,9 @@ def _add(connection: Connection, programme_id: uuid.UUID, now: datetime) -> int:
     return int(members)
 
 
-def _deltas() -> dict[str, Any]:
-    """The windowed counts and sums of a group of events (an event leaving a window)."""
-    is_purchase = Event.type == PURCHASE
-    is_commerce = Event.type.in_([PURCHASE, RETURN])
-    is_engagement = Event.type.not_in([PURCHASE, RETURN])
-    amount = func.coalesce(Event.total_minor, 0)
-
-    def count(condition: Any) -> Any:
-        return func.count(case((condition, 1)))
-
-    spend = cast(func.coalesce(func.sum(case((is_commerce, amount), else_=0)), 0), BigInteger)
-    return {
-        "purchases_90": count(is_purchase),
-        "spend_90": spend,
-        "engagements_90": count(is_engagement),
-        "purchases_365": count(is_purchase),
-        "spend_365": spend,
-        "returns_365": count(Event.type == RETURN),
-        "engagements_365": count(is_engagement),
-    }
-
-
-def _aggregate(programme_id: uuid.UUID, now: datetime, where: Any) -> Any:
-    """One row per member of the events ``where`` selects, as of ``now`` (the events
-    must be dated up to ``now``): member, programme, first and last purchase, ``COUNTS``."""
-    in_90 = Event.occurred_at > now - WINDOWS[1]
-    in_365 = Event.occurred_at > now - WINDOWS[2]
+def _counts(in_90: Any, in_365: Any) -> dict[str, Any]:
+    """``COUNTS`` over a group of events, each window given as a condition on the event
+    (``true()``: every event of the group is in it, as for the events leaving it)."""
     is_purchase = Event.type == PURCHASE
     is_commerce = Event.type.in_([PURCHASE, RETURN])
     is_engagement = Event.type.not_in([PURCHASE, RETURN])
@@ -488,20 +465,31 @@ def _aggregate(programme_id: uuid.UUID, now: datetime, where: Any) -> Any:
             BigInteger,
         )
 
+    counts = {
+        "purchases": count(is_purchase),
+        "purchases_90": count(and_(is_purchase, in_90)),
+        "purchases_365": count(and_(is_purchase, in_365)),
+        "spend_90": spend(in_90),
+        "spend_365": spend(in_365),
+        "returns_365": count(and_(Event.type == RETURN, in_365)),
+        "engagements_90": count(and_(is_engagement, in_90)),
+        "engagements_365": count(and_(is_engagement, in_365)),
+    }
+    return {name: counts[name] for name in COUNTS}
+
+
+def _aggregate(programme_id: uuid.UUID, now: datetime, where: Any) -> Any:
+    """One row per member of the events ``where`` selects, as of ``now`` (the events
+    must be dated up to ``now``): member, programme, first and last purchase, ``COUNTS``."""
+    is_purchase = Event.type == PURCHASE
+    counts = _counts(Event.occurred_at > now - WINDOWS[1], Event.occurred_at > now - WINDOWS[2])
     return (
         select(
             Event.member_id,
             literal(programme_id, Uuid()),
             func.min(case((is_purchase, Event.occurred_at))),
             func.max(case((is_purchase, Event.occurred_at))),
-            count(is_purchase),
-            count(and_(is_purchase, in_90)),
-            count(and_(is_purchase, in_365)),
-            spend(in_90),
-            spend(in_365),
-            count(and_(Event.type == RETURN, in_365)),
-            count(and_(is_engagement, in_90)),
-            count(and_(is_engagement, in_365)),
+            *counts.values(),
         )
         .where(where)
         .group_by(Event.member_id)
@@ -567,7 +555,7 @@ def _fill(
         Event.programme_id == programme_id,
         Event.member_id.is_not(None),
         Event.occurred_at <= now,
-        _counted(connection, mark),
+        _counted(mark),
     )
     if dirty:
         mine = and_(mine, _dirty(connection, Event.member_id))
@@ -620,10 +608,7 @@ def _dirty(connection: Connection, member_id: Any) -> Any:
     members recomputed; as a join (or ``IN``) the planner hashes them and scans every
     event of the programme (measured at 2M events and 12,000 members: 0.28 s against
     0.66 s, and the scan grows with the history)."""
-    if connection.dialect.name == "postgresql":
-        name = f"{member_id.table.name}.{member_id.name}"
-        return text(f"{name} = ANY(ARRAY(SELECT member_id FROM {DIRTY.name}))")
-    return member_id.in_(select(DIRTY.c.member_id))
+    return text(_dirty_sql(connection, f"{member_id.table.name}.{member_id.name}"))
 
 
 def _dirty_sql(connection: Connection, member_id: str) -> str:
