@@ -130,8 +130,7 @@ def save_rfm(session: Session, *, table: MemberTable, programme_id: Any) -> pd.D
     frame = rfm_frame(table)
     at = changed_rows(table, frame)
     if len(at):
-        changed = frame.iloc[at]
-        changed = changed.assign(member_id=table.ids_of(at))
+        changed = frame.iloc[at].assign(member_id=table.ids_of(at))
         save_scores(
             session,
             programme_id=programme_id,
@@ -139,7 +138,6 @@ def save_rfm(session: Session, *, table: MemberTable, programme_id: Any) -> pd.D
             columns=RFM_COLUMNS,
             now=table.now,
         )
-    for name in ("rfm_r", "rfm_f", "rfm_m"):
+    for name in RFM_COLUMNS:
         table.columns[f"scores.{name}"] = frame[name].to_numpy()
-    table.columns["scores.rfm_segment"] = frame["rfm_segment"].to_numpy()
     return frame
