@@ -106,8 +106,8 @@ class ScoresOut(BaseModel):
     member_id: uuid.UUID
     computed_at: datetime | None = Field(description="The last time one of the scores changed")
     metrics_as_of: datetime | None = Field(
-        description="The moment the last segment refresh computed the metrics below and "
-        "RFM for (None: never refreshed)"
+        description="The moment the last segment refresh computed RFM and the frequency "
+        "and spend below for (None: the programme was never refreshed)"
     )
     recency_days: int | None = Field(
         description="Whole days from the latest purchase (as of metrics_as_of) to now"
