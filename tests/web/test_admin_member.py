@@ -149,6 +149,33 @@ def test_the_page_lists_coupons_redemptions_messages_and_notes(db: Database) -> 
     assert format_code(coupon.code) not in web.get(f"/admin/members/{other.id}").text
 
 
+def test_stored_states_are_shown_in_the_page_language(db: Database) -> None:
+    prog = f.programme(db)
+    who, _ = f.coupon(db, prog)
+    f.delivery(db, who, channel="email", event_type="coupon_issued")
+    f.delivery(db, who, channel="inbox", event_type="coupon_issued")
+    web, _ = signed_in(db, "support")
+    german = web.get(f"/admin/members/{who.id}").text
+    for shown in ("<dd>aktiv</dd>", "<td>gültig</td>", "<td>eingelöst</td>", "<td>E-Mail</td>"):
+        assert shown in german, shown
+    assert german.count("<td>zugestellt</td>") == 2
+    assert "<td>Postfach im Portal</td>" in german
+    assert "Mitglied seit" in german
+    for raw in ("<dd>active</dd>", "<td>redeemed</td>", "<td>delivered</td>", "<td>inbox</td>"):
+        assert raw not in german, raw
+    web.cookies.set("treu_lang", "en")
+    english = web.get(f"/admin/members/{who.id}").text
+    for shown in ("<dd>active</dd>", "<td>valid</td>", "<td>redeemed</td>", "<td>e-mail</td>"):
+        assert shown in english, shown
+    assert "Member since" in english
+    with db.unit_of_work() as session:
+        session.get_one(Member, who.id).status = "blocked"
+    found = web.get("/admin", params={"q": who.card_number}).text
+    assert "<td>blocked</td>" in found
+    web.cookies.set("treu_lang", "de")
+    assert "<td>gesperrt</td>" in web.get("/admin", params={"q": who.card_number}).text
+
+
 def test_the_tier_history_reads_as_the_api_gives_it(db: Database) -> None:
     prog = f.tiered(db)
     who = f.member(db, prog)

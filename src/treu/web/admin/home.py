@@ -14,6 +14,7 @@ from treu.members.service import members
 from treu.programmes.models import Programme
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
+from treu.web.admin.member import LABELS
 from treu.web.nav import ADMIN
 from treu.web.render import render
 
@@ -38,4 +39,4 @@ def home(
                 ).all()
             )
             found = [(m, slugs[m.programme_id]) for m in hits]
-    return render(request, "admin/home.html", staff=staff, q=q, found=found)
+    return render(request, "admin/home.html", staff=staff, q=q, found=found, labels=LABELS)

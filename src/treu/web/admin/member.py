@@ -16,19 +16,22 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Uuid, bindparam, select
 
 from treu.db.base import Named
-from treu.delivery.models import Delivery
+from treu.delivery.models import Delivery, DeliveryStatus
 from treu.errors import TreuError
 from treu.kit.codes import format_code
 from treu.kit.ids import new_id
+from treu.kit.text import N_
 from treu.ledger.adjustments import Adjustment, adjustments
 from treu.ledger.explain import render as explain
 from treu.ledger.models import Posting
 from treu.ledger.service import ledger
-from treu.members.models import MemberNote
+from treu.members.models import MemberNote, MemberStatus
 from treu.members.notes import notes
 from treu.members.service import members
+from treu.messaging.channel import NAME as EMAIL
+from treu.messaging.inbox import NAME as INBOX
 from treu.privacy.models import DeletionRequest, DeletionStatus
-from treu.rewards.models import Coupon, Redemption
+from treu.rewards.models import Coupon, CouponStatus, Redemption, RedemptionStatus
 from treu.tiers.service import tiers
 from treu.web.admin import router
 from treu.web.admin.context import Staff, database, need
@@ -39,6 +42,34 @@ LIST = 10
 LEDGER = 20
 NOTES = 20
 MAX_ADJUSTMENT = 1_000_000
+
+LABELS: dict[str, dict[str, str]] = {
+    "member": {
+        MemberStatus.active.value: N_("active"),
+        MemberStatus.blocked.value: N_("blocked"),
+        MemberStatus.closed.value: N_("closed"),
+    },
+    "coupon": {
+        CouponStatus.active.value: N_("valid"),
+        CouponStatus.used.value: N_("used"),
+        CouponStatus.expired.value: N_("expired"),
+        CouponStatus.cancelled.value: N_("cancelled"),
+    },
+    "redemption": {
+        RedemptionStatus.redeemed.value: N_("redeemed"),
+        RedemptionStatus.cancelled.value: N_("cancelled"),
+        RedemptionStatus.expired.value: N_("expired unused"),
+    },
+    "delivery": {
+        DeliveryStatus.pending.value: N_("waiting"),
+        DeliveryStatus.failed.value: N_("failed, will be retried"),
+        DeliveryStatus.delivered.value: N_("delivered"),
+        DeliveryStatus.dead.value: N_("given up"),
+    },
+    "channel": {EMAIL: N_("e-mail"), INBOX: N_("portal inbox")},
+}
+"""The words the page shows for stored states (translated), by what they describe; a
+value not listed here is shown as stored."""
 
 
 def _member_id() -> Any:
@@ -160,6 +191,7 @@ def _page(
             error=error,
             done=done,
             adjust_key=str(new_id()),
+            labels=LABELS,
         )
 
 
