@@ -98,6 +98,7 @@ def test_metrics_of_a_programme(db: Database) -> None:
 
     with db.unit_of_work() as session:
         session.get_one(Member, anna.id).language = "en"
+        session.get_one(Member, ben.id).language = None
         session.merge(MemberTier(member_id=ben.id, programme_id=prog.id, tier="gold"))
         save_scores(
             session,
@@ -112,14 +113,17 @@ def test_metrics_of_a_programme(db: Database) -> None:
     row = {member_id: i for i, member_id in enumerate(table.ids_of(None))}
     a, b, c = row[anna.id], row[ben.id], row[cleo.id]
     cols = table.columns
-    # text columns and scores are read per value (positions grouped), numbers per column
+    # the tier is read per value (positions grouped); the members' and the scores' texts
+    # and numbers per column, one pass over each table
     assert cols["member.language"].tolist()[a] == "en"
+    assert pd.isna(cols["member.language"].tolist()[b])
     assert cols["member.tier"].tolist()[b] == "gold"
     assert [cols["member.channel"].tolist()[i] for i in (a, b, c)] == [
         channels[who.id] for who in (anna, ben, cleo)
     ]
     assert cols["scores.persona"].tolist()[c] == "P2"
     assert pd.isna(cols["scores.persona"].tolist()[a])  # no score row
+    assert pd.isna(cols["scores.rfm_segment"].tolist()[c])  # a score row, this one empty
     assert cols["scores.p_alive"].tolist()[c] == 0.25
     assert np.isnan(cols["scores.p_alive"].tolist()[a])
     assert cols["metrics.purchases"].tolist()[a] == 3
@@ -400,3 +404,34 @@ def test_a_segment_deleted_while_it_is_refreshed_goes_cleanly(
         assert session.get(Segment, seg.id) is None
         left = session.scalars(select(SegmentMember).where(SegmentMember.segment_id == seg.id))
         assert list(left) == []
+
+
+def test_texts_and_numbers_read_per_column_as_the_rows_hold_them(
+    db: Database, backend: str
+) -> None:
+    from sqlalchemy import literal, null, union_all
+
+    from treu.insights.metrics import read_columns
+
+    rows = union_all(
+        select(literal(0).label("pos"), literal("gold").label("tier"), literal(1.5).label("x")),
+        select(literal(1), null(), null()),
+        select(literal(2), literal(""), literal(-2.0)),
+    ).subquery()
+    with db.unit_of_work(write=False) as session:
+        frame = read_columns(
+            session.connection(),
+            select(*rows.c).order_by(rows.c.pos),
+            ["pos", "tier", "x"],
+            texts=("tier",),
+        )
+        assert frame["pos"].tolist() == [0, 1, 2]
+        assert frame["tier"].tolist()[0] == "gold"
+        assert pd.isna(frame["tier"].tolist()[1])
+        assert frame["tier"].tolist()[2] == ""
+        assert frame["x"].tolist()[0] == 1.5
+        assert np.isnan(frame["x"].tolist()[1])
+        if backend == "postgresql":  # one string per column: a separator inside is refused
+            broken = select(literal(0).label("pos"), literal("a\x1fb").label("tier"))
+            with pytest.raises(ValueError, match="U\\+001F"):
+                read_columns(session.connection(), broken, ["pos", "tier"], texts=("tier",))

@@ -110,25 +110,54 @@ def read_frame(connection: Connection, statement: Any, names: list[str]) -> pd.D
     return pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
 
 
-def read_columns(connection: Connection, statement: Any, names: list[str]) -> pd.DataFrame:
-    """Like ``read_frame`` for a statement of numbers only. On PostgreSQL float64
-    columns (NULL: NaN) read as one row of one ``string_agg`` per column (every
-    aggregate of a query sees the rows in the same order), split by numpy: a row per
-    member through the driver costs microseconds each, seconds at a million members."""
+def read_columns(
+    connection: Connection, statement: Any, names: list[str], texts: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Like ``read_frame`` for a statement of numbers and of the short texts named in
+    ``texts`` (codes, labels). On PostgreSQL float64 columns (NULL: NaN) and text
+    columns (NULL: None, as object arrays) read as one row of one ``string_agg`` per
+    column (every aggregate of a query sees the rows in the same order), split by numpy
+    and ``str.split``: a row per member through the driver costs microseconds each,
+    seconds at a million members, and one pass over a joined table is cheaper than one
+    per column."""
     if connection.dialect.name != "postgresql":  # small: rows as they come
         return read_frame(connection, statement, names)
     inner = statement.subquery()
     row = connection.execute(
         select(
             *(
-                func.string_agg(func.coalesce(cast(column, Text), "NaN"), literal(","))
-                for column in inner.c
+                func.string_agg(func.coalesce(column, _NONE), _UNIT)
+                if name in texts
+                else func.string_agg(func.coalesce(cast(column, Text), "NaN"), literal(","))
+                for name, column in zip(names, inner.c, strict=True)
             )
         )
     ).one()
     if row[0] is None:
-        return pd.DataFrame({name: np.zeros(0) for name in names})
-    return pd.DataFrame({name: _numbers(joined) for name, joined in zip(names, row, strict=True)})
+        return pd.DataFrame(
+            {name: np.zeros(0, object if name in texts else "float64") for name in names}
+        )
+    out = {
+        name: _texts(joined) if name in texts else _numbers(joined)
+        for name, joined in zip(names, row, strict=True)
+    }
+    rows = {len(values) for values in out.values()}
+    if len(rows) != 1:  # a text held the unit separator: refuse rather than misplace
+        raise ValueError(f"a text column of {names} holds the character U+001F")
+    return pd.DataFrame(out)
+
+
+_UNIT = "\x1f"
+"""Between the texts of ``read_columns``: the ASCII unit separator, which no code,
+language, channel or label holds."""
+_NONE = "\x1e"
+"""A NULL text in ``read_columns`` (the ASCII record separator)."""
+
+
+def _texts(joined: str) -> np.ndarray[Any, Any]:
+    out = np.array(joined.split(_UNIT), dtype=object)
+    out[out == _NONE] = None
+    return out
 
 
 def _numbers(joined: str) -> np.ndarray[Any, Any]:
@@ -209,8 +238,11 @@ def member_table(
             POSITIONS.c.pos,
             _instant(connection, Member.enrolled_at),
             func.extract("month", Member.birthday),  # only the month is used
+            Member.language,
+            Member.channel,
         ).join(Member, Member.id == POSITIONS.c.id),
-        ["pos", "enrolled_at", "birth_month"],
+        ["pos", "enrolled_at", "birth_month", "language", "channel"],
+        texts=("language", "channel"),
     )
     cols: dict[str, Any] = {}
 
@@ -232,9 +264,8 @@ def member_table(
     )
     cols["member.birth_month"] = month
     cols["member.birthday_month"] = month == local_today.month
-    joined = POSITIONS.join(Member, Member.id == POSITIONS.c.id)
-    cols["member.language"] = read_labels(connection, n, joined, Member.language)
-    cols["member.channel"] = read_labels(connection, n, joined, Member.channel)
+    for name in ("language", "channel"):
+        cols[f"member.{name}"] = _labels(n, m_at, members[name])
     cols["member.tier"] = read_labels(
         connection,
         n,
@@ -327,7 +358,7 @@ def member_table(
         connection, select(ranked.c.pos, ranked.c.channel).where(*granted).subquery()
     )
 
-    held = POSITIONS.join(MemberScore, MemberScore.member_id == POSITIONS.c.id)
+    labels = ("rfm_segment", "persona")
     scores = read_columns(
         connection,
         select(
@@ -338,17 +369,20 @@ def member_table(
             MemberScore.clv_365_minor,
             MemberScore.p_alive,
             MemberScore.churn_risk,
+            MemberScore.rfm_segment,
+            MemberScore.persona,
         )
-        .select_from(held)
+        .join(POSITIONS, POSITIONS.c.id == MemberScore.member_id)
         .where(MemberScore.programme_id == pid),
-        ["pos", "rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk"],
+        ["pos", "rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk", *labels],
+        texts=labels,
     )
     s_at = _at(scores)
     for name in ("rfm_r", "rfm_f", "rfm_m", "clv_365", "p_alive", "churn_risk"):
         numbers = pd.to_numeric(scores[name]).to_numpy(dtype="float64", na_value=np.nan)
         cols[f"scores.{name}"] = _spread(n, s_at, numbers)
-    for name in ("rfm_segment", "persona"):
-        cols[f"scores.{name}"] = read_labels(connection, n, held, table_of(MemberScore).c[name])
+    for name in labels:
+        cols[f"scores.{name}"] = _labels(n, s_at, scores[name])
 
     return MemberTable(ids, pd.DataFrame(cols), sets, now)
 
@@ -364,6 +398,16 @@ def _spread(
     else:
         out = np.full(n, fill, dtype="float64")
         out[at] = np.asarray(values, dtype="float64")
+    return out
+
+
+def _labels(n: int, at: np.ndarray[Any, Any], values: Any) -> np.ndarray[Any, Any]:
+    """Texts placed at positions ``at`` of an object array of ``n``, None elsewhere and
+    where a text is missing (as ``read_labels`` gives them)."""
+    out = np.full(n, None, dtype=object)
+    texts = np.asarray(values, dtype=object)
+    present = np.asarray(pd.notna(texts), dtype=bool)
+    out[at[present]] = texts[present]
     return out
 
 
