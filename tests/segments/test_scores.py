@@ -86,6 +86,36 @@ def test_members_of_another_programme_are_not_written(db: Database) -> None:
     assert _scores(db, other.id) == {}
 
 
+def test_a_model_that_no_longer_scores_a_member_clears_only_its_columns(db: Database) -> None:
+    prog, other = factories.programme(db), factories.programme(db)
+    a, b, c = (factories.member(db, prog) for _ in range(3))
+    theirs = factories.member(db, other)
+    with db.unit_of_work() as session:
+        for programme_id, who in ((prog.id, (a, b, c)), (other.id, (theirs,))):
+            save_scores(
+                session,
+                programme_id=programme_id,
+                frame_or_rows=[
+                    {"member_id": m.id, "p_alive": 0.5, "clv_365_minor": 100, "persona": "P1"}
+                    for m in who
+                ],
+            )
+    with db.unit_of_work() as session:  # retrained: only a is scored now
+        save_scores(
+            session,
+            programme_id=prog.id,
+            frame_or_rows=[{"member_id": a.id, "p_alive": 0.75, "clv_365_minor": 300}],
+            clear_others=True,
+        )
+    got = _scores(db, prog.id)
+    assert (got[a.id].p_alive, got[a.id].clv_365_minor) == (0.75, 300)
+    for m in (b, c):
+        assert (got[m.id].p_alive, got[m.id].clv_365_minor) == (None, None)
+        assert got[m.id].persona == "P1"  # another model's column
+    mine = _scores(db, other.id)[theirs.id]  # another programme
+    assert (mine.p_alive, mine.clv_365_minor) == (0.5, 100)
+
+
 def test_saving_twice_in_one_unit_of_work_and_refusals(db: Database) -> None:
     prog = factories.programme(db)
     a = factories.member(db, prog)
