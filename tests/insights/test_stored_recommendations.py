@@ -180,6 +180,25 @@ def test_saving_replaces_the_programmes_rows_only(db: Database) -> None:
         assert row.score == pytest.approx(1.0)
 
 
+def test_rows_written_in_pieces_arrive_whole(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from treu.segments import recommendations
+
+    monkeypatch.setattr(recommendations, "_COPY_ROWS", 2)  # PostgreSQL's COPY in pieces
+    prog = f.programme(db)
+    anna, ben = f.member(db, prog), f.member(db, prog)
+    with db.unit_of_work() as session:
+        written = save_recommendations(
+            session,
+            programme_id=prog.id,
+            frame=pd.concat(
+                [_frame(anna, ["a", "b", "c"], "popular"), _frame(ben, ["d", "e"], "similar")]
+            ),
+        )
+    assert written == 5
+    assert _stored(db, anna) == [(1, "a", "popular"), (2, "b", "popular"), (3, "c", "popular")]
+    assert _stored(db, ben) == [(1, "d", "similar"), (2, "e", "similar")]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -79,6 +79,8 @@ def save_recommendations(
 
 
 _STAGING = "_treu_recommendations_in"
+_COPY_ROWS = 500_000
+"""Rows per piece of the ``COPY`` (``_copy``)."""
 _PRODUCTS = "_treu_recommended_products_in"
 
 
@@ -110,9 +112,12 @@ def _copy(
                 (_STAGING, varying),
                 (_PRODUCTS, products),
             ):
-                data = frame.to_csv(header=False, index=False, lineterminator="\n")
                 with cursor.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
-                    copy.write(data)
+                    # In pieces: the CSV of 13M recommendations (1M members) is about
+                    # a gigabyte of text, held once as str and once as bytes.
+                    for start in range(0, len(frame), _COPY_ROWS):
+                        piece = frame.iloc[start : start + _COPY_ROWS]
+                        copy.write(piece.to_csv(header=False, index=False, lineterminator="\n"))
         connection.execute(
             text(
                 "INSERT INTO member_recommendations (member_id, programme_id, rank, sku, "
