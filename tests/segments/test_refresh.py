@@ -258,6 +258,52 @@ def test_refresh_materialises_members_counts_and_history(db: Database) -> None:
     assert buyers.slug == "buyers"
 
 
+def test_one_refresh_moves_members_of_several_segments_and_lets_closed_members_go(
+    db: Database,
+) -> None:
+    prog = factories.programme(db)
+    anna, ben, cleo = (factories.member(db, prog) for _ in range(3))
+    for who in (anna, ben):
+        _buy(db, prog, who, 3, amount_minor=2_000, channel="app")
+    buyers = _create(db, prog, "buyers", "metrics.purchases >= 1")
+    app = _create(db, prog, "app", "'app' in metrics.channels")
+    _refresh(db, prog)
+    # anna closes her account; cleo buys on the web; ben buys again
+    with db.unit_of_work() as session:
+        session.get_one(Member, anna.id).status = "closed"
+    _buy(db, prog, cleo, 1, amount_minor=1_000, channel="web")
+    second = _refresh(db, prog)
+    assert {k: (v.member_count, v.entered, v.left) for k, v in second.items()} == {
+        "buyers": (2, 1, 1),  # cleo in, anna out
+        "app": (1, 0, 1),  # anna out
+    }
+    with db.unit_of_work(write=False) as session:
+        assert slugs_of(session, member_id=anna.id) == set()
+        assert slugs_of(session, member_id=ben.id) == {"buyers", "app"}
+        assert slugs_of(session, member_id=cleo.id) == {"buyers"}
+        history = session.execute(
+            select(SegmentChange.segment_id, SegmentChange.member_id, SegmentChange.change).where(
+                SegmentChange.segment_id.in_([buyers.id, app.id])
+            )
+        ).all()
+    assert sorted(
+        (s == buyers.id, m == anna.id, c) for s, m, c in history if m != ben.id
+    ) == sorted(
+        [
+            (True, True, "entered"),
+            (True, True, "left"),
+            (False, True, "entered"),
+            (False, True, "left"),
+            (True, False, "entered"),  # cleo
+        ]
+    )
+    assert sum(1 for s, m, _ in history if m == ben.id) == 2  # entered both, once
+    assert app.slug == "app"
+    # nothing moves the next time
+    third = _refresh(db, prog)
+    assert all(v.entered == v.left == 0 for v in third.values())
+
+
 def test_paused_segments_are_skipped_and_count_for_no_one(db: Database) -> None:
     prog = factories.programme(db)
     anna = factories.member(db, prog)

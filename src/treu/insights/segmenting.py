@@ -24,11 +24,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Uuid,
     delete,
     func,
     insert,
     literal,
     select,
+    tuple_,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -206,71 +208,57 @@ class SegmentService:
         try:
             if rfm:
                 save_rfm(session, table=table, programme_id=programme.id)
-            held = table_of(SegmentMember)
-            # Every chosen segment's stored members, by position, in one read.
-            stored = read_groups(
-                session.connection(),
-                select(POSITIONS.c.pos, held.c.segment_id)
-                .join(POSITIONS, POSITIONS.c.id == held.c.member_id)
-                .where(held.c.segment_id.in_([segment.id for segment in chosen]))
-                .subquery(),
-            )
-            return [
-                self._materialise(
-                    session, segment, table, now, stored.get(segment.id, np.zeros(0, "int64"))
-                )
-                for segment in chosen
-            ]
+            return self._materialise(session, chosen, table, now)
         finally:
             drop_positions(session.connection())
 
     def _materialise(
-        self,
-        session: Session,
-        segment: Segment,
-        table: MemberTable,
-        now: datetime,
-        current_at: np.ndarray[Any, Any],
-    ) -> Refreshed:
-        """Write the difference between the stored members (at positions ``current_at``)
-        and ``inside``, by row position (``treu.insights.metrics.POSITIONS``): the ids
-        never come to Python."""
-        inside = compile_segment(segment.expression).evaluate(table)
+        self, session: Session, chosen: list[Segment], table: MemberTable, now: datetime
+    ) -> list[Refreshed]:
+        """Evaluate every chosen segment over ``table`` and write the differences from
+        their stored members for all of them at once, by row position
+        (``treu.insights.metrics.POSITIONS``): the ids never come to Python, and each
+        statement runs once per refresh, not once per segment."""
         connection = session.connection()
         held = table_of(SegmentMember)
-        positions = POSITIONS
-        current = np.zeros(len(table), dtype=bool)
-        current[current_at] = True
-        entered = np.flatnonzero(inside & ~current)
-        left = np.flatnonzero(current & ~inside)
+        ids = [segment.id for segment in chosen]
+        # Every chosen segment's stored members, by position, in one read.
+        stored = read_groups(
+            connection,
+            select(POSITIONS.c.pos, held.c.segment_id)
+            .join(POSITIONS, POSITIONS.c.id == held.c.member_id)
+            .where(held.c.segment_id.in_(ids))
+            .subquery(),
+        )
         # Members no longer active (closed, blocked) have no position: they leave too.
-        gone = list(
-            session.scalars(
-                select(held.c.member_id)
-                .outerjoin(positions, positions.c.id == held.c.member_id)
-                .where(held.c.segment_id == segment.id, positions.c.pos.is_(None))
+        gone: dict[uuid.UUID, list[Any]] = {}
+        for segment_id, member_id in connection.execute(
+            select(held.c.segment_id, held.c.member_id)
+            .outerjoin(POSITIONS, POSITIONS.c.id == held.c.member_id)
+            .where(held.c.segment_id.in_(ids), POSITIONS.c.pos.is_(None))
+        ):
+            gone.setdefault(segment_id, []).append(member_id)
+        changes: list[tuple[Segment, np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+        done = []
+        for segment in chosen:
+            inside = compile_segment(segment.expression).evaluate(table)
+            current = np.zeros(len(table), dtype=bool)
+            current[stored.get(segment.id, np.zeros(0, "int64"))] = True
+            entered = np.flatnonzero(inside & ~current)
+            left = np.flatnonzero(current & ~inside)
+            changes.append((segment, entered, left))
+            segment.member_count = int(inside.sum())
+            segment.computed_at = now
+            left_count = len(left) + len(gone.get(segment.id, ()))
+            done.append(
+                Refreshed(segment.id, segment.slug, segment.member_count, len(entered), left_count)
             )
-        )
         if gone:
-            _delete_members(connection, segment.id, gone)
-            _insert(
-                connection,
-                table_of(SegmentChange),
-                {
-                    "segment_id": [segment.id] * len(gone),
-                    "member_id": gone,
-                    "change": ["left"] * len(gone),
-                    "at": [now] * len(gone),
-                },
-            )
-        if len(entered) or len(left):
-            _write_changes(connection, segment, entered, left, now)
-        segment.member_count = int(inside.sum())
-        segment.computed_at = now
+            _remove_gone(connection, gone, now)
+        if any(len(entered) or len(left) for _, entered, left in changes):
+            _write_changes(connection, changes, now)
         session.flush()
-        return Refreshed(
-            segment.id, segment.slug, segment.member_count, len(entered), len(left) + len(gone)
-        )
+        return done
 
     def member_page(
         self, session: Session, *, segment: Segment, after: uuid.UUID | None, limit: int
@@ -300,25 +288,42 @@ segments = SegmentService()
 _SQLITE_CHUNK = 500
 
 
-def _delete_members(connection: Connection, segment_id: uuid.UUID, member_ids: list[Any]) -> None:
+def _remove_gone(connection: Connection, gone: dict[uuid.UUID, list[Any]], now: datetime) -> None:
+    """Members who are no longer active (by segment) out of ``segment_members``, each
+    with a ``left`` row in the history."""
     table = table_of(SegmentMember)
-    if connection.dialect.name == "postgresql":
-        with psycopg_of(connection).cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM segment_members WHERE segment_id = %s AND member_id = ANY(%s)",
-                (segment_id, member_ids),
-            )
-        return
-    for start in range(0, len(member_ids), _SQLITE_CHUNK):
-        chunk = member_ids[start : start + _SQLITE_CHUNK]
-        connection.execute(
-            delete(table).where(table.c.segment_id == segment_id, table.c.member_id.in_(chunk))
-        )
+    for segment_id, member_ids in gone.items():
+        if connection.dialect.name == "postgresql":
+            with psycopg_of(connection).cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM segment_members WHERE segment_id = %s AND member_id = ANY(%s)",
+                    (segment_id, member_ids),
+                )
+        else:
+            for start in range(0, len(member_ids), _SQLITE_CHUNK):
+                chunk = member_ids[start : start + _SQLITE_CHUNK]
+                connection.execute(
+                    delete(table).where(
+                        table.c.segment_id == segment_id, table.c.member_id.in_(chunk)
+                    )
+                )
+    pairs = [(segment_id, member_id) for segment_id, ids in gone.items() for member_id in ids]
+    _insert(
+        connection,
+        table_of(SegmentChange),
+        {
+            "segment_id": [segment_id for segment_id, _ in pairs],
+            "member_id": [member_id for _, member_id in pairs],
+            "change": ["left"] * len(pairs),
+            "at": [now] * len(pairs),
+        },
+    )
 
 
 _CHANGED = Table(
     "_treu_changed",
     MetaData(),
+    Column("segment_id", Uuid(), nullable=False),
     Column("pos", Integer(), nullable=False),
     Column("change", String(8), nullable=False),
     prefixes=["TEMPORARY"],
@@ -327,47 +332,53 @@ _CHANGED = Table(
 
 def _write_changes(
     connection: Connection,
-    segment: Segment,
-    entered: np.ndarray[Any, Any],
-    left: np.ndarray[Any, Any],
+    changes: list[tuple[Segment, np.ndarray[Any, Any], np.ndarray[Any, Any]]],
     now: datetime,
 ) -> None:
-    """Positions that entered or left into a temporary table (``COPY`` of plain
-    numbers on PostgreSQL), then three set-based statements: out of
-    ``segment_members``, into it, and the history."""
+    """The positions that entered or left each segment into one temporary table
+    (``COPY`` of plain text on PostgreSQL), then three set-based statements for every
+    segment at once: out of ``segment_members``, into it, and the history."""
     _CHANGED.drop(connection, checkfirst=True)
     _CHANGED.create(connection)
     if connection.dialect.name == "postgresql":
-        lines = np.concatenate(
-            [
-                np.char.add(entered.astype(str), "\tentered"),
-                np.char.add(left.astype(str), "\tleft"),
-            ]
-        )
+        pieces = [
+            np.char.add(f"{segment.id}\t", np.char.add(at.astype(str), f"\t{change}"))
+            for segment, entered, left in changes
+            for at, change in ((entered, "entered"), (left, "left"))
+            if len(at)
+        ]
         with psycopg_of(connection).cursor() as cursor:
-            with cursor.copy(f"COPY {_CHANGED.name} (pos, change) FROM STDIN") as copy:
-                copy.write("\n".join(lines.tolist()) + "\n")
+            with cursor.copy(f"COPY {_CHANGED.name} (segment_id, pos, change) FROM STDIN") as copy:
+                copy.write("\n".join(np.concatenate(pieces).tolist()) + "\n")
+            cursor.execute(f"ANALYZE {_CHANGED.name}")
     else:
-        rows = [{"pos": int(p), "change": "entered"} for p in entered]
-        rows += [{"pos": int(p), "change": "left"} for p in left]
+        rows = [
+            {"segment_id": segment.id, "pos": int(p), "change": change}
+            for segment, entered, left in changes
+            for at, change in ((entered, "entered"), (left, "left"))
+            for p in at
+        ]
         connection.execute(insert(_CHANGED), rows)
     held, history, positions = table_of(SegmentMember), table_of(SegmentChange), POSITIONS
-    changed = select(positions.c.id, _CHANGED.c.change).join(
+    changed = select(_CHANGED.c.segment_id, positions.c.id, _CHANGED.c.change).join(
         positions, positions.c.pos == _CHANGED.c.pos
     )
-    if len(left):
-        leaving = changed.where(_CHANGED.c.change == "left").with_only_columns(positions.c.id)
-        connection.execute(
-            delete(held).where(held.c.segment_id == segment.id, held.c.member_id.in_(leaving))
+    programme_id = changes[0][0].programme_id
+    if any(len(left) for _, _, left in changes):
+        leaving = changed.where(_CHANGED.c.change == "left").with_only_columns(
+            _CHANGED.c.segment_id, positions.c.id
         )
-    if len(entered):
+        connection.execute(
+            delete(held).where(tuple_(held.c.segment_id, held.c.member_id).in_(leaving))
+        )
+    if any(len(entered) for _, entered, _ in changes):
         connection.execute(
             insert(held).from_select(
                 ["segment_id", "member_id", "programme_id", "entered_at"],
                 changed.where(_CHANGED.c.change == "entered").with_only_columns(
-                    literal(segment.id, held.c.segment_id.type),
+                    _CHANGED.c.segment_id,
                     positions.c.id,
-                    literal(segment.programme_id, held.c.programme_id.type),
+                    literal(programme_id, held.c.programme_id.type),
                     literal(now, held.c.entered_at.type),
                 ),
             )
@@ -376,7 +387,7 @@ def _write_changes(
         insert(history).from_select(
             ["segment_id", "member_id", "change", "at"],
             changed.with_only_columns(
-                literal(segment.id, history.c.segment_id.type),
+                _CHANGED.c.segment_id,
                 positions.c.id,
                 _CHANGED.c.change,
                 literal(now, history.c.at.type),

@@ -157,23 +157,29 @@ class Segment(IdMixin, TimestampMixin, Base):
 
 
 class SegmentMember(Base):
+    """A member in a segment, as the last refresh found it. Derived, and written only by
+    the refresh (from the programme's active members): no foreign keys, which it would
+    check on every row it writes (migration 0032). Deleting a segment deletes its rows;
+    deleting a member must too."""
+
     __tablename__ = "segment_members"
     __table_args__ = (Index("ix_segment_members_member", "member_id"),)
 
-    segment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("segments.id"), primary_key=True)
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    segment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     programme_id: Mapped[uuid.UUID]
     entered_at: Mapped[datetime]
 
 
 class SegmentChange(Base):
-    """A member entering or leaving a segment (``change``: ``entered`` | ``left``)."""
+    """A member entering or leaving a segment (``change``: ``entered`` | ``left``);
+    derived like ``SegmentMember``, without foreign keys."""
 
     __tablename__ = "segment_changes"
     __table_args__ = (Index("ix_segment_changes_segment_at", "segment_id", "at"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    segment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("segments.id"))
+    segment_id: Mapped[uuid.UUID]
     member_id: Mapped[uuid.UUID]
     change: Mapped[str] = mapped_column(String(8))
     at: Mapped[datetime]
