@@ -481,3 +481,20 @@ def test_texts_and_numbers_read_per_column_as_the_rows_hold_them(
             broken = select(literal(0).label("pos"), literal("a\x1fb").label("tier"))
             with pytest.raises(ValueError, match="U\\+001F"):
                 read_columns(session.connection(), broken, ["pos", "tier"], texts=("tier",))
+
+
+def test_the_positions_leave_the_planner_as_it_was(db: Database, backend: str) -> None:
+    from sqlalchemy import text
+
+    from tests.support.concurrency import postgres_only
+
+    postgres_only(backend)
+    prog = factories.programme(db)
+    _buy(db, prog, factories.member(db, prog), 1, amount_minor=100)
+    with db.unit_of_work() as session:
+        table = member_table(session, programme=programmes.get(session, prog.id))
+        assert len(table) == 1
+        settings = session.execute(
+            text("SELECT current_setting('enable_indexscan'), current_setting('enable_bitmapscan')")
+        ).one()
+        assert tuple(settings) == ("on", "on")

@@ -490,13 +490,36 @@ def fill_positions(connection: Connection, programme_id: uuid.UUID) -> None:
     """(Re)create ``POSITIONS`` for the programme's active members (a write unit of
     work: PostgreSQL refuses even a temporary table in a read-only one)."""
     POSITIONS.drop(connection, checkfirst=True)
-    POSITIONS.create(connection)
     ranked = select(Member.id, (func.row_number().over(order_by=Member.id) - 1).label("pos")).where(
         Member.programme_id == programme_id, Member.status == MemberStatus.active.value
     )
+    if connection.dialect.name != "postgresql":
+        POSITIONS.create(connection)
+        connection.execute(insert(POSITIONS).from_select(["id", "pos"], ranked))
+        return
+    # Filled without its key, which is built once afterwards, and from a scan of the
+    # members sorted in memory: the planner walks the members' key instead to save the
+    # sort, a random read of every row (at 1M members 2.9 s against 1.8 s).
+    connection.execute(
+        text(f"CREATE TEMPORARY TABLE {POSITIONS.name} (id uuid, pos integer NOT NULL)")
+    )
+    saved = connection.execute(
+        text("SELECT current_setting('enable_indexscan'), current_setting('enable_bitmapscan')")
+    ).one()
+    connection.execute(text("SET LOCAL enable_indexscan = off"))
+    connection.execute(text("SET LOCAL enable_bitmapscan = off"))
     connection.execute(insert(POSITIONS).from_select(["id", "pos"], ranked))
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"ANALYZE {POSITIONS.name}"))
+    # Back as they were for the rest of the transaction (a failure above ends it, and
+    # SET LOCAL with it).
+    connection.execute(
+        text(
+            "SELECT set_config('enable_indexscan', :i, true), "
+            "set_config('enable_bitmapscan', :b, true)"
+        ),
+        {"i": saved[0], "b": saved[1]},
+    )
+    connection.execute(text(f"ALTER TABLE {POSITIONS.name} ADD PRIMARY KEY (id)"))
+    connection.execute(text(f"ANALYZE {POSITIONS.name}"))
 
 
 def drop_positions(connection: Connection) -> None:
