@@ -214,6 +214,31 @@ def test_validation_errors_are_shown_in_place(db: Database) -> None:
     assert _member(db, who).birthday is None
 
 
+def test_over_long_input_is_refused_at_its_field_with_what_was_typed(db: Database) -> None:
+    prog = _programme(db)
+    who = f.member(db, prog, first_name="Mia")
+    web = _portal(db, who)
+    page = web.get(PROFILE)
+    for field, message in (
+        ("first_name", "Höchstens 100 Zeichen"),
+        ("last_name", "Höchstens 100 Zeichen"),
+        ("phone", "mit Ländervorwahl"),
+        ("birthday", "Datum in der Vergangenheit"),
+    ):
+        typed = "x" * 300
+        answer = web.post(PROFILE, data=_form(page, **{"first_name": "Mia", field: typed}))
+        assert answer.status_code == 422, field
+        assert f'id="p-{field}-error"' in answer.text, field
+        assert message in answer.text, field
+        if field != "birthday":  # a date field shows what the browser can read
+            assert f'value="{typed}"' in answer.text, field
+    asked = web.post(f"{PROFILE}/ask", data=_form(page, field="phone", phone="9" * 300))
+    assert asked.status_code == 422
+    assert 'id="ask-error"' in asked.text
+    assert _member(db, who).phone is None
+    assert _member(db, who).first_name == "Mia"
+
+
 def test_consents_are_granted_and_withdrawn_per_channel(db: Database) -> None:
     prog = f.programme(db)
     who = f.member(db, prog)

@@ -42,7 +42,10 @@ PATH = "/portal/profile"
 ROUTE = "/profile"  # under the router's /portal
 PORTAL.link(PATH, N_("Profile"), order=70)
 
-Form100 = Annotated[str, Form(max_length=100)]
+Typed = Annotated[str, Form(max_length=1_000)]
+"""A field the member types. The limit only bounds what is read: the member update's own
+limits (100 characters for a name) are checked by its validation and shown at the field
+with what was typed, not as a page of its own."""
 Errors = dict[str, str]
 """Field -> error kind (the template words it)."""
 
@@ -138,11 +141,11 @@ def save_profile(
     request: Request,
     signed: Annotated[Signed, Depends(need_member)],
     csrf: Annotated[str, Form(max_length=100)],
-    first_name: Form100 = "",
-    last_name: Form100 = "",
-    phone: Annotated[str, Form(max_length=40)] = "",
-    birthday: Annotated[str, Form(max_length=20)] = "",
-    size: Annotated[str, Form(max_length=10)] = "",
+    first_name: Typed = "",
+    last_name: Typed = "",
+    phone: Typed = "",
+    birthday: Typed = "",
+    size: Typed = "",
     preferences: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """The whole form: a blank field removes what was there."""
@@ -180,9 +183,9 @@ def give_field(
     signed: Annotated[Signed, Depends(need_member)],
     csrf: Annotated[str, Form(max_length=100)],
     field: Annotated[str, Form(max_length=20)],
-    phone: Annotated[str, Form(max_length=40)] = "",
-    birthday: Annotated[str, Form(max_length=20)] = "",
-    size: Annotated[str, Form(max_length=10)] = "",
+    phone: Typed = "",
+    birthday: Typed = "",
+    size: Typed = "",
     preferences: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """The progressive-profiling card: one field, earning its ``profile_completed``
