@@ -93,6 +93,25 @@ def test_an_expression_error_is_shown_at_its_field_with_line_and_column(db: Data
         assert session.scalar(select(Challenge).where(Challenge.code == code)) is None
 
 
+def test_the_specifications_refusals_are_worded_in_the_page_language(db: Database) -> None:
+    prog = f.programme(db)
+    web, _email = signed_in(db, "marketing")
+    code = f.unique("c")
+    empty = CHALLENGES.create(web, prog, code=code, reward_points="0")
+    assert empty.status_code == 422
+    assert "Vergeben Sie Punkte, ein Abzeichen oder beides." in empty.text
+    assert "a reward needs points or a badge" not in empty.text
+    lines = CHALLENGES.create(
+        web, prog, code=code, trigger="review_submitted", line_condition="line.quantity > 1"
+    )
+    assert lines.status_code == 422
+    assert "brauchen allein den Auslöser" in lines.text
+    web.cookies.set("treu_lang", "en")
+    again = CHALLENGES.create(web, prog, code=code, reward_points="0")
+    assert "Give points, a badge or both." in again.text
+    assert not CHALLENGES.saved(db, code)
+
+
 def test_list_with_participants_completions_and_badge(db: Database) -> None:
     prog = f.programme(db)
     start = utc_now() - timedelta(days=1)

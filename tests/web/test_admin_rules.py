@@ -158,6 +158,27 @@ def test_an_expression_error_is_shown_next_to_its_field_and_the_form_kept(db: Da
     ]
 
 
+def test_a_refusal_of_the_whole_rule_is_worded_in_the_page_language(db: Database) -> None:
+    prog = f.programme(db)
+    web, _ = signed_in(db, "marketing")
+    token = csrf_of(web.get(f"/admin/rules/new?programme={prog.slug}").text)
+    twice = form(
+        csrf=token,
+        programme=prog.slug,
+        limit_per=["day", "day"],
+        limit_count=["1", "2"],
+        limit_points=["", ""],
+    )
+    german = web.post("/admin/rules/new", data=twice)
+    assert german.status_code == 422
+    assert "Höchstens ein Limit je Zeitraum." in german.text
+    assert "at most one limit per period" not in german.text
+    shown = english(web).post("/admin/rules/new", data=twice)
+    assert "At most one limit per period." in shown.text
+    with db.unit_of_work(write=False) as session:
+        assert rules.all(session, programme_id=prog.id) == []
+
+
 def test_saving_updates_the_draft_and_refuses_a_stale_revision(db: Database) -> None:
     prog = f.programme(db, timezone="Europe/Berlin")
     rule = draft(db, prog, BIG_BASKET)

@@ -489,7 +489,14 @@ def parse_spec(data: Mapping[str, Any]) -> ChallengeSpec:
         errors = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"])
-            item: dict[str, Any] = {"field": where, "message": error["msg"]}
+            item: dict[str, Any] = {"field": where, "message": error["msg"], "type": error["type"]}
+            bounds = {
+                k: v
+                for k, v in (error.get("ctx") or {}).items()
+                if k in ("ge", "gt", "le", "lt", "max_length") and isinstance(v, int | float)
+            }
+            if bounds:  # what a form needs to word the limit in its own language
+                item["ctx"] = bounds
             position = expression_error_details(dict(error))
             if position is not None:
                 item["field"] = position["field"] or where

@@ -159,7 +159,46 @@ _MESSAGES: dict[str, str] = {
     "datetime_from_date_parsing": N_("Enter a date and time."),
     "literal_error": N_("Choose one of the options."),
     "enum": N_("Choose one of the options."),
+    # The specifications' own refusals (PydanticCustomError), by type: their English
+    # is written for the API's readers, with field names.
+    "blank": N_("Required."),
+    "window": N_("The end must be after the start."),
+    "validity": N_("“Valid until” must be after “valid from”."),
+    "reward_empty": N_("Give points, a badge or both."),
+    "trigger_return": N_("Returns do not count towards challenges (they take progress back)."),
+    "trigger_duplicate": N_("Choose each trigger once."),
+    "line_trigger": N_(
+        "Conditions on purchase lines need the trigger “purchase” alone (other events "
+        "have no lines)."
+    ),
+    "goal_value": N_("A sum needs a value to add up when not only purchases count."),
+    "max_completions_fixed": N_(
+        "A fixed period is completed once at most; choose a repeating period for more."
+    ),
+    "limit_empty": N_("A limit needs a greatest number of times or of points."),
+    "limits_duplicate": N_("At most one limit per period."),
+    "badge_icon": N_("An icon is a web address (http or https) or an emoji."),
+    "badge_missing": N_("A rule that only awards a badge needs the badge."),
+    "line_condition_effect": N_(
+        "A condition on lines needs points per unit, a multiplier, a percentage bonus or "
+        "fixed points."
+    ),
+    "line_condition_scope": N_("A condition on lines needs an effect on lines."),
+    "boost": N_("A bonus campaign needs a bonus."),
+    "offer": N_("An offer gives points, a reward or both."),
 }
+
+
+def message_of(item: Mapping[str, Any], _: Callable[..., str]) -> str:
+    """One pydantic error (``type``, ``msg``, ``ctx``; or an API error item with ``type``
+    and ``msg``) in the page's language: by its type where Treu words it, else
+    pydantic's English (without its "Value error, " prefix)."""
+    template = _MESSAGES.get(str(item.get("type")))
+    ctx = item.get("ctx") or {}
+    limit = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("max_length", ""))))
+    if template is None or ("{limit}" in template and limit == ""):
+        return str(item["msg"]).removeprefix("Value error, ")
+    return _(template, limit=limit)
 
 
 def pydantic_errors(
@@ -173,17 +212,15 @@ def pydantic_errors(
     out: Errors = {}
     for item in error.errors():
         loc = tuple(item["loc"])
-        ctx = item.get("ctx") or {}
         kind = item["type"]
         if not loc or kind == "value_error":
             message = str(item["msg"]).removeprefix("Value error, ")
             field, text = general(message) if general else (GENERAL, message)
+            if kind in _MESSAGES:  # a refusal of the whole specification that Treu words
+                text = message_of(item, _)
             out.setdefault(field, text)
             continue
-        template = _MESSAGES.get(kind)
-        limit = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("max_length", ""))))
-        text = _(template, limit=limit) if template else str(item["msg"])
-        out.setdefault(field_of(loc), text)
+        out.setdefault(field_of(loc), message_of(item, _))
     return out
 
 

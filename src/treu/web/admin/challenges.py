@@ -46,6 +46,7 @@ from treu.web.admin.catalogue_forms import (
     int_text,
     local_text,
     local_time,
+    message_of,
     whole,
 )
 from treu.web.admin.context import Staff, database, need
@@ -317,7 +318,9 @@ def _errors(error: Exception, _: Translate) -> Errors:
     assert isinstance(error, TreuError)
     out: Errors = {}
     for item in listed:
-        message = str(item.get("message", ""))
+        message = message_of(
+            {"type": item.get("type"), "msg": item.get("message", ""), "ctx": item.get("ctx")}, _
+        )
         if item.get("line") is not None and "(line " not in message:
             message += f" (line {item['line']}, column {item.get('column')})"
         out.setdefault(_field(str(item.get("field") or "")), message)

@@ -43,6 +43,7 @@ from treu.rules.models import Rule, RuleStatus
 from treu.rules.service import rules
 from treu.rules.spec import RuleSpec, expression_error_details
 from treu.web.admin import router
+from treu.web.admin.catalogue_forms import message_of
 from treu.web.admin.context import Staff, database, need
 from treu.web.charts import Series, bar_chart
 from treu.web.nav import ADMIN
@@ -258,9 +259,10 @@ class Problem:
 
 
 def validate(
-    data: dict[str, Any], sent: dict[str, Any]
+    data: dict[str, Any], sent: dict[str, Any], _: Callable[..., str]
 ) -> tuple[RuleSpec | None, dict[str, Problem]]:
-    """``RuleSpec`` from the form's data, or the problems by form field."""
+    """``RuleSpec`` from the form's data, or the problems by form field (in the language
+    of ``_``, where Treu words them)."""
     try:
         return RuleSpec.model_validate(data), {}
     except ValidationError as exc:
@@ -276,7 +278,7 @@ def validate(
                     sent.get(field),
                 )
             else:
-                problem = Problem(str(error["msg"]))
+                problem = Problem(message_of(error, _))
             if field in problems:
                 problems[field].message += "; " + problem.message
             else:
@@ -490,7 +492,7 @@ def _save(
 ) -> Response:
     date_errors: dict[str, str] = {}
     data = sent.spec_data(programme.timezone, rule.draft if rule else {}, date_errors)
-    spec, problems = validate(data, sent.fields)
+    spec, problems = validate(data, sent.fields, translate_for(language(request)))
     for field, message in date_errors.items():
         problems[field] = Problem(message)
     if spec is None or problems:

@@ -10,6 +10,7 @@ Thresholds of a spend ladder are typed in the currency's major units (``1200`` o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from treu.tiers.schemas import TierCreate, TierPatch
 from treu.tiers.service import tiers
 from treu.tiers.texts import quantity
 from treu.web.admin import router
+from treu.web.admin.catalogue_forms import message_of
 from treu.web.admin.context import Staff, database, need
 from treu.web.nav import ADMIN
 from treu.web.render import language, render, translate_for
@@ -231,7 +233,10 @@ def _data(programme: Programme, form: dict[str, Any], problems: dict[str, str]) 
 
 
 def _validated(
-    model: type[BaseModel], data: dict[str, Any], problems: dict[str, str]
+    model: type[BaseModel],
+    data: dict[str, Any],
+    problems: dict[str, str],
+    _: Callable[..., str],
 ) -> Any | None:
     try:
         return model.model_validate(data)
@@ -241,7 +246,7 @@ def _validated(
             field = str(loc[0]) if loc else "form"
             if field == "name":
                 field = "name_en" if len(loc) < 2 or loc[1] == "en" else "name_de"
-            problems[field] = (problems.get(field, "") + " " + str(error["msg"])).strip()
+            problems[field] = (problems.get(field, "") + " " + message_of(error, _)).strip()
         return None
 
 
@@ -272,11 +277,12 @@ def save_tier(
         "purchasable": bool(purchasable),
     }  # fmt: skip
     problems: dict[str, str] = {}
+    _ = translate_for(language(request))
     data = _data(programme, form, problems)
     if tier is None:
-        checked = _validated(TierCreate, {"code": new_code.strip(), **data}, problems)
+        checked = _validated(TierCreate, {"code": new_code.strip(), **data}, problems, _)
     else:
-        checked = _validated(TierPatch, data, problems)
+        checked = _validated(TierPatch, data, problems, _)
     if checked is None or problems:
         return _editor(request, staff, programme, tier, form, problems=problems, status_code=422)
     actor = f"staff:{staff.email}"
