@@ -10,6 +10,8 @@ one must be confirmed first (a later feature)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request
@@ -81,8 +83,27 @@ def _page(
             errors=errors or {},
             values=values or {},
             done=request.query_params.get("done"),
-            earned=_int(request.query_params.get("earned")),
+            earned=_earned(request, signed),
         )
+
+
+def _done(done: str, earned: int, signed: Signed) -> str:
+    """Where a save sends the member: the page with the points it credited, marked with
+    the session's own secret so that a link from someone else cannot show a made-up
+    amount ("5,000 points were credited")."""
+    return f"{PATH}?done={done}&earned={earned}&mark={_mark(earned, signed)}"
+
+
+def _mark(earned: int, signed: Signed) -> str:
+    digest = hmac.new(signed.csrf.encode(), f"earned:{earned}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
+def _earned(request: Request, signed: Signed) -> int:
+    """The credited points of ``_done``'s link; 0 when its mark is not this session's."""
+    earned = _int(request.query_params.get("earned"))
+    mark = request.query_params.get("mark") or ""
+    return earned if earned and hmac.compare_digest(mark, _mark(earned, signed)) else 0
 
 
 def _int(value: str | None) -> int:
@@ -167,7 +188,7 @@ def save_profile(
     if isinstance(result, dict):
         return _refused(request, signed, result, changes)
     earned, _ = result
-    return RedirectResponse(f"{PATH}?done=saved&earned={earned}", status_code=303)
+    return RedirectResponse(_done("saved", earned, signed), status_code=303)
 
 
 def _refused(request: Request, signed: Signed, errors: Errors, changes: dict[str, Any]) -> Response:
@@ -211,7 +232,7 @@ def give_field(
         kind = next(iter(result.values()))
         return _page(request, signed, status_code=422, ask_error=kind)
     earned, _ = result
-    return RedirectResponse(f"{PATH}?done=given&earned={earned}", status_code=303)
+    return RedirectResponse(_done("given", earned, signed), status_code=303)
 
 
 @router.post(f"{ROUTE}/consents")
