@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests import factories as f
 from tests.messaging.conftest import SECRET
@@ -148,6 +148,82 @@ def test_two_workers_racing_reach_each_member_once(fresh_db: Database) -> None:
     for who in people:
         assert len(messages(db, who)) == 1
         assert len(exposures(db, who)) == 1
+
+
+@pytest.mark.now("2027-03-10T10:00:00Z")
+def test_two_dispatchers_at_once_keep_a_members_marketing_cap(
+    fresh_db: Database, backend: str
+) -> None:
+    """Two dispatchers each take one of a member's two marketing messages and count the
+    member's deliveries at the same moment: the second counts the first's, so the cap
+    of one lets exactly one through."""
+    import time
+
+    from tests.support.concurrency import postgres_only
+    from treu.delivery.models import Delivery
+    from treu.delivery.service import deliveries
+    from treu.kit.ids import new_id
+    from treu.outbox.models import OutboxMessage
+
+    postgres_only(backend)
+    db = fresh_db
+    prog = f.programme(db, timezone=BERLIN)
+    enable(db, prog, JourneyKind.birthday)
+    who = f.member(db, prog, birthday=date(1990, 3, 10))
+    consent(db, who)
+    run_daily(db)
+    with db.unit_of_work() as session:
+        [first] = outbox.messages(session, member_id=who.id, types=["campaign.message"])
+        session.add(
+            OutboxMessage(
+                id=new_id(),
+                type=first.type,
+                programme_id=first.programme_id,
+                member_id=first.member_id,
+                payload=dict(first.payload),
+                occurred_at=first.occurred_at,
+                created_at=first.created_at,
+            )
+        )
+        # the rest of the outbox (the enrolment, …) dispatched already
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.type != "campaign.message")
+            .values(dispatched_at=utc_now())
+        )
+    channel = EmailChannel(Settings(secret_key=SECRET, marketing_cap_per_7_days=1))
+    meet = threading.Barrier(2, timeout=10)
+    counted = channel._marketing_sent
+
+    def slow(*args: object, **kwargs: object) -> dict[object, int]:
+        meet.wait()  # both have taken their message and are about to count
+        sent = counted(*args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.5)  # the first to count has not committed yet
+        return sent
+
+    channel._marketing_sent = slow  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+    dispatched: list[int] = []
+
+    def dispatch() -> None:
+        try:
+            with db.unit_of_work() as session:
+                dispatched.append(deliveries.dispatch(session, [channel], now=utc_now(), limit=1))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=dispatch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert dispatched == [1, 1]  # each took one of the two messages
+    with db.unit_of_work(write=False) as session:
+        sent = session.scalars(
+            select(Delivery).where(Delivery.member_id == who.id, Delivery.channel == "email")
+        ).all()
+    assert len(sent) == 1
 
 
 # --- holdout -------------------------------------------------------------------------------

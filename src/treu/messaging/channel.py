@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from treu.campaigns.models import Campaign
@@ -396,6 +397,7 @@ class EmailChannel:
         }
         if not member_ids:
             return {}
+        _serialise_members(session, member_ids)
         rows = session.execute(
             select(Delivery.member_id, func.count())
             .where(
@@ -524,3 +526,25 @@ def email_channels(settings: Settings, *, owned: Owned | None = None) -> list[Ch
         _warned = True
         log.warning("TREU_SMTP_HOST is not set: no e-mail is sent (docs/email.md)")
     return []
+
+
+_CAP_LOCKS = zlib.crc32(b"treu.marketing_cap") - 2**31
+"""The first key of the frequency cap's advisory locks (a 32-bit key space of its own)."""
+
+
+def _serialise_members(session: Session, member_ids: set[uuid.UUID]) -> None:
+    """On PostgreSQL, hold a lock per member until the transaction ends, so that two
+    dispatchers planning marketing messages for one member count each other's
+    deliveries: the second waits for the first to commit, then sees what it planned (at
+    READ COMMITTED each statement sees the latest commits). Taken in one order, so two
+    dispatchers never wait for each other in a circle. SQLite has one writer anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int.from_bytes(m.bytes[-4:], "big", signed=True) for m in member_ids})
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(:space, k)) "
+            "FROM unnest(CAST(:keys AS integer[])) AS k"
+        ),
+        {"space": _CAP_LOCKS, "keys": keys},
+    )
