@@ -159,7 +159,7 @@ def test_two_dispatchers_at_once_keep_a_members_marketing_cap(
     of one lets exactly one through."""
     import time
 
-    from tests.support.concurrency import postgres_only
+    from tests.support.concurrency import in_parallel, postgres_only
     from treu.delivery.models import Delivery
     from treu.delivery.service import deliveries
     from treu.kit.ids import new_id
@@ -202,22 +202,12 @@ def test_two_dispatchers_at_once_keep_a_members_marketing_cap(
         return sent
 
     channel._marketing_sent = slow  # type: ignore[method-assign]
-    errors: list[BaseException] = []
-    dispatched: list[int] = []
 
-    def dispatch() -> None:
-        try:
-            with db.unit_of_work() as session:
-                dispatched.append(deliveries.dispatch(session, [channel], now=utc_now(), limit=1))
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def dispatch(_: int) -> int:
+        with db.unit_of_work() as session:
+            return deliveries.dispatch(session, [channel], now=utc_now(), limit=1)
 
-    threads = [threading.Thread(target=dispatch) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    dispatched = in_parallel(2, dispatch)
     assert dispatched == [1, 1]  # each took one of the two messages
     with db.unit_of_work(write=False) as session:
         sent = session.scalars(
