@@ -35,6 +35,12 @@ LAST_NAMES = (
     "Winkler", "Roth", "Beck", "Lorenz", "Baumann", "Franke", "Albrecht", "Schuster",
 )  # fmt: skip
 EMAIL_DOMAINS = ("example.com", "example.de", "example.org", "example.net")
+SHOWCASE = (
+    {"email": "lena.becker@example.com", "first_name": "Lena", "language": "de"},
+    {"email": "sam.taylor@example.com", "first_name": "Sam", "language": "en"},
+)
+"""The two members who join at the end of the load (their welcome e-mails are what the
+development mailbox shows): no generated member takes their addresses."""
 MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175", "176", "177")
 
 
@@ -115,7 +121,7 @@ class _Generator:
 
     def members(self, count: int) -> list[DemoMember]:
         rng = self.rng
-        emails: set[str] = set()
+        emails: set[str] = {joining["email"] for joining in SHOWCASE}
         phones: set[str] = set()
         cards: set[str] = set()
         out: list[DemoMember] = []

@@ -11,7 +11,7 @@ from typing import Any
 from treu.db.session import Database
 from treu.delivery.service import deliveries
 from treu.demo.campaigns import demo_campaigns
-from treu.demo.generate import generate
+from treu.demo.generate import SHOWCASE, generate
 from treu.demo.programme import (
     DEMO_SLUG,
     demo_challenges,
@@ -37,10 +37,6 @@ from treu.rules.spec import RuleSpec
 from treu.worker.jobs import activate_pending, expire_points, warn_expiring
 
 BATCH_SIZE = 1000
-SHOWCASE = (
-    {"email": "lena.becker@example.com", "first_name": "Lena", "language": "de"},
-    {"email": "sam.taylor@example.com", "first_name": "Sam", "language": "en"},
-)
 
 Progress = Callable[[str, int, int], None]
 """``on_progress(stage, done, total)`` with stage ``members``, ``events`` or ``ledger``."""
