@@ -294,3 +294,58 @@ def test_an_event_committed_after_a_refresh_by_an_older_transaction_is_not_lost(
     kept = _metrics(db, prog, NOW)
     assert sorted(kept[0]["metrics.spend_90"].tolist()) == [777, 1000]
     _same(kept, _metrics(db, prog, NOW, rebuild=True, keep=False))
+
+
+def test_a_role_that_cannot_see_other_sessions_keeps_its_mark(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker's role without pg_monitor sees other roles' sessions as
+    ``<insufficient privilege>``: it cannot know how old their transactions are, so the
+    update keeps the mark it had (and says so) instead of moving past events they may
+    still commit. A role that sees them moves it."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL only: pg_stat_activity")
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    prog = factories.programme(db)
+    people = [factories.member(db, prog) for _ in range(2)]
+    _happen(db, prog, people, [Happening(0, "purchase", 3)])
+    _metrics(db, prog, NOW)
+    state = table_of(MemberMetricsState)
+
+    def mark() -> uuid.UUID:
+        with db.unit_of_work(write=False) as session:
+            return session.execute(
+                select(state.c.events_from).where(state.c.programme_id == prog.id)
+            ).scalar_one()
+
+    before = mark()
+    time.sleep(0.01)  # the clock's millisecond moves on
+    role = f"treu_plain_{uuid.uuid4().hex[:10]}"
+    with db.write_engine.connect() as admin:
+        admin.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        admin.exec_driver_sql(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'
+        )
+        admin.commit()
+    plain = Database(make_url(db.url).set(username=role).render_as_string(hide_password=False))
+    try:
+        with db.write_engine.connect() as other:
+            other.exec_driver_sql("SELECT 1")  # another role's transaction, open
+            with caplog.at_level("WARNING", logger=member_metrics.__name__):
+                with plain.unit_of_work() as session:
+                    member_metrics.update(
+                        session, programme_id=prog.id, now=NOW, settle=timedelta(0)
+                    )
+            other.rollback()
+        assert mark() == before
+        assert "not visible in pg_stat_activity" in caplog.text
+    finally:
+        plain.dispose()
+        with db.write_engine.connect() as admin:
+            admin.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            admin.exec_driver_sql(f'DROP ROLE "{role}"')
+            admin.commit()
+    _metrics(db, prog, NOW)  # the test's own role sees every session
+    assert mark() > before

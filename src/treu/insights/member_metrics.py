@@ -281,7 +281,9 @@ def _mark(connection: Connection, settle: timedelta) -> tuple[uuid.UUID, bool]:
                 "SELECT min(xact_start), count(*) FILTER (WHERE query = "
                 "'<insufficient privilege>' OR state IS NULL OR state = 'disabled') "
                 "FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                "AND pid <> pg_backend_pid() "
+                # another role's session shows no backend type either: still counted
+                "AND (backend_type = 'client backend' OR backend_type IS NULL)"
             )
         ).one()
         if started is not None:
