@@ -270,18 +270,25 @@ def test_recency_is_counted_from_the_kept_instant_to_each_refresh(db: Database) 
     assert columns["metrics.first_purchase_days"].tolist() == [15]
 
 
-def test_an_event_committed_after_a_refresh_by_an_older_transaction_is_not_lost(
-    db: Database,
-) -> None:
-    """A transaction makes an event id, a refresh runs and commits, then the
-    transaction commits: its id is below what the refresh saw, yet the next refresh
-    folds it in (the mark stays below the oldest open transaction)."""
+def _refreshed_pair(db: Database) -> tuple[Programme, list[Member]]:
+    """Two members, one purchase, the metrics kept once; PostgreSQL only (these tests
+    need other sessions that stay open)."""
     if db.is_sqlite:
         pytest.skip("PostgreSQL only: SQLite serialises writers")
     prog = factories.programme(db)
     people = [factories.member(db, prog) for _ in range(2)]
     _happen(db, prog, people, [Happening(0, "purchase", 3)])
     _metrics(db, prog, NOW)
+    return prog, people
+
+
+def test_an_event_committed_after_a_refresh_by_an_older_transaction_is_not_lost(
+    db: Database,
+) -> None:
+    """A transaction makes an event id, a refresh runs and commits, then the
+    transaction commits: its id is below what the refresh saw, yet the next refresh
+    folds it in (the mark stays below the oldest open transaction)."""
+    prog, people = _refreshed_pair(db)
     with db.write_engine.connect() as slow:
         slow.exec_driver_sql("SELECT 1")  # its transaction has begun
         _write(slow, prog, people, [Happening(1, "purchase", 2, amount=777)])
@@ -303,15 +310,10 @@ def test_a_role_that_cannot_see_other_sessions_keeps_its_mark(
     ``<insufficient privilege>``: it cannot know how old their transactions are, so the
     update keeps the mark it had (and says so) instead of moving past events they may
     still commit. A role that sees them moves it."""
-    if db.is_sqlite:
-        pytest.skip("PostgreSQL only: pg_stat_activity")
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
 
-    prog = factories.programme(db)
-    people = [factories.member(db, prog) for _ in range(2)]
-    _happen(db, prog, people, [Happening(0, "purchase", 3)])
-    _metrics(db, prog, NOW)
+    prog, _ = _refreshed_pair(db)
     state = table_of(MemberMetricsState)
 
     def mark() -> uuid.UUID:
