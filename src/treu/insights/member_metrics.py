@@ -226,7 +226,7 @@ def update(
     for table in (SEEN, NEW, DIRTY, SHIFTED):
         table.drop(connection, checkfirst=True)
         table.create(connection)
-    mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
+    mine = _members_events(programme_id)
     connection.execute(
         insert(SEEN).from_select(["id"], select(Event.id).where(mine, Event.id >= mark))
     )
@@ -251,6 +251,11 @@ def update(
         values |= {"rebuilt_at": utc_now(), "definition": DEFINITION}
     connection.execute(state.update().where(state.c.programme_id == programme_id).values(values))
     return done
+
+
+def _members_events(programme_id: uuid.UUID) -> Any:
+    """The programme's events that belong to a member (a condition on ``Event``)."""
+    return and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
 
 
 def _counted(mark: uuid.UUID) -> Any:
@@ -319,7 +324,7 @@ def _step(
         Event.id < events_from,
         Event.id.in_(select(folded.c.event_id).where(folded.c.programme_id == programme_id)),
     )
-    mine = and_(Event.programme_id == programme_id, Event.member_id.is_not(None))
+    mine = _members_events(programme_id)
     connection.execute(
         insert(NEW).from_select(
             ["id"], select(Event.id).where(mine, Event.id >= events_from, counted, ~before)
@@ -370,8 +375,7 @@ def _shift(
     categories, tags, engagement types; a value whose count reaches 0 is deleted). These
     events lie before both ``now``s, so nothing else of the row moves."""
     crossed = and_(
-        Event.programme_id == programme_id,
-        Event.member_id.is_not(None),
+        _members_events(programme_id),
         Event.occurred_at > after,
         Event.occurred_at <= until,
         before,
@@ -553,12 +557,7 @@ def _fill(
     written)."""
     is_purchase = Event.type == PURCHASE
     is_engagement = Event.type.not_in([PURCHASE, RETURN])
-    mine = and_(
-        Event.programme_id == programme_id,
-        Event.member_id.is_not(None),
-        Event.occurred_at <= now,
-        _counted(mark),
-    )
+    mine = and_(_members_events(programme_id), Event.occurred_at <= now, _counted(mark))
     if dirty:
         mine = and_(mine, _dirty(connection, Event.member_id))
     metrics = table_of(MemberMetrics)
