@@ -454,22 +454,11 @@ def read_sets(
 
 def read_labels(connection: Connection, n: int, source: Any, value: Any) -> np.ndarray[Any, Any]:
     """A text column of few distinct values (a tier, a language, a group) by position
-    (``POSITIONS.c.pos`` in ``source``), None where absent. On PostgreSQL one row per
-    value with its positions joined into one string."""
+    (``POSITIONS.c.pos`` in ``source``), None where absent (``read_groups``)."""
     out = np.full(n, None, dtype=object)
-    if connection.dialect.name != "postgresql":
-        for pos, label in connection.execute(
-            select(POSITIONS.c.pos, value).select_from(source).where(value.is_not(None))
-        ):
-            out[pos] = label
-        return out
-    for label, joined in connection.execute(
-        select(value, func.string_agg(cast(POSITIONS.c.pos, Text), literal(",")))
-        .select_from(source)
-        .where(value.is_not(None))
-        .group_by(value)
-    ):
-        out[_positions(joined)] = label
+    pairs = select(POSITIONS.c.pos, value).select_from(source).where(value.is_not(None))
+    for label, at in read_groups(connection, pairs.subquery()).items():
+        out[at] = label
     return out
 
 
